@@ -1,0 +1,73 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// MARK: - Products
+
+let package = Package(
+    name: "bnkit",
+    products: [
+        .library(name: "ModelIR", targets: ["ModelIR"]),
+        .library(name: "KerasHDF5", targets: ["KerasHDF5"]),
+        .library(name: "NativeFormat", targets: ["NativeFormat"]),
+        .library(name: "IDX", targets: ["IDX"]),
+        .library(name: "BNFolding", targets: ["BNFolding"]),
+        .library(name: "Runtime", targets: ["Runtime"]),
+        .executable(name: "bnconv", targets: ["bnconv"]),
+        .executable(name: "bnrun", targets: ["bnrun"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: - System libraries (C), wrapped once
+        .systemLibrary(
+            name: "CHDF5",
+            pkgConfig: "hdf5-serial",
+            providers: [.apt(["libhdf5-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(name: "HDF5", dependencies: ["CHDF5"]),
+
+        // MARK: - Model representation: knows no file format
+        .target(name: "ModelIR"),
+
+        // MARK: - Formats
+        .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR"]),
+        .target(name: "NativeFormat", dependencies: ["ModelIR"]),
+        .target(name: "IDX", dependencies: ["CZlib"]),
+        .target(name: "AtomicFile"),
+
+        // MARK: - Transformations and execution
+        .target(name: "BNFolding", dependencies: ["ModelIR"]),
+        .target(name: "Runtime", dependencies: ["ModelIR"]),
+
+        // MARK: - Command-line tools (thin)
+        .target(
+            name: "BNKitCLI",
+            dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "IDX", "BNFolding", "Runtime", "AtomicFile"],
+            path: "Sources/BNKitCLI"
+        ),
+        .executableTarget(
+            name: "bnconv",
+            dependencies: ["BNKitCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "bnrun",
+            dependencies: ["BNKitCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        // MARK: - Tests
+        .target(name: "TestSupport", dependencies: ["ModelIR", "IDX"], path: "Tests/TestSupport"),
+        .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
+        .testTarget(name: "ModelIRTests", dependencies: ["ModelIR"]),
+        .testTarget(name: "IDXTests", dependencies: ["IDX", "TestSupport"]),
+        .testTarget(name: "NativeFormatTests", dependencies: ["NativeFormat", "ModelIR", "TestSupport"]),
+        .testTarget(name: "KerasHDF5Tests", dependencies: ["KerasHDF5", "HDF5", "Runtime", "TestSupport"]),
+        .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "TestSupport", "bnconv", "bnrun"]),
+    ]
+)

@@ -1,0 +1,403 @@
+// A small, checked Swift wrapper over libhdf5.
+//
+// Every C call goes through `check`, which turns a negative return into an
+// `HDF5Error` carrying the operation and HDF5's own innermost message
+// (libhdf5's automatic printing to stderr is switched off). Every handle is
+// owned by exactly one Swift object that closes it in `deinit`. Nothing above
+// this module sees `hid_t` or a pointer.
+
+import CHDF5
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// An HDF5 operation failed.
+public struct HDF5Error: Error, CustomStringConvertible, Sendable {
+    /// What we were doing, e.g. `open dataset 'model_weights/dense/kernel:0'`.
+    public let operation: String
+    /// HDF5's innermost message, or our own explanation.
+    public let detail: String
+
+    public init(operation: String, detail: String) {
+        self.operation = operation
+        self.detail = detail
+    }
+
+    public var description: String {
+        detail.isEmpty ? "cannot \(operation)" : "cannot \(operation): \(detail)"
+    }
+}
+
+/// Turns libhdf5's error stack off once per process; errors become values.
+private let silenceLibraryErrors: Void = {
+    bnkit_H5_silence_errors()
+}()
+
+/// The one place a libhdf5 return code is judged.
+@discardableResult
+func check<T: BinaryInteger>(_ result: T, _ operation: @autoclosure () -> String) throws -> T {
+    if result < 0 {
+        var buffer = [CChar](repeating: 0, count: 512)
+        bnkit_H5_last_error(&buffer)
+        let detail = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        H5Eclear2(bnkit_H5E_DEFAULT())
+        throw HDF5Error(operation: operation(), detail: detail)
+    }
+    return result
+}
+
+/// An owned HDF5 identifier, closed with its matching close function.
+final class Handle {
+    let id: hid_t
+    private let close: (hid_t) -> herr_t
+
+    init(_ id: hid_t, close: @escaping (hid_t) -> herr_t) {
+        self.id = id
+        self.close = close
+    }
+
+    deinit { _ = close(id) }
+}
+
+/// An HDF5 file, opened for reading or writing.
+public final class HDF5File {
+    let handle: Handle
+    /// The path the file was opened with (used in messages).
+    public let path: String
+
+    private init(handle: Handle, path: String) {
+        self.handle = handle
+        self.path = path
+    }
+
+    /// Opens an existing file. The file must be an HDF5 file.
+    public static func open(_ path: String, writable: Bool = false) throws -> HDF5File {
+        _ = silenceLibraryErrors
+        let isHDF5 = try check(H5Fis_hdf5(path), "read '\(path)' as HDF5")
+        guard isHDF5 > 0 else {
+            throw HDF5Error(operation: "open '\(path)'", detail: "not an HDF5 file")
+        }
+        let flags = writable ? bnkit_H5F_ACC_RDWR() : bnkit_H5F_ACC_RDONLY()
+        let id = try check(H5Fopen(path, flags, bnkit_H5P_DEFAULT()), "open '\(path)'")
+        return HDF5File(handle: Handle(id, close: H5Fclose), path: path)
+    }
+
+    /// Creates a new file, replacing any file at `path`.
+    public static func create(_ path: String) throws -> HDF5File {
+        _ = silenceLibraryErrors
+        let id = try check(H5Fcreate(path, bnkit_H5F_ACC_TRUNC(), bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), "create '\(path)'")
+        return HDF5File(handle: Handle(id, close: H5Fclose), path: path)
+    }
+
+    /// The root group `/`.
+    public func root() throws -> HDF5Group {
+        try HDF5Group(file: self, path: "/")
+    }
+
+    /// Writes everything buffered to disk.
+    public func flush() throws {
+        try check(H5Fflush(handle.id, H5F_SCOPE_GLOBAL), "flush '\(path)'")
+    }
+}
+
+/// Attribute access shared by groups and datasets.
+public protocol HDF5AttributeHolder {
+    var objectID: hid_t { get }
+    var objectPath: String { get }
+}
+
+/// The type of values in an attribute or dataset, as far as bnkit cares.
+public enum HDF5ValueClass: Equatable, Sendable {
+    case string
+    case float
+    case integer
+    case other
+}
+
+extension HDF5AttributeHolder {
+    /// Whether an attribute with this name exists.
+    public func hasAttribute(_ name: String) throws -> Bool {
+        try check(H5Aexists(objectID, name), "look up attribute '\(name)' of '\(objectPath)'") > 0
+    }
+
+    /// The names of all attributes, in creation/name order.
+    public func attributeNames() throws -> [String] {
+        var info = H5O_info_t()
+        try check(H5Oget_info2(objectID, &info, UInt32(H5O_INFO_NUM_ATTRS)), "inspect '\(objectPath)'")
+        var names: [String] = []
+        for index in 0..<info.num_attrs {
+            let length = try check(H5Aget_name_by_idx(objectID, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, bnkit_H5P_DEFAULT()),
+                                   "read attribute names of '\(objectPath)'")
+            var buffer = [CChar](repeating: 0, count: Int(length) + 1)
+            try check(H5Aget_name_by_idx(objectID, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, bnkit_H5P_DEFAULT()),
+                      "read attribute names of '\(objectPath)'")
+            names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return names
+    }
+
+    /// Reads a string attribute (scalar or one-element array; variable- or
+    /// fixed-length; ASCII or UTF-8).
+    public func stringAttribute(_ name: String) throws -> String {
+        let values = try stringArrayAttribute(name)
+        guard values.count == 1 else {
+            throw HDF5Error(operation: "read attribute '\(name)' of '\(objectPath)'",
+                            detail: "expected one string, found \(values.count)")
+        }
+        return values[0]
+    }
+
+    /// Reads a string-array attribute (variable- or fixed-length). An empty
+    /// attribute of any type (h5py writes `[]` as an empty float array)
+    /// reads as no strings.
+    public func stringArrayAttribute(_ name: String) throws -> [String] {
+        let what = "read attribute '\(name)' of '\(objectPath)'"
+        let attribute = Handle(try check(H5Aopen(objectID, name, bnkit_H5P_DEFAULT()), what), close: H5Aclose)
+        let space = Handle(try check(H5Aget_space(attribute.id), what), close: H5Sclose)
+        let count = Int(try check(H5Sget_simple_extent_npoints(space.id), what))
+        if count == 0 { return [] }
+        let fileType = Handle(try check(H5Aget_type(attribute.id), what), close: H5Tclose)
+        guard H5Tget_class(fileType.id) == H5T_STRING else {
+            throw HDF5Error(operation: what, detail: "not a string attribute")
+        }
+        let memoryType = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
+        try check(H5Tset_cset(memoryType.id, H5Tget_cset(fileType.id)), what)
+        if try check(H5Tis_variable_str(fileType.id), what) > 0 {
+            try check(H5Tset_size(memoryType.id, bnkit_H5T_VARIABLE()), what)
+            var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
+            try check(H5Aread(attribute.id, memoryType.id, &pointers), what)
+            defer { _ = H5Dvlen_reclaim(memoryType.id, space.id, bnkit_H5P_DEFAULT(), &pointers) }
+            return try pointers.map { pointer in
+                guard let pointer else { return "" }
+                return try decodeUTF8(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)), what)
+            }
+        } else {
+            let size = H5Tget_size(fileType.id)
+            guard size > 0, size <= 1 << 24, count <= (1 << 28) / size else {
+                throw HDF5Error(operation: what, detail: "implausible string size \(size) × \(count)")
+            }
+            try check(H5Tset_size(memoryType.id, size), what)
+            var bytes = [UInt8](repeating: 0, count: size * count)
+            try check(H5Aread(attribute.id, memoryType.id, &bytes), what)
+            return try (0..<count).map { index in
+                var slice = bytes[(index * size)..<((index + 1) * size)]
+                if let end = slice.firstIndex(of: 0) { slice = slice[slice.startIndex..<end] }
+                while let last = slice.last, last == 0x20 { slice = slice.dropLast() }
+                return try slice.withUnsafeBytes { try decodeUTF8($0, what) }
+            }
+        }
+    }
+
+    /// Writes a scalar variable-length UTF-8 string attribute (as h5py does for `str`).
+    public func setStringAttribute(_ name: String, _ value: String) throws {
+        let what = "write attribute '\(name)' of '\(objectPath)'"
+        try deleteAttributeIfPresent(name)
+        let type = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
+        try check(H5Tset_size(type.id, bnkit_H5T_VARIABLE()), what)
+        try check(H5Tset_cset(type.id, H5T_CSET_UTF8), what)
+        let space = Handle(try check(H5Screate(H5S_SCALAR), what), close: H5Sclose)
+        let attribute = Handle(try check(H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                               close: H5Aclose)
+        try value.withCString { cString in
+            var pointer: UnsafePointer<CChar>? = cString
+            try check(H5Awrite(attribute.id, type.id, &pointer), what)
+        }
+    }
+
+    /// Writes a one-dimensional array of variable-length UTF-8 strings.
+    public func setStringArrayAttribute(_ name: String, _ values: [String]) throws {
+        let what = "write attribute '\(name)' of '\(objectPath)'"
+        try deleteAttributeIfPresent(name)
+        let type = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
+        try check(H5Tset_size(type.id, bnkit_H5T_VARIABLE()), what)
+        try check(H5Tset_cset(type.id, H5T_CSET_UTF8), what)
+        var dims = [hsize_t(values.count)]
+        let space = Handle(try check(H5Screate_simple(1, &dims, nil), what), close: H5Sclose)
+        let attribute = Handle(try check(H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                               close: H5Aclose)
+        let cStrings = values.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        var pointers = cStrings.map { UnsafePointer<CChar>($0) }
+        try check(H5Awrite(attribute.id, type.id, &pointers), what)
+    }
+
+    /// Removes an attribute; an error if it does not exist.
+    public func deleteAttribute(_ name: String) throws {
+        try check(H5Adelete(objectID, name), "delete attribute '\(name)' of '\(objectPath)'")
+    }
+
+    private func deleteAttributeIfPresent(_ name: String) throws {
+        if try hasAttribute(name) { try deleteAttribute(name) }
+    }
+}
+
+private func decodeUTF8(_ bytes: UnsafeRawBufferPointer, _ what: String) throws -> String {
+    guard let string = String(validating: bytes, as: UTF8.self) else {
+        throw HDF5Error(operation: what, detail: "string is not valid UTF-8")
+    }
+    return string
+}
+
+/// What an object in the file is.
+public enum HDF5ObjectKind: Equatable, Sendable {
+    case group, dataset, other
+}
+
+/// An open HDF5 group.
+public final class HDF5Group: HDF5AttributeHolder {
+    let file: HDF5File
+    let handle: Handle
+    /// The group's path inside the file.
+    public let path: String
+
+    init(file: HDF5File, path: String) throws {
+        self.file = file
+        self.path = path
+        handle = Handle(try check(H5Gopen2(file.handle.id, path, bnkit_H5P_DEFAULT()), "open group '\(path)' in '\(file.path)'"),
+                        close: H5Gclose)
+    }
+
+    public var objectID: hid_t { handle.id }
+    public var objectPath: String { path }
+
+    private func childPath(_ name: String) -> String {
+        path == "/" ? "/" + name : path + "/" + name
+    }
+
+    /// Whether every link along `relativePath` exists (without following
+    /// anything but hard links).
+    public func hasChild(_ relativePath: String) throws -> Bool {
+        var prefix = ""
+        for component in relativePath.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += prefix.isEmpty ? String(component) : "/" + component
+            let exists = try check(H5Lexists(handle.id, prefix, bnkit_H5P_DEFAULT()), "look up '\(childPath(prefix))'")
+            if exists <= 0 { return false }
+        }
+        return !prefix.isEmpty
+    }
+
+    /// The kind of object at `relativePath`.
+    public func childKind(_ relativePath: String) throws -> HDF5ObjectKind {
+        var info = H5O_info_t()
+        try check(H5Oget_info_by_name2(handle.id, relativePath, &info, UInt32(H5O_INFO_BASIC), bnkit_H5P_DEFAULT()),
+                  "inspect '\(childPath(relativePath))'")
+        switch info.type {
+        case H5O_TYPE_GROUP: return .group
+        case H5O_TYPE_DATASET: return .dataset
+        default: return .other
+        }
+    }
+
+    /// Opens a subgroup.
+    public func group(_ relativePath: String) throws -> HDF5Group {
+        try HDF5Group(file: file, path: childPath(relativePath))
+    }
+
+    /// Opens a dataset.
+    public func dataset(_ relativePath: String) throws -> HDF5Dataset {
+        try HDF5Dataset(file: file, path: childPath(relativePath))
+    }
+
+    /// Creates a group, creating intermediate groups as needed.
+    @discardableResult
+    public func createGroup(_ relativePath: String) throws -> HDF5Group {
+        let what = "create group '\(childPath(relativePath))'"
+        let linkProperties = Handle(try check(H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: H5Pclose)
+        try check(H5Pset_create_intermediate_group(linkProperties.id, 1), what)
+        let id = try check(H5Gcreate2(handle.id, relativePath, linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what)
+        _ = H5Gclose(id)
+        return try group(relativePath)
+    }
+
+    /// Creates a float32 dataset with the given shape and values, creating
+    /// intermediate groups as needed (Keras weight names contain `/`).
+    @discardableResult
+    public func createFloatDataset(_ relativePath: String, shape: [Int], values: [Float]) throws -> HDF5Dataset {
+        let what = "create dataset '\(childPath(relativePath))'"
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
+            throw HDF5Error(operation: what, detail: "shape \(shape) does not hold \(values.count) values")
+        }
+        let linkProperties = Handle(try check(H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: H5Pclose)
+        try check(H5Pset_create_intermediate_group(linkProperties.id, 1), what)
+        var dims = shape.map { hsize_t($0) }
+        let space = Handle(try check(H5Screate_simple(Int32(dims.count), &dims, nil), what), close: H5Sclose)
+        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, bnkit_H5T_IEEE_F32LE(), space.id,
+                                                  linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                             close: H5Dclose)
+        try values.withUnsafeBufferPointer { buffer in
+            try check(H5Dwrite(dataset.id, bnkit_H5T_NATIVE_FLOAT(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+                               buffer.baseAddress), what)
+        }
+        return try self.dataset(relativePath)
+    }
+
+    /// Removes the link `relativePath` (the object goes when nothing else links to it).
+    public func deleteLink(_ relativePath: String) throws {
+        try check(H5Ldelete(handle.id, relativePath, bnkit_H5P_DEFAULT()), "delete '\(childPath(relativePath))'")
+    }
+}
+
+/// An open HDF5 dataset.
+public final class HDF5Dataset: HDF5AttributeHolder {
+    let file: HDF5File
+    let handle: Handle
+    /// The dataset's path inside the file.
+    public let path: String
+
+    init(file: HDF5File, path: String) throws {
+        self.file = file
+        self.path = path
+        handle = Handle(try check(H5Dopen2(file.handle.id, path, bnkit_H5P_DEFAULT()), "open dataset '\(path)'"),
+                        close: H5Dclose)
+    }
+
+    public var objectID: hid_t { handle.id }
+    public var objectPath: String { path }
+
+    /// The dataset's dimensions (empty for a scalar).
+    public func shape() throws -> [Int] {
+        let what = "read the shape of '\(path)'"
+        let space = Handle(try check(H5Dget_space(handle.id), what), close: H5Sclose)
+        let rank = Int(try check(H5Sget_simple_extent_ndims(space.id), what))
+        guard rank <= 32 else { throw HDF5Error(operation: what, detail: "rank \(rank) is too large") }
+        var dims = [hsize_t](repeating: 0, count: rank)
+        try check(H5Sget_simple_extent_dims(space.id, &dims, nil), what)
+        return dims.map { Int(clamping: $0) }
+    }
+
+    /// The class of the stored values.
+    public func valueClass() throws -> HDF5ValueClass {
+        let type = Handle(try check(H5Dget_type(handle.id), "read the type of '\(path)'"), close: H5Tclose)
+        switch H5Tget_class(type.id) {
+        case H5T_FLOAT: return .float
+        case H5T_INTEGER: return .integer
+        case H5T_STRING: return .string
+        default: return .other
+        }
+    }
+
+    /// Reads all values converted to Float (the stored type must be a float type).
+    public func readFloats() throws -> [Float] {
+        let what = "read '\(path)'"
+        guard try valueClass() == .float else {
+            throw HDF5Error(operation: what, detail: "values are not floating point")
+        }
+        let shape = try shape()
+        var count = 1
+        for dimension in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            guard !overflow, product <= 1 << 31 else { throw HDF5Error(operation: what, detail: "shape \(shape) is too large") }
+            count = product
+        }
+        var values = [Float](repeating: 0, count: count)
+        if count > 0 {
+            try values.withUnsafeMutableBufferPointer { buffer in
+                try check(H5Dread(handle.id, bnkit_H5T_NATIVE_FLOAT(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+                                  buffer.baseAddress), what)
+            }
+        }
+        return values
+    }
+}

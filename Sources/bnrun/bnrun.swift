@@ -1,0 +1,65 @@
+import ArgumentParser
+import AtomicFile
+import BNKitCLI
+import Foundation
+
+@main
+struct BNRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bnrun",
+        abstract: "Run a (folded) model over the images of an IDX file and report its predictions.",
+        discussion: """
+        MODEL is a bnkit .bin (from `bnconv fold`) or an unfolded Keras .h5 (same answers, slower).
+        IMAGES is an IDX file, plain or gzipped (detected by content). Each image is reshaped to the
+        model's input when the element counts match. Integer pixels are scaled by 1/255 by default
+        (pixels / 255 as float32, as Keras training scripts do); float data is used as stored.
+
+        Examples:
+          bnrun model.bin t10k-images.idx3-ubyte.gz --labels t10k-labels.idx1-ubyte.gz --format summary
+          bnrun model.bin images.idx --format csv --output predictions.csv
+          bnrun model.h5 images.idx --scale 1 --format json
+
+        Exit status: 0 success, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
+        70 internal error.
+        """)
+
+    @Argument(help: "The model: a bnkit .bin or a Keras .h5.")
+    var model: String
+
+    @Argument(help: "The images: an IDX file (plain or gzipped).")
+    var images: String
+
+    @Option(help: "An IDX file of labels, one per image; the accuracy is reported.")
+    var labels: String?
+
+    @Option(help: "Output format: text (one line per image, then the accuracy), csv (index,prediction,p0,...,p{K-1}), json, or summary.")
+    var format: String = "text"
+
+    @Option(help: "Write the report to this file (atomically) instead of standard output.")
+    var output: String?
+
+    @Option(help: "Input scale, as a number or a fraction such as 1/255. Default: 1/255 for integer IDX data, 1 for float data.")
+    var scale: String?
+
+    func validate() throws {
+        guard ReportFormat(rawValue: format) != nil else {
+            throw ValidationError("unknown format '\(format)' (text, csv, json, summary)")
+        }
+        if let scale, InputScale(scale) == nil {
+            throw ValidationError("invalid --scale '\(scale)' (a number or a fraction such as 1/255)")
+        }
+    }
+
+    func run() throws {
+        runReportingFailures(tool: "bnrun") {
+            let (graph, _) = try loadModel(path: model)
+            let result = try runInference(graph: graph, imagesPath: images, labelsPath: labels, scale: scale.flatMap(InputScale.init))
+            let report = ReportFormat(rawValue: format)!.render(result)
+            if let output {
+                try AtomicFile.write(Data(report.utf8), to: output)
+            } else {
+                FileHandle.standardOutput.write(Data(report.utf8))
+            }
+        }
+    }
+}
