@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "TestSupport"]),
         .testTarget(name: "ModelIRTests", dependencies: ["ModelIR"]),
         .testTarget(name: "IDXTests", dependencies: ["IDX", "TestSupport"]),
-        .testTarget(name: "NativeFormatTests", dependencies: ["NativeFormat", "ModelIR", "TestSupport"]),
+        .testTarget(name: "NativeFormatTests", dependencies: ["NativeFormat", "ModelIR", "KerasHDF5", "BNFolding", "TestSupport"]),
         .testTarget(name: "KerasHDF5Tests", dependencies: ["KerasHDF5", "HDF5", "Runtime", "TestSupport"]),
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),

@@ -13,6 +13,11 @@ public struct FoldEvent: Equatable, Sendable, CustomStringConvertible {
     public let batchNorm: String
     public let outcome: Outcome
 
+    public init(batchNorm: String, outcome: Outcome) {
+        self.batchNorm = batchNorm
+        self.outcome = outcome
+    }
+
     public var description: String {
         switch outcome {
         case .foldedIntoPrevious(let layer):

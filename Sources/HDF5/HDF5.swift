@@ -179,6 +179,8 @@ extension HDF5AttributeHolder {
                 throw HDF5Error(operation: what, detail: "implausible string size \(size) × \(count)")
             }
             try check(H5Tset_size(memoryType.id, size), what)
+            // Same padding as stored: a null-terminated memory type would drop the last character.
+            try check(H5Tset_strpad(memoryType.id, H5T_STR_NULLPAD), what)
             var bytes = [UInt8](repeating: 0, count: size * count)
             try check(H5Aread(attribute.id, memoryType.id, &bytes), what)
             return try (0..<count).map { index in
@@ -221,6 +223,28 @@ extension HDF5AttributeHolder {
         defer { cStrings.forEach { free($0) } }
         var pointers = cStrings.map { UnsafePointer<CChar>($0) }
         try check(H5Awrite(attribute.id, type.id, &pointers), what)
+    }
+
+    /// Writes fixed-length, null-padded ASCII strings (as h5py does for numpy
+    /// `S` arrays, the form older Keras versions used for `layer_names`).
+    /// `scalar` writes a single string as a scalar attribute.
+    public func setFixedStringAttribute(_ name: String, _ values: [String], scalar: Bool = false) throws {
+        let what = "write attribute '\(name)' of '\(objectPath)'"
+        guard !scalar || values.count == 1 else { throw HDF5Error(operation: what, detail: "a scalar needs one string") }
+        try deleteAttributeIfPresent(name)
+        let width = max(values.map(\.utf8.count).max() ?? 1, 1)
+        let type = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
+        try check(H5Tset_size(type.id, width), what)
+        try check(H5Tset_strpad(type.id, H5T_STR_NULLPAD), what)
+        var dims = [hsize_t(values.count)]
+        let space = Handle(try check(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil), what), close: H5Sclose)
+        let attribute = Handle(try check(H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                               close: H5Aclose)
+        var bytes = [UInt8](repeating: 0, count: width * values.count)
+        for (index, value) in values.enumerated() {
+            for (offset, byte) in value.utf8.enumerated() { bytes[index * width + offset] = byte }
+        }
+        try check(H5Awrite(attribute.id, type.id, &bytes), what)
     }
 
     /// Removes an attribute; an error if it does not exist.

@@ -1,0 +1,114 @@
+import Foundation
+import IDX
+import TestSupport
+import XCTest
+
+final class IDXTests: XCTestCase {
+    private func idx(_ type: UInt8, _ dims: [UInt32], _ payload: [UInt8]) -> Data {
+        var bytes: [UInt8] = [0, 0, type, UInt8(dims.count)]
+        for d in dims { bytes += [UInt8(d >> 24), UInt8((d >> 16) & 0xFF), UInt8((d >> 8) & 0xFF), UInt8(d & 0xFF)] }
+        return Data(bytes + payload)
+    }
+
+    private func gzip(_ data: Data) throws -> Data {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        process.arguments = ["-c"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(data)
+        try input.fileHandleForWriting.close()
+        let result = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return result
+    }
+
+    func testAllSixTypesBigEndian() throws {
+        let cases: [(UInt8, [UInt8], [Double])] = [
+            (0x08, [0, 255, 7], [0, 255, 7]),
+            (0x09, [0x80, 0x7F, 0xFF], [-128, 127, -1]),
+            (0x0B, [0x80, 0x00, 0x01, 0x02, 0xFF, 0xFF], [-32768, 258, -1]),
+            (0x0C, [0x80, 0, 0, 0, 0, 0, 1, 0, 0xFF, 0xFF, 0xFF, 0xFE], [-2_147_483_648, 256, -2]),
+            (0x0D, [0x3F, 0x80, 0, 0, 0xC0, 0x49, 0x0F, 0xDB, 0, 0, 0, 1], [1, Double(Float(-3.14159274)), Double(Float.leastNonzeroMagnitude)]),
+            (0x0E, [0x3F, 0xF0, 0, 0, 0, 0, 0, 0, 0xC0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 0xEF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], [1, -2, Double.greatestFiniteMagnitude]),
+        ]
+        for (type, payload, expected) in cases {
+            let array = try IDXReader.parse(idx(type, [3], payload), path: "t")
+            XCTAssertEqual(array.dataType.rawValue, type)
+            XCTAssertEqual((0..<3).map { array.value(at: $0) }, expected, "type 0x\(String(type, radix: 16))")
+        }
+    }
+
+    func testManyDimensionsAndItemSize() throws {
+        let payload = (0..<120).map { UInt8($0) }
+        let array = try IDXReader.parse(idx(0x08, [2, 3, 4, 5], payload), path: "t")
+        XCTAssertEqual(array.dimensions, [2, 3, 4, 5])
+        XCTAssertEqual(array.itemCount, 2)
+        XCTAssertEqual(array.itemSize, 60)
+        XCTAssertEqual(array.floats(60..<63), [60, 61, 62])
+        XCTAssertEqual(array.floats(0..<3, divisor: 255), [0, Float(1) / 255, Float(2) / 255])
+    }
+
+    func testGzipIsDetectedByContentNotName() throws {
+        let folder = try temporaryFolder()
+        let plain = idx(0x08, [2, 2], [1, 2, 3, 4])
+        let gzPath = folder.appendingPathComponent("named-plain.idx").path
+        try gzip(plain).write(to: URL(fileURLWithPath: gzPath))
+        let plainPath = folder.appendingPathComponent("named-compressed.gz").path
+        try plain.write(to: URL(fileURLWithPath: plainPath))
+        for path in [gzPath, plainPath] {
+            let array = try IDXReader.read(path: path)
+            XCTAssertEqual(array.floats(0..<4), [1, 2, 3, 4], path)
+        }
+    }
+
+    func testRealMNISTTestSet() throws {
+        let images = try IDXReader.read(path: TestPaths.testImages)
+        XCTAssertEqual(images.dimensions, [10_000, 28, 28])
+        XCTAssertEqual(images.dataType, .uint8)
+        let labels = try IDXReader.read(path: TestPaths.testLabels)
+        XCTAssertEqual(Array(try XCTUnwrap(labels.integers()).prefix(5)), [7, 2, 1, 0, 4])
+    }
+
+    func testHeaderThatClaimsMoreDataThanTheFileHolds() throws {
+        XCTAssertThrowsError(try IDXReader.parse(idx(0x08, [10, 28, 28], [UInt8](repeating: 0, count: 7839)), path: "short.idx")) {
+            XCTAssertEqual($0 as? IDXError, .sizeMismatch(path: "short.idx", dimensions: [10, 28, 28], expectedBytes: 7840, actualBytes: 7839))
+        }
+        XCTAssertThrowsError(try IDXReader.parse(try gzip(idx(0x08, [10, 28, 28], [UInt8](repeating: 0, count: 100))), path: "short.gz"))
+    }
+
+    func testHeaderThatClaimsLessDataThanTheFileHolds() throws {
+        XCTAssertThrowsError(try IDXReader.parse(idx(0x08, [3], [1, 2, 3, 4]), path: "long.idx"))
+        // A gzip stream that inflates far beyond its header is stopped at the header's size.
+        let bomb = try gzip(idx(0x08, [4], [UInt8](repeating: 0, count: 50_000_000)))
+        XCTAssertThrowsError(try IDXReader.parse(bomb, path: "bomb.gz")) { XCTAssertTrue("\($0)".contains("more than"), "\($0)") }
+    }
+
+    func testUnknownTypeCodeAndBadMagic() {
+        XCTAssertThrowsError(try IDXReader.parse(idx(0x0A, [1], [0]), path: "t.idx")) {
+            XCTAssertEqual($0 as? IDXError, .unknownType(path: "t.idx", code: 0x0A))
+            XCTAssertTrue("\($0)".contains("0xA"))
+        }
+        XCTAssertThrowsError(try IDXReader.parse(Data([1, 0, 8, 1, 0, 0, 0, 1, 0]), path: "t.idx")) {
+            XCTAssertEqual($0 as? IDXError, .badMagic(path: "t.idx"))
+        }
+        XCTAssertThrowsError(try IDXReader.parse(Data([0, 0, 8, 0]), path: "t.idx"))
+        XCTAssertThrowsError(try IDXReader.parse(Data(), path: "t.idx"))
+        XCTAssertThrowsError(try IDXReader.parse(Data([0, 0, 8, 3, 0, 0]), path: "t.idx"))
+    }
+
+    func testHugeDeclaredSizesAreRefusedBeforeAllocation() {
+        XCTAssertThrowsError(try IDXReader.parse(idx(0x0E, [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], []), path: "t.idx")) {
+            if case .sizeOverflow = $0 as? IDXError {} else { XCTFail("\($0)") }
+        }
+    }
+
+    func testTruncatedGzip() throws {
+        let compressed = try gzip(idx(0x08, [1000], (0..<1000).map { UInt8($0 % 251) }))
+        XCTAssertThrowsError(try IDXReader.parse(compressed.prefix(compressed.count - 12), path: "t.gz")) {
+            XCTAssertTrue("\($0)".contains("t.gz"), "\($0)")
+        }
+    }
+}
