@@ -1,5 +1,6 @@
 /* HDF5 for Swift: the public API plus getters for the macros Swift cannot import. */
 #include <stdio.h>
+#include <string.h>
 #include <hdf5.h>
 
 static inline hid_t bnkit_H5P_DEFAULT(void) { return H5P_DEFAULT; }
@@ -23,15 +24,25 @@ static inline size_t bnkit_H5T_VARIABLE(void) { return H5T_VARIABLE; }
 /* Silence libhdf5's own printing of its error stack; errors reach Swift as values. */
 static inline void bnkit_H5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-/* Copy the innermost message of the current error stack into buf (empty when none). */
+/* Describe the current error stack in buf: the outermost message, then the innermost cause. */
+typedef struct { char outer[256]; char inner[256]; } bnkit_h5_error_text;
 static inline herr_t bnkit_h5_error_walker(unsigned n, const H5E_error2_t *err, void *data) {
-    char *buf = (char *)data;
-    if (n == 0 && err && err->desc) {
-        snprintf(buf, 512, "%s (in %s)", err->desc, err->func_name ? err->func_name : "?");
+    bnkit_h5_error_text *text = (bnkit_h5_error_text *)data;
+    if (err && err->desc) {
+        /* H5E_WALK_UPWARD: frame 0 is the innermost cause, the last one the API call. */
+        if (n == 0) snprintf(text->inner, sizeof text->inner, "%s", err->desc);
+        snprintf(text->outer, sizeof text->outer, "%s", err->desc);
     }
     return 0;
 }
 static inline void bnkit_H5_last_error(char *buf /* 512 bytes */) {
-    buf[0] = 0;
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, bnkit_h5_error_walker, buf);
+    bnkit_h5_error_text text;
+    text.outer[0] = 0;
+    text.inner[0] = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, bnkit_h5_error_walker, &text);
+    if (text.inner[0] && strcmp(text.inner, text.outer) != 0) {
+        snprintf(buf, 512, "%s (%s)", text.outer, text.inner);
+    } else {
+        snprintf(buf, 512, "%s", text.outer);
+    }
 }

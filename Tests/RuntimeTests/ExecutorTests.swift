@@ -1,0 +1,69 @@
+import Foundation
+import ModelIR
+import Runtime
+import TestSupport
+import XCTest
+
+final class ExecutorTests: XCTestCase {
+    private func reference(dense: Dense, _ x: [Double]) -> [Double] {
+        (0..<dense.units).map { o in
+            (0..<dense.inputs).reduce(Double(dense.bias?.values[o] ?? 0)) { $0 + x[$1] * Double(dense.kernel.values[$1 * dense.units + o]) }
+        }
+    }
+
+    func testDenseAgainstPlainReferenceOnOddShapes() throws {
+        var random = SeededGenerator(seed: 5)
+        for (inputs, units, batch, withBias) in [(1, 1, 1, true), (7, 3, 5, false), (33, 17, 9, true), (784, 50, 3, true), (5, 1, 64, false)] {
+            let dense = try Dense(kernel: Tensor(shape: [inputs, units], values: random.floats(inputs * units, in: -1...1)),
+                                  bias: withBias ? Tensor(random.floats(units, in: -1...1)) : nil, activation: .linear)
+            let graph = try Graph.sequential(name: "d", inputShape: [inputs], layers: [("d", .dense(dense))])
+            let x = random.floats(inputs * batch, in: -2...2)
+            let y = try Executor(graph: graph).run(x)
+            XCTAssertEqual(y.count, batch * units)
+            for b in 0..<batch {
+                let expected = reference(dense: dense, x[(b * inputs)..<((b + 1) * inputs)].map(Double.init))
+                for o in 0..<units {
+                    XCTAssertEqual(Double(y[b * units + o]), expected[o], accuracy: 1e-5 * Double(inputs), "\(inputs)x\(units) b\(b) o\(o)")
+                }
+            }
+        }
+    }
+
+    func testActivationsAgainstFormulas() throws {
+        let x: [Float] = [-100, -3, -0.5, 0, 0.25, 2, 100, 1]
+        let formulas: [(Activation, (Double) -> Double)] = [
+            (.linear, { $0 }), (.relu, { max($0, 0) }), (.sigmoid, { 1 / (1 + Foundation.exp(-$0)) }), (.tanh, { Foundation.tanh($0) }),
+        ]
+        for (activation, formula) in formulas {
+            let graph = try Graph.sequential(name: "a", inputShape: [8], layers: [("a", .activation(activation))])
+            let y = try Executor(graph: graph).run(x)
+            for (value, input) in zip(y, x) {
+                XCTAssertEqual(Double(value), formula(Double(input)), accuracy: 1e-6, "\(activation)(\(input))")
+            }
+        }
+        let softmax = try Executor(graph: try Graph.sequential(name: "s", inputShape: [4], layers: [("s", .activation(.softmax))]))
+        let y = try softmax.run(x)
+        for row in 0..<2 {
+            let logits = x[(row * 4)..<(row * 4 + 4)].map(Double.init)
+            let m = logits.max()!, sum = logits.map { Foundation.exp($0 - m) }.reduce(0, +)
+            for k in 0..<4 { XCTAssertEqual(Double(y[row * 4 + k]), Foundation.exp(logits[k] - m) / sum, accuracy: 1e-6) }
+        }
+        XCTAssertEqual(softmax.classes(of: y), [3, 2])
+    }
+
+    func testReshapeFlattenAndBadInput() throws {
+        let graph = try Graph.sequential(name: "r", inputShape: [2, 3], layers: [("f", .flatten), ("r", .reshape([3, -1])), ("i", .identity)])
+        let executor = try Executor(graph: graph)
+        XCTAssertEqual(executor.outputShape, [3, 2])
+        XCTAssertEqual(try executor.run([1, 2, 3, 4, 5, 6]), [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(try executor.run([]), [])
+        XCTAssertThrowsError(try executor.run([1, 2, 3])) { XCTAssertEqual($0 as? RuntimeError, .badInputSize(expected: 6, found: 3)) }
+    }
+
+    func testShapeMismatchIsRefusedWhenTheGraphIsBuilt() throws {
+        let dense = try Dense(kernel: Tensor(shape: [4, 2], values: [Float](repeating: 0, count: 8)), bias: nil, activation: .linear)
+        XCTAssertThrowsError(try Graph.sequential(name: "m", inputShape: [5], layers: [("d", .dense(dense))])) {
+            XCTAssertTrue("\($0)".contains("'d'"), "\($0)")
+        }
+    }
+}
