@@ -17,6 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // MARK: - System libraries (C), wrapped once
@@ -26,7 +27,7 @@ let package = Package(
             providers: [.apt(["libhdf5-dev"])]
         ),
         .systemLibrary(
-            name: "CZlib",
+            name: "CBNKitZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
@@ -35,9 +36,9 @@ let package = Package(
         .target(name: "ModelIR"),
 
         // MARK: - Formats
-        .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR"]),
+        .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "NativeFormat", dependencies: ["ModelIR"]),
-        .target(name: "IDX", dependencies: ["CZlib"]),
+        .target(name: "IDX", dependencies: ["CBNKitZlib"]),
         .target(name: "AtomicFile"),
 
         // MARK: - Transformations and execution

@@ -5,6 +5,8 @@ public struct FoldEvent: Equatable, Sendable, CustomStringConvertible {
     public enum Outcome: Equatable, Sendable {
         /// Multiplied into the weights of the layer before it.
         case foldedIntoPrevious(layer: String)
+        /// Multiplied into the weights of the layer after it.
+        case foldedIntoNext(layer: String)
         /// Kept as a per-channel scale and shift, for the reason given.
         case keptAsAffine(reason: String)
     }
@@ -21,9 +23,11 @@ public struct FoldEvent: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch outcome {
         case .foldedIntoPrevious(let layer):
-            "\(batchNorm): folded into '\(layer)'"
+            "\(batchNorm): folded into '\(layer)' (the layer before it)"
+        case .foldedIntoNext(let layer):
+            "\(batchNorm): folded into '\(layer)' (the layer after it)"
         case .keptAsAffine(let reason):
-            "\(batchNorm): kept as a per-channel scale and shift (\(reason))"
+            "\(batchNorm): kept as a per-channel scale and shift: \(reason)"
         }
     }
 }
@@ -34,13 +38,19 @@ public struct FoldResult: Sendable {
     public let events: [FoldEvent]
 }
 
-/// Folds inference-mode BatchNormalization into neighbouring layers.
+/// Folds inference-mode BatchNormalization into neighbouring layers
+/// (`docs` of the project: the fold catalogue).
 ///
-/// Layer → BN (BN reads a Dense with a linear activation whose output feeds
-/// nothing else): per output channel c, with `s = gamma / sqrt(var + eps)`,
-/// `W'[i, c] = W[i, c] * s[c]` and `b'[c] = (b[c] - mean[c]) * s[c] + beta[c]`.
-/// Every coefficient is computed in Double and rounded once to Float.
-/// A BN with nothing to fold into becomes a per-channel `Affine`.
+/// With `s = gamma / sqrt(var + eps)` and `t = beta - mean * s` per channel,
+/// computed in Double and rounded once to Float:
+/// - Layer → BN (Dense, Conv2D, DepthwiseConv2D with a linear activation,
+///   whose output feeds only the BN, weights not shared): output channel c of
+///   the kernel is multiplied by `s[c]`, and `b'[c] = b[c]·s[c] + t[c]`.
+/// - BN → Dense, BN → Conv2D that pads nothing (the BN feeds only that layer):
+///   input channel i of the kernel is multiplied by `s[i]`, and
+///   `b'[o] = b[o] + Σ W[…, i, o]·t[i]`. A padded conv would see a zero border
+///   that the shift never reached, so it is not folded into.
+/// - Anything else: a per-channel `Affine` (still cheaper than BN), with the reason.
 public enum BNFolder {
     public static func fold(_ graph: Graph) throws -> FoldResult {
         var nodes = graph.nodes
@@ -54,24 +64,29 @@ public enum BNFolder {
                 continue
             }
             let current = try Graph(name: graph.name, nodes: nodes, outputs: outputs)
-            switch previousFoldTarget(of: node, in: current) {
+            let (scale, shift) = try bn.affineCoefficients()
+            switch previousTarget(of: node, in: current) {
             case .success(let producerName):
                 let producerIndex = nodes.firstIndex { $0.name == producerName }!
-                guard case .dense(let dense) = nodes[producerIndex].operation else { fatalError("checked by previousFoldTarget") }
-                nodes[producerIndex].operation = .dense(try foldIntoDense(dense, bn))
-                // Readers of the BN now read the folded layer.
-                for i in nodes.indices {
-                    nodes[i].inputs = nodes[i].inputs.map { $0 == node.name ? producerName : $0 }
-                }
-                outputs = outputs.map { $0 == node.name ? producerName : $0 }
+                nodes[producerIndex].operation = try scaleOutputs(nodes[producerIndex].operation, scale: scale, shift: shift)
+                rewire(&nodes, &outputs, from: node.name, to: producerName)
                 nodes.remove(at: index)
                 events.append(FoldEvent(batchNorm: node.name, outcome: .foldedIntoPrevious(layer: producerName)))
-            case .failure(let reason):
-                let (scale, shift) = try bn.affineCoefficients()
-                nodes[index].operation = .affine(try Affine(scale: Tensor(scale.map { Float($0) }),
-                                                            shift: Tensor(shift.map { Float($0) })))
-                events.append(FoldEvent(batchNorm: node.name, outcome: .keptAsAffine(reason: reason.text)))
-                index += 1
+            case .failure(let before):
+                let shapes = try current.inferShapes()
+                switch nextTarget(of: node, in: current, shapes: shapes) {
+                case .success(let consumerName):
+                    let consumerIndex = nodes.firstIndex { $0.name == consumerName }!
+                    nodes[consumerIndex].operation = try scaleInputs(nodes[consumerIndex].operation, scale: scale, shift: shift)
+                    rewire(&nodes, &outputs, from: node.name, to: node.inputs[0])
+                    nodes.remove(at: index)
+                    events.append(FoldEvent(batchNorm: node.name, outcome: .foldedIntoNext(layer: consumerName)))
+                case .failure(let after):
+                    nodes[index].operation = .affine(try Affine(scale: Tensor(scale.map { Float($0) }),
+                                                                shift: Tensor(shift.map { Float($0) })))
+                    events.append(FoldEvent(batchNorm: node.name, outcome: .keptAsAffine(reason: "\(before.text); \(after.text)")))
+                    index += 1
+                }
             }
         }
         return FoldResult(graph: try Graph(name: graph.name, nodes: nodes, outputs: outputs), events: events)
@@ -81,38 +96,130 @@ public enum BNFolder {
         let text: String
     }
 
-    /// The layer before `bn` that it can be folded into, or why there is none.
-    static func previousFoldTarget(of bn: Node, in graph: Graph) -> Result<String, Refusal> {
+    private static func rewire(_ nodes: inout [Node], _ outputs: inout [String], from old: String, to new: String) {
+        for i in nodes.indices {
+            nodes[i].inputs = nodes[i].inputs.map { $0 == old ? new : $0 }
+        }
+        outputs = outputs.map { $0 == old ? new : $0 }
+    }
+
+    private static func isShared(_ node: Node, in graph: Graph) -> Bool {
+        node.sharesWeightsWith != nil || graph.nodes.contains { $0.sharesWeightsWith == node.name }
+    }
+
+    /// The layer before the BN that it can be folded into, or why there is none.
+    static func previousTarget(of bn: Node, in graph: Graph) -> Result<String, Refusal> {
         guard bn.inputs.count == 1, let producer = graph.node(named: bn.inputs[0]) else {
             return .failure(Refusal(text: "it does not read exactly one layer"))
         }
-        guard case .dense(let dense) = producer.operation else {
-            return .failure(Refusal(text: "it follows '\(producer.name)' (\(producer.operation.kind)), which has no weights to fold into"))
+        switch producer.operation {
+        case .dense, .conv2d, .depthwiseConv2d: break
+        default:
+            return .failure(Refusal(text: "the layer before it, '\(producer.name)' (\(producer.operation.kind)), has no weights to fold into"))
         }
-        guard dense.activation == .linear else {
-            return .failure(Refusal(text: "'\(producer.name)' applies \(dense.activation.rawValue) before it; folding across a nonlinearity is not exact"))
+        if let activation = producer.operation.fusedActivation, !activation.isLinear {
+            return .failure(Refusal(text: "'\(producer.name)' applies \(activation.name) before it (folding across a nonlinearity is not exact)"))
         }
-        let consumers = graph.consumers(of: producer.name)
-        guard consumers == [bn.name], !graph.outputs.contains(producer.name) else {
+        if graph.consumers(of: producer.name) != [bn.name] || graph.outputs.contains(producer.name) {
             return .failure(Refusal(text: "the output of '\(producer.name)' is also used elsewhere"))
+        }
+        if isShared(producer, in: graph) {
+            return .failure(Refusal(text: "the weights of '\(producer.name)' are shared with another call of the layer"))
         }
         return .success(producer.name)
     }
 
-    /// Dense followed by BN as one Dense.
-    static func foldIntoDense(_ dense: Dense, _ bn: BatchNorm) throws -> Dense {
-        let (scale, shift) = try bn.affineCoefficients()
-        let units = dense.units
-        var kernel = [Float](repeating: 0, count: dense.kernel.values.count)
-        for i in 0..<dense.inputs {
-            for o in 0..<units {
-                kernel[i * units + o] = Float(Double(dense.kernel.values[i * units + o]) * scale[o])
+    /// The layer after the BN that it can be folded into, or why there is none.
+    static func nextTarget(of bn: Node, in graph: Graph, shapes: [String: [Int]]) -> Result<String, Refusal> {
+        let consumers = graph.consumers(of: bn.name)
+        guard consumers.count == 1, !graph.outputs.contains(bn.name), let consumer = graph.node(named: consumers[0]) else {
+            return .failure(Refusal(text: consumers.isEmpty || graph.outputs.contains(bn.name)
+                ? "its output is a model output" : "its output feeds \(consumers.count) layers"))
+        }
+        guard consumer.inputs == [bn.name] else {
+            return .failure(Refusal(text: "the layer after it, '\(consumer.name)', also reads other inputs"))
+        }
+        switch consumer.operation {
+        case .dense:
+            break
+        case .conv2d(let conv):
+            let shape = shapes[bn.name]!
+            let padded = (0..<2).contains { axis in
+                let (length, before) = conv.window.output(axis: axis, input: shape[axis])
+                let effective = (conv.window.size[axis] - 1) * conv.window.dilation[axis] + 1
+                return before > 0 || (length - 1) * conv.window.strides[axis] + effective > shape[axis]
             }
+            if padded {
+                return .failure(Refusal(text: "the conv after it, '\(consumer.name)', pads its input, and the padding would not be shifted (not exact)"))
+            }
+        default:
+            return .failure(Refusal(text: "the layer after it, '\(consumer.name)' (\(consumer.operation.kind)), cannot absorb it"))
         }
-        // b' = (b - mean) * s + beta = b * s + t, with t = beta - mean * s.
-        let bias = (0..<units).map { o in
-            Float(Double(dense.bias?.values[o] ?? 0) * scale[o] + shift[o])
+        if isShared(consumer, in: graph) {
+            return .failure(Refusal(text: "the weights of '\(consumer.name)' are shared with another call of the layer"))
         }
-        return try Dense(kernel: Tensor(shape: dense.kernel.shape, values: kernel), bias: Tensor(bias), activation: dense.activation)
+        return .success(consumer.name)
+    }
+
+    /// Layer → BN: output channel c scaled by s[c]; bias b·s + t.
+    /// In every Keras layout the output channel is the fastest-varying index
+    /// of the flattened kernel (Depthwise: c·dm + m), so channel = flat index % channels.
+    static func scaleOutputs(_ op: Op, scale: [Double], shift: [Double]) throws -> Op {
+        func fold(_ kernel: Tensor, _ bias: Tensor?) throws -> (Tensor, Tensor) {
+            let channels = scale.count
+            let values = kernel.values.enumerated().map { Float(Double($1) * scale[$0 % channels]) }
+            let b = (0..<channels).map { Float(Double(bias?.values[$0] ?? 0) * scale[$0] + shift[$0]) }
+            return (try Tensor(shape: kernel.shape, values: values), Tensor(b))
+        }
+        switch op {
+        case .dense(var d):
+            (d.kernel, d.bias) = try fold(d.kernel, d.bias)
+            return .dense(d)
+        case .conv2d(var c):
+            (c.kernel, c.bias) = try fold(c.kernel, c.bias)
+            return .conv2d(c)
+        case .depthwiseConv2d(var c):
+            (c.kernel, c.bias) = try fold(c.kernel, c.bias)
+            return .depthwiseConv2d(c)
+        default:
+            throw Refusal(text: "cannot fold into \(op.kind)")
+        }
+    }
+
+    /// BN → layer: input channel i scaled by s[i]; bias gains Σ W[…, i, o]·t[i].
+    static func scaleInputs(_ op: Op, scale: [Double], shift: [Double]) throws -> Op {
+        switch op {
+        case .dense(var d):
+            let units = d.units
+            var kernel = d.kernel.values
+            var bias = (0..<units).map { Double(d.bias?.values[$0] ?? 0) }
+            for i in 0..<d.inputs {
+                for o in 0..<units {
+                    let w = Double(kernel[i * units + o])
+                    bias[o] += w * shift[i]
+                    kernel[i * units + o] = Float(w * scale[i])
+                }
+            }
+            d.kernel = try Tensor(shape: d.kernel.shape, values: kernel)
+            d.bias = Tensor(bias.map { Float($0) })
+            return .dense(d)
+        case .conv2d(var c):
+            let out = c.outputChannels, perGroup = c.kernel.shape[2], outPerGroup = out / c.groups
+            var kernel = c.kernel.values
+            var bias = (0..<out).map { Double(c.bias?.values[$0] ?? 0) }
+            for flat in 0..<kernel.count {
+                let o = flat % out
+                let j = (flat / out) % perGroup
+                let channel = (o / outPerGroup) * perGroup + j
+                let w = Double(kernel[flat])
+                bias[o] += w * shift[channel]
+                kernel[flat] = Float(w * scale[channel])
+            }
+            c.kernel = try Tensor(shape: c.kernel.shape, values: kernel)
+            c.bias = Tensor(bias.map { Float($0) })
+            return .conv2d(c)
+        default:
+            throw Refusal(text: "cannot fold into \(op.kind)")
+        }
     }
 }

@@ -1,4 +1,4 @@
-import CZlib
+import CBNKitZlib
 import Foundation
 
 /// gzip decompression through zlib, with a hard cap on the output size.

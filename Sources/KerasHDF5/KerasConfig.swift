@@ -1,44 +1,89 @@
 import Foundation
 import ModelIR
 
-/// One layer of a Keras `model_config`, as bnkit needs it.
+/// A reference to one output of one call of a layer: Keras's
+/// `[layer, node_index, tensor_index]`.
+struct TensorRef: Equatable {
+    let layer: String
+    let node: Int
+    let tensor: Int
+}
+
+/// One layer of a Keras model config, as bnkit needs it.
 struct LayerConfig {
     let className: String
     let name: String
     let config: [String: Any]
-    /// Names of the layers whose outputs this layer reads (Functional models).
-    let inboundLayers: [String]
+    /// For each call of the layer (Functional models), the tensors it reads.
+    let calls: [[TensorRef]]
+    /// The whole `{class_name, config}` entry (nested models are parsed from it).
+    let entry: [String: Any]
+
+    static let modelClasses: Set<String> = ["Sequential", "Functional", "Model"]
+
+    var isModel: Bool { Self.modelClasses.contains(className) }
 }
 
-/// The parsed architecture: layers in file order, the input shape and the outputs.
+/// The parsed architecture.
 struct ModelConfig {
     let name: String
     let layers: [LayerConfig]
-    /// Functional models: the layers named in `output_layers`; Sequential: empty.
-    let outputLayers: [String]
     let isSequential: Bool
+    /// Functional models: `input_layers` and `output_layers`.
+    let inputs: [TensorRef]
+    let outputs: [TensorRef]
     /// Keras 3 Sequential models without an InputLayer: `build_config.input_shape` (batch axis included).
-    var buildInputShape: [Any]? = nil
+    let buildInputShape: [Any]?
 }
 
-/// Parses the JSON in `model_config` (Keras 2 and Keras 3 forms).
+/// Parses the JSON of `model_config` / `config.json` (Keras 2 and Keras 3 forms).
 struct ModelConfigParser {
     let path: String
 
-    /// Nesting and size caps: a model config deeper or larger than this is refused.
+    /// Size and nesting caps: a model config larger or deeper than this is refused.
     static let maxBytes = 64 << 20
+    static let maxDepth = 64
 
-    func parse(_ json: String) throws -> ModelConfig {
+    func parse(json: String) throws -> ModelConfig {
         guard json.utf8.count <= Self.maxBytes else {
             throw KerasFileError.badConfig(path: path, detail: "larger than \(Self.maxBytes) bytes")
+        }
+        guard nestingDepth(json) <= Self.maxDepth * 4 else {
+            throw KerasFileError.badConfig(path: path, detail: "nested deeper than bnkit accepts")
         }
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: Data(json.utf8))
         } catch {
-            throw KerasFileError.badConfig(path: path, detail: "not JSON (\(error.localizedDescription))")
+            throw KerasFileError.badConfig(path: path, detail: "not JSON")
         }
-        guard let root = object as? [String: Any], let className = root["class_name"] as? String else {
+        guard let root = object as? [String: Any] else {
+            throw KerasFileError.badConfig(path: path, detail: "the top level is not an object")
+        }
+        return try parse(entry: root, depth: 0)
+    }
+
+    /// The deepest bracket nesting of a JSON text (strings skipped).
+    private func nestingDepth(_ json: String) -> Int {
+        var depth = 0, deepest = 0, inString = false, escaped = false
+        for byte in json.utf8 {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return deepest
+    }
+
+    func parse(entry root: [String: Any], depth: Int) throws -> ModelConfig {
+        guard depth < Self.maxDepth else { throw KerasFileError.badConfig(path: path, detail: "models nested too deeply") }
+        guard let className = root["class_name"] as? String else {
             throw KerasFileError.badConfig(path: path, detail: "no 'class_name' at the top")
         }
         switch className {
@@ -55,102 +100,117 @@ struct ModelConfigParser {
         // Keras >= 2.2: {"name": ..., "layers": [...]}; older: the list itself.
         let layerList: [Any]
         var name = "sequential"
+        var build: [Any]?
         if let dict = config as? [String: Any] {
             guard let list = dict["layers"] as? [Any] else {
                 throw KerasFileError.badConfig(path: path, detail: "Sequential config has no 'layers' list")
             }
             layerList = list
             name = dict["name"] as? String ?? name
+            build = (dict["build_config"] as? [String: Any])?["input_shape"] as? [Any]
         } else if let list = config as? [Any] {
             layerList = list
         } else {
             throw KerasFileError.badConfig(path: path, detail: "Sequential config is neither an object nor a list")
         }
-        let layers = try layerList.enumerated().map { index, entry in try layer(entry, index: index, inbound: []) }
-        let build = ((config as? [String: Any])?["build_config"] as? [String: Any])?["input_shape"] as? [Any]
-        return ModelConfig(name: name, layers: layers, outputLayers: [], isSequential: true, buildInputShape: build)
+        let layers = try layerList.enumerated().map { index, entry in try layer(entry, index: index, functional: false) }
+        return ModelConfig(name: name, layers: layers, isSequential: true, inputs: [], outputs: [], buildInputShape: build)
     }
 
     private func functional(_ config: Any?) throws -> ModelConfig {
         guard let dict = config as? [String: Any], let layerList = dict["layers"] as? [Any] else {
             throw KerasFileError.badConfig(path: path, detail: "Functional config has no 'layers' list")
         }
-        var layers: [LayerConfig] = []
-        for (index, entry) in layerList.enumerated() {
-            guard let layerDict = entry as? [String: Any] else {
-                throw KerasFileError.badConfig(path: path, detail: "layer \(index) is not an object")
-            }
-            let nodes = layerDict["inbound_nodes"] as? [Any] ?? []
-            let layerName = (layerDict["config"] as? [String: Any])?["name"] as? String ?? layerDict["name"] as? String ?? "#\(index)"
-            guard nodes.count <= 1 else {
-                throw KerasFileError.unsupportedFeature(path: path, layer: layerName,
-                                                        className: layerDict["class_name"] as? String ?? "?",
-                                                        feature: "calling a layer more than once (shared layers)")
-            }
-            var inbound: [String] = []
-            if let node = nodes.first { collectHistory(node, into: &inbound) }
-            layers.append(try layer(entry, index: index, inbound: inbound))
-        }
-        let outputs = outputNames(dict["output_layers"])
-        guard !outputs.isEmpty else {
-            throw KerasFileError.badConfig(path: path, detail: "Functional config has no 'output_layers'")
-        }
-        return ModelConfig(name: dict["name"] as? String ?? "model", layers: layers, outputLayers: outputs, isSequential: false)
+        let layers = try layerList.enumerated().map { index, entry in try layer(entry, index: index, functional: true) }
+        let inputs = refs(dict["input_layers"]), outputs = refs(dict["output_layers"])
+        guard !outputs.isEmpty else { throw KerasFileError.badConfig(path: path, detail: "Functional config has no 'output_layers'") }
+        guard !inputs.isEmpty else { throw KerasFileError.badConfig(path: path, detail: "Functional config has no 'input_layers'") }
+        return ModelConfig(name: dict["name"] as? String ?? "model", layers: layers, isSequential: false,
+                           inputs: inputs, outputs: outputs, buildInputShape: nil)
     }
 
-    /// Keras 2: `[["name", 0, 0, {}], ...]`; Keras 3: `{"args": [{"class_name":
-    /// "__keras_tensor__", "config": {"keras_history": ["name", 0, 0]}}], ...}`.
-    private func collectHistory(_ value: Any, into names: inout [String]) {
+    /// `["name", 0, 0]` or `[["name", 0, 0], ...]` (or a dict of them in Keras 3).
+    private func refs(_ value: Any?) -> [TensorRef] {
+        if let dict = value as? [String: Any] { return dict.keys.sorted().flatMap { refs(dict[$0]) } }
+        guard let list = value as? [Any] else { return [] }
+        if let ref = tensorRef(list) { return [ref] }
+        return list.flatMap { refs($0) }
+    }
+
+    private func tensorRef(_ list: [Any]) -> TensorRef? {
+        guard list.count >= 3, let name = list[0] as? String,
+              let node = (list[1] as? NSNumber).flatMap({ Int(exactly: $0.doubleValue) }),
+              let tensor = (list[2] as? NSNumber).flatMap({ Int(exactly: $0.doubleValue) }) else { return nil }
+        return TensorRef(layer: name, node: node, tensor: tensor)
+    }
+
+    /// The tensors one call reads. Keras 2: `[["name", 0, 0, {}], ...]`;
+    /// Keras 3: `{"args": [...__keras_tensor__ with "keras_history": ["name", 0, 0]...], "kwargs": {}}`.
+    private func collect(_ value: Any, into refs: inout [TensorRef], depth: Int = 0) {
+        guard depth < Self.maxDepth else { return }
         if let dict = value as? [String: Any] {
             if let config = dict["config"] as? [String: Any], let history = config["keras_history"] as? [Any],
-               let name = history.first as? String {
-                names.append(name)
+               let ref = tensorRef(history) {
+                refs.append(ref)
                 return
             }
-            if let args = dict["args"] { collectHistory(args, into: &names) }
+            if let args = dict["args"] { collect(args, into: &refs, depth: depth + 1) }
             return
         }
         if let list = value as? [Any] {
-            if let name = list.first as? String, list.count >= 3, list[1] is NSNumber {
-                names.append(name)
+            if let ref = tensorRef(list) {
+                refs.append(ref)
                 return
             }
-            for element in list { collectHistory(element, into: &names) }
+            for element in list { collect(element, into: &refs, depth: depth + 1) }
         }
     }
 
-    private func outputNames(_ value: Any?) -> [String] {
-        guard let list = value as? [Any] else { return [] }
-        if let name = list.first as? String { return [name] }
-        return list.compactMap { ($0 as? [Any])?.first as? String }
-    }
-
-    private func layer(_ entry: Any, index: Int, inbound: [String]) throws -> LayerConfig {
+    private func layer(_ entry: Any, index: Int, functional: Bool) throws -> LayerConfig {
         guard let dict = entry as? [String: Any], let className = dict["class_name"] as? String else {
             throw KerasFileError.badConfig(path: path, detail: "layer \(index) has no 'class_name'")
         }
         guard let config = dict["config"] as? [String: Any] else {
             throw KerasFileError.badConfig(path: path, detail: "layer \(index) (\(className)) has no 'config'")
         }
-        guard let name = config["name"] as? String ?? dict["name"] as? String else {
+        guard let name = dict["name"] as? String ?? config["name"] as? String else {
             throw KerasFileError.badConfig(path: path, detail: "layer \(index) (\(className)) has no name")
         }
-        return LayerConfig(className: className, name: name, config: config, inboundLayers: inbound)
+        var calls: [[TensorRef]] = []
+        if functional {
+            for node in dict["inbound_nodes"] as? [Any] ?? [] {
+                var refs: [TensorRef] = []
+                collect(node, into: &refs)
+                calls.append(refs)
+            }
+        }
+        return LayerConfig(className: className, name: name, config: config, calls: calls, entry: dict)
     }
 }
 
 extension LayerConfig {
-    /// A fixed shape from a JSON list such as `[null, 784]`; nil entries are refused.
+    /// A fixed shape from a JSON list such as `[null, 784]`; nil when absent or not fixed.
     func shape(_ key: String, dropBatch: Bool) -> [Int]? {
-        guard let list = config[key] as? [Any] else { return nil }
+        LayerConfig.shape(config[key], dropBatch: dropBatch)
+    }
+
+    static func shape(_ value: Any?, dropBatch: Bool) -> [Int]? {
+        guard let list = value as? [Any] else { return nil }
         let dims = dropBatch ? Array(list.dropFirst()) : list
         var shape: [Int] = []
         for dim in dims {
-            guard let number = dim as? NSNumber, number.doubleValue == number.doubleValue.rounded(),
-                  let value = Int(exactly: number.doubleValue) else { return nil }
+            guard let number = dim as? NSNumber, let value = Int(exactly: number.doubleValue), value > 0 else { return nil }
             shape.append(value)
         }
         return shape
+    }
+
+    /// Two integers from `[a, b]` or a single `a` (kernel sizes, strides, ...).
+    func pair(_ key: String, default value: [Int]? = nil) -> [Int]? {
+        if let number = config[key] as? NSNumber, let n = Int(exactly: number.doubleValue) { return [n, n] }
+        guard let list = config[key] as? [Any] else { return value }
+        let values = list.compactMap { ($0 as? NSNumber).flatMap { Int(exactly: $0.doubleValue) } }
+        return values.count == 2 && list.count == 2 ? values : nil
     }
 
     func bool(_ key: String, default value: Bool) -> Bool {
@@ -164,5 +224,9 @@ extension LayerConfig {
     func int(_ key: String) -> Int? {
         guard let number = config[key] as? NSNumber else { return nil }
         return Int(exactly: number.doubleValue)
+    }
+
+    func string(_ key: String) -> String? {
+        config[key] as? String
     }
 }

@@ -12,6 +12,8 @@ public enum KerasFileError: Error, CustomStringConvertible, Sendable {
     case hdf5(path: String, HDF5Error)
     /// No `model_config` attribute: a weights-only file or not a Keras model.
     case missingModelConfig(path: String, weightsOnly: Bool)
+    /// A `.keras` archive that cannot be read as one.
+    case badArchive(path: String, detail: String)
     /// A required group or attribute is missing.
     case missing(path: String, what: String)
     /// The model configuration is not the JSON Keras writes.
@@ -39,6 +41,8 @@ public enum KerasFileError: Error, CustomStringConvertible, Sendable {
             weightsOnly
                 ? "\(path): a weights-only file (save_weights) without 'model_config'; the architecture is needed: save the whole model with model.save('model.h5')"
                 : "\(path): no 'model_config' attribute; not a Keras model file"
+        case let .badArchive(path, detail):
+            "\(path): invalid .keras archive: \(detail)"
         case let .missing(path, what):
             "\(path): missing \(what)"
         case let .badConfig(path, detail):

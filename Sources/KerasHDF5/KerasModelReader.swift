@@ -2,17 +2,26 @@ import Foundation
 import HDF5
 import ModelIR
 
-/// A model read from a Keras `.h5` file, with what the file says about itself.
+/// A model read from a Keras file, with what the file says about itself.
 public struct KerasModel: Sendable {
     public var graph: Graph
-    /// `keras_version` at the root (e.g. "2.21.0" for tf_keras, "3.15.1").
+    /// `keras_version` (e.g. "2.21.0" for tf_keras, "3.15.1").
     public var kerasVersion: String?
-    /// `backend` at the root (e.g. "tensorflow").
+    /// `backend` (e.g. "tensorflow").
     public var backend: String?
+    /// The container: a legacy `.h5` or a Keras 3 `.keras` archive.
+    public var container: KerasContainer
 }
 
-/// Reads whole-model Keras HDF5 files (`model.save('x.h5')`) written by
-/// Keras 2 (tf_keras) or Keras 3 into a `Graph`.
+/// The two whole-model containers Keras writes.
+public enum KerasContainer: String, Sendable {
+    case hdf5 = "Keras HDF5 (.h5)"
+    case archive = "Keras 3 archive (.keras)"
+}
+
+/// Reads whole-model Keras files written by Keras 2 (tf_keras) or Keras 3:
+/// the classic HDF5 layout (`model.save('x.h5')`) and Keras 3 `.keras`
+/// archives, recognised by content.
 ///
 /// Weights are matched by their order in each layer's `weight_names` and the
 /// roles that order implies (kernel, bias; gamma, beta, moving mean, moving
@@ -23,150 +32,206 @@ public enum KerasModelReader {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw KerasFileError.unreadable(path: path, detail: FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")
         }
-        let file: HDF5File
-        do {
-            file = try HDF5File.open(path)
-        } catch let error as HDF5Error {
-            if error.detail == "not an HDF5 file" { throw KerasFileError.notHDF5(path: path) }
-            throw KerasFileError.hdf5(path: path, error)
+        if KerasArchive.isZip(path: path) {
+            return try KerasArchive.read(path: path)
         }
+        let file = try openHDF5(path)
         do {
-            return try KerasFileLoader(file: file, path: path).load()
+            return try readLegacy(file, path: path)
         } catch let error as HDF5Error {
             throw KerasFileError.hdf5(path: path, error)
         }
     }
-}
 
-/// Reads one open file; one instance per read.
-struct KerasFileLoader {
-    let file: HDF5File
-    let path: String
+    static func openHDF5(_ path: String, shownAs shown: String? = nil) throws -> HDF5File {
+        do {
+            return try HDF5File.open(path)
+        } catch let error as HDF5Error {
+            if error.detail == "not an HDF5 file" { throw KerasFileError.notHDF5(path: shown ?? path) }
+            throw KerasFileError.hdf5(path: shown ?? path, error)
+        }
+    }
 
-    func load() throws -> KerasModel {
+    private static func readLegacy(_ file: HDF5File, path: String) throws -> KerasModel {
         let root = try file.root()
         guard try root.hasAttribute("model_config") else {
             throw KerasFileError.missingModelConfig(path: path, weightsOnly: try root.hasAttribute("layer_names"))
         }
-        let configJSON = try root.stringAttribute("model_config")
-        let config = try ModelConfigParser(path: path).parse(configJSON)
+        let config = try ModelConfigParser(path: path).parse(json: try root.stringAttribute("model_config"))
         guard try root.hasChild("model_weights"), try root.childKind("model_weights") == .group else {
             throw KerasFileError.missing(path: path, what: "the 'model_weights' group")
         }
-        let weights = try root.group("model_weights")
-        let graph = try buildGraph(config, weights: weights)
-        return KerasModel(
-            graph: graph,
-            kerasVersion: try optionalString(root, "keras_version"),
-            backend: try optionalString(root, "backend"))
+        let version = try root.hasAttribute("keras_version") ? try root.stringAttribute("keras_version") : nil
+        let source = LegacyH5Weights(path: path, group: try root.group("model_weights"))
+        let graph = try GraphBuilder(path: path, kerasVersion: version).build(config, weights: source)
+        return KerasModel(graph: graph, kerasVersion: version,
+                          backend: try root.hasAttribute("backend") ? try root.stringAttribute("backend") : nil,
+                          container: .hdf5)
     }
+}
 
-    private func optionalString(_ group: HDF5Group, _ name: String) throws -> String? {
-        try group.hasAttribute(name) ? try group.stringAttribute(name) : nil
-    }
+/// Turns a parsed config and its weights into a `Graph`, following Keras's
+/// graph: Sequential chains, Functional `inbound_nodes`, shared layers
+/// (one node per call, sharing the first call's weights) and nested models
+/// (inlined, their layers named `outer/inner`).
+struct GraphBuilder {
+    let path: String
+    let kerasVersion: String?
 
-    // MARK: - Graph
-
-    private func buildGraph(_ config: ModelConfig, weights: HDF5Group) throws -> Graph {
+    private final class State {
         var nodes: [Node] = []
         var shapes: [String: [Int]] = [:]
-        var remaining = config.layers[...]
+    }
 
-        // The input: an InputLayer, or the first layer's batch_input_shape,
-        // or (Keras 3 Sequential) build_config.input_shape.
-        if config.isSequential {
-            let inputShape: [Int]
-            let inputName: String
-            if let first = remaining.first, first.className == "InputLayer" {
-                inputShape = try self.inputShape(of: first)
-                inputName = first.name
-                remaining = remaining.dropFirst()
-            } else if let first = remaining.first, let shape = first.shape("batch_input_shape", dropBatch: true) {
-                inputShape = shape
-                inputName = "input"
-            } else if let build = config.buildInputShape,
-                      let shape = LayerConfig(className: "", name: "", config: ["s": build], inboundLayers: []).shape("s", dropBatch: true) {
-                inputShape = shape
-                inputName = "input"
-            } else {
-                throw KerasFileError.badConfig(path: path, detail: "the model declares no fixed input shape")
-            }
-            try append(Node(name: inputName, operation: .input(shape: inputShape), inputs: []), to: &nodes, shapes: &shapes)
-        }
+    private let state = State()
 
-        for layer in remaining {
-            if layer.className == "InputLayer" {
-                try append(Node(name: layer.name, operation: .input(shape: try inputShape(of: layer)), inputs: []),
-                           to: &nodes, shapes: &shapes)
-                continue
-            }
-            let inputs = config.isSequential ? [nodes.last!.name] : layer.inboundLayers
-            guard inputs.count == 1 else {
-                throw KerasFileError.unsupportedFeature(path: path, layer: layer.name, className: layer.className,
-                                                        feature: "\(inputs.count) inputs")
-            }
-            guard let inputShape = shapes[inputs[0]] else {
-                throw KerasFileError.badConfig(path: path, detail: "layer '\(layer.name)' reads '\(inputs[0])', which is not defined before it")
-            }
-            let tensors = try layerWeights(layer.name, in: weights)
-            let operation = try LayerTranslator(path: path, layer: layer, inputShape: inputShape, weights: tensors).operation()
-            try append(Node(name: layer.name, operation: operation, inputs: inputs), to: &nodes, shapes: &shapes)
-        }
+    init(path: String, kerasVersion: String?) {
+        self.path = path
+        self.kerasVersion = kerasVersion
+    }
 
-        let outputs = config.isSequential ? [nodes.last!.name] : config.outputLayers
+    func build(_ config: ModelConfig, weights: WeightSource) throws -> Graph {
+        let outputs = try addModel(config, weights: weights, prefix: "", ownerPrefix: nil, boundInputs: nil)
         do {
-            return try Graph(name: config.name, nodes: nodes, outputs: outputs)
+            return try Graph(name: config.name, nodes: state.nodes, outputs: outputs)
         } catch let error as ModelError {
             throw KerasFileError.inconsistentModel(path: path, error)
         }
     }
 
+    /// Adds a model's layers. `boundInputs` (nested models) are the outer
+    /// node names its inputs read; nil at the top, where inputs become input nodes.
+    /// Returns the names of the nodes holding its outputs.
+    /// `ownerPrefix`: for a repeated call of a nested model, the prefix of its
+    /// first call, whose nodes own the weights.
+    private func addModel(_ config: ModelConfig, weights: WeightSource, prefix: String, ownerPrefix: String?,
+                          boundInputs: [String]?) throws -> [String] {
+        if config.isSequential {
+            return [try addSequential(config, weights: weights, prefix: prefix, ownerPrefix: ownerPrefix, boundInput: boundInputs?.first)]
+        }
+        return try addFunctional(config, weights: weights, prefix: prefix, ownerPrefix: ownerPrefix, boundInputs: boundInputs)
+    }
+
+    private func addSequential(_ config: ModelConfig, weights: WeightSource, prefix: String, ownerPrefix: String?,
+                               boundInput: String?) throws -> String {
+        var layers = config.layers[...]
+        var current: String
+        if let first = layers.first, first.className == "InputLayer" {
+            layers = layers.dropFirst()
+            current = try boundInput ?? addInput(prefix + first.name, shape: try inputShape(of: first))
+        } else if let boundInput {
+            current = boundInput
+        } else if let first = layers.first, let shape = first.shape("batch_input_shape", dropBatch: true) {
+            current = try addInput(prefix + "input", shape: shape)
+        } else if let shape = LayerConfig.shape(config.buildInputShape, dropBatch: true) {
+            current = try addInput(prefix + "input", shape: shape)
+        } else {
+            throw KerasFileError.badConfig(path: path, detail: "the model declares no fixed input shape")
+        }
+        for layer in layers {
+            current = try addLayerCall(layer, call: 0, inputs: [current], weights: weights, prefix: prefix, ownerPrefix: ownerPrefix).first!
+        }
+        return current
+    }
+
+    private func addFunctional(_ config: ModelConfig, weights: WeightSource, prefix: String, ownerPrefix: String?,
+                               boundInputs: [String]?) throws -> [String] {
+        // A Keras tensor reference -> the node holding that tensor.
+        var resolved: [String: String] = [:]
+        func key(_ ref: TensorRef) -> String { "\(ref.layer)\u{0}\(ref.node)\u{0}\(ref.tensor)" }
+
+        for (index, ref) in config.inputs.enumerated() {
+            guard let layer = config.layers.first(where: { $0.name == ref.layer }), layer.className == "InputLayer" else {
+                throw KerasFileError.badConfig(path: path, detail: "input '\(ref.layer)' is not an InputLayer")
+            }
+            if let boundInputs {
+                guard index < boundInputs.count else {
+                    throw KerasFileError.badConfig(path: path, detail: "nested model '\(prefix)' gets \(boundInputs.count) inputs, needs \(config.inputs.count)")
+                }
+                resolved[key(ref)] = boundInputs[index]
+            } else {
+                resolved[key(ref)] = try addInput(prefix + layer.name, shape: try inputShape(of: layer))
+            }
+        }
+        // Layer calls whose inputs are all known, until none is left (Keras lists
+        // layers in an order where this terminates; a cycle is an error).
+        var pending: [(layer: LayerConfig, call: Int)] = config.layers.filter { $0.className != "InputLayer" }
+            .flatMap { layer in layer.calls.indices.map { (layer, $0) } }
+        while !pending.isEmpty {
+            var progressed = false
+            var remaining: [(layer: LayerConfig, call: Int)] = []
+            for item in pending {
+                let refs = item.layer.calls[item.call]
+                let inputs = refs.compactMap { resolved[key($0)] }
+                guard inputs.count == refs.count else { remaining.append(item); continue }
+                let outputs = try addLayerCall(item.layer, call: item.call, inputs: inputs, weights: weights,
+                                               prefix: prefix, ownerPrefix: ownerPrefix)
+                for (tensor, name) in outputs.enumerated() {
+                    resolved[key(TensorRef(layer: item.layer.name, node: item.call, tensor: tensor))] = name
+                }
+                progressed = true
+            }
+            guard progressed else {
+                let names = remaining.map(\.layer.name).joined(separator: ", ")
+                throw KerasFileError.badConfig(path: path, detail: "layers \(names) read tensors that no layer produces")
+            }
+            pending = remaining
+        }
+        return try config.outputs.map { ref in
+            guard let name = resolved[key(ref)] else {
+                throw KerasFileError.badConfig(path: path, detail: "output '\(ref.layer)' is not produced by the model")
+            }
+            return name
+        }
+    }
+
+    /// The node name of call `call` of a layer; the first call keeps the layer's name.
+    private func nodeName(_ prefix: String, _ layer: String, call: Int) -> String {
+        call == 0 ? prefix + layer : prefix + layer + "#\(call)"
+    }
+
+    /// Adds one call of a layer; returns the names of the nodes holding its outputs.
+    private func addLayerCall(_ layer: LayerConfig, call: Int, inputs: [String], weights: WeightSource, prefix: String,
+                              ownerPrefix: String?) throws -> [String] {
+        if layer.isModel {
+            let inner = try ModelConfigParser(path: path).parse(entry: layer.entry, depth: 1)
+            let innerPrefix = nodeName(prefix, layer.name, call: call) + "/"
+            let innerOwner = ownerPrefix.map { nodeName($0, layer.name, call: 0) + "/" }
+                ?? (call == 0 ? nil : nodeName(prefix, layer.name, call: 0) + "/")
+            return try addModel(inner, weights: try weights.nested(layer), prefix: innerPrefix, ownerPrefix: innerOwner, boundInputs: inputs)
+        }
+        let inputShapes = inputs.map { state.shapes[$0]! }
+        let operation = try LayerTranslator(path: path, layer: layer, inputShapes: inputShapes,
+                                            weights: try weights.weights(of: layer), kerasVersion: kerasVersion).operation()
+        let name = nodeName(prefix, layer.name, call: call)
+        let owner = ownerPrefix.map { nodeName($0, layer.name, call: 0) } ?? (call == 0 ? nil : nodeName(prefix, layer.name, call: 0))
+        try append(Node(name: name, operation: operation, inputs: inputs,
+                        sharesWeightsWith: operation.weights.isEmpty ? nil : owner))
+        return [name]
+    }
+
+    private func addInput(_ name: String, shape: [Int]) throws -> String {
+        try append(Node(name: name, operation: .input(shape: shape), inputs: []))
+        return name
+    }
+
     private func inputShape(of layer: LayerConfig) throws -> [Int] {
         guard let shape = layer.shape("batch_input_shape", dropBatch: true) ?? layer.shape("batch_shape", dropBatch: true) else {
-            throw KerasFileError.badConfig(path: path, detail: "input layer '\(layer.name)' has no fixed shape")
+            throw KerasFileError.unsupportedFeature(path: path, layer: layer.name, className: layer.className,
+                                                    feature: "an input without a fixed shape (every dimension but the batch must be known)")
         }
         return shape
     }
 
-    private func append(_ node: Node, to nodes: inout [Node], shapes: inout [String: [Int]]) throws {
-        guard shapes[node.name] == nil else {
+    private func append(_ node: Node) throws {
+        guard state.shapes[node.name] == nil else {
             throw KerasFileError.badConfig(path: path, detail: "two layers are named '\(node.name)'")
         }
         do {
-            shapes[node.name] = try Graph.outputShape(of: node, inputShapes: node.inputs.map { shapes[$0]! })
+            state.shapes[node.name] = try Graph.outputShape(of: node, inputShapes: node.inputs.map { state.shapes[$0]! })
         } catch let error as ModelError {
             throw KerasFileError.badWeights(path: path, layer: node.name, detail: "\(error)")
         }
-        nodes.append(node)
-    }
-
-    // MARK: - Weights
-
-    /// The datasets listed in `model_weights/<layer>`'s `weight_names`, in order.
-    private func layerWeights(_ layer: String, in weights: HDF5Group) throws -> [Tensor] {
-        guard try weights.hasChild(layer) else { return [] }
-        let group = try weights.group(layer)
-        let names = try chunkedStrings(group, "weight_names")
-        return try names.map { name in
-            guard try group.hasChild(name) else {
-                throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' is listed but not stored")
-            }
-            let dataset = try group.dataset(name)
-            let shape = try dataset.shape()
-            let values = try dataset.readFloats()
-            return try Tensor(shape: shape, values: values)
-        }
-    }
-
-    /// A string-array attribute that Keras may have split into `name0`, `name1`, ...
-    private func chunkedStrings(_ group: HDF5Group, _ name: String) throws -> [String] {
-        if try group.hasAttribute(name) { return try group.stringArrayAttribute(name) }
-        var values: [String] = []
-        var index = 0
-        while try group.hasAttribute("\(name)\(index)") {
-            values += try group.stringArrayAttribute("\(name)\(index)")
-            index += 1
-        }
-        return values
+        state.nodes.append(node)
     }
 }

@@ -101,6 +101,7 @@ public struct Graph: Equatable, Sendable {
 
     /// The output shape of `node` given its inputs' shapes (batch axis excluded).
     public static func outputShape(of node: Node, inputShapes: [[Int]]) throws -> [Int] {
+        func fail(_ detail: String) -> ModelError { .shapeMismatch(node: node.name, detail: detail) }
         func single() throws -> [Int] {
             guard inputShapes.count == 1 else {
                 throw ModelError.wrongInputCount(node: node.name, expected: 1, found: inputShapes.count)
@@ -109,8 +110,18 @@ public struct Graph: Equatable, Sendable {
         }
         func lastAxis(_ shape: [Int], channels: Int, what: String) throws {
             guard let last = shape.last, last == channels else {
-                throw ModelError.shapeMismatch(node: node.name, detail: "\(what) has \(channels) channels but its input has shape \(shape)")
+                throw fail("\(what) has \(channels) channels but its input has shape \(shape)")
             }
+        }
+        func image(_ what: String) throws -> [Int] {
+            let shape = try single()
+            guard shape.count == 3 else { throw fail("\(what) needs a (height, width, channels) input, found shape \(shape)") }
+            return shape
+        }
+        func windowed(_ shape: [Int], _ window: Window, channels: Int) throws -> [Int] {
+            let h = window.output(axis: 0, input: shape[0]).length, w = window.output(axis: 1, input: shape[1])
+            guard h > 0, w.length > 0 else { throw fail("the window \(window.size) does not fit the input \(shape)") }
+            return [h, w.length, channels]
         }
         switch node.operation {
         case .input(let shape):
@@ -118,13 +129,31 @@ public struct Graph: Equatable, Sendable {
                 throw ModelError.wrongInputCount(node: node.name, expected: 0, found: inputShapes.count)
             }
             guard !shape.isEmpty, Tensor.elementCount(shape).map({ $0 > 0 }) == true else {
-                throw ModelError.shapeMismatch(node: node.name, detail: "input shape \(shape) is not a fixed positive shape")
+                throw fail("input shape \(shape) is not a fixed positive shape")
             }
             return shape
         case .dense(let dense):
             let shape = try single()
             try lastAxis(shape, channels: dense.inputs, what: "the kernel")
             return Array(shape.dropLast()) + [dense.units]
+        case .conv2d(let conv):
+            let shape = try image("Conv2D")
+            try lastAxis(shape, channels: conv.inputChannels, what: "the kernel")
+            return try windowed(shape, conv.window, channels: conv.outputChannels)
+        case .depthwiseConv2d(let conv):
+            let shape = try image("DepthwiseConv2D")
+            try lastAxis(shape, channels: conv.inputChannels, what: "the kernel")
+            return try windowed(shape, conv.window, channels: conv.outputChannels)
+        case .pool2d(let pool):
+            let shape = try image("pooling")
+            return try windowed(shape, pool.window, channels: shape[2])
+        case .globalPool(_, let keepDims):
+            let shape = try image("global pooling")
+            return keepDims ? [1, 1, shape[2]] : [shape[2]]
+        case .zeroPadding2d(let pads):
+            let shape = try image("ZeroPadding2D")
+            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else { throw fail("invalid padding \(pads)") }
+            return [shape[0] + pads[0] + pads[1], shape[1] + pads[2] + pads[3], shape[2]]
         case .batchNorm(let bn):
             let shape = try single()
             try lastAxis(shape, channels: bn.channels, what: "batch normalization")
@@ -135,6 +164,24 @@ public struct Graph: Equatable, Sendable {
             return shape
         case .activation, .identity:
             return try single()
+        case .add, .multiply:
+            guard inputShapes.count >= 2 else { throw ModelError.wrongInputCount(node: node.name, expected: 2, found: inputShapes.count) }
+            guard inputShapes.allSatisfy({ $0 == inputShapes[0] }) else { throw fail("inputs of different shapes \(inputShapes)") }
+            return inputShapes[0]
+        case .concatenate(let axis):
+            guard inputShapes.count >= 2 else { throw ModelError.wrongInputCount(node: node.name, expected: 2, found: inputShapes.count) }
+            let rank = inputShapes[0].count
+            guard axis >= 0, axis < rank, inputShapes.allSatisfy({ $0.count == rank }) else {
+                throw fail("cannot join shapes \(inputShapes) along axis \(axis)")
+            }
+            for shape in inputShapes {
+                for k in 0..<rank where k != axis && shape[k] != inputShapes[0][k] {
+                    throw fail("cannot join shapes \(inputShapes) along axis \(axis)")
+                }
+            }
+            var shape = inputShapes[0]
+            shape[axis] = inputShapes.reduce(0) { $0 + $1[axis] }
+            return shape
         case .flatten:
             let shape = try single()
             return [shape.reduce(1, *)]
@@ -144,17 +191,13 @@ public struct Graph: Equatable, Sendable {
             let unknown = target.filter { $0 == -1 }.count
             let known = target.filter { $0 != -1 }
             guard unknown <= 1, known.allSatisfy({ $0 > 0 }), let product = Tensor.elementCount(known), product > 0 else {
-                throw ModelError.shapeMismatch(node: node.name, detail: "invalid reshape target \(target)")
+                throw fail("invalid reshape target \(target)")
             }
             if unknown == 1 {
-                guard count % product == 0 else {
-                    throw ModelError.shapeMismatch(node: node.name, detail: "cannot reshape \(shape) to \(target)")
-                }
+                guard count % product == 0 else { throw fail("cannot reshape \(shape) to \(target)") }
                 return target.map { $0 == -1 ? count / product : $0 }
             }
-            guard product == count else {
-                throw ModelError.shapeMismatch(node: node.name, detail: "cannot reshape \(shape) to \(target)")
-            }
+            guard product == count else { throw fail("cannot reshape \(shape) to \(target)") }
             return target
         }
     }

@@ -1,6 +1,48 @@
-/// Element-wise (or, for softmax, last-axis) activation functions.
-public enum Activation: String, CaseIterable, Sendable {
-    case linear, relu, sigmoid, tanh, softmax
+/// Element-wise activation functions (softmax: over the last axis).
+public enum Activation: Equatable, Sendable {
+    case linear, relu, relu6, sigmoid, tanh, softmax, selu, swish, softplus, softsign, exponential
+    /// `gelu`: exact (erf) or the tanh approximation.
+    case gelu(approximate: Bool)
+    /// `clip(slope * x + 0.5, 0, 1)`: slope 0.2 in Keras 2, 1/6 in Keras 3.
+    case hardSigmoid(slope: Float)
+    /// `x > 0 ? x : alpha * (exp(x) - 1)`.
+    case elu(alpha: Float)
+    /// `x >= 0 ? x : alpha * x`.
+    case leakyRelu(alpha: Float)
+    /// Keras's general ReLU layer: `x >= threshold ? min(x, maxValue) : negativeSlope * (x - threshold)`.
+    case clippedRelu(maxValue: Float?, negativeSlope: Float, threshold: Float)
+
+    /// The name used in files and messages.
+    public var name: String {
+        switch self {
+        case .linear: "linear"
+        case .relu: "relu"
+        case .relu6: "relu6"
+        case .sigmoid: "sigmoid"
+        case .tanh: "tanh"
+        case .softmax: "softmax"
+        case .selu: "selu"
+        case .swish: "swish"
+        case .softplus: "softplus"
+        case .softsign: "softsign"
+        case .exponential: "exponential"
+        case .gelu(let approximate): approximate ? "gelu_tanh" : "gelu"
+        case .hardSigmoid: "hard_sigmoid"
+        case .elu: "elu"
+        case .leakyRelu: "leaky_relu"
+        case .clippedRelu: "clipped_relu"
+        }
+    }
+
+    /// The parameter-free activations by name.
+    public static let simple: [String: Activation] = [
+        "linear": .linear, "relu": .relu, "relu6": .relu6, "sigmoid": .sigmoid, "tanh": .tanh, "softmax": .softmax,
+        "selu": .selu, "swish": .swish, "softplus": .softplus, "softsign": .softsign, "exponential": .exponential,
+        "gelu": .gelu(approximate: false), "gelu_tanh": .gelu(approximate: true),
+    ]
+
+    /// Whether `f(0) == 0` and `f` is the identity: only `linear` may be folded across.
+    public var isLinear: Bool { self == .linear }
 }
 
 /// What a weight tensor is for; how formats and the library API address weights.
@@ -104,14 +146,137 @@ public struct Affine: Equatable, Sendable {
     public var channels: Int { scale.shape[0] }
 }
 
+/// How a spatial window treats the borders (TensorFlow's rules).
+public enum Padding: String, Equatable, Sendable {
+    /// No padding: output = floor((in - effective kernel) / stride) + 1.
+    case valid
+    /// output = ceil(in / stride); the padding total is split with the extra
+    /// pixel at the bottom/right.
+    case same
+}
+
+/// Window geometry shared by convolutions and pooling, in (height, width) order.
+public struct Window: Equatable, Sendable {
+    public var size: [Int]
+    public var strides: [Int]
+    public var dilation: [Int]
+    public var padding: Padding
+
+    public init(size: [Int], strides: [Int], dilation: [Int] = [1, 1], padding: Padding) throws {
+        for (name, values) in [("kernel size", size), ("strides", strides), ("dilation", dilation)] {
+            guard values.count == 2, values.allSatisfy({ $0 >= 1 }) else {
+                throw ModelError.badAttribute(name: name, value: "\(values)")
+            }
+        }
+        self.size = size
+        self.strides = strides
+        self.dilation = dilation
+        self.padding = padding
+    }
+
+    /// For one spatial axis: the output length and the padding before it.
+    public func output(axis: Int, input: Int) -> (length: Int, padBefore: Int) {
+        let effective = (size[axis] - 1) * dilation[axis] + 1
+        switch padding {
+        case .valid:
+            return (input >= effective ? (input - effective) / strides[axis] + 1 : 0, 0)
+        case .same:
+            let length = (input + strides[axis] - 1) / strides[axis]
+            let total = max((length - 1) * strides[axis] + effective - input, 0)
+            return (length, total / 2)
+        }
+    }
+}
+
+/// A 2-D convolution over (height, width, channels), Keras layout:
+/// kernel (kh, kw, in / groups, out), output channel last.
+public struct Conv2D: Equatable, Sendable {
+    public var kernel: Tensor
+    public var bias: Tensor?
+    public var window: Window
+    public var groups: Int
+    public var activation: Activation
+
+    public init(kernel: Tensor, bias: Tensor?, strides: [Int] = [1, 1], dilation: [Int] = [1, 1], padding: Padding,
+                groups: Int = 1, activation: Activation = .linear) throws {
+        guard kernel.shape.count == 4 else {
+            throw ModelError.badWeightShape(role: .kernel, expected: "(kh, kw, in/groups, out)", found: kernel.shape)
+        }
+        guard groups >= 1, kernel.shape[3] % groups == 0 else { throw ModelError.badAttribute(name: "groups", value: "\(groups)") }
+        if let bias, bias.shape != [kernel.shape[3]] {
+            throw ModelError.badWeightShape(role: .bias, expected: "(\(kernel.shape[3]),)", found: bias.shape)
+        }
+        self.kernel = kernel
+        self.bias = bias
+        self.window = try Window(size: Array(kernel.shape[0..<2]), strides: strides, dilation: dilation, padding: padding)
+        self.groups = groups
+        self.activation = activation
+    }
+
+    public var inputChannels: Int { kernel.shape[2] * groups }
+    public var outputChannels: Int { kernel.shape[3] }
+}
+
+/// A depthwise 2-D convolution: kernel (kh, kw, in, depth multiplier);
+/// output channel `c * depthMultiplier + m`.
+public struct DepthwiseConv2D: Equatable, Sendable {
+    public var kernel: Tensor
+    public var bias: Tensor?
+    public var window: Window
+    public var activation: Activation
+
+    public init(kernel: Tensor, bias: Tensor?, strides: [Int] = [1, 1], dilation: [Int] = [1, 1], padding: Padding,
+                activation: Activation = .linear) throws {
+        guard kernel.shape.count == 4 else {
+            throw ModelError.badWeightShape(role: .kernel, expected: "(kh, kw, in, depth_multiplier)", found: kernel.shape)
+        }
+        if let bias, bias.shape != [kernel.shape[2] * kernel.shape[3]] {
+            throw ModelError.badWeightShape(role: .bias, expected: "(\(kernel.shape[2] * kernel.shape[3]),)", found: bias.shape)
+        }
+        self.kernel = kernel
+        self.bias = bias
+        self.window = try Window(size: Array(kernel.shape[0..<2]), strides: strides, dilation: dilation, padding: padding)
+        self.activation = activation
+    }
+
+    public var inputChannels: Int { kernel.shape[2] }
+    public var depthMultiplier: Int { kernel.shape[3] }
+    public var outputChannels: Int { kernel.shape[2] * kernel.shape[3] }
+}
+
+/// Max or average pooling over (height, width). Average pooling with `same`
+/// padding divides by the number of real (unpadded) pixels, as TensorFlow does.
+public struct Pool2D: Equatable, Sendable {
+    public enum Kind: String, Sendable { case max, average }
+    public var kind: Kind
+    public var window: Window
+
+    public init(kind: Kind, size: [Int], strides: [Int], padding: Padding) throws {
+        self.kind = kind
+        self.window = try Window(size: size, strides: strides, padding: padding)
+    }
+}
+
 /// One operation of the graph.
 public enum Op: Equatable, Sendable {
     /// The model input; `shape` excludes the batch axis.
     case input(shape: [Int])
     case dense(Dense)
+    case conv2d(Conv2D)
+    case depthwiseConv2d(DepthwiseConv2D)
     case batchNorm(BatchNorm)
     case affine(Affine)
     case activation(Activation)
+    case pool2d(Pool2D)
+    /// Mean or max over height and width; `keepDims` keeps them as 1 × 1.
+    case globalPool(kind: Pool2D.Kind, keepDims: Bool)
+    /// Zeros around (height, width): [top, bottom, left, right].
+    case zeroPadding2d([Int])
+    /// Element-wise sum / product of inputs of one shape.
+    case add
+    case multiply
+    /// Joins inputs along `axis` (counted without the batch axis).
+    case concatenate(axis: Int)
     /// Collapses all non-batch axes into one.
     case flatten
     /// Reshapes the non-batch axes; one dimension may be -1.
@@ -124,9 +289,17 @@ public enum Op: Equatable, Sendable {
         switch self {
         case .input: "input"
         case .dense: "dense"
+        case .conv2d: "conv2d"
+        case .depthwiseConv2d: "depthwise_conv2d"
         case .batchNorm: "batch_norm"
         case .affine: "affine"
         case .activation: "activation"
+        case .pool2d(let p): p.kind == .max ? "max_pool2d" : "average_pool2d"
+        case .globalPool(let kind, _): kind == .max ? "global_max_pool" : "global_average_pool"
+        case .zeroPadding2d: "zero_padding2d"
+        case .add: "add"
+        case .multiply: "multiply"
+        case .concatenate: "concatenate"
         case .flatten: "flatten"
         case .reshape: "reshape"
         case .identity: "identity"
@@ -138,6 +311,10 @@ public enum Op: Equatable, Sendable {
         switch self {
         case .dense(let d):
             return [(.kernel, d.kernel)] + (d.bias.map { [(.bias, $0)] } ?? [])
+        case .conv2d(let c):
+            return [(.kernel, c.kernel)] + (c.bias.map { [(.bias, $0)] } ?? [])
+        case .depthwiseConv2d(let c):
+            return [(.kernel, c.kernel)] + (c.bias.map { [(.bias, $0)] } ?? [])
         case .batchNorm(let bn):
             var list: [(role: WeightRole, tensor: Tensor)] = []
             if let g = bn.gamma { list.append((.gamma, g)) }
@@ -147,8 +324,18 @@ public enum Op: Equatable, Sendable {
             return list
         case .affine(let a):
             return [(.scale, a.scale), (.shift, a.shift)]
-        case .input, .activation, .flatten, .reshape, .identity:
+        default:
             return []
+        }
+    }
+
+    /// The activation a weighted layer applies to its output, if any.
+    public var fusedActivation: Activation? {
+        switch self {
+        case .dense(let d): d.activation
+        case .conv2d(let c): c.activation
+        case .depthwiseConv2d(let c): c.activation
+        default: nil
         }
     }
 
@@ -163,10 +350,15 @@ public struct Node: Equatable, Sendable {
     public var name: String
     public var operation: Op
     public var inputs: [String]
+    /// When this node is a repeated call of a layer (Keras shared layers):
+    /// the name of the node that owns the weights. Nodes sharing weights
+    /// hold equal tensors; folding never changes them.
+    public var sharesWeightsWith: String?
 
-    public init(name: String, operation: Op, inputs: [String]) {
+    public init(name: String, operation: Op, inputs: [String], sharesWeightsWith: String? = nil) {
         self.name = name
         self.operation = operation
         self.inputs = inputs
+        self.sharesWeightsWith = sharesWeightsWith
     }
 }

@@ -93,9 +93,27 @@ struct NodeJSON: Codable {
     var inputs: [String]
     /// Role (`kernel`, `gamma`, ...) to index into the tensor table.
     var tensors: [String: Int]?
+    var shares_weights_with: String?
     var shape: [Int]?
-    var activation: String?
     var epsilon: Double?
+    var activation: ActivationJSON?
+    var size: [Int]?
+    var strides: [Int]?
+    var dilation: [Int]?
+    var padding: String?
+    var groups: Int?
+    var keep_dims: Bool?
+    var pads: [Int]?
+    var axis: Int?
+}
+
+/// An activation and its parameters.
+struct ActivationJSON: Codable {
+    var name: String
+    var alpha: Float?
+    var slope: Float?
+    var max_value: Float?
+    var threshold: Float?
 }
 
 struct TensorJSON: Codable {

@@ -123,55 +123,19 @@ private struct Decoder {
                 used[index] = true
                 weights[role] = tensors[index]
             }
-            let allowed: Set<WeightRole>
             let operation: Op
+            let allowed: Set<WeightRole>
             do {
-                func required(_ role: WeightRole) throws(NativeFormatError) -> Tensor {
-                    guard let tensor = weights[role] else { throw bad("missing tensor '\(role.rawValue)'") }
-                    return tensor
-                }
-                func activation() throws(NativeFormatError) -> Activation {
-                    guard let name = node.activation, let activation = Activation(rawValue: name) else {
-                        throw bad("missing or unknown activation '\(node.activation ?? "")'")
-                    }
-                    return activation
-                }
-                switch node.op {
-                case "input":
-                    guard let shape = node.shape else { throw bad("input without a shape") }
-                    operation = .input(shape: shape); allowed = []
-                case "dense":
-                    operation = .dense(try Dense(kernel: try required(.kernel), bias: weights[.bias], activation: try activation()))
-                    allowed = [.kernel, .bias]
-                case "batch_norm":
-                    guard let epsilon = node.epsilon else { throw bad("batch_norm without epsilon") }
-                    operation = .batchNorm(try BatchNorm(gamma: weights[.gamma], beta: weights[.beta], movingMean: try required(.movingMean),
-                                                         movingVariance: try required(.movingVariance), epsilon: epsilon))
-                    allowed = [.gamma, .beta, .movingMean, .movingVariance]
-                case "affine":
-                    operation = .affine(try Affine(scale: try required(.scale), shift: try required(.shift)))
-                    allowed = [.scale, .shift]
-                case "activation":
-                    operation = .activation(try activation()); allowed = []
-                case "flatten":
-                    operation = .flatten; allowed = []
-                case "reshape":
-                    guard let shape = node.shape else { throw bad("reshape without a shape") }
-                    operation = .reshape(shape); allowed = []
-                case "identity":
-                    operation = .identity; allowed = []
-                default:
-                    throw bad("unknown operation '\(node.op)' (written by a newer bnkit?)")
-                }
-            } catch let error as NativeFormatError {
-                throw error
+                (operation, allowed) = try OpCodec.decode(node, weights: weights)
+            } catch let failure as OpCodec.Failure {
+                throw bad(failure.detail)
             } catch {
                 throw bad("\(error)")
             }
             if let extra = weights.keys.first(where: { !allowed.contains($0) }) {
                 throw bad("tensor role '\(extra.rawValue)' does not belong to \(node.op)")
             }
-            nodes.append(Node(name: node.name, operation: operation, inputs: node.inputs))
+            nodes.append(Node(name: node.name, operation: operation, inputs: node.inputs, sharesWeightsWith: node.shares_weights_with))
         }
         if let orphan = used.firstIndex(of: false) {
             throw .badGraph(path: path, detail: "tensor '\(table[orphan].name)' belongs to no layer")

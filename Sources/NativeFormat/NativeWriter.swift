@@ -9,15 +9,7 @@ extension NativeFormat {
         var data = Data()
         var nodes: [NodeJSON] = []
         for node in model.graph.nodes {
-            var json = NodeJSON(name: node.name, op: node.operation.kind, inputs: node.inputs)
-            switch node.operation {
-            case .input(let shape): json.shape = shape
-            case .dense(let dense): json.activation = dense.activation.rawValue
-            case .batchNorm(let bn): json.epsilon = bn.epsilon
-            case .activation(let activation): json.activation = activation.rawValue
-            case .reshape(let shape): json.shape = shape
-            case .affine, .flatten, .identity: break
-            }
+            var json = OpCodec.encode(node)
             var refs: [String: Int] = [:]
             for (role, tensor) in node.operation.weights {
                 let padding = (alignment - data.count % alignment) % alignment

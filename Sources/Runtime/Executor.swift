@@ -5,14 +5,12 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable, Sendable {
     case invalidModel(ModelError)
     case unsupported(node: String, detail: String)
     case badInputSize(expected: Int, found: Int)
-    case badBatchSize(Int)
 
     public var description: String {
         switch self {
         case let .invalidModel(error): "invalid model: \(error)"
         case let .unsupported(node, detail): "layer '\(node)' cannot run: \(detail)"
         case let .badInputSize(expected, found): "input holds \(found) values, expected a multiple of \(expected) (one sample)"
-        case let .badBatchSize(batch): "invalid batch size \(batch)"
         }
     }
 }
@@ -33,40 +31,49 @@ public final class Executor: @unchecked Sendable {
     private let steps: [Step]
     private let nodeCount: Int
     private let sizes: [Int]
+    private let inputIndex: Int
     private let outputIndex: Int
 
     private enum Kind {
         case dense(kernel: [Float], bias: [Float]?, inputs: Int, units: Int, activation: ActivationKind)
+        case conv2d(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
+        case depthwise(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
+        case pool(geometry: Kernels.Spatial, isMax: Bool)
+        case globalPool(pixels: Int, channels: Int, isMax: Bool)
+        case zeroPad(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
         case affine(scale: [Float], shift: [Float], channels: Int)
         case activation(ActivationKind, channels: Int)
+        case add, multiply
+        /// Per sample: `outer` blocks, each the inputs' chunks of the given sizes.
+        case concatenate(outer: Int, chunks: [Int])
         case copy
     }
 
     private struct Step {
         let kind: Kind
-        let source: Int
+        let sources: [Int]
         let destination: Int
     }
 
     public init(graph: Graph) throws {
         let shapes: [String: [Int]]
-        do { shapes = try graph.inferShapes() } catch let error as ModelError { throw RuntimeError.invalidModel(error) }
         let input: Node
-        do { input = try graph.inputNode() } catch let error as ModelError { throw RuntimeError.invalidModel(error) }
+        do {
+            shapes = try graph.inferShapes()
+            input = try graph.inputNode()
+        } catch let error as ModelError {
+            throw RuntimeError.invalidModel(error)
+        }
         guard graph.outputs.count == 1 else {
-            throw RuntimeError.unsupported(node: graph.outputs.joined(separator: ", "), detail: "the model has \(graph.outputs.count) outputs; one is supported")
+            throw RuntimeError.unsupported(node: graph.outputs.joined(separator: ", "),
+                                           detail: "the model has \(graph.outputs.count) outputs; running supports one")
         }
         var index: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() { index[node.name] = i }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
-            let channels = shapes[node.name]!.last ?? 1
-            func source() throws -> Int {
-                guard node.inputs.count == 1 else {
-                    throw RuntimeError.unsupported(node: node.name, detail: "\(node.inputs.count) inputs")
-                }
-                return index[node.inputs[0]]!
-            }
+            let outShape = shapes[node.name]!
+            let inShapes = node.inputs.map { shapes[$0]! }
             let kind: Kind
             switch node.operation {
             case .input:
@@ -74,6 +81,21 @@ public final class Executor: @unchecked Sendable {
             case .dense(let dense):
                 kind = .dense(kernel: dense.kernel.values, bias: dense.bias?.values,
                               inputs: dense.inputs, units: dense.units, activation: Self.kind(dense.activation))
+            case .conv2d(let conv):
+                kind = .conv2d(kernel: conv.kernel.values, bias: conv.bias?.values,
+                               geometry: Self.geometry(conv.window, inShapes[0], outShape), groups: conv.groups,
+                               activation: Self.kind(conv.activation))
+            case .depthwiseConv2d(let conv):
+                kind = .depthwise(kernel: conv.kernel.values, bias: conv.bias?.values,
+                                  geometry: Self.geometry(conv.window, inShapes[0], outShape), multiplier: conv.depthMultiplier,
+                                  activation: Self.kind(conv.activation))
+            case .pool2d(let pool):
+                kind = .pool(geometry: Self.geometry(pool.window, inShapes[0], outShape), isMax: pool.kind == .max)
+            case .globalPool(let poolKind, _):
+                kind = .globalPool(pixels: inShapes[0][0] * inShapes[0][1], channels: inShapes[0][2], isMax: poolKind == .max)
+            case .zeroPadding2d(let pads):
+                kind = .zeroPad(height: inShapes[0][0], width: inShapes[0][1], channels: inShapes[0][2],
+                                top: pads[0], left: pads[2], outHeight: outShape[0], outWidth: outShape[1])
             case .batchNorm(let bn):
                 let coefficients: (scale: [Double], shift: [Double])
                 do { coefficients = try bn.affineCoefficients() } catch let error as ModelError {
@@ -83,11 +105,18 @@ public final class Executor: @unchecked Sendable {
             case .affine(let affine):
                 kind = .affine(scale: affine.scale.values, shift: affine.shift.values, channels: affine.channels)
             case .activation(let activation):
-                kind = .activation(Self.kind(activation), channels: channels)
+                kind = .activation(Self.kind(activation), channels: outShape.last ?? 1)
+            case .add:
+                kind = .add
+            case .multiply:
+                kind = .multiply
+            case .concatenate(let axis):
+                let outer = outShape[..<axis].reduce(1, *)
+                kind = .concatenate(outer: outer, chunks: inShapes.map { $0[axis...].reduce(1, *) })
             case .flatten, .reshape, .identity:
                 kind = .copy
             }
-            steps.append(Step(kind: kind, source: try source(), destination: i))
+            steps.append(Step(kind: kind, sources: node.inputs.map { index[$0]! }, destination: i))
         }
         self.steps = steps
         self.nodeCount = graph.nodes.count
@@ -96,19 +125,40 @@ public final class Executor: @unchecked Sendable {
         self.outputShape = shapes[graph.outputs[0]]!
         self.inputSize = inputShape.reduce(1, *)
         self.outputSize = outputShape.reduce(1, *)
-        self.outputIndex = index[graph.outputs[0]]!
         self.inputIndex = index[input.name]!
+        self.outputIndex = index[graph.outputs[0]]!
     }
 
-    private let inputIndex: Int
+    private static func geometry(_ window: Window, _ input: [Int], _ output: [Int]) -> Kernels.Spatial {
+        Kernels.Spatial(
+            inHeight: input[0], inWidth: input[1], inChannels: input[2],
+            outHeight: output[0], outWidth: output[1], outChannels: output[2],
+            kernelHeight: window.size[0], kernelWidth: window.size[1],
+            strideY: window.strides[0], strideX: window.strides[1],
+            dilationY: window.dilation[0], dilationX: window.dilation[1],
+            padTop: window.output(axis: 0, input: input[0]).padBefore,
+            padLeft: window.output(axis: 1, input: input[1]).padBefore)
+    }
 
     private static func kind(_ activation: Activation) -> ActivationKind {
         switch activation {
         case .linear: .linear
         case .relu: .relu
+        case .relu6: .relu6
         case .sigmoid: .sigmoid
         case .tanh: .tanh
         case .softmax: .softmax
+        case .selu: .selu
+        case .swish: .swish
+        case .softplus: .softplus
+        case .softsign: .softsign
+        case .exponential: .exponential
+        case .gelu(let approximate): approximate ? .geluTanh : .gelu
+        case .hardSigmoid(let slope): .hardSigmoid(slope: slope)
+        case .elu(let alpha): .elu(alpha: alpha)
+        case .leakyRelu(let alpha): .leakyRelu(alpha: alpha)
+        case let .clippedRelu(maxValue, negativeSlope, threshold):
+            .clippedRelu(maxValue: maxValue ?? .infinity, negativeSlope: negativeSlope, threshold: threshold)
         }
     }
 
@@ -124,10 +174,10 @@ public final class Executor: @unchecked Sendable {
         buffers[inputIndex] = input
         for step in steps {
             var output = [Float](repeating: 0, count: batch * sizes[step.destination])
-            let source = buffers[step.source]
+            let sources = step.sources.map { buffers[$0] }
             output.withUnsafeMutableBufferPointer { out in
-                source.withUnsafeBufferPointer { x in
-                    Self.execute(step.kind, x.baseAddress!, out.baseAddress!, rows: batch, count: out.count)
+                Self.withPointers(sources) { inputs in
+                    Self.execute(step.kind, inputs, out.baseAddress!, batch: batch, count: out.count)
                 }
             }
             buffers[step.destination] = output
@@ -135,19 +185,49 @@ public final class Executor: @unchecked Sendable {
         return buffers[outputIndex]
     }
 
-    private static func execute(_ kind: Kind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, count: Int) {
+    private static func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+        func nest(_ index: Int, _ collected: [UnsafePointer<Float>]) -> R {
+            if index == arrays.count { return body(collected) }
+            return arrays[index].withUnsafeBufferPointer { nest(index + 1, collected + [$0.baseAddress!]) }
+        }
+        return nest(0, [])
+    }
+
+    private static func execute(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
+                                batch: Int, count: Int) {
+        let x = inputs[0]
+        func optional(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> Void) {
+            if let array { array.withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(nil) }
+        }
         switch kind {
         case let .dense(kernel, bias, inputs, units, activation):
             kernel.withUnsafeBufferPointer { w in
-                if let bias {
-                    bias.withUnsafeBufferPointer { b in
-                        Kernels.dense(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, bias: b.baseAddress!, units: units, output: y)
-                    }
-                } else {
-                    Kernels.dense(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, bias: nil, units: units, output: y)
+                optional(bias) { b in
+                    Kernels.dense(input: x, rows: batch, inputs: inputs, kernel: w.baseAddress!, bias: b, units: units, output: y)
                 }
             }
             Kernels.activate(y, count: count, channels: units, kind: activation)
+        case let .conv2d(kernel, bias, geometry, groups, activation):
+            kernel.withUnsafeBufferPointer { w in
+                optional(bias) { b in
+                    Kernels.conv2d(input: x, batch: batch, geometry, groups: groups, kernel: w.baseAddress!, bias: b, output: y)
+                }
+            }
+            Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
+        case let .depthwise(kernel, bias, geometry, multiplier, activation):
+            kernel.withUnsafeBufferPointer { w in
+                optional(bias) { b in
+                    Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: b, output: y)
+                }
+            }
+            Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
+        case let .pool(geometry, isMax):
+            Kernels.pool2d(input: x, batch: batch, geometry, isMax: isMax, output: y)
+        case let .globalPool(pixels, channels, isMax):
+            Kernels.globalPool(input: x, batch: batch, pixels: pixels, channels: channels, isMax: isMax, output: y)
+        case let .zeroPad(height, width, channels, top, left, outHeight, outWidth):
+            Kernels.zeroPad(input: x, batch: batch, height: height, width: width, channels: channels,
+                            top: top, left: left, outHeight: outHeight, outWidth: outWidth, output: y)
         case let .affine(scale, shift, channels):
             y.update(from: x, count: count)
             scale.withUnsafeBufferPointer { s in
@@ -158,6 +238,20 @@ public final class Executor: @unchecked Sendable {
         case let .activation(activation, channels):
             y.update(from: x, count: count)
             Kernels.activate(y, count: count, channels: channels, kind: activation)
+        case .add:
+            y.update(from: x, count: count)
+            for other in inputs.dropFirst() { for i in 0..<count { y[i] += other[i] } }
+        case .multiply:
+            y.update(from: x, count: count)
+            for other in inputs.dropFirst() { for i in 0..<count { y[i] *= other[i] } }
+        case let .concatenate(outer, chunks):
+            var target = y
+            for block in 0..<(batch * outer) {
+                for (source, chunk) in zip(inputs, chunks) {
+                    target.update(from: source + block * chunk, count: chunk)
+                    target += chunk
+                }
+            }
         case .copy:
             y.update(from: x, count: count)
         }

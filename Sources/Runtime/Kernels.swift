@@ -1,7 +1,8 @@
 import Foundation
 
-/// The CPU kernels. Each works on a batch of rows laid out contiguously,
-/// channel (last axis) fastest. Only this file touches raw pointers.
+/// The CPU kernels. Tensors are batches of samples laid out contiguously,
+/// channels (the last axis) fastest: (N, features) or (N, H, W, C).
+/// Only this file and the executor touch raw pointers.
 enum Kernels {
     /// `output[r, o] = bias[o] + Σ_i input[r, i] * kernel[i, o]` for `rows` rows.
     static func dense(input: UnsafePointer<Float>, rows: Int, inputs: Int,
@@ -26,6 +27,153 @@ enum Kernels {
         }
     }
 
+    /// Geometry of a spatial op on one image.
+    struct Spatial {
+        var inHeight, inWidth, inChannels: Int
+        var outHeight, outWidth, outChannels: Int
+        var kernelHeight, kernelWidth: Int
+        var strideY, strideX: Int
+        var dilationY, dilationX: Int
+        var padTop, padLeft: Int
+    }
+
+    /// Grouped 2-D convolution, kernel (kh, kw, in/groups, out).
+    static func conv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, groups: Int,
+                       kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let cpg = g.inChannels / groups, opg = g.outChannels / groups
+        let inImage = g.inHeight * g.inWidth * g.inChannels
+        let outImage = g.outHeight * g.outWidth * g.outChannels
+        for b in 0..<batch {
+            let image = input + b * inImage
+            for oy in 0..<g.outHeight {
+                for ox in 0..<g.outWidth {
+                    let y = output + b * outImage + (oy * g.outWidth + ox) * g.outChannels
+                    if let bias { y.update(from: bias, count: g.outChannels) } else { y.update(repeating: 0, count: g.outChannels) }
+                    for ky in 0..<g.kernelHeight {
+                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                        if iy < 0 || iy >= g.inHeight { continue }
+                        for kx in 0..<g.kernelWidth {
+                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                            if ix < 0 || ix >= g.inWidth { continue }
+                            let x = image + (iy * g.inWidth + ix) * g.inChannels
+                            let tap = kernel + (ky * g.kernelWidth + kx) * cpg * g.outChannels
+                            for group in 0..<groups {
+                                let yg = y + group * opg
+                                for ci in 0..<cpg {
+                                    let xv = x[group * cpg + ci]
+                                    if xv == 0 { continue }
+                                    let w = tap + ci * g.outChannels + group * opg
+                                    for o in 0..<opg { yg[o] += xv * w[o] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m.
+    static func depthwiseConv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, multiplier: Int,
+                                kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let inImage = g.inHeight * g.inWidth * g.inChannels
+        let outImage = g.outHeight * g.outWidth * g.outChannels
+        for b in 0..<batch {
+            let image = input + b * inImage
+            for oy in 0..<g.outHeight {
+                for ox in 0..<g.outWidth {
+                    let y = output + b * outImage + (oy * g.outWidth + ox) * g.outChannels
+                    if let bias { y.update(from: bias, count: g.outChannels) } else { y.update(repeating: 0, count: g.outChannels) }
+                    for ky in 0..<g.kernelHeight {
+                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                        if iy < 0 || iy >= g.inHeight { continue }
+                        for kx in 0..<g.kernelWidth {
+                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                            if ix < 0 || ix >= g.inWidth { continue }
+                            let x = image + (iy * g.inWidth + ix) * g.inChannels
+                            let w = kernel + (ky * g.kernelWidth + kx) * g.outChannels
+                            for c in 0..<g.inChannels {
+                                let xv = x[c]
+                                for m in 0..<multiplier { y[c * multiplier + m] += xv * w[c * multiplier + m] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Max or average pooling; average divides by the pixels inside the image.
+    static func pool2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, isMax: Bool, output: UnsafeMutablePointer<Float>) {
+        let c = g.inChannels
+        let inImage = g.inHeight * g.inWidth * c
+        let outImage = g.outHeight * g.outWidth * c
+        for b in 0..<batch {
+            let image = input + b * inImage
+            for oy in 0..<g.outHeight {
+                for ox in 0..<g.outWidth {
+                    let y = output + b * outImage + (oy * g.outWidth + ox) * c
+                    y.update(repeating: isMax ? -Float.infinity : 0, count: c)
+                    var count = 0
+                    for ky in 0..<g.kernelHeight {
+                        let iy = oy * g.strideY - g.padTop + ky
+                        if iy < 0 || iy >= g.inHeight { continue }
+                        for kx in 0..<g.kernelWidth {
+                            let ix = ox * g.strideX - g.padLeft + kx
+                            if ix < 0 || ix >= g.inWidth { continue }
+                            let x = image + (iy * g.inWidth + ix) * c
+                            count += 1
+                            if isMax {
+                                for k in 0..<c { y[k] = max(y[k], x[k]) }
+                            } else {
+                                for k in 0..<c { y[k] += x[k] }
+                            }
+                        }
+                    }
+                    if !isMax {
+                        let n = Float(count)
+                        for k in 0..<c { y[k] /= n }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mean or max over all pixels of each image.
+    static func globalPool(input: UnsafePointer<Float>, batch: Int, pixels: Int, channels: Int, isMax: Bool,
+                           output: UnsafeMutablePointer<Float>) {
+        for b in 0..<batch {
+            let image = input + b * pixels * channels
+            let y = output + b * channels
+            y.update(repeating: isMax ? -Float.infinity : 0, count: channels)
+            for p in 0..<pixels {
+                let x = image + p * channels
+                if isMax {
+                    for k in 0..<channels { y[k] = max(y[k], x[k]) }
+                } else {
+                    for k in 0..<channels { y[k] += x[k] }
+                }
+            }
+            if !isMax {
+                let n = Float(pixels)
+                for k in 0..<channels { y[k] /= n }
+            }
+        }
+    }
+
+    /// Copies each image into a zero-filled larger one.
+    static func zeroPad(input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
+                        top: Int, left: Int, outHeight: Int, outWidth: Int, output: UnsafeMutablePointer<Float>) {
+        output.update(repeating: 0, count: batch * outHeight * outWidth * channels)
+        for b in 0..<batch {
+            for y in 0..<height {
+                let source = input + ((b * height + y) * width) * channels
+                let target = output + ((b * outHeight + y + top) * outWidth + left) * channels
+                target.update(from: source, count: width * channels)
+            }
+        }
+    }
+
     /// `data[r, c] = data[r, c] * scale[c] + shift[c]`, in place.
     static func affine(_ data: UnsafeMutablePointer<Float>, count: Int, channels: Int,
                        scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) {
@@ -39,13 +187,15 @@ enum Kernels {
         }
     }
 
-    /// Applies an element-wise activation in place (softmax: over each row of `channels`).
+    /// Applies an activation in place (softmax: over each row of `channels`).
     static func activate(_ data: UnsafeMutablePointer<Float>, count: Int, channels: Int, kind: ActivationKind) {
         switch kind {
         case .linear:
             return
         case .relu:
             for i in 0..<count { data[i] = max(data[i], 0) }
+        case .relu6:
+            for i in 0..<count { data[i] = min(max(data[i], 0), 6) }
         case .sigmoid:
             for i in 0..<count { data[i] = sigmoid(data[i]) }
         case .tanh:
@@ -55,6 +205,35 @@ enum Kernels {
             while offset < count {
                 softmax(data + offset, channels)
                 offset += channels
+            }
+        case .selu:
+            let alpha: Float = 1.6732632423543772, scale: Float = 1.0507009873554805
+            for i in 0..<count { let x = data[i]; data[i] = x > 0 ? scale * x : scale * alpha * Foundation.expm1(x) }
+        case .swish:
+            for i in 0..<count { data[i] = data[i] * sigmoid(data[i]) }
+        case .softplus:
+            for i in 0..<count { let x = data[i]; data[i] = max(x, 0) + Foundation.log1p(Foundation.exp(-abs(x))) }
+        case .softsign:
+            for i in 0..<count { data[i] = data[i] / (1 + abs(data[i])) }
+        case .exponential:
+            for i in 0..<count { data[i] = Foundation.exp(data[i]) }
+        case .gelu:
+            for i in 0..<count { let x = data[i]; data[i] = 0.5 * x * (1 + Foundation.erf(x * 0.70710678118654752)) }
+        case .geluTanh:
+            for i in 0..<count {
+                let x = data[i]
+                data[i] = 0.5 * x * (1 + Foundation.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+            }
+        case .hardSigmoid(let slope):
+            for i in 0..<count { data[i] = min(max(slope * data[i] + 0.5, 0), 1) }
+        case .elu(let alpha):
+            for i in 0..<count { let x = data[i]; data[i] = x > 0 ? x : alpha * Foundation.expm1(x) }
+        case .leakyRelu(let alpha):
+            for i in 0..<count { let x = data[i]; data[i] = x >= 0 ? x : alpha * x }
+        case .clippedRelu(let maxValue, let slope, let threshold):
+            for i in 0..<count {
+                let x = data[i]
+                data[i] = x >= threshold ? min(x, maxValue) : slope * (x - threshold)
             }
         }
     }
@@ -78,7 +257,11 @@ enum Kernels {
     }
 }
 
-/// The activations the kernels implement.
+/// The activations the kernels implement, with parameters resolved.
 enum ActivationKind {
-    case linear, relu, sigmoid, tanh, softmax
+    case linear, relu, relu6, sigmoid, tanh, softmax, selu, swish, softplus, softsign, exponential, gelu, geluTanh
+    case hardSigmoid(slope: Float)
+    case elu(alpha: Float)
+    case leakyRelu(alpha: Float)
+    case clippedRelu(maxValue: Float, negativeSlope: Float, threshold: Float)
 }

@@ -1,0 +1,107 @@
+import Foundation
+import ModelIR
+import Runtime
+import TestSupport
+import XCTest
+
+/// Each spatial kernel against the plain Double reference on random inputs:
+/// strides, both paddings (including TensorFlow's uneven `same`), dilation,
+/// groups, depth multipliers, odd sizes, several images per batch.
+final class SpatialKernelTests: XCTestCase {
+    private var random = SeededGenerator(seed: 42)
+
+    private func check(_ graph: Graph, _ input: [Float], batch: Int, reference: ([Double]) -> [Double], line: UInt = #line) throws {
+        let executor = try Executor(graph: graph)
+        let output = try executor.run(input)
+        let per = input.count / batch
+        for b in 0..<batch {
+            let expected = reference(input[(b * per)..<((b + 1) * per)].map(Double.init))
+            XCTAssertEqual(expected.count, executor.outputSize, line: line)
+            for (k, e) in expected.enumerated() {
+                XCTAssertEqual(Double(output[b * executor.outputSize + k]), e, accuracy: 1e-4, "b\(b) k\(k)", line: line)
+            }
+        }
+    }
+
+    func testConv2DOverStridesPaddingsDilationsAndGroups() throws {
+        let cases: [(h: Int, w: Int, c: Int, out: Int, k: [Int], stride: [Int], dilation: [Int], same: Bool, groups: Int, bias: Bool)] = [
+            (7, 9, 3, 5, [3, 3], [1, 1], [1, 1], false, 1, true),
+            (7, 9, 3, 5, [3, 3], [1, 1], [1, 1], true, 1, false),
+            (14, 14, 4, 6, [3, 3], [2, 2], [1, 1], true, 1, true),     // uneven: extra pixel bottom/right
+            (8, 7, 2, 4, [4, 2], [2, 3], [1, 1], true, 1, true),
+            (11, 10, 3, 4, [3, 3], [1, 1], [2, 3], true, 1, true),
+            (11, 10, 3, 4, [3, 2], [1, 1], [2, 2], false, 1, false),
+            (9, 9, 6, 4, [3, 3], [1, 1], [1, 1], false, 2, true),
+            (9, 9, 6, 6, [1, 1], [2, 2], [1, 1], true, 3, true),
+            (5, 5, 1, 1, [5, 5], [1, 1], [1, 1], false, 1, true),
+        ]
+        for t in cases {
+            let kernel = random.floats(t.k[0] * t.k[1] * (t.c / t.groups) * t.out, in: -1...1)
+            let bias = t.bias ? random.floats(t.out, in: -1...1) : nil
+            let conv = try Conv2D(kernel: Tensor(shape: t.k + [t.c / t.groups, t.out], values: kernel), bias: bias.map(Tensor.init),
+                                  strides: t.stride, dilation: t.dilation, padding: t.same ? .same : .valid, groups: t.groups)
+            let graph = try Graph.sequential(name: "c", inputShape: [t.h, t.w, t.c], layers: [("conv", .conv2d(conv))])
+            let batch = 3
+            try check(graph, random.floats(batch * t.h * t.w * t.c, in: -1...1), batch: batch) { x in
+                ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: t.k[0], kw: t.k[1], out: t.out, bias: bias,
+                                    stride: t.stride, dilation: t.dilation, same: t.same, groups: t.groups).values
+            }
+        }
+    }
+
+    func testDepthwiseWithDepthMultipliers() throws {
+        for (multiplier, stride, same, dilation) in [(1, 1, false, 1), (2, 2, true, 1), (3, 1, true, 2), (2, 3, false, 1)] {
+            let (h, w, c) = (9, 8, 3)
+            let kernel = random.floats(3 * 3 * c * multiplier, in: -1...1)
+            let bias = random.floats(c * multiplier, in: -1...1)
+            let conv = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, c, multiplier], values: kernel), bias: Tensor(bias),
+                                           strides: [stride, stride], dilation: [dilation, dilation], padding: same ? .same : .valid)
+            let graph = try Graph.sequential(name: "d", inputShape: [h, w, c], layers: [("dw", .depthwiseConv2d(conv))])
+            try check(graph, random.floats(2 * h * w * c, in: -1...1), batch: 2) { x in
+                ReferenceOps.depthwise(x, h: h, w: w, c: c, kernel: kernel, kh: 3, kw: 3, multiplier: multiplier, bias: bias,
+                                       stride: [stride, stride], dilation: [dilation, dilation], same: same).values
+            }
+        }
+    }
+
+    func testPooling() throws {
+        for (isMax, size, stride, same) in [(true, [2, 2], [2, 2], false), (true, [3, 3], [2, 2], true), (false, [2, 2], [2, 2], true),
+                                            (false, [3, 2], [1, 2], false), (false, [3, 3], [2, 2], true)] {
+            let (h, w, c) = (7, 9, 2)
+            let pool = try Pool2D(kind: isMax ? .max : .average, size: size, strides: stride, padding: same ? .same : .valid)
+            let graph = try Graph.sequential(name: "p", inputShape: [h, w, c], layers: [("pool", .pool2d(pool))])
+            try check(graph, random.floats(2 * h * w * c, in: -1...1), batch: 2) { x in
+                ReferenceOps.pool(x, h: h, w: w, c: c, size: size, stride: stride, same: same, isMax: isMax).values
+            }
+        }
+    }
+
+    func testGlobalPoolingPaddingAndJoins() throws {
+        let (h, w, c) = (3, 5, 4)
+        for kind in [Pool2D.Kind.max, .average] {
+            let graph = try Graph.sequential(name: "g", inputShape: [h, w, c], layers: [("gp", .globalPool(kind: kind, keepDims: false))])
+            try check(graph, random.floats(2 * h * w * c, in: -1...1), batch: 2) { x in
+                (0..<c).map { ch in
+                    let values = (0..<(h * w)).map { x[$0 * c + ch] }
+                    return kind == .max ? values.max()! : values.reduce(0, +) / Double(h * w)
+                }
+            }
+        }
+        let pad = try Graph.sequential(name: "z", inputShape: [2, 2, 1], layers: [("z", .zeroPadding2d([1, 0, 0, 2]))])
+        XCTAssertEqual(try Executor(graph: pad).run([1, 2, 3, 4]), [0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0])
+        let nodes = [
+            Node(name: "in", operation: .input(shape: [2, 3]), inputs: []),
+            Node(name: "a", operation: .activation(.relu), inputs: ["in"]),
+            Node(name: "cat", operation: .concatenate(axis: 1), inputs: ["in", "a"]),
+            Node(name: "cat0", operation: .concatenate(axis: 0), inputs: ["cat", "cat"]),
+            Node(name: "sum", operation: .add, inputs: ["cat0", "cat0", "cat0"]),
+            Node(name: "prod", operation: .multiply, inputs: ["sum", "cat0"]),
+        ]
+        let graph = try Graph(name: "j", nodes: nodes, outputs: ["prod"])
+        let executor = try Executor(graph: graph)
+        XCTAssertEqual(executor.outputShape, [4, 6])
+        let x: [Float] = [1, -2, 3, -4, 5, -6]
+        let cat: [Float] = [1, -2, 3, 1, 0, 3, -4, 5, -6, 0, 5, 0]
+        XCTAssertEqual(try executor.run(x), (cat + cat).map { 3 * $0 * $0 })
+    }
+}
