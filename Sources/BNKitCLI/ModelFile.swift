@@ -6,7 +6,8 @@ import NativeFormat
 /// The model file formats bnkit reads, recognised by content (never by name).
 public enum ModelFileFormat: String, Sendable {
     case native = "bnkit .bin"
-    case kerasHDF5 = "Keras HDF5"
+    case kerasHDF5 = "Keras HDF5 (.h5)"
+    case kerasArchive = "Keras 3 archive (.keras)"
 
     static let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
 
@@ -22,7 +23,8 @@ public enum ModelFileFormat: String, Sendable {
         if head.isEmpty { throw CLIFailure.badInput("\(path): the file is empty") }
         if head == NativeFormat.magic { return .native }
         if head == hdf5Signature { return .kerasHDF5 }
-        throw CLIFailure.badInput("\(path): not a model file bnkit knows (expected a Keras .h5 or a bnkit .bin)")
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .kerasArchive }
+        throw CLIFailure.badInput("\(path): not a model file bnkit knows (expected a Keras .h5 or .keras, or a bnkit .bin)")
     }
 }
 
@@ -31,6 +33,6 @@ public func loadModel(path: String) throws -> (graph: Graph, format: ModelFileFo
     let format = try ModelFileFormat.detect(path: path)
     switch format {
     case .native: return (try NativeFormat.read(path: path).graph, format)
-    case .kerasHDF5: return (try KerasModelReader.read(path: path).graph, format)
+    case .kerasHDF5, .kerasArchive: return (try KerasModelReader.read(path: path).graph, format)
     }
 }

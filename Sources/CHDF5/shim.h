@@ -14,6 +14,7 @@ static inline hid_t bnkit_H5T_NATIVE_DOUBLE(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t bnkit_H5T_NATIVE_INT64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t bnkit_H5T_C_S1(void) { return H5T_C_S1; }
 static inline hid_t bnkit_H5T_IEEE_F32LE(void) { return H5T_IEEE_F32LE; }
+static inline hid_t bnkit_H5T_STD_I64LE(void) { return H5T_STD_I64LE; }
 static inline hid_t bnkit_H5E_DEFAULT(void) { return H5E_DEFAULT; }
 static inline unsigned bnkit_H5F_ACC_RDONLY(void) { return H5F_ACC_RDONLY; }
 static inline unsigned bnkit_H5F_ACC_RDWR(void) { return H5F_ACC_RDWR; }

@@ -335,6 +335,27 @@ public final class HDF5Group: HDF5AttributeHolder {
         return try group(relativePath)
     }
 
+    /// Creates an int64 dataset (optimizer iteration counters and the like).
+    @discardableResult
+    public func createInt64Dataset(_ relativePath: String, shape: [Int], values: [Int64]) throws -> HDF5Dataset {
+        let what = "create dataset '\(childPath(relativePath))'"
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
+            throw HDF5Error(operation: what, detail: "shape \(shape) does not hold \(values.count) values")
+        }
+        let linkProperties = Handle(try check(H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: H5Pclose)
+        try check(H5Pset_create_intermediate_group(linkProperties.id, 1), what)
+        var dims = shape.map { hsize_t($0) }
+        let space = Handle(try check(H5Screate_simple(Int32(dims.count), &dims, nil), what), close: H5Sclose)
+        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, bnkit_H5T_STD_I64LE(), space.id,
+                                                  linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                             close: H5Dclose)
+        try values.withUnsafeBufferPointer { buffer in
+            try check(H5Dwrite(dataset.id, bnkit_H5T_NATIVE_INT64(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+                               buffer.baseAddress), what)
+        }
+        return try self.dataset(relativePath)
+    }
+
     /// Creates a float32 dataset with the given shape and values, creating
     /// intermediate groups as needed (Keras weight names contain `/`).
     @discardableResult
@@ -355,6 +376,29 @@ public final class HDF5Group: HDF5AttributeHolder {
                                buffer.baseAddress), what)
         }
         return try self.dataset(relativePath)
+    }
+
+    /// Copies the object at `relativePath` (a group with everything in it, or
+    /// a dataset, attributes included) into `destination` under `name`.
+    public func copy(_ relativePath: String, to destination: HDF5Group, as name: String) throws {
+        try check(H5Ocopy(handle.id, relativePath, destination.handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()),
+                  "copy '\(childPath(relativePath))' to '\(destination.file.path)'")
+    }
+
+    /// The names of the links directly in this group, in name order.
+    public func childNames() throws -> [String] {
+        var info = H5G_info_t()
+        try check(H5Gget_info(handle.id, &info), "list '\(path)'")
+        var names: [String] = []
+        for index in 0..<info.nlinks {
+            let length = try check(H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, bnkit_H5P_DEFAULT()),
+                                   "list '\(path)'")
+            var buffer = [CChar](repeating: 0, count: Int(length) + 1)
+            try check(H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, bnkit_H5P_DEFAULT()),
+                      "list '\(path)'")
+            names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return names
     }
 
     /// Removes the link `relativePath` (the object goes when nothing else links to it).
@@ -402,12 +446,24 @@ public final class HDF5Dataset: HDF5AttributeHolder {
         }
     }
 
-    /// Reads all values converted to Float (the stored type must be a float type).
-    public func readFloats() throws -> [Float] {
+    /// Reads all values converted to Int64 (the stored type must be an integer type).
+    public func readInt64s() throws -> [Int64] {
         let what = "read '\(path)'"
-        guard try valueClass() == .float else {
-            throw HDF5Error(operation: what, detail: "values are not floating point")
+        guard try valueClass() == .integer else {
+            throw HDF5Error(operation: what, detail: "values are not integers")
         }
+        let count = try checkedCount(what)
+        var values = [Int64](repeating: 0, count: count)
+        if count > 0 {
+            try values.withUnsafeMutableBufferPointer { buffer in
+                try check(H5Dread(handle.id, bnkit_H5T_NATIVE_INT64(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+                                  buffer.baseAddress), what)
+            }
+        }
+        return values
+    }
+
+    private func checkedCount(_ what: String) throws -> Int {
         let shape = try shape()
         var count = 1
         for dimension in shape {
@@ -415,6 +471,16 @@ public final class HDF5Dataset: HDF5AttributeHolder {
             guard !overflow, product <= 1 << 31 else { throw HDF5Error(operation: what, detail: "shape \(shape) is too large") }
             count = product
         }
+        return count
+    }
+
+    /// Reads all values converted to Float (the stored type must be a float type).
+    public func readFloats() throws -> [Float] {
+        let what = "read '\(path)'"
+        guard try valueClass() == .float else {
+            throw HDF5Error(operation: what, detail: "values are not floating point")
+        }
+        let count = try checkedCount(what)
         var values = [Float](repeating: 0, count: count)
         if count > 0 {
             try values.withUnsafeMutableBufferPointer { buffer in

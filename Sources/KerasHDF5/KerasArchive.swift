@@ -68,7 +68,7 @@ enum KerasArchive {
             let layers = try root.hasChild("layers") ? try root.group("layers") : nil
             let source = try ArchiveWeights(path: path, layersGroup: layers, layers: config.layers)
             let graph = try GraphBuilder(path: path, kerasVersion: version).build(config, weights: source)
-            return KerasModel(graph: graph, kerasVersion: version, backend: nil, container: .archive)
+            return KerasModel(graph: graph, kerasVersion: version, backend: nil, container: .archive, provenance: nil)
         } catch let error as HDF5Error {
             throw KerasFileError.hdf5(path: shown, error)
         }

@@ -11,6 +11,9 @@ public struct KerasModel: Sendable {
     public var backend: String?
     /// The container: a legacy `.h5` or a Keras 3 `.keras` archive.
     public var container: KerasContainer
+    /// Configs, weight names and optimizer state as stored (legacy `.h5` only),
+    /// so the model can be written back as it came.
+    public var provenance: KerasProvenance?
 }
 
 /// The two whole-model containers Keras writes.
@@ -64,9 +67,10 @@ public enum KerasModelReader {
         let version = try root.hasAttribute("keras_version") ? try root.stringAttribute("keras_version") : nil
         let source = LegacyH5Weights(path: path, group: try root.group("model_weights"))
         let graph = try GraphBuilder(path: path, kerasVersion: version).build(config, weights: source)
+        let provenance = try KerasProvenance.read(root: root, weights: try root.group("model_weights"), graph: graph, path: path)
         return KerasModel(graph: graph, kerasVersion: version,
                           backend: try root.hasAttribute("backend") ? try root.stringAttribute("backend") : nil,
-                          container: .hdf5)
+                          container: .hdf5, provenance: provenance)
     }
 }
 
@@ -84,6 +88,10 @@ struct GraphBuilder {
     }
 
     private let state = State()
+
+    private var isKeras2: Bool {
+        kerasVersion.map { $0.hasPrefix("2.") || $0.hasPrefix("1.") } ?? false
+    }
 
     init(path: String, kerasVersion: String?) {
         self.path = path
@@ -166,8 +174,11 @@ struct GraphBuilder {
                 guard inputs.count == refs.count else { remaining.append(item); continue }
                 let outputs = try addLayerCall(item.layer, call: item.call, inputs: inputs, weights: weights,
                                                prefix: prefix, ownerPrefix: ownerPrefix)
+                // tf_keras numbers the calls of a nested model from 1: its node 0 is the
+                // model's own input node, which the config leaves out.
+                let offset = item.layer.isModel && isKeras2 ? 1 : 0
                 for (tensor, name) in outputs.enumerated() {
-                    resolved[key(TensorRef(layer: item.layer.name, node: item.call, tensor: tensor))] = name
+                    resolved[key(TensorRef(layer: item.layer.name, node: item.call + offset, tensor: tensor))] = name
                 }
                 progressed = true
             }

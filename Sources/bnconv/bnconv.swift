@@ -11,26 +11,28 @@ struct BNConv: ParsableCommand {
         commandName: "bnconv",
         abstract: "Convert and fold BatchNormalization models.",
         discussion: """
-        Exit status: 0 success, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
+        Exit status: 0 success, 1 verify: difference beyond the tolerance, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
         70 internal error.
         """,
-        subcommands: [Fold.self])
+        subcommands: [Fold.self, Inspect.self, Verify.self])
 }
 
 struct Fold: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fold every BatchNormalization layer into the layer before it and write a bnkit .bin.",
+        abstract: "Fold every BatchNormalization layer into a neighbouring layer and write a bnkit .bin.",
         discussion: """
-        A BatchNormalization that follows a Dense layer with a linear activation (and is that layer's
-        only reader) is multiplied into its kernel and bias, computed in Double and stored as Float.
-        Any other BatchNormalization becomes a per-channel scale and shift. The output is written to a
-        temporary file and renamed, so an existing OUT is replaced only by a complete file.
+        A BatchNormalization that follows a Dense, Conv2D or DepthwiseConv2D with a linear activation
+        (and is that layer's only reader) is multiplied into its kernel and bias; one that precedes a
+        Dense or a Conv2D that pads nothing is multiplied into that layer. Coefficients are computed in
+        Double and stored as Float. Any other BatchNormalization becomes a per-channel scale and shift,
+        and bnconv prints why. The output is written to a temporary file and renamed, so an existing OUT
+        is replaced only by a complete file.
 
         Examples:
           bnconv fold model.h5 -o model.bin
         """)
 
-    @Argument(help: "The model to fold: a Keras .h5 or a bnkit .bin.")
+    @Argument(help: "The model to fold: a Keras .h5, a Keras 3 .keras archive or a bnkit .bin.")
     var input: String
 
     @Option(name: [.short, .customLong("output")], help: "The .bin file to write.")
@@ -51,6 +53,73 @@ struct Fold: ParsableCommand {
             if result.events.isEmpty { print("no BatchNormalization layers in \(input)") }
             for event in result.events { print(event) }
             print("wrote \(output) (\(result.graph.nodes.count) layers, \(data.count) bytes)")
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a model's layers, shapes, parameters, BatchNormalization statistics and fold plan.",
+        discussion: """
+        MODEL is a Keras .h5, a Keras 3 .keras archive or a bnkit .bin (recognised by content). For a .bin,
+        the format version is shown and every checksum is verified.
+
+        Examples:
+          bnconv inspect model.h5
+          bnconv inspect model.bin
+        """)
+
+    @Argument(help: "The model file.")
+    var model: String
+
+    func run() throws {
+        runReportingFailures(tool: "bnconv") {
+            print(try inspectModel(path: model), terminator: "")
+        }
+    }
+}
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the unfolded and the folded model side by side and compare them.",
+        discussion: """
+        Reports the max absolute and relative difference of the outputs, how many predicted classes agree
+        and, with labels, both accuracies. Without IMAGES, 512 generated inputs (uniform in [0, 1]) are used.
+        Exits with status 1 when the max absolute difference exceeds the tolerance (default 1e-5).
+
+        Examples:
+          bnconv verify model.h5 t10k-images.idx3-ubyte.gz --labels t10k-labels.idx1-ubyte.gz
+          bnconv verify model.keras
+        """)
+
+    @Argument(help: "The unfolded model: a Keras .h5, a .keras archive or a bnkit .bin.")
+    var model: String
+
+    @Argument(help: "An IDX file of images (plain or gzipped).")
+    var images: String?
+
+    @Option(help: "An IDX file of labels, one per image.")
+    var labels: String?
+
+    @Option(help: "Input scale, as a number or a fraction such as 1/255. Default: 1/255 for integer IDX data, 1 for float data.")
+    var scale: String?
+
+    @Option(help: "The largest acceptable max absolute difference.")
+    var tolerance: Float = defaultFoldTolerance
+
+    func validate() throws {
+        if let scale, InputScale(scale) == nil { throw ValidationError("invalid --scale '\(scale)'") }
+        if labels != nil && images == nil { throw ValidationError("--labels needs IMAGES") }
+    }
+
+    func run() throws {
+        runReportingFailures(tool: "bnconv") {
+            let (graph, _) = try loadModel(path: model)
+            let (report, folded) = try verifyFold(graph: graph, imagesPath: images, labelsPath: labels,
+                                                  scale: scale.flatMap(InputScale.init), tolerance: tolerance)
+            for event in folded.events { print(event) }
+            print(report.text, terminator: "")
+            if !report.passed { Foundation.exit(ExitStatus.toleranceExceeded.rawValue) }
         }
     }
 }

@@ -123,14 +123,23 @@ final class KerasReaderTests: XCTestCase {
         let path = try copyOfFixture("keras3")
         let root = try HDF5File.open(path, writable: true).root()
         let config = try root.stringAttribute("model_config")
-        try root.setStringAttribute("model_config", config.replacingOccurrences(of: "\"activation\": \"sigmoid\"", with: "\"activation\": \"elu\""))
-        expectError(path) { "\($0)".contains("layer 'activation' (Activation): activation 'elu' is not supported") }
+        try root.setStringAttribute("model_config", config.replacingOccurrences(of: "\"activation\": \"sigmoid\"", with: "\"activation\": \"mish\""))
+        expectError(path) { "\($0)".contains("layer 'activation' (Activation): activation 'mish' is not supported") }
         try root.setStringAttribute("model_config", config.replacingOccurrences(of: "{\"class_name\": \"Activation\"", with: "{\"class_name\": \"PReLU\""))
         expectError(path) { "\($0)".contains("layer 'activation' of class 'PReLU' is not supported") }
         try root.setStringAttribute("model_config", config.replacingOccurrences(of: "{\"class_name\": \"Activation\"", with: "{\"class_name\": \"Lambda\""))
         expectError(path) { if case .unsupportedFeature(_, "activation", "Lambda", _) = $0 { true } else { false } }
         try root.setStringAttribute("model_config", "{not json")
         expectError(path) { if case .badConfig = $0 { true } else { false } }
+    }
+
+    func testChannelsFirstIsRefusedClearly() throws {
+        let copy = try temporaryFolder().appendingPathComponent("cnn.h5").path
+        try FileManager.default.copyItem(atPath: TestPaths.fixture("small_cnn_keras3.h5"), toPath: copy)
+        let root = try HDF5File.open(copy, writable: true).root()
+        let config = try root.stringAttribute("model_config")
+        try root.setStringAttribute("model_config", config.replacingOccurrences(of: "\"channels_last\"", with: "\"channels_first\""))
+        expectError(copy) { "\($0)".contains("data_format 'channels_first'") && "\($0)".contains("(Conv2D)") }
     }
 
     func testTruncatedAndEmptyFiles() throws {
