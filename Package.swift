@@ -6,6 +6,7 @@ import PackageDescription
 let package = Package(
     name: "bnkit",
     products: [
+        .library(name: "BNKit", targets: ["BNKit"]),
         .library(name: "ModelIR", targets: ["ModelIR"]),
         .library(name: "KerasHDF5", targets: ["KerasHDF5"]),
         .library(name: "NativeFormat", targets: ["NativeFormat"]),
@@ -41,6 +42,9 @@ let package = Package(
         .target(name: "IDX", dependencies: ["CBNKitZlib"]),
         .target(name: "AtomicFile"),
 
+        // MARK: - The library API: load, change, save
+        .target(name: "BNKit", dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "AtomicFile"]),
+
         // MARK: - Transformations and execution
         .target(name: "BNFolding", dependencies: ["ModelIR"]),
         .target(name: "Runtime", dependencies: ["ModelIR"]),
@@ -48,7 +52,7 @@ let package = Package(
         // MARK: - Command-line tools (thin)
         .target(
             name: "BNKitCLI",
-            dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "IDX", "BNFolding", "Runtime", "AtomicFile"],
+            dependencies: ["BNKit", "ModelIR", "KerasHDF5", "NativeFormat", "IDX", "BNFolding", "Runtime", "AtomicFile"],
             path: "Sources/BNKitCLI"
         ),
         .executableTarget(
@@ -69,6 +73,7 @@ let package = Package(
         .testTarget(name: "KerasHDF5Tests", dependencies: ["KerasHDF5", "HDF5", "Runtime", "TestSupport"]),
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
+        .testTarget(name: "BNKitTests", dependencies: ["BNKit", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "TestSupport", "bnconv", "bnrun"]),
     ]
 )

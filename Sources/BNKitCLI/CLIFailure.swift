@@ -1,4 +1,5 @@
 import AtomicFile
+import BNKit
 import Foundation
 import HDF5
 import IDX
@@ -46,6 +47,8 @@ public enum CLIFailure: Error, CustomStringConvertible {
     public static func from(_ error: any Error) -> CLIFailure {
         switch error {
         case let failure as CLIFailure: failure
+        case let error as BNKitError:
+            if case .cannotSave = error { .output("\(error)") } else { .badInput("\(error)") }
         case let error as KerasFileError: .badInput("\(error)")
         case let error as NativeFormatError: .badInput("\(error)")
         case let error as IDXError: .badInput("\(error)")

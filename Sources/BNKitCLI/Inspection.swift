@@ -1,25 +1,28 @@
 import BNFolding
+import BNKit
 import Foundation
-import KerasHDF5
 import ModelIR
 import NativeFormat
 
 /// `bnconv inspect`: what a model file holds, in text.
 public func inspectModel(path: String) throws -> String {
-    let format = try ModelFileFormat.detect(path: path)
+    let model = try Model.load(path: path)
+    let graph = model.graph
     var lines: [String] = []
-    let graph: Graph
-    switch format {
+    switch model.sourceFormat {
     case .native:
-        let model = try NativeFormat.read(path: path)
-        graph = model.graph
         lines.append("format: bnkit .bin, version \(NativeFormat.version); checksums of preamble, header and data verified")
-        for (key, value) in model.metadata.sorted(by: { $0.key < $1.key }) { lines.append("metadata \(key): \(value)") }
-    case .kerasHDF5, .kerasArchive:
-        let model = try KerasModelReader.read(path: path)
-        graph = model.graph
-        lines.append("format: \(model.container.rawValue), keras_version \(model.kerasVersion ?? "unknown")" +
-                     (model.backend.map { ", backend \($0)" } ?? ""))
+        for (key, value) in model.metadata.sorted(by: { $0.key < $1.key }) where !key.hasPrefix("keras.") {
+            lines.append("metadata \(key): \(value)")
+        }
+        if model.keras != nil { lines.append("carries the Keras config it came from (writes back to .h5 as it came)") }
+    case .kerasHDF5, .kerasArchive, nil:
+        lines.append("format: \(model.sourceFormat?.rawValue ?? "?")"
+                     + (model.keras?.kerasVersion.map { ", keras_version \($0)" } ?? "")
+                     + (model.keras?.backend.map { ", backend \($0)" } ?? ""))
+    }
+    if let state = model.keras?.optimizerWeights, !state.isEmpty {
+        lines.append("optimizer state: \(state.count) arrays")
     }
     lines.append("model: \(graph.name)")
     let shapes = try graph.inferShapes()

@@ -22,6 +22,23 @@ public struct KerasProvenance: Equatable, Sendable {
         public var name: String
         public var node: String
         public var role: WeightRole
+
+        public init(name: String, node: String, role: WeightRole) {
+            self.name = name
+            self.node = node
+            self.role = role
+        }
+    }
+
+    public init(modelConfig: String, trainingConfig: String?, kerasVersion: String?, backend: String?,
+                layerNames: [String], layerWeights: [String: [WeightEntry]], optimizerWeights: [NamedArray]) {
+        self.modelConfig = modelConfig
+        self.trainingConfig = trainingConfig
+        self.kerasVersion = kerasVersion
+        self.backend = backend
+        self.layerNames = layerNames
+        self.layerWeights = layerWeights
+        self.optimizerWeights = optimizerWeights
     }
 
     /// Whether `graph` still has every node and weight this provenance
@@ -33,10 +50,14 @@ public struct KerasProvenance: Equatable, Sendable {
                       node.operation.weights.contains(where: { $0.role == entry.role }) else { return false }
             }
         }
-        // Every weighted node (not a repeated call) must be named by the provenance.
+        // Every weighted node (not a repeated call) must be named by the provenance;
+        // affine nodes come from the config (Rescaling, Normalization), not from weights.
+        // A folded BN removes its node or turns it into an affine without gamma: not described.
         let named = Set(layerWeights.values.flatMap { $0.map(\.node) })
-        return graph.nodes.allSatisfy { $0.operation.weights.isEmpty || $0.sharesWeightsWith != nil || named.contains($0.name) }
-            && !graph.nodes.contains { if case .affine = $0.operation { true } else { false } }
+        return graph.nodes.allSatisfy { node in
+            if case .affine = node.operation { return true }
+            return node.operation.weights.isEmpty || node.sharesWeightsWith != nil || named.contains(node.name)
+        }
     }
 }
 

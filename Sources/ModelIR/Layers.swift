@@ -362,3 +362,39 @@ public struct Node: Equatable, Sendable {
         self.sharesWeightsWith = sharesWeightsWith
     }
 }
+
+extension Op {
+    /// This op with the `role` weight replaced by `tensor` (same shape required).
+    public func replacingWeight(_ role: WeightRole, with tensor: Tensor) throws -> Op {
+        guard let current = weights.first(where: { $0.role == role })?.tensor else {
+            throw ModelError.badAttribute(name: role.rawValue, value: "not a weight of \(kind)")
+        }
+        guard current.shape == tensor.shape else {
+            throw ModelError.badWeightShape(role: role, expected: "\(current.shape)", found: tensor.shape)
+        }
+        switch self {
+        case .dense(var d):
+            if role == .kernel { d.kernel = tensor } else { d.bias = tensor }
+            return .dense(d)
+        case .conv2d(var c):
+            if role == .kernel { c.kernel = tensor } else { c.bias = tensor }
+            return .conv2d(c)
+        case .depthwiseConv2d(var c):
+            if role == .kernel { c.kernel = tensor } else { c.bias = tensor }
+            return .depthwiseConv2d(c)
+        case .batchNorm(var bn):
+            switch role {
+            case .gamma: bn.gamma = tensor
+            case .beta: bn.beta = tensor
+            case .movingMean: bn.movingMean = tensor
+            default: bn.movingVariance = tensor
+            }
+            return .batchNorm(bn)
+        case .affine(var a):
+            if role == .scale { a.scale = tensor } else { a.shift = tensor }
+            return .affine(a)
+        default:
+            return self
+        }
+    }
+}

@@ -51,11 +51,15 @@ public enum NativeFormatError: Error, CustomStringConvertible, Equatable, Sendab
 /// A model stored in the native format, with its free-form metadata.
 public struct NativeModel: Sendable {
     public var graph: Graph
+    /// Free-form string metadata (producer, source file digest, creation time, ...).
     public var metadata: [String: String]
+    /// Optimizer state (or any training-time arrays), carried but not used at inference.
+    public var optimizerState: [NamedArray]
 
-    public init(graph: Graph, metadata: [String: String] = [:]) {
+    public init(graph: Graph, metadata: [String: String] = [:], optimizerState: [NamedArray] = []) {
         self.graph = graph
         self.metadata = metadata
+        self.optimizerState = optimizerState
     }
 }
 
@@ -79,6 +83,8 @@ struct HeaderJSON: Codable {
     var graph: GraphJSON
     var tensors: [TensorJSON]
     var metadata: [String: String]?
+    /// Indices into `tensors` of the optimizer state, in order.
+    var state: [Int]?
 }
 
 struct GraphJSON: Codable {

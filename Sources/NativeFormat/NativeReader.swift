@@ -75,53 +75,72 @@ private struct Decoder {
             throw .badHeader(path: path, detail: "not the expected JSON (\(error))")
         }
         guard header.format == "bnkit" else { throw .badHeader(path: path, detail: "format is '\(header.format)', expected 'bnkit'") }
-        let tensors = try validateTensors(header.tensors, dataLength: Int(dataLength), dataStart: Int(dataOffset))
-        let graph = try buildGraph(header.graph, tensors: tensors, table: header.tensors)
-        return NativeModel(graph: graph, metadata: header.metadata ?? [:])
+        let arrays = try validateTensors(header.tensors, dataLength: Int(dataLength), dataStart: Int(dataOffset))
+        let (graph, state) = try buildGraph(header.graph, arrays: arrays, state: header.state ?? [], table: header.tensors)
+        return NativeModel(graph: graph, metadata: header.metadata ?? [:], optimizerState: state)
     }
 
     /// Checks every tensor's type, shape, size, alignment and bounds, and
     /// that no two overlap; returns their values.
-    private func validateTensors(_ table: [TensorJSON], dataLength: Int, dataStart: Int) throws(NativeFormatError) -> [Tensor] {
-        var tensors: [Tensor] = []
-        tensors.reserveCapacity(table.count)
+    private func validateTensors(_ table: [TensorJSON], dataLength: Int, dataStart: Int) throws(NativeFormatError) -> [NamedArray] {
+        var arrays: [NamedArray] = []
+        arrays.reserveCapacity(table.count)
         for entry in table {
             func bad(_ detail: String) -> NativeFormatError { .badTensor(path: path, tensor: entry.name, detail: detail) }
-            guard entry.dtype == "float32" else { throw bad("dtype '\(entry.dtype)' is not supported (float32 is)") }
+            guard let width = ["float32": 4, "int64": 8][entry.dtype] else { throw bad("dtype '\(entry.dtype)' is not supported (float32 and int64 are)") }
             guard entry.shape.count <= 8 else { throw bad("rank \(entry.shape.count) is too large") }
             guard let count = Tensor.elementCount(entry.shape) else { throw bad("shape \(entry.shape) is invalid") }
-            let (expected, overflow) = count.multipliedReportingOverflow(by: 4)
+            let (expected, overflow) = count.multipliedReportingOverflow(by: width)
             guard !overflow, entry.length == expected else { throw bad("length \(entry.length) does not match shape \(entry.shape)") }
             guard entry.offset >= 0, entry.offset % NativeFormat.alignment == 0 else { throw bad("offset \(entry.offset) is not 64-byte aligned") }
             let (end, endOverflow) = entry.offset.addingReportingOverflow(entry.length)
             guard !endOverflow, end <= dataLength else { throw bad("bytes \(entry.offset)..<\(end) lie outside the \(dataLength)-byte data section") }
-            var values = [Float](repeating: 0, count: count)
             let base = dataStart + entry.offset
-            for i in 0..<count {
-                let o = base + 4 * i
-                values[i] = Float(bitPattern: UInt32(bytes[o]) | UInt32(bytes[o + 1]) << 8 | UInt32(bytes[o + 2]) << 16 | UInt32(bytes[o + 3]) << 24)
+            let values: NamedArray.Values
+            if width == 4 {
+                values = .float32((0..<count).map { i in
+                    let o = base + 4 * i
+                    return Float(bitPattern: UInt32(bytes[o]) | UInt32(bytes[o + 1]) << 8 | UInt32(bytes[o + 2]) << 16 | UInt32(bytes[o + 3]) << 24)
+                })
+            } else {
+                values = .int64((0..<count).map { i in
+                    (0..<8).reduce(Int64(0)) { $0 | Int64(bytes[base + 8 * i + $1]) << (8 * Int64($1)) }
+                })
             }
-            do { tensors.append(try Tensor(shape: entry.shape, values: values)) } catch { throw bad("\(error)") }
+            do { arrays.append(try NamedArray(name: entry.name, shape: entry.shape, values: values)) } catch { throw bad("\(error)") }
         }
         let sorted = table.indices.sorted { table[$0].offset < table[$1].offset }
         for (a, b) in zip(sorted, sorted.dropFirst()) where table[a].offset + table[a].length > table[b].offset {
             throw .badTensor(path: path, tensor: table[b].name, detail: "overlaps tensor '\(table[a].name)'")
         }
-        return tensors
+        return arrays
     }
 
-    private func buildGraph(_ json: GraphJSON, tensors: [Tensor], table: [TensorJSON]) throws(NativeFormatError) -> Graph {
-        var used = [Bool](repeating: false, count: tensors.count)
+    private func buildGraph(_ json: GraphJSON, arrays: [NamedArray], state: [Int], table: [TensorJSON])
+        throws(NativeFormatError) -> (Graph, [NamedArray]) {
+        var used = [Bool](repeating: false, count: arrays.count)
+        var stateArrays: [NamedArray] = []
+        for index in state {
+            guard arrays.indices.contains(index), !used[index] else {
+                throw .badGraph(path: path, detail: "state tensor index \(index) is out of range or used twice")
+            }
+            used[index] = true
+            stateArrays.append(arrays[index])
+        }
         var nodes: [Node] = []
         for node in json.nodes {
             func bad(_ detail: String) -> NativeFormatError { .badGraph(path: path, detail: "layer '\(node.name)': \(detail)") }
             var weights: [WeightRole: Tensor] = [:]
             for (roleName, index) in node.tensors ?? [:] {
                 guard let role = WeightRole(rawValue: roleName) else { throw bad("unknown tensor role '\(roleName)'") }
-                guard tensors.indices.contains(index) else { throw bad("tensor index \(index) is out of range") }
+                guard arrays.indices.contains(index) else { throw bad("tensor index \(index) is out of range") }
                 guard !used[index] else { throw bad("tensor '\(table[index].name)' is used twice") }
                 used[index] = true
-                weights[role] = tensors[index]
+                guard case .float32(let values) = arrays[index].values,
+                      let tensor = try? Tensor(shape: arrays[index].shape, values: values) else {
+                    throw bad("tensor '\(table[index].name)' is not float32")
+                }
+                weights[role] = tensor
             }
             let operation: Op
             let allowed: Set<WeightRole>
@@ -138,10 +157,11 @@ private struct Decoder {
             nodes.append(Node(name: node.name, operation: operation, inputs: node.inputs, sharesWeightsWith: node.shares_weights_with))
         }
         if let orphan = used.firstIndex(of: false) {
+            // (every tensor belongs to a layer or to the optimizer state)
             throw .badGraph(path: path, detail: "tensor '\(table[orphan].name)' belongs to no layer")
         }
         do {
-            return try Graph(name: json.name, nodes: nodes, outputs: json.outputs)
+            return (try Graph(name: json.name, nodes: nodes, outputs: json.outputs), stateArrays)
         } catch {
             throw .badGraph(path: path, detail: "\(error)")
         }

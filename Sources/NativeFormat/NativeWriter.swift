@@ -23,8 +23,24 @@ extension NativeFormat {
             if !refs.isEmpty { json.tensors = refs }
             nodes.append(json)
         }
+        var state: [Int] = []
+        for array in model.optimizerState {
+            data.append(Data(count: (alignment - data.count % alignment) % alignment))
+            switch array.values {
+            case .float32(let values):
+                tensors.append(TensorJSON(name: array.name, dtype: "float32", shape: array.shape, offset: data.count, length: values.count * 4))
+                var littleEndian = values.map { $0.bitPattern.littleEndian }
+                data.append(Data(bytes: &littleEndian, count: littleEndian.count * 4))
+            case .int64(let values):
+                tensors.append(TensorJSON(name: array.name, dtype: "int64", shape: array.shape, offset: data.count, length: values.count * 8))
+                var littleEndian = values.map { $0.littleEndian }
+                data.append(Data(bytes: &littleEndian, count: littleEndian.count * 8))
+            }
+            state.append(tensors.count - 1)
+        }
         let header = HeaderJSON(format: "bnkit", graph: GraphJSON(name: model.graph.name, outputs: model.graph.outputs, nodes: nodes),
-                                tensors: tensors, metadata: model.metadata.isEmpty ? nil : model.metadata)
+                                tensors: tensors, metadata: model.metadata.isEmpty ? nil : model.metadata,
+                                state: state.isEmpty ? nil : state)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let headerBytes = try encoder.encode(header)

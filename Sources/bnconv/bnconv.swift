@@ -1,6 +1,7 @@
 import ArgumentParser
 import AtomicFile
 import BNFolding
+import BNKit
 import BNKitCLI
 import Foundation
 import NativeFormat
@@ -14,7 +15,7 @@ struct BNConv: ParsableCommand {
         Exit status: 0 success, 1 verify: difference beyond the tolerance, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
         70 internal error.
         """,
-        subcommands: [Fold.self, Inspect.self, Verify.self])
+        subcommands: [Fold.self, Convert.self, Inspect.self, Verify.self])
 }
 
 struct Fold: ParsableCommand {
@@ -120,6 +121,48 @@ struct Verify: ParsableCommand {
             for event in folded.events { print(event) }
             print(report.text, terminator: "")
             if !report.passed { Foundation.exit(ExitStatus.toleranceExceeded.rawValue) }
+        }
+    }
+}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a model between formats, unfolded (BatchNormalization layers kept with their statistics).",
+        discussion: """
+        IN is a Keras .h5, a Keras 3 .keras archive or a bnkit .bin (recognised by content). OUT is written as a
+        bnkit .bin or a Keras .h5, chosen by --to or by OUT's extension. A model read from .h5 is written back
+        as it came: its model_config, weight names, training_config and optimizer state are kept (a .bin
+        carries them too). The output is written to a temporary file and renamed.
+
+        Examples:
+          bnconv convert model.h5 model.bin
+          bnconv convert model.bin model.h5
+          bnconv convert model.keras model.h5
+        """)
+
+    @Argument(help: "The model to convert.")
+    var input: String
+
+    @Argument(help: "The file to write.")
+    var output: String
+
+    @Option(help: "Output format: bin or h5 (default: from OUT's extension).")
+    var to: String?
+
+    func validate() throws {
+        if let to, !["bin", "h5"].contains(to) { throw ValidationError("unknown format '\(to)' (bin, h5)") }
+        if to == nil && ModelFormat.forSaving(path: output) == nil {
+            throw ValidationError("cannot tell the output format from '\(output)': use a .bin or .h5 extension, or --to")
+        }
+    }
+
+    func run() throws {
+        runReportingFailures(tool: "bnconv") {
+            let model = try Model.load(path: input)
+            let format: ModelFormat? = to.map { $0 == "bin" ? .native : .kerasHDF5 }
+            let notices = try model.save(to: output, format: format)
+            for notice in notices { print("note: \(notice)") }
+            print("wrote \(output) (\((format ?? ModelFormat.forSaving(path: output))!.rawValue), \(model.graph.nodes.count) layers)")
         }
     }
 }

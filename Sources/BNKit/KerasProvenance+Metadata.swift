@@ -1,0 +1,39 @@
+import Foundation
+import KerasHDF5
+import ModelIR
+
+/// Keras provenance stored in `.bin` metadata under `keras.*` keys, so
+/// `.h5` → `.bin` → `.h5` writes the model back as it came.
+extension KerasProvenance {
+    private struct Entries: Codable {
+        var layerNames: [String]
+        var layerWeights: [String: [[String]]]  // layer -> [[name, node, role]]
+    }
+
+    var metadata: [String: String] {
+        var result: [String: String] = ["keras.model_config": modelConfig]
+        if let trainingConfig { result["keras.training_config"] = trainingConfig }
+        if let kerasVersion { result["keras.keras_version"] = kerasVersion }
+        if let backend { result["keras.backend"] = backend }
+        let entries = Entries(layerNames: layerNames,
+                              layerWeights: layerWeights.mapValues { $0.map { [$0.name, $0.node, $0.role.rawValue] } })
+        if let data = try? JSONEncoder().encode(entries) { result["keras.weights"] = String(decoding: data, as: UTF8.self) }
+        return result
+    }
+
+    /// Rebuilds provenance from `.bin` metadata; nil when the file has none.
+    init?(metadata: [String: String], optimizerState: [NamedArray]) {
+        guard let config = metadata["keras.model_config"], let weightsJSON = metadata["keras.weights"],
+              let entries = try? JSONDecoder().decode(Entries.self, from: Data(weightsJSON.utf8)) else { return nil }
+        var layerWeights: [String: [WeightEntry]] = [:]
+        for (layer, list) in entries.layerWeights {
+            layerWeights[layer] = list.compactMap { item in
+                guard item.count == 3, let role = WeightRole(rawValue: item[2]) else { return nil }
+                return WeightEntry(name: item[0], node: item[1], role: role)
+            }
+        }
+        self.init(modelConfig: config, trainingConfig: metadata["keras.training_config"], kerasVersion: metadata["keras.keras_version"],
+                  backend: metadata["keras.backend"], layerNames: entries.layerNames, layerWeights: layerWeights,
+                  optimizerWeights: optimizerState)
+    }
+}
