@@ -17,7 +17,9 @@ extension KerasProvenance {
         if let backend { result["keras.backend"] = backend }
         let entries = Entries(layerNames: layerNames,
                               layerWeights: layerWeights.mapValues { $0.map { [$0.name, $0.node, $0.role.rawValue] } })
-        if let data = try? JSONEncoder().encode(entries) { result["keras.weights"] = String(decoding: data, as: UTF8.self) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]  // the same model always gives the same bytes
+        if let data = try? encoder.encode(entries) { result["keras.weights"] = String(decoding: data, as: UTF8.self) }
         return result
     }
 

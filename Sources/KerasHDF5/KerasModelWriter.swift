@@ -174,6 +174,9 @@ struct KerasConfigGenerator {
         case .elu(let alpha) where alpha == 1: return "elu"
         case .hardSigmoid: return "hard_sigmoid"
         case .gelu(approximate: false): return "gelu"
+        case .gelu(approximate: true):
+            throw KerasFileError.unsupportedFeature(path: "", layer: node, className: "activation",
+                                                    feature: "writing the tanh approximation of gelu (Keras names no such activation)")
         default:
             if Activation.simple[activation.name] == activation { return activation.name }
             throw KerasFileError.unsupportedFeature(path: "", layer: node, className: "activation",
