@@ -302,6 +302,19 @@ public final class HDF5Group: HDF5AttributeHolder {
         return !prefix.isEmpty
     }
 
+    /// Whether every link along `relativePath` is a hard link (no soft or
+    /// external links, which could point anywhere, even to another file).
+    public func allLinksAreHard(_ relativePath: String) throws -> Bool {
+        var prefix = ""
+        for component in relativePath.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += prefix.isEmpty ? String(component) : "/" + component
+            var info = H5L_info_t()
+            try check(H5Lget_info(handle.id, prefix, &info, bnkit_H5P_DEFAULT()), "inspect the link '\(childPath(prefix))'")
+            if info.type != H5L_TYPE_HARD { return false }
+        }
+        return true
+    }
+
     /// The kind of object at `relativePath`.
     public func childKind(_ relativePath: String) throws -> HDF5ObjectKind {
         var info = H5O_info_t()
@@ -401,6 +414,55 @@ public final class HDF5Group: HDF5AttributeHolder {
         return names
     }
 
+    /// Creates a soft link `name` pointing at `target` (a path in this file).
+    public func createSoftLink(_ name: String, to target: String) throws {
+        try check(H5Lcreate_soft(target, handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), "create the soft link '\(childPath(name))'")
+    }
+
+    /// Creates an external link `name` pointing at `object` in the file `file`.
+    public func createExternalLink(_ name: String, file: String, object: String) throws {
+        try check(H5Lcreate_external(file, object, handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()),
+                  "create the external link '\(childPath(name))'")
+    }
+
+    /// How a dataset is stored, for files that exercise readers.
+    public enum Storage: Sendable {
+        case contiguous
+        /// Raw data in another file (`H5Pset_external`).
+        case external(file: String)
+        /// Chunked with the Fletcher-32 checksum filter.
+        case fletcher32
+        /// Chunked with deflate and shuffle (what Keras files may use).
+        case deflate
+    }
+
+    /// Creates a float32 dataset stored as `storage`.
+    public func createFloatDataset(_ relativePath: String, shape: [Int], values: [Float], storage: Storage) throws {
+        let what = "create dataset '\(childPath(relativePath))'"
+        let properties = Handle(try check(H5Pcreate(bnkit_H5P_DATASET_CREATE()), what), close: H5Pclose)
+        var chunk = shape.map { hsize_t(max($0, 1)) }
+        switch storage {
+        case .contiguous: break
+        case .external(let file):
+            try check(H5Pset_external(properties.id, file, 0, hsize_t(values.count * 4)), what)
+        case .fletcher32:
+            try check(H5Pset_chunk(properties.id, Int32(chunk.count), &chunk), what)
+            try check(H5Pset_fletcher32(properties.id), what)
+        case .deflate:
+            try check(H5Pset_chunk(properties.id, Int32(chunk.count), &chunk), what)
+            try check(H5Pset_shuffle(properties.id), what)
+            try check(H5Pset_deflate(properties.id, 4), what)
+        }
+        var dims = shape.map { hsize_t($0) }
+        let space = Handle(try check(H5Screate_simple(Int32(dims.count), &dims, nil), what), close: H5Sclose)
+        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, bnkit_H5T_IEEE_F32LE(), space.id,
+                                                  bnkit_H5P_DEFAULT(), properties.id, bnkit_H5P_DEFAULT()), what), close: H5Dclose)
+        try values.withUnsafeBufferPointer { buffer in
+            try check(H5Dwrite(dataset.id, bnkit_H5T_NATIVE_FLOAT(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+                               buffer.baseAddress), what)
+        }
+    }
+
     /// Removes the link `relativePath` (the object goes when nothing else links to it).
     public func deleteLink(_ relativePath: String) throws {
         try check(H5Ldelete(handle.id, relativePath, bnkit_H5P_DEFAULT()), "delete '\(childPath(relativePath))'")
@@ -433,6 +495,33 @@ public final class HDF5Dataset: HDF5AttributeHolder {
         var dims = [hsize_t](repeating: 0, count: rank)
         try check(H5Sget_simple_extent_dims(space.id, &dims, nil), what)
         return dims.map { Int(clamping: $0) }
+    }
+
+    /// Why the dataset's storage is refused, or nil when it is plain:
+    /// bnkit reads contiguous, compact or chunked data, filtered at most by
+    /// deflate and shuffle; virtual datasets and external raw storage (which
+    /// read other files) and any other filter are refused.
+    public func storageProblem() throws -> String? {
+        let what = "inspect the storage of '\(path)'"
+        let properties = Handle(try check(H5Dget_create_plist(handle.id), what), close: H5Pclose)
+        let layout = H5Pget_layout(properties.id)
+        if layout == H5D_VIRTUAL { return "a virtual dataset (its data lives in other datasets or files)" }
+        if layout.rawValue < 0 { return "an unreadable storage layout" }
+        let external = try check(H5Pget_external_count(properties.id), what)
+        if external > 0 { return "external raw storage (its data lives in other files)" }
+        let filters = try check(H5Pget_nfilters(properties.id), what)
+        for index in 0..<filters {
+            var flags: UInt32 = 0
+            var count = 0
+            var name = [CChar](repeating: 0, count: 64)
+            var config: UInt32 = 0
+            let filter = H5Pget_filter2(properties.id, UInt32(index), &flags, &count, nil, name.count, &name, &config)
+            // 1: deflate (gzip), 2: shuffle.
+            if filter != 1 && filter != 2 {
+                return "the HDF5 filter \(filter) (only deflate and shuffle are accepted)"
+            }
+        }
+        return nil
     }
 
     /// The class of the stored values.

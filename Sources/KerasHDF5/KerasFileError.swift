@@ -14,6 +14,9 @@ public enum KerasFileError: Error, CustomStringConvertible, Sendable {
     case missingModelConfig(path: String, weightsOnly: Bool)
     /// A `.keras` archive that cannot be read as one.
     case badArchive(path: String, detail: String)
+    /// Content bnkit refuses to follow: soft or external links, virtual or
+    /// external storage, unknown filters (what a crafted file uses).
+    case unsafeContent(path: String, detail: String)
     /// A required group or attribute is missing.
     case missing(path: String, what: String)
     /// The model configuration is not the JSON Keras writes.
@@ -43,6 +46,8 @@ public enum KerasFileError: Error, CustomStringConvertible, Sendable {
                 : "\(path): no 'model_config' attribute; not a Keras model file"
         case let .badArchive(path, detail):
             "\(path): invalid .keras archive: \(detail)"
+        case let .unsafeContent(path, detail):
+            "\(path): refused: \(detail)"
         case let .missing(path, what):
             "\(path): missing \(what)"
         case let .badConfig(path, detail):

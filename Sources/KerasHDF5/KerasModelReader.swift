@@ -64,6 +64,9 @@ public enum KerasModelReader {
         guard try root.hasChild("model_weights"), try root.childKind("model_weights") == .group else {
             throw KerasFileError.missing(path: path, what: "the 'model_weights' group")
         }
+        guard try root.allLinksAreHard("model_weights") else {
+            throw KerasFileError.unsafeContent(path: path, detail: "'model_weights' is a soft or external link")
+        }
         let version = try root.hasAttribute("keras_version") ? try root.stringAttribute("keras_version") : nil
         let source = LegacyH5Weights(path: path, group: try root.group("model_weights"))
         let graph = try GraphBuilder(path: path, kerasVersion: version).build(config, weights: source)

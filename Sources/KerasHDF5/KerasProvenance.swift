@@ -93,7 +93,13 @@ extension KerasProvenance {
         if try root.hasChild("optimizer_weights"), try root.childKind("optimizer_weights") == .group {
             let group = try root.group("optimizer_weights")
             for name in try LegacyH5Weights.weightNames(group) where try group.hasChild(name) {
+                guard try group.allLinksAreHard(name), try group.childKind(name) == .dataset else {
+                    throw KerasFileError.unsafeContent(path: path, detail: "optimizer weight '\(name)' is a link or not a dataset")
+                }
                 let dataset = try group.dataset(name)
+                if let problem = try dataset.storageProblem() {
+                    throw KerasFileError.unsafeContent(path: path, detail: "optimizer weight '\(name)' uses \(problem)")
+                }
                 let values: NamedArray.Values
                 switch try dataset.valueClass() {
                 case .float: values = .float32(try dataset.readFloats())

@@ -229,7 +229,13 @@ struct LayerTranslator {
         let beta = center ? try next(.beta) : nil
         let mean = try next(.movingMean)
         let variance = try next(.movingVariance)
-        return .batchNorm(try BatchNorm(gamma: gamma, beta: beta, movingMean: mean, movingVariance: variance, epsilon: epsilon))
+        let bn = try BatchNorm(gamma: gamma, beta: beta, movingMean: mean, movingVariance: variance, epsilon: epsilon)
+        do {
+            _ = try bn.affineCoefficients()  // variance + epsilon > 0 for every channel
+        } catch {
+            throw KerasFileError.badWeights(path: path, layer: layer.name, detail: "\(error)")
+        }
+        return .batchNorm(bn)
     }
 
     /// `x * scale + offset`, scale and offset scalars or per-channel lists.

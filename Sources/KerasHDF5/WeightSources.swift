@@ -13,8 +13,47 @@ protocol WeightSource {
 /// The order of weights within one layer, by the last component of their names.
 private let roleOrder = ["kernel", "depthwise_kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance", "mean", "variance", "count"]
 
-func readTensor(_ dataset: HDF5Dataset) throws -> Tensor {
-    try Tensor(shape: try dataset.shape(), values: try dataset.readFloats())
+/// Reads one weight, refusing what a hostile file could use against the
+/// reader: soft or external links on the way, virtual or external storage,
+/// unknown filters, non-float data, too many dimensions, non-finite values.
+func readWeight(_ group: HDF5Group, _ name: String, layer: String, path: String) throws -> Tensor {
+    guard try group.hasChild(name) else {
+        throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' is listed but not stored")
+    }
+    guard try group.allLinksAreHard(name) else {
+        throw KerasFileError.unsafeContent(path: path, detail: "weight '\(name)' of layer '\(layer)' is reached through a soft or external link")
+    }
+    guard try group.childKind(name) == .dataset else {
+        throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' is not a dataset")
+    }
+    let dataset = try group.dataset(name)
+    if let problem = try dataset.storageProblem() {
+        throw KerasFileError.unsafeContent(path: path, detail: "weight '\(name)' of layer '\(layer)' uses \(problem)")
+    }
+    guard try dataset.valueClass() == .float else {
+        throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' does not hold floating-point values")
+    }
+    let shape = try dataset.shape()
+    guard shape.count <= 8 else {
+        throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' has \(shape.count) dimensions")
+    }
+    let values = try dataset.readFloats()
+    if let bad = values.firstIndex(where: { !$0.isFinite }) {
+        throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' holds a non-finite value (\(values[bad])) at index \(bad)")
+    }
+    return try Tensor(shape: shape, values: values)
+}
+
+/// Opens a layer's group, refusing soft or external links.
+func layerGroup(_ parent: HDF5Group, _ name: String, path: String) throws -> HDF5Group? {
+    guard try parent.hasChild(name) else { return nil }
+    guard try parent.allLinksAreHard(name) else {
+        throw KerasFileError.unsafeContent(path: path, detail: "the group of layer '\(name)' is reached through a soft or external link")
+    }
+    guard try parent.childKind(name) == .group else {
+        throw KerasFileError.badWeights(path: path, layer: name, detail: "its weights are not stored in a group")
+    }
+    return try parent.group(name)
 }
 
 /// `model.save('x.h5')`: `model_weights/<layer>` with `weight_names`, in order.
@@ -23,24 +62,14 @@ struct LegacyH5Weights: WeightSource {
     let group: HDF5Group
 
     func weights(of layer: LayerConfig) throws -> [Tensor] {
-        guard try group.hasChild(layer.name) else { return [] }
-        let layerGroup = try group.group(layer.name)
-        return try Self.weightNames(layerGroup).map { name in
-            guard try layerGroup.hasChild(name), try layerGroup.childKind(name) == .dataset else {
-                throw KerasFileError.badWeights(path: path, layer: layer.name, detail: "weight '\(name)' is listed but not stored")
-            }
-            return try readTensor(try layerGroup.dataset(name))
-        }
+        guard let group = try layerGroup(group, layer.name, path: path) else { return [] }
+        return try Self.weightNames(group).map { try readWeight(group, $0, layer: layer.name, path: path) }
     }
 
     func nested(_ layer: LayerConfig) throws -> WeightSource {
-        guard try group.hasChild(layer.name) else { return NamedWeights(path: path, entries: []) }
-        let layerGroup = try group.group(layer.name)
-        let entries = try Self.weightNames(layerGroup).map { name -> (String, Tensor) in
-            guard try layerGroup.hasChild(name) else {
-                throw KerasFileError.badWeights(path: path, layer: layer.name, detail: "weight '\(name)' is listed but not stored")
-            }
-            return (name, try readTensor(try layerGroup.dataset(name)))
+        guard let group = try layerGroup(group, layer.name, path: path) else { return NamedWeights(path: path, entries: []) }
+        let entries = try Self.weightNames(group).map { name -> (String, Tensor) in
+            (name, try readWeight(group, name, layer: layer.name, path: path))
         }
         return NamedWeights(path: path, entries: entries)
     }
@@ -129,16 +158,15 @@ struct ArchiveWeights: WeightSource {
     }
 
     private func group(for layer: LayerConfig) throws -> HDF5Group? {
-        guard let layersGroup, let name = groupNames[layer.name], try layersGroup.hasChild(name) else { return nil }
-        return try layersGroup.group(name)
+        guard let layersGroup, let name = groupNames[layer.name] else { return nil }
+        return try layerGroup(layersGroup, name, path: path)
     }
 
     func weights(of layer: LayerConfig) throws -> [Tensor] {
-        guard let group = try group(for: layer), try group.hasChild("vars") else { return [] }
-        let vars = try group.group("vars")
+        guard let group = try group(for: layer), let vars = try layerGroup(group, "vars", path: path) else { return [] }
         var tensors: [Tensor] = []
         while try vars.hasChild(String(tensors.count)) {
-            tensors.append(try readTensor(try vars.dataset(String(tensors.count))))
+            tensors.append(try readWeight(vars, String(tensors.count), layer: layer.name, path: path))
         }
         return tensors
     }
