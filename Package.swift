@@ -37,8 +37,9 @@ let package = Package(
         .target(name: "ModelIR"),
 
         // MARK: - Formats
-        .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        .target(name: "NativeFormat", dependencies: ["ModelIR"]),
+        .target(name: "BoundedJSON"),
+        .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR", "BoundedJSON", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "NativeFormat", dependencies: ["ModelIR", "BoundedJSON"]),
         .target(name: "IDX", dependencies: ["CBNKitZlib"]),
         .target(name: "AtomicFile"),
 
@@ -63,6 +64,11 @@ let package = Package(
             name: "bnrun",
             dependencies: ["BNKitCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+
+        // MARK: - Fuzz targets (tools/fuzz.sh builds them with libFuzzer; plain builds replay inputs)
+        .executableTarget(name: "fuzz-native", dependencies: ["NativeFormat"]),
+        .executableTarget(name: "fuzz-idx", dependencies: ["IDX"]),
+        .executableTarget(name: "fuzz-keras-config", dependencies: ["KerasHDF5"]),
 
         // MARK: - Tests
         .target(name: "TestSupport", dependencies: ["ModelIR", "IDX"], path: "Tests/TestSupport"),

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs (apt packages; a Python venv with
-# Keras 2 and Keras 3 for the interop check), then runs every test.
-# The Swift tests run in release: the end-to-end tests run real models over 10,000 images.
+# Keras 2 and Keras 3 for the interop check), then runs every test:
+#   1. the Keras interop check (tools/interop.sh),
+#   2. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
+#   3. the Swift tests, in release (the end-to-end tests run real models over 10,000 images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 swift build -c release --build-tests
 echo "== interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
 tools/interop.sh .build/release/bnconv
+echo "== fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-15} s"
+tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-15}"
 echo "== swift tests"
 swift test -c release --skip-build --disable-swift-testing

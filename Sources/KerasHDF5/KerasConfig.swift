@@ -1,3 +1,4 @@
+import BoundedJSON
 import Foundation
 import ModelIR
 
@@ -48,7 +49,7 @@ struct ModelConfigParser {
         guard json.utf8.count <= Self.maxBytes else {
             throw KerasFileError.badConfig(path: path, detail: "larger than \(Self.maxBytes) bytes")
         }
-        guard nestingDepth(json) <= Self.maxDepth * 4 else {
+        guard BoundedJSON.nestingDepth(json.utf8) <= Self.maxDepth * 4 else {
             throw KerasFileError.badConfig(path: path, detail: "nested deeper than bnkit accepts")
         }
         let object: Any
@@ -61,24 +62,6 @@ struct ModelConfigParser {
             throw KerasFileError.badConfig(path: path, detail: "the top level is not an object")
         }
         return try parse(entry: root, depth: 0)
-    }
-
-    /// The deepest bracket nesting of a JSON text (strings skipped).
-    private func nestingDepth(_ json: String) -> Int {
-        var depth = 0, deepest = 0, inString = false, escaped = false
-        for byte in json.utf8 {
-            if inString {
-                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
-                continue
-            }
-            switch byte {
-            case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
-            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
-            default: break
-            }
-        }
-        return deepest
     }
 
     func parse(entry root: [String: Any], depth: Int) throws -> ModelConfig {

@@ -216,7 +216,7 @@ struct GraphBuilder {
         }
         let inputShapes = inputs.map { state.shapes[$0]! }
         let operation = try LayerTranslator(path: path, layer: layer, inputShapes: inputShapes,
-                                            weights: try weights.weights(of: layer), kerasVersion: kerasVersion).operation()
+                                            weights: try weights.weights(of: layer, inputShapes: inputShapes), kerasVersion: kerasVersion).operation()
         let name = nodeName(prefix, layer.name, call: call)
         let owner = ownerPrefix.map { nodeName($0, layer.name, call: 0) } ?? (call == 0 ? nil : nodeName(prefix, layer.name, call: 0))
         try append(Node(name: name, operation: operation, inputs: inputs,

@@ -5,7 +5,8 @@ import ModelIR
 /// Where a layer's stored weights come from. Each source returns them in
 /// the layer's own order (kernel, bias; gamma, beta, moving mean, moving variance).
 protocol WeightSource {
-    func weights(of layer: LayerConfig) throws -> [Tensor]
+    /// `inputShapes`: the shapes reaching the layer (batch axis excluded).
+    func weights(of layer: LayerConfig, inputShapes: [[Int]]) throws -> [Tensor]
     /// The source for the layers inside a nested model layer.
     func nested(_ layer: LayerConfig) throws -> WeightSource
 }
@@ -61,7 +62,7 @@ struct LegacyH5Weights: WeightSource {
     let path: String
     let group: HDF5Group
 
-    func weights(of layer: LayerConfig) throws -> [Tensor] {
+    func weights(of layer: LayerConfig, inputShapes: [[Int]]) throws -> [Tensor] {
         guard let group = try layerGroup(group, layer.name, path: path) else { return [] }
         return try Self.weightNames(group).map { try readWeight(group, $0, layer: layer.name, path: path) }
     }
@@ -99,7 +100,7 @@ struct NamedWeights: WeightSource {
     let path: String
     let entries: [(name: String, tensor: Tensor)]
 
-    func weights(of layer: LayerConfig) throws -> [Tensor] {
+    func weights(of layer: LayerConfig, inputShapes: [[Int]]) throws -> [Tensor] {
         let mine = entries.compactMap { entry -> (role: Int, tensor: Tensor)? in
             let components = entry.name.split(separator: "/").map(String.init)
             guard components.dropLast().contains(layer.name), let last = components.last else { return nil }
@@ -162,7 +163,7 @@ struct ArchiveWeights: WeightSource {
         return try layerGroup(layersGroup, name, path: path)
     }
 
-    func weights(of layer: LayerConfig) throws -> [Tensor] {
+    func weights(of layer: LayerConfig, inputShapes: [[Int]]) throws -> [Tensor] {
         guard let group = try group(for: layer), let vars = try layerGroup(group, "vars", path: path) else { return [] }
         var tensors: [Tensor] = []
         while try vars.hasChild(String(tensors.count)) {

@@ -1,3 +1,4 @@
+import BoundedJSON
 import Foundation
 import ModelIR
 
@@ -68,6 +69,9 @@ private struct Decoder {
         guard CRC32C.checksum(bytes[headerRange]) == u32(48) else { throw .checksumMismatch(path: path, section: "header") }
         guard CRC32C.checksum(bytes[dataRange]) == u32(52) else { throw .checksumMismatch(path: path, section: "data") }
 
+        guard BoundedJSON.nestingDepth(bytes[headerRange]) <= 32 else {
+            throw .badHeader(path: path, detail: "JSON nested deeper than 32 levels")
+        }
         let header: HeaderJSON
         do {
             header = try JSONDecoder().decode(HeaderJSON.self, from: Data(bytes[headerRange]))
@@ -140,6 +144,9 @@ private struct Decoder {
                       let tensor = try? Tensor(shape: arrays[index].shape, values: values) else {
                     throw bad("tensor '\(table[index].name)' is not float32")
                 }
+                if let position = values.firstIndex(where: { !$0.isFinite }) {
+                    throw bad("tensor '\(table[index].name)' holds a non-finite value (\(values[position])) at index \(position)")
+                }
                 weights[role] = tensor
             }
             let operation: Op
@@ -150,6 +157,9 @@ private struct Decoder {
                 throw bad(failure.detail)
             } catch {
                 throw bad("\(error)")
+            }
+            if case .batchNorm(let bn) = operation {
+                do { _ = try bn.affineCoefficients() } catch { throw bad("\(error)") }
             }
             if let extra = weights.keys.first(where: { !allowed.contains($0) }) {
                 throw bad("tensor role '\(extra.rawValue)' does not belong to \(node.op)")

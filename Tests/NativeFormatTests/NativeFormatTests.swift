@@ -142,6 +142,35 @@ final class NativeFormatTests: XCTestCase {
         }
     }
 
+    /// Found by fuzz-native: a NaN weight (behind valid checksums) decoded,
+    /// then failed to compare equal after a round trip. Non-finite weights
+    /// and non-positive variance are now refused.
+    func testNonFiniteWeightsAndBadVarianceAreRefused() throws {
+        let data = try NativeFormat.encode(NativeModel(graph: try smallGraph()))
+        let header = try withHeader(data) { _ in }
+        // The first tensor (d/kernel) starts at the data offset: make its first value NaN.
+        let dataOffset = header[32..<40].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        for (bits, name) in [(Float.nan.bitPattern, "nan"), (Float.infinity.bitPattern, "inf")] {
+            var bytes = header
+            for k in 0..<4 { bytes[dataOffset + k] = UInt8((bits >> (8 * UInt32(k))) & 0xFF) }
+            let crc = CRC32C.checksum([UInt8](bytes[dataOffset...]))
+            for k in 0..<4 { bytes[52 + k] = UInt8((crc >> (8 * UInt32(k))) & 0xFF) }
+            let crcPreamble = CRC32C.checksum([UInt8](bytes[0..<56]))
+            for k in 0..<4 { bytes[56 + k] = UInt8((crcPreamble >> (8 * UInt32(k))) & 0xFF) }
+            XCTAssertThrowsError(try NativeFormat.decode(bytes, path: "x.bin"), name) {
+                XCTAssertTrue("\($0)".contains("non-finite"), "\($0)")
+            }
+        }
+        let negative = try withHeader(data) { header in
+            var nodes = (header["graph"] as! [String: Any])["nodes"] as! [[String: Any]]
+            nodes[2]["epsilon"] = -5.0
+            var graph = header["graph"] as! [String: Any]
+            graph["nodes"] = nodes
+            header["graph"] = graph
+        }
+        XCTAssertThrowsError(try NativeFormat.decode(negative))
+    }
+
     func testUnsupportedVersionIsNamed() throws {
         var data = try NativeFormat.encode(NativeModel(graph: try smallGraph()))
         data[8] = 2

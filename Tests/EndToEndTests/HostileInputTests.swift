@@ -1,0 +1,71 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// Integrity and hostile input through the binaries.
+final class HostileInputTests: XCTestCase {
+    /// Every single-byte change of a real folded fixture `.bin` is detected
+    /// (refused with a message naming the file), and 5,000 random ones of a
+    /// larger file: no flip is harmless, since padding and reserved bytes
+    /// must be zero and every section is checksummed.
+    func testEveryByteFlipOfAFixtureBinIsDetected() throws {
+        let folder = try temporaryFolder()
+        var random = SeededGenerator(seed: 23)
+        for (model, positions) in [("small_cnn_keras2", Int.max), ("seed_mlp_keras3", 5_000)] {
+            let bin = folder.appendingPathComponent("\(model).bin").path
+            XCTAssertEqual(try runTool("bnconv", ["fold", TestPaths.fixture("\(model).h5"), "-o", bin]).status, 0)
+            let data = try Data(contentsOf: URL(fileURLWithPath: bin))
+            let chosen = positions >= data.count ? Array(0..<data.count) : (0..<positions).map { _ in Int.random(in: 0..<data.count, using: &random) }
+            // Decoding in-process is what bnrun does first; a sample also goes through the binary below.
+            var undetected: [Int] = []
+            for position in chosen {
+                var corrupted = data
+                corrupted[position] ^= UInt8.random(in: 1...255, using: &random)
+                if (try? NativeFormatProbe.decode(corrupted)) != nil { undetected.append(position) }
+            }
+            XCTAssertEqual(undetected, [], "\(model): flips that decoded")
+            print("\(model): \(chosen.count) single-byte flips of a \(data.count)-byte .bin, all detected")
+            for position in chosen.prefix(20) {
+                var corrupted = data
+                corrupted[position] ^= 0x01
+                let bad = folder.appendingPathComponent("flip.bin").path
+                try corrupted.write(to: URL(fileURLWithPath: bad))
+                let run = try runTool("bnrun", [bad, TestPaths.testImages])
+                XCTAssertEqual(run.status, 65, "flip at \(position): \(run.stderr)")
+                XCTAssertTrue(run.stderr.contains(bad), run.stderr)
+            }
+        }
+    }
+
+    /// The inputs the fuzzers found, replayed by the plain builds of the fuzz targets.
+    func testFuzzRegressionInputsReplayCleanly() throws {
+        for target in ["fuzz-native", "fuzz-idx", "fuzz-keras-config"] {
+            let folder = TestPaths.root.appendingPathComponent("Fixtures/fuzz-regressions/\(target)")
+            let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).map { folder.appendingPathComponent($0).path }
+            let run = try runTool(target, files)
+            XCTAssertEqual(run.status, 0, "\(target): \(run.stderr)")
+        }
+    }
+
+    func testTruncatedH5AtManyOffsets() throws {
+        let source = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("resnet_keras2.h5")))
+        let folder = try temporaryFolder()
+        let bad = folder.appendingPathComponent("truncated.h5").path
+        for step in 1..<24 {
+            try source.prefix(source.count * step / 24).write(to: URL(fileURLWithPath: bad))
+            let out = folder.appendingPathComponent("out.bin").path
+            let run = try runTool("bnconv", ["fold", bad, "-o", out])
+            XCTAssertEqual(run.status, 65, "cut at \(step)/24: \(run.stderr)")
+            XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+            XCTAssertTrue(run.stderr.contains(bad), run.stderr)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
+    }
+}
+
+import NativeFormat
+
+/// The in-process decoder bnrun uses.
+enum NativeFormatProbe {
+    static func decode(_ data: Data) throws -> NativeModel { try NativeFormat.decode(data, path: "probe.bin") }
+}

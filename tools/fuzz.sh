@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Fuzz the readers with libFuzzer + AddressSanitizer:
+#   fuzz-native        the bnkit .bin reader (also with checksums repaired)
+#   fuzz-idx           the IDX reader, plain and gzip
+#   fuzz-keras-config  the Keras model-config parser and graph builder (JSON -> model)
+# Usage: tools/fuzz.sh [SECONDS-PER-TARGET | --runs N]   (default 20 seconds each)
+# Seeds come from Fixtures/; corpora grow in .build-fuzz/corpus/<target>; crashes are
+# written to .build-fuzz/artifacts/ and fail the run. Prints each target's execution count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+limit=(-max_total_time="${1:-20}")
+if [ "${1:-}" = "--runs" ]; then limit=(-runs="$2"); fi
+root=.build-fuzz
+targets=(fuzz-native fuzz-idx fuzz-keras-config)
+for target in "${targets[@]}"; do
+  swift build -c release --scratch-path "$root" --product "$target" \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
+done
+bin="$(swift build -c release --scratch-path "$root" --show-bin-path)"
+
+# Seed corpora from the fixtures.
+seeds="$root/seeds"
+rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config} "$root/artifacts"
+swift build -c release --product bnconv >/dev/null
+bnconv="$(swift build -c release --show-bin-path)/bnconv"
+for model in small_cnn_keras2 edge_cases_keras3 seed_mlp_keras3; do
+  "$bnconv" fold "Fixtures/$model.h5" -o "$seeds/fuzz-native/$model.folded.bin" >/dev/null
+done
+"$bnconv" convert Fixtures/small_cnn_keras3.h5 "$seeds/fuzz-native/small_cnn.unfolded.bin" >/dev/null
+cp Fixtures/mnist/t10k-labels.idx1-ubyte.gz Fixtures/small_cnn_keras2.classes.idx "$seeds/fuzz-idx/"
+python3 - "$seeds/fuzz-idx" <<'PY'
+import gzip, struct, sys
+out = sys.argv[1]
+def idx(code, dims, payload):
+    return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(">" + "I" * len(dims), *dims) + payload
+files = {
+    "u8.idx": idx(0x08, [2, 3, 3], bytes(range(18))),
+    "i8.idx": idx(0x09, [4], bytes([0x80, 0x7F, 0, 1])),
+    "i16.idx": idx(0x0B, [2, 2], struct.pack(">4h", -1, 2, -300, 4)),
+    "i32.idx": idx(0x0C, [3], struct.pack(">3i", -1, 2, 1 << 30)),
+    "f32.idx": idx(0x0D, [2, 2], struct.pack(">4f", 0.5, -1, 3.25, 1e-30)),
+    "f64.idx": idx(0x0E, [2], struct.pack(">2d", 0.5, -1e300)),
+}
+for name, data in files.items():
+    open(f"{out}/{name}", "wb").write(data)
+    open(f"{out}/{name}.gz", "wb").write(gzip.compress(data))
+PY
+tools/venv.sh
+tools/.venv/bin/python - "$seeds/fuzz-keras-config" Fixtures/*.h5 <<'PY'
+import os, sys, h5py
+for path in sys.argv[2:]:
+    config = h5py.File(path, "r").attrs["model_config"]
+    name = os.path.basename(path).replace(".h5", ".json")
+    open(os.path.join(sys.argv[1], name), "w").write(config if isinstance(config, str) else config.decode())
+PY
+
+status=0
+for target in "${targets[@]}"; do
+  corpus="$root/corpus/$target"
+  mkdir -p "$corpus"
+  log="$root/$target.log"
+  if "$bin/$target" "${limit[@]}" -rss_limit_mb=4096 -max_len=262144 -print_final_stats=1 \
+      -artifact_prefix="$root/artifacts/$target-" "$corpus" "$seeds/$target" >"$log" 2>&1; then
+    runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
+    echo "$target: ${runs:-?} executions, no crash, hang or sanitizer report"
+  else
+    echo "$target: FAILED (see $log and $root/artifacts)"; tail -30 "$log"; status=1
+  fi
+done
+exit $status
