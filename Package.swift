@@ -48,7 +48,8 @@ let package = Package(
 
         // MARK: - Transformations and execution
         .target(name: "BNFolding", dependencies: ["ModelIR"]),
-        .target(name: "Runtime", dependencies: ["ModelIR"]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        .target(name: "Runtime", dependencies: ["ModelIR", "CKernels"]),
 
         // MARK: - Command-line tools (thin)
         .target(

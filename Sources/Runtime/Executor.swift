@@ -203,17 +203,29 @@ public final class Executor: @unchecked Sendable {
         case let .dense(kernel, bias, inputs, units, activation):
             kernel.withUnsafeBufferPointer { w in
                 optional(bias) { b in
-                    Kernels.dense(input: x, rows: batch, inputs: inputs, kernel: w.baseAddress!, bias: b, units: units, output: y)
+                    Kernels.denseGEMM(input: x, rows: batch, inputs: inputs, kernel: w.baseAddress!, bias: b, units: units,
+                                      activation: activation, output: y)
                 }
             }
-            Kernels.activate(y, count: count, channels: units, kind: activation)
         case let .conv2d(kernel, bias, geometry, groups, activation):
-            kernel.withUnsafeBufferPointer { w in
-                optional(bias) { b in
-                    Kernels.conv2d(input: x, batch: batch, geometry, groups: groups, kernel: w.baseAddress!, bias: b, output: y)
+            if groups == 1 {
+                let scratchCount = geometry.outHeight * geometry.outWidth * geometry.kernelHeight * geometry.kernelWidth * geometry.inChannels
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1))
+                defer { scratch.deallocate() }
+                kernel.withUnsafeBufferPointer { w in
+                    optional(bias) { b in
+                        Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation,
+                                           output: y, scratch: scratch)
+                    }
                 }
+            } else {
+                kernel.withUnsafeBufferPointer { w in
+                    optional(bias) { b in
+                        Kernels.conv2d(input: x, batch: batch, geometry, groups: groups, kernel: w.baseAddress!, bias: b, output: y)
+                    }
+                }
+                Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
             }
-            Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
         case let .depthwise(kernel, bias, geometry, multiplier, activation):
             kernel.withUnsafeBufferPointer { w in
                 optional(bias) { b in

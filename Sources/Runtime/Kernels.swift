@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// The CPU kernels. Tensors are batches of samples laid out contiguously,
@@ -24,6 +25,70 @@ enum Kernels {
                     y[o] += xi * w[o]
                 }
             }
+        }
+    }
+
+    /// The GEMM epilogue code for an activation, or nil when it runs separately.
+    static func fusedCode(_ kind: ActivationKind) -> Int32? {
+        switch kind {
+        case .linear: Int32(BNK_ACT_LINEAR)
+        case .relu: Int32(BNK_ACT_RELU)
+        case .relu6: Int32(BNK_ACT_RELU6)
+        case .sigmoid: Int32(BNK_ACT_SIGMOID)
+        default: nil
+        }
+    }
+
+    /// Dense through the SIMD GEMM: `output = act(input · kernel + bias)`.
+    static func denseGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
+                          bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
+        let code = fusedCode(activation)
+        bnk_gemm(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+        if code == nil { activate(output, count: rows * units, channels: units, kind: activation) }
+    }
+
+    /// Conv2D (groups = 1) as im2col + GEMM, one image at a time; a 1×1,
+    /// stride-1, unpadded conv multiplies the input directly.
+    static func conv2dGEMM(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
+                           bias: UnsafePointer<Float>?, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
+                           scratch: UnsafeMutablePointer<Float>) {
+        let code = fusedCode(activation) ?? Int32(BNK_ACT_LINEAR)
+        let pixels = g.outHeight * g.outWidth
+        let depth = g.kernelHeight * g.kernelWidth * g.inChannels
+        let inImage = g.inHeight * g.inWidth * g.inChannels
+        let pointwise = g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1
+            && g.padTop == 0 && g.padLeft == 0 && g.outHeight == g.inHeight && g.outWidth == g.inWidth
+        if pointwise {
+            bnk_gemm(Int32(batch * pixels), Int32(g.outChannels), Int32(g.inChannels), input, Int32(g.inChannels), kernel, bias,
+                     output, Int32(g.outChannels), code)
+        } else {
+            for b in 0..<batch {
+                let image = input + b * inImage
+                // im2col: one row of kh·kw·cin values per output pixel, zeros where the window leaves the image.
+                var row = scratch
+                for oy in 0..<g.outHeight {
+                    for ox in 0..<g.outWidth {
+                        for ky in 0..<g.kernelHeight {
+                            let iy = oy * g.strideY - g.padTop + ky * g.dilationY
+                            for kx in 0..<g.kernelWidth {
+                                let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
+                                let target = row + (ky * g.kernelWidth + kx) * g.inChannels
+                                if iy < 0 || iy >= g.inHeight || ix < 0 || ix >= g.inWidth {
+                                    target.update(repeating: 0, count: g.inChannels)
+                                } else {
+                                    target.update(from: image + (iy * g.inWidth + ix) * g.inChannels, count: g.inChannels)
+                                }
+                            }
+                        }
+                        row += depth
+                    }
+                }
+                bnk_gemm(Int32(pixels), Int32(g.outChannels), Int32(depth), scratch, Int32(depth), kernel, bias,
+                         output + b * pixels * g.outChannels, Int32(g.outChannels), code)
+            }
+        }
+        if fusedCode(activation) == nil {
+            activate(output, count: batch * pixels * g.outChannels, channels: g.outChannels, kind: activation)
         }
     }
 
@@ -197,7 +262,7 @@ enum Kernels {
         case .relu6:
             for i in 0..<count { data[i] = min(max(data[i], 0), 6) }
         case .sigmoid:
-            for i in 0..<count { data[i] = sigmoid(data[i]) }
+            bnk_sigmoid(data, count)
         case .tanh:
             for i in 0..<count { data[i] = Foundation.tanh(data[i]) }
         case .softmax:

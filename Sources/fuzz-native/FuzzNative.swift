@@ -2,6 +2,7 @@
 // (-sanitize=fuzzer,address -DFUZZING); a plain build replays files given
 // as arguments (regression inputs).
 import Foundation
+import ModelIR
 import NativeFormat
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -52,11 +53,56 @@ struct Main {
         var argv = CommandLine.unsafeArgv
         exit(LLVMFuzzerRunDriver(&argc, &argv, { data, size in fuzzNative(data, size) }))
         #else
+        if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--write-seeds" {
+            try writeSeeds(to: CommandLine.arguments[2])
+            return
+        }
         // Replays the files given as arguments (regression inputs, corpora).
         for path in CommandLine.arguments.dropFirst() {
             let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
             _ = data.withUnsafeBufferPointer { fuzzNative($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
         }
         #endif
+    }
+}
+
+/// Small models holding every op kind, as a seed corpus (fixture-sized files
+/// make the fuzzer slow without reaching more code).
+func writeSeeds(to folder: String) throws {
+    func t(_ shape: [Int], _ seed: Float = 0.5) throws -> Tensor {
+        let count = shape.reduce(1, *)
+        return try Tensor(shape: shape, values: (0..<count).map { Float($0 % 7) * seed - 1 })
+    }
+    let bn = try BatchNorm(gamma: t([4]), beta: t([4], 0.25), movingMean: t([4], 0.1), movingVariance: Tensor([1, 2, 3, 4]), epsilon: 1e-3)
+    let graphs: [Graph] = [
+        try Graph.sequential(name: "mlp", inputShape: [6], layers: [
+            ("d", .dense(try Dense(kernel: t([6, 4]), bias: t([4]), activation: .linear))), ("bn", .batchNorm(bn)),
+            ("s", .activation(.sigmoid)), ("o", .dense(try Dense(kernel: t([4, 3]), bias: nil, activation: .softmax))),
+        ]),
+        try Graph.sequential(name: "cnn", inputShape: [6, 6, 2], layers: [
+            ("c", .conv2d(try Conv2D(kernel: t([3, 3, 2, 4]), bias: nil, strides: [2, 2], padding: .same))),
+            ("bn", .batchNorm(bn)), ("r", .activation(.relu6)),
+            ("dw", .depthwiseConv2d(try DepthwiseConv2D(kernel: t([2, 2, 4, 2]), bias: t([8]), padding: .valid, activation: .elu(alpha: 1)))),
+            ("p", .pool2d(try Pool2D(kind: .max, size: [2, 2], strides: [1, 1], padding: .same))),
+            ("z", .zeroPadding2d([1, 0, 0, 1])), ("g", .globalPool(kind: .average, keepDims: false)),
+            ("a", .affine(try Affine(scale: t([8]), shift: t([8], 0.3)))), ("l", .activation(.leakyRelu(alpha: 0.3))),
+        ]),
+        try Graph(name: "joins", nodes: [
+            Node(name: "in", operation: .input(shape: [2, 3]), inputs: []),
+            Node(name: "f", operation: .flatten, inputs: ["in"]),
+            Node(name: "r", operation: .reshape([3, -1]), inputs: ["f"]),
+            Node(name: "h", operation: .activation(.hardSigmoid(slope: 0.2)), inputs: ["r"]),
+            Node(name: "cat", operation: .concatenate(axis: 1), inputs: ["r", "h"]),
+            Node(name: "sum", operation: .add, inputs: ["cat", "cat"]),
+            Node(name: "m", operation: .multiply, inputs: ["sum", "cat"]),
+            Node(name: "i", operation: .identity, inputs: ["m"]),
+            Node(name: "c", operation: .activation(.clippedRelu(maxValue: 6, negativeSlope: 0.1, threshold: 0.5)), inputs: ["i"]),
+        ], outputs: ["c"]),
+    ]
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    for graph in graphs {
+        let state = [try NamedArray(name: "iteration", shape: [], values: .int64([7]))]
+        let data = try NativeFormat.encode(NativeModel(graph: graph, metadata: ["producer": "seed"], optimizerState: state))
+        try data.write(to: URL(fileURLWithPath: folder + "/" + graph.name + ".bin"))
     }
 }

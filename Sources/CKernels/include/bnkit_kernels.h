@@ -1,0 +1,29 @@
+#ifndef BNKIT_KERNELS_H
+#define BNKIT_KERNELS_H
+#include <stddef.h>
+
+/* Activations fused into the GEMM epilogue. */
+enum {
+    BNK_ACT_LINEAR = 0,
+    BNK_ACT_RELU = 1,
+    BNK_ACT_RELU6 = 2,
+    BNK_ACT_SIGMOID = 3
+};
+
+/* C[m][n] = act(bias[n] + sum_k A[m][k] * B[k][n]) for m < M, n < N.
+   A: row stride lda; B: row-major K x N; C: row stride ldc; bias may be NULL.
+   Dispatches at run time to AVX-512, AVX2+FMA or portable code. */
+void bnk_gemm(int M, int N, int K, const float *A, int lda, const float *B,
+              const float *bias, float *C, int ldc, int activation);
+
+/* Which implementation bnk_gemm uses on this machine: "avx512", "avx2" or "generic". */
+const char *bnk_gemm_isa(void);
+
+/* y = 1 / (1 + exp(-x)) in place, vectorized (max rel. error about 2e-7). */
+void bnk_sigmoid(float *x, size_t n);
+
+/* The portable reference GEMM (for tests). */
+void bnk_gemm_reference(int M, int N, int K, const float *A, int lda, const float *B,
+                        const float *bias, float *C, int ldc, int activation);
+
+#endif
