@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import IDX
 import ModelIR
@@ -45,7 +46,7 @@ public struct InferenceResult: Sendable {
 
 /// Runs `graph` over the images of an IDX file, a tile at a time.
 public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, scale: InputScale?,
-                         tileSize: Int = 1024) throws -> InferenceResult {
+                         tileSize: Int = 256, threads: Int = 1) throws -> InferenceResult {
     let executor = try Executor(graph: graph)
     let images = try IDXReader.read(path: imagesPath)
     guard images.itemSize == executor.inputSize else {
@@ -70,9 +71,34 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
         let end = min(start + tileSize, images.itemCount)
         let tile = images.floats((start * images.itemSize)..<(end * images.itemSize),
                                  multiplier: scale.multiplier, divisor: scale.divisor)
-        outputs += try executor.run(tile)
+        outputs += try executor.run(tile, threads: threads)
         start = end
     }
     return InferenceResult(outputs: outputs, outputSize: executor.outputSize,
                            predictions: executor.classes(of: outputs), labels: labels)
+}
+
+/// Throughput of the model on the images, in process, without printing:
+/// images per second over all images in batches of `batch`, median of `repeats` passes.
+public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batch: Int, threads: Int, repeats: Int) throws -> (median: Double, all: [Double]) {
+    let executor = try Executor(graph: graph)
+    let images = try IDXReader.read(path: imagesPath)
+    guard images.itemSize == executor.inputSize else {
+        throw CLIFailure.badInput("\(imagesPath): each image has \(images.itemSize) values but the model takes \(executor.inputSize)")
+    }
+    let scale = scale ?? (images.dataType.isInteger ? InputScale("1/255")! : InputScale("1")!)
+    let all = images.floats(0..<images.count, multiplier: scale.multiplier, divisor: scale.divisor)
+    let size = executor.inputSize
+    let tiles = stride(from: 0, to: images.itemCount, by: batch).map { start in
+        Array(all[(start * size)..<(min(start + batch, images.itemCount) * size)])
+    }
+    _ = try executor.run(tiles[0], threads: threads)  // warm up: plan buffers
+    var rates: [Double] = []
+    for _ in 0..<max(repeats, 1) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        for tile in tiles { _ = try executor.run(tile, threads: threads) }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        rates.append(Double(images.itemCount) / seconds)
+    }
+    return (rates.sorted()[rates.count / 2], rates)
 }

@@ -72,6 +72,68 @@ static inline __m512 act512(__m512 v, int act) {
     return v;
 }
 
+
+/* Column blocks of at most 16: one zmm per row, 12 rows. */
+__attribute__((target("avx512f")))
+static void gemm_avx512_narrow(int M, int N, int n0, int K, const float *A, int lda, const float *B,
+                               const float *bias, float *C, int ldc, int elementwise) {
+    int width = N - n0;
+    __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
+    int m = 0;
+    for (; m + 12 <= M; m += 12) {
+        __m512 c0 = bias0, c1 = bias0, c2 = bias0, c3 = bias0, c4 = bias0, c5 = bias0, c6 = bias0, c7 = bias0, c8 = bias0, c9 = bias0, c10 = bias0, c11 = bias0;
+        const float *a0 = A + (size_t)m * lda;
+            const float *a1 = a0 + lda;
+            const float *a2 = a1 + lda;
+            const float *a3 = a2 + lda;
+            const float *a4 = a3 + lda;
+            const float *a5 = a4 + lda;
+            const float *a6 = a5 + lda;
+            const float *a7 = a6 + lda;
+            const float *a8 = a7 + lda;
+            const float *a9 = a8 + lda;
+            const float *a10 = a9 + lda;
+            const float *a11 = a10 + lda;
+        const float *b = B + n0;
+        for (int k = 0; k < K; k++, b += N) {
+            __m512 b0 = _mm512_maskz_loadu_ps(mask0, b);
+            c0 = _mm512_fmadd_ps(_mm512_set1_ps(a0[k]), b0, c0);
+                c1 = _mm512_fmadd_ps(_mm512_set1_ps(a1[k]), b0, c1);
+                c2 = _mm512_fmadd_ps(_mm512_set1_ps(a2[k]), b0, c2);
+                c3 = _mm512_fmadd_ps(_mm512_set1_ps(a3[k]), b0, c3);
+                c4 = _mm512_fmadd_ps(_mm512_set1_ps(a4[k]), b0, c4);
+                c5 = _mm512_fmadd_ps(_mm512_set1_ps(a5[k]), b0, c5);
+                c6 = _mm512_fmadd_ps(_mm512_set1_ps(a6[k]), b0, c6);
+                c7 = _mm512_fmadd_ps(_mm512_set1_ps(a7[k]), b0, c7);
+                c8 = _mm512_fmadd_ps(_mm512_set1_ps(a8[k]), b0, c8);
+                c9 = _mm512_fmadd_ps(_mm512_set1_ps(a9[k]), b0, c9);
+                c10 = _mm512_fmadd_ps(_mm512_set1_ps(a10[k]), b0, c10);
+                c11 = _mm512_fmadd_ps(_mm512_set1_ps(a11[k]), b0, c11);
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        _mm512_mask_storeu_ps(c + (size_t)0 * ldc, mask0, act512(c0, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)1 * ldc, mask0, act512(c1, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)2 * ldc, mask0, act512(c2, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)3 * ldc, mask0, act512(c3, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)4 * ldc, mask0, act512(c4, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)5 * ldc, mask0, act512(c5, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)6 * ldc, mask0, act512(c6, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)7 * ldc, mask0, act512(c7, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)8 * ldc, mask0, act512(c8, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)9 * ldc, mask0, act512(c9, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)10 * ldc, mask0, act512(c10, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)11 * ldc, mask0, act512(c11, elementwise));
+    }
+    for (; m < M; m++) {
+        __m512 c0 = bias0;
+        const float *a = A + (size_t)m * lda;
+        const float *b = B + n0;
+        for (int k = 0; k < K; k++, b += N) c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_maskz_loadu_ps(mask0, b), c0);
+        _mm512_mask_storeu_ps(C + (size_t)m * ldc + n0, mask0, act512(c0, elementwise));
+    }
+}
+
 #define MR512 12
 __attribute__((target("avx512f")))
 static void gemm_avx512(int M, int N, int K, const float *A, int lda, const float *B,
@@ -79,6 +141,10 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
     int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     for (int n0 = 0; n0 < N; n0 += 32) {
         int width = N - n0 < 32 ? N - n0 : 32;
+        if (width <= 16) {
+            gemm_avx512_narrow(M, N, n0, K, A, lda, B, bias, C, ldc, elementwise);
+            continue;
+        }
         __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
         __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
         __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();

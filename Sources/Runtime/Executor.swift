@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import ModelIR
 
 /// Why a model cannot run.
@@ -70,9 +72,24 @@ public final class Executor: @unchecked Sendable {
         }
         var index: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() { index[node.name] = i }
+        // A Dense or Conv2D whose only reader is a ReLU/ReLU6/sigmoid applies it in
+        // its GEMM epilogue and writes straight into the activation's buffer.
+        var fusedActivation: [String: (activation: Activation, into: String)] = [:]
+        var absorbed: Set<String> = []
+        for node in graph.nodes {
+            guard node.operation.fusedActivation == .linear, !graph.outputs.contains(node.name) else { continue }
+            let readers = graph.consumers(of: node.name)
+            guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name],
+                  case .activation(let activation) = reader.operation, [.relu, .relu6, .sigmoid].contains(activation) else { continue }
+            if case .depthwiseConv2d = node.operation { continue }
+            fusedActivation[node.name] = (activation, reader.name)
+            absorbed.insert(reader.name)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
+            if absorbed.contains(node.name) { continue }
             let outShape = shapes[node.name]!
+            let fused = fusedActivation[node.name]
             let inShapes = node.inputs.map { shapes[$0]! }
             let kind: Kind
             switch node.operation {
@@ -80,11 +97,11 @@ public final class Executor: @unchecked Sendable {
                 continue
             case .dense(let dense):
                 kind = .dense(kernel: dense.kernel.values, bias: dense.bias?.values,
-                              inputs: dense.inputs, units: dense.units, activation: Self.kind(dense.activation))
+                              inputs: dense.inputs, units: dense.units, activation: Self.kind(fused?.activation ?? dense.activation))
             case .conv2d(let conv):
                 kind = .conv2d(kernel: conv.kernel.values, bias: conv.bias?.values,
                                geometry: Self.geometry(conv.window, inShapes[0], outShape), groups: conv.groups,
-                               activation: Self.kind(conv.activation))
+                               activation: Self.kind(fused?.activation ?? conv.activation))
             case .depthwiseConv2d(let conv):
                 kind = .depthwise(kernel: conv.kernel.values, bias: conv.bias?.values,
                                   geometry: Self.geometry(conv.window, inShapes[0], outShape), multiplier: conv.depthMultiplier,
@@ -116,7 +133,7 @@ public final class Executor: @unchecked Sendable {
             case .flatten, .reshape, .identity:
                 kind = .copy
             }
-            steps.append(Step(kind: kind, sources: node.inputs.map { index[$0]! }, destination: i))
+            steps.append(Step(kind: kind, sources: node.inputs.map { index[$0]! }, destination: fused.map { index[$0.into]! } ?? i))
         }
         self.steps = steps
         self.nodeCount = graph.nodes.count
@@ -163,26 +180,78 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Runs the model on `input.count / inputSize` samples laid out one after
-    /// another and returns their outputs, `outputSize` values each.
-    public func run(_ input: [Float]) throws -> [Float] {
+    /// another and returns their outputs, `outputSize` values each. With
+    /// `threads` > 1 the batch is split into that many parts run in parallel.
+    public func run(_ input: [Float], threads: Int = 1) throws -> [Float] {
         guard inputSize > 0, input.count % inputSize == 0 else {
             throw RuntimeError.badInputSize(expected: inputSize, found: input.count)
         }
         let batch = input.count / inputSize
         if batch == 0 { return [] }
-        var buffers = [[Float]](repeating: [], count: nodeCount)
-        buffers[inputIndex] = input
-        for step in steps {
-            var output = [Float](repeating: 0, count: batch * sizes[step.destination])
-            let sources = step.sources.map { buffers[$0] }
-            output.withUnsafeMutableBufferPointer { out in
-                Self.withPointers(sources) { inputs in
-                    Self.execute(step.kind, inputs, out.baseAddress!, batch: batch, count: out.count)
+        var output = [Float](repeating: 0, count: batch * outputSize)
+        let parts = max(1, min(threads, batch))
+        input.withUnsafeBufferPointer { x in
+            output.withUnsafeMutableBufferPointer { y in
+                if parts == 1 {
+                    runPart(x.baseAddress!, y.baseAddress!, batch: batch, worker: 0)
+                } else {
+                    // Each part reads and writes its own rows; the addresses travel as integers.
+                    let xAddress = Int(bitPattern: x.baseAddress!), yAddress = Int(bitPattern: y.baseAddress!)
+                    let step = (batch + parts - 1) / parts
+                    let inputSize = self.inputSize, outputSize = self.outputSize
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        let start = part * step, end = min(batch, start + step)
+                        guard start < end, let xPart = UnsafePointer<Float>(bitPattern: xAddress),
+                              let yPart = UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+                        self.runPart(xPart + start * inputSize, yPart + start * outputSize, batch: end - start, worker: part)
+                    }
                 }
             }
-            buffers[step.destination] = output
         }
-        return buffers[outputIndex]
+        return output
+    }
+
+    /// Activation buffers per worker, planned at first use and reused while
+    /// the batch fits (one executor runs one `run` at a time).
+    private let lock = NSLock()
+    private var arenas: [Int: Arena] = [:]
+
+    private final class Arena {
+        var capacity = 0
+        var buffers: [UnsafeMutablePointer<Float>] = []
+        var scratch: UnsafeMutablePointer<Float>?
+        var scratchCount = 0
+
+        deinit {
+            buffers.forEach { $0.deallocate() }
+            scratch?.deallocate()
+        }
+    }
+
+    private func arena(worker: Int, batch: Int) -> Arena {
+        lock.lock()
+        defer { lock.unlock() }
+        let arena = arenas[worker] ?? Arena()
+        arenas[worker] = arena
+        if arena.capacity < batch {
+            arena.buffers.forEach { $0.deallocate() }
+            arena.buffers = sizes.map { UnsafeMutablePointer<Float>.allocate(capacity: max($0 * batch, 1)) }
+            arena.capacity = batch
+        }
+        return arena
+    }
+
+    private func runPart(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, batch: Int, worker: Int) {
+        let arena = arena(worker: worker, batch: batch)
+        func pointer(_ index: Int) -> UnsafePointer<Float> {
+            index == inputIndex ? input : UnsafePointer(arena.buffers[index])
+        }
+        for step in steps {
+            let destination = step.destination == outputIndex ? output : arena.buffers[step.destination]
+            let count = batch * sizes[step.destination]
+            Self.execute(step.kind, step.sources.map(pointer), destination, batch: batch, count: count, arena: arena)
+        }
+        if outputIndex == inputIndex { output.update(from: input, count: batch * outputSize) }
     }
 
     private static func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) -> R) -> R {
@@ -194,7 +263,7 @@ public final class Executor: @unchecked Sendable {
     }
 
     private static func execute(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
-                                batch: Int, count: Int) {
+                                batch: Int, count: Int, arena: Arena) {
         let x = inputs[0]
         func optional(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> Void) {
             if let array { array.withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(nil) }
@@ -210,8 +279,12 @@ public final class Executor: @unchecked Sendable {
         case let .conv2d(kernel, bias, geometry, groups, activation):
             if groups == 1 {
                 let scratchCount = geometry.outHeight * geometry.outWidth * geometry.kernelHeight * geometry.kernelWidth * geometry.inChannels
-                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1))
-                defer { scratch.deallocate() }
+                if arena.scratchCount < scratchCount {
+                    arena.scratch?.deallocate()
+                    arena.scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1))
+                    arena.scratchCount = scratchCount
+                }
+                let scratch = arena.scratch!
                 kernel.withUnsafeBufferPointer { w in
                     optional(bias) { b in
                         Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation,

@@ -64,25 +64,9 @@ enum Kernels {
         } else {
             for b in 0..<batch {
                 let image = input + b * inImage
-                // im2col: one row of kh·kw·cin values per output pixel, zeros where the window leaves the image.
-                var row = scratch
-                for oy in 0..<g.outHeight {
-                    for ox in 0..<g.outWidth {
-                        for ky in 0..<g.kernelHeight {
-                            let iy = oy * g.strideY - g.padTop + ky * g.dilationY
-                            for kx in 0..<g.kernelWidth {
-                                let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
-                                let target = row + (ky * g.kernelWidth + kx) * g.inChannels
-                                if iy < 0 || iy >= g.inHeight || ix < 0 || ix >= g.inWidth {
-                                    target.update(repeating: 0, count: g.inChannels)
-                                } else {
-                                    target.update(from: image + (iy * g.inWidth + ix) * g.inChannels, count: g.inChannels)
-                                }
-                            }
-                        }
-                        row += depth
-                    }
-                }
+                bnk_im2col(image, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(g.kernelHeight), Int32(g.kernelWidth),
+                           Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY), Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft),
+                           Int32(g.outHeight), Int32(g.outWidth), scratch)
                 bnk_gemm(Int32(pixels), Int32(g.outChannels), Int32(depth), scratch, Int32(depth), kernel, bias,
                          output + b * pixels * g.outChannels, Int32(g.outChannels), code)
             }
@@ -170,37 +154,11 @@ enum Kernels {
 
     /// Max or average pooling; average divides by the pixels inside the image.
     static func pool2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, isMax: Bool, output: UnsafeMutablePointer<Float>) {
-        let c = g.inChannels
-        let inImage = g.inHeight * g.inWidth * c
-        let outImage = g.outHeight * g.outWidth * c
+        let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * g.inChannels
         for b in 0..<batch {
-            let image = input + b * inImage
-            for oy in 0..<g.outHeight {
-                for ox in 0..<g.outWidth {
-                    let y = output + b * outImage + (oy * g.outWidth + ox) * c
-                    y.update(repeating: isMax ? -Float.infinity : 0, count: c)
-                    var count = 0
-                    for ky in 0..<g.kernelHeight {
-                        let iy = oy * g.strideY - g.padTop + ky
-                        if iy < 0 || iy >= g.inHeight { continue }
-                        for kx in 0..<g.kernelWidth {
-                            let ix = ox * g.strideX - g.padLeft + kx
-                            if ix < 0 || ix >= g.inWidth { continue }
-                            let x = image + (iy * g.inWidth + ix) * c
-                            count += 1
-                            if isMax {
-                                for k in 0..<c { y[k] = max(y[k], x[k]) }
-                            } else {
-                                for k in 0..<c { y[k] += x[k] }
-                            }
-                        }
-                    }
-                    if !isMax {
-                        let n = Float(count)
-                        for k in 0..<c { y[k] /= n }
-                    }
-                }
-            }
+            bnk_pool2d(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(g.kernelHeight),
+                       Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.padTop), Int32(g.padLeft),
+                       Int32(g.outHeight), Int32(g.outWidth), isMax ? 1 : 0, output + b * outImage)
         }
     }
 
@@ -208,21 +166,7 @@ enum Kernels {
     static func globalPool(input: UnsafePointer<Float>, batch: Int, pixels: Int, channels: Int, isMax: Bool,
                            output: UnsafeMutablePointer<Float>) {
         for b in 0..<batch {
-            let image = input + b * pixels * channels
-            let y = output + b * channels
-            y.update(repeating: isMax ? -Float.infinity : 0, count: channels)
-            for p in 0..<pixels {
-                let x = image + p * channels
-                if isMax {
-                    for k in 0..<channels { y[k] = max(y[k], x[k]) }
-                } else {
-                    for k in 0..<channels { y[k] += x[k] }
-                }
-            }
-            if !isMax {
-                let n = Float(pixels)
-                for k in 0..<channels { y[k] /= n }
-            }
+            bnk_global_pool(input + b * pixels * channels, Int32(pixels), Int32(channels), isMax ? 1 : 0, output + b * channels)
         }
     }
 

@@ -18,6 +18,7 @@ struct BNRun: ParsableCommand {
           bnrun model.bin t10k-images.idx3-ubyte.gz --labels t10k-labels.idx1-ubyte.gz --format summary
           bnrun model.bin images.idx --format csv --output predictions.csv
           bnrun model.h5 images.idx --scale 1 --format json
+          bnrun model.bin images.idx --bench 5 --batch 64 --threads 1
 
         Exit status: 0 success, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
         70 internal error.
@@ -41,7 +42,19 @@ struct BNRun: ParsableCommand {
     @Option(help: "Input scale, as a number or a fraction such as 1/255. Default: 1/255 for integer IDX data, 1 for float data.")
     var scale: String?
 
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Images per batch (a tile run through the model at once).")
+    var batch: Int = 256
+
+    @Option(help: "Measure throughput instead of reporting: run all images this many times and print the median images/s.")
+    var bench: Int?
+
     func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if let bench, bench < 1 { throw ValidationError("--bench must be at least 1") }
         guard ReportFormat(rawValue: format) != nil else {
             throw ValidationError("unknown format '\(format)' (text, csv, json, summary)")
         }
@@ -53,7 +66,15 @@ struct BNRun: ParsableCommand {
     func run() throws {
         runReportingFailures(tool: "bnrun") {
             let (graph, _) = try loadModel(path: model)
-            let result = try runInference(graph: graph, imagesPath: images, labelsPath: labels, scale: scale.flatMap(InputScale.init))
+            if let bench {
+                let (median, all) = try benchmark(graph: graph, imagesPath: images, scale: scale.flatMap(InputScale.init),
+                                                  batch: batch, threads: threads, repeats: bench)
+                print("images/s: \(Int(median.rounded())) (median of \(all.count); batch \(batch), threads \(threads); runs: "
+                      + all.map { String(Int($0.rounded())) }.joined(separator: " ") + ")")
+                return
+            }
+            let result = try runInference(graph: graph, imagesPath: images, labelsPath: labels, scale: scale.flatMap(InputScale.init),
+                                          tileSize: batch, threads: threads)
             let report = ReportFormat(rawValue: format)!.render(result)
             if let output {
                 try AtomicFile.write(Data(report.utf8), to: output)

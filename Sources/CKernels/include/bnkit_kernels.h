@@ -26,4 +26,16 @@ void bnk_sigmoid(float *x, size_t n);
 void bnk_gemm_reference(int M, int N, int K, const float *A, int lda, const float *B,
                         const float *bias, float *C, int ldc, int activation);
 
+
+
+/* Patch matrix for a conv: one row of kh*kw*c values per output pixel (zeros outside the image). */
+void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx,
+                int pad_top, int pad_left, int oh, int ow, float *out);
+
+/* Max or average pooling of one image; average divides by the pixels inside the image. */
+void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
+                int pad_top, int pad_left, int oh, int ow, int is_max, float *out);
+
+/* Mean or max over all pixels of one image. */
+void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out);
 #endif
