@@ -11,10 +11,33 @@ static inline void zero_floats(float *to, int n) {
     for (int i = 0; i < n; i++) to[i] = 0.0f;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
 void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx,
                 int pad_top, int pad_left, int oh, int ow, float *out) {
     const int depth = kh * kw * c;
+    if (c == 1 && dx == 1 && dy == 1) {
+        /* One channel (a grayscale input): gather the window directly. */
+        for (int oy = 0; oy < oh; oy++) {
+            int iy0 = oy * sy - pad_top;
+            for (int ox = 0; ox < ow; ox++) {
+                float *row = out + ((size_t)oy * ow + ox) * depth;
+                int ix0 = ox * sx - pad_left;
+                if (iy0 >= 0 && iy0 + kh <= h && ix0 >= 0 && ix0 + kw <= w) {
+                    const float *src = image + (size_t)iy0 * w + ix0;
+                    for (int ky = 0; ky < kh; ky++, src += w, row += kw)
+                        for (int kx = 0; kx < kw; kx++) row[kx] = src[kx];
+                } else {
+                    for (int ky = 0; ky < kh; ky++, row += kw) {
+                        int iy = iy0 + ky;
+                        for (int kx = 0; kx < kw; kx++) {
+                            int ix = ix0 + kx;
+                            row[kx] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? image[(size_t)iy * w + ix] : 0.0f;
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (int oy = 0; oy < oh; oy++) {
         for (int ox = 0; ox < ow; ox++) {
             float *row = out + ((size_t)oy * ow + ox) * depth;
@@ -41,6 +64,21 @@ void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy,
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out) {
+    if (is_max && kh == 2 && kw == 2 && sy == 2 && sx == 2 && pad_top == 0 && pad_left == 0 && 2 * oh <= h && 2 * ow <= w) {
+        /* The common 2x2/2 max pool: four rows of channels, element-wise max. */
+        for (int oy = 0; oy < oh; oy++) {
+            for (int ox = 0; ox < ow; ox++) {
+                const float *a = image + ((size_t)(2 * oy) * w + 2 * ox) * c, *b = a + c;
+                const float *d = a + (size_t)w * c, *e = d + c;
+                float *y = out + ((size_t)oy * ow + ox) * c;
+                for (int k = 0; k < c; k++) {
+                    float m1 = a[k] > b[k] ? a[k] : b[k], m2 = d[k] > e[k] ? d[k] : e[k];
+                    y[k] = m1 > m2 ? m1 : m2;
+                }
+            }
+        }
+        return;
+    }
     for (int oy = 0; oy < oh; oy++) {
         for (int ox = 0; ox < ow; ox++) {
             float *y = out + ((size_t)oy * ow + ox) * c;
@@ -72,4 +110,56 @@ void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *o
         else { for (int k = 0; k < c; k++) out[k] += x[k]; }
     }
     if (!is_max) { float n = (float)pixels; for (int k = 0; k < c; k++) out[k] /= n; }
+}
+
+/* Direct convolution for one input channel (grayscale images): no patch
+ * matrix. Eight output pixels at a time, 16 output channels per zmm. */
+#include <immintrin.h>
+__attribute__((target("avx512f")))
+static inline __m512 act_c1(__m512 v, int act) {
+    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
+    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
+    return v;
+}
+
+__attribute__((target("avx512f")))
+static void conv_c1_avx512(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
+                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
+                           int act, float *out) {
+    for (int n0 = 0; n0 < n; n0 += 16) {
+        int width = n - n0 < 16 ? n - n0 : 16;
+        __mmask16 mask = width == 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+        __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
+        for (int oy = 0; oy < oh; oy++) {
+            for (int ox0 = 0; ox0 < ow; ox0 += 8) {
+                int count = ow - ox0 < 8 ? ow - ox0 : 8;
+                __m512 acc[8];
+                for (int j = 0; j < 8; j++) acc[j] = b;
+                for (int ky = 0; ky < kh; ky++) {
+                    int iy = oy * sy - pad_top + ky * dy;
+                    if (iy < 0 || iy >= h) continue;
+                    const float *line = image + (size_t)iy * w;
+                    for (int kx = 0; kx < kw; kx++) {
+                        __m512 wv = _mm512_maskz_loadu_ps(mask, kernel + (size_t)(ky * kw + kx) * n + n0);
+                        for (int j = 0; j < 8; j++) {
+                            int ix = (ox0 + j) * sx - pad_left + kx * dx;
+                            float v = (j < count && ix >= 0 && ix < w) ? line[ix] : 0.0f;
+                            acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(v), wv, acc[j]);
+                        }
+                    }
+                }
+                for (int j = 0; j < count; j++)
+                    _mm512_mask_storeu_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, act_c1(acc[j], act));
+            }
+        }
+    }
+}
+
+int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
+                              int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
+                              int act, float *out) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || act == BNK_ACT_SIGMOID) return 0;
+    conv_c1_avx512(image, h, w, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, n, act, out);
+    return 1;
 }

@@ -58,6 +58,23 @@ enum Kernels {
         let inImage = g.inHeight * g.inWidth * g.inChannels
         let pointwise = g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1
             && g.padTop == 0 && g.padLeft == 0 && g.outHeight == g.inHeight && g.outWidth == g.inWidth
+        if g.inChannels == 1, fusedCode(activation) != Int32(BNK_ACT_SIGMOID) {
+            // A grayscale input: direct convolution, no patch matrix (when this CPU has the fast path).
+            var done = true
+            for b in 0..<batch where done {
+                done = bnk_conv2d_single_channel(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.kernelHeight),
+                                                 Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
+                                                 Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight),
+                                                 Int32(g.outWidth), kernel, bias, Int32(g.outChannels), code,
+                                                 output + b * pixels * g.outChannels) != 0
+            }
+            if done {
+                if fusedCode(activation) == nil {
+                    activate(output, count: batch * pixels * g.outChannels, channels: g.outChannels, kind: activation)
+                }
+                return
+            }
+        }
         if pointwise {
             bnk_gemm(Int32(batch * pixels), Int32(g.outChannels), Int32(g.inChannels), input, Int32(g.inChannels), kernel, bias,
                      output, Int32(g.outChannels), code)

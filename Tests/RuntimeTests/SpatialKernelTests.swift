@@ -34,6 +34,10 @@ final class SpatialKernelTests: XCTestCase {
             (9, 9, 6, 4, [3, 3], [1, 1], [1, 1], false, 2, true),
             (9, 9, 6, 6, [1, 1], [2, 2], [1, 1], true, 3, true),
             (5, 5, 1, 1, [5, 5], [1, 1], [1, 1], false, 1, true),
+            // one input channel: the direct kernel (masks for 20 outputs, stride, dilation, padding)
+            (13, 11, 1, 20, [3, 3], [2, 2], [1, 1], true, 1, true),
+            (9, 9, 1, 16, [3, 3], [1, 1], [2, 2], true, 1, false),
+            (10, 7, 1, 40, [2, 3], [1, 2], [1, 1], false, 1, true),
         ]
         for t in cases {
             let kernel = random.floats(t.k[0] * t.k[1] * (t.c / t.groups) * t.out, in: -1...1)

@@ -38,4 +38,10 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
 
 /* Mean or max over all pixels of one image. */
 void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out);
+/* Direct conv of a one-channel image, kernel (kh*kw, n); returns 0 (and does nothing) when
+   this machine has no fast path for it, so the caller falls back to im2col + GEMM. */
+int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
+                              int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
+                              int act, float *out);
+
 #endif
