@@ -67,9 +67,10 @@ let package = Package(
         ),
 
         // MARK: - Fuzz targets (tools/fuzz.sh builds them with libFuzzer; plain builds replay inputs)
-        .executableTarget(name: "fuzz-native", dependencies: ["NativeFormat"]),
-        .executableTarget(name: "fuzz-idx", dependencies: ["IDX"]),
-        .executableTarget(name: "fuzz-keras-config", dependencies: ["KerasHDF5"]),
+        .target(name: "FuzzSupport"),
+        .executableTarget(name: "fuzz-native", dependencies: ["NativeFormat", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-idx", dependencies: ["IDX", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-keras-config", dependencies: ["KerasHDF5", "FuzzSupport"]),
 
         // MARK: - Tests
         .target(name: "TestSupport", dependencies: ["ModelIR", "IDX"], path: "Tests/TestSupport"),

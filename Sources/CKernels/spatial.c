@@ -135,6 +135,22 @@ static void conv_c1_avx512(const float *image, int h, int w, int kh, int kw, int
                 int count = ow - ox0 < 8 ? ow - ox0 : 8;
                 __m512 acc[8];
                 for (int j = 0; j < 8; j++) acc[j] = b;
+                int first = ox0 * sx - pad_left, last = (ox0 + 7) * sx - pad_left + (kw - 1) * dx;
+                int rows_inside = oy * sy - pad_top >= 0 && oy * sy - pad_top + (kh - 1) * dy < h;
+                if (count == 8 && rows_inside && first >= 0 && last < w) {
+                    /* interior: no bounds to check */
+                    for (int ky = 0; ky < kh; ky++) {
+                        const float *line = image + (size_t)(oy * sy - pad_top + ky * dy) * w + first;
+                        for (int kx = 0; kx < kw; kx++) {
+                            __m512 wv = _mm512_maskz_loadu_ps(mask, kernel + (size_t)(ky * kw + kx) * n + n0);
+                            const float *p = line + kx * dx;
+                            for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(p[j * sx]), wv, acc[j]);
+                        }
+                    }
+                    for (int j = 0; j < 8; j++)
+                        _mm512_mask_storeu_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, act_c1(acc[j], act));
+                    continue;
+                }
                 for (int ky = 0; ky < kh; ky++) {
                     int iy = oy * sy - pad_top + ky * dy;
                     if (iy < 0 || iy >= h) continue;

@@ -351,43 +351,36 @@ public final class HDF5Group: HDF5AttributeHolder {
     /// Creates an int64 dataset (optimizer iteration counters and the like).
     @discardableResult
     public func createInt64Dataset(_ relativePath: String, shape: [Int], values: [Int64]) throws -> HDF5Dataset {
-        let what = "create dataset '\(childPath(relativePath))'"
-        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
-            throw HDF5Error(operation: what, detail: "shape \(shape) does not hold \(values.count) values")
-        }
-        let linkProperties = Handle(try check(H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: H5Pclose)
-        try check(H5Pset_create_intermediate_group(linkProperties.id, 1), what)
-        var dims = shape.map { hsize_t($0) }
-        let space = Handle(try check(H5Screate_simple(Int32(dims.count), &dims, nil), what), close: H5Sclose)
-        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, bnkit_H5T_STD_I64LE(), space.id,
-                                                  linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
-                             close: H5Dclose)
         try values.withUnsafeBufferPointer { buffer in
-            try check(H5Dwrite(dataset.id, bnkit_H5T_NATIVE_INT64(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
-                               buffer.baseAddress), what)
+            try createDataset(relativePath, shape: shape, count: values.count, fileType: bnkit_H5T_STD_I64LE(),
+                              memoryType: bnkit_H5T_NATIVE_INT64(), values: UnsafeRawPointer(buffer.baseAddress))
         }
-        return try self.dataset(relativePath)
     }
 
     /// Creates a float32 dataset with the given shape and values, creating
     /// intermediate groups as needed (Keras weight names contain `/`).
     @discardableResult
     public func createFloatDataset(_ relativePath: String, shape: [Int], values: [Float]) throws -> HDF5Dataset {
+        try values.withUnsafeBufferPointer { buffer in
+            try createDataset(relativePath, shape: shape, count: values.count, fileType: bnkit_H5T_IEEE_F32LE(),
+                              memoryType: bnkit_H5T_NATIVE_FLOAT(), values: UnsafeRawPointer(buffer.baseAddress))
+        }
+    }
+
+    private func createDataset(_ relativePath: String, shape: [Int], count: Int, fileType: hid_t, memoryType: hid_t,
+                               values: UnsafeRawPointer?) throws -> HDF5Dataset {
         let what = "create dataset '\(childPath(relativePath))'"
-        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
-            throw HDF5Error(operation: what, detail: "shape \(shape) does not hold \(values.count) values")
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == count else {
+            throw HDF5Error(operation: what, detail: "shape \(shape) does not hold \(count) values")
         }
         let linkProperties = Handle(try check(H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: H5Pclose)
         try check(H5Pset_create_intermediate_group(linkProperties.id, 1), what)
         var dims = shape.map { hsize_t($0) }
         let space = Handle(try check(H5Screate_simple(Int32(dims.count), &dims, nil), what), close: H5Sclose)
-        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, bnkit_H5T_IEEE_F32LE(), space.id,
+        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, fileType, space.id,
                                                   linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
                              close: H5Dclose)
-        try values.withUnsafeBufferPointer { buffer in
-            try check(H5Dwrite(dataset.id, bnkit_H5T_NATIVE_FLOAT(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
-                               buffer.baseAddress), what)
-        }
+        try check(H5Dwrite(dataset.id, memoryType, bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(), values), what)
         return try self.dataset(relativePath)
     }
 

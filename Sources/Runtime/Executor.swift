@@ -35,6 +35,8 @@ public final class Executor: @unchecked Sendable {
     private let sizes: [Int]
     private let inputIndex: Int
     private let outputIndex: Int
+    /// Samples per tile: about 1 MiB of the largest activation, between 8 and 256.
+    private let tileSize: Int
 
     private enum Kind {
         case dense(kernel: [Float], bias: [Float]?, inputs: Int, units: Int, activation: ActivationKind)
@@ -144,6 +146,8 @@ public final class Executor: @unchecked Sendable {
         self.outputSize = outputShape.reduce(1, *)
         self.inputIndex = index[input.name]!
         self.outputIndex = index[graph.outputs[0]]!
+        let largest = max(sizes.max() ?? 1, 1)
+        self.tileSize = min(256, max(8, (1 << 18) / largest))
     }
 
     private static func geometry(_ window: Window, _ input: [Int], _ output: [Int]) -> Kernels.Spatial {
@@ -189,23 +193,24 @@ public final class Executor: @unchecked Sendable {
         let batch = input.count / inputSize
         if batch == 0 { return [] }
         var output = [Float](repeating: 0, count: batch * outputSize)
-        let parts = max(1, min(threads, batch))
+        // Tiles small enough that one tile's activations stay in cache; workers take every n-th tile.
+        let tile = min(tileSize, max(1, (batch + threads - 1) / max(threads, 1)))
+        let tiles = (batch + tile - 1) / tile
+        let workers = max(1, min(threads, tiles))
         input.withUnsafeBufferPointer { x in
             output.withUnsafeMutableBufferPointer { y in
-                if parts == 1 {
-                    runPart(x.baseAddress!, y.baseAddress!, batch: batch, worker: 0)
-                } else {
-                    // Each part reads and writes its own rows; the addresses travel as integers.
-                    let xAddress = Int(bitPattern: x.baseAddress!), yAddress = Int(bitPattern: y.baseAddress!)
-                    let step = (batch + parts - 1) / parts
-                    let inputSize = self.inputSize, outputSize = self.outputSize
-                    DispatchQueue.concurrentPerform(iterations: parts) { part in
-                        let start = part * step, end = min(batch, start + step)
-                        guard start < end, let xPart = UnsafePointer<Float>(bitPattern: xAddress),
-                              let yPart = UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
-                        self.runPart(xPart + start * inputSize, yPart + start * outputSize, batch: end - start, worker: part)
+                // Each tile reads and writes its own rows; the addresses travel as integers.
+                let xAddress = Int(bitPattern: x.baseAddress!), yAddress = Int(bitPattern: y.baseAddress!)
+                let inputSize = self.inputSize, outputSize = self.outputSize
+                let work: @Sendable (Int) -> Void = { worker in
+                    guard let xBase = UnsafePointer<Float>(bitPattern: xAddress),
+                          let yBase = UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+                    for t in stride(from: worker, to: tiles, by: workers) {
+                        let start = t * tile, end = min(batch, start + tile)
+                        self.runPart(xBase + start * inputSize, yBase + start * outputSize, batch: end - start, worker: worker)
                     }
                 }
+                if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
             }
         }
         return output

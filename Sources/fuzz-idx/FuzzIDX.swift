@@ -1,6 +1,7 @@
 // Fuzz target: the IDX reader, plain and gzip (gzip inputs are made by
 // prefixing the fuzz input's first byte: odd = gzip-compress the rest).
 import Foundation
+import FuzzSupport
 import IDX
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -17,26 +18,9 @@ public func fuzzIDX(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     return 0
 }
 
-#if FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
-#endif
-
 @main
 struct Main {
     static func main() throws {
-        #if FUZZING
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv, { data, size in fuzzIDX(data, size) }))
-        #else
-        // Replays the files given as arguments (regression inputs, corpora).
-        for path in CommandLine.arguments.dropFirst() {
-            let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-            _ = data.withUnsafeBufferPointer { fuzzIDX($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
-        }
-        #endif
+        try runFuzzTarget { data, size in fuzzIDX(data, size) }
     }
 }

@@ -2,6 +2,7 @@
 // (-sanitize=fuzzer,address -DFUZZING); a plain build replays files given
 // as arguments (regression inputs).
 import Foundation
+import FuzzSupport
 import ModelIR
 import NativeFormat
 
@@ -38,31 +39,14 @@ private func repairingChecksums(_ input: Data) -> Data? {
     return Data(bytes)
 }
 
-#if FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> Int32) -> Int32
-#endif
-
 @main
 struct Main {
     static func main() throws {
-        #if FUZZING
-        var argc = CommandLine.argc
-        var argv = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv, { data, size in fuzzNative(data, size) }))
-        #else
         if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--write-seeds" {
             try writeSeeds(to: CommandLine.arguments[2])
             return
         }
-        // Replays the files given as arguments (regression inputs, corpora).
-        for path in CommandLine.arguments.dropFirst() {
-            let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-            _ = data.withUnsafeBufferPointer { fuzzNative($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
-        }
-        #endif
+        try runFuzzTarget { data, size in fuzzNative(data, size) }
     }
 }
 
