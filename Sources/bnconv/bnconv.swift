@@ -43,12 +43,9 @@ struct Fold: ParsableCommand {
         runReportingFailures(tool: "bnconv") {
             let (graph, format) = try loadModel(path: input)
             let result = try BNFolder.fold(graph)
-            let metadata = [
-                "producer": "bnconv fold",
-                "source": URL(fileURLWithPath: input).lastPathComponent,
-                "source_format": format.rawValue,
-                "folded": "true",
-            ]
+            var metadata = outputMetadata(producer: "bnconv fold", source: input)
+            metadata["source_format"] = format.rawValue
+            metadata["folded"] = "true"
             let data = try NativeFormat.encode(NativeModel(graph: result.graph, metadata: metadata))
             try AtomicFile.write(data, to: output)
             if result.events.isEmpty { print("no BatchNormalization layers in \(input)") }
@@ -158,7 +155,8 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         runReportingFailures(tool: "bnconv") {
-            let model = try Model.load(path: input)
+            var model = try Model.load(path: input)
+            model.metadata.merge(outputMetadata(producer: "bnconv convert", source: input)) { _, new in new }
             let format: ModelFormat? = to.map { $0 == "bin" ? .native : .kerasHDF5 }
             let notices = try model.save(to: output, format: format)
             for notice in notices { print("note: \(notice)") }
