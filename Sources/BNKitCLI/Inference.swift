@@ -46,9 +46,10 @@ public struct InferenceResult: Sendable {
 
 /// Runs `graph` over the images of an IDX file, a tile at a time.
 public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, scale: InputScale?,
-                         tileSize: Int = 256, threads: Int = 1) throws -> InferenceResult {
+                         tileSize: Int = 1024, threads: Int = 1) throws -> InferenceResult {
     let executor = try Executor(graph: graph)
-    let images = try IDXReader.read(path: imagesPath)
+    // Images are streamed a tile at a time: memory stays flat however large the file.
+    let images = try IDXStream(path: imagesPath)
     guard images.itemSize == executor.inputSize else {
         throw CLIFailure.badInput("\(imagesPath): each image has \(images.itemSize) values (dimensions \(images.dimensions.dropFirst().map(String.init).joined(separator: "×"))) but the model takes \(executor.inputSize) (shape \(executor.inputShape))")
     }
@@ -66,13 +67,9 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
     let scale = scale ?? (images.dataType.isInteger ? InputScale("1/255")! : InputScale("1")!)
     var outputs: [Float] = []
     outputs.reserveCapacity(images.itemCount * executor.outputSize)
-    var start = 0
-    while start < images.itemCount {
-        let end = min(start + tileSize, images.itemCount)
-        let tile = images.floats((start * images.itemSize)..<(end * images.itemSize),
-                                 multiplier: scale.multiplier, divisor: scale.divisor)
+    while images.position < images.itemCount {
+        let tile = try images.next(tileSize, multiplier: scale.multiplier, divisor: scale.divisor)
         outputs += try executor.run(tile, threads: threads)
-        start = end
     }
     return InferenceResult(outputs: outputs, outputSize: executor.outputSize,
                            predictions: executor.classes(of: outputs), labels: labels)

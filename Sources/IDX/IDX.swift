@@ -63,6 +63,12 @@ public struct IDXArray: Sendable {
     /// Payload bytes, big-endian, row-major.
     let payload: [UInt8]
 
+    init(dataType: IDXDataType, dimensions: [Int], payload: [UInt8]) {
+        self.dataType = dataType
+        self.dimensions = dimensions
+        self.payload = payload
+    }
+
     /// Number of elements.
     public var count: Int { payload.count / dataType.size }
 

@@ -46,7 +46,7 @@ struct BNRun: ParsableCommand {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Images per batch (a tile run through the model at once).")
-    var batch: Int = 256
+    var batch: Int = 1024
 
     @Option(help: "Measure throughput instead of reporting: run all images this many times and print the median images/s.")
     var bench: Int?

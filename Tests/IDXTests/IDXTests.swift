@@ -111,4 +111,42 @@ final class IDXTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("t.gz"), "\($0)")
         }
     }
+
+    // MARK: - Streaming
+
+    private func write(_ data: Data, _ name: String) throws -> String {
+        let path = try temporaryFolder().appendingPathComponent(name).path
+        try data.write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testStreamReadsWhatTheWholeFileReaderReads() throws {
+        let whole = try IDXReader.read(path: TestPaths.testImages)
+        for path in [TestPaths.testImages, try write(try gzip(idx(0x0B, [7, 3], (0..<42).map { UInt8($0 * 5 % 256) })), "s.idx"),
+                     try write(idx(0x0D, [5, 2], (0..<40).map { UInt8($0) }), "f.idx")] {
+            let stream = try IDXStream(path: path)
+            let reference = try IDXReader.read(path: path)
+            XCTAssertEqual(stream.dimensions, reference.dimensions)
+            var values: [Float] = []
+            while stream.position < stream.itemCount { values += try stream.next(3, divisor: 255) }
+            XCTAssertEqual(values.map(\.bitPattern), reference.floats(0..<reference.count, divisor: 255).map(\.bitPattern), path)
+        }
+        XCTAssertEqual(whole.itemCount, 10_000)
+    }
+
+    func testStreamRefusesLyingHeaders() throws {
+        XCTAssertThrowsError(try IDXStream(path: try write(idx(0x08, [10, 28, 28], [UInt8](repeating: 0, count: 7839)), "short.idx"))) {
+            guard case .sizeMismatch = $0 as? IDXError else { return XCTFail("\($0)") }
+        }
+        // gzip: a stream shorter than its header, and one longer (stopped at the header's size).
+        let short = try IDXStream(path: try write(try gzip(idx(0x08, [10, 4], [UInt8](repeating: 1, count: 20))), "short.gz"))
+        XCTAssertThrowsError(try short.next(10))
+        let long = try IDXStream(path: try write(try gzip(idx(0x08, [4], [UInt8](repeating: 0, count: 5_000_000))), "long.gz"))
+        XCTAssertThrowsError(try long.next(4)) { XCTAssertTrue("\($0)".contains("more than"), "\($0)") }
+        let compressed = try gzip(idx(0x08, [1000], (0..<1000).map { UInt8($0 % 251) }))
+        let truncated = try IDXStream(path: try write(compressed.prefix(compressed.count - 12), "cut.gz"))
+        XCTAssertThrowsError(try truncated.next(1000))
+        XCTAssertThrowsError(try IDXStream(path: try write(Data(), "empty.idx")))
+        XCTAssertThrowsError(try IDXStream(path: "/nonexistent.idx"))
+    }
 }
