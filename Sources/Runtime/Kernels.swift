@@ -3,31 +3,10 @@ import Foundation
 
 /// The CPU kernels. Tensors are batches of samples laid out contiguously,
 /// channels (the last axis) fastest: (N, features) or (N, H, W, C).
+/// Dense, Conv2D (groups = 1) and pooling call the SIMD kernels in CKernels;
+/// grouped and depthwise convolutions, padding and activations are here.
 /// Only this file and the executor touch raw pointers.
 enum Kernels {
-    /// `output[r, o] = bias[o] + Σ_i input[r, i] * kernel[i, o]` for `rows` rows.
-    static func dense(input: UnsafePointer<Float>, rows: Int, inputs: Int,
-                      kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, units: Int,
-                      output: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let x = input + r * inputs
-            let y = output + r * units
-            if let bias {
-                y.update(from: bias, count: units)
-            } else {
-                y.update(repeating: 0, count: units)
-            }
-            for i in 0..<inputs {
-                let xi = x[i]
-                if xi == 0 { continue }
-                let w = kernel + i * units
-                for o in 0..<units {
-                    y[o] += xi * w[o]
-                }
-            }
-        }
-    }
-
     /// The GEMM epilogue code for an activation, or nil when it runs separately.
     static func fusedCode(_ kind: ActivationKind) -> Int32? {
         switch kind {
