@@ -31,7 +31,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(os.path.dirname(HERE), "Fixtures")
-MODELS = ["seed_mlp", "small_cnn", "resnet", "edge_cases", "nested_shared"]
+MODELS = ["seed_mlp", "small_cnn", "resnet", "edge_cases", "nested_shared", "normalized_cnn"]
 results = {"passed": 0, "failed": 0}
 
 

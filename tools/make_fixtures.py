@@ -196,6 +196,20 @@ def nested_shared(keras):
     return keras.Model(inputs, outputs, name="nested_shared")
 
 
+def normalized_cnn(keras, x_train=None):
+    """A Normalization layer (adapted on the training images; its stored weights are mean,
+    variance and an integer count) before Conv2D -> BN -> ReLU -> Dense."""
+    L = keras.layers
+    norm = L.Normalization(axis=-1)
+    if x_train is not None:
+        norm.adapt(x_train[:10000].reshape(-1, 28, 28, 1))
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)), norm,
+        L.Conv2D(8, 3, strides=2, use_bias=False), L.BatchNormalization(), L.ReLU(),
+        L.Flatten(), L.Dense(10, activation="softmax"),
+    ], name="normalized_cnn")
+
+
 def two_inputs(keras):
     """Two inputs and two outputs: bnkit reads it and refuses to run it, saying why."""
     L = keras.layers
@@ -214,6 +228,7 @@ MODELS = {
     "edge_cases": (edge_cases, 2, None, (28, 28, 1)),
     "big_cnn": (big_cnn, 1, 5000, (28, 28, 1)),
     "nested_shared": (nested_shared, 2, None, (784,)),
+    "normalized_cnn": (normalized_cnn, 1, 20000, (28, 28, 1)),
     "two_inputs": (two_inputs, 0, None, None),
 }
 # The benchmark CNN is large (3.6 MB): one producer, no optimizer state.
@@ -266,7 +281,7 @@ def main():
         if SINGLE_PRODUCER.get(name, args.producer) != args.producer:
             continue
         keras.utils.set_random_seed(1234)
-        model = build(keras)
+        model = build(keras, x_train) if build is normalized_cnn else build(keras)
         if shape is None:  # not trained, no references: a file for error handling
             model.save(os.path.join(args.out, f"{name}_{args.producer}.h5"))
             continue

@@ -24,6 +24,20 @@ extension KerasProvenance {
     }
 
     /// Rebuilds provenance from `.bin` metadata; nil when the file has none.
+    /// Prefix of the state arrays that hold untracked layer weights in a `.bin`.
+    static let untrackedPrefix = "keras.layer_weights/"
+
+    /// Optimizer state plus untracked layer weights, as a `.bin` stores them.
+    var nativeState: [NamedArray] {
+        optimizerWeights + untrackedWeights.keys.sorted().flatMap { layer in
+            untrackedWeights[layer]!.map { array in
+                var renamed = array
+                renamed.name = Self.untrackedPrefix + layer + "\u{0}" + array.name
+                return renamed
+            }
+        }
+    }
+
     init?(metadata: [String: String], optimizerState: [NamedArray]) {
         guard let config = metadata["keras.model_config"], let weightsJSON = metadata["keras.weights"],
               let entries = try? JSONDecoder().decode(Entries.self, from: Data(weightsJSON.utf8)) else { return nil }
@@ -34,8 +48,20 @@ extension KerasProvenance {
                 return WeightEntry(name: item[0], node: item[1], role: role)
             }
         }
+        var optimizer: [NamedArray] = []
+        var untracked: [String: [NamedArray]] = [:]
+        for array in optimizerState {
+            if array.name.hasPrefix(Self.untrackedPrefix), let split = array.name.dropFirst(Self.untrackedPrefix.count).firstIndex(of: "\u{0}") {
+                let rest = array.name.dropFirst(Self.untrackedPrefix.count)
+                var original = array
+                original.name = String(rest[rest.index(after: split)...])
+                untracked[String(rest[..<split]), default: []].append(original)
+            } else {
+                optimizer.append(array)
+            }
+        }
         self.init(modelConfig: config, trainingConfig: metadata["keras.training_config"], kerasVersion: metadata["keras.keras_version"],
                   backend: metadata["keras.backend"], layerNames: entries.layerNames, layerWeights: layerWeights,
-                  optimizerWeights: optimizerState)
+                  optimizerWeights: optimizer, untrackedWeights: untracked)
     }
 }

@@ -150,7 +150,7 @@ public struct Model: Sendable {
         switch format {
         case .native:
             let data = try NativeFormat.encode(NativeModel(graph: graph, metadata: nativeMetadata(),
-                                                           optimizerState: keras?.optimizerWeights ?? []))
+                                                           optimizerState: keras?.nativeState ?? []))
             try AtomicFile.write(data, to: path)
             return []
         case .kerasHDF5:

@@ -52,6 +52,11 @@ public enum KerasModelWriter {
         if let backend = p.backend { try weights.setStringAttribute("backend", backend) }
         for layer in p.layerNames {
             let group = try weights.createGroup(layer)
+            if let arrays = p.untrackedWeights[layer] {
+                try group.setStringArrayAttribute("weight_names", arrays.map(\.name))
+                try writeArrays(arrays, in: group)
+                continue
+            }
             let entries = p.layerWeights[layer] ?? []
             try group.setStringArrayAttribute("weight_names", entries.map(\.name))
             for entry in entries {
@@ -64,11 +69,15 @@ public enum KerasModelWriter {
         if !p.optimizerWeights.isEmpty {
             let optimizer = try root.createGroup("optimizer_weights")
             try optimizer.setStringArrayAttribute("weight_names", p.optimizerWeights.map(\.name))
-            for array in p.optimizerWeights {
-                switch array.values {
-                case .float32(let values): try optimizer.createFloatDataset(array.name, shape: array.shape, values: values)
-                case .int64(let values): try optimizer.createInt64Dataset(array.name, shape: array.shape, values: values)
-                }
+            try writeArrays(p.optimizerWeights, in: optimizer)
+        }
+    }
+
+    private static func writeArrays(_ arrays: [NamedArray], in group: HDF5Group) throws {
+        for array in arrays {
+            switch array.values {
+            case .float32(let values): try group.createFloatDataset(array.name, shape: array.shape, values: values)
+            case .int64(let values): try group.createInt64Dataset(array.name, shape: array.shape, values: values)
             }
         }
     }

@@ -17,6 +17,10 @@ public struct KerasProvenance: Equatable, Sendable {
     public var layerWeights: [String: [WeightEntry]]
     /// `optimizer_weights`, in stored order.
     public var optimizerWeights: [NamedArray]
+    /// Weights of layers whose stored form is not a node's weights (a
+    /// Normalization layer's mean, variance and count, which the graph holds
+    /// as a scale and shift), kept as stored, by layer.
+    public var untrackedWeights: [String: [NamedArray]] = [:]
 
     public struct WeightEntry: Equatable, Sendable {
         public var name: String
@@ -31,7 +35,9 @@ public struct KerasProvenance: Equatable, Sendable {
     }
 
     public init(modelConfig: String, trainingConfig: String?, kerasVersion: String?, backend: String?,
-                layerNames: [String], layerWeights: [String: [WeightEntry]], optimizerWeights: [NamedArray]) {
+                layerNames: [String], layerWeights: [String: [WeightEntry]], optimizerWeights: [NamedArray],
+                untrackedWeights: [String: [NamedArray]] = [:]) {
+        self.untrackedWeights = untrackedWeights
         self.modelConfig = modelConfig
         self.trainingConfig = trainingConfig
         self.kerasVersion = kerasVersion
@@ -66,12 +72,17 @@ extension KerasProvenance {
     static func read(root: HDF5Group, weights: HDF5Group, graph: Graph, path: String) throws -> KerasProvenance {
         let layerNames = try LegacyH5Weights.chunkedStrings(weights, "layer_names")
         var layerWeights: [String: [WeightEntry]] = [:]
+        var untracked: [String: [NamedArray]] = [:]
         for layer in layerNames where try weights.hasChild(layer) {
             let names = try LegacyH5Weights.weightNames(try weights.group(layer))
             if names.isEmpty { continue }
             if let node = graph.node(named: layer), !node.operation.weights.isEmpty {
                 let roles = node.operation.weights.map(\.role)
-                guard roles.count == names.count else { continue }
+                let fromConfig: Bool = { if case .affine = node.operation { true } else { false } }()
+                guard roles.count == names.count, !fromConfig else {
+                    untracked[layer] = try names.map { try readArray(try weights.group(layer), $0, path: path) }
+                    continue
+                }
                 layerWeights[layer] = zip(names, roles).map { WeightEntry(name: $0, node: layer, role: $1) }
             } else {
                 // A nested model: each name is `.../<inner layer>/<role>[:0]`.
@@ -93,20 +104,7 @@ extension KerasProvenance {
         if try root.hasChild("optimizer_weights"), try root.childKind("optimizer_weights") == .group {
             let group = try root.group("optimizer_weights")
             for name in try LegacyH5Weights.weightNames(group) where try group.hasChild(name) {
-                guard try group.allLinksAreHard(name), try group.childKind(name) == .dataset else {
-                    throw KerasFileError.unsafeContent(path: path, detail: "optimizer weight '\(name)' is a link or not a dataset")
-                }
-                let dataset = try group.dataset(name)
-                if let problem = try dataset.storageProblem() {
-                    throw KerasFileError.unsafeContent(path: path, detail: "optimizer weight '\(name)' uses \(problem)")
-                }
-                let values: NamedArray.Values
-                switch try dataset.valueClass() {
-                case .float: values = .float32(try dataset.readFloats())
-                case .integer: values = .int64(try dataset.readInt64s())
-                default: throw KerasFileError.badWeights(path: path, layer: "optimizer_weights", detail: "'\(name)' is neither float nor integer")
-                }
-                optimizer.append(try NamedArray(name: name, shape: try dataset.shape(), values: values))
+                optimizer.append(try readArray(group, name, path: path))
             }
         }
         return KerasProvenance(
@@ -114,6 +112,24 @@ extension KerasProvenance {
             trainingConfig: try root.hasAttribute("training_config") ? try root.stringAttribute("training_config") : nil,
             kerasVersion: try root.hasAttribute("keras_version") ? try root.stringAttribute("keras_version") : nil,
             backend: try root.hasAttribute("backend") ? try root.stringAttribute("backend") : nil,
-            layerNames: layerNames, layerWeights: layerWeights, optimizerWeights: optimizer)
+            layerNames: layerNames, layerWeights: layerWeights, optimizerWeights: optimizer, untrackedWeights: untracked)
+    }
+
+    /// A float or integer dataset as stored (optimizer state, untracked layer weights), with the same refusals as weights.
+    private static func readArray(_ group: HDF5Group, _ name: String, path: String) throws -> NamedArray {
+        guard try group.allLinksAreHard(name), try group.childKind(name) == .dataset else {
+            throw KerasFileError.unsafeContent(path: path, detail: "'\(name)' is a link or not a dataset")
+        }
+        let dataset = try group.dataset(name)
+        if let problem = try dataset.storageProblem() {
+            throw KerasFileError.unsafeContent(path: path, detail: "'\(name)' uses \(problem)")
+        }
+        let values: NamedArray.Values
+        switch try dataset.valueClass() {
+        case .float: values = .float32(try dataset.readFloats())
+        case .integer: values = .int64(try dataset.readInt64s())
+        default: throw KerasFileError.badWeights(path: path, layer: group.path, detail: "'\(name)' is neither float nor integer")
+        }
+        return try NamedArray(name: name, shape: try dataset.shape(), values: values)
     }
 }

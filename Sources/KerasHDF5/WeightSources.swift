@@ -17,7 +17,9 @@ private let roleOrder = ["kernel", "depthwise_kernel", "bias", "gamma", "beta", 
 /// Reads one weight, refusing what a hostile file could use against the
 /// reader: soft or external links on the way, virtual or external storage,
 /// unknown filters, non-float data, too many dimensions, non-finite values.
-func readWeight(_ group: HDF5Group, _ name: String, layer: String, path: String) throws -> Tensor {
+/// `integersAllowed`: layers that store a counter among their weights
+/// (Normalization's `count`) may hold integer data, read as Float.
+func readWeight(_ group: HDF5Group, _ name: String, layer: String, path: String, integersAllowed: Bool = false) throws -> Tensor {
     guard try group.hasChild(name) else {
         throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' is listed but not stored")
     }
@@ -31,14 +33,15 @@ func readWeight(_ group: HDF5Group, _ name: String, layer: String, path: String)
     if let problem = try dataset.storageProblem() {
         throw KerasFileError.unsafeContent(path: path, detail: "weight '\(name)' of layer '\(layer)' uses \(problem)")
     }
-    guard try dataset.valueClass() == .float else {
+    let valueClass = try dataset.valueClass()
+    guard valueClass == .float || (integersAllowed && valueClass == .integer) else {
         throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' does not hold floating-point values")
     }
     let shape = try dataset.shape()
     guard shape.count <= 8 else {
         throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' has \(shape.count) dimensions")
     }
-    let values = try dataset.readFloats()
+    let values = valueClass == .float ? try dataset.readFloats() : try dataset.readInt64s().map { Float($0) }
     if let bad = values.firstIndex(where: { !$0.isFinite }) {
         throw KerasFileError.badWeights(path: path, layer: layer, detail: "weight '\(name)' holds a non-finite value (\(values[bad])) at index \(bad)")
     }
@@ -64,7 +67,8 @@ struct LegacyH5Weights: WeightSource {
 
     func weights(of layer: LayerConfig, inputShapes: [[Int]]) throws -> [Tensor] {
         guard let group = try layerGroup(group, layer.name, path: path) else { return [] }
-        return try Self.weightNames(group).map { try readWeight(group, $0, layer: layer.name, path: path) }
+        let integers = layer.className == "Normalization"
+        return try Self.weightNames(group).map { try readWeight(group, $0, layer: layer.name, path: path, integersAllowed: integers) }
     }
 
     func nested(_ layer: LayerConfig) throws -> WeightSource {
@@ -167,7 +171,8 @@ struct ArchiveWeights: WeightSource {
         guard let group = try group(for: layer), let vars = try layerGroup(group, "vars", path: path) else { return [] }
         var tensors: [Tensor] = []
         while try vars.hasChild(String(tensors.count)) {
-            tensors.append(try readWeight(vars, String(tensors.count), layer: layer.name, path: path))
+            tensors.append(try readWeight(vars, String(tensors.count), layer: layer.name, path: path,
+                                          integersAllowed: layer.className == "Normalization"))
         }
         return tensors
     }

@@ -5,7 +5,7 @@ import XCTest
 
 /// The library as a user sees it: only `import BNKit` (no internal access).
 final class ModelAPITests: XCTestCase {
-    static let models = ["seed_mlp", "small_cnn", "resnet", "edge_cases", "nested_shared"]
+    static let models = ["seed_mlp", "small_cnn", "resnet", "edge_cases", "nested_shared", "normalized_cnn"]
 
     private func fixture(_ model: String, _ producer: String) -> String {
         TestPaths.fixture("\(model)_\(producer).h5")

@@ -11,7 +11,7 @@ import XCTest
 /// model predict Keras's class on all 10,000 test images and Keras's output
 /// values within 1e-5 on the first 1000.
 final class FixtureModelsTests: XCTestCase {
-    static let models = ["seed_mlp", "small_cnn", "resnet", "edge_cases", "nested_shared"]
+    static let models = ["seed_mlp", "small_cnn", "resnet", "edge_cases", "nested_shared", "normalized_cnn"]
 
     private static let images: IDXArray = try! IDXReader.read(path: TestPaths.testImages)
 
