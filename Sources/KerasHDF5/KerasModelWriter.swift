@@ -163,17 +163,52 @@ struct KerasConfigGenerator {
                 continue
             }
             let name = Self.sanitize(node.name)
-            let (className, config, weights) = try describe(node, inputShape: node.inputs.first.flatMap { shapes[$0] })
-            var fullConfig = config
-            fullConfig["name"] = name
-            fullConfig["dtype"] = "float32"
-            if className != "InputLayer" { fullConfig["trainable"] = true }
-            let json: [String: Any] = [
-                "class_name": className, "name": name, "config": fullConfig,
-                "inbound_nodes": className == "InputLayer" ? [] : [inbound],
-            ]
-            index[name] = result.count
-            result.append(GeneratedLayer(className: className, name: name, json: json, weights: weights))
+            func add(_ className: String, _ layerName: String, _ config: [String: Any], _ weights: [(name: String, tensor: Tensor)],
+                     inbound: [Any]) {
+                var fullConfig = config
+                fullConfig["name"] = layerName
+                fullConfig["dtype"] = "float32"
+                if className != "InputLayer" { fullConfig["trainable"] = true }
+                let json: [String: Any] = [
+                    "class_name": className, "name": layerName, "config": fullConfig,
+                    "inbound_nodes": className == "InputLayer" ? [] : [inbound],
+                ]
+                index[layerName] = result.count
+                result.append(GeneratedLayer(className: className, name: layerName, json: json, weights: weights))
+            }
+            // hard_sigmoid means 0.2x + 0.5 in Keras 2 and x/6 + 0.5 in Keras 3: write it as
+            // Rescaling(slope, 0.5) + ReLU(max_value=1), which both read the same way.
+            var hardSigmoid: Float?
+            var described = node
+            switch node.operation {
+            case .activation(.hardSigmoid(let slope)):
+                hardSigmoid = slope
+                described.operation = .identity
+            case .dense, .conv2d, .depthwiseConv2d:
+                if case .hardSigmoid(let slope) = node.operation.fusedActivation {
+                    guard !graph.nodes.contains(where: { $0.sharesWeightsWith == node.name }) else {
+                        throw KerasFileError.unsupportedFeature(path: "", layer: node.name, className: node.operation.kind,
+                                                                feature: "writing a shared layer with a fused hard_sigmoid")
+                    }
+                    hardSigmoid = slope
+                    described.operation = try node.operation.replacingActivation(.linear)
+                }
+            default: break
+            }
+            guard let slope = hardSigmoid else {
+                let (className, config, weights) = try describe(node, inputShape: node.inputs.first.flatMap { shapes[$0] })
+                add(className, name, config, weights, inbound: inbound)
+                continue
+            }
+            var previous = inbound
+            if described.operation != .identity {
+                let (className, config, weights) = try describe(described, inputShape: node.inputs.first.flatMap { shapes[$0] })
+                add(className, name + "_linear", config, weights, inbound: inbound)
+                previous = [[name + "_linear", 0, 0, [String: Any]()]]
+            }
+            add("Rescaling", name + "_hard_sigmoid", ["scale": Double(slope), "offset": 0.5], [], inbound: previous)
+            add("ReLU", name, ["max_value": 1.0, "negative_slope": 0.0, "threshold": 0.0], [],
+                inbound: [[name + "_hard_sigmoid", 0, 0, [String: Any]()]])
         }
         return result
     }
@@ -181,7 +216,6 @@ struct KerasConfigGenerator {
     private func activationConfig(_ activation: Activation, node: String) throws -> String {
         switch activation {
         case .elu(let alpha) where alpha == 1: return "elu"
-        case .hardSigmoid: return "hard_sigmoid"
         case .gelu(approximate: false): return "gelu"
         case .gelu(approximate: true):
             throw KerasFileError.unsupportedFeature(path: "", layer: node, className: "activation",

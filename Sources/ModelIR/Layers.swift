@@ -364,6 +364,16 @@ public struct Node: Equatable, Sendable {
 }
 
 extension Op {
+    /// This weighted op with its fused activation replaced.
+    public func replacingActivation(_ activation: Activation) throws -> Op {
+        switch self {
+        case .dense(var d): d.activation = activation; return .dense(d)
+        case .conv2d(var c): c.activation = activation; return .conv2d(c)
+        case .depthwiseConv2d(var c): c.activation = activation; return .depthwiseConv2d(c)
+        default: throw ModelError.badAttribute(name: "activation", value: "\(kind) has no fused activation")
+        }
+    }
+
     /// This op with the `role` weight replaced by `tensor` (same shape required).
     public func replacingWeight(_ role: WeightRole, with tensor: Tensor) throws -> Op {
         guard let current = weights.first(where: { $0.role == role })?.tensor else {
