@@ -1,5 +1,6 @@
-// Fuzz target: the IDX reader, plain and gzip (gzip inputs are made by
-// prefixing the fuzz input's first byte: odd = gzip-compress the rest).
+// Fuzz target: the IDX readers, plain and gzip (detected by content; the
+// seeds include gzipped files): the whole-file reader and the streaming
+// reader bnrun uses, which must agree on every input.
 import Foundation
 import FuzzSupport
 import IDX
@@ -7,7 +8,8 @@ import IDX
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzIDX(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = Data(bytes: data, count: size)
-    if let array = try? IDXReader.parse(bytes, path: "fuzz") {
+    let whole = try? IDXReader.parse(bytes, path: "fuzz")
+    if let array = whole {
         // Every element must be readable.
         if array.count > 0 {
             _ = array.value(at: array.count - 1)
@@ -15,8 +17,26 @@ public func fuzzIDX(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
         _ = array.integers()
     }
+    // The streaming reader reads a file: it must accept exactly what the whole-file reader accepts.
+    guard (try? bytes.write(to: streamFile)) != nil else { return 0 }
+    var streamed: [Float]? = nil
+    if let stream = try? IDXStream(path: streamFile.path) {
+        var values: [Float] = []
+        var failed = false
+        while stream.position < stream.itemCount && !failed {
+            if let tile = try? stream.next(7) { values += tile } else { failed = true }
+        }
+        if !failed { streamed = values }
+    }
+    if let whole {
+        precondition(streamed?.map(\.bitPattern) == whole.floats(0..<whole.count).map(\.bitPattern), "stream and whole-file reader disagree")
+    } else {
+        precondition(streamed == nil, "the stream accepted what the whole-file reader refused")
+    }
     return 0
 }
+
+private let streamFile = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-fuzz-idx-\(getpid()).idx")
 
 @main
 struct Main {
