@@ -140,25 +140,29 @@ public enum IDXReader {
             do {
                 head = try Gzip.decompressPrefix(data, count: 4 + 255 * 4)
             } catch {
-                throw .gzip(path: path, detail: "\(error)")
+                throw .gzip(path: path, detail: Self.describe(error))
             }
             let header = try parseHeader(head, path: path, payloadBytes: nil)
             let bytes: [UInt8]
             do {
                 bytes = try Gzip.decompress(data, limit: header.headerSize + header.payloadSize)
             } catch {
-                switch error {
-                case .exceedsLimit:
+                if case .exceedsLimit = error {
                     throw .gzip(path: path, detail: "decompresses to more than the \(header.payloadSize) data bytes its IDX header declares")
-                case .truncated:
-                    throw .gzip(path: path, detail: "the compressed data ends early (truncated file)")
-                case .corrupt(let message):
-                    throw .gzip(path: path, detail: message)
                 }
+                throw .gzip(path: path, detail: Self.describe(error))
             }
             return try array(bytes, path: path)
         }
         return try array([UInt8](data), path: path)
+    }
+
+    private static func describe(_ failure: Gzip.Failure) -> String {
+        switch failure {
+        case .exceedsLimit: "decompresses to more data than its IDX header declares"
+        case .truncated: "the compressed data ends early (truncated file)"
+        case .corrupt(let message): message
+        }
     }
 
     private struct Header {

@@ -52,6 +52,8 @@ public final class IDXStream {
         self.dataType = type
         self.dimensions = dimensions
         self.source = source
+        // No items to read: check now that nothing follows the header.
+        if total == 0 { try source.finish(path: path, dimensions: dimensions, expected: 0) }
     }
 
     /// The next up to `count` items, as Float (`Float(value) * multiplier / divisor`).

@@ -149,4 +149,13 @@ final class IDXTests: XCTestCase {
         XCTAssertThrowsError(try IDXStream(path: try write(Data(), "empty.idx")))
         XCTAssertThrowsError(try IDXStream(path: "/nonexistent.idx"))
     }
+
+    /// Found by fuzz-idx: a gzip file whose header declares zero items, followed by corrupt
+    /// deflate data, was refused by the whole-file reader but accepted by the stream (it had
+    /// nothing to read, so never looked further). The stream now checks the end at once.
+    func testZeroItemGzipWithCorruptTailIsRefusedByBothReaders() throws {
+        let path = TestPaths.root.appendingPathComponent("Fixtures/fuzz-regressions/fuzz-idx/stream-vs-whole-gzip").path
+        XCTAssertThrowsError(try IDXReader.read(path: path))
+        XCTAssertThrowsError(try IDXStream(path: path)) { XCTAssertTrue("\($0)".contains("invalid distance code"), "\($0)") }
+    }
 }
