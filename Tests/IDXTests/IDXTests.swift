@@ -156,6 +156,6 @@ final class IDXTests: XCTestCase {
     func testZeroItemGzipWithCorruptTailIsRefusedByBothReaders() throws {
         let path = TestPaths.root.appendingPathComponent("Fixtures/fuzz-regressions/fuzz-idx/stream-vs-whole-gzip").path
         XCTAssertThrowsError(try IDXReader.read(path: path))
-        XCTAssertThrowsError(try IDXStream(path: path)) { XCTAssertTrue("\($0)".contains("invalid distance code"), "\($0)") }
+        XCTAssertThrowsError(try IDXStream(path: path)) { XCTAssertTrue("\($0)".hasPrefix(path + ": damaged gzip data"), "\($0)") }
     }
 }
