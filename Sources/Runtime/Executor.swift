@@ -192,6 +192,9 @@ public final class Executor: @unchecked Sendable {
         }
         let batch = input.count / inputSize
         if batch == 0 { return [] }
+        // The activation buffers are per executor: concurrent calls take turns.
+        runLock.lock()
+        defer { runLock.unlock() }
         var output = [Float](repeating: 0, count: batch * outputSize)
         // Tiles small enough that one tile's activations stay in cache; workers take every n-th tile.
         let tile = min(tileSize, max(1, (batch + threads - 1) / max(threads, 1)))
@@ -217,8 +220,9 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Activation buffers per worker, planned at first use and reused while
-    /// the batch fits (one executor runs one `run` at a time).
+    /// the batch fits (an executor runs one `run` at a time; others wait).
     private let lock = NSLock()
+    private let runLock = NSLock()
     private var arenas: [Int: Arena] = [:]
 
     private final class Arena {

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import ModelIR
 import Runtime
@@ -65,5 +66,27 @@ final class ExecutorTests: XCTestCase {
         XCTAssertThrowsError(try Graph.sequential(name: "m", inputShape: [5], layers: [("d", .dense(dense))])) {
             XCTAssertTrue("\($0)".contains("'d'"), "\($0)")
         }
+    }
+
+    func testConcurrentCallsAndThreadCountsGiveTheSameOutputs() throws {
+        var random = SeededGenerator(seed: 8)
+        let conv = try Conv2D(kernel: Tensor(shape: [3, 3, 2, 6], values: random.floats(108, in: -1...1)), bias: Tensor(random.floats(6, in: -1...1)),
+                              padding: .same, activation: .relu)
+        let dense = try Dense(kernel: Tensor(shape: [6 * 6 * 6, 5], values: random.floats(216 * 5, in: -1...1)), bias: nil, activation: .softmax)
+        let graph = try Graph.sequential(name: "c", inputShape: [6, 6, 2], layers: [("conv", .conv2d(conv)), ("f", .flatten), ("d", .dense(dense))])
+        let executor = try Executor(graph: graph)
+        let input = random.floats(300 * 72, in: -1...1)
+        let expected = try executor.run(input, threads: 1)
+        XCTAssertEqual(try executor.run(input, threads: 2), expected)
+        XCTAssertEqual(try executor.run(input, threads: 7), expected)
+        let results = UnsafeMutableBufferPointer<[Float]>.allocate(capacity: 4)
+        results.initialize(repeating: [])
+        defer { results.deallocate() }
+        let address = Int(bitPattern: results.baseAddress!)
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            let slots = UnsafeMutablePointer<[Float]>(bitPattern: address)!
+            slots[i] = (try? executor.run(input, threads: 1 + i % 2)) ?? []
+        }
+        for i in 0..<4 { XCTAssertEqual(results[i], expected, "call \(i)") }
     }
 }
