@@ -117,6 +117,19 @@ public struct IDXArray: Sendable {
     }
 }
 
+/// Whether the elements per item (all but the first dimension) can be
+/// counted without overflow: a zero first dimension makes the total size 0
+/// however large the others are, so the total alone does not bound them.
+func itemSizeIsBounded(_ dimensions: [Int]) -> Bool {
+    var product = 1
+    for dimension in dimensions.dropFirst() {
+        let (next, overflow) = product.multipliedReportingOverflow(by: dimension)
+        if overflow || next > IDXReader.maxPayloadBytes { return false }
+        product = next
+    }
+    return true
+}
+
 /// Reads IDX files, plain or gzipped (detected by content, not by name).
 public enum IDXReader {
     /// Largest payload accepted (4 GiB).
@@ -198,7 +211,7 @@ public enum IDXReader {
             let (product, overflow) = total.multipliedReportingOverflow(by: dim)
             total = overflow ? Int.max : product
         }
-        guard total <= maxPayloadBytes else { throw .sizeOverflow(path: path, dimensions: dimensions) }
+        guard total <= maxPayloadBytes, itemSizeIsBounded(dimensions) else { throw .sizeOverflow(path: path, dimensions: dimensions) }
         return Header(dataType: type, dimensions: dimensions, headerSize: headerSize, payloadSize: total)
     }
 }

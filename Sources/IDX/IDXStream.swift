@@ -42,7 +42,7 @@ public final class IDXStream {
             let (product, overflow) = total.multipliedReportingOverflow(by: dim)
             total = overflow ? Int.max : product
         }
-        guard total <= IDXReader.maxPayloadBytes else { throw .sizeOverflow(path: path, dimensions: dimensions) }
+        guard total <= IDXReader.maxPayloadBytes, itemSizeIsBounded(dimensions) else { throw .sizeOverflow(path: path, dimensions: dimensions) }
         if let plain = source as? PlainSource {
             let actual = plain.fileSize - (4 + 4 * rank)
             guard actual == total else {

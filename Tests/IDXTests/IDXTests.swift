@@ -158,4 +158,15 @@ final class IDXTests: XCTestCase {
         XCTAssertThrowsError(try IDXReader.read(path: path))
         XCTAssertThrowsError(try IDXStream(path: path)) { XCTAssertTrue("\($0)".hasPrefix(path + ": damaged gzip data"), "\($0)") }
     }
+
+    /// Found by fuzz-idx: dimensions [0, huge, huge, ...] have a total size of 0, so the size
+    /// check passed, and counting the elements per item overflowed (a trap). Now refused.
+    func testZeroFirstDimensionWithHugeOthersIsRefused() throws {
+        let lying = idx(0x08, [0, 0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], [])
+        XCTAssertThrowsError(try IDXReader.parse(lying, path: "t.idx")) {
+            if case .sizeOverflow = $0 as? IDXError {} else { XCTFail("\($0)") }
+        }
+        let path = try write(lying, "zero.idx")
+        XCTAssertThrowsError(try IDXStream(path: path)) { if case .sizeOverflow = $0 as? IDXError {} else { XCTFail("\($0)") } }
+    }
 }
