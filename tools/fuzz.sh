@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 limit=(-max_total_time="${1:-20}")
 if [ "${1:-}" = "--runs" ]; then limit=(-runs="$2"); fi
 root=.build-fuzz
-targets=(fuzz-native fuzz-idx fuzz-keras-config)
-for target in "${targets[@]}"; do
+# FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all three).
+read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config}"
+for target in fuzz-native fuzz-idx fuzz-keras-config; do
   swift build -c release --scratch-path "$root" --product "$target" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
 done
