@@ -23,11 +23,16 @@ public func fuzzIDX(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     if let stream = try? IDXStream(path: streamFile.path) {
         var values: [Float] = []
         var failed = false
-        // Tiles of 7 items, at most 64 reads (a header may declare billions of empty items).
-        let step = max(7, (stream.itemCount + 63) / 64)
-        while stream.position < stream.itemCount && !failed {
+        // Reads of at most 64 KiB, at most 256 of them (a header may declare billions of items);
+        // an input that needs more is not compared.
+        let itemBytes = max(stream.itemSize * stream.dataType.size, 1)
+        let step = max(1, min(max(7, (stream.itemCount + 255) / 256), (1 << 16) / itemBytes))
+        var reads = 0
+        while stream.position < stream.itemCount && !failed && reads < 256 {
             if let tile = try? stream.next(step) { values += tile } else { failed = true }
+            reads += 1
         }
+        if stream.position < stream.itemCount && !failed { return 0 }
         if !failed { streamed = values }
     }
     if let whole {
