@@ -530,22 +530,21 @@ public final class HDF5Dataset: HDF5AttributeHolder {
 
     /// Reads all values converted to Int64 (the stored type must be an integer type).
     public func readInt64s() throws -> [Int64] {
-        let what = "read '\(path)'"
-        guard try valueClass() == .integer else {
-            throw HDF5Error(operation: what, detail: "values are not integers")
-        }
-        let count = try checkedCount(what)
-        var values = [Int64](repeating: 0, count: count)
-        if count > 0 {
-            try values.withUnsafeMutableBufferPointer { buffer in
-                try check(H5Dread(handle.id, bnkit_H5T_NATIVE_INT64(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
-                                  buffer.baseAddress), what)
-            }
-        }
-        return values
+        try readAll(as: bnkit_H5T_NATIVE_INT64(), requiring: .integer, describedAs: "integers", zero: 0)
     }
 
-    private func checkedCount(_ what: String) throws -> Int {
+    /// Reads all values converted to Float (the stored type must be a float type).
+    public func readFloats() throws -> [Float] {
+        try readAll(as: bnkit_H5T_NATIVE_FLOAT(), requiring: .float, describedAs: "floating point", zero: 0)
+    }
+
+    /// Every value, converted by libhdf5 to `memoryType`, after checking the stored class and the size.
+    private func readAll<Value>(as memoryType: hid_t, requiring valueClass: HDF5ValueClass, describedAs name: String,
+                                zero: Value) throws -> [Value] {
+        let what = "read '\(path)'"
+        guard try self.valueClass() == valueClass else {
+            throw HDF5Error(operation: what, detail: "values are not \(name)")
+        }
         let shape = try shape()
         var count = 1
         for dimension in shape {
@@ -553,20 +552,10 @@ public final class HDF5Dataset: HDF5AttributeHolder {
             guard !overflow, product <= 1 << 31 else { throw HDF5Error(operation: what, detail: "shape \(shape) is too large") }
             count = product
         }
-        return count
-    }
-
-    /// Reads all values converted to Float (the stored type must be a float type).
-    public func readFloats() throws -> [Float] {
-        let what = "read '\(path)'"
-        guard try valueClass() == .float else {
-            throw HDF5Error(operation: what, detail: "values are not floating point")
-        }
-        let count = try checkedCount(what)
-        var values = [Float](repeating: 0, count: count)
+        var values = [Value](repeating: zero, count: count)
         if count > 0 {
             try values.withUnsafeMutableBufferPointer { buffer in
-                try check(H5Dread(handle.id, bnkit_H5T_NATIVE_FLOAT(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+                try check(H5Dread(handle.id, memoryType, bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
                                   buffer.baseAddress), what)
             }
         }

@@ -82,10 +82,13 @@ enum Kernels {
         var padTop, padLeft: Int
     }
 
-    /// Grouped 2-D convolution, kernel (kh, kw, in/groups, out).
-    static func conv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, groups: Int,
-                       kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-        let cpg = g.inChannels / groups, opg = g.outChannels / groups
+    /// Calls `body(output, input, tap)` for every output pixel of every image and
+    /// every kernel tap whose input pixel lies inside the image (the padding adds
+    /// nothing); each output pixel starts as the bias or zeros.
+    @inline(__always)
+    private static func forEachTap(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, bias: UnsafePointer<Float>?,
+                                   output: UnsafeMutablePointer<Float>,
+                                   _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void) {
         let inImage = g.inHeight * g.inWidth * g.inChannels
         let outImage = g.outHeight * g.outWidth * g.outChannels
         for b in 0..<batch {
@@ -100,19 +103,27 @@ enum Kernels {
                         for kx in 0..<g.kernelWidth {
                             let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
                             if ix < 0 || ix >= g.inWidth { continue }
-                            let x = image + (iy * g.inWidth + ix) * g.inChannels
-                            let tap = kernel + (ky * g.kernelWidth + kx) * cpg * g.outChannels
-                            for group in 0..<groups {
-                                let yg = y + group * opg
-                                for ci in 0..<cpg {
-                                    let xv = x[group * cpg + ci]
-                                    if xv == 0 { continue }
-                                    let w = tap + ci * g.outChannels + group * opg
-                                    for o in 0..<opg { yg[o] += xv * w[o] }
-                                }
-                            }
+                            body(y, image + (iy * g.inWidth + ix) * g.inChannels, ky * g.kernelWidth + kx)
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Grouped 2-D convolution, kernel (kh, kw, in/groups, out).
+    static func conv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, groups: Int,
+                       kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let cpg = g.inChannels / groups, opg = g.outChannels / groups
+        forEachTap(input: input, batch: batch, g, bias: bias, output: output) { y, x, tap in
+            let taps = kernel + tap * cpg * g.outChannels
+            for group in 0..<groups {
+                let yg = y + group * opg
+                for ci in 0..<cpg {
+                    let xv = x[group * cpg + ci]
+                    if xv == 0 { continue }
+                    let w = taps + ci * g.outChannels + group * opg
+                    for o in 0..<opg { yg[o] += xv * w[o] }
                 }
             }
         }
@@ -121,29 +132,11 @@ enum Kernels {
     /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m.
     static func depthwiseConv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, multiplier: Int,
                                 kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-        let inImage = g.inHeight * g.inWidth * g.inChannels
-        let outImage = g.outHeight * g.outWidth * g.outChannels
-        for b in 0..<batch {
-            let image = input + b * inImage
-            for oy in 0..<g.outHeight {
-                for ox in 0..<g.outWidth {
-                    let y = output + b * outImage + (oy * g.outWidth + ox) * g.outChannels
-                    if let bias { y.update(from: bias, count: g.outChannels) } else { y.update(repeating: 0, count: g.outChannels) }
-                    for ky in 0..<g.kernelHeight {
-                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
-                        if iy < 0 || iy >= g.inHeight { continue }
-                        for kx in 0..<g.kernelWidth {
-                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
-                            if ix < 0 || ix >= g.inWidth { continue }
-                            let x = image + (iy * g.inWidth + ix) * g.inChannels
-                            let w = kernel + (ky * g.kernelWidth + kx) * g.outChannels
-                            for c in 0..<g.inChannels {
-                                let xv = x[c]
-                                for m in 0..<multiplier { y[c * multiplier + m] += xv * w[c * multiplier + m] }
-                            }
-                        }
-                    }
-                }
+        forEachTap(input: input, batch: batch, g, bias: bias, output: output) { y, x, tap in
+            let w = kernel + tap * g.outChannels
+            for c in 0..<g.inChannels {
+                let xv = x[c]
+                for m in 0..<multiplier { y[c * multiplier + m] += xv * w[c * multiplier + m] }
             }
         }
     }
