@@ -101,7 +101,38 @@ public struct IDXArray: Sendable {
     /// Elements `range` as Float, each computed as `Float(value) * multiplier / divisor`
     /// in Float arithmetic (so `divisor: 255` gives exactly numpy's `x.astype(float32) / 255`).
     public func floats(_ range: Range<Int>, multiplier: Float = 1, divisor: Float = 1) -> [Float] {
-        range.map { Float(value(at: $0)) * multiplier / divisor }
+        switch dataType {
+        case .uint8, .int8:
+            // 256 possible bytes: compute each value once, then look it up (same arithmetic, same results).
+            let table = (0..<256).map { byte -> Float in
+                let value = dataType == .uint8 ? Float(byte) : Float(Int8(truncatingIfNeeded: byte))
+                return value * multiplier / divisor
+            }
+            return payload.withUnsafeBufferPointer { bytes in
+                table.withUnsafeBufferPointer { table in
+                    [Float](unsafeUninitializedCapacity: range.count) { out, initialized in
+                        var j = 0
+                        for i in range { out[j] = table[Int(bytes[i])]; j += 1 }
+                        initialized = range.count
+                    }
+                }
+            }
+        case .float32:
+            return payload.withUnsafeBufferPointer { bytes in
+                [Float](unsafeUninitializedCapacity: range.count) { out, initialized in
+                    var j = 0
+                    for i in range {
+                        let o = i * 4
+                        let bits = UInt32(bytes[o]) << 24 | UInt32(bytes[o + 1]) << 16 | UInt32(bytes[o + 2]) << 8 | UInt32(bytes[o + 3])
+                        out[j] = Float(bitPattern: bits) * multiplier / divisor
+                        j += 1
+                    }
+                    initialized = range.count
+                }
+            }
+        case .int16, .int32, .float64:
+            return range.map { Float(value(at: $0)) * multiplier / divisor }
+        }
     }
 
     /// All elements as integers (for labels); nil if a float is not integral.

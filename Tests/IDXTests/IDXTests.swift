@@ -41,6 +41,22 @@ final class IDXTests: XCTestCase {
         }
     }
 
+    /// `floats` has typed fast paths; each must give exactly `Float(value) * multiplier / divisor`.
+    func testFloatsMatchTheElementDefinitionForEveryType() throws {
+        var generator = SystemRandomNumberGenerator()
+        for type in IDXDataType.allCases {
+            let count = type.size == 1 ? 256 : 300
+            let payload: [UInt8] = type.size == 1 ? (0..<256).map { UInt8($0) }
+                : (0..<(count * type.size)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let array = try IDXReader.parse(idx(type.rawValue, [UInt32(count)], payload), path: "t")
+            for (multiplier, divisor) in [(Float(1), Float(1)), (1, 255), (2, 3)] {
+                let expected = (5..<count).map { Float(array.value(at: $0)) * multiplier / divisor }
+                let found = array.floats(5..<count, multiplier: multiplier, divisor: divisor)
+                XCTAssertEqual(found.map(\.bitPattern), expected.map(\.bitPattern), "\(type) \(multiplier)/\(divisor)")
+            }
+        }
+    }
+
     func testManyDimensionsAndItemSize() throws {
         let payload = (0..<120).map { UInt8($0) }
         let array = try IDXReader.parse(idx(0x08, [2, 3, 4, 5], payload), path: "t")
