@@ -213,7 +213,7 @@ public final class Executor: @unchecked Sendable {
                         self.runPart(xBase + start * inputSize, yBase + start * outputSize, batch: end - start, worker: worker)
                     }
                 }
-                if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+                if workers == 1 { work(0) } else { self.pool(threads).run { worker in if worker < workers { work(worker) } } }
             }
         }
         return output
@@ -224,6 +224,18 @@ public final class Executor: @unchecked Sendable {
     private let lock = NSLock()
     private let runLock = NSLock()
     private var arenas: [Int: Arena] = [:]
+    /// Threads kept between calls (guarded by `runLock`); replaced when the thread count changes.
+    private var workerPool: WorkerPool?
+
+    private func pool(_ threads: Int) -> WorkerPool {
+        if let workerPool, workerPool.count == threads { return workerPool }
+        workerPool?.shutdown()
+        let pool = WorkerPool(count: threads)
+        workerPool = pool
+        return pool
+    }
+
+    deinit { workerPool?.shutdown() }
 
     private final class Arena {
         var capacity = 0

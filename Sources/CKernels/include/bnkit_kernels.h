@@ -44,4 +44,13 @@ int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, 
                               int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
                               int act, float *out);
 
+/* A spin-wait hint (PAUSE on x86-64, YIELD on arm64). */
+static inline void bnk_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #endif
