@@ -1,10 +1,18 @@
 /* Spatial helpers for the runtime: im2col, pooling. NHWC, one image at a time. */
 #include "bnkit_kernels.h"
 #include <float.h>
+#include <stdlib.h>
 #include <string.h>
 
+/* Copies are short (a few channels to a few window rows): fixed-size blocks
+ * copied inline, not a call to memcpy per piece. */
+typedef struct { float v[16]; } block16;
+typedef struct { float v[4]; } block4;
 static inline void copy_floats(float *restrict to, const float *restrict from, int n) {
-    for (int i = 0; i < n; i++) to[i] = from[i];
+    int i = 0;
+    for (; i + 16 <= n; i += 16) { block16 t; __builtin_memcpy(&t, from + i, sizeof t); __builtin_memcpy(to + i, &t, sizeof t); }
+    for (; i + 4 <= n; i += 4) { block4 t; __builtin_memcpy(&t, from + i, sizeof t); __builtin_memcpy(to + i, &t, sizeof t); }
+    for (; i < n; i++) to[i] = from[i];
 }
 
 static inline void zero_floats(float *to, int n) {
@@ -122,50 +130,62 @@ static inline __m512 act_c1(__m512 v, int act) {
     return v;
 }
 
+/* One row of eight output pixels (ox0..ox0+7, all inside the padded image),
+ * 16 output channels (masked), into acc[0..7]. */
 __attribute__((target("avx512f")))
-static void conv_c1_avx512(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
-                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
-                           int act, float *out) {
+static inline void conv_c1_row8(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
+                                const float *kernel, int n, int n0, __mmask16 mask, __m512 b, __m512 *acc) {
+    for (int j = 0; j < 8; j++) acc[j] = b;
+    /* Input rows that are all zero (the border, and the blank parts of a digit) add nothing:
+     * skip them (exactly: b + 0 * w == b for finite weights; NaNs compare unequal and are kept). */
+    const int span = 7 * sx + (kw - 1) * dx + 1;
+    const __mmask16 spanMask = span >= 16 ? 0xFFFF : (__mmask16)((1u << span) - 1);
+    for (int ky = 0; ky < kh; ky++) {
+        const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
+        if (span <= 16 && !_mm512_mask_cmp_ps_mask(spanMask, _mm512_maskz_loadu_ps(spanMask, line), _mm512_setzero_ps(), _CMP_NEQ_UQ))
+            continue;
+        for (int kx = 0; kx < kw; kx++) {
+            __m512 wv = _mm512_maskz_loadu_ps(mask, kernel + (size_t)(ky * kw + kx) * n + n0);
+            const float *p = line + kx * dx;
+            for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(p[j * sx]), wv, acc[j]);
+        }
+    }
+}
+
+/* The image copied into a zero border wide enough that every block of eight
+ * output pixels reads inside it: no bounds checks in the inner loops. */
+__attribute__((target("avx512f")))
+static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, int sx, int dy, int dx,
+                           int oh, int ow, const float *kernel, const float *bias, int n, int act, int pool, float *out) {
     for (int n0 = 0; n0 < n; n0 += 16) {
         int width = n - n0 < 16 ? n - n0 : 16;
         __mmask16 mask = width == 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
         __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + n0) : _mm512_setzero_ps();
-        for (int oy = 0; oy < oh; oy++) {
-            for (int ox0 = 0; ox0 < ow; ox0 += 8) {
-                int count = ow - ox0 < 8 ? ow - ox0 : 8;
-                __m512 acc[8];
-                for (int j = 0; j < 8; j++) acc[j] = b;
-                int first = ox0 * sx - pad_left, last = (ox0 + 7) * sx - pad_left + (kw - 1) * dx;
-                int rows_inside = oy * sy - pad_top >= 0 && oy * sy - pad_top + (kh - 1) * dy < h;
-                if (count == 8 && rows_inside && first >= 0 && last < w) {
-                    /* interior: no bounds to check */
-                    for (int ky = 0; ky < kh; ky++) {
-                        const float *line = image + (size_t)(oy * sy - pad_top + ky * dy) * w + first;
-                        for (int kx = 0; kx < kw; kx++) {
-                            __m512 wv = _mm512_maskz_loadu_ps(mask, kernel + (size_t)(ky * kw + kx) * n + n0);
-                            const float *p = line + kx * dx;
-                            for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(p[j * sx]), wv, acc[j]);
-                        }
-                    }
-                    for (int j = 0; j < 8; j++)
+        if (!pool) {
+            for (int oy = 0; oy < oh; oy++) {
+                for (int ox0 = 0; ox0 < ow; ox0 += 8) {
+                    int count = ow - ox0 < 8 ? ow - ox0 : 8;
+                    __m512 acc[8];
+                    conv_c1_row8(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
+                    for (int j = 0; j < count; j++)
                         _mm512_mask_storeu_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, act_c1(acc[j], act));
-                    continue;
                 }
-                for (int ky = 0; ky < kh; ky++) {
-                    int iy = oy * sy - pad_top + ky * dy;
-                    if (iy < 0 || iy >= h) continue;
-                    const float *line = image + (size_t)iy * w;
-                    for (int kx = 0; kx < kw; kx++) {
-                        __m512 wv = _mm512_maskz_loadu_ps(mask, kernel + (size_t)(ky * kw + kx) * n + n0);
-                        for (int j = 0; j < 8; j++) {
-                            int ix = (ox0 + j) * sx - pad_left + kx * dx;
-                            float v = (j < count && ix >= 0 && ix < w) ? line[ix] : 0.0f;
-                            acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(v), wv, acc[j]);
-                        }
-                    }
+            }
+            continue;
+        }
+        /* Fused 2x2 stride-2 max pooling: two conv rows, eight columns -> four pooled pixels.
+         * The activations here are non-decreasing, so pooling before or after them is the same. */
+        int ph = oh / 2, pwo = ow / 2;
+        for (int py = 0; py < ph; py++) {
+            for (int ox0 = 0; ox0 < 2 * pwo; ox0 += 8) {
+                int count = (2 * pwo - ox0 < 8 ? 2 * pwo - ox0 : 8) / 2;
+                __m512 top[8], bottom[8];
+                conv_c1_row8(padded, pw, 2 * py, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, top);
+                conv_c1_row8(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, bottom);
+                for (int j = 0; j < count; j++) {
+                    __m512 m = _mm512_max_ps(_mm512_max_ps(top[2 * j], top[2 * j + 1]), _mm512_max_ps(bottom[2 * j], bottom[2 * j + 1]));
+                    _mm512_mask_storeu_ps(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, mask, act_c1(m, act));
                 }
-                for (int j = 0; j < count; j++)
-                    _mm512_mask_storeu_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, act_c1(acc[j], act));
             }
         }
     }
@@ -173,9 +193,31 @@ static void conv_c1_avx512(const float *image, int h, int w, int kh, int kw, int
 
 int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
                               int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
-                              int act, float *out) {
+                              int act, int pool, float *out) {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx512f") || act == BNK_ACT_SIGMOID) return 0;
-    conv_c1_avx512(image, h, w, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, n, act, out);
+    int blocks = (ow + 7) / 8;
+    int ph = (oh - 1) * sy + (kh - 1) * dy + 1;
+    int pw = (blocks * 8 - 1) * sx + (kw - 1) * dx + 1;
+    size_t size = (size_t)ph * pw;
+    float stack[8192];
+    float *padded = size <= 8192 ? stack : (float *)malloc(size * sizeof(float));
+    if (!padded) return 0;
+    memset(padded, 0, size * sizeof(float));
+    for (int y = 0; y < ph; y++) {
+        int iy = y - pad_top;
+        if (iy < 0 || iy >= h) continue;
+        int x0 = pad_left, from = 0, count = w;           /* image column 0 lands at padded column pad_left */
+        if (x0 < 0) { from = -x0; count -= from; x0 = 0; } /* negative padding never occurs (TF padding is >= 0) */
+        if (x0 + count > pw) count = pw - x0;
+        if (count > 0) memcpy(padded + (size_t)y * pw + x0, image + (size_t)iy * w + from, (size_t)count * sizeof(float));
+    }
+    conv_c1_avx512(padded, pw, kh, kw, sy, sx, dy, dx, oh, ow, kernel, bias, n, act, pool, out);
+    if (padded != stack) free(padded);
     return 1;
+}
+
+int bnk_conv2d_single_channel_available(int act) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && act != BNK_ACT_SIGMOID;
 }

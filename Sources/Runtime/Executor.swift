@@ -41,6 +41,8 @@ public final class Executor: @unchecked Sendable {
     private enum Kind {
         case dense(kernel: [Float], bias: [Float]?, inputs: Int, units: Int, activation: ActivationKind)
         case conv2d(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
+        /// A one-channel conv + activation + 2×2 stride-2 max pooling, in one pass.
+        case conv2dMaxPool(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, activation: ActivationKind)
         case depthwise(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
         case pool(geometry: Kernels.Spatial, isMax: Bool)
         case globalPool(pixels: Int, channels: Int, isMax: Bool)
@@ -87,11 +89,38 @@ public final class Executor: @unchecked Sendable {
             fusedActivation[node.name] = (activation, reader.name)
             absorbed.insert(reader.name)
         }
+        // A one-channel Conv2D whose (activated) output only a 2×2 stride-2 max pooling
+        // reads: the direct kernel pools as it goes and writes the pooled output.
+        var pooledInto: [String: String] = [:]
+        for node in graph.nodes {
+            guard case .conv2d(let conv) = node.operation else { continue }
+            let fused = fusedActivation[node.name]
+            let produced = fused?.into ?? node.name
+            let readers = graph.consumers(of: produced)
+            guard !graph.outputs.contains(produced), readers.count == 1, let reader = graph.node(named: readers[0]),
+                  reader.inputs == [produced], case .pool2d(let pool) = reader.operation, pool.kind == .max,
+                  pool.window.size == [2, 2], pool.window.strides == [2, 2] else { continue }
+            let convShape = shapes[node.name]!, poolShape = shapes[reader.name]!
+            let poolGeometry = Self.geometry(pool.window, convShape, poolShape)
+            guard poolGeometry.padTop == 0, poolGeometry.padLeft == 0,
+                  poolShape[0] == convShape[0] / 2, poolShape[1] == convShape[1] / 2,
+                  Kernels.canFuseMaxPool(Self.geometry(conv.window, shapes[node.inputs[0]]!, convShape), groups: conv.groups,
+                                         activation: Self.kind(fused?.activation ?? conv.activation)) else { continue }
+            pooledInto[node.name] = reader.name
+            absorbed.insert(reader.name)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
             let outShape = shapes[node.name]!
             let fused = fusedActivation[node.name]
+            if let pooled = pooledInto[node.name], case .conv2d(let conv) = node.operation {
+                let kind = Kind.conv2dMaxPool(kernel: conv.kernel.values, bias: conv.bias?.values,
+                                              geometry: Self.geometry(conv.window, shapes[node.inputs[0]]!, outShape),
+                                              activation: Self.kind(fused?.activation ?? conv.activation))
+                steps.append(Step(kind: kind, sources: node.inputs.map { index[$0]! }, destination: index[pooled]!))
+                continue
+            }
             let inShapes = node.inputs.map { shapes[$0]! }
             let kind: Kind
             switch node.operation {
@@ -197,7 +226,10 @@ public final class Executor: @unchecked Sendable {
         defer { runLock.unlock() }
         var output = [Float](repeating: 0, count: batch * outputSize)
         // Tiles small enough that one tile's activations stay in cache; workers take every n-th tile.
-        let tile = min(tileSize, max(1, (batch + threads - 1) / max(threads, 1)))
+        // Equal tiles, a multiple of the thread count of them, so no worker gets more than another.
+        let threads = max(threads, 1)
+        let rounds = (batch + threads * tileSize - 1) / (threads * tileSize)
+        let tile = max(1, (batch + threads * rounds - 1) / (threads * rounds))
         let tiles = (batch + tile - 1) / tile
         let workers = max(1, min(threads, tiles))
         input.withUnsafeBufferPointer { x in
@@ -319,6 +351,12 @@ public final class Executor: @unchecked Sendable {
                     }
                 }
                 Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
+            }
+        case let .conv2dMaxPool(kernel, bias, geometry, activation):
+            kernel.withUnsafeBufferPointer { w in
+                optional(bias) { b in
+                    Kernels.conv2dThenMaxPool(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation, output: y)
+                }
             }
         case let .depthwise(kernel, bias, geometry, multiplier, activation):
             kernel.withUnsafeBufferPointer { w in

@@ -44,7 +44,7 @@ enum Kernels {
                 done = bnk_conv2d_single_channel(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.kernelHeight),
                                                  Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
                                                  Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight),
-                                                 Int32(g.outWidth), kernel, bias, Int32(g.outChannels), code,
+                                                 Int32(g.outWidth), kernel, bias, Int32(g.outChannels), code, 0,
                                                  output + b * pixels * g.outChannels) != 0
             }
             if done {
@@ -69,6 +69,30 @@ enum Kernels {
         }
         if fusedCode(activation) == nil {
             activate(output, count: batch * pixels * g.outChannels, channels: g.outChannels, kind: activation)
+        }
+    }
+
+    /// Whether `conv2dThenMaxPool` can run this conv: a one-channel input and an
+    /// activation the direct kernel applies, on a CPU that has that kernel.
+    static func canFuseMaxPool(_ g: Spatial, groups: Int, activation: ActivationKind) -> Bool {
+        guard g.inChannels == 1, groups == 1, let code = fusedCode(activation), code != Int32(BNK_ACT_SIGMOID) else { return false }
+        return bnk_conv2d_single_channel_available(code) != 0
+    }
+
+    /// A one-channel conv, its activation and a 2×2 stride-2 max pooling in one pass
+    /// (the conv's output is never stored); only when `canFuseMaxPool` said so.
+    static func conv2dThenMaxPool(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
+                                  bias: UnsafePointer<Float>?, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
+        let code = fusedCode(activation)!
+        let inImage = g.inHeight * g.inWidth
+        let outImage = (g.outHeight / 2) * (g.outWidth / 2) * g.outChannels
+        for b in 0..<batch {
+            let done = bnk_conv2d_single_channel(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.kernelHeight),
+                                                 Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
+                                                 Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight),
+                                                 Int32(g.outWidth), kernel, bias, Int32(g.outChannels), code, 1,
+                                                 output + b * outImage)
+            precondition(done != 0, "conv2dThenMaxPool planned on a machine without the direct kernel")
         }
     }
 

@@ -53,6 +53,41 @@ final class SpatialKernelTests: XCTestCase {
         }
     }
 
+    /// A one-channel conv, its activation and a 2×2 stride-2 max pooling run as one
+    /// fused step; the input has blank rows and blocks, which the kernel skips.
+    func testOneChannelConvActivationMaxPoolFused() throws {
+        let cases: [(h: Int, w: Int, out: Int, k: Int, stride: Int, dilation: Int, same: Bool, activation: Activation)] = [
+            (28, 28, 16, 3, 1, 1, true, .relu),
+            (13, 11, 20, 3, 1, 1, false, .relu6),  // odd conv output: the last row and column are dropped
+            (17, 15, 33, 3, 2, 1, true, .linear),  // 33 outputs: three channel blocks, the last masked
+            (12, 19, 5, 2, 1, 2, true, .relu),
+        ]
+        for t in cases {
+            let kernel = random.floats(t.k * t.k * t.out, in: -1...1)
+            let bias = random.floats(t.out, in: -1...1)
+            let conv = try Conv2D(kernel: Tensor(shape: [t.k, t.k, 1, t.out], values: kernel), bias: Tensor(bias),
+                                  strides: [t.stride, t.stride], dilation: [t.dilation, t.dilation], padding: t.same ? .same : .valid)
+            let pool = try Pool2D(kind: .max, size: [2, 2], strides: [2, 2], padding: .valid)
+            let graph = try Graph.sequential(name: "cp", inputShape: [t.h, t.w, 1],
+                                             layers: [("conv", .conv2d(conv)), ("act", .activation(t.activation)), ("pool", .pool2d(pool))])
+            let batch = 3
+            var input = random.floats(batch * t.h * t.w, in: -1...1)
+            for i in input.indices where (i / t.w) % 5 < 2 || (i % t.w) < 3 { input[i] = 0 }  // blank rows and a blank left margin
+            try check(graph, input, batch: batch) { x in
+                let (y, oh, ow) = ReferenceOps.conv2d(x, h: t.h, w: t.w, c: 1, kernel: kernel, kh: t.k, kw: t.k, out: t.out, bias: bias,
+                                                      stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation], same: t.same, groups: 1)
+                let activated = y.map { v -> Double in
+                    switch t.activation {
+                    case .relu: max(v, 0)
+                    case .relu6: min(max(v, 0), 6)
+                    default: v
+                    }
+                }
+                return ReferenceOps.pool(activated, h: oh, w: ow, c: t.out, size: [2, 2], stride: [2, 2], same: false, isMax: true).values
+            }
+        }
+    }
+
     func testDepthwiseWithDepthMultipliers() throws {
         for (multiplier, stride, same, dilation) in [(1, 1, false, 1), (2, 2, true, 1), (3, 1, true, 2), (2, 3, false, 1)] {
             let (h, w, c) = (9, 8, 3)

@@ -38,11 +38,14 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
 
 /* Mean or max over all pixels of one image. */
 void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out);
-/* Direct conv of a one-channel image, kernel (kh*kw, n); returns 0 (and does nothing) when
-   this machine has no fast path for it, so the caller falls back to im2col + GEMM. */
+/* Direct conv of a one-channel image, kernel (kh*kw, n), then the activation (linear, ReLU or
+   ReLU6); with pool != 0, a 2x2 stride-2 max pooling too (output (oh/2, ow/2, n)). Returns 0
+   (and does nothing) when this machine has no fast path for it, so the caller falls back. */
 int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
                               int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
-                              int act, float *out);
+                              int act, int pool, float *out);
+/* Whether bnk_conv2d_single_channel has a fast path on this machine for this activation. */
+int bnk_conv2d_single_channel_available(int act);
 
 /* A spin-wait hint (PAUSE on x86-64, YIELD on arm64). */
 static inline void bnk_cpu_relax(void) {
