@@ -43,6 +43,9 @@ public final class Executor: @unchecked Sendable {
         case conv2d(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
         /// A one-channel conv + activation + 2×2 stride-2 max pooling, in one pass.
         case conv2dMaxPool(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, activation: ActivationKind)
+        /// A 3×3 stride-1 conv by Winograd F(2×2, 3×3) (kernel transformed at plan time),
+        /// + activation, + 2×2 stride-2 max pooling when `pool`.
+        case winograd(transformed: [Float], bias: [Float]?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
         case depthwise(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
         case pool(geometry: Kernels.Spatial, isMax: Bool)
         case globalPool(pixels: Int, channels: Int, isMax: Bool)
@@ -104,8 +107,10 @@ public final class Executor: @unchecked Sendable {
             let poolGeometry = Self.geometry(pool.window, convShape, poolShape)
             guard poolGeometry.padTop == 0, poolGeometry.padLeft == 0,
                   poolShape[0] == convShape[0] / 2, poolShape[1] == convShape[1] / 2,
-                  Kernels.canFuseMaxPool(Self.geometry(conv.window, shapes[node.inputs[0]]!, convShape), groups: conv.groups,
-                                         activation: Self.kind(fused?.activation ?? conv.activation)) else { continue }
+                  case let convGeometry = Self.geometry(conv.window, shapes[node.inputs[0]]!, convShape),
+                  case let activation = Self.kind(fused?.activation ?? conv.activation),
+                  Kernels.canFuseMaxPool(convGeometry, groups: conv.groups, activation: activation)
+                    || Kernels.canUseWinograd(convGeometry, groups: conv.groups, activation: activation) else { continue }
             pooledInto[node.name] = reader.name
             absorbed.insert(reader.name)
         }
@@ -114,12 +119,23 @@ public final class Executor: @unchecked Sendable {
             if absorbed.contains(node.name) { continue }
             let outShape = shapes[node.name]!
             let fused = fusedActivation[node.name]
-            if let pooled = pooledInto[node.name], case .conv2d(let conv) = node.operation {
-                let kind = Kind.conv2dMaxPool(kernel: conv.kernel.values, bias: conv.bias?.values,
-                                              geometry: Self.geometry(conv.window, shapes[node.inputs[0]]!, outShape),
-                                              activation: Self.kind(fused?.activation ?? conv.activation))
-                steps.append(Step(kind: kind, sources: node.inputs.map { index[$0]! }, destination: index[pooled]!))
-                continue
+            if case .conv2d(let conv) = node.operation {
+                let geometry = Self.geometry(conv.window, shapes[node.inputs[0]]!, outShape)
+                let activation = Self.kind(fused?.activation ?? conv.activation)
+                let pooled = pooledInto[node.name]
+                let destination = pooled ?? fused?.into ?? node.name
+                var special: Kind?
+                if Kernels.canUseWinograd(geometry, groups: conv.groups, activation: activation) {
+                    special = .winograd(transformed: Kernels.winogradKernel(conv.kernel.values, inChannels: geometry.inChannels,
+                                                                            outChannels: geometry.outChannels),
+                                        bias: conv.bias?.values, geometry: geometry, activation: activation, pool: pooled != nil)
+                } else if pooled != nil {
+                    special = .conv2dMaxPool(kernel: conv.kernel.values, bias: conv.bias?.values, geometry: geometry, activation: activation)
+                }
+                if let special {
+                    steps.append(Step(kind: special, sources: node.inputs.map { index[$0]! }, destination: index[destination]!))
+                    continue
+                }
             }
             let inShapes = node.inputs.map { shapes[$0]! }
             let kind: Kind
@@ -272,12 +288,22 @@ public final class Executor: @unchecked Sendable {
     private final class Arena {
         var capacity = 0
         var buffers: [UnsafeMutablePointer<Float>] = []
-        var scratch: UnsafeMutablePointer<Float>?
-        var scratchCount = 0
+        private var scratchBuffer: UnsafeMutablePointer<Float>?
+        private var scratchCount = 0
+
+        /// A scratch buffer of at least `count` floats (kept and grown across steps).
+        func scratch(_ count: Int) -> UnsafeMutablePointer<Float> {
+            if let scratchBuffer, scratchCount >= count { return scratchBuffer }
+            scratchBuffer?.deallocate()
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            scratchBuffer = buffer
+            scratchCount = count
+            return buffer
+        }
 
         deinit {
             buffers.forEach { $0.deallocate() }
-            scratch?.deallocate()
+            scratchBuffer?.deallocate()
         }
     }
 
@@ -331,13 +357,7 @@ public final class Executor: @unchecked Sendable {
             }
         case let .conv2d(kernel, bias, geometry, groups, activation):
             if groups == 1 {
-                let scratchCount = geometry.outHeight * geometry.outWidth * geometry.kernelHeight * geometry.kernelWidth * geometry.inChannels
-                if arena.scratchCount < scratchCount {
-                    arena.scratch?.deallocate()
-                    arena.scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(scratchCount, 1))
-                    arena.scratchCount = scratchCount
-                }
-                let scratch = arena.scratch!
+                let scratch = arena.scratch(geometry.outHeight * geometry.outWidth * geometry.kernelHeight * geometry.kernelWidth * geometry.inChannels)
                 kernel.withUnsafeBufferPointer { w in
                     optional(bias) { b in
                         Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation,
@@ -356,6 +376,14 @@ public final class Executor: @unchecked Sendable {
             kernel.withUnsafeBufferPointer { w in
                 optional(bias) { b in
                     Kernels.conv2dThenMaxPool(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation, output: y)
+                }
+            }
+        case let .winograd(transformed, bias, geometry, activation, pool):
+            let scratch = arena.scratch(Kernels.winogradScratch(geometry))
+            transformed.withUnsafeBufferPointer { u in
+                optional(bias) { b in
+                    Kernels.winogradConv3x3(input: x, batch: batch, geometry, transformed: u.baseAddress!, bias: b, activation: activation,
+                                            pool: pool, output: y, scratch: scratch)
                 }
             }
         case let .depthwise(kernel, bias, geometry, multiplier, activation):

@@ -96,6 +96,47 @@ enum Kernels {
         }
     }
 
+    /// Whether `winogradConv3x3` computes this conv: 3×3, stride 1, no dilation, no
+    /// groups, an activation it can apply, and enough channels that the
+    /// transforms cost less than the multiplications they save.
+    static func canUseWinograd(_ g: Spatial, groups: Int, activation: ActivationKind) -> Bool {
+        guard let code = fusedCode(activation), code != Int32(BNK_ACT_SIGMOID) else { return false }
+        return g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1 && g.strideX == 1 && g.dilationY == 1
+            && g.dilationX == 1 && groups == 1 && g.inChannels >= 8 && g.outChannels >= 8
+    }
+
+    /// The Winograd F(2×2, 3×3) kernel transform, U = G g Gᵀ, computed in Double from
+    /// the Keras kernel (3, 3, cin, cout) and stored as 16 × cin × cout Floats.
+    static func winogradKernel(_ kernel: [Float], inChannels cin: Int, outChannels cout: Int) -> [Float] {
+        let G: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        var u = [Float](repeating: 0, count: 16 * cin * cout)
+        for c in 0..<cin {
+            for o in 0..<cout {
+                func g(_ y: Int, _ x: Int) -> Double { Double(kernel[((y * 3 + x) * cin + c) * cout + o]) }
+                for xi in 0..<4 {
+                    for nu in 0..<4 {
+                        var sum = 0.0
+                        for a in 0..<3 { for b in 0..<3 { sum += G[xi][a] * g(a, b) * G[nu][b] } }
+                        u[((xi * 4 + nu) * cin + c) * cout + o] = Float(sum)
+                    }
+                }
+            }
+        }
+        return u
+    }
+
+    static func winogradScratch(_ g: Spatial) -> Int { bnk_winograd_scratch(Int32(g.inChannels), Int32(g.outChannels)) }
+
+    /// A 3×3 stride-1 conv (see `canUseWinograd`) with its bias and activation, and a
+    /// 2×2 stride-2 max pooling when `pool` is set; `scratch` holds `winogradScratch` floats.
+    static func winogradConv3x3(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, transformed: UnsafePointer<Float>,
+                                bias: UnsafePointer<Float>?, activation: ActivationKind, pool: Bool,
+                                output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        bnk_conv3x3_winograd(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(g.outHeight),
+                             Int32(g.outWidth), Int32(g.padTop), Int32(g.padLeft), transformed, bias, Int32(g.outChannels),
+                             fusedCode(activation)!, pool ? 1 : 0, output, scratch)
+    }
+
     /// Geometry of a spatial op on one image.
     struct Spatial {
         var inHeight, inWidth, inChannels: Int

@@ -50,6 +50,13 @@ final class FixtureModelsTests: XCTestCase {
         }
     }
 
+    /// The benchmark's bigger CNN (Keras 3 only): its 3×3 convs run by Winograd F(2×2, 3×3).
+    func testBigCNNMatchesKeras() throws {
+        let reference = try KerasReference(model: "big_cnn", producer: "keras3")
+        let graph = try KerasModelReader.read(path: reference.modelPath).graph
+        try check(try BNFolder.fold(graph).graph, against: reference, what: "big_cnn keras3 folded")
+    }
+
     func testKerasArchivesReadLikeTheirH5() throws {
         for model in ["seed_mlp", "small_cnn", "resnet"] {
             let reference = try KerasReference(model: model, producer: "keras3")

@@ -88,6 +88,42 @@ final class SpatialKernelTests: XCTestCase {
         }
     }
 
+    /// 3×3 stride-1 convs with 8 or more channels run by Winograd F(2×2, 3×3): odd and
+    /// even sizes, both paddings, channel counts that are not multiples of 16,
+    /// tiles from several images in one block, with and without the fused pooling.
+    func testWinogradConvolutionsMatchTheDirectDefinition() throws {
+        let cases: [(h: Int, w: Int, c: Int, out: Int, same: Bool, activation: Activation, pool: Bool)] = [
+            (28, 28, 32, 64, true, .relu, true),
+            (14, 14, 64, 128, true, .relu, false),
+            (9, 7, 8, 20, true, .linear, false),    // odd output: the last tiles are partly outside
+            (9, 7, 13, 8, false, .relu6, false),    // valid padding: 7×5 output
+            (11, 10, 9, 17, true, .relu, true),     // odd rows: the last conv row is dropped by the pooling
+            (5, 5, 40, 12, false, .linear, true),
+        ]
+        for t in cases {
+            let kernel = random.floats(9 * t.c * t.out, in: -1...1)
+            let bias = random.floats(t.out, in: -1...1)
+            let conv = try Conv2D(kernel: Tensor(shape: [3, 3, t.c, t.out], values: kernel), bias: Tensor(bias), padding: t.same ? .same : .valid)
+            var layers: [(String, Op)] = [("conv", .conv2d(conv)), ("act", .activation(t.activation))]
+            if t.pool { layers.append(("pool", .pool2d(try Pool2D(kind: .max, size: [2, 2], strides: [2, 2], padding: .valid)))) }
+            let graph = try Graph.sequential(name: "w", inputShape: [t.h, t.w, t.c], layers: layers)
+            let batch = 5
+            try check(graph, random.floats(batch * t.h * t.w * t.c, in: -1...1), batch: batch) { x in
+                let (y, oh, ow) = ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: 3, kw: 3, out: t.out, bias: bias,
+                                                      stride: [1, 1], dilation: [1, 1], same: t.same, groups: 1)
+                let activated = y.map { v -> Double in
+                    switch t.activation {
+                    case .relu: max(v, 0)
+                    case .relu6: min(max(v, 0), 6)
+                    default: v
+                    }
+                }
+                guard t.pool else { return activated }
+                return ReferenceOps.pool(activated, h: oh, w: ow, c: t.out, size: [2, 2], stride: [2, 2], same: false, isMax: true).values
+            }
+        }
+    }
+
     func testDepthwiseWithDepthMultipliers() throws {
         for (multiplier, stride, same, dilation) in [(1, 1, false, 1), (2, 2, true, 1), (3, 1, true, 2), (2, 3, false, 1)] {
             let (h, w, c) = (9, 8, 3)

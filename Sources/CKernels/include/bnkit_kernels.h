@@ -47,6 +47,13 @@ int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, 
 /* Whether bnk_conv2d_single_channel has a fast path on this machine for this activation. */
 int bnk_conv2d_single_channel_available(int act);
 
+/* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, 16 x cin x cout
+   (position-major; see winograd.c), then bias and the activation (linear, ReLU, ReLU6); with pool != 0 a
+   2x2 stride-2 max pooling too (output (oh/2, ow/2, cout)). scratch holds bnk_winograd_scratch floats. */
+void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top, int pad_left,
+                          const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch);
+size_t bnk_winograd_scratch(int cin, int cout);
+
 /* A spin-wait hint (PAUSE on x86-64, YIELD on arm64). */
 static inline void bnk_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
