@@ -7,7 +7,10 @@
  * The implementation is chosen once at run time from the CPU's features.
  */
 #include "bnkit_kernels.h"
+#include "isa.h"
+#if BNK_X86
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <string.h>
 
@@ -31,7 +34,7 @@ static inline float fast_exp(float x) {
     return p * scale.f;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
+BNK_CLONES
 void bnk_sigmoid(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + fast_exp(-x[i]));
 }
@@ -63,6 +66,7 @@ void bnk_gemm_reference(int M, int N, int K, const float *A, int lda, const floa
         for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
 }
 
+#if BNK_X86
 /* ---------------------------------------------------------------- AVX-512 */
 
 __attribute__((target("avx512f")))
@@ -267,17 +271,45 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
     }
 }
 
+#endif /* BNK_X86 */
+
 /* ---------------------------------------------------------------- dispatch */
+
+static int isa_limit = 2;
+
+int bnk_use_avx512(void) {
+#if BNK_X86
+    __builtin_cpu_init();
+    return isa_limit >= 2 && __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+int bnk_use_avx2(void) {
+#if BNK_X86
+    __builtin_cpu_init();
+    return isa_limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
 
 typedef void (*gemm_fn)(int, int, int, const float *, int, const float *, const float *, float *, int, int);
 static gemm_fn chosen = 0;
 static const char *chosen_name = "generic";
 
 static void choose(void) {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) { chosen = gemm_avx512; chosen_name = "avx512"; }
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { chosen = gemm_avx2; chosen_name = "avx2"; }
-    else { chosen = bnk_gemm_reference; chosen_name = "generic"; }
+#if BNK_X86
+    if (bnk_use_avx512()) { chosen = gemm_avx512; chosen_name = "avx512"; return; }
+    if (bnk_use_avx2()) { chosen = gemm_avx2; chosen_name = "avx2"; return; }
+#endif
+    chosen = bnk_gemm_reference; chosen_name = "generic";
+}
+
+void bnk_limit_isa(int level) {
+    isa_limit = level;
+    choose();
 }
 
 void bnk_gemm(int M, int N, int K, const float *A, int lda, const float *B,
@@ -291,4 +323,3 @@ const char *bnk_gemm_isa(void) {
     if (!chosen) choose();
     return chosen_name;
 }
-

@@ -1,5 +1,6 @@
 /* Spatial helpers for the runtime: im2col, pooling. NHWC, one image at a time. */
 #include "bnkit_kernels.h"
+#include "isa.h"
 #include <float.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,7 @@ void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy,
     }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
+BNK_CLONES
 void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out) {
     if (is_max && kh == 2 && kw == 2 && sy == 2 && sx == 2 && pad_top == 0 && pad_left == 0 && 2 * oh <= h && 2 * ow <= w) {
@@ -109,7 +110,7 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
     }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default")))
+BNK_CLONES
 void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out) {
     for (int k = 0; k < c; k++) out[k] = is_max ? -FLT_MAX * 2 : 0.0f;
     for (int p = 0; p < pixels; p++) {
@@ -122,6 +123,7 @@ void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *o
 
 /* Direct convolution for one input channel (grayscale images): no patch
  * matrix. Eight output pixels at a time, 16 output channels per zmm. */
+#if BNK_X86
 #include <immintrin.h>
 __attribute__((target("avx512f")))
 static inline __m512 act_c1(__m512 v, int act) {
@@ -191,11 +193,13 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
     }
 }
 
+#endif /* BNK_X86 */
+
 int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
                               int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
                               int act, int pool, float *out) {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512f") || act == BNK_ACT_SIGMOID) return 0;
+#if BNK_X86
+    if (!bnk_conv2d_single_channel_available(act)) return 0;
     int blocks = (ow + 7) / 8;
     int ph = (oh - 1) * sy + (kh - 1) * dy + 1;
     int pw = (blocks * 8 - 1) * sx + (kw - 1) * dx + 1;
@@ -215,9 +219,11 @@ int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, 
     conv_c1_avx512(padded, pw, kh, kw, sy, sx, dy, dx, oh, ow, kernel, bias, n, act, pool, out);
     if (padded != stack) free(padded);
     return 1;
+#else
+    return 0;
+#endif
 }
 
 int bnk_conv2d_single_channel_available(int act) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && act != BNK_ACT_SIGMOID;
+    return bnk_use_avx512() && act != BNK_ACT_SIGMOID;
 }

@@ -14,14 +14,9 @@
  * pooling window, so the pooled value is written and the conv output never is.
  */
 #include "bnkit_kernels.h"
+#include "isa.h"
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__)
-#define BNK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BNK_CLONES
-#endif
 
 static int block_tiles(int cin, int cout) {
     /* V and M of a block: 16 * tiles * (cin + cout) floats, about 256 KiB; a multiple of 12 (the GEMM's rows). */
@@ -98,6 +93,79 @@ static void output_transform(const float *M, int tiles, int t, int cout, const f
     }
 }
 
+#if BNK_X86
+#include <immintrin.h>
+
+__attribute__((target("avx512f")))
+static void input_transform_avx512(const float *const *rows, int cin, int tiles, int t, float *V) {
+    const size_t stride = (size_t)tiles * cin;
+    float *v = V + (size_t)t * cin;
+    for (int c = 0; c < cin; c += 16) {
+        const __mmask16 k = cin - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cin - c)) - 1);
+        __m512 d[16];
+        for (int i = 0; i < 16; i++) d[i] = _mm512_maskz_loadu_ps(k, rows[i] + c);
+        __m512 r[16];
+        for (int j = 0; j < 4; j++) {
+            r[0 + j] = _mm512_sub_ps(d[0 + j], d[8 + j]);
+            r[4 + j] = _mm512_add_ps(d[4 + j], d[8 + j]);
+            r[8 + j] = _mm512_sub_ps(d[8 + j], d[4 + j]);
+            r[12 + j] = _mm512_sub_ps(d[4 + j], d[12 + j]);
+        }
+        for (int i = 0; i < 16; i += 4) {
+            _mm512_mask_storeu_ps(v + (size_t)(i + 0) * stride + c, k, _mm512_sub_ps(r[i + 0], r[i + 2]));
+            _mm512_mask_storeu_ps(v + (size_t)(i + 1) * stride + c, k, _mm512_add_ps(r[i + 1], r[i + 2]));
+            _mm512_mask_storeu_ps(v + (size_t)(i + 2) * stride + c, k, _mm512_sub_ps(r[i + 2], r[i + 1]));
+            _mm512_mask_storeu_ps(v + (size_t)(i + 3) * stride + c, k, _mm512_sub_ps(r[i + 1], r[i + 3]));
+        }
+    }
+}
+
+__attribute__((target("avx512f")))
+static inline __m512 activate512(__m512 v, int act) {
+    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
+    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
+    return v;
+}
+
+__attribute__((target("avx512f")))
+static void output_transform_avx512(const float *M, int tiles, int t, int cout, const float *bias, int act,
+                                    float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
+    const size_t stride = (size_t)tiles * cout;
+    const float *m = M + (size_t)t * cout;
+    float *o00 = out + ((size_t)y0 * ow + x0) * cout;
+    float *o01 = o00 + cout, *o10 = o00 + (size_t)ow * cout, *o11 = o10 + cout;
+    for (int o = 0; o < cout; o += 16) {
+        const __mmask16 k = cout - o >= 16 ? 0xFFFF : (__mmask16)((1u << (cout - o)) - 1);
+        __m512 x[16];
+        for (int i = 0; i < 16; i++) x[i] = _mm512_maskz_loadu_ps(k, m + (size_t)i * stride + o);
+        __m512 r0[4], r1[4];
+        for (int j = 0; j < 4; j++) {
+            r0[j] = _mm512_add_ps(_mm512_add_ps(x[0 + j], x[4 + j]), x[8 + j]);
+            r1[j] = _mm512_sub_ps(_mm512_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
+        }
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(k, bias + o) : _mm512_setzero_ps();
+        __m512 y00 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r0[0], r0[1]), r0[2]), b);
+        __m512 y01 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r0[1], r0[2]), r0[3]), b);
+        __m512 y10 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(r1[0], r1[1]), r1[2]), b);
+        __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]), b);
+        if (pool) {
+            __m512 top = _mm512_max_ps(y00, y01), bottom = _mm512_max_ps(y10, y11);
+            _mm512_mask_storeu_ps(o00 + o, k, activate512(_mm512_max_ps(top, bottom), act));
+            continue;
+        }
+        _mm512_mask_storeu_ps(o00 + o, k, activate512(y00, act));
+        if (cols > 1) _mm512_mask_storeu_ps(o01 + o, k, activate512(y01, act));
+        if (rows > 1) {
+            _mm512_mask_storeu_ps(o10 + o, k, activate512(y10, act));
+            if (cols > 1) _mm512_mask_storeu_ps(o11 + o, k, activate512(y11, act));
+        }
+    }
+}
+#endif
+
+typedef void (*input_fn)(const float *const *, int, int, int, float *);
+typedef void (*output_fn)(const float *, int, int, int, const float *, int, float *, int, int, int, int, int, int);
+
 void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top, int pad_left,
                           const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch) {
     const int tiles_y = pool ? oh / 2 : (oh + 1) / 2, tiles_x = pool ? ow / 2 : (ow + 1) / 2;
@@ -107,6 +175,11 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
     float *V = scratch, *Mt = V + (size_t)16 * block * cin, *zero = Mt + (size_t)16 * block * cout;
     memset(zero, 0, (size_t)cin * sizeof(float));
     const int out_h = pool ? oh / 2 : oh, out_w = pool ? ow / 2 : ow;
+    input_fn input_transform_chosen = input_transform;
+    output_fn output_transform_chosen = output_transform;
+#if BNK_X86
+    if (bnk_use_avx512()) { input_transform_chosen = input_transform_avx512; output_transform_chosen = output_transform_avx512; }
+#endif
     for (int first = 0; first < total; first += block) {
         const int count = total - first < block ? total - first : block;
         for (int t = 0; t < count; t++) {
@@ -120,7 +193,7 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
                     rows[i * 4 + j] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? image + ((size_t)iy * w + ix) * cin : zero;
                 }
             }
-            input_transform(rows, cin, block, t, V);
+            input_transform_chosen(rows, cin, block, t, V);
         }
         for (int k = 0; k < 16; k++)
             bnk_gemm(count, cout, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * cin * cout, NULL,
@@ -129,9 +202,9 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
             const int g = first + t, n = g / per_image, ty = (g % per_image) / tiles_x, tx = g % tiles_x;
             float *image = output + (size_t)n * out_h * out_w * cout;
             if (pool)
-                output_transform(Mt, block, t, cout, bias, act, image, out_w, ty, tx, 1, 1, 1);
+                output_transform_chosen(Mt, block, t, cout, bias, act, image, out_w, ty, tx, 1, 1, 1);
             else
-                output_transform(Mt, block, t, cout, bias, act, image, ow, 2 * ty, 2 * tx,
+                output_transform_chosen(Mt, block, t, cout, bias, act, image, ow, 2 * ty, 2 * tx,
                                  oh - 2 * ty < 2 ? 1 : 2, ow - 2 * tx < 2 ? 1 : 2, 0);
         }
     }

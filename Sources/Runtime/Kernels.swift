@@ -6,7 +6,7 @@ import Foundation
 /// Dense, Conv2D (groups = 1) and pooling call the SIMD kernels in CKernels;
 /// grouped and depthwise convolutions, padding and activations are here.
 /// Only this file and the executor touch raw pointers.
-enum Kernels {
+package enum Kernels {
     /// The GEMM epilogue code for an activation, or nil when it runs separately.
     static func fusedCode(_ kind: ActivationKind) -> Int32? {
         switch kind {
@@ -71,6 +71,14 @@ enum Kernels {
             activate(output, count: batch * pixels * g.outChannels, channels: g.outChannels, kind: activation)
         }
     }
+
+    /// Caps the instruction sets the kernels use (2: AVX-512 where the CPU has it,
+    /// the default; 1: AVX2 + FMA; 0: portable C), so tests can check every path
+    /// this machine can run. Executors planned afterwards follow it.
+    package static func limitInstructionSet(_ level: Int) { bnk_limit_isa(Int32(level)) }
+
+    /// The GEMM implementation in use: "avx512", "avx2" or "generic".
+    package static var gemmImplementation: String { String(cString: bnk_gemm_isa()) }
 
     /// Whether `conv2dThenMaxPool` can run this conv: a one-channel input and an
     /// activation the direct kernel applies, on a CPU that has that kernel.

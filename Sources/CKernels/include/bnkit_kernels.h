@@ -16,6 +16,10 @@ enum {
 void bnk_gemm(int M, int N, int K, const float *A, int lda, const float *B,
               const float *bias, float *C, int ldc, int activation);
 
+/* Caps the instruction sets the kernels use: 2 AVX-512 (the default: whatever the CPU has),
+   1 AVX2+FMA, 0 portable C. Plans made after the call follow it (tests run each level). */
+void bnk_limit_isa(int level);
+
 /* Which implementation bnk_gemm uses on this machine: "avx512", "avx2" or "generic". */
 const char *bnk_gemm_isa(void);
 

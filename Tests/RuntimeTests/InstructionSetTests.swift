@@ -1,0 +1,37 @@
+import Runtime
+import XCTest
+
+/// The kernel tests again with the AVX-512 paths switched off (AVX2 + FMA), and
+/// with only the portable C: each path this machine can run is checked against
+/// the same plain references (a machine without AVX-512 runs these paths in
+/// production).
+final class InstructionSetTests: XCTestCase {
+    override func tearDown() {
+        Kernels.limitInstructionSet(2)
+        super.tearDown()
+    }
+
+    private func runKernelTests(level: Int, expecting implementation: String) throws {
+        Kernels.limitInstructionSet(level)
+        XCTAssertEqual(Kernels.gemmImplementation, implementation)
+        let spatial = SpatialKernelTests(name: "level \(level)", testClosure: { _ in })
+        try spatial.testConv2DOverStridesPaddingsDilationsAndGroups()
+        try spatial.testOneChannelConvActivationMaxPoolFused()
+        try spatial.testWinogradConvolutionsMatchTheDirectDefinition()
+        try spatial.testDepthwiseWithDepthMultipliers()
+        let executor = ExecutorTests(name: "level \(level)", testClosure: { _ in })
+        try executor.testDenseAgainstPlainReferenceOnOddShapes()
+        try executor.testActivationsAgainstFormulas()
+        try executor.testConcurrentCallsAndThreadCountsGiveTheSameOutputs()
+    }
+
+    func testAVX2Paths() throws {
+        Kernels.limitInstructionSet(1)
+        try XCTSkipUnless(Kernels.gemmImplementation == "avx2", "this CPU has no AVX2 + FMA")
+        try runKernelTests(level: 1, expecting: "avx2")
+    }
+
+    func testPortablePaths() throws {
+        try runKernelTests(level: 0, expecting: "generic")
+    }
+}
