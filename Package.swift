@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "NativeFormatTests", dependencies: ["NativeFormat", "ModelIR", "KerasHDF5", "BNFolding", "TestSupport"]),
         .testTarget(name: "KerasHDF5Tests", dependencies: ["KerasHDF5", "HDF5", "Runtime", "TestSupport"]),
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
-        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "TestSupport"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "TestSupport", "bnconv", "bnrun"]),
     ]

@@ -22,7 +22,7 @@ package enum Kernels {
     static func denseGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
         let code = fusedCode(activation)
-        bnk_gemm(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+        bnk_dense(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
         if code == nil { activate(output, count: rows * units, channels: units, kind: activation) }
     }
 

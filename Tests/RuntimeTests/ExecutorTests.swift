@@ -30,6 +30,36 @@ final class ExecutorTests: XCTestCase {
         }
     }
 
+    /// Mostly-zero inputs (pixels, ReLU outputs) take the sparse path: the same values
+    /// as the reference, for row counts that are and are not multiples of four and
+    /// widths that need one to five column blocks, with each fused activation.
+    func testDenseOnSparseInputs() throws {
+        var random = SeededGenerator(seed: 6)
+        for (inputs, units, batch, density) in [(784, 50, 37, 0.2), (64, 10, 8, 0.05), (300, 70, 9, 0.3), (130, 130, 6, 0.0), (200, 17, 5, 1.0)] {
+            for activation in [Activation.linear, .relu, .relu6, .sigmoid] {
+                let dense = try Dense(kernel: Tensor(shape: [inputs, units], values: random.floats(inputs * units, in: -1...1)),
+                                      bias: Tensor(random.floats(units, in: -1...1)), activation: activation)
+                let graph = try Graph.sequential(name: "d", inputShape: [inputs], layers: [("d", .dense(dense))])
+                var x = random.floats(inputs * batch, in: 0...1)
+                for i in x.indices where Double(random.floats(1, in: 0...1)[0]) >= density { x[i] = 0 }
+                let y = try Executor(graph: graph).run(x)
+                for b in 0..<batch {
+                    let linear = reference(dense: dense, x[(b * inputs)..<((b + 1) * inputs)].map(Double.init))
+                    for o in 0..<units {
+                        let v = linear[o]
+                        let expected: Double = switch activation {
+                        case .relu: max(v, 0)
+                        case .relu6: min(max(v, 0), 6)
+                        case .sigmoid: 1 / (1 + exp(-v))
+                        default: v
+                        }
+                        XCTAssertEqual(Double(y[b * units + o]), expected, accuracy: 1e-5 * Double(inputs), "\(inputs)x\(units) \(activation) b\(b) o\(o)")
+                    }
+                }
+            }
+        }
+    }
+
     func testActivationsAgainstFormulas() throws {
         let x: [Float] = [-100, -3, -0.5, 0, 0.25, 2, 100, 1]
         let formulas: [(Activation, (Double) -> Double)] = [

@@ -51,6 +51,16 @@ int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, 
 /* Whether bnk_conv2d_single_channel has a fast path on this machine for this activation. */
 int bnk_conv2d_single_channel_available(int act);
 
+/* A Dense layer's product, like bnk_gemm: when most entries of A are zero (image pixels,
+   ReLU outputs), sums only the nonzero terms, row by row (see dense.c). */
+void bnk_dense(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
+               float *C, int ldc, int act);
+/* The sparse path itself, whatever the share of zeros (falls back to bnk_gemm where the
+   machine has no fast path for it; see bnk_dense_sparse_available). */
+void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
+                      float *C, int ldc, int act);
+int bnk_dense_sparse_available(void);
+
 /* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, 16 x cin x cout
    (position-major; see winograd.c), then bias and the activation (linear, ReLU, ReLU6); with pool != 0 a
    2x2 stride-2 max pooling too (output (oh/2, ow/2, cout)). scratch holds bnk_winograd_scratch floats. */
