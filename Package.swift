@@ -31,6 +31,11 @@ let package = Package(
             name: "CBNKitZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        .systemLibrary(
+            name: "CBNKitDeflate",
+            pkgConfig: "libdeflate",
+            providers: [.apt(["libdeflate-dev"])]
+        ),
         .target(name: "HDF5", dependencies: ["CHDF5"]),
 
         // MARK: - Model representation: knows no file format
@@ -40,7 +45,7 @@ let package = Package(
         .target(name: "BoundedJSON"),
         .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR", "BoundedJSON", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "NativeFormat", dependencies: ["ModelIR", "BoundedJSON"]),
-        .target(name: "IDX", dependencies: ["CBNKitZlib"]),
+        .target(name: "IDX", dependencies: ["CBNKitZlib", "CBNKitDeflate"]),
         .target(name: "AtomicFile"),
 
         // MARK: - The library API: load, change, save

@@ -65,11 +65,16 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
         labels = values
     }
     let scale = scale ?? (images.dataType.isInteger ? InputScale("1/255")! : InputScale("1")!)
-    var outputs: [Float] = []
-    outputs.reserveCapacity(images.itemCount * executor.outputSize)
-    while images.position < images.itemCount {
-        let tile = try images.next(tileSize, multiplier: scale.multiplier, divisor: scale.divisor)
-        outputs += try executor.run(tile, threads: threads)
+    var outputs = [Float](repeating: 0, count: images.itemCount * executor.outputSize)
+    // The next tile is read (and inflated) on another thread while this one runs.
+    let reader = TileReader(images, tileSize: tileSize, scale: scale)
+    var done = 0
+    try outputs.withUnsafeMutableBufferPointer { all in
+        while try reader.next({ tile in
+            let count = tile.count / executor.inputSize * executor.outputSize
+            try executor.run(tile, into: UnsafeMutableBufferPointer(rebasing: all[done..<(done + count)]), threads: threads)
+            done += count
+        }) {}
     }
     return InferenceResult(outputs: outputs, outputSize: executor.outputSize,
                            predictions: executor.classes(of: outputs), labels: labels)
@@ -98,4 +103,55 @@ public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batc
         rates.append(Double(images.itemCount) / seconds)
     }
     return (rates.sorted()[rates.count / 2], rates)
+}
+
+/// Reads an IDX stream a tile at a time, one tile ahead, on a background thread:
+/// inflating and converting the next tile overlaps running the current one.
+/// Two buffers take turns, so memory stays at two tiles.
+final class TileReader: @unchecked Sendable {
+    private let stream: IDXStream
+    private let tileSize: Int
+    private let scale: InputScale
+    /// Filled in the background; handed over (swapped into `current`) by `next`.
+    private var loaded: [Float] = []
+    private var current: [Float] = []
+    private var failure: Error?
+    private let loading = DispatchGroup()
+
+    init(_ stream: IDXStream, tileSize: Int, scale: InputScale) {
+        self.stream = stream
+        self.tileSize = tileSize
+        self.scale = scale
+        startLoading()
+    }
+
+    private func startLoading() {
+        loading.enter()
+        DispatchQueue.global().async {
+            do {
+                try self.stream.next(self.tileSize, into: &self.loaded, multiplier: self.scale.multiplier, divisor: self.scale.divisor)
+            } catch {
+                self.failure = error
+            }
+            self.loading.leave()
+        }
+    }
+
+    /// Calls `body` with the next tile and returns true, or returns false after the last.
+    func next(_ body: (UnsafeBufferPointer<Float>) throws -> Void) throws -> Bool {
+        loading.wait()
+        if let failure { throw failure }
+        if loaded.isEmpty { return false }
+        swap(&loaded, &current)
+        startLoading()
+        do {
+            try current.withUnsafeBufferPointer(body)
+        } catch {
+            loading.wait()  // the reader must not outlive the buffers it writes
+            throw error
+        }
+        return true
+    }
+
+    deinit { loading.wait() }
 }

@@ -101,37 +101,58 @@ public struct IDXArray: Sendable {
     /// Elements `range` as Float, each computed as `Float(value) * multiplier / divisor`
     /// in Float arithmetic (so `divisor: 255` gives exactly numpy's `x.astype(float32) / 255`).
     public func floats(_ range: Range<Int>, multiplier: Float = 1, divisor: Float = 1) -> [Float] {
-        switch dataType {
+        payload.withUnsafeBufferPointer { bytes in
+            [Float](unsafeUninitializedCapacity: range.count) { out, initialized in
+                Self.convert(bytes, type: dataType, elements: range, into: out, multiplier: multiplier, divisor: divisor)
+                initialized = range.count
+            }
+        }
+    }
+
+    /// Elements `elements` of a big-endian payload, each `Float(value) * multiplier / divisor`,
+    /// into the start of `out`. Typed loops: the arithmetic is the same for every type.
+    static func convert(_ bytes: UnsafeBufferPointer<UInt8>, type: IDXDataType, elements: Range<Int>,
+                        into out: UnsafeMutableBufferPointer<Float>, multiplier: Float, divisor: Float) {
+        var j = 0
+        switch type {
         case .uint8, .int8:
-            // 256 possible bytes: compute each value once, then look it up (same arithmetic, same results).
-            let table = (0..<256).map { byte -> Float in
-                let value = dataType == .uint8 ? Float(byte) : Float(Int8(truncatingIfNeeded: byte))
-                return value * multiplier / divisor
+            // Sixteen at a time (the same IEEE operations per element as the scalar tail).
+            guard let source = bytes.baseAddress, let target = out.baseAddress else { return }
+            let first = elements.lowerBound, count = elements.count
+            let signed = type == .int8
+            while j + 16 <= count {
+                let raw = UnsafeRawPointer(source + first + j).loadUnaligned(as: SIMD16<UInt8>.self)
+                let wide = signed ? SIMD16<Int32>(truncatingIfNeeded: SIMD16<Int8>(truncatingIfNeeded: raw))
+                                  : SIMD16<Int32>(truncatingIfNeeded: raw)
+                let values = SIMD16<Float>(wide) * multiplier / divisor
+                UnsafeMutableRawPointer(target + j).storeBytes(of: values, as: SIMD16<Float>.self)
+                j += 16
             }
-            return payload.withUnsafeBufferPointer { bytes in
-                table.withUnsafeBufferPointer { table in
-                    [Float](unsafeUninitializedCapacity: range.count) { out, initialized in
-                        var j = 0
-                        for i in range { out[j] = table[Int(bytes[i])]; j += 1 }
-                        initialized = range.count
-                    }
-                }
+            while j < count {
+                let byte = source[first + j]
+                target[j] = (signed ? Float(Int8(bitPattern: byte)) : Float(byte)) * multiplier / divisor
+                j += 1
             }
-        case .float32:
-            return payload.withUnsafeBufferPointer { bytes in
-                [Float](unsafeUninitializedCapacity: range.count) { out, initialized in
-                    var j = 0
-                    for i in range {
-                        let o = i * 4
-                        let bits = UInt32(bytes[o]) << 24 | UInt32(bytes[o + 1]) << 16 | UInt32(bytes[o + 2]) << 8 | UInt32(bytes[o + 3])
-                        out[j] = Float(bitPattern: bits) * multiplier / divisor
-                        j += 1
-                    }
-                    initialized = range.count
-                }
+        case .int16:
+            for i in elements {
+                out[j] = Float(Int16(bitPattern: UInt16(bytes[2 * i]) << 8 | UInt16(bytes[2 * i + 1]))) * multiplier / divisor
+                j += 1
             }
-        case .int16, .int32, .float64:
-            return range.map { Float(value(at: $0)) * multiplier / divisor }
+        case .int32, .float32:
+            for i in elements {
+                let o = 4 * i
+                let bits = UInt32(bytes[o]) << 24 | UInt32(bytes[o + 1]) << 16 | UInt32(bytes[o + 2]) << 8 | UInt32(bytes[o + 3])
+                let value = type == .float32 ? Float(bitPattern: bits) : Float(Int32(bitPattern: bits))
+                out[j] = value * multiplier / divisor
+                j += 1
+            }
+        case .float64:
+            for i in elements {
+                var bits: UInt64 = 0
+                for k in 0..<8 { bits = bits << 8 | UInt64(bytes[8 * i + k]) }
+                out[j] = Float(Double(bitPattern: bits)) * multiplier / divisor
+                j += 1
+            }
         }
     }
 

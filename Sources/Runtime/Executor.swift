@@ -235,36 +235,44 @@ public final class Executor: @unchecked Sendable {
         guard inputSize > 0, input.count % inputSize == 0 else {
             throw RuntimeError.badInputSize(expected: inputSize, found: input.count)
         }
+        var output = [Float](repeating: 0, count: input.count / inputSize * outputSize)
+        try input.withUnsafeBufferPointer { x in
+            try output.withUnsafeMutableBufferPointer { y in try run(x, into: y, threads: threads) }
+        }
+        return output
+    }
+
+    /// Runs the model on the samples in `input` and writes their outputs to the start
+    /// of `output`, which must hold `input.count / inputSize * outputSize` values (no
+    /// allocation per call once the buffers are planned).
+    public func run(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>, threads: Int = 1) throws {
+        guard inputSize > 0, input.count % inputSize == 0 else {
+            throw RuntimeError.badInputSize(expected: inputSize, found: input.count)
+        }
         let batch = input.count / inputSize
-        if batch == 0 { return [] }
+        precondition(output.count >= batch * outputSize, "output buffer too small")
+        if batch == 0 { return }
         // The activation buffers are per executor: concurrent calls take turns.
         runLock.lock()
         defer { runLock.unlock() }
-        var output = [Float](repeating: 0, count: batch * outputSize)
-        // Tiles small enough that one tile's activations stay in cache; workers take every n-th tile.
         // Equal tiles, a multiple of the thread count of them, so no worker gets more than another.
         let threads = max(threads, 1)
         let rounds = (batch + threads * tileSize - 1) / (threads * tileSize)
         let tile = max(1, (batch + threads * rounds - 1) / (threads * rounds))
         let tiles = (batch + tile - 1) / tile
         let workers = max(1, min(threads, tiles))
-        input.withUnsafeBufferPointer { x in
-            output.withUnsafeMutableBufferPointer { y in
-                // Each tile reads and writes its own rows; the addresses travel as integers.
-                let xAddress = Int(bitPattern: x.baseAddress!), yAddress = Int(bitPattern: y.baseAddress!)
-                let inputSize = self.inputSize, outputSize = self.outputSize
-                let work: @Sendable (Int) -> Void = { worker in
-                    guard let xBase = UnsafePointer<Float>(bitPattern: xAddress),
-                          let yBase = UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
-                    for t in stride(from: worker, to: tiles, by: workers) {
-                        let start = t * tile, end = min(batch, start + tile)
-                        self.runPart(xBase + start * inputSize, yBase + start * outputSize, batch: end - start, worker: worker)
-                    }
-                }
-                if workers == 1 { work(0) } else { self.pool(threads).run { worker in if worker < workers { work(worker) } } }
+        // Each tile reads and writes its own rows; the addresses travel as integers.
+        let xAddress = Int(bitPattern: input.baseAddress!), yAddress = Int(bitPattern: output.baseAddress!)
+        let inputSize = self.inputSize, outputSize = self.outputSize
+        let work: @Sendable (Int) -> Void = { worker in
+            guard let xBase = UnsafePointer<Float>(bitPattern: xAddress),
+                  let yBase = UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
+            for t in stride(from: worker, to: tiles, by: workers) {
+                let start = t * tile, end = min(batch, start + tile)
+                self.runPart(xBase + start * inputSize, yBase + start * outputSize, batch: end - start, worker: worker)
             }
         }
-        return output
+        if workers == 1 { work(0) } else { self.pool(threads).run { worker in if worker < workers { work(worker) } } }
     }
 
     /// Activation buffers per worker, planned at first use and reused while

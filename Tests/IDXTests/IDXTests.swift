@@ -150,6 +150,47 @@ final class IDXTests: XCTestCase {
         XCTAssertEqual(whole.itemCount, 10_000)
     }
 
+    /// Small gzip files are inflated whole by libdeflate, large ones stream through
+    /// zlib: both give the same values, and the same refusals, as the whole-file reader.
+    func testWholeAndStreamedInflationAgree() throws {
+        func values(_ path: String, limit: Int) throws -> [Float] {
+            let stream = try IDXStream(path: path, inflateWholeUpTo: limit)
+            var all: [Float] = []
+            var tile: [Float] = []
+            while stream.position < stream.itemCount {
+                try stream.next(777, into: &tile, divisor: 255)
+                all += tile
+            }
+            return all
+        }
+        let mnist = TestPaths.testImages
+        let whole = try values(mnist, limit: IDXStream.wholeInflateLimit)
+        XCTAssertEqual(whole.count, 10_000 * 784)
+        XCTAssertEqual(try values(mnist, limit: 0).map(\.bitPattern), whole.map(\.bitPattern))
+        let reference = try IDXReader.read(path: mnist)
+        XCTAssertEqual(reference.floats(0..<reference.count, divisor: 255).map(\.bitPattern), whole.map(\.bitPattern))
+
+        // Damaged files, both ways: a trailer that lies about the size, trailing bytes,
+        // a truncated stream, a flipped byte in the compressed data.
+        let folder = try temporaryFolder()
+        let good = try gzip(idx(0x08, [4, 3], (0..<12).map { UInt8($0) }))
+        var lyingSize = good; lyingSize[lyingSize.count - 4] ^= 0x01
+        let trailing = good + Data([0x00, 0x01])
+        let truncated = good.prefix(good.count - 6)
+        var flipped = good; flipped[12] ^= 0x40
+        for (name, data) in [("good", good), ("lying-size", lyingSize), ("trailing", trailing), ("truncated", Data(truncated)), ("flipped", flipped)] {
+            let path = folder.appendingPathComponent("\(name).idx.gz").path
+            try data.write(to: URL(fileURLWithPath: path))
+            let small = Result { try values(path, limit: IDXStream.wholeInflateLimit) }
+            let streamed = Result { try values(path, limit: 0) }
+            switch (small, streamed) {
+            case let (.success(a), .success(b)): XCTAssertEqual(a, b, name)
+            case let (.failure(a), .failure(b)): XCTAssertEqual("\(a)", "\(b)", name)
+            default: XCTFail("\(name): inflated whole \(small), streamed \(streamed)")
+            }
+        }
+    }
+
     func testStreamRefusesLyingHeaders() throws {
         XCTAssertThrowsError(try IDXStream(path: try write(idx(0x08, [10, 28, 28], [UInt8](repeating: 0, count: 7839)), "short.idx"))) {
             guard case .sizeMismatch = $0 as? IDXError else { return XCTFail("\($0)") }

@@ -1,0 +1,2 @@
+/* libdeflate: fast whole-buffer gzip decompression (Debian libdeflate-dev). */
+#include <libdeflate.h>
