@@ -22,11 +22,8 @@ let package = Package(
     ],
     targets: [
         // MARK: - System libraries (C), wrapped once
-        .systemLibrary(
-            name: "CHDF5",
-            pkgConfig: "hdf5-serial",
-            providers: [.apt(["libhdf5-dev"])]
-        ),
+        // libhdf5 is opened with dlopen on first use (see Sources/CHDF5/include/chdf5.h).
+        .target(name: "CHDF5", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(
             name: "CBNKitZlib",
             providers: [.apt(["zlib1g-dev"])]

@@ -30,10 +30,29 @@ public struct HDF5Error: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// Turns libhdf5's error stack off once per process; errors become values.
-private let silenceLibraryErrors: Void = {
+/// libhdf5, opened on first use (it is not linked: see CHDF5), with its error
+/// stack printing turned off; errors become values.
+private let library: Result<bnkit_h5_api, HDF5Error> = {
+    var message = [CChar](repeating: 0, count: 512)
+    guard let api = bnkit_h5_load(&message, message.count) else {
+        return .failure(HDF5Error(operation: "load libhdf5",
+                                  detail: String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))
+    }
     bnkit_H5_silence_errors()
+    return .success(api.pointee)
 }()
+
+/// Loads libhdf5 if it is not yet loaded; throws when it cannot be.
+func requireLibrary() throws {
+    _ = try library.get()
+}
+
+/// The HDF5 functions; only used after `requireLibrary()` succeeded (every HDF5
+/// object descends from an `HDF5File`, whose constructors require it).
+var h5: bnkit_h5_api {
+    guard case .success(let api) = library else { preconditionFailure("libhdf5 used before it was loaded") }
+    return api
+}
 
 /// The one place a libhdf5 return code is judged.
 @discardableResult
@@ -42,7 +61,7 @@ func check<T: BinaryInteger>(_ result: T, _ operation: @autoclosure () -> String
         var buffer = [CChar](repeating: 0, count: 512)
         bnkit_H5_last_error(&buffer)
         let detail = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        H5Eclear2(bnkit_H5E_DEFAULT())
+        _ = h5.H5Eclear2(bnkit_H5E_DEFAULT())
         throw HDF5Error(operation: operation(), detail: detail)
     }
     return result
@@ -74,21 +93,21 @@ public final class HDF5File {
 
     /// Opens an existing file. The file must be an HDF5 file.
     public static func open(_ path: String, writable: Bool = false) throws -> HDF5File {
-        _ = silenceLibraryErrors
-        let isHDF5 = try check(H5Fis_hdf5(path), "read '\(path)' as HDF5")
+        try requireLibrary()
+        let isHDF5 = try check(h5.H5Fis_hdf5(path), "read '\(path)' as HDF5")
         guard isHDF5 > 0 else {
             throw HDF5Error(operation: "open '\(path)'", detail: "not an HDF5 file")
         }
         let flags = writable ? bnkit_H5F_ACC_RDWR() : bnkit_H5F_ACC_RDONLY()
-        let id = try check(H5Fopen(path, flags, bnkit_H5P_DEFAULT()), "open '\(path)'")
-        return HDF5File(handle: Handle(id, close: H5Fclose), path: path)
+        let id = try check(h5.H5Fopen(path, flags, bnkit_H5P_DEFAULT()), "open '\(path)'")
+        return HDF5File(handle: Handle(id, close: h5.H5Fclose), path: path)
     }
 
     /// Creates a new file, replacing any file at `path`.
     public static func create(_ path: String) throws -> HDF5File {
-        _ = silenceLibraryErrors
-        let id = try check(H5Fcreate(path, bnkit_H5F_ACC_TRUNC(), bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), "create '\(path)'")
-        return HDF5File(handle: Handle(id, close: H5Fclose), path: path)
+        try requireLibrary()
+        let id = try check(h5.H5Fcreate(path, bnkit_H5F_ACC_TRUNC(), bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), "create '\(path)'")
+        return HDF5File(handle: Handle(id, close: h5.H5Fclose), path: path)
     }
 
     /// The root group `/`.
@@ -98,7 +117,7 @@ public final class HDF5File {
 
     /// Writes everything buffered to disk.
     public func flush() throws {
-        try check(H5Fflush(handle.id, H5F_SCOPE_GLOBAL), "flush '\(path)'")
+        try check(h5.H5Fflush(handle.id, H5F_SCOPE_GLOBAL), "flush '\(path)'")
     }
 }
 
@@ -119,19 +138,19 @@ public enum HDF5ValueClass: Equatable, Sendable {
 extension HDF5AttributeHolder {
     /// Whether an attribute with this name exists.
     public func hasAttribute(_ name: String) throws -> Bool {
-        try check(H5Aexists(objectID, name), "look up attribute '\(name)' of '\(objectPath)'") > 0
+        try check(h5.H5Aexists(objectID, name), "look up attribute '\(name)' of '\(objectPath)'") > 0
     }
 
     /// The names of all attributes, in creation/name order.
     public func attributeNames() throws -> [String] {
         var info = H5O_info_t()
-        try check(H5Oget_info2(objectID, &info, UInt32(H5O_INFO_NUM_ATTRS)), "inspect '\(objectPath)'")
+        try check(h5.H5Oget_info2(objectID, &info, UInt32(H5O_INFO_NUM_ATTRS)), "inspect '\(objectPath)'")
         var names: [String] = []
         for index in 0..<info.num_attrs {
-            let length = try check(H5Aget_name_by_idx(objectID, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, bnkit_H5P_DEFAULT()),
+            let length = try check(h5.H5Aget_name_by_idx(objectID, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, bnkit_H5P_DEFAULT()),
                                    "read attribute names of '\(objectPath)'")
             var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-            try check(H5Aget_name_by_idx(objectID, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, bnkit_H5P_DEFAULT()),
+            try check(h5.H5Aget_name_by_idx(objectID, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, bnkit_H5P_DEFAULT()),
                       "read attribute names of '\(objectPath)'")
             names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
@@ -154,35 +173,35 @@ extension HDF5AttributeHolder {
     /// reads as no strings.
     public func stringArrayAttribute(_ name: String) throws -> [String] {
         let what = "read attribute '\(name)' of '\(objectPath)'"
-        let attribute = Handle(try check(H5Aopen(objectID, name, bnkit_H5P_DEFAULT()), what), close: H5Aclose)
-        let space = Handle(try check(H5Aget_space(attribute.id), what), close: H5Sclose)
-        let count = Int(try check(H5Sget_simple_extent_npoints(space.id), what))
+        let attribute = Handle(try check(h5.H5Aopen(objectID, name, bnkit_H5P_DEFAULT()), what), close: h5.H5Aclose)
+        let space = Handle(try check(h5.H5Aget_space(attribute.id), what), close: h5.H5Sclose)
+        let count = Int(try check(h5.H5Sget_simple_extent_npoints(space.id), what))
         if count == 0 { return [] }
-        let fileType = Handle(try check(H5Aget_type(attribute.id), what), close: H5Tclose)
-        guard H5Tget_class(fileType.id) == H5T_STRING else {
+        let fileType = Handle(try check(h5.H5Aget_type(attribute.id), what), close: h5.H5Tclose)
+        guard h5.H5Tget_class(fileType.id) == H5T_STRING else {
             throw HDF5Error(operation: what, detail: "not a string attribute")
         }
-        let memoryType = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
-        try check(H5Tset_cset(memoryType.id, H5Tget_cset(fileType.id)), what)
-        if try check(H5Tis_variable_str(fileType.id), what) > 0 {
-            try check(H5Tset_size(memoryType.id, bnkit_H5T_VARIABLE()), what)
+        let memoryType = Handle(try check(h5.H5Tcopy(bnkit_H5T_C_S1()), what), close: h5.H5Tclose)
+        try check(h5.H5Tset_cset(memoryType.id, h5.H5Tget_cset(fileType.id)), what)
+        if try check(h5.H5Tis_variable_str(fileType.id), what) > 0 {
+            try check(h5.H5Tset_size(memoryType.id, bnkit_H5T_VARIABLE()), what)
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
-            try check(H5Aread(attribute.id, memoryType.id, &pointers), what)
-            defer { _ = H5Dvlen_reclaim(memoryType.id, space.id, bnkit_H5P_DEFAULT(), &pointers) }
+            try check(h5.H5Aread(attribute.id, memoryType.id, &pointers), what)
+            defer { _ = h5.H5Dvlen_reclaim(memoryType.id, space.id, bnkit_H5P_DEFAULT(), &pointers) }
             return try pointers.map { pointer in
                 guard let pointer else { return "" }
                 return try decodeUTF8(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)), what)
             }
         } else {
-            let size = H5Tget_size(fileType.id)
+            let size = h5.H5Tget_size(fileType.id)
             guard size > 0, size <= 1 << 24, count <= (1 << 28) / size else {
                 throw HDF5Error(operation: what, detail: "implausible string size \(size) × \(count)")
             }
-            try check(H5Tset_size(memoryType.id, size), what)
+            try check(h5.H5Tset_size(memoryType.id, size), what)
             // Same padding as stored: a null-terminated memory type would drop the last character.
-            try check(H5Tset_strpad(memoryType.id, H5T_STR_NULLPAD), what)
+            try check(h5.H5Tset_strpad(memoryType.id, H5T_STR_NULLPAD), what)
             var bytes = [UInt8](repeating: 0, count: size * count)
-            try check(H5Aread(attribute.id, memoryType.id, &bytes), what)
+            try check(h5.H5Aread(attribute.id, memoryType.id, &bytes), what)
             return try (0..<count).map { index in
                 var slice = bytes[(index * size)..<((index + 1) * size)]
                 if let end = slice.firstIndex(of: 0) { slice = slice[slice.startIndex..<end] }
@@ -196,15 +215,15 @@ extension HDF5AttributeHolder {
     public func setStringAttribute(_ name: String, _ value: String) throws {
         let what = "write attribute '\(name)' of '\(objectPath)'"
         try deleteAttributeIfPresent(name)
-        let type = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
-        try check(H5Tset_size(type.id, bnkit_H5T_VARIABLE()), what)
-        try check(H5Tset_cset(type.id, H5T_CSET_UTF8), what)
-        let space = Handle(try check(H5Screate(H5S_SCALAR), what), close: H5Sclose)
-        let attribute = Handle(try check(H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
-                               close: H5Aclose)
+        let type = Handle(try check(h5.H5Tcopy(bnkit_H5T_C_S1()), what), close: h5.H5Tclose)
+        try check(h5.H5Tset_size(type.id, bnkit_H5T_VARIABLE()), what)
+        try check(h5.H5Tset_cset(type.id, H5T_CSET_UTF8), what)
+        let space = Handle(try check(h5.H5Screate(H5S_SCALAR), what), close: h5.H5Sclose)
+        let attribute = Handle(try check(h5.H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                               close: h5.H5Aclose)
         try value.withCString { cString in
             var pointer: UnsafePointer<CChar>? = cString
-            try check(H5Awrite(attribute.id, type.id, &pointer), what)
+            try check(h5.H5Awrite(attribute.id, type.id, &pointer), what)
         }
     }
 
@@ -212,17 +231,17 @@ extension HDF5AttributeHolder {
     public func setStringArrayAttribute(_ name: String, _ values: [String]) throws {
         let what = "write attribute '\(name)' of '\(objectPath)'"
         try deleteAttributeIfPresent(name)
-        let type = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
-        try check(H5Tset_size(type.id, bnkit_H5T_VARIABLE()), what)
-        try check(H5Tset_cset(type.id, H5T_CSET_UTF8), what)
+        let type = Handle(try check(h5.H5Tcopy(bnkit_H5T_C_S1()), what), close: h5.H5Tclose)
+        try check(h5.H5Tset_size(type.id, bnkit_H5T_VARIABLE()), what)
+        try check(h5.H5Tset_cset(type.id, H5T_CSET_UTF8), what)
         var dims = [hsize_t(values.count)]
-        let space = Handle(try check(H5Screate_simple(1, &dims, nil), what), close: H5Sclose)
-        let attribute = Handle(try check(H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
-                               close: H5Aclose)
+        let space = Handle(try check(h5.H5Screate_simple(1, &dims, nil), what), close: h5.H5Sclose)
+        let attribute = Handle(try check(h5.H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                               close: h5.H5Aclose)
         let cStrings = values.map { strdup($0) }
         defer { cStrings.forEach { free($0) } }
         var pointers = cStrings.map { UnsafePointer<CChar>($0) }
-        try check(H5Awrite(attribute.id, type.id, &pointers), what)
+        try check(h5.H5Awrite(attribute.id, type.id, &pointers), what)
     }
 
     /// Writes fixed-length, null-padded ASCII strings (as h5py does for numpy
@@ -233,23 +252,23 @@ extension HDF5AttributeHolder {
         guard !scalar || values.count == 1 else { throw HDF5Error(operation: what, detail: "a scalar needs one string") }
         try deleteAttributeIfPresent(name)
         let width = max(values.map(\.utf8.count).max() ?? 1, 1)
-        let type = Handle(try check(H5Tcopy(bnkit_H5T_C_S1()), what), close: H5Tclose)
-        try check(H5Tset_size(type.id, width), what)
-        try check(H5Tset_strpad(type.id, H5T_STR_NULLPAD), what)
+        let type = Handle(try check(h5.H5Tcopy(bnkit_H5T_C_S1()), what), close: h5.H5Tclose)
+        try check(h5.H5Tset_size(type.id, width), what)
+        try check(h5.H5Tset_strpad(type.id, H5T_STR_NULLPAD), what)
         var dims = [hsize_t(values.count)]
-        let space = Handle(try check(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &dims, nil), what), close: H5Sclose)
-        let attribute = Handle(try check(H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
-                               close: H5Aclose)
+        let space = Handle(try check(scalar ? h5.H5Screate(H5S_SCALAR) : h5.H5Screate_simple(1, &dims, nil), what), close: h5.H5Sclose)
+        let attribute = Handle(try check(h5.H5Acreate2(objectID, name, type.id, space.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
+                               close: h5.H5Aclose)
         var bytes = [UInt8](repeating: 0, count: width * values.count)
         for (index, value) in values.enumerated() {
             for (offset, byte) in value.utf8.enumerated() { bytes[index * width + offset] = byte }
         }
-        try check(H5Awrite(attribute.id, type.id, &bytes), what)
+        try check(h5.H5Awrite(attribute.id, type.id, &bytes), what)
     }
 
     /// Removes an attribute; an error if it does not exist.
     public func deleteAttribute(_ name: String) throws {
-        try check(H5Adelete(objectID, name), "delete attribute '\(name)' of '\(objectPath)'")
+        try check(h5.H5Adelete(objectID, name), "delete attribute '\(name)' of '\(objectPath)'")
     }
 
     private func deleteAttributeIfPresent(_ name: String) throws {
@@ -279,8 +298,8 @@ public final class HDF5Group: HDF5AttributeHolder {
     init(file: HDF5File, path: String) throws {
         self.file = file
         self.path = path
-        handle = Handle(try check(H5Gopen2(file.handle.id, path, bnkit_H5P_DEFAULT()), "open group '\(path)' in '\(file.path)'"),
-                        close: H5Gclose)
+        handle = Handle(try check(h5.H5Gopen2(file.handle.id, path, bnkit_H5P_DEFAULT()), "open group '\(path)' in '\(file.path)'"),
+                        close: h5.H5Gclose)
     }
 
     public var objectID: hid_t { handle.id }
@@ -296,7 +315,7 @@ public final class HDF5Group: HDF5AttributeHolder {
         var prefix = ""
         for component in relativePath.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += prefix.isEmpty ? String(component) : "/" + component
-            let exists = try check(H5Lexists(handle.id, prefix, bnkit_H5P_DEFAULT()), "look up '\(childPath(prefix))'")
+            let exists = try check(h5.H5Lexists(handle.id, prefix, bnkit_H5P_DEFAULT()), "look up '\(childPath(prefix))'")
             if exists <= 0 { return false }
         }
         return !prefix.isEmpty
@@ -309,7 +328,7 @@ public final class HDF5Group: HDF5AttributeHolder {
         for component in relativePath.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += prefix.isEmpty ? String(component) : "/" + component
             var info = H5L_info_t()
-            try check(H5Lget_info(handle.id, prefix, &info, bnkit_H5P_DEFAULT()), "inspect the link '\(childPath(prefix))'")
+            try check(h5.H5Lget_info(handle.id, prefix, &info, bnkit_H5P_DEFAULT()), "inspect the link '\(childPath(prefix))'")
             if info.type != H5L_TYPE_HARD { return false }
         }
         return true
@@ -318,7 +337,7 @@ public final class HDF5Group: HDF5AttributeHolder {
     /// The kind of object at `relativePath`.
     public func childKind(_ relativePath: String) throws -> HDF5ObjectKind {
         var info = H5O_info_t()
-        try check(H5Oget_info_by_name2(handle.id, relativePath, &info, UInt32(H5O_INFO_BASIC), bnkit_H5P_DEFAULT()),
+        try check(h5.H5Oget_info_by_name2(handle.id, relativePath, &info, UInt32(H5O_INFO_BASIC), bnkit_H5P_DEFAULT()),
                   "inspect '\(childPath(relativePath))'")
         switch info.type {
         case H5O_TYPE_GROUP: return .group
@@ -341,10 +360,10 @@ public final class HDF5Group: HDF5AttributeHolder {
     @discardableResult
     public func createGroup(_ relativePath: String) throws -> HDF5Group {
         let what = "create group '\(childPath(relativePath))'"
-        let linkProperties = Handle(try check(H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: H5Pclose)
-        try check(H5Pset_create_intermediate_group(linkProperties.id, 1), what)
-        let id = try check(H5Gcreate2(handle.id, relativePath, linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what)
-        _ = H5Gclose(id)
+        let linkProperties = Handle(try check(h5.H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: h5.H5Pclose)
+        try check(h5.H5Pset_create_intermediate_group(linkProperties.id, 1), what)
+        let id = try check(h5.H5Gcreate2(handle.id, relativePath, linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what)
+        _ = h5.H5Gclose(id)
         return try group(relativePath)
     }
 
@@ -373,34 +392,34 @@ public final class HDF5Group: HDF5AttributeHolder {
         guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == count else {
             throw HDF5Error(operation: what, detail: "shape \(shape) does not hold \(count) values")
         }
-        let linkProperties = Handle(try check(H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: H5Pclose)
-        try check(H5Pset_create_intermediate_group(linkProperties.id, 1), what)
+        let linkProperties = Handle(try check(h5.H5Pcreate(bnkit_H5P_LINK_CREATE()), what), close: h5.H5Pclose)
+        try check(h5.H5Pset_create_intermediate_group(linkProperties.id, 1), what)
         var dims = shape.map { hsize_t($0) }
-        let space = Handle(try check(H5Screate_simple(Int32(dims.count), &dims, nil), what), close: H5Sclose)
-        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, fileType, space.id,
+        let space = Handle(try check(h5.H5Screate_simple(Int32(dims.count), &dims, nil), what), close: h5.H5Sclose)
+        let dataset = Handle(try check(h5.H5Dcreate2(handle.id, relativePath, fileType, space.id,
                                                   linkProperties.id, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), what),
-                             close: H5Dclose)
-        try check(H5Dwrite(dataset.id, memoryType, bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(), values), what)
+                             close: h5.H5Dclose)
+        try check(h5.H5Dwrite(dataset.id, memoryType, bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(), values), what)
         return try self.dataset(relativePath)
     }
 
     /// Copies the object at `relativePath` (a group with everything in it, or
     /// a dataset, attributes included) into `destination` under `name`.
     public func copy(_ relativePath: String, to destination: HDF5Group, as name: String) throws {
-        try check(H5Ocopy(handle.id, relativePath, destination.handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()),
+        try check(h5.H5Ocopy(handle.id, relativePath, destination.handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()),
                   "copy '\(childPath(relativePath))' to '\(destination.file.path)'")
     }
 
     /// The names of the links directly in this group, in name order.
     public func childNames() throws -> [String] {
         var info = H5G_info_t()
-        try check(H5Gget_info(handle.id, &info), "list '\(path)'")
+        try check(h5.H5Gget_info(handle.id, &info), "list '\(path)'")
         var names: [String] = []
         for index in 0..<info.nlinks {
-            let length = try check(H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, bnkit_H5P_DEFAULT()),
+            let length = try check(h5.H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, nil, 0, bnkit_H5P_DEFAULT()),
                                    "list '\(path)'")
             var buffer = [CChar](repeating: 0, count: Int(length) + 1)
-            try check(H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, bnkit_H5P_DEFAULT()),
+            try check(h5.H5Lget_name_by_idx(handle.id, ".", H5_INDEX_NAME, H5_ITER_INC, index, &buffer, buffer.count, bnkit_H5P_DEFAULT()),
                       "list '\(path)'")
             names.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
@@ -409,19 +428,19 @@ public final class HDF5Group: HDF5AttributeHolder {
 
     /// Creates a soft link `name` pointing at `target` (a path in this file).
     public func createSoftLink(_ name: String, to target: String) throws {
-        try check(H5Lcreate_soft(target, handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), "create the soft link '\(childPath(name))'")
+        try check(h5.H5Lcreate_soft(target, handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), "create the soft link '\(childPath(name))'")
     }
 
     /// Creates an external link `name` pointing at `object` in the file `file`.
     public func createExternalLink(_ name: String, file: String, object: String) throws {
-        try check(H5Lcreate_external(file, object, handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()),
+        try check(h5.H5Lcreate_external(file, object, handle.id, name, bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()),
                   "create the external link '\(childPath(name))'")
     }
 
     /// How a dataset is stored, for files that exercise readers.
     public enum Storage: Sendable {
         case contiguous
-        /// Raw data in another file (`H5Pset_external`).
+        /// Raw data in another file (`h5.H5Pset_external`).
         case external(file: String)
         /// Chunked with the Fletcher-32 checksum filter.
         case fletcher32
@@ -432,33 +451,33 @@ public final class HDF5Group: HDF5AttributeHolder {
     /// Creates a float32 dataset stored as `storage`.
     public func createFloatDataset(_ relativePath: String, shape: [Int], values: [Float], storage: Storage) throws {
         let what = "create dataset '\(childPath(relativePath))'"
-        let properties = Handle(try check(H5Pcreate(bnkit_H5P_DATASET_CREATE()), what), close: H5Pclose)
+        let properties = Handle(try check(h5.H5Pcreate(bnkit_H5P_DATASET_CREATE()), what), close: h5.H5Pclose)
         var chunk = shape.map { hsize_t(max($0, 1)) }
         switch storage {
         case .contiguous: break
         case .external(let file):
-            try check(H5Pset_external(properties.id, file, 0, hsize_t(values.count * 4)), what)
+            try check(h5.H5Pset_external(properties.id, file, 0, hsize_t(values.count * 4)), what)
         case .fletcher32:
-            try check(H5Pset_chunk(properties.id, Int32(chunk.count), &chunk), what)
-            try check(H5Pset_fletcher32(properties.id), what)
+            try check(h5.H5Pset_chunk(properties.id, Int32(chunk.count), &chunk), what)
+            try check(h5.H5Pset_fletcher32(properties.id), what)
         case .deflate:
-            try check(H5Pset_chunk(properties.id, Int32(chunk.count), &chunk), what)
-            try check(H5Pset_shuffle(properties.id), what)
-            try check(H5Pset_deflate(properties.id, 4), what)
+            try check(h5.H5Pset_chunk(properties.id, Int32(chunk.count), &chunk), what)
+            try check(h5.H5Pset_shuffle(properties.id), what)
+            try check(h5.H5Pset_deflate(properties.id, 4), what)
         }
         var dims = shape.map { hsize_t($0) }
-        let space = Handle(try check(H5Screate_simple(Int32(dims.count), &dims, nil), what), close: H5Sclose)
-        let dataset = Handle(try check(H5Dcreate2(handle.id, relativePath, bnkit_H5T_IEEE_F32LE(), space.id,
-                                                  bnkit_H5P_DEFAULT(), properties.id, bnkit_H5P_DEFAULT()), what), close: H5Dclose)
-        try values.withUnsafeBufferPointer { buffer in
-            try check(H5Dwrite(dataset.id, bnkit_H5T_NATIVE_FLOAT(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+        let space = Handle(try check(h5.H5Screate_simple(Int32(dims.count), &dims, nil), what), close: h5.H5Sclose)
+        let dataset = Handle(try check(h5.H5Dcreate2(handle.id, relativePath, bnkit_H5T_IEEE_F32LE(), space.id,
+                                                  bnkit_H5P_DEFAULT(), properties.id, bnkit_H5P_DEFAULT()), what), close: h5.H5Dclose)
+        _ = try values.withUnsafeBufferPointer { buffer in
+            try check(h5.H5Dwrite(dataset.id, bnkit_H5T_NATIVE_FLOAT(), bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
                                buffer.baseAddress), what)
         }
     }
 
     /// Removes the link `relativePath` (the object goes when nothing else links to it).
     public func deleteLink(_ relativePath: String) throws {
-        try check(H5Ldelete(handle.id, relativePath, bnkit_H5P_DEFAULT()), "delete '\(childPath(relativePath))'")
+        try check(h5.H5Ldelete(handle.id, relativePath, bnkit_H5P_DEFAULT()), "delete '\(childPath(relativePath))'")
     }
 }
 
@@ -472,8 +491,8 @@ public final class HDF5Dataset: HDF5AttributeHolder {
     init(file: HDF5File, path: String) throws {
         self.file = file
         self.path = path
-        handle = Handle(try check(H5Dopen2(file.handle.id, path, bnkit_H5P_DEFAULT()), "open dataset '\(path)'"),
-                        close: H5Dclose)
+        handle = Handle(try check(h5.H5Dopen2(file.handle.id, path, bnkit_H5P_DEFAULT()), "open dataset '\(path)'"),
+                        close: h5.H5Dclose)
     }
 
     public var objectID: hid_t { handle.id }
@@ -482,11 +501,11 @@ public final class HDF5Dataset: HDF5AttributeHolder {
     /// The dataset's dimensions (empty for a scalar).
     public func shape() throws -> [Int] {
         let what = "read the shape of '\(path)'"
-        let space = Handle(try check(H5Dget_space(handle.id), what), close: H5Sclose)
-        let rank = Int(try check(H5Sget_simple_extent_ndims(space.id), what))
+        let space = Handle(try check(h5.H5Dget_space(handle.id), what), close: h5.H5Sclose)
+        let rank = Int(try check(h5.H5Sget_simple_extent_ndims(space.id), what))
         guard rank <= 32 else { throw HDF5Error(operation: what, detail: "rank \(rank) is too large") }
         var dims = [hsize_t](repeating: 0, count: rank)
-        try check(H5Sget_simple_extent_dims(space.id, &dims, nil), what)
+        try check(h5.H5Sget_simple_extent_dims(space.id, &dims, nil), what)
         return dims.map { Int(clamping: $0) }
     }
 
@@ -496,19 +515,19 @@ public final class HDF5Dataset: HDF5AttributeHolder {
     /// read other files) and any other filter are refused.
     public func storageProblem() throws -> String? {
         let what = "inspect the storage of '\(path)'"
-        let properties = Handle(try check(H5Dget_create_plist(handle.id), what), close: H5Pclose)
-        let layout = H5Pget_layout(properties.id)
+        let properties = Handle(try check(h5.H5Dget_create_plist(handle.id), what), close: h5.H5Pclose)
+        let layout = h5.H5Pget_layout(properties.id)
         if layout == H5D_VIRTUAL { return "a virtual dataset (its data lives in other datasets or files)" }
         if layout.rawValue < 0 { return "an unreadable storage layout" }
-        let external = try check(H5Pget_external_count(properties.id), what)
+        let external = try check(h5.H5Pget_external_count(properties.id), what)
         if external > 0 { return "external raw storage (its data lives in other files)" }
-        let filters = try check(H5Pget_nfilters(properties.id), what)
+        let filters = try check(h5.H5Pget_nfilters(properties.id), what)
         for index in 0..<filters {
             var flags: UInt32 = 0
             var count = 0
             var name = [CChar](repeating: 0, count: 64)
             var config: UInt32 = 0
-            let filter = H5Pget_filter2(properties.id, UInt32(index), &flags, &count, nil, name.count, &name, &config)
+            let filter = h5.H5Pget_filter2(properties.id, UInt32(index), &flags, &count, nil, name.count, &name, &config)
             // 1: deflate (gzip), 2: shuffle.
             if filter != 1 && filter != 2 {
                 return "the HDF5 filter \(filter) (only deflate and shuffle are accepted)"
@@ -519,8 +538,8 @@ public final class HDF5Dataset: HDF5AttributeHolder {
 
     /// The class of the stored values.
     public func valueClass() throws -> HDF5ValueClass {
-        let type = Handle(try check(H5Dget_type(handle.id), "read the type of '\(path)'"), close: H5Tclose)
-        switch H5Tget_class(type.id) {
+        let type = Handle(try check(h5.H5Dget_type(handle.id), "read the type of '\(path)'"), close: h5.H5Tclose)
+        switch h5.H5Tget_class(type.id) {
         case H5T_FLOAT: return .float
         case H5T_INTEGER: return .integer
         case H5T_STRING: return .string
@@ -554,8 +573,8 @@ public final class HDF5Dataset: HDF5AttributeHolder {
         }
         var values = [Value](repeating: zero, count: count)
         if count > 0 {
-            try values.withUnsafeMutableBufferPointer { buffer in
-                try check(H5Dread(handle.id, memoryType, bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
+            _ = try values.withUnsafeMutableBufferPointer { buffer in
+                try check(h5.H5Dread(handle.id, memoryType, bnkit_H5S_ALL(), bnkit_H5S_ALL(), bnkit_H5P_DEFAULT(),
                                   buffer.baseAddress), what)
             }
         }

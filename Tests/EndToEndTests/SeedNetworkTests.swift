@@ -52,6 +52,22 @@ final class SeedNetworkTests: XCTestCase {
         }
     }
 
+    /// libhdf5 (and the libraries it needs) is opened only for HDF5 files: a .bin runs
+    /// without it. The dynamic loader's own log (LD_DEBUG=files) lists what was loaded.
+    func testHDF5IsLoadedOnlyForHDF5Files() throws {
+        let folder = try temporaryFolder()
+        let bin = folder.appendingPathComponent("m.bin").path
+        let reference = try KerasReference(producer: "keras3")
+        XCTAssertEqual(try runTool("bnconv", ["fold", reference.modelPath, "-o", bin]).status, 0)
+        let fromBin = try runTool("bnrun", [bin, TestPaths.testImages, "--format", "summary"], environment: ["LD_DEBUG": "files"])
+        XCTAssertEqual(fromBin.status, 0)
+        XCTAssertTrue(fromBin.stderr.contains("libswiftCore") || fromBin.stderr.contains("libc.so"), "no loader log: \(fromBin.stderr.prefix(300))")
+        XCTAssertFalse(fromBin.stderr.contains("libhdf5"), "libhdf5 was loaded for a .bin model")
+        let fromH5 = try runTool("bnrun", [reference.modelPath, TestPaths.testImages, "--format", "summary"], environment: ["LD_DEBUG": "files"])
+        XCTAssertEqual(fromH5.status, 0)
+        XCTAssertTrue(fromH5.stderr.contains("libhdf5"), "libhdf5 was not loaded for an .h5 model")
+    }
+
     func testUnfoldedH5AndFoldedBinAgree() throws {
         for producer in KerasReference.producers {
             let reference = try KerasReference(producer: producer)

@@ -70,10 +70,13 @@ public struct ToolRun {
 }
 
 /// Runs `bnconv` or `bnrun` from the build folder.
-public func runTool(_ name: String, _ arguments: [String]) throws -> ToolRun {
+public func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolRun {
     let process = Process()
     process.executableURL = TestPaths.productsFolder.appendingPathComponent(name)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
