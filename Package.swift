@@ -84,6 +84,6 @@ let package = Package(
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "TestSupport", "bnconv", "bnrun"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun"]),
     ]
 )

@@ -46,7 +46,7 @@ public struct InferenceResult: Sendable {
 
 /// Runs `graph` over the images of an IDX file, a tile at a time.
 public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, scale: InputScale?,
-                         tileSize: Int = 1024, threads: Int = 1) throws -> InferenceResult {
+                         tileSize: Int = 1024, threads: Int = 1, showProgress: Bool = false) throws -> InferenceResult {
     let executor = try Executor(graph: graph)
     // Images are streamed a tile at a time: memory stays flat however large the file.
     let images = try IDXStream(path: imagesPath)
@@ -68,12 +68,15 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
     var outputs = [Float](repeating: 0, count: images.itemCount * executor.outputSize)
     // The next tile is read (and inflated) on another thread while this one runs.
     let reader = TileReader(images, tileSize: tileSize, scale: scale)
+    let progress = ProgressLine(total: images.itemCount, unit: "images", enabled: showProgress)
+    defer { progress.finish() }
     var done = 0
     try outputs.withUnsafeMutableBufferPointer { all in
         while try reader.next({ tile in
             let count = tile.count / executor.inputSize * executor.outputSize
             try executor.run(tile, into: UnsafeMutableBufferPointer(rebasing: all[done..<(done + count)]), threads: threads)
             done += count
+            progress.update(done / max(executor.outputSize, 1))
         }) {}
     }
     return InferenceResult(outputs: outputs, outputSize: executor.outputSize,

@@ -74,7 +74,7 @@ struct BNRun: ParsableCommand {
                 return
             }
             let result = try runInference(graph: graph, imagesPath: images, labelsPath: labels, scale: scale.flatMap(InputScale.init),
-                                          tileSize: batch, threads: threads)
+                                          tileSize: batch, threads: threads, showProgress: isatty(STDERR_FILENO) == 1)
             let report = ReportFormat(rawValue: format)!.render(result)
             if let output {
                 try AtomicFile.write(Data(report.utf8), to: output)
