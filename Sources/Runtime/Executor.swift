@@ -191,7 +191,9 @@ public final class Executor: @unchecked Sendable {
         self.outputSize = outputShape.reduce(1, *)
         self.inputIndex = index[input.name]!
         self.outputIndex = index[graph.outputs[0]]!
-        let largest = max(sizes.max() ?? 1, 1)
+        // Only buffers steps write count (a conv output pooled as it is computed never exists).
+        let nodeSizes = sizes, written = Set(steps.map(\.destination) + [index[input.name]!])
+        let largest = max(written.map { nodeSizes[$0] }.max() ?? 1, 1)
         self.tileSize = min(256, max(8, (1 << 18) / largest))
     }
 
@@ -365,7 +367,7 @@ public final class Executor: @unchecked Sendable {
             }
         case let .conv2d(kernel, bias, geometry, groups, activation):
             if groups == 1 {
-                let scratch = arena.scratch(geometry.outHeight * geometry.outWidth * geometry.kernelHeight * geometry.kernelWidth * geometry.inChannels)
+                let scratch = arena.scratch(Kernels.patchScratch(geometry, batch: batch))
                 kernel.withUnsafeBufferPointer { w in
                     optional(bias) { b in
                         Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation,

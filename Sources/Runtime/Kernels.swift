@@ -58,13 +58,19 @@ package enum Kernels {
             bnk_gemm(Int32(batch * pixels), Int32(g.outChannels), Int32(g.inChannels), input, Int32(g.inChannels), kernel, bias,
                      output, Int32(g.outChannels), code)
         } else {
-            for b in 0..<batch {
-                let image = input + b * inImage
-                bnk_im2col(image, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(g.kernelHeight), Int32(g.kernelWidth),
-                           Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY), Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft),
-                           Int32(g.outHeight), Int32(g.outWidth), scratch)
-                bnk_gemm(Int32(pixels), Int32(g.outChannels), Int32(depth), scratch, Int32(depth), kernel, bias,
-                         output + b * pixels * g.outChannels, Int32(g.outChannels), code)
+            // The patches of several images in one GEMM: whole row blocks for the
+            // microkernel instead of a ragged last block per image.
+            let group = imagesPerPatchMatrix(g, batch: batch)
+            for first in stride(from: 0, to: batch, by: group) {
+                let count = min(group, batch - first)
+                for i in 0..<count {
+                    bnk_im2col(input + (first + i) * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
+                               Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
+                               Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
+                               scratch + i * pixels * depth)
+                }
+                bnk_gemm(Int32(count * pixels), Int32(g.outChannels), Int32(depth), scratch, Int32(depth), kernel, bias,
+                         output + first * pixels * g.outChannels, Int32(g.outChannels), code)
             }
         }
         if fusedCode(activation) == nil {
@@ -143,6 +149,17 @@ package enum Kernels {
         bnk_conv3x3_winograd(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(g.outHeight),
                              Int32(g.outWidth), Int32(g.padTop), Int32(g.padLeft), transformed, bias, Int32(g.outChannels),
                              fusedCode(activation)!, pool ? 1 : 0, output, scratch)
+    }
+
+    /// How many images' patch matrices `conv2dGEMM` builds at once: up to 512 KiB of them.
+    static func imagesPerPatchMatrix(_ g: Spatial, batch: Int) -> Int {
+        let perImage = max(1, g.outHeight * g.outWidth * g.kernelHeight * g.kernelWidth * g.inChannels)
+        return max(1, min(batch, (128 * 1024) / perImage))
+    }
+
+    /// Scratch floats `conv2dGEMM` needs for a batch.
+    static func patchScratch(_ g: Spatial, batch: Int) -> Int {
+        imagesPerPatchMatrix(g, batch: batch) * g.outHeight * g.outWidth * g.kernelHeight * g.kernelWidth * g.inChannels
     }
 
     /// Geometry of a spatial op on one image.
