@@ -168,7 +168,8 @@ public enum BNFolder {
         func fold(_ kernel: Tensor, _ bias: Tensor?) throws -> (Tensor, Tensor) {
             let channels = scale.count
             let values = kernel.values.enumerated().map { Float(Double($1) * scale[$0 % channels]) }
-            let b = (0..<channels).map { Float(Double(bias?.values[$0] ?? 0) * scale[$0] + shift[$0]) }
+            let biasValues = bias?.values
+            let b = (0..<channels).map { Float(Double(biasValues?[$0] ?? 0) * scale[$0] + shift[$0]) }
             return (try Tensor(shape: kernel.shape, values: values), Tensor(b))
         }
         switch op {
@@ -192,7 +193,8 @@ public enum BNFolder {
         case .dense(var d):
             let units = d.units
             var kernel = d.kernel.values
-            var bias = (0..<units).map { Double(d.bias?.values[$0] ?? 0) }
+            let biasValues = d.bias?.values
+            var bias = (0..<units).map { Double(biasValues?[$0] ?? 0) }
             for i in 0..<d.inputs {
                 for o in 0..<units {
                     let w = Double(kernel[i * units + o])
@@ -206,7 +208,8 @@ public enum BNFolder {
         case .conv2d(var c):
             let out = c.outputChannels, perGroup = c.kernel.shape[2], outPerGroup = out / c.groups
             var kernel = c.kernel.values
-            var bias = (0..<out).map { Double(c.bias?.values[$0] ?? 0) }
+            let biasValues = c.bias?.values
+            var bias = (0..<out).map { Double(biasValues?[$0] ?? 0) }
             for flat in 0..<kernel.count {
                 let o = flat % out
                 let j = (flat / out) % perGroup

@@ -258,7 +258,7 @@ struct LayerTranslator {
         let channels = inputShape.last ?? 1
         let mean: [Double], variance: [Double]
         if weights.count >= 2 {
-            guard weights[0].values.count == channels, weights[1].values.count == channels else {
+            guard weights[0].count == channels, weights[1].count == channels else {
                 throw KerasFileError.badWeights(path: path, layer: layer.name, detail: "mean and variance must have \(channels) values")
             }
             mean = weights[0].values.map(Double.init)

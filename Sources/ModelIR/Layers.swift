@@ -111,16 +111,18 @@ public struct BatchNorm: Equatable, Sendable {
     public func affineCoefficients() throws -> (scale: [Double], shift: [Double]) {
         var scale = [Double](repeating: 0, count: channels)
         var shift = [Double](repeating: 0, count: channels)
+        let variances = movingVariance.values, means = movingMean.values
+        let gammas = gamma?.values, betas = beta?.values
         for c in 0..<channels {
-            let variance = Double(movingVariance.values[c]) + epsilon
+            let variance = Double(variances[c]) + epsilon
             guard variance > 0, variance.isFinite else {
                 throw ModelError.badAttribute(name: "moving_variance[\(c)] + epsilon", value: "\(variance)")
             }
-            let g = gamma.map { Double($0.values[c]) } ?? 1
-            let b = beta.map { Double($0.values[c]) } ?? 0
+            let g = gammas.map { Double($0[c]) } ?? 1
+            let b = betas.map { Double($0[c]) } ?? 0
             let s = g / variance.squareRoot()
             scale[c] = s
-            shift[c] = b - Double(movingMean.values[c]) * s
+            shift[c] = b - Double(means[c]) * s
         }
         return (scale, shift)
     }
@@ -341,7 +343,7 @@ public enum Op: Equatable, Sendable {
 
     /// The number of scalar parameters.
     public var parameterCount: Int {
-        weights.reduce(0) { $0 + $1.tensor.values.count }
+        weights.reduce(0) { $0 + $1.tensor.count }
     }
 }
 

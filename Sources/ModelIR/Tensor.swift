@@ -1,9 +1,60 @@
-/// A dense float32 tensor in row-major order.
+/// Float32 values that live in memory another object owns and keeps alive
+/// (a memory-mapped model file): tensors use them in place, without a copy.
+/// The memory must not change while any tensor refers to it.
+public final class FloatView: @unchecked Sendable {
+    public let base: UnsafePointer<Float>
+    public let count: Int
+    private let owner: AnyObject
+
+    public init(base: UnsafePointer<Float>, count: Int, owner: AnyObject) {
+        self.base = base
+        self.count = count
+        self.owner = owner
+    }
+}
+
+/// A dense float32 tensor in row-major order: its own array, or a view of
+/// values held elsewhere (weights used in place from a mapped file).
 public struct Tensor: Equatable, Sendable {
     /// The dimensions, outermost first.
     public let shape: [Int]
-    /// `shape.reduce(1, *)` values, row-major.
-    public let values: [Float]
+    private let storage: Storage
+
+    private enum Storage: Sendable {
+        case owned([Float])
+        case view(FloatView)
+    }
+
+    /// `shape.reduce(1, *)` values, row-major (a copy when the tensor is a view:
+    /// bind it once rather than indexing it in a loop; see `withUnsafeValues`).
+    public var values: [Float] {
+        switch storage {
+        case .owned(let values): values
+        case .view(let view): Array(UnsafeBufferPointer(start: view.base, count: view.count))
+        }
+    }
+
+    /// The number of values.
+    public var count: Int {
+        switch storage {
+        case .owned(let values): values.count
+        case .view(let view): view.count
+        }
+    }
+
+    /// Whether the values are used in place from memory the tensor does not own.
+    public var isView: Bool {
+        if case .view = storage { return true }
+        return false
+    }
+
+    /// Calls `body` with the values, without copying them.
+    public func withUnsafeValues<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        switch storage {
+        case .owned(let values): try values.withUnsafeBufferPointer(body)
+        case .view(let view): try body(UnsafeBufferPointer(start: view.base, count: view.count))
+        }
+    }
 
     /// Creates a tensor; `values.count` must equal the product of `shape`.
     public init(shape: [Int], values: [Float]) throws {
@@ -11,13 +62,28 @@ public struct Tensor: Equatable, Sendable {
             throw ModelError.tensorSizeMismatch(shape: shape, count: values.count)
         }
         self.shape = shape
-        self.values = values
+        self.storage = .owned(values)
+    }
+
+    /// A tensor over values held in place; `view.count` must equal the product of `shape`.
+    public init(shape: [Int], view: FloatView) throws {
+        guard let count = Tensor.elementCount(shape), count == view.count else {
+            throw ModelError.tensorSizeMismatch(shape: shape, count: view.count)
+        }
+        self.shape = shape
+        self.storage = .view(view)
     }
 
     /// A one-dimensional tensor.
     public init(_ values: [Float]) {
         self.shape = [values.count]
-        self.values = values
+        self.storage = .owned(values)
+    }
+
+    /// Same shape and equal values (Float's `==`: 0 equals -0, NaN equals nothing).
+    public static func == (a: Tensor, b: Tensor) -> Bool {
+        guard a.shape == b.shape, a.count == b.count else { return false }
+        return a.withUnsafeValues { x in b.withUnsafeValues { y in x.elementsEqual(y) } }
     }
 
     /// The number of elements of `shape`, or nil when a dimension is
@@ -35,8 +101,8 @@ public struct Tensor: Equatable, Sendable {
 
     /// Whether both tensors have the same shape and bit-identical values.
     public func isBitIdentical(to other: Tensor) -> Bool {
-        shape == other.shape && values.count == other.values.count
-            && zip(values, other.values).allSatisfy { $0.bitPattern == $1.bitPattern }
+        guard shape == other.shape, count == other.count else { return false }
+        return withUnsafeValues { x in other.withUnsafeValues { y in x.elementsEqual(y) { $0.bitPattern == $1.bitPattern } } }
     }
 }
 

@@ -3,27 +3,65 @@ import Foundation
 import ModelIR
 
 extension NativeFormat {
-    /// Reads and fully validates a native model file.
+    /// Reads and fully validates a native model file. The file is memory-mapped
+    /// and its float32 weights are used in place (the tensors are views of the
+    /// mapping, which lives as long as they do); nothing is copied but the header.
     public static func read(path: String) throws(NativeFormatError) -> NativeModel {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
+        guard let file = MappedFile(path: path) else {
             throw .unreadable(path: path, detail: FileManager.default.fileExists(atPath: path) ? "permission denied or not a regular file" : "no such file")
         }
-        return try decode(data, path: path)
+        return try Decoder(bytes: file.bytes, owner: file, path: path).decode()
     }
 
     /// Decodes a file image; `path` is used in errors only. Every count,
     /// offset, size and checksum is checked before use.
     public static func decode(_ data: Data, path: String = "<memory>") throws(NativeFormatError) -> NativeModel {
-        let bytes = data.withUnsafeBytes { [UInt8]($0) }
-        return try Decoder(bytes: bytes, path: path).decode()
+        let copy = AlignedBytes(data)
+        return try Decoder(bytes: copy.bytes, owner: copy, path: path).decode()
     }
 }
 
+/// A file mapped read-only into memory (unmapped when the last user goes).
+final class MappedFile {
+    let bytes: UnsafeRawBufferPointer
+
+    init?(path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let size = Int(status.st_size)
+        if size == 0 {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else { return nil }
+        bytes = UnsafeRawBufferPointer(start: address, count: size)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+    }
+}
+
+/// A copy of a file image in 64-byte-aligned memory (for `decode(_:)`).
+final class AlignedBytes {
+    let bytes: UnsafeRawBufferPointer
+
+    init(_ data: Data) {
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(data.count, 1), alignment: NativeFormat.alignment)
+        data.copyBytes(to: memory.bindMemory(to: UInt8.self), count: data.count)
+        bytes = UnsafeRawBufferPointer(rebasing: memory[0..<data.count])
+    }
+
+    deinit { bytes.baseAddress.map { UnsafeMutableRawPointer(mutating: $0).deallocate() } }
+}
+
 private struct Decoder {
-    let bytes: [UInt8]
+    let bytes: UnsafeRawBufferPointer
+    /// Keeps `bytes` alive for the tensors that view them.
+    let owner: AnyObject
     let path: String
 
     func u32(_ offset: Int) -> UInt32 {
@@ -39,7 +77,7 @@ private struct Decoder {
     func decode() throws(NativeFormatError) -> NativeModel {
         let size = bytes.count
         guard size >= NativeFormat.magic.count, Array(bytes[0..<8]) == NativeFormat.magic else {
-            if size < NativeFormat.magic.count && bytes == Array(NativeFormat.magic.prefix(size)) {
+            if size < NativeFormat.magic.count && Array(bytes) == Array(NativeFormat.magic.prefix(size)) {
                 throw .tooShort(path: path, size: size)
             }
             throw .badMagic(path: path)
@@ -86,8 +124,14 @@ private struct Decoder {
 
     /// Checks every tensor's type, shape, size, alignment and bounds, and
     /// that no two overlap; returns their values.
-    private func validateTensors(_ table: [TensorJSON], dataLength: Int, dataStart: Int) throws(NativeFormatError) -> [NamedArray] {
-        var arrays: [NamedArray] = []
+    /// A validated tensor: float32 (in place where it can be) or int64.
+    enum Decoded {
+        case float32(Tensor)
+        case int64(NamedArray)
+    }
+
+    private func validateTensors(_ table: [TensorJSON], dataLength: Int, dataStart: Int) throws(NativeFormatError) -> [Decoded] {
+        var arrays: [Decoded] = []
         arrays.reserveCapacity(table.count)
         for entry in table {
             func bad(_ detail: String) -> NativeFormatError { .badTensor(path: path, tensor: entry.name, detail: detail) }
@@ -100,18 +144,30 @@ private struct Decoder {
             let (end, endOverflow) = entry.offset.addingReportingOverflow(entry.length)
             guard !endOverflow, end <= dataLength else { throw bad("bytes \(entry.offset)..<\(end) lie outside the \(dataLength)-byte data section") }
             let base = dataStart + entry.offset
-            let values: NamedArray.Values
             if width == 4 {
-                values = .float32((0..<count).map { i in
-                    let o = base + 4 * i
-                    return Float(bitPattern: UInt32(bytes[o]) | UInt32(bytes[o + 1]) << 8 | UInt32(bytes[o + 2]) << 16 | UInt32(bytes[o + 3]) << 24)
-                })
+                let start = bytes.baseAddress.map { $0 + base }
+                #if _endian(little)
+                let inPlace = start.map { Int(bitPattern: $0) % MemoryLayout<Float>.alignment == 0 } ?? false
+                #else
+                let inPlace = false
+                #endif
+                if inPlace, let start {
+                    // Little-endian float32 at a 64-byte-aligned offset: the weights as they lie in the file.
+                    let view = FloatView(base: start.assumingMemoryBound(to: Float.self), count: count, owner: owner)
+                    do { arrays.append(.float32(try Tensor(shape: entry.shape, view: view))) } catch { throw bad("\(error)") }
+                } else {
+                    let values = (0..<count).map { i in
+                        let o = base + 4 * i
+                        return Float(bitPattern: UInt32(bytes[o]) | UInt32(bytes[o + 1]) << 8 | UInt32(bytes[o + 2]) << 16 | UInt32(bytes[o + 3]) << 24)
+                    }
+                    do { arrays.append(.float32(try Tensor(shape: entry.shape, values: values))) } catch { throw bad("\(error)") }
+                }
             } else {
-                values = .int64((0..<count).map { i in
+                let values = (0..<count).map { i in
                     (0..<8).reduce(Int64(0)) { $0 | Int64(bytes[base + 8 * i + $1]) << (8 * Int64($1)) }
-                })
+                }
+                do { arrays.append(.int64(try NamedArray(name: entry.name, shape: entry.shape, values: .int64(values)))) } catch { throw bad("\(error)") }
             }
-            do { arrays.append(try NamedArray(name: entry.name, shape: entry.shape, values: values)) } catch { throw bad("\(error)") }
         }
         let sorted = table.indices.sorted { table[$0].offset < table[$1].offset }
         for (a, b) in zip(sorted, sorted.dropFirst()) where table[a].offset + table[a].length > table[b].offset {
@@ -120,7 +176,7 @@ private struct Decoder {
         return arrays
     }
 
-    private func buildGraph(_ json: GraphJSON, arrays: [NamedArray], state: [Int], table: [TensorJSON])
+    private func buildGraph(_ json: GraphJSON, arrays: [Decoded], state: [Int], table: [TensorJSON])
         throws(NativeFormatError) -> (Graph, [NamedArray]) {
         var used = [Bool](repeating: false, count: arrays.count)
         var stateArrays: [NamedArray] = []
@@ -129,7 +185,14 @@ private struct Decoder {
                 throw .badGraph(path: path, detail: "state tensor index \(index) is out of range or used twice")
             }
             used[index] = true
-            stateArrays.append(arrays[index])
+            switch arrays[index] {
+            case .float32(let tensor):
+                do { stateArrays.append(try NamedArray(name: table[index].name, shape: tensor.shape, values: .float32(tensor.values))) } catch {
+                    throw .badGraph(path: path, detail: "state tensor '\(table[index].name)': \(error)")
+                }
+            case .int64(let array):
+                stateArrays.append(array)
+            }
         }
         var nodes: [Node] = []
         for node in json.nodes {
@@ -140,12 +203,11 @@ private struct Decoder {
                 guard arrays.indices.contains(index) else { throw bad("tensor index \(index) is out of range") }
                 guard !used[index] else { throw bad("tensor '\(table[index].name)' is used twice") }
                 used[index] = true
-                guard case .float32(let values) = arrays[index].values,
-                      let tensor = try? Tensor(shape: arrays[index].shape, values: values) else {
+                guard case .float32(let tensor) = arrays[index] else {
                     throw bad("tensor '\(table[index].name)' is not float32")
                 }
-                if let position = values.firstIndex(where: { !$0.isFinite }) {
-                    throw bad("tensor '\(table[index].name)' holds a non-finite value (\(values[position])) at index \(position)")
+                if let (position, value) = tensor.withUnsafeValues({ values in values.firstIndex { !$0.isFinite }.map { ($0, values[$0]) } }) {
+                    throw bad("tensor '\(table[index].name)' holds a non-finite value (\(value)) at index \(position)")
                 }
                 weights[role] = tensor
             }

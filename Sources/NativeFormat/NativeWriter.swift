@@ -15,7 +15,7 @@ extension NativeFormat {
                 let padding = (alignment - data.count % alignment) % alignment
                 data.append(Data(count: padding))
                 tensors.append(TensorJSON(name: "\(node.name)/\(role.rawValue)", dtype: "float32", shape: tensor.shape,
-                                          offset: data.count, length: tensor.values.count * 4))
+                                          offset: data.count, length: tensor.count * 4))
                 var littleEndian = tensor.values.map { $0.bitPattern.littleEndian }
                 data.append(Data(bytes: &littleEndian, count: littleEndian.count * 4))
                 refs[role.rawValue] = tensors.count - 1

@@ -39,14 +39,14 @@ public final class Executor: @unchecked Sendable {
     private let tileSize: Int
 
     private enum Kind {
-        case dense(kernel: [Float], bias: [Float]?, inputs: Int, units: Int, activation: ActivationKind)
-        case conv2d(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
+        case dense(kernel: Tensor, bias: Tensor?, inputs: Int, units: Int, activation: ActivationKind)
+        case conv2d(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
         /// A one-channel conv + activation + 2×2 stride-2 max pooling, in one pass.
-        case conv2dMaxPool(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, activation: ActivationKind)
+        case conv2dMaxPool(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
         /// A 3×3 stride-1 conv by Winograd F(2×2, 3×3) (kernel transformed at plan time),
         /// + activation, + 2×2 stride-2 max pooling when `pool`.
-        case winograd(transformed: [Float], bias: [Float]?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
-        case depthwise(kernel: [Float], bias: [Float]?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
+        case winograd(transformed: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
+        case depthwise(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
         case pool(geometry: Kernels.Spatial, isMax: Bool)
         case globalPool(pixels: Int, channels: Int, isMax: Bool)
         case zeroPad(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
@@ -128,9 +128,9 @@ public final class Executor: @unchecked Sendable {
                 if Kernels.canUseWinograd(geometry, groups: conv.groups, activation: activation) {
                     special = .winograd(transformed: Kernels.winogradKernel(conv.kernel.values, inChannels: geometry.inChannels,
                                                                             outChannels: geometry.outChannels),
-                                        bias: conv.bias?.values, geometry: geometry, activation: activation, pool: pooled != nil)
+                                        bias: conv.bias, geometry: geometry, activation: activation, pool: pooled != nil)
                 } else if pooled != nil {
-                    special = .conv2dMaxPool(kernel: conv.kernel.values, bias: conv.bias?.values, geometry: geometry, activation: activation)
+                    special = .conv2dMaxPool(kernel: conv.kernel, bias: conv.bias, geometry: geometry, activation: activation)
                 }
                 if let special {
                     steps.append(Step(kind: special, sources: node.inputs.map { index[$0]! }, destination: index[destination]!))
@@ -143,14 +143,14 @@ public final class Executor: @unchecked Sendable {
             case .input:
                 continue
             case .dense(let dense):
-                kind = .dense(kernel: dense.kernel.values, bias: dense.bias?.values,
+                kind = .dense(kernel: dense.kernel, bias: dense.bias,
                               inputs: dense.inputs, units: dense.units, activation: Self.kind(fused?.activation ?? dense.activation))
             case .conv2d(let conv):
-                kind = .conv2d(kernel: conv.kernel.values, bias: conv.bias?.values,
+                kind = .conv2d(kernel: conv.kernel, bias: conv.bias,
                                geometry: Self.geometry(conv.window, inShapes[0], outShape), groups: conv.groups,
                                activation: Self.kind(fused?.activation ?? conv.activation))
             case .depthwiseConv2d(let conv):
-                kind = .depthwise(kernel: conv.kernel.values, bias: conv.bias?.values,
+                kind = .depthwise(kernel: conv.kernel, bias: conv.bias,
                                   geometry: Self.geometry(conv.window, inShapes[0], outShape), multiplier: conv.depthMultiplier,
                                   activation: Self.kind(conv.activation))
             case .pool2d(let pool):
@@ -354,12 +354,13 @@ public final class Executor: @unchecked Sendable {
     private static func execute(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
                                 batch: Int, count: Int, arena: Arena) {
         let x = inputs[0]
-        func optional(_ array: [Float]?, _ body: (UnsafePointer<Float>?) -> Void) {
-            if let array { array.withUnsafeBufferPointer { body($0.baseAddress!) } } else { body(nil) }
+        // Weights are used where they lie (a view of the mapped .bin, or the tensor's own array).
+        func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
+            if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
         }
         switch kind {
         case let .dense(kernel, bias, inputs, units, activation):
-            kernel.withUnsafeBufferPointer { w in
+            kernel.withUnsafeValues { w in
                 optional(bias) { b in
                     Kernels.denseGEMM(input: x, rows: batch, inputs: inputs, kernel: w.baseAddress!, bias: b, units: units,
                                       activation: activation, output: y)
@@ -368,14 +369,14 @@ public final class Executor: @unchecked Sendable {
         case let .conv2d(kernel, bias, geometry, groups, activation):
             if groups == 1 {
                 let scratch = arena.scratch(Kernels.patchScratch(geometry, batch: batch))
-                kernel.withUnsafeBufferPointer { w in
+                kernel.withUnsafeValues { w in
                     optional(bias) { b in
                         Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation,
                                            output: y, scratch: scratch)
                     }
                 }
             } else {
-                kernel.withUnsafeBufferPointer { w in
+                kernel.withUnsafeValues { w in
                     optional(bias) { b in
                         Kernels.conv2d(input: x, batch: batch, geometry, groups: groups, kernel: w.baseAddress!, bias: b, output: y)
                     }
@@ -383,7 +384,7 @@ public final class Executor: @unchecked Sendable {
                 Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
             }
         case let .conv2dMaxPool(kernel, bias, geometry, activation):
-            kernel.withUnsafeBufferPointer { w in
+            kernel.withUnsafeValues { w in
                 optional(bias) { b in
                     Kernels.conv2dThenMaxPool(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation, output: y)
                 }
@@ -397,7 +398,7 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .depthwise(kernel, bias, geometry, multiplier, activation):
-            kernel.withUnsafeBufferPointer { w in
+            kernel.withUnsafeValues { w in
                 optional(bias) { b in
                     Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: b, output: y)
                 }

@@ -32,6 +32,25 @@ final class NativeFormatTests: XCTestCase {
         }
     }
 
+    /// A .bin read from disk is memory-mapped and its weights are used in place:
+    /// every weight tensor is a view of the mapping, equal bit for bit to the model
+    /// that was written, and stays valid after the reader and file handle are gone.
+    func testWeightsAreUsedInPlaceFromTheMappedFile() throws {
+        let folded = try BNFolder.fold(try seedGraph("keras3")).graph
+        let path = try temporaryFolder().appendingPathComponent("m.bin").path
+        try NativeFormat.encode(NativeModel(graph: folded)).write(to: URL(fileURLWithPath: path))
+        let read = try NativeFormat.read(path: path).graph
+        try FileManager.default.removeItem(atPath: path)  // the mapping outlives the directory entry
+        let weights = read.nodes.flatMap { $0.operation.weights.map(\.tensor) }
+        XCTAssertFalse(weights.isEmpty)
+        XCTAssertTrue(weights.allSatisfy(\.isView), "weights copied instead of used in place")
+        assertBitIdentical(folded, read)
+        // decode(_:) views its own aligned copy of the bytes.
+        let decoded = try NativeFormat.decode(try NativeFormat.encode(NativeModel(graph: folded))).graph
+        XCTAssertTrue(decoded.nodes.flatMap { $0.operation.weights.map(\.tensor) }.allSatisfy(\.isView))
+        assertBitIdentical(folded, decoded)
+    }
+
     func testCRC32CCheckValue() {
         XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
         XCTAssertEqual(CRC32C.checksum([UInt8]()), 0)
