@@ -259,7 +259,7 @@ def main():
     script = os.path.join(work, "ort_classify.py")
     open(script, "w").write(ORT_SCRIPT)
     whole_repeats = max(11, 2 * repeats + 1)
-    ours, theirs = whole_process([[bnrun, folded, IMAGES, "--labels", LABELS, "--format", "summary"],
+    whole_ours, whole_theirs = whole_process([[bnrun, folded, IMAGES, "--labels", LABELS, "--format", "summary"],
                                   [sys.executable, script, onnx_path, IMAGES, LABELS]], whole_repeats)
 
     print(f"onnxruntime {ort.__version__}, numpy {np.__version__}; bnrun gemm: see `bnrun --help`; {os.cpu_count()} cores")
@@ -300,8 +300,8 @@ def main():
         print(f"| {name} | | | classes equal: {agree}/{len(x)} | | |")
 
     print()
-    print(f"whole process, {first}, 10,000 images with labels (median of {whole_repeats}, alternating): bnrun {ours * 1000:.0f} ms, "
-          f"Python + onnxruntime {theirs * 1000:.0f} ms, ratio {theirs / ours:.1f}×")
+    print(f"whole process, {first}, 10,000 images with labels (median of {whole_repeats}, alternating): bnrun {whole_ours * 1000:.0f} ms, "
+          f"Python + onnxruntime {whole_theirs * 1000:.0f} ms, ratio {whole_theirs / whole_ours:.1f}×")
 
 
 if __name__ == "__main__":

@@ -301,11 +301,17 @@ public final class Executor: @unchecked Sendable {
         private var scratchBuffer: UnsafeMutablePointer<Float>?
         private var scratchCount = 0
 
+        /// Buffers start on a cache line (whole-vector loads and stores never split one).
+        static func allocateAligned(_ count: Int) -> UnsafeMutablePointer<Float> {
+            UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+                .bindMemory(to: Float.self, capacity: max(count, 1))
+        }
+
         /// A scratch buffer of at least `count` floats (kept and grown across steps).
         func scratch(_ count: Int) -> UnsafeMutablePointer<Float> {
             if let scratchBuffer, scratchCount >= count { return scratchBuffer }
             scratchBuffer?.deallocate()
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            let buffer = Self.allocateAligned(count)
             scratchBuffer = buffer
             scratchCount = count
             return buffer
@@ -324,7 +330,7 @@ public final class Executor: @unchecked Sendable {
         arenas[worker] = arena
         if arena.capacity < batch {
             arena.buffers.forEach { $0.deallocate() }
-            arena.buffers = sizes.map { UnsafeMutablePointer<Float>.allocate(capacity: max($0 * batch, 1)) }
+            arena.buffers = sizes.map { Arena.allocateAligned($0 * batch) }
             arena.capacity = batch
         }
         return arena
