@@ -88,25 +88,27 @@ public final class IDXStream {
     public func next(_ count: Int, into values: inout [Float], multiplier: Float = 1, divisor: Float = 1) throws(IDXError) {
         let items = max(0, min(count, itemCount - position))
         let byteCount = items * itemSize * dataType.size
-        let read = try source.read(byteCount, into: &bytes, path: path)
-        guard read == byteCount else {
-            throw .sizeMismatch(path: path, dimensions: dimensions, expectedBytes: itemCount * itemSize * dataType.size,
-                                actualBytes: position * itemSize * dataType.size + read)
-        }
-        position += items
-        if items > 0, position == itemCount { try source.finish(path: path, dimensions: dimensions, expected: itemCount * itemSize * dataType.size) }
         let elements = items * itemSize
         if values.count != elements {
             values.removeAll(keepingCapacity: true)
             values.append(contentsOf: repeatElement(0, count: elements))
         }
         let type = dataType
-        bytes.withUnsafeBufferPointer { source in
-            values.withUnsafeMutableBufferPointer { target in
-                IDXArray.convert(UnsafeBufferPointer(rebasing: source[0..<byteCount]), type: type, elements: 0..<elements,
-                                 into: target, multiplier: multiplier, divisor: divisor)
+        // Converted straight from the source's memory where it has the bytes (an inflated file).
+        let read = try source.withNext(byteCount, scratch: &bytes, path: path) { raw in
+            if raw.count == byteCount {
+                values.withUnsafeMutableBufferPointer { target in
+                    IDXArray.convert(raw, type: type, elements: 0..<elements, into: target, multiplier: multiplier, divisor: divisor)
+                }
             }
+            return raw.count
         }
+        guard read == byteCount else {
+            throw .sizeMismatch(path: path, dimensions: dimensions, expectedBytes: itemCount * itemSize * dataType.size,
+                                actualBytes: position * itemSize * dataType.size + read)
+        }
+        position += items
+        if items > 0, position == itemCount { try source.finish(path: path, dimensions: dimensions, expected: itemCount * itemSize * dataType.size) }
     }
 
     /// The raw bytes of the last tile (reused).
@@ -119,9 +121,17 @@ protocol ByteSource: AnyObject {
     func read(_ count: Int, into buffer: inout [UInt8], path: String) throws(IDXError) -> Int
     /// Checks nothing follows the declared data.
     func finish(path: String, dimensions: [Int], expected: Int) throws(IDXError)
+    /// The next up to `count` bytes, passed to `body`: in place where the source holds
+    /// them in memory, else read into `scratch` first.
+    func withNext<R>(_ count: Int, scratch: inout [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) throws(IDXError) -> R
 }
 
 extension ByteSource {
+    func withNext<R>(_ count: Int, scratch: inout [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) throws(IDXError) -> R {
+        let n = try read(count, into: &scratch, path: path)
+        return scratch.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[0..<n])) }
+    }
+
     /// Up to `count` bytes, as a new array.
     func read(_ count: Int, path: String) throws(IDXError) -> [UInt8] {
         var buffer: [UInt8] = []
@@ -202,6 +212,12 @@ final class InflatedSource: ByteSource {
         }
         offset += n
         return n
+    }
+
+    func withNext<R>(_ count: Int, scratch: inout [UInt8], path: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) throws(IDXError) -> R {
+        let n = min(count, size - offset)
+        defer { offset += n }
+        return body(UnsafeBufferPointer(start: data.bytes + offset, count: n))
     }
 
     func finish(path: String, dimensions: [Int], expected: Int) throws(IDXError) {
