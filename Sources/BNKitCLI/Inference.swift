@@ -97,7 +97,9 @@ public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batc
     let tiles = stride(from: 0, to: images.itemCount, by: batch).map { start in
         Array(all[(start * size)..<(min(start + batch, images.itemCount) * size)])
     }
-    _ = try executor.run(tiles[0], threads: threads)  // warm up: plan buffers
+    // Warm up with one untimed pass over all batches (buffers planned, caches and
+    // branch predictors trained, the CPU out of its idle state): a steady-state rate.
+    for tile in tiles { _ = try executor.run(tile, threads: threads) }
     var rates: [Double] = []
     for _ in 0..<max(repeats, 1) {
         let start = DispatchTime.now().uptimeNanoseconds

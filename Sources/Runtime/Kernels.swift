@@ -57,6 +57,12 @@ package enum Kernels {
         if pointwise {
             bnk_gemm(Int32(batch * pixels), Int32(g.outChannels), Int32(g.inChannels), input, Int32(g.inChannels), kernel, bias,
                      output, Int32(g.outChannels), code)
+        } else if g.dilationX == 1,
+                  bnk_conv2d_indirect(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
+                                      Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
+                                      Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
+                                      kernel, bias, Int32(g.outChannels), code, output, scratch) != 0 {
+            // Done as an indirect GEMM, reading the input in place (no patch matrix).
         } else {
             // The patches of several images in one GEMM: whole row blocks for the
             // microkernel instead of a ragged last block per image.
@@ -157,9 +163,13 @@ package enum Kernels {
         return max(1, min(batch, (128 * 1024) / perImage))
     }
 
-    /// Scratch floats `conv2dGEMM` needs for a batch.
+    /// Scratch floats `conv2dGEMM` needs for a batch (for either of its ways).
     static func patchScratch(_ g: Spatial, batch: Int) -> Int {
-        imagesPerPatchMatrix(g, batch: batch) * g.outHeight * g.outWidth * g.kernelHeight * g.kernelWidth * g.inChannels
+        let patches = imagesPerPatchMatrix(g, batch: batch) * g.outHeight * g.outWidth * g.kernelHeight * g.kernelWidth * g.inChannels
+        let bordered = bnk_conv2d_indirect_scratch(Int32(batch), Int32(g.inChannels), Int32(g.kernelHeight), Int32(g.kernelWidth),
+                                                   Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY), Int32(g.outHeight),
+                                                   Int32(g.outWidth))
+        return max(patches, bordered)
     }
 
     /// Geometry of a spatial op on one image.

@@ -48,7 +48,7 @@ struct BNRun: ParsableCommand {
     @Option(help: "Images per batch (a tile run through the model at once).")
     var batch: Int = 1024
 
-    @Option(help: "Measure throughput instead of reporting: run all images this many times and print the median images/s.")
+    @Option(help: "Measure throughput instead of reporting: after one untimed pass, run all images this many times and print the median images/s.")
     var bench: Int?
 
     func validate() throws {

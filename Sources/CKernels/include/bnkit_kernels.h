@@ -61,6 +61,15 @@ void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float 
                       float *C, int ldc, int act);
 int bnk_dense_sparse_available(void);
 
+/* Conv2D (groups 1, no horizontal dilation) of a batch as an indirect GEMM: no patch matrix
+   (see indirect.c); then bias and the activation. Returns 0 (and does nothing) where this
+   machine has no fast path, so the caller uses im2col + GEMM. scratch holds
+   bnk_conv2d_indirect_scratch floats. */
+int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
+                        int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
+                        float *out, float *scratch);
+size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow);
+
 /* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, 16 x cin x cout
    (position-major; see winograd.c), then bias and the activation (linear, ReLU, ReLU6); with pool != 0 a
    2x2 stride-2 max pooling too (output (oh/2, ow/2, cout)). scratch holds bnk_winograd_scratch floats. */

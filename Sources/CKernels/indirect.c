@@ -1,0 +1,139 @@
+/* Convolution as an "indirect" GEMM: no patch matrix.
+ *
+ * With no horizontal dilation, one kernel row of an output pixel's window is
+ * kw * c consecutive floats of the (zero-bordered) input. The GEMM's A row for
+ * a pixel is then kh such runs, and the microkernel reads them through a table
+ * of pointers instead of from a copied patch matrix (im2col writes and rereads
+ * kh * kw * c floats per output pixel). The microkernel is the AVX-512 GEMM's
+ * (12 rows x 32 columns), accumulating in the same order (k increasing, from
+ * the bias), so the results equal im2col + GEMM bit for bit.
+ */
+#include "bnkit_kernels.h"
+#include "isa.h"
+#include <stdlib.h>
+#include <string.h>
+
+#if BNK_X86
+#include <immintrin.h>
+
+__attribute__((target("avx512f")))
+static inline __m512 act512i(__m512 v, int act) {
+    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
+    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
+    return v;
+}
+
+/* C[m] = act(bias + sum over segments s, k < len of rows[m * segs + s][k] * B[s * len + k]) for m < M. */
+__attribute__((target("avx512f")))
+static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B,
+                                 const float *bias, float *C, int ldc, int act) {
+    const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
+    for (int n0 = 0; n0 < N; n0 += 32) {
+        const int width = N - n0 < 32 ? N - n0 : 32;
+        const __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+        const __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
+        const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
+        const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
+        int m = 0;
+        for (; m + 12 <= M; m += 12) {
+            __m512 lo[12], hi[12];
+            for (int r = 0; r < 12; r++) { lo[r] = bias0; hi[r] = bias1; }
+            const float *b = B + n0;
+            for (int s = 0; s < segs; s++) {
+                const float *const *p = rows + (size_t)m * segs + s;
+                const float *a0 = p[0 * segs], *a1 = p[1 * segs], *a2 = p[2 * segs], *a3 = p[3 * segs], *a4 = p[4 * segs],
+                            *a5 = p[5 * segs], *a6 = p[6 * segs], *a7 = p[7 * segs], *a8 = p[8 * segs], *a9 = p[9 * segs],
+                            *a10 = p[10 * segs], *a11 = p[11 * segs];
+                for (int k = 0; k < len; k++, b += N) {
+                    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
+                    __m512 x;
+#define ROW(r, a) x = _mm512_set1_ps(a[k]); lo[r] = _mm512_fmadd_ps(x, b0, lo[r]); hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
+                    ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3) ROW(4, a4) ROW(5, a5)
+                    ROW(6, a6) ROW(7, a7) ROW(8, a8) ROW(9, a9) ROW(10, a10) ROW(11, a11)
+#undef ROW
+                }
+            }
+            for (int r = 0; r < 12; r++) {
+                float *c = C + (size_t)(m + r) * ldc + n0;
+                _mm512_mask_storeu_ps(c, mask0, act512i(lo[r], elementwise));
+                if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, act512i(hi[r], elementwise));
+            }
+        }
+        for (; m < M; m++) {
+            __m512 lo = bias0, hi = bias1;
+            const float *b = B + n0;
+            for (int s = 0; s < segs; s++) {
+                const float *a = rows[(size_t)m * segs + s];
+                for (int k = 0; k < len; k++, b += N) {
+                    const __m512 x = _mm512_set1_ps(a[k]);
+                    lo = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask0, b), lo);
+                    hi = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask1, b + 16), hi);
+                }
+            }
+            float *c = C + (size_t)m * ldc + n0;
+            _mm512_mask_storeu_ps(c, mask0, act512i(lo, elementwise));
+            if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, act512i(hi, elementwise));
+        }
+    }
+    if (act == BNK_ACT_SIGMOID)
+        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+}
+#endif
+
+/* Floats of zero-bordered input per image, and the images done per GEMM. */
+static void plan(int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow, int *ph, int *pw, int *group, int batch) {
+    *ph = (oh - 1) * sy + (kh - 1) * dy + 1;
+    *pw = (ow - 1) * sx + kw;
+    const size_t per_image = (size_t)*ph * *pw * c;
+    int g = (int)(65536 / (per_image ? per_image : 1));   /* up to 256 KiB of bordered input */
+    if (g < 1) g = 1;
+    if (g > batch) g = batch;
+    *group = g;
+}
+
+size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow) {
+    int ph, pw, group;
+    plan(c, kh, kw, sy, sx, dy, oh, ow, &ph, &pw, &group, batch > 0 ? batch : 1);
+    return (size_t)group * ph * pw * c;
+}
+
+int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
+                        int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
+                        float *out, float *scratch) {
+#if BNK_X86
+    if (!bnk_use_avx512() || batch <= 0) return 0;
+    int ph, pw, group;
+    plan(c, kh, kw, sy, sx, dy, oh, ow, &ph, &pw, &group, batch);
+    const size_t per_image = (size_t)ph * pw * c, pixels = (size_t)oh * ow;
+    const float **rows = malloc(sizeof(float *) * (size_t)group * pixels * kh);
+    if (!rows) return 0;
+    for (int first = 0; first < batch; first += group) {
+        const int count = batch - first < group ? batch - first : group;
+        for (int i = 0; i < count; i++) {
+            /* The image inside a zero border: row y, column x of the window grid is image (y - pad_top, x - pad_left). */
+            const float *image = input + (size_t)(first + i) * h * w * c;
+            float *bordered = scratch + (size_t)i * per_image;
+            memset(bordered, 0, per_image * sizeof(float));
+            for (int y = 0; y < ph; y++) {
+                const int iy = y - pad_top;
+                if (iy < 0 || iy >= h) continue;
+                int x0 = pad_left, from = 0, cols = w;
+                if (x0 + cols > pw) cols = pw - x0;
+                if (cols > 0) memcpy(bordered + ((size_t)y * pw + x0) * c, image + ((size_t)iy * w + from) * c, (size_t)cols * c * sizeof(float));
+            }
+            const float **table = rows + (size_t)i * pixels * kh;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int ky = 0; ky < kh; ky++)
+                        table[((size_t)oy * ow + ox) * kh + ky] = bordered + ((size_t)(oy * sy + ky * dy) * pw + (size_t)ox * sx) * c;
+        }
+        gemm_indirect_avx512((int)(count * pixels), n, kh, kw * c, rows, kernel, bias, out + (size_t)first * pixels * n, n, act);
+    }
+    free(rows);
+    return 1;
+#else
+    (void)input; (void)batch; (void)h; (void)w; (void)c; (void)kh; (void)kw; (void)sy; (void)sx; (void)dy; (void)pad_top;
+    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)bias; (void)n; (void)act; (void)out; (void)scratch;
+    return 0;
+#endif
+}
