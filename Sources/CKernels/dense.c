@@ -16,13 +16,6 @@
 #if BNK_X86
 #include <immintrin.h>
 
-__attribute__((target("avx512f")))
-static inline __m512 act512(__m512 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
-    return v;
-}
-
 /* Nonzeros in A. Reading all of A here also brings it into cache for the sum that
    follows: measured faster than counting a sample of rows. */
 __attribute__((target("avx512f")))
@@ -101,10 +94,10 @@ static void sparse_rows(int M, int N, int K, const float *A, int lda, const floa
                 }
             }
             int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
-            _mm512_mask_storeu_ps(c + n0, k0, act512(c0, elementwise));
-            if (k1) _mm512_mask_storeu_ps(c + n0 + 16, k1, act512(c1, elementwise));
-            if (k2) _mm512_mask_storeu_ps(c + n0 + 32, k2, act512(c2, elementwise));
-            if (k3) _mm512_mask_storeu_ps(c + n0 + 48, k3, act512(c3, elementwise));
+            _mm512_mask_storeu_ps(c + n0, k0, bnk_act512(c0, elementwise));
+            if (k1) _mm512_mask_storeu_ps(c + n0 + 16, k1, bnk_act512(c1, elementwise));
+            if (k2) _mm512_mask_storeu_ps(c + n0 + 32, k2, bnk_act512(c2, elementwise));
+            if (k3) _mm512_mask_storeu_ps(c + n0 + 48, k3, bnk_act512(c3, elementwise));
         }
         if (act == BNK_ACT_SIGMOID) bnk_sigmoid(c, (size_t)N);
     }
@@ -149,15 +142,15 @@ static void sparse_rows4(int M, int N, int K, const float *A, int lda, const flo
                 c20 = _mm512_fmadd_ps(x2, w0, c20); c21 = _mm512_fmadd_ps(x2, w1, c21);
                 c30 = _mm512_fmadd_ps(x3, w0, c30); c31 = _mm512_fmadd_ps(x3, w1, c31);
             }
-            _mm512_mask_storeu_ps(c + n0, k0, act512(c00, elementwise));
-            _mm512_mask_storeu_ps(c + ldc + n0, k0, act512(c10, elementwise));
-            _mm512_mask_storeu_ps(c + 2 * (size_t)ldc + n0, k0, act512(c20, elementwise));
-            _mm512_mask_storeu_ps(c + 3 * (size_t)ldc + n0, k0, act512(c30, elementwise));
+            _mm512_mask_storeu_ps(c + n0, k0, bnk_act512(c00, elementwise));
+            _mm512_mask_storeu_ps(c + ldc + n0, k0, bnk_act512(c10, elementwise));
+            _mm512_mask_storeu_ps(c + 2 * (size_t)ldc + n0, k0, bnk_act512(c20, elementwise));
+            _mm512_mask_storeu_ps(c + 3 * (size_t)ldc + n0, k0, bnk_act512(c30, elementwise));
             if (k1) {
-                _mm512_mask_storeu_ps(c + n0 + 16, k1, act512(c01, elementwise));
-                _mm512_mask_storeu_ps(c + ldc + n0 + 16, k1, act512(c11, elementwise));
-                _mm512_mask_storeu_ps(c + 2 * (size_t)ldc + n0 + 16, k1, act512(c21, elementwise));
-                _mm512_mask_storeu_ps(c + 3 * (size_t)ldc + n0 + 16, k1, act512(c31, elementwise));
+                _mm512_mask_storeu_ps(c + n0 + 16, k1, bnk_act512(c01, elementwise));
+                _mm512_mask_storeu_ps(c + ldc + n0 + 16, k1, bnk_act512(c11, elementwise));
+                _mm512_mask_storeu_ps(c + 2 * (size_t)ldc + n0 + 16, k1, bnk_act512(c21, elementwise));
+                _mm512_mask_storeu_ps(c + 3 * (size_t)ldc + n0 + 16, k1, bnk_act512(c31, elementwise));
             }
         }
         if (act == BNK_ACT_SIGMOID)

@@ -69,13 +69,6 @@ void bnk_gemm_reference(int M, int N, int K, const float *A, int lda, const floa
 #if BNK_X86
 /* ---------------------------------------------------------------- AVX-512 */
 
-__attribute__((target("avx512f")))
-static inline __m512 act512(__m512 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
-    return v;
-}
-
 
 /* Column blocks of at most 16: one zmm per row, 12 rows. */
 __attribute__((target("avx512f")))
@@ -116,25 +109,25 @@ static void gemm_avx512_narrow(int M, int N, int n0, int K, const float *A, int 
                 c11 = _mm512_fmadd_ps(_mm512_set1_ps(a11[k]), b0, c11);
         }
         float *c = C + (size_t)m * ldc + n0;
-        _mm512_mask_storeu_ps(c + (size_t)0 * ldc, mask0, act512(c0, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)1 * ldc, mask0, act512(c1, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)2 * ldc, mask0, act512(c2, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)3 * ldc, mask0, act512(c3, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)4 * ldc, mask0, act512(c4, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)5 * ldc, mask0, act512(c5, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)6 * ldc, mask0, act512(c6, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)7 * ldc, mask0, act512(c7, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)8 * ldc, mask0, act512(c8, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)9 * ldc, mask0, act512(c9, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)10 * ldc, mask0, act512(c10, elementwise));
-            _mm512_mask_storeu_ps(c + (size_t)11 * ldc, mask0, act512(c11, elementwise));
+        _mm512_mask_storeu_ps(c + (size_t)0 * ldc, mask0, bnk_act512(c0, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)1 * ldc, mask0, bnk_act512(c1, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)2 * ldc, mask0, bnk_act512(c2, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)3 * ldc, mask0, bnk_act512(c3, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)4 * ldc, mask0, bnk_act512(c4, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)5 * ldc, mask0, bnk_act512(c5, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)6 * ldc, mask0, bnk_act512(c6, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)7 * ldc, mask0, bnk_act512(c7, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)8 * ldc, mask0, bnk_act512(c8, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)9 * ldc, mask0, bnk_act512(c9, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)10 * ldc, mask0, bnk_act512(c10, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)11 * ldc, mask0, bnk_act512(c11, elementwise));
     }
     for (; m < M; m++) {
         __m512 c0 = bias0;
         const float *a = A + (size_t)m * lda;
         const float *b = B + n0;
         for (int k = 0; k < K; k++, b += N) c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_maskz_loadu_ps(mask0, b), c0);
-        _mm512_mask_storeu_ps(C + (size_t)m * ldc + n0, mask0, act512(c0, elementwise));
+        _mm512_mask_storeu_ps(C + (size_t)m * ldc + n0, mask0, bnk_act512(c0, elementwise));
     }
 }
 
@@ -154,8 +147,8 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
         __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
         __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
 #define STORE_ROW(r, lo, hi) \
-            _mm512_mask_storeu_ps(c + (size_t)(r) * ldc, mask0, act512(lo, elementwise)); \
-            _mm512_mask_storeu_ps(c + (size_t)(r) * ldc + 16, mask1, act512(hi, elementwise));
+            _mm512_mask_storeu_ps(c + (size_t)(r) * ldc, mask0, bnk_act512(lo, elementwise)); \
+            _mm512_mask_storeu_ps(c + (size_t)(r) * ldc + 16, mask1, bnk_act512(hi, elementwise));
         int m = 0;
         for (; m + MR512 <= M; m += MR512) {
             __m512 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1, c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1, c60 = bias0, c61 = bias1, c70 = bias0, c71 = bias1, c80 = bias0, c81 = bias1, c90 = bias0, c91 = bias1, c100 = bias0, c101 = bias1, c110 = bias0, c111 = bias1;

@@ -16,13 +16,6 @@
 #if BNK_X86
 #include <immintrin.h>
 
-__attribute__((target("avx512f")))
-static inline __m512 act512i(__m512 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
-    return v;
-}
-
 /* C[m] = act(bias + sum over segments s, k < len of rows[m * segs + s][k] * B[s * len + k]) for m < M. */
 __attribute__((target("avx512f")))
 static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B,
@@ -55,8 +48,8 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
             }
             for (int r = 0; r < 12; r++) {
                 float *c = C + (size_t)(m + r) * ldc + n0;
-                _mm512_mask_storeu_ps(c, mask0, act512i(lo[r], elementwise));
-                if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, act512i(hi[r], elementwise));
+                _mm512_mask_storeu_ps(c, mask0, bnk_act512(lo[r], elementwise));
+                if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, bnk_act512(hi[r], elementwise));
             }
         }
         for (; m < M; m++) {
@@ -71,8 +64,8 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
                 }
             }
             float *c = C + (size_t)m * ldc + n0;
-            _mm512_mask_storeu_ps(c, mask0, act512i(lo, elementwise));
-            if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, act512i(hi, elementwise));
+            _mm512_mask_storeu_ps(c, mask0, bnk_act512(lo, elementwise));
+            if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, bnk_act512(hi, elementwise));
         }
     }
     if (act == BNK_ACT_SIGMOID)

@@ -12,6 +12,20 @@
 #define BNK_CLONES
 #endif
 
+#if BNK_X86
+#include <immintrin.h>
+#include "bnkit_kernels.h"
+
+/* The activations applied in the kernels' epilogues on 16 lanes: linear, ReLU, ReLU6
+   (sigmoid is applied afterwards, over whole rows). */
+__attribute__((target("avx512f")))
+static inline __m512 bnk_act512(__m512 v, int act) {
+    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
+    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
+    return v;
+}
+#endif
+
 /* 2: AVX-512 kernels allowed, 1: AVX2+FMA, 0: portable C only. */
 int bnk_use_avx512(void);
 int bnk_use_avx2(void);

@@ -125,13 +125,6 @@ void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *o
  * matrix. Eight output pixels at a time, 16 output channels per zmm. */
 #if BNK_X86
 #include <immintrin.h>
-__attribute__((target("avx512f")))
-static inline __m512 act_c1(__m512 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
-    return v;
-}
-
 /* One row of eight output pixels (ox0..ox0+7, all inside the padded image),
  * 16 output channels (masked), into acc[0..7]. */
 __attribute__((target("avx512f")))
@@ -170,7 +163,7 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
                     __m512 acc[8];
                     conv_c1_row8(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
                     for (int j = 0; j < count; j++)
-                        _mm512_mask_storeu_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, act_c1(acc[j], act));
+                        _mm512_mask_storeu_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, bnk_act512(acc[j], act));
                 }
             }
             continue;
@@ -186,7 +179,7 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
                 conv_c1_row8(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, bottom);
                 for (int j = 0; j < count; j++) {
                     __m512 m = _mm512_max_ps(_mm512_max_ps(top[2 * j], top[2 * j + 1]), _mm512_max_ps(bottom[2 * j], bottom[2 * j + 1]));
-                    _mm512_mask_storeu_ps(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, mask, act_c1(m, act));
+                    _mm512_mask_storeu_ps(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, mask, bnk_act512(m, act));
                 }
             }
         }

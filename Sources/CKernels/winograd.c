@@ -121,13 +121,6 @@ static void input_transform_avx512(const float *const *rows, int cin, int tiles,
 }
 
 __attribute__((target("avx512f")))
-static inline __m512 activate512(__m512 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
-    return v;
-}
-
-__attribute__((target("avx512f")))
 static void output_transform_avx512(const float *M, int tiles, int t, int cout, const float *bias, int act,
                                     float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
     const size_t stride = (size_t)tiles * cout;
@@ -150,14 +143,14 @@ static void output_transform_avx512(const float *M, int tiles, int t, int cout, 
         __m512 y11 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(r1[1], r1[2]), r1[3]), b);
         if (pool) {
             __m512 top = _mm512_max_ps(y00, y01), bottom = _mm512_max_ps(y10, y11);
-            _mm512_mask_storeu_ps(o00 + o, k, activate512(_mm512_max_ps(top, bottom), act));
+            _mm512_mask_storeu_ps(o00 + o, k, bnk_act512(_mm512_max_ps(top, bottom), act));
             continue;
         }
-        _mm512_mask_storeu_ps(o00 + o, k, activate512(y00, act));
-        if (cols > 1) _mm512_mask_storeu_ps(o01 + o, k, activate512(y01, act));
+        _mm512_mask_storeu_ps(o00 + o, k, bnk_act512(y00, act));
+        if (cols > 1) _mm512_mask_storeu_ps(o01 + o, k, bnk_act512(y01, act));
         if (rows > 1) {
-            _mm512_mask_storeu_ps(o10 + o, k, activate512(y10, act));
-            if (cols > 1) _mm512_mask_storeu_ps(o11 + o, k, activate512(y11, act));
+            _mm512_mask_storeu_ps(o10 + o, k, bnk_act512(y10, act));
+            if (cols > 1) _mm512_mask_storeu_ps(o11 + o, k, bnk_act512(y11, act));
         }
     }
 }

@@ -76,7 +76,7 @@ final class BadInputTests: XCTestCase {
         let bin = path("model.bin")
         XCTAssertEqual(try runTool("bnconv", ["fold", try KerasReference(producer: "keras2").modelPath, "-o", bin]).status, 0)
         let emptyImages = path("empty.idx")
-        FileManager.default.createFile(atPath: emptyImages, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: emptyImages, contents: Data()))
         try assertFails("bnrun", [bin, emptyImages, "--output", path("o.txt")], naming: emptyImages, mentioning: ["too short"], outputs: [path("o.txt")])
     }
 
