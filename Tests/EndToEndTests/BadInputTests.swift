@@ -71,7 +71,7 @@ final class BadInputTests: XCTestCase {
 
     func testEmptyFile() throws {
         let empty = path("empty.h5")
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty, contents: Data()))
         try foldAndRunFail(empty, mentioning: ["empty"])
         let bin = path("model.bin")
         XCTAssertEqual(try runTool("bnconv", ["fold", try KerasReference(producer: "keras2").modelPath, "-o", bin]).status, 0)
