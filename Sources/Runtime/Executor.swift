@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import ModelIR
 
@@ -349,13 +348,6 @@ public final class Executor: @unchecked Sendable {
         if outputIndex == inputIndex { output.update(from: input, count: batch * outputSize) }
     }
 
-    private static func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) -> R) -> R {
-        func nest(_ index: Int, _ collected: [UnsafePointer<Float>]) -> R {
-            if index == arrays.count { return body(collected) }
-            return arrays[index].withUnsafeBufferPointer { nest(index + 1, collected + [$0.baseAddress!]) }
-        }
-        return nest(0, [])
-    }
 
     private static func execute(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
                                 batch: Int, count: Int, arena: Arena) {
