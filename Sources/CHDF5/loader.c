@@ -20,12 +20,14 @@ static const char *const candidates[] = {
     "libhdf5_serial.so.103", "libhdf5.so.103", "libhdf5_serial.so", "libhdf5.so",
 };
 
-static int resolve_global(void *library, const char *name, hid_t *out) {
-    hid_t *global = (hid_t *)dlsym(library, name);
-    if (!global) { snprintf(failure, sizeof failure, "libhdf5 has no symbol %s", name); return 0; }
-    *out = *global;
-    return 1;
-}
+/* The library globals behind those macros, read once the library has started. */
+static const struct { const char *symbol; hid_t *value; } globals[] = {
+    {"H5P_CLS_FILE_ACCESS_ID_g", &g_P_FILE_ACCESS}, {"H5P_CLS_FILE_CREATE_ID_g", &g_P_FILE_CREATE},
+    {"H5P_CLS_LINK_CREATE_ID_g", &g_P_LINK_CREATE}, {"H5P_CLS_DATASET_CREATE_ID_g", &g_P_DATASET_CREATE},
+    {"H5T_NATIVE_FLOAT_g", &g_T_NATIVE_FLOAT}, {"H5T_NATIVE_DOUBLE_g", &g_T_NATIVE_DOUBLE},
+    {"H5T_NATIVE_INT64_g", &g_T_NATIVE_INT64}, {"H5T_C_S1_g", &g_T_C_S1},
+    {"H5T_IEEE_F32LE_g", &g_T_IEEE_F32LE}, {"H5T_STD_I64LE_g", &g_T_STD_I64LE},
+};
 
 static void load(void) {
     void *library = NULL;
@@ -56,17 +58,11 @@ static void load(void) {
                  H5_VERS_MAJOR, H5_VERS_MINOR);
         return;
     }
-    if (!resolve_global(library, "H5P_CLS_FILE_ACCESS_ID_g", &g_P_FILE_ACCESS) ||
-        !resolve_global(library, "H5P_CLS_FILE_CREATE_ID_g", &g_P_FILE_CREATE) ||
-        !resolve_global(library, "H5P_CLS_LINK_CREATE_ID_g", &g_P_LINK_CREATE) ||
-        !resolve_global(library, "H5P_CLS_DATASET_CREATE_ID_g", &g_P_DATASET_CREATE) ||
-        !resolve_global(library, "H5T_NATIVE_FLOAT_g", &g_T_NATIVE_FLOAT) ||
-        !resolve_global(library, "H5T_NATIVE_DOUBLE_g", &g_T_NATIVE_DOUBLE) ||
-        !resolve_global(library, "H5T_NATIVE_INT64_g", &g_T_NATIVE_INT64) ||
-        !resolve_global(library, "H5T_C_S1_g", &g_T_C_S1) ||
-        !resolve_global(library, "H5T_IEEE_F32LE_g", &g_T_IEEE_F32LE) ||
-        !resolve_global(library, "H5T_STD_I64LE_g", &g_T_STD_I64LE))
-        return;
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++) {
+        const hid_t *global = (const hid_t *)dlsym(library, globals[i].symbol);
+        if (!global) { snprintf(failure, sizeof failure, "libhdf5 has no symbol %s", globals[i].symbol); return; }
+        *globals[i].value = *global;
+    }
     loaded = &api;
 }
 

@@ -165,21 +165,21 @@ void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float 
                       float *C, int ldc, int act) {
 #if BNK_X86
     if (bnk_use_avx512() && M > 0 && N > 0) {
+        /* One row's nonzero inputs: their indices and values (16 spare slots for full-vector stores). */
         int stack_index[1024];
         float stack_value[1024];
-        int *index = K + 16 <= 1024 ? stack_index : (int *)malloc(sizeof(int) * (size_t)(K + 16));
-        float *value = K + 16 <= 1024 ? stack_value : (float *)malloc(sizeof(float) * (size_t)(K + 16));
-        if (index && value) {
+        const int big = K + 16 > 1024;
+        int *index = big ? malloc(sizeof(int) * (size_t)(K + 16)) : stack_index;
+        float *value = big ? malloc(sizeof(float) * (size_t)(K + 16)) : stack_value;
+        const int ok = index && value;
+        if (ok) {
             const int blocked = M / 4 * 4;
             sparse_rows4(blocked, N, K, A, lda, B, bias, C, ldc, act, index);
             if (blocked < M)
                 sparse_rows(M - blocked, N, K, A + (size_t)blocked * lda, lda, B, bias, C + (size_t)blocked * ldc, ldc, act, index, value);
-            if (index != stack_index) free(index);
-            if (value != stack_value) free(value);
-            return;
         }
-        if (index != stack_index) free(index);
-        if (value != stack_value) free(value);
+        if (big) { free(index); free(value); }
+        if (ok) return;
     }
 #endif
     bnk_gemm(M, N, K, A, lda, B, bias, C, ldc, act);

@@ -270,10 +270,21 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
 
 static int isa_limit = 2;
 
+#if BNK_X86
+/* What the CPU has, read once (the kernels ask per call). */
+static int cpu_avx512 = -1, cpu_avx2 = -1;
+
+static void read_cpu(void) {
+    __builtin_cpu_init();
+    cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    cpu_avx512 = __builtin_cpu_supports("avx512f");
+}
+#endif
+
 int bnk_use_avx512(void) {
 #if BNK_X86
-    __builtin_cpu_init();
-    return isa_limit >= 2 && __builtin_cpu_supports("avx512f");
+    if (cpu_avx512 < 0) read_cpu();
+    return isa_limit >= 2 && cpu_avx512;
 #else
     return 0;
 #endif
@@ -281,8 +292,8 @@ int bnk_use_avx512(void) {
 
 int bnk_use_avx2(void) {
 #if BNK_X86
-    __builtin_cpu_init();
-    return isa_limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (cpu_avx2 < 0) read_cpu();
+    return isa_limit >= 1 && cpu_avx2;
 #else
     return 0;
 #endif

@@ -33,6 +33,11 @@ public enum IDXError: Error, CustomStringConvertible, Equatable, Sendable {
     case sizeMismatch(path: String, dimensions: [Int], expectedBytes: Int, actualBytes: Int)
     case gzip(path: String, detail: String)
 
+    /// A gzip stream that inflates to more data than the IDX header declares.
+    static func gzipTooLong(path: String, declared: Int) -> IDXError {
+        .gzip(path: path, detail: "decompresses to more than the \(declared) data bytes its IDX header declares")
+    }
+
     public var description: String {
         switch self {
         case let .unreadable(path, detail):
@@ -213,7 +218,7 @@ public enum IDXReader {
                 bytes = try Gzip.decompress(data, limit: header.headerSize + header.payloadSize)
             } catch {
                 if case .exceedsLimit = error {
-                    throw .gzip(path: path, detail: "decompresses to more than the \(header.payloadSize) data bytes its IDX header declares")
+                    throw .gzipTooLong(path: path, declared: header.payloadSize)
                 }
                 throw .gzip(path: path, detail: Self.describe(error))
             }

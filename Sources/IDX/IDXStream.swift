@@ -1,6 +1,9 @@
 import CBNKitDeflate
 import CBNKitZlib
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Reads an IDX file item by item (images, labels, ...), plain or gzipped,
 /// holding only the bytes asked for: memory stays flat whatever the file's
@@ -157,15 +160,15 @@ final class PlainSource: ByteSource {
 
     func read(_ count: Int, into buffer: inout [UInt8], path: String) throws(IDXError) -> Int {
         reserve(&buffer, count)
+        // Straight into the buffer with read(2): no intermediate Data per tile.
+        let fd = handle.fileDescriptor
         var filled = 0
         while filled < count {
-            let chunk: Data
-            do { chunk = try handle.read(upToCount: count - filled) ?? Data() } catch { throw .unreadable(path: path, detail: "read failed") }
-            if chunk.isEmpty { break }
-            buffer.withUnsafeMutableBytes { target in
-                chunk.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: target[filled..<(filled + chunk.count)]))
-            }
-            filled += chunk.count
+            let n = buffer.withUnsafeMutableBytes { target in Glibc.read(fd, target.baseAddress! + filled, count - filled) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw .unreadable(path: path, detail: "read failed") }
+            if n == 0 { break }
+            filled += n
         }
         return filled
     }
@@ -222,7 +225,7 @@ final class InflatedSource: ByteSource {
 
     func finish(path: String, dimensions: [Int], expected: Int) throws(IDXError) {
         if offset < size {
-            throw .gzip(path: path, detail: "decompresses to more than the \(expected) data bytes its IDX header declares")
+            throw .gzipTooLong(path: path, declared: expected)
         }
     }
 }
@@ -309,7 +312,7 @@ final class GzipSource: ByteSource {
         // One more byte must not exist.
         let extra = try read(1, path: path)
         if !extra.isEmpty {
-            throw .gzip(path: path, detail: "decompresses to more than the \(expected) data bytes its IDX header declares")
+            throw .gzipTooLong(path: path, declared: expected)
         }
     }
 }
