@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "IDX", targets: ["IDX"]),
         .library(name: "BNFolding", targets: ["BNFolding"]),
         .library(name: "Runtime", targets: ["Runtime"]),
+        .library(name: "BNStatistics", targets: ["BNStatistics"]),
         .executable(name: "bnconv", targets: ["bnconv"]),
         .executable(name: "bnrun", targets: ["bnrun"]),
     ],
@@ -46,17 +47,19 @@ let package = Package(
         .target(name: "AtomicFile"),
 
         // MARK: - The library API: load, change, save
-        .target(name: "BNKit", dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "AtomicFile"]),
+        .target(name: "BNKit", dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "AtomicFile", "BNStatistics"]),
 
         // MARK: - Transformations and execution
         .target(name: "BNFolding", dependencies: ["ModelIR"]),
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         .target(name: "Runtime", dependencies: ["ModelIR", "CKernels"]),
+        // Batch statistics: recalibrating BN layers from data (runs models through Runtime)
+        .target(name: "BNStatistics", dependencies: ["ModelIR", "Runtime"]),
 
         // MARK: - Command-line tools (thin)
         .target(
             name: "BNKitCLI",
-            dependencies: ["BNKit", "ModelIR", "KerasHDF5", "NativeFormat", "IDX", "BNFolding", "Runtime", "AtomicFile"],
+            dependencies: ["BNKit", "ModelIR", "KerasHDF5", "NativeFormat", "IDX", "BNFolding", "Runtime", "BNStatistics", "AtomicFile"],
             path: "Sources/BNKitCLI"
         ),
         .executableTarget(
@@ -84,6 +87,7 @@ let package = Package(
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "TestSupport"]),
+        .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun"]),
     ]
 )

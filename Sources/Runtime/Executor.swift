@@ -16,6 +16,22 @@ public enum RuntimeError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 }
 
+/// Which statistics a BatchNormalization layer normalizes with.
+public enum BatchNormStatistics: String, Sendable, CaseIterable {
+    /// The stored moving mean and variance (inference; the default).
+    case running
+    /// The mean and population variance of the batch being run, per channel over
+    /// every sample (and pixel), as Keras computes in `model(x, training=True)`.
+    /// The whole batch is one unit: it is not split into tiles or across threads.
+    case batch
+}
+
+/// Receives the values of an observed node after the step that writes them:
+/// the node's position in `observing`, its values for the samples of one part of
+/// the batch (samples after one another), and the worker that ran that part
+/// (`0..<threads`; parts of one worker never overlap in time).
+public typealias ExecutionObserver = @Sendable (_ observation: Int, _ values: UnsafeBufferPointer<Float>, _ worker: Int) -> Void
+
 /// Runs a `Graph` on the CPU, a batch at a time.
 ///
 /// The plan (what each step reads and writes) is made once at init; the
@@ -36,6 +52,12 @@ public final class Executor: @unchecked Sendable {
     private let outputIndex: Int
     /// Samples per tile: about 1 MiB of the largest activation, between 8 and 256.
     private let tileSize: Int
+    /// What BatchNormalization layers normalize with.
+    public let batchNormStatistics: BatchNormStatistics
+    /// Node index -> position in `observing`; the nodes' values go to the run's observer.
+    private let observed: [Int: Int]
+    /// The observed node written by each step (by step position), if any.
+    private let observedAfterStep: [Int?]
 
     private enum Kind {
         case dense(kernel: Tensor, bias: Tensor?, inputs: Int, units: Int, activation: ActivationKind)
@@ -50,6 +72,8 @@ public final class Executor: @unchecked Sendable {
         case globalPool(pixels: Int, channels: Int, isMax: Bool)
         case zeroPad(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
         case affine(scale: [Float], shift: [Float], channels: Int)
+        /// BatchNormalization with the batch's own statistics (`BatchNormStatistics.batch`).
+        case batchNormFromBatch(gamma: [Double]?, beta: [Double]?, epsilon: Double, channels: Int)
         case activation(ActivationKind, channels: Int)
         case add, multiply
         /// Per sample: `outer` blocks, each the inputs' chunks of the given sizes.
@@ -63,7 +87,10 @@ public final class Executor: @unchecked Sendable {
         let destination: Int
     }
 
-    public init(graph: Graph) throws {
+    /// Plans `graph`. BatchNormalization layers use `batchNormStatistics`; the values of
+    /// the nodes named in `observing` are handed to the observer given to `run` (they are
+    /// kept out of fusions that would leave them unwritten).
+    public init(graph: Graph, batchNormStatistics: BatchNormStatistics = .running, observing: [String] = []) throws {
         let shapes: [String: [Int]]
         let input: Node
         do {
@@ -78,12 +105,18 @@ public final class Executor: @unchecked Sendable {
         }
         var index: [String: Int] = [:]
         for (i, node) in graph.nodes.enumerated() { index[node.name] = i }
+        var observed: [Int: Int] = [:]
+        for (position, name) in observing.enumerated() {
+            guard let i = index[name] else { throw RuntimeError.invalidModel(.unknownOutput(name)) }
+            observed[i] = position
+        }
+        let observedNames = Set(observing)
         // A Dense or Conv2D whose only reader is a ReLU/ReLU6/sigmoid applies it in
         // its GEMM epilogue and writes straight into the activation's buffer.
         var fusedActivation: [String: (activation: Activation, into: String)] = [:]
         var absorbed: Set<String> = []
         for node in graph.nodes {
-            guard node.operation.fusedActivation == .linear, !graph.outputs.contains(node.name) else { continue }
+            guard node.operation.fusedActivation == .linear, !graph.outputs.contains(node.name), !observedNames.contains(node.name) else { continue }
             let readers = graph.consumers(of: node.name)
             guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name],
                   case .activation(let activation) = reader.operation, [.relu, .relu6, .sigmoid].contains(activation) else { continue }
@@ -99,7 +132,7 @@ public final class Executor: @unchecked Sendable {
             let fused = fusedActivation[node.name]
             let produced = fused?.into ?? node.name
             let readers = graph.consumers(of: produced)
-            guard !graph.outputs.contains(produced), readers.count == 1, let reader = graph.node(named: readers[0]),
+            guard !graph.outputs.contains(produced), !observedNames.contains(produced), !observedNames.contains(node.name), readers.count == 1, let reader = graph.node(named: readers[0]),
                   reader.inputs == [produced], case .pool2d(let pool) = reader.operation, pool.kind == .max,
                   pool.window.size == [2, 2], pool.window.strides == [2, 2] else { continue }
             let convShape = shapes[node.name]!, poolShape = shapes[reader.name]!
@@ -159,6 +192,9 @@ public final class Executor: @unchecked Sendable {
             case .zeroPadding2d(let pads):
                 kind = .zeroPad(height: inShapes[0][0], width: inShapes[0][1], channels: inShapes[0][2],
                                 top: pads[0], left: pads[2], outHeight: outShape[0], outWidth: outShape[1])
+            case .batchNorm(let bn) where batchNormStatistics == .batch:
+                kind = .batchNormFromBatch(gamma: bn.gamma.map { $0.values.map(Double.init) }, beta: bn.beta.map { $0.values.map(Double.init) },
+                                           epsilon: bn.epsilon, channels: bn.channels)
             case .batchNorm(let bn):
                 let coefficients: (scale: [Double], shift: [Double])
                 do { coefficients = try bn.affineCoefficients() } catch let error as ModelError {
@@ -182,6 +218,9 @@ public final class Executor: @unchecked Sendable {
             steps.append(Step(kind: kind, sources: node.inputs.map { index[$0]! }, destination: fused.map { index[$0.into]! } ?? i))
         }
         self.steps = steps
+        self.batchNormStatistics = batchNormStatistics
+        self.observed = observed
+        self.observedAfterStep = steps.map { observed[$0.destination] }
         self.nodeCount = graph.nodes.count
         self.sizes = graph.nodes.map { shapes[$0.name]!.reduce(1, *) }
         self.inputShape = shapes[input.name]!
@@ -232,21 +271,24 @@ public final class Executor: @unchecked Sendable {
     /// Runs the model on `input.count / inputSize` samples laid out one after
     /// another and returns their outputs, `outputSize` values each. With
     /// `threads` > 1 the batch is split into that many parts run in parallel.
-    public func run(_ input: [Float], threads: Int = 1) throws -> [Float] {
+    public func run(_ input: [Float], threads: Int = 1, observer: ExecutionObserver? = nil) throws -> [Float] {
         guard inputSize > 0, input.count % inputSize == 0 else {
             throw RuntimeError.badInputSize(expected: inputSize, found: input.count)
         }
         var output = [Float](repeating: 0, count: input.count / inputSize * outputSize)
         try input.withUnsafeBufferPointer { x in
-            try output.withUnsafeMutableBufferPointer { y in try run(x, into: y, threads: threads) }
+            try output.withUnsafeMutableBufferPointer { y in try run(x, into: y, threads: threads, observer: observer) }
         }
         return output
     }
 
     /// Runs the model on the samples in `input` and writes their outputs to the start
     /// of `output`, which must hold `input.count / inputSize * outputSize` values (no
-    /// allocation per call once the buffers are planned).
-    public func run(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>, threads: Int = 1) throws {
+    /// allocation per call once the buffers are planned). With `BatchNormStatistics.batch`
+    /// the whole input is one batch, run by one worker. `observer` receives the observed
+    /// nodes' values.
+    public func run(_ input: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>, threads: Int = 1,
+                    observer: ExecutionObserver? = nil) throws {
         guard inputSize > 0, input.count % inputSize == 0 else {
             throw RuntimeError.badInputSize(expected: inputSize, found: input.count)
         }
@@ -257,7 +299,8 @@ public final class Executor: @unchecked Sendable {
         runLock.lock()
         defer { runLock.unlock() }
         // Equal tiles, a multiple of the thread count of them, so no worker gets more than another.
-        let threads = max(threads, 1)
+        let threads = batchNormStatistics == .batch ? 1 : max(threads, 1)
+        let tileSize = batchNormStatistics == .batch ? batch : self.tileSize
         let rounds = (batch + threads * tileSize - 1) / (threads * tileSize)
         let tile = max(1, (batch + threads * rounds - 1) / (threads * rounds))
         let tiles = (batch + tile - 1) / tile
@@ -270,7 +313,7 @@ public final class Executor: @unchecked Sendable {
                   let yBase = UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
             for t in stride(from: worker, to: tiles, by: workers) {
                 let start = t * tile, end = min(batch, start + tile)
-                self.runPart(xBase + start * inputSize, yBase + start * outputSize, batch: end - start, worker: worker)
+                self.runPart(xBase + start * inputSize, yBase + start * outputSize, batch: end - start, worker: worker, observer: observer)
             }
         }
         if workers == 1 { work(0) } else { self.pool(threads).run { worker in if worker < workers { work(worker) } } }
@@ -335,15 +378,22 @@ public final class Executor: @unchecked Sendable {
         return arena
     }
 
-    private func runPart(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, batch: Int, worker: Int) {
+    private func runPart(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, batch: Int, worker: Int,
+                         observer: ExecutionObserver?) {
         let arena = arena(worker: worker, batch: batch)
         func pointer(_ index: Int) -> UnsafePointer<Float> {
             index == inputIndex ? input : UnsafePointer(arena.buffers[index])
         }
-        for step in steps {
+        if let observer, let observation = observed[inputIndex] {
+            observer(observation, UnsafeBufferPointer(start: input, count: batch * inputSize), worker)
+        }
+        for (position, step) in steps.enumerated() {
             let destination = step.destination == outputIndex ? output : arena.buffers[step.destination]
             let count = batch * sizes[step.destination]
             Self.execute(step.kind, step.sources.map(pointer), destination, batch: batch, count: count, arena: arena)
+            if let observer, let observation = observedAfterStep[position] {
+                observer(observation, UnsafeBufferPointer(start: destination, count: count), worker)
+            }
         }
         if outputIndex == inputIndex { output.update(from: input, count: batch * outputSize) }
     }
@@ -416,6 +466,9 @@ public final class Executor: @unchecked Sendable {
                     Kernels.affine(y, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!)
                 }
             }
+        case let .batchNormFromBatch(gamma, beta, epsilon, channels):
+            y.update(from: x, count: count)
+            Kernels.batchNormalize(y, count: count, channels: channels, gamma: gamma, beta: beta, epsilon: epsilon)
         case let .activation(activation, channels):
             y.update(from: x, count: count)
             Kernels.activate(y, count: count, channels: channels, kind: activation)

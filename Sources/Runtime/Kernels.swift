@@ -285,6 +285,39 @@ package enum Kernels {
         }
     }
 
+    /// Per-channel mean and sum of squared deviations (M2) of `rows` samples of
+    /// `channels` values, in Double (the population variance is `m2 / rows`).
+    /// Overwrites `mean` and `m2`, which hold `channels` values each.
+    package static func channelMoments(_ data: UnsafePointer<Float>, rows: Int, channels: Int,
+                                       mean: UnsafeMutablePointer<Double>, m2: UnsafeMutablePointer<Double>) {
+        bnk_channel_moments(data, rows, channels, mean, m2)
+    }
+
+    /// The version `channelMoments` runs under the current cap: "avx512", "avx2" or "generic".
+    package static var momentsImplementation: String { String(cString: bnk_channel_moments_isa()) }
+
+    /// Batch normalization with the statistics of the data itself (training mode):
+    /// per channel over all `count / channels` rows, `y = gamma (x - mean) / sqrt(var + eps) + beta`
+    /// with the population variance; coefficients in Double, applied in place.
+    static func batchNormalize(_ data: UnsafeMutablePointer<Float>, count: Int, channels: Int,
+                               gamma: [Double]?, beta: [Double]?, epsilon: Double) {
+        let rows = count / max(channels, 1)
+        guard rows > 0 else { return }
+        var mean = [Double](repeating: 0, count: channels), m2 = [Double](repeating: 0, count: channels)
+        mean.withUnsafeMutableBufferPointer { m in
+            m2.withUnsafeMutableBufferPointer { q in channelMoments(data, rows: rows, channels: channels, mean: m.baseAddress!, m2: q.baseAddress!) }
+        }
+        var scale = [Float](repeating: 0, count: channels), shift = [Float](repeating: 0, count: channels)
+        for c in 0..<channels {
+            let s = (gamma?[c] ?? 1) / (m2[c] / Double(rows) + epsilon).squareRoot()
+            scale[c] = Float(s)
+            shift[c] = Float((beta?[c] ?? 0) - mean[c] * s)
+        }
+        scale.withUnsafeBufferPointer { s in
+            shift.withUnsafeBufferPointer { t in affine(data, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!) }
+        }
+    }
+
     /// Applies an activation in place (softmax: over each row of `channels`).
     static func activate(_ data: UnsafeMutablePointer<Float>, count: Int, channels: Int, kind: ActivationKind) {
         switch kind {

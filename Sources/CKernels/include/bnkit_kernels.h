@@ -77,6 +77,13 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
                           const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch);
 size_t bnk_winograd_scratch(int cin, int cout);
 
+/* Batch-normalization statistics of a tile of `rows` samples of `channels` values (channels
+   fastest): per channel the mean and the sum of squared deviations from it (M2; the
+   population variance is M2 / rows), both in double. Overwrites mean[] and m2[]. */
+void bnk_channel_moments(const float *x, size_t rows, size_t channels, double *mean, double *m2);
+/* Which version bnk_channel_moments runs under the current cap: "avx512", "avx2" or "generic". */
+const char *bnk_channel_moments_isa(void);
+
 /* A spin-wait hint (PAUSE on x86-64, YIELD on arm64). */
 static inline void bnk_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
