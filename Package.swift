@@ -64,7 +64,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "bnconv",
-            dependencies: ["BNKitCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["BNKitCLI", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "bnrun",
@@ -88,6 +88,6 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "TestSupport"]),
         .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["BNKit", "KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun"]),
     ]
 )

@@ -31,6 +31,8 @@ public struct InferenceResult: Sendable {
     public let outputSize: Int
     public let predictions: [Int]
     public let labels: [Int]?
+    /// What BatchNormalization layers normalized with.
+    public var batchNormStatistics: BatchNormStatistics = .running
 
     public var imageCount: Int { predictions.count }
 
@@ -44,15 +46,34 @@ public struct InferenceResult: Sendable {
     }
 }
 
-/// Runs `graph` over the images of an IDX file, a tile at a time.
-public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, scale: InputScale?,
-                         tileSize: Int = 1024, threads: Int = 1, showProgress: Bool = false) throws -> InferenceResult {
-    let executor = try Executor(graph: graph)
-    // Images are streamed a tile at a time: memory stays flat however large the file.
+/// Opens an IDX file of images for a model taking `inputSize` values per image; refuses a
+/// file whose images do not have that many values.
+func openImages(_ imagesPath: String, inputSize: Int, inputShape: [Int]) throws -> IDXStream {
     let images = try IDXStream(path: imagesPath)
-    guard images.itemSize == executor.inputSize else {
-        throw CLIFailure.badInput("\(imagesPath): each image has \(images.itemSize) values (dimensions \(images.dimensions.dropFirst().map(String.init).joined(separator: "×"))) but the model takes \(executor.inputSize) (shape \(executor.inputShape))")
+    guard images.itemSize == inputSize else {
+        throw CLIFailure.badInput("\(imagesPath): each image has \(images.itemSize) values (dimensions \(images.dimensions.dropFirst().map(String.init).joined(separator: "×"))) but the model takes \(inputSize) (shape \(inputShape))")
     }
+    return images
+}
+
+/// Refuses batch statistics for a model without BatchNormalization layers (a folded one).
+func checkBatchStatistics(_ graph: Graph, modelPath: String?) throws {
+    guard !graph.nodes.contains(where: { if case .batchNorm = $0.operation { true } else { false } }) else { return }
+    let name = modelPath.map { "\($0): " } ?? ""
+    throw CLIFailure.badInput("\(name)the model has no BatchNormalization layer (a folded model has none left): batch statistics need the unfolded model (.h5, .keras, or a .bin from bnconv convert)")
+}
+
+/// Runs `graph` over the images of an IDX file, a tile at a time (the first `limit`
+/// images when given). With `BatchNormStatistics.batch` each tile of `tileSize` images
+/// is one batch whose own statistics its BatchNormalization layers use.
+public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, scale: InputScale?,
+                         tileSize: Int = 1024, threads: Int = 1, showProgress: Bool = false, limit: Int? = nil,
+                         batchNormStatistics: BatchNormStatistics = .running, modelPath: String? = nil) throws -> InferenceResult {
+    if batchNormStatistics == .batch { try checkBatchStatistics(graph, modelPath: modelPath) }
+    let executor = try Executor(graph: graph, batchNormStatistics: batchNormStatistics)
+    // Images are streamed a tile at a time: memory stays flat however large the file.
+    let images = try openImages(imagesPath, inputSize: executor.inputSize, inputShape: executor.inputShape)
+    let imageCount = min(images.itemCount, limit ?? images.itemCount)
     var labels: [Int]?
     if let labelsPath {
         let array = try IDXReader.read(path: labelsPath)
@@ -62,13 +83,13 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
         guard values.count == images.itemCount else {
             throw CLIFailure.badInput("\(labelsPath): \(values.count) labels for \(images.itemCount) images in \(imagesPath)")
         }
-        labels = values
+        labels = Array(values.prefix(imageCount))
     }
     let scale = scale ?? (images.dataType.isInteger ? InputScale("1/255")! : InputScale("1")!)
-    var outputs = [Float](repeating: 0, count: images.itemCount * executor.outputSize)
+    var outputs = [Float](repeating: 0, count: imageCount * executor.outputSize)
     // The next tile is read (and inflated) on another thread while this one runs.
-    let reader = TileReader(images, tileSize: tileSize, scale: scale)
-    let progress = ProgressLine(total: images.itemCount, unit: "images", enabled: showProgress)
+    let reader = TileReader(images, tileSize: tileSize, scale: scale, limit: imageCount)
+    let progress = ProgressLine(total: imageCount, unit: "images", enabled: showProgress)
     defer { progress.finish() }
     var done = 0
     try outputs.withUnsafeMutableBufferPointer { all in
@@ -79,8 +100,10 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
             progress.update(done / max(executor.outputSize, 1))
         }) {}
     }
-    return InferenceResult(outputs: outputs, outputSize: executor.outputSize,
-                           predictions: executor.classes(of: outputs), labels: labels)
+    var result = InferenceResult(outputs: outputs, outputSize: executor.outputSize,
+                                 predictions: executor.classes(of: outputs), labels: labels)
+    result.batchNormStatistics = batchNormStatistics
+    return result
 }
 
 /// Throughput of the model on the images, in process, without printing:
@@ -117,24 +140,30 @@ final class TileReader: @unchecked Sendable {
     private let stream: IDXStream
     private let tileSize: Int
     private let scale: InputScale
+    /// Items still to read.
+    private var remaining: Int
     /// Filled in the background; handed over (swapped into `current`) by `next`.
     private var loaded: [Float] = []
     private var current: [Float] = []
     private var failure: Error?
     private let loading = DispatchGroup()
 
-    init(_ stream: IDXStream, tileSize: Int, scale: InputScale) {
+    /// Reads the stream's items from its current position; at most `limit` of them when given.
+    init(_ stream: IDXStream, tileSize: Int, scale: InputScale, limit: Int? = nil) {
         self.stream = stream
         self.tileSize = tileSize
         self.scale = scale
+        self.remaining = max(0, limit ?? Int.max)
         startLoading()
     }
 
     private func startLoading() {
         loading.enter()
+        let count = min(tileSize, remaining)
+        remaining -= count
         DispatchQueue.global().async {
             do {
-                try self.stream.next(self.tileSize, into: &self.loaded, multiplier: self.scale.multiplier, divisor: self.scale.divisor)
+                try self.stream.next(count, into: &self.loaded, multiplier: self.scale.multiplier, divisor: self.scale.divisor)
             } catch {
                 self.failure = error
             }

@@ -196,16 +196,22 @@ public enum BatchNormRecalibration {
         let executor = try Executor(graph: try ancestors(of: nodes, in: graph), observing: nodes)
         let threads = max(threads, 1)
         let accumulators = Accumulators(workers: threads, channels: channels)
-        var output: [Float] = []
+        // The executor's output (the last observed node, often a large activation) is not
+        // needed: batches go through in chunks of about 4 MiB of it, so memory stays small
+        // whatever the batch size (the statistics merge the same either way).
+        let chunk = max(threads, (1 << 20) / max(executor.outputSize, 1))
+        var output = [Float](repeating: 0, count: chunk * executor.outputSize)
         try data.forEachBatch { batch in
             guard executor.inputSize > 0, batch.count % executor.inputSize == 0 else {
                 throw RuntimeError.badInputSize(expected: executor.inputSize, found: batch.count)
             }
-            let needed = batch.count / executor.inputSize * executor.outputSize
-            if output.count < needed { output = [Float](repeating: 0, count: needed) }
+            let samples = batch.count / executor.inputSize
             try output.withUnsafeMutableBufferPointer { y in
-                try executor.run(batch, into: y, threads: threads) { observation, values, worker in
-                    accumulators.add(values, observation: observation, worker: worker)
+                for start in stride(from: 0, to: samples, by: chunk) {
+                    let part = UnsafeBufferPointer(rebasing: batch[(start * executor.inputSize)..<(min(samples, start + chunk) * executor.inputSize)])
+                    try executor.run(part, into: y, threads: threads) { observation, values, worker in
+                        accumulators.add(values, observation: observation, worker: worker)
+                    }
                 }
             }
         }

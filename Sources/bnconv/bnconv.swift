@@ -15,7 +15,7 @@ struct BNConv: ParsableCommand {
         Exit status: 0 success, 1 verify: difference beyond the tolerance, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
         70 internal error.
         """,
-        subcommands: [Fold.self, Convert.self, Inspect.self, Verify.self])
+        subcommands: [Fold.self, Convert.self, Inspect.self, Verify.self, Recalibrate.self])
 }
 
 struct Fold: ParsableCommand {
@@ -161,6 +161,67 @@ struct Convert: ParsableCommand {
             let notices = try model.save(to: output, format: format)
             for notice in notices { print("note: \(notice)") }
             print("wrote \(output) (\((format ?? ModelFormat.forSaving(path: output))!.rawValue), \(model.graph.nodes.count) layers)")
+        }
+    }
+}
+
+struct Recalibrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-estimate every BatchNormalization layer's moving mean and variance from unlabeled images.",
+        discussion: """
+        For every BatchNormalization layer: the mean and population variance (divided by the count, as Keras's
+        training-mode BN) of its input over all the images, per neuron for Dense outputs and per channel over
+        images x height x width for conv outputs, accumulated in Double while the images stream from the file.
+        Layers are recalibrated in order, in inference mode: each layer's input is computed with the layers
+        before it already using their new statistics. Gamma, beta, epsilon and every other weight stay as they
+        are. OUT is written unfolded, as .h5 (opens in Keras) or .bin, by extension; fold it afterwards with
+        `bnconv fold`. Use it to adapt a model to shifted inputs (AdaBN: recalibrate on unlabeled images of the
+        new domain) or to replace stale running averages ("precise BN").
+
+        Examples:
+          bnconv recalibrate model.h5 --images shifted-train.idx -o adapted.h5
+          bnconv recalibrate model.h5 --images train.idx.gz --labels train-labels.idx.gz --limit 10000 -o model-precise.bin
+        """)
+
+    @Argument(help: "The unfolded model: a Keras .h5, a Keras 3 .keras archive or a bnkit .bin with BatchNormalization layers.")
+    var model: String
+
+    @Option(help: "An IDX file of images (plain or gzipped) to compute the statistics from.")
+    var images: String
+
+    @Option(name: [.short, .customLong("output")], help: "The model to write: .h5 or .bin.")
+    var output: String
+
+    @Option(help: "An IDX file of labels, one per image: the accuracy on the images is reported before and after.")
+    var labels: String?
+
+    @Option(help: "Input scale, as a number or a fraction such as 1/255. Default: 1/255 for integer IDX data, 1 for float data.")
+    var scale: String?
+
+    @Option(help: "Use only the first N images.")
+    var limit: Int?
+
+    @Option(help: "Images run through the model at once.")
+    var batch: Int = 1024
+
+    @Option(help: "Worker threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        if let scale, InputScale(scale) == nil { throw ValidationError("invalid --scale '\(scale)' (a number or a fraction such as 1/255)") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        if ModelFormat.forSaving(path: output) == nil {
+            throw ValidationError("cannot tell the output format from '\(output)': use a .h5 or .bin extension")
+        }
+    }
+
+    func run() throws {
+        runReportingFailures(tool: "bnconv") {
+            let report = try recalibrateModel(modelPath: model, imagesPath: images, outputPath: output, labelsPath: labels,
+                                              scale: scale.flatMap(InputScale.init), limit: limit, batch: batch, threads: threads)
+            print(report, terminator: "")
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import AtomicFile
 import BNKitCLI
 import Foundation
+import Runtime
 
 @main
 struct BNRun: ParsableCommand {
@@ -19,6 +20,12 @@ struct BNRun: ParsableCommand {
           bnrun model.bin images.idx --format csv --output predictions.csv
           bnrun model.h5 images.idx --scale 1 --format json
           bnrun model.bin images.idx --bench 5 --batch 64 --threads 1
+          bnrun model.h5 shifted.idx --bn-statistics batch --batch 256
+
+        --bn-statistics batch (an unfolded model) normalizes every BatchNormalization layer with the mean and
+        population variance of the current batch of --batch images, as Keras's model(x, training=True) does;
+        results then depend on the batch size and on which images share a batch. The default, running, uses
+        the stored moving statistics.
 
         Exit status: 0 success, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
         70 internal error.
@@ -48,6 +55,10 @@ struct BNRun: ParsableCommand {
     @Option(help: "Images per batch (a tile run through the model at once).")
     var batch: Int = 1024
 
+    @Option(name: .customLong("bn-statistics"),
+            help: "What BatchNormalization layers normalize with: running (the stored moving statistics; default) or batch (the statistics of each batch of --batch images; unfolded models only).")
+    var bnStatistics: String = "running"
+
     @Option(help: "Measure throughput instead of reporting: after one untimed pass, run all images this many times and print the median images/s.")
     var bench: Int?
 
@@ -58,6 +69,10 @@ struct BNRun: ParsableCommand {
         guard ReportFormat(rawValue: format) != nil else {
             throw ValidationError("unknown format '\(format)' (text, csv, json, summary)")
         }
+        guard BatchNormStatistics(rawValue: bnStatistics) != nil else {
+            throw ValidationError("unknown --bn-statistics '\(bnStatistics)' (running, batch)")
+        }
+        if bench != nil && bnStatistics != "running" { throw ValidationError("--bench measures the running statistics only") }
         if let scale, InputScale(scale) == nil {
             throw ValidationError("invalid --scale '\(scale)' (a number or a fraction such as 1/255)")
         }
@@ -74,7 +89,11 @@ struct BNRun: ParsableCommand {
                 return
             }
             let result = try runInference(graph: graph, imagesPath: images, labelsPath: labels, scale: scale.flatMap(InputScale.init),
-                                          tileSize: batch, threads: threads, showProgress: isatty(STDERR_FILENO) == 1)
+                                          tileSize: batch, threads: threads, showProgress: isatty(STDERR_FILENO) == 1,
+                                          batchNormStatistics: BatchNormStatistics(rawValue: bnStatistics)!, modelPath: model)
+            if result.batchNormStatistics == .batch, result.imageCount % batch != 0, result.imageCount > batch {
+                FileHandle.standardError.write(Data("bnrun: note: the last batch has \(result.imageCount % batch) images, not \(batch)\n".utf8))
+            }
             let report = ReportFormat(rawValue: format)!.render(result)
             if let output {
                 try AtomicFile.write(Data(report.utf8), to: output)
