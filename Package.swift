@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "KerasHDF5Tests", dependencies: ["KerasHDF5", "HDF5", "Runtime", "TestSupport"]),
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
-        .testTarget(name: "BNKitTests", dependencies: ["BNKit", "TestSupport"]),
+        .testTarget(name: "BNKitTests", dependencies: ["BNKit", "IDX", "TestSupport"]),
         .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BNKit", "KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun"]),
     ]

@@ -2,14 +2,21 @@
 # The test command: installs what it needs (apt packages; a Python venv with
 # Keras 2 and Keras 3 for the interop check), then runs every test:
 #   1. the Keras interop check (tools/interop.sh),
-#   2. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
-#   3. the Swift tests, in release (the end-to-end tests run real models over 10,000 images).
+#   2. the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
+#   3. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
+#   4. the Swift tests, in release (the end-to-end tests run real models over 10,000 images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 swift build -c release --build-tests
 echo "== interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
 tools/interop.sh .build/release/bnconv
+echo "== batch statistics: bnconv recalibrate and bnrun --bn-statistics batch against Keras (float64), live"
+for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
+  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bn_statistics_reference.py check --model "Fixtures/$model.h5" \
+    --images Fixtures/mnist/t10k-images.idx3-ubyte.gz --limit 2000 \
+    --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+done
 echo "== fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-15} s"
 tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-15}"
 echo "== swift tests"
