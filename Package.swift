@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "BNStatistics", targets: ["BNStatistics"]),
         .executable(name: "bnconv", targets: ["bnconv"]),
         .executable(name: "bnrun", targets: ["bnrun"]),
+        .executable(name: "bnkit-hdf5-reader", targets: ["bnkit-hdf5-reader"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -71,6 +72,8 @@ let package = Package(
             dependencies: ["BNKitCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
+        .executableTarget(name: "bnkit-hdf5-reader", dependencies: ["BNKit"]),
+
         // MARK: - Fuzz targets (tools/fuzz.sh builds them with libFuzzer; plain builds replay inputs)
         .target(name: "FuzzSupport"),
         .executableTarget(name: "fuzz-native", dependencies: ["NativeFormat", "FuzzSupport"]),
@@ -88,6 +91,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "IDX", "TestSupport"]),
         .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["BNKit", "KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["BNKit", "KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun", "bnkit-hdf5-reader",
+                                                         .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
     ]
 )

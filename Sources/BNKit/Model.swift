@@ -44,6 +44,12 @@ public enum BNKitError: Error, CustomStringConvertible, Equatable, Sendable {
     case noSuchLayer(layer: String)
     case noSuchWeight(layer: String, role: WeightRole)
     case weightShapeMismatch(layer: String, role: WeightRole, expected: [Int], found: [Int])
+    /// The isolated HDF5 reader died, ran out of time or failed on the file.
+    case damagedHDF5(path: String, detail: String)
+    /// The isolated HDF5 reader refused the file; its one-line message (naming the file).
+    case reported(String)
+    /// The HDF5 reader executable could not be started.
+    case hdf5ReaderUnavailable(executable: String, reason: String)
 
     public var description: String {
         switch self {
@@ -55,6 +61,9 @@ public enum BNKitError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .noSuchWeight(layer, role): "layer '\(layer)' has no weight '\(role.rawValue)'"
         case let .weightShapeMismatch(layer, role, expected, found):
             "layer '\(layer)': weight '\(role.rawValue)' must have shape \(expected), got \(found)"
+        case let .damagedHDF5(path, detail): "\(path): damaged or unsupported HDF5 file: \(detail)"
+        case let .reported(message): message
+        case let .hdf5ReaderUnavailable(executable, reason): "cannot start the HDF5 reader \(executable): \(reason)"
         }
     }
 }
@@ -106,12 +115,33 @@ public struct Model: Sendable {
             model.sourceFormat = .native
             return model
         case .kerasHDF5, .kerasArchive:
-            let keras = try KerasModelReader.read(path: path)
-            var model = Model(graph: keras.graph)
-            model.keras = keras.provenance
+            var model: Model
+            switch HDF5ChildProcess.isolation {
+            case .inProcess:
+                let keras = try KerasModelReader.read(path: path)
+                model = Model(graph: keras.graph)
+                model.keras = keras.provenance
+            case .childProcess(let executable):
+                model = try HDF5ChildProcess.read(path: path, executable: executable)
+            }
             model.sourceFormat = format
             return model
         }
+    }
+
+    /// The `.bin` encoding of the model with everything a Keras file carried (how an
+    /// isolated HDF5 reader hands a model back).
+    func nativeEncoding() throws -> Data {
+        try NativeFormat.encode(NativeModel(graph: graph, metadata: nativeMetadata(), optimizerState: keras?.nativeState ?? []))
+    }
+
+    /// Decodes a `.bin` encoding (validated like any `.bin` file); `name` appears in errors.
+    static func decodeNative(_ data: Data, name: String) throws -> Model {
+        let native = try NativeFormat.decode(data, path: name)
+        var model = Model(graph: native.graph, metadata: native.metadata)
+        model.keras = KerasProvenance(metadata: native.metadata, optimizerState: native.optimizerState)
+        model.sourceFormat = .native
+        return model
     }
 
     /// Loads a model held in memory (format by content); `name` appears in errors.
@@ -149,9 +179,7 @@ public struct Model: Sendable {
         }
         switch format {
         case .native:
-            let data = try NativeFormat.encode(NativeModel(graph: graph, metadata: nativeMetadata(),
-                                                           optimizerState: keras?.nativeState ?? []))
-            try AtomicFile.write(data, to: path)
+            try AtomicFile.write(try nativeEncoding(), to: path)
             return []
         case .kerasHDF5:
             var notices: [String] = []

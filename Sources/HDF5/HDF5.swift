@@ -54,6 +54,28 @@ var h5: bnkit_h5_api {
     return api
 }
 
+/// Debian's libhdf5 is built without thread safety: no two of its calls may run at
+/// once. Every entry point of bnkit's HDF5 use (reading or writing a Keras file, and a
+/// handle's closing) holds this one process-wide lock; it is recursive, so nested uses
+/// are fine. See `withHDF5Lock`.
+nonisolated(unsafe) private let hdf5Mutex: UnsafeMutablePointer<pthread_mutex_t> = {
+    let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    var attributes = pthread_mutexattr_t()
+    pthread_mutexattr_init(&attributes)
+    pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_RECURSIVE))
+    pthread_mutex_init(mutex, &attributes)
+    pthread_mutexattr_destroy(&attributes)
+    return mutex
+}()
+
+/// Runs `body` holding the process-wide libhdf5 lock (recursive). Everything that
+/// calls libhdf5 from more than one thread must go through it.
+public func withHDF5Lock<T>(_ body: () throws -> T) rethrows -> T {
+    pthread_mutex_lock(hdf5Mutex)
+    defer { pthread_mutex_unlock(hdf5Mutex) }
+    return try body()
+}
+
 /// The one place a libhdf5 return code is judged.
 @discardableResult
 func check<T: BinaryInteger>(_ result: T, _ operation: @autoclosure () -> String) throws -> T {
@@ -77,7 +99,7 @@ final class Handle {
         self.close = close
     }
 
-    deinit { _ = close(id) }
+    deinit { withHDF5Lock { _ = close(id) } }
 }
 
 /// An HDF5 file, opened for reading or writing.
@@ -93,6 +115,10 @@ public final class HDF5File {
 
     /// Opens an existing file. The file must be an HDF5 file.
     public static func open(_ path: String, writable: Bool = false) throws -> HDF5File {
+        try withHDF5Lock { try openLocked(path, writable: writable) }
+    }
+
+    private static func openLocked(_ path: String, writable: Bool) throws -> HDF5File {
         try requireLibrary()
         let isHDF5 = try check(h5.H5Fis_hdf5(path), "read '\(path)' as HDF5")
         guard isHDF5 > 0 else {
@@ -105,7 +131,13 @@ public final class HDF5File {
 
     /// Creates a new file, replacing any file at `path`.
     public static func create(_ path: String) throws -> HDF5File {
-        try requireLibrary()
+        try withHDF5Lock {
+            try requireLibrary()
+            return try createLocked(path)
+        }
+    }
+
+    private static func createLocked(_ path: String) throws -> HDF5File {
         let id = try check(h5.H5Fcreate(path, bnkit_H5F_ACC_TRUNC(), bnkit_H5P_DEFAULT(), bnkit_H5P_DEFAULT()), "create '\(path)'")
         return HDF5File(handle: Handle(id, close: h5.H5Fclose), path: path)
     }

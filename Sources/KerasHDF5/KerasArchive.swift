@@ -6,9 +6,15 @@ import ZIPFoundation
 /// Keras 3 `.keras` archives: a zip holding `config.json`, `metadata.json`
 /// and `model.weights.h5` (weights under `layers/<name>/vars/<index>`).
 enum KerasArchive {
-    /// Largest member bnkit extracts (a zip bomb is refused before it is inflated).
+    /// Largest weights file bnkit extracts (to a temporary file, never into memory).
     static let maxMemberBytes: UInt64 = 2 << 30
-    static let maxConfigBytes: UInt64 = 64 << 20
+    /// config.json is read into memory: no Keras config comes near this.
+    static let maxConfigBytes: UInt64 = 16 << 20
+    /// Above this size a member must not compress better than `maxCompressionRatio`:
+    /// Keras stores members uncompressed, and float weights barely compress (about 1.1:1;
+    /// pruned, mostly-zero ones a few times more), so a higher ratio is a decompression bomb.
+    static let ratioCheckedAbove: UInt64 = 16 << 20
+    static let maxCompressionRatio: UInt64 = 50
 
     /// Whether the file starts with a zip local-file header.
     static func isZip(path: String) -> Bool {
@@ -24,22 +30,39 @@ enum KerasArchive {
         } catch {
             throw KerasFileError.badArchive(path: path, detail: "not a readable zip archive")
         }
-        func member(_ name: String, limit: UInt64) throws -> Data {
+        /// The member's entry after checking its declared sizes (before anything is inflated).
+        func entry(_ name: String, limit: UInt64) throws -> Entry {
             guard let entry = archive[name] else { throw KerasFileError.missing(path: path, what: "'\(name)' in the archive") }
             guard entry.uncompressedSize <= limit else {
                 throw KerasFileError.badArchive(path: path, detail: "'\(name)' declares \(entry.uncompressedSize) bytes, over the \(limit)-byte limit")
             }
-            var data = Data()
+            if entry.uncompressedSize > ratioCheckedAbove, entry.uncompressedSize > maxCompressionRatio * max(entry.compressedSize, 1) {
+                throw KerasFileError.badArchive(path: path, detail: "'\(name)' would inflate \(entry.compressedSize) bytes to \(entry.uncompressedSize)"
+                    + " (over \(maxCompressionRatio):1; no real weights file compresses so well: a decompression bomb?)")
+            }
+            return entry
+        }
+        /// Inflates a member chunk by chunk into `sink`, never beyond its declared size.
+        func extract(_ name: String, limit: UInt64, into sink: (Data) throws -> Void) throws {
+            let entry = try entry(name, limit: limit)
+            var written: UInt64 = 0
             do {
                 _ = try archive.extract(entry, skipCRC32: false) { chunk in
-                    data.append(chunk)
-                    if UInt64(data.count) > limit { throw KerasFileError.badArchive(path: path, detail: "'\(name)' inflates beyond its declared size") }
+                    written += UInt64(chunk.count)
+                    if written > entry.uncompressedSize {
+                        throw KerasFileError.badArchive(path: path, detail: "'\(name)' inflates beyond its declared \(entry.uncompressedSize) bytes")
+                    }
+                    try sink(chunk)
                 }
             } catch let error as KerasFileError {
                 throw error
             } catch {
                 throw KerasFileError.badArchive(path: path, detail: "cannot extract '\(name)' (damaged archive)")
             }
+        }
+        func member(_ name: String, limit: UInt64) throws -> Data {
+            var data = Data()
+            try extract(name, limit: limit) { data.append($0) }
             return data
         }
         let configData = try member("config.json", limit: maxConfigBytes)
@@ -52,15 +75,22 @@ enum KerasArchive {
            let metadata = try? JSONSerialization.jsonObject(with: try member("metadata.json", limit: 1 << 20)) as? [String: Any] {
             version = metadata["keras_version"] as? String
         }
-        // libhdf5 reads files: extract the weights next to nothing else, read, delete.
-        let weightsData = try member("model.weights.h5", limit: maxMemberBytes)
+        // libhdf5 reads files: the weights stream into a private temporary file (memory stays
+        // flat whatever their size), which is read and deleted.
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-\(UUID().uuidString).weights.h5")
-        do {
-            try weightsData.write(to: temporary)
-        } catch {
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let output = FileHandle(forWritingAtPath: temporary.path) else {
             throw KerasFileError.unreadable(path: path, detail: "cannot extract the weights to \(temporary.path)")
         }
         defer { try? FileManager.default.removeItem(at: temporary) }
+        do {
+            defer { try? output.close() }
+            try extract("model.weights.h5", limit: maxMemberBytes) { chunk in
+                do { try output.write(contentsOf: chunk) } catch {
+                    throw KerasFileError.unreadable(path: path, detail: "cannot extract the weights to \(temporary.path)")
+                }
+            }
+        }
         let shown = path + ":model.weights.h5"
         let file = try KerasModelReader.openHDF5(temporary.path, shownAs: shown)
         do {

@@ -31,7 +31,15 @@ public enum KerasContainer: String, Sendable {
 /// variance), never by guessing names. Every weight's shape is checked
 /// against the layer's configuration.
 public enum KerasModelReader {
+    /// Reads a Keras file in this process. libhdf5 is not written for untrusted input:
+    /// a crafted file can crash or hang it (bnkit's `Model.load` runs this in a child
+    /// process with limits; see docs/HOSTILE_INPUT.md). Safe to call from several
+    /// threads (libhdf5 calls are serialized by one lock).
     public static func read(path: String) throws -> KerasModel {
+        try withHDF5Lock { try readLocked(path: path) }
+    }
+
+    private static func readLocked(path: String) throws -> KerasModel {
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw KerasFileError.unreadable(path: path, detail: FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")
         }
@@ -247,5 +255,14 @@ struct GraphBuilder {
             throw KerasFileError.badWeights(path: path, layer: node.name, detail: "\(error)")
         }
         state.nodes.append(node)
+    }
+}
+
+/// The lock that serializes bnkit's libhdf5 use (see `withHDF5Lock`): whoever starts a
+/// child process can hold it so the child inherits no open HDF5 file (whose lock would
+/// then outlive the parent's close).
+public enum KerasHDF5Library {
+    public static func serialized<T>(_ body: () throws -> T) rethrows -> T {
+        try withHDF5Lock(body)
     }
 }

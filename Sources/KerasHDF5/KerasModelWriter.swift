@@ -15,9 +15,14 @@ import ModelIR
 /// and optimizer state are then dropped, and the returned notices say so.
 public enum KerasModelWriter {
     /// Writes `graph` to `path` (replacing it; callers wanting atomicity write
-    /// to a temporary path and rename). Returns notices for the user.
+    /// to a temporary path and rename). Returns notices for the user. Safe to call
+    /// from several threads (libhdf5 calls are serialized by one lock).
     @discardableResult
     public static func write(_ graph: Graph, provenance: KerasProvenance?, to path: String) throws -> [String] {
+        try withHDF5Lock { try writeLocked(graph, provenance: provenance, to: path) }
+    }
+
+    private static func writeLocked(_ graph: Graph, provenance: KerasProvenance?, to path: String) throws -> [String] {
         do {
             let file = try HDF5File.create(path)
             let root = try file.root()

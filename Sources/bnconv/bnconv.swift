@@ -8,6 +8,11 @@ import NativeFormat
 
 @main
 struct BNConv: ParsableCommand {
+    static func main() {
+        isolateHDF5Parsing()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "bnconv",
         abstract: "Convert and fold BatchNormalization models.",

@@ -6,6 +6,11 @@ import Runtime
 
 @main
 struct BNRun: ParsableCommand {
+    static func main() {
+        isolateHDF5Parsing()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "bnrun",
         abstract: "Run a (folded) model over the images of an IDX file and report its predictions.",

@@ -8,7 +8,8 @@ import Glibc
 /// runs (polled every 2 ms; the high-water mark only grows, and a run's peak is during
 /// its work, not in its last milliseconds). wait4's ru_maxrss is no use here: a child of
 /// a large test process starts with the parent's high-water mark.
-public func runToolMeasuringPeakMemory(_ name: String, _ arguments: [String]) throws -> (status: Int32, peakBytes: Int) {
+public func runToolMeasuringPeakMemory(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws
+    -> (status: Int32, peakBytes: Int) {
     let path = TestPaths.productsFolder.appendingPathComponent(name).path
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -17,8 +18,10 @@ public func runToolMeasuringPeakMemory(_ name: String, _ arguments: [String]) th
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
+    let envp = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { envp.forEach { free($0) } }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
     guard spawned == 0 else { throw NSError(domain: "posix_spawn", code: Int(spawned)) }
     var status: Int32 = 0
     var peak = 0

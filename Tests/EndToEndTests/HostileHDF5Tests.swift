@@ -1,0 +1,151 @@
+import BNKit
+import Dispatch
+import Foundation
+import TestSupport
+import XCTest
+import ZIPFoundation
+
+/// Damaged and crafted Keras files never crash or hang bnkit: libhdf5 runs in a child
+/// process with limits (docs/HOSTILE_INPUT.md). The inputs in Fixtures/hdf5-regressions
+/// were found by tools/h5_mutation_campaign.py; each crashed libhdf5 (SIGSEGV, SIGABRT)
+/// or made it loop forever when it ran inside bnconv.
+final class HostileHDF5Tests: XCTestCase {
+    private var regressions: [String] {
+        let folder = TestPaths.fixture("hdf5-regressions")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted().map { folder + "/" + $0 }
+    }
+
+    /// bnconv and bnrun refuse every kept input with one line naming it, exit 65, no output.
+    func testKeptCrashAndHangInputsAreRefusedClearly() throws {
+        let inputs = regressions
+        XCTAssertGreaterThanOrEqual(inputs.count, 8)
+        XCTAssertTrue(inputs.contains { $0.contains("hang-") } && inputs.contains { $0.contains("crash-") })
+        let folder = try temporaryFolder()
+        final class Outcomes: @unchecked Sendable { var lines = [String](repeating: "", count: 64); let lock = NSLock() }
+        let outcomes = Outcomes()
+        // Two at a time (the hang inputs take the reader's full time limit).
+        DispatchQueue.concurrentPerform(iterations: inputs.count * 2) { job in
+            let input = inputs[job / 2], tool = job % 2 == 0 ? "bnconv" : "bnrun"
+            let output = folder.appendingPathComponent("out\(job).bin").path
+            let arguments = tool == "bnconv" ? ["fold", input, "-o", output] : [input, TestPaths.testImages, "--output", output]
+            let start = DispatchTime.now().uptimeNanoseconds
+            let run = try? runTool(tool, arguments)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            var problems: [String] = []
+            if let run {
+                if run.status != 65 { problems.append("exit \(run.status)") }
+                let lines = run.stderr.split(separator: "\n")
+                if lines.count != 1 || !lines[0].contains(input) { problems.append("stderr: \(run.stderr.prefix(300))") }
+            } else {
+                problems.append("did not run")
+            }
+            if seconds > 10 { problems.append("took \(seconds) s") }
+            if FileManager.default.fileExists(atPath: output) { problems.append("left an output") }
+            outcomes.lock.lock()
+            outcomes.lines[job] = problems.isEmpty ? "" : "\(tool) \(input): " + problems.joined(separator: "; ")
+            outcomes.lock.unlock()
+        }
+        for line in outcomes.lines where !line.isEmpty { XCTFail(line) }
+    }
+
+    /// The library API in a long-running process: loading each kept input throws an error
+    /// naming the file, and the process goes on (the reader child died, not this process).
+    func testLibraryLoadSurvivesCrashingInputs() throws {
+        guard case .childProcess = HDF5ChildProcess.isolation else {
+            return XCTFail("the test bundle should find bnkit-hdf5-reader next to it and isolate HDF5 parsing")
+        }
+        for input in regressions where input.contains("crash-") {
+            XCTAssertThrowsError(try Model.load(path: input)) { error in
+                XCTAssertTrue("\(error)".contains(input), "\(error)")
+            }
+        }
+        // And a good file still loads, with the same weights as in process.
+        let good = TestPaths.fixture("resnet_keras3.keras")
+        let isolated = try Model.load(path: good)
+        HDF5ChildProcess.isolation = .inProcess
+        defer { HDF5ChildProcess.isolation = .automatic }
+        let direct = try Model.load(path: good)
+        XCTAssertEqual(isolated.graph, direct.graph)
+        XCTAssertEqual(isolated.sourceFormat, .kerasArchive)
+    }
+
+    /// 16 threads at once load and save .h5 files, with libhdf5 in this process (one lock
+    /// serializes it) and in children, three models each; every result is bit for bit the original. Three rounds.
+    func testSixteenThreadsLoadAndSaveAtOnce() throws {
+        let folder = try temporaryFolder()
+        let sources = ["seed_mlp_keras2", "small_cnn_keras3", "resnet_keras2", "edge_cases_keras3"].map { TestPaths.fixture("\($0).h5") }
+        let originals = try sources.map { try Model.load(path: $0) }
+        for isolation in [HDF5Isolation.inProcess, .automatic] {
+            HDF5ChildProcess.isolation = isolation
+            for round in 0..<3 {
+                final class Failures: @unchecked Sendable { var list: [String] = []; let lock = NSLock() }
+                let failures = Failures()
+                // 16 real threads released together (concurrentPerform would use one per core).
+                let go = DispatchSemaphore(value: 0), done = DispatchGroup()
+                for i in 0..<16 {
+                    done.enter()
+                    let thread = Thread {
+                        go.wait()
+                        do {
+                            for repeat_ in 0..<3 {
+                                let model = try Model.load(path: sources[(i + repeat_) % sources.count])
+                                let path = folder.appendingPathComponent("r\(round)-\(i)-\(repeat_).h5").path
+                                try model.save(to: path)
+                                let again = try Model.load(path: path)
+                                guard again.graph == originals[(i + repeat_) % sources.count].graph else { throw NSError(domain: "differs", code: i) }
+                            }
+                        } catch {
+                            failures.lock.lock(); failures.list.append("\(isolation) thread \(i): \(error)"); failures.lock.unlock()
+                        }
+                        done.leave()
+                    }
+                    thread.stackSize = 8 << 20
+                    thread.start()
+                }
+                for _ in 0..<16 { go.signal() }
+                done.wait()
+                XCTAssertEqual(failures.list, [], "round \(round)")
+            }
+        }
+        HDF5ChildProcess.isolation = .automatic
+    }
+
+    /// A .keras archive whose model.weights.h5 inflates far beyond any real weights file (a
+    /// real one followed by zeros, deflated) is refused from its declared sizes, before
+    /// anything is inflated: quickly and with flat memory.
+    func testDecompressionBombArchiveIsRefused() throws {
+        let folder = try temporaryFolder()
+        let real = try Archive(url: URL(fileURLWithPath: TestPaths.fixture("small_cnn_keras3.keras")), accessMode: .read)
+        let bombURL = folder.appendingPathComponent("bomb.keras")
+        let bomb = try Archive(url: bombURL, accessMode: .create)
+        for entry in real {
+            var data = Data()
+            _ = try real.extract(entry) { data.append($0) }
+            if entry.path == "model.weights.h5" {
+                let total = Int64(data.count) + (256 << 20)   // + 256 MiB of zeros
+                let zeros = Data(count: 1 << 20)
+                try bomb.addEntry(with: entry.path, type: .file, uncompressedSize: total, compressionMethod: .deflate) { position, size in
+                    position < Int64(data.count) ? data.subdata(in: Int(position)..<min(data.count, Int(position) + size)) : zeros.prefix(size)
+                }
+            } else {
+                try bomb.addEntry(with: entry.path, type: .file, uncompressedSize: Int64(data.count)) { position, size in
+                    data.subdata(in: Int(position)..<(Int(position) + size))
+                }
+            }
+        }
+        let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: bombURL.path)[.size] as? Int)
+        XCTAssertLessThan(size, 2 << 20, "the bomb is small on disk")
+        let out = folder.appendingPathComponent("out.bin").path
+        let start = DispatchTime.now().uptimeNanoseconds
+        // Measured with the archive read in bnconv itself (in the default design a child reads it).
+        let (status, peak) = try runToolMeasuringPeakMemory("bnconv", ["fold", bombURL.path, "-o", out],
+                                                            environment: ["BNKIT_HDF5_IN_PROCESS": "1"])
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        XCTAssertEqual(status, 65)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        let run = try runTool("bnconv", ["fold", bombURL.path, "-o", out])
+        XCTAssertTrue(run.stderr.contains("decompression bomb") && run.stderr.contains(bombURL.path), run.stderr)
+        print("decompression bomb (\(size) bytes -> \(256 + 1) MiB): refused in \(seconds) s, bnconv peak \(peak >> 20) MiB")
+        XCTAssertLessThan(peak, 100 << 20)
+    }
+}
