@@ -43,7 +43,8 @@ let package = Package(
         // MARK: - Formats
         .target(name: "BoundedJSON"),
         .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR", "BoundedJSON", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        .target(name: "NativeFormat", dependencies: ["ModelIR", "BoundedJSON"]),
+        .target(name: "CCRC32C", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "NativeFormat", dependencies: ["ModelIR", "BoundedJSON", "CCRC32C"]),
         .target(name: "IDX", dependencies: ["CBNKitZlib", "CBNKitDeflate"]),
         .target(name: "AtomicFile"),
 

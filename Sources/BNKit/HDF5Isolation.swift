@@ -49,21 +49,22 @@ public enum HDF5ChildProcess {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
-    /// Wall-clock and CPU time a child may take for a file of `bytes`: 8 s, plus 2 s per
+    /// Wall-clock and CPU time a child may take for a file of `bytes`: 6 s, plus 2 s per
     /// 100 MB (a 94 MB ResNet50 .h5 parses in well under a second).
-    public static func timeLimit(forFileOf bytes: Int) -> Double { 8 + 2 * Double(bytes) / 100e6 }
+    public static func timeLimit(forFileOf bytes: Int) -> Double { 6 + 2 * Double(bytes) / 100e6 }
 
     /// Memory (private writable data) a child may use for a file of `bytes`: 1 GiB plus
     /// four times the file (the weights read, then encoded).
     public static func memoryLimit(forFileOf bytes: Int) -> Int { (1 << 30) + 4 * bytes }
 
-    /// In the child (arguments `--bnkit-hdf5-child CPU_SECONDS DATA_BYTES PATH`): limits
-    /// itself, reads the Keras file in process, writes the model's `.bin` encoding to
-    /// standard output and exits 0, or writes one line naming the file and the problem to
-    /// standard error and exits 65. Returns at once in any other process.
+    /// In the child (arguments `--bnkit-hdf5-child CPU_SECONDS DATA_BYTES PATH OUTPUT`):
+    /// limits itself, reads the Keras file in process, writes the model's `.bin` encoding
+    /// to OUTPUT (a file in a private folder of the parent's) and exits 0, or writes one
+    /// line naming the file and the problem to standard error and exits 65. Returns at
+    /// once in any other process.
     public static func serveIfRequested() {
         let arguments = CommandLine.arguments
-        guard arguments.count == 5, arguments[1] == flag, let seconds = Int(arguments[2]), let bytes = Int(arguments[3]) else { return }
+        guard arguments.count == 6, arguments[1] == flag, let seconds = Int(arguments[2]), let bytes = Int(arguments[3]) else { return }
         // Descriptors the parent had open are none of this process's business.
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
             if let fd = Int32(entry), fd > 2 { close(fd) }
@@ -80,7 +81,7 @@ public enum HDF5ChildProcess {
             var model = Model(graph: keras.graph)
             model.keras = keras.provenance
             let data = try model.nativeEncoding()
-            FileHandle.standardOutput.write(data)
+            try data.write(to: URL(fileURLWithPath: arguments[5]))
             exit(0)
         } catch {
             let line = "\(error)".replacingOccurrences(of: "\n", with: " ")
@@ -93,12 +94,22 @@ public enum HDF5ChildProcess {
     static func read(path: String, executable: String) throws -> Model {
         let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
         let seconds = timeLimit(forFileOf: size).rounded(.up)
+        // The model comes back through a file in a private folder: the parent maps it (a
+        // `.bin` is read in place) instead of copying it through a pipe.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-hdf5-\(UUID().uuidString)")
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw BNKitError.hdf5ReaderUnavailable(executable: executable, reason: "cannot create a temporary folder: \(error)")
+        }
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let encoded = folder.appendingPathComponent("model.bin").path
         let result: ChildProcess.Result
         do {
             // Spawned while no HDF5 file is open in this process (they are opened and closed
             // under this lock), so the child inherits none; the child reads without file locks.
             result = try KerasHDF5Library.serialized {
-                try ChildProcess.start(executable, [flag, String(Int(seconds)), String(memoryLimit(forFileOf: size)), path],
+                try ChildProcess.start(executable, [flag, String(Int(seconds)), String(memoryLimit(forFileOf: size)), path, encoded],
                                        environment: ["HDF5_USE_FILE_LOCKING": "FALSE", "SWIFT_BACKTRACE": "enable=no"])
             }.finish(seconds: seconds)
         } catch {
@@ -107,7 +118,7 @@ public enum HDF5ChildProcess {
         let message = String(decoding: result.errors.prefix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         switch result.ending {
         case .exited(0):
-            var model = try Model.decodeNative(result.output, name: path)
+            var model = try Model.readNative(encoded, name: path)
             model.metadata = [:]
             return model
         case .exited(65) where !message.isEmpty:

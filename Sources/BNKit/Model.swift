@@ -135,9 +135,14 @@ public struct Model: Sendable {
         try NativeFormat.encode(NativeModel(graph: graph, metadata: nativeMetadata(), optimizerState: keras?.nativeState ?? []))
     }
 
-    /// Decodes a `.bin` encoding (validated like any `.bin` file); `name` appears in errors.
-    static func decodeNative(_ data: Data, name: String) throws -> Model {
-        let native = try NativeFormat.decode(data, path: name)
+    /// Reads a `.bin` file (validated like any; mapped, weights in place); `name` appears in errors.
+    static func readNative(_ path: String, name: String) throws -> Model {
+        let native: NativeModel
+        do {
+            native = try NativeFormat.read(path: path)
+        } catch {
+            throw renamed(error, from: path, to: name)
+        }
         var model = Model(graph: native.graph, metadata: native.metadata)
         model.keras = KerasProvenance(metadata: native.metadata, optimizerState: native.optimizerState)
         model.sourceFormat = .native

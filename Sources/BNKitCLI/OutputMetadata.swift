@@ -9,7 +9,7 @@ public func outputMetadata(producer: String, source path: String) -> [String: St
         "created": ISO8601DateFormatter().string(from: Date()),
     ]
     if let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe) {
-        metadata["source_crc32c"] = String(format: "%08x", CRC32C.checksum([UInt8](data)))
+        metadata["source_crc32c"] = String(format: "%08x", data.withUnsafeBytes { CRC32C.checksum($0) })
         metadata["source_bytes"] = String(data.count)
     }
     return metadata

@@ -55,6 +55,19 @@ final class NativeFormatTests: XCTestCase {
         XCTAssertEqual(CRC32C.checksum(Array("123456789".utf8)), 0xE306_9283)
         XCTAssertEqual(CRC32C.checksum([UInt8]()), 0)
         XCTAssertEqual(CRC32C.checksum([UInt8](repeating: 0, count: 32)), 0x8A91_36AA)
+        // The hardware instruction (where this CPU has it) and the tables agree on every
+        // length and alignment.
+        var state: UInt64 = 7
+        let bytes = (0..<4099).map { _ -> UInt8 in state = state &* 6364136223846793005 &+ 1442695040888963407; return UInt8(state >> 56) }
+        bytes.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 63, 64, 65, 1000, 4090 - start] {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                    XCTAssertEqual(CRC32C.checksum(slice), CRC32C.portableChecksum(slice), "\(CRC32C.implementation) at \(start), \(length) bytes")
+                }
+            }
+        }
+        XCTAssertEqual(CRC32C.portableChecksum(UnsafeRawBufferPointer(start: Array("123456789".utf8), count: 9)), 0xE306_9283)
     }
 
     func testUnfoldedSeedModelsRoundTripBitExactly() throws {
