@@ -11,6 +11,8 @@ let package = Package(
         .library(name: "KerasHDF5", targets: ["KerasHDF5"]),
         .library(name: "NativeFormat", targets: ["NativeFormat"]),
         .library(name: "IDX", targets: ["IDX"]),
+        .library(name: "NumPy", targets: ["NumPy"]),
+        .library(name: "Images", targets: ["Images"]),
         .library(name: "BNFolding", targets: ["BNFolding"]),
         .library(name: "Runtime", targets: ["Runtime"]),
         .library(name: "BNStatistics", targets: ["BNStatistics"]),
@@ -46,6 +48,12 @@ let package = Package(
         .target(name: "CCRC32C", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "NativeFormat", dependencies: ["ModelIR", "BoundedJSON", "CCRC32C"]),
         .target(name: "IDX", dependencies: ["CBNKitZlib", "CBNKitDeflate"]),
+        .target(name: "NumPy", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .systemLibrary(name: "CBNKitPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CBNKitJPEG", providers: [.apt(["libjpeg-dev"])]),
+        .target(name: "CImageDecode", dependencies: ["CBNKitPNG", "CBNKitJPEG"], cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
+        .target(name: "Images", dependencies: ["CImageDecode"]),
         .target(name: "AtomicFile"),
 
         // MARK: - The library API: load, change, save
@@ -61,12 +69,12 @@ let package = Package(
         // MARK: - Command-line tools (thin)
         .target(
             name: "BNKitCLI",
-            dependencies: ["BNKit", "ModelIR", "KerasHDF5", "NativeFormat", "IDX", "BNFolding", "Runtime", "BNStatistics", "AtomicFile"],
+            dependencies: ["BNKit", "ModelIR", "KerasHDF5", "NativeFormat", "IDX", "NumPy", "Images", "BNFolding", "Runtime", "BNStatistics", "AtomicFile"],
             path: "Sources/BNKitCLI"
         ),
         .executableTarget(
             name: "bnconv",
-            dependencies: ["BNKitCLI", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["BNKitCLI", "Runtime", "BNKit", "Images", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "bnrun",

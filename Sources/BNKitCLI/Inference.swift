@@ -63,45 +63,110 @@ func checkBatchStatistics(_ graph: Graph, modelPath: String?) throws {
     throw CLIFailure.badInput("\(name)the model has no BatchNormalization layer (a folded model has none left): batch statistics need the unfolded model (.h5, .keras, or a .bin from bnconv convert)")
 }
 
-/// Runs `graph` over the images of an IDX file, a tile at a time (the first `limit`
-/// images when given). With `BatchNormStatistics.batch` each tile of `tileSize` images
-/// is one batch whose own statistics its BatchNormalization layers use.
+/// What a run reads besides the model.
+public struct RunOptions: Sendable {
+    public var scale: InputScale?
+    public var tileSize = 1024
+    public var threads = 1
+    public var showProgress = false
+    /// Only the first `limit` samples.
+    public var limit: Int?
+    public var batchNormStatistics: BatchNormStatistics = .running
+    /// The model file, for messages.
+    public var modelPath: String?
+    /// The array of an `.npz`.
+    public var array: String?
+    public var images = ImageOptions()
+    public init() {}
+}
+
+/// Labels (a one-dimensional IDX array of integers), streamed alongside the samples.
+final class LabelStream {
+    let stream: IDXStream
+    private var values: [Float] = []
+
+    init(path: String, count: Int, samples: String) throws {
+        stream = try IDXStream(path: path)
+        guard stream.dimensions.count == 1, stream.dataType.isInteger else {
+            throw CLIFailure.badInput("\(path): labels must be a one-dimensional IDX array of integers")
+        }
+        guard stream.itemCount == count else {
+            throw CLIFailure.badInput("\(path): \(stream.itemCount) labels for \(count) images in \(samples)")
+        }
+    }
+
+    func next(_ count: Int) throws -> [Int] {
+        try stream.next(count, into: &values)
+        return values.map { Int($0) }
+    }
+}
+
+/// Runs `graph` over the samples in `inputs` (see `openSamples`), a tile at a time,
+/// calling `body` with each tile's outputs, predicted classes, keys (image paths) and
+/// labels. Memory stays at a few tiles however many samples there are. With
+/// `BatchNormStatistics.batch` each tile of `tileSize` samples is one batch whose own
+/// statistics its BatchNormalization layers use. Returns the executor's output shape,
+/// the samples run and the files skipped.
+@discardableResult
+public func streamInference(graph: Graph, inputs: [String], labelsPath: String?, options: RunOptions,
+                            prepare: (_ outputShape: [Int], _ source: SampleSource, _ count: Int) throws -> Void = { _, _, _ in },
+                            body: (_ outputs: UnsafeBufferPointer<Float>, _ predictions: [Int], _ keys: [String], _ labels: [Int]?) throws -> Void)
+    throws -> (outputShape: [Int], rows: Int, skipped: [(path: String, reason: String)]) {
+    if options.batchNormStatistics == .batch { try checkBatchStatistics(graph, modelPath: options.modelPath) }
+    let executor = try Executor(graph: graph, batchNormStatistics: options.batchNormStatistics)
+    let source = try openSamples(inputs, inputSize: executor.inputSize, inputShape: executor.inputShape, array: options.array,
+                                 images: options.images)
+    let count = min(source.itemCount, options.limit ?? source.itemCount)
+    if source.keyed, options.scale != nil {
+        throw CLIFailure.badInput("\(source.name): --scale applies to IDX and NumPy inputs; images use --preprocess")
+    }
+    if source.keyed, labelsPath != nil, options.images.skipBad {
+        throw CLIFailure.badInput("--labels cannot be combined with --skip-bad (a skipped image would shift the labels)")
+    }
+    let labels = try labelsPath.map { try LabelStream(path: $0, count: source.itemCount, samples: source.name) }
+    try prepare(executor.outputShape, source, count)
+    let scale = options.scale ?? (source.isInteger ? InputScale("1/255")! : InputScale("1")!)
+    // The next tile is read (and inflated, decoded) on another thread while this one runs.
+    let reader = TileReader(source, tileSize: options.tileSize, scale: scale, limit: count)
+    let progress = ProgressLine(total: count, unit: "images", enabled: options.showProgress)
+    defer { progress.finish() }
+    var done = 0
+    var outputs: [Float] = []
+    while try reader.next({ tile, keys in
+        let samples = tile.count / max(executor.inputSize, 1)
+        if outputs.count < samples * executor.outputSize { outputs = [Float](repeating: 0, count: samples * executor.outputSize) }
+        try outputs.withUnsafeMutableBufferPointer { all in
+            let part = UnsafeMutableBufferPointer(rebasing: all[0..<(samples * executor.outputSize)])
+            try executor.run(tile, into: part, threads: options.threads)
+            let predictions = executor.classes(of: UnsafeBufferPointer(part))
+            try body(UnsafeBufferPointer(part), predictions, keys, try labels?.next(samples))
+        }
+        done += samples
+        progress.update(done)
+    }) {}
+    return (executor.outputShape, done, source.skipped)
+}
+
+/// Runs `graph` over the images of an IDX file (or any input `openSamples` reads), keeping
+/// every output in memory: for `bnconv verify` and accuracy reports on bounded inputs.
 public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, scale: InputScale?,
                          tileSize: Int = 1024, threads: Int = 1, showProgress: Bool = false, limit: Int? = nil,
                          batchNormStatistics: BatchNormStatistics = .running, modelPath: String? = nil) throws -> InferenceResult {
-    if batchNormStatistics == .batch { try checkBatchStatistics(graph, modelPath: modelPath) }
-    let executor = try Executor(graph: graph, batchNormStatistics: batchNormStatistics)
-    // Images are streamed a tile at a time: memory stays flat however large the file.
-    let images = try openImages(imagesPath, inputSize: executor.inputSize, inputShape: executor.inputShape)
-    let imageCount = min(images.itemCount, limit ?? images.itemCount)
-    var labels: [Int]?
-    if let labelsPath {
-        let array = try IDXReader.read(path: labelsPath)
-        guard array.dimensions.count == 1, let values = array.integers() else {
-            throw CLIFailure.badInput("\(labelsPath): labels must be a one-dimensional IDX array of integers")
-        }
-        guard values.count == images.itemCount else {
-            throw CLIFailure.badInput("\(labelsPath): \(values.count) labels for \(images.itemCount) images in \(imagesPath)")
-        }
-        labels = Array(values.prefix(imageCount))
+    var options = RunOptions()
+    options.scale = scale
+    options.tileSize = tileSize
+    options.threads = threads
+    options.showProgress = showProgress
+    options.limit = limit
+    options.batchNormStatistics = batchNormStatistics
+    options.modelPath = modelPath
+    var outputs: [Float] = [], predictions: [Int] = [], labels: [Int]? = labelsPath == nil ? nil : []
+    let (shape, _, _) = try streamInference(graph: graph, inputs: [imagesPath], labelsPath: labelsPath, options: options) { out, classes, _, tileLabels in
+        outputs += out
+        predictions += classes
+        if let tileLabels { labels? += tileLabels }
     }
-    let scale = scale ?? (images.dataType.isInteger ? InputScale("1/255")! : InputScale("1")!)
-    var outputs = [Float](repeating: 0, count: imageCount * executor.outputSize)
-    // The next tile is read (and inflated) on another thread while this one runs.
-    let reader = TileReader(images, tileSize: tileSize, scale: scale, limit: imageCount)
-    let progress = ProgressLine(total: imageCount, unit: "images", enabled: showProgress)
-    defer { progress.finish() }
-    var done = 0
-    try outputs.withUnsafeMutableBufferPointer { all in
-        while try reader.next({ tile in
-            let count = tile.count / executor.inputSize * executor.outputSize
-            try executor.run(tile, into: UnsafeMutableBufferPointer(rebasing: all[done..<(done + count)]), threads: threads)
-            done += count
-            progress.update(done / max(executor.outputSize, 1))
-        }) {}
-    }
-    var result = InferenceResult(outputs: outputs, outputSize: executor.outputSize,
-                                 predictions: executor.classes(of: outputs), labels: labels)
+    var result = InferenceResult(outputs: outputs, outputSize: shape.reduce(1, *), predictions: predictions, labels: labels)
     result.batchNormStatistics = batchNormStatistics
     return result
 }
@@ -137,7 +202,7 @@ public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batc
 /// inflating and converting the next tile overlaps running the current one.
 /// Two buffers take turns, so memory stays at two tiles.
 final class TileReader: @unchecked Sendable {
-    private let stream: IDXStream
+    private let stream: SampleSource
     private let tileSize: Int
     private let scale: InputScale
     /// Items still to read.
@@ -145,11 +210,13 @@ final class TileReader: @unchecked Sendable {
     /// Filled in the background; handed over (swapped into `current`) by `next`.
     private var loaded: [Float] = []
     private var current: [Float] = []
+    private var loadedKeys: [String] = []
+    private var currentKeys: [String] = []
     private var failure: Error?
     private let loading = DispatchGroup()
 
     /// Reads the stream's items from its current position; at most `limit` of them when given.
-    init(_ stream: IDXStream, tileSize: Int, scale: InputScale, limit: Int? = nil) {
+    init(_ stream: SampleSource, tileSize: Int, scale: InputScale, limit: Int? = nil) {
         self.stream = stream
         self.tileSize = tileSize
         self.scale = scale
@@ -163,7 +230,7 @@ final class TileReader: @unchecked Sendable {
         remaining -= count
         DispatchQueue.global().async {
             do {
-                try self.stream.next(count, into: &self.loaded, multiplier: self.scale.multiplier, divisor: self.scale.divisor)
+                self.loadedKeys = try self.stream.next(count, into: &self.loaded, multiplier: self.scale.multiplier, divisor: self.scale.divisor)
             } catch {
                 self.failure = error
             }
@@ -172,14 +239,21 @@ final class TileReader: @unchecked Sendable {
     }
 
     /// Calls `body` with the next tile and returns true, or returns false after the last.
-    func next(_ body: (UnsafeBufferPointer<Float>) throws -> Void) throws -> Bool {
+    func next(_ body: (UnsafeBufferPointer<Float>, [String]) throws -> Void) throws -> Bool {
         loading.wait()
         if let failure { throw failure }
-        if loaded.isEmpty { return false }
+        if loaded.isEmpty && remaining == 0 { return false }
+        if loaded.isEmpty {
+            // A tile of images that were all skipped: read on.
+            startLoading()
+            return try next(body)
+        }
         swap(&loaded, &current)
+        swap(&loadedKeys, &currentKeys)
         startLoading()
         do {
-            try current.withUnsafeBufferPointer(body)
+            let keys = currentKeys
+            try current.withUnsafeBufferPointer { try body($0, keys) }
         } catch {
             loading.wait()  // the reader must not outlive the buffers it writes
             throw error

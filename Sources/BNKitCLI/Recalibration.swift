@@ -13,8 +13,8 @@ public struct IDXCalibrationImages: CalibrationBatches {
     public let limit: Int
 
     public func forEachBatch(_ body: (UnsafeBufferPointer<Float>) throws -> Void) throws {
-        let reader = TileReader(try IDXStream(path: path), tileSize: batch, scale: scale, limit: limit)
-        while try reader.next(body) {}
+        let reader = TileReader(IDXSource(try IDXStream(path: path)), tileSize: batch, scale: scale, limit: limit)
+        while try reader.next({ tile, _ in try body(tile) }) {}
     }
 }
 

@@ -1,58 +1,257 @@
+import AtomicFile
 import Foundation
 
-/// How `bnrun` prints its results.
+/// How `bnrun` reports its results. Every format is written as batches finish, in order,
+/// so memory stays flat for any number of inputs.
 public enum ReportFormat: String, CaseIterable, Sendable {
-    /// One line per image (`index<TAB>prediction`), then the accuracy.
+    /// One line per sample (`index<TAB>prediction`, or the image path), then the accuracy.
     case text
-    /// `index,prediction,p0,...,p{K-1}`, outputs at full float precision.
+    /// `index,prediction,p0,...,p{K-1}` (`file,...` for images), outputs at full float precision.
     case csv
-    /// One JSON object with predictions, outputs and accuracy.
+    /// JSON Lines: one object per sample, then one summary object.
     case json
-    /// Only the image count and the accuracy.
+    /// A NumPy `.npy` float32 array of shape (N, …output shape); N is written at the end.
+    case npy
+    /// Only the sample count and the accuracy.
     case summary
+}
 
-    /// Renders `result`. Floats are printed in their shortest form that reads
-    /// back to the same float (full precision).
-    public func render(_ result: InferenceResult) -> String {
-        var out = ""
-        let k = result.outputSize
-        switch self {
-        case .text:
-            for (i, p) in result.predictions.enumerated() { out += "\(i)\t\(p)\n" }
-            out += summaryLines(result)
-        case .summary:
-            out += summaryLines(result)
+/// Where a report goes: standard output, or a file written atomically (a temporary file
+/// in the target's folder, renamed over it only when complete).
+public final class ReportSink {
+    private let handle: FileHandle
+    private let temporary: String?
+    private let target: String?
+    private var buffer = Data()
+
+    public init(output: String?) throws {
+        if let output {
+            let url = URL(fileURLWithPath: output)
+            let temporary = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
+            guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forUpdatingAtPath: temporary) else {
+                throw CLIFailure.output("\(output): cannot write: cannot create a file in \(url.deletingLastPathComponent().path)")
+            }
+            self.handle = handle
+            self.temporary = temporary
+            self.target = output
+        } else {
+            handle = FileHandle.standardOutput
+            temporary = nil
+            target = nil
+        }
+    }
+
+    /// Whether earlier bytes can be rewritten (a file, not a pipe).
+    public var isSeekable: Bool { temporary != nil }
+
+    public func write(_ text: String) throws { try write(Data(text.utf8)) }
+
+    public func write(_ data: Data) throws {
+        buffer.append(data)
+        if buffer.count >= 1 << 20 { try flush() }
+    }
+
+    func flush() throws {
+        guard !buffer.isEmpty else { return }
+        do { try handle.write(contentsOf: buffer) } catch {
+            throw CLIFailure.output("\(target ?? "standard output"): cannot write: \(error.localizedDescription)")
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Overwrites bytes at `offset` (after flushing what is buffered).
+    func rewrite(_ data: Data, at offset: UInt64) throws {
+        try flush()
+        try handle.seek(toOffset: offset)
+        try handle.write(contentsOf: data)
+        try handle.seekToEnd()
+    }
+
+    /// Completes the report: the file is flushed to disk and renamed over the target.
+    public func finish() throws {
+        try flush()
+        guard let temporary, let target else { return }
+        try handle.synchronize()
+        try handle.close()
+        guard rename(temporary, target) == 0 else {
+            unlink(temporary)
+            throw CLIFailure.output("\(target): cannot write: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Drops a partial report (the target is left as it was).
+    public func abandon() {
+        guard let temporary else { return }
+        try? handle.close()
+        unlink(temporary)
+    }
+}
+
+/// Writes a report tile by tile.
+public final class ReportWriter {
+    let format: ReportFormat
+    let sink: ReportSink
+    let outputShape: [Int]
+    let keyed: Bool
+    let top: Int?
+    let classNames: [String]?
+    let hasLabels: Bool
+    private var rows = 0
+    private var correct = 0
+    private var npyHeaderLength = 0
+
+    public init(format: ReportFormat, sink: ReportSink, outputShape: [Int], keyed: Bool, top: Int?, classNames: [String]?,
+                hasLabels: Bool, expectedRows: Int?) throws {
+        self.format = format
+        self.sink = sink
+        self.outputShape = outputShape
+        self.keyed = keyed
+        self.top = top ?? (classNames != nil ? 1 : nil)
+        self.classNames = classNames
+        self.hasLabels = hasLabels
+        let k = outputShape.reduce(1, *)
+        switch format {
         case .csv:
-            out += "index,prediction" + (0..<k).map { ",p\($0)" }.joined() + "\n"
-            for (i, p) in result.predictions.enumerated() {
-                out += "\(i),\(p)"
-                for v in result.outputs[(i * k)..<((i + 1) * k)] { out += ",\(v)" }
-                out += "\n"
+            var header = (keyed ? "file" : "index") + ",prediction"
+            if hasLabels { header += ",label" }
+            if let top = self.top { for i in 1...top { header += ",top\(i),top\(i)_name,top\(i)_score" } }
+            header += (0..<k).map { ",p\($0)" }.joined() + "\n"
+            try sink.write(header)
+        case .npy:
+            // The row count is written at the end: the header leaves room for any count.
+            let header = Self.npyHeader(rows: expectedRows ?? 0, shape: outputShape)
+            npyHeaderLength = header.count
+            guard sink.isSeekable || expectedRows != nil else {
+                throw CLIFailure.badInput("--format npy to standard output needs the sample count up front: use --output FILE")
             }
+            try sink.write(header)
+        default:
+            break
+        }
+    }
+
+    /// A `.npy` v1 header for float32 (rows, shape...), padded to a fixed 128 bytes.
+    static func npyHeader(rows: Int, shape: [Int]) -> Data {
+        let dims = ([rows] + shape).map(String.init).joined(separator: ", ") + (shape.isEmpty ? "," : "")
+        var text = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        let total = max(128, (10 + text.count + 1 + 63) / 64 * 64)
+        text += String(repeating: " ", count: total - 10 - text.count - 1) + "\n"
+        var data = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0])
+        data.append(UInt8((total - 10) & 0xFF))
+        data.append(UInt8((total - 10) >> 8))
+        data.append(contentsOf: Array(text.utf8))
+        return data
+    }
+
+    private static func json(_ value: Float) -> String { value.isFinite ? "\(value)" : "null" }
+
+    private func name(_ c: Int) -> String { classNames.map { c < $0.count ? $0[c] : "\(c)" } ?? "\(c)" }
+
+    private func topK(_ row: UnsafeBufferPointer<Float>) -> [(Int, Float)] {
+        guard let top else { return [] }
+        return Array(row.enumerated().sorted { $0.element > $1.element || ($0.element == $1.element && $0.offset < $1.offset) }
+            .prefix(top).map { ($0.offset, $0.element) })
+    }
+
+    /// Writes the rows of one tile: `outputs` holds `predictions.count` rows.
+    public func write(outputs: UnsafeBufferPointer<Float>, predictions: [Int], keys: [String], labels: [Int]?) throws {
+        let k = max(outputShape.reduce(1, *), 1)
+        if let labels { correct += zip(predictions, labels).filter { $0 == $1 }.count }
+        defer { rows += predictions.count }
+        switch format {
+        case .summary:
+            return
+        case .npy:
+            var data = Data(count: predictions.count * k * 4)
+            data.withUnsafeMutableBytes { raw in
+                let target = raw.bindMemory(to: UInt32.self)
+                for i in 0..<(predictions.count * k) { target[i] = outputs[i].bitPattern.littleEndian }
+            }
+            try sink.write(data)
+            return
+        default:
+            break
+        }
+        var text = ""
+        for (i, prediction) in predictions.enumerated() {
+            let row = UnsafeBufferPointer(rebasing: outputs[(i * k)..<((i + 1) * k)])
+            let key = keyed ? keys[i] : String(rows + i)
+            let best = topK(row)
+            switch format {
+            case .text:
+                text += "\(key)\t\(prediction)"
+                if !best.isEmpty { text += "\t" + best.map { "\(name($0.0)) \($0.1)" }.joined(separator: ", ") }
+                text += "\n"
+            case .csv:
+                text += (keyed ? csvField(key) : key) + ",\(prediction)"
+                if let labels { text += ",\(labels[i])" }
+                for (c, score) in best { text += ",\(c),\(csvField(name(c))),\(score)" }
+                for v in row { text += ",\(v)" }
+                text += "\n"
+            case .json:
+                text += keyed ? "{\"file\":\(jsonString(key))" : "{\"index\":\(key)"
+                text += ",\"prediction\":\(prediction)"
+                if let labels { text += ",\"label\":\(labels[i])" }
+                if !best.isEmpty {
+                    text += ",\"top\":[" + best.map { "{\"class\":\($0.0),\"name\":\(jsonString(name($0.0))),\"score\":\(Self.json($0.1))}" }
+                        .joined(separator: ",") + "]"
+                }
+                text += ",\"outputs\":[" + row.map(Self.json).joined(separator: ",") + "]}\n"
+            default:
+                break
+            }
+        }
+        try sink.write(text)
+    }
+
+    /// Writes the closing lines (accuracy; skipped files) and completes the output.
+    public func finish(skipped: [(path: String, reason: String)]) throws {
+        let accuracy = rows == 0 ? 0 : Double(correct) / Double(rows)
+        switch format {
+        case .text, .summary:
+            var text = "images: \(rows)\n"
+            if hasLabels { text += "accuracy: \(String(format: "%.4f", accuracy)) (\(correct)/\(rows))\n" }
+            if !skipped.isEmpty { text += "skipped: \(skipped.count)\n" + skipped.map { "  \($0.path): \($0.reason)\n" }.joined() }
+            // The text format lists rows, then the summary; an earlier version printed the
+            // summary lines alone for `summary`.
+            try sink.write(text)
         case .json:
-            out += "{\"images\":\(result.imageCount),\"outputs_per_image\":\(k)"
-            if let accuracy = result.accuracy, let correct = result.correct {
-                out += ",\"accuracy\":\(accuracy),\"correct\":\(correct)"
+            var text = "{\"images\":\(rows)"
+            if hasLabels { text += ",\"accuracy\":\(accuracy),\"correct\":\(correct)" }
+            if !skipped.isEmpty { text += ",\"skipped\":[" + skipped.map { "{\"file\":\(jsonString($0.path)),\"reason\":\(jsonString($0.reason))}" }.joined(separator: ",") + "]" }
+            try sink.write(text + "}\n")
+        case .npy:
+            if sink.isSeekable {
+                let header = Self.npyHeader(rows: rows, shape: outputShape)
+                guard header.count == npyHeaderLength else { throw CLIFailure.internalError("internal error: .npy header grew") }
+                try sink.rewrite(header, at: 0)
             }
-            out += ",\"predictions\":[" + result.predictions.map(String.init).joined(separator: ",") + "]"
-            out += ",\"outputs\":["
-            out += (0..<result.imageCount).map { i in
-                "[" + result.outputs[(i * k)..<((i + 1) * k)].map { jsonNumber($0) }.joined(separator: ",") + "]"
-            }.joined(separator: ",")
-            out += "]}\n"
+        case .csv:
+            break
         }
-        return out
-    }
-
-    private func summaryLines(_ result: InferenceResult) -> String {
-        var out = "images: \(result.imageCount)\n"
-        if let accuracy = result.accuracy, let correct = result.correct {
-            out += "accuracy: \(String(format: "%.4f", accuracy)) (\(correct)/\(result.imageCount))\n"
+        try sink.finish()
+        if format != .text && format != .summary && format != .json && !skipped.isEmpty {
+            FileHandle.standardError.write(Data(("bnrun: skipped \(skipped.count) file(s):\n" + skipped.map { "  \($0.path): \($0.reason)\n" }.joined()).utf8))
         }
-        return out
     }
+}
 
-    private func jsonNumber(_ value: Float) -> String {
-        value.isFinite ? "\(value)" : "null"
+func csvField(_ text: String) -> String {
+    text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+}
+
+func jsonString(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+        }
     }
+    return out + "\""
 }

@@ -495,6 +495,11 @@ public final class Executor: @unchecked Sendable {
 extension Executor {
     /// The index of the largest value of each sample's output (first on ties).
     public func classes(of outputs: [Float]) -> [Int] {
+        outputs.withUnsafeBufferPointer { classes(of: $0) }
+    }
+
+    /// The index of the largest value of each sample's output (first on ties).
+    public func classes(of outputs: UnsafeBufferPointer<Float>) -> [Int] {
         stride(from: 0, to: outputs.count, by: max(outputSize, 1)).map { start in
             var best = start
             for i in start..<(start + outputSize) where outputs[i] > outputs[best] { best = i }

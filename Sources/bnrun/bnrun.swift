@@ -1,6 +1,8 @@
 import ArgumentParser
 import AtomicFile
+import BNKit
 import BNKitCLI
+import Images
 import Foundation
 import Runtime
 
@@ -16,13 +18,19 @@ struct BNRun: ParsableCommand {
         abstract: "Run a (folded) model over the images of an IDX file and report its predictions.",
         discussion: """
         MODEL is a bnkit .bin (from `bnconv fold`) or an unfolded Keras .h5 (same answers, slower).
-        IMAGES is an IDX file, plain or gzipped (detected by content). Each image is reshaped to the
-        model's input when the element counts match. Integer pixels are scaled by 1/255 by default
-        (pixels / 255 as float32, as Keras training scripts do); float data is used as stored.
+        IMAGES is an IDX file (plain or gzipped), a NumPy .npy or .npz (--array NAME), PNG/JPEG files, a
+        folder of them, or a text file listing image paths (recognised by content). An N x ... array is
+        reshaped to the model's input when the element counts match; integer data is scaled by 1/255 by
+        default (pixels / 255 as float32), float data is used as stored. Images are converted to the
+        model's channels (RGB or grayscale), resized to its input (--resize) and preprocessed
+        (--preprocess) as keras.utils.load_img + img_to_array + preprocess_input do; rows are keyed by
+        the image path. Every format streams as batches finish: memory stays flat for any input size.
 
         Examples:
           bnrun model.bin t10k-images.idx3-ubyte.gz --labels t10k-labels.idx1-ubyte.gz --format summary
           bnrun model.bin images.idx --format csv --output predictions.csv
+          bnrun resnet50.bin photos/ --preprocess caffe --top 5 --class-names imagenet.txt
+          bnrun model.bin samples.npz --array x_test --format npy --output outputs.npy
           bnrun model.h5 images.idx --scale 1 --format json
           bnrun model.bin images.idx --bench 5 --batch 64 --threads 1
           bnrun model.h5 shifted.idx --bn-statistics batch --batch 256
@@ -39,20 +47,38 @@ struct BNRun: ParsableCommand {
     @Argument(help: "The model: a bnkit .bin or a Keras .h5.")
     var model: String
 
-    @Argument(help: "The images: an IDX file (plain or gzipped).")
-    var images: String
+    @Argument(help: "The inputs: an IDX file (plain or gzipped), a .npy, an .npz, PNG/JPEG files, a folder of images, or a text file listing image paths.")
+    var images: [String]
 
     @Option(help: "An IDX file of labels, one per image; the accuracy is reported.")
     var labels: String?
 
-    @Option(help: "Output format: text (one line per image, then the accuracy), csv (index,prediction,p0,...,p{K-1}), json, or summary.")
+    @Option(help: "Output format: text (one line per image, then the accuracy), csv (index,prediction,p0,...,p{K-1}), json (JSON Lines), npy (a float32 array of all outputs), or summary.")
     var format: String = "text"
 
     @Option(help: "Write the report to this file (atomically) instead of standard output.")
     var output: String?
 
-    @Option(help: "Input scale, as a number or a fraction such as 1/255. Default: 1/255 for integer IDX data, 1 for float data.")
+    @Option(help: "Input scale for IDX and NumPy data, as a number or a fraction such as 1/255. Default: 1/255 for integer data, 1 for float data.")
     var scale: String?
+
+    @Option(help: "The array of an .npz archive to run on (default: its only array).")
+    var array: String?
+
+    @Option(help: "How images are resized to the model's input: nearest (keras.utils.load_img's default) or bilinear.")
+    var resize: String = "nearest"
+
+    @Option(help: "Image preprocessing, as keras.applications preprocess_input: none (0..255), tf ([-1, 1]), torch (ImageNet mean/std), caffe (BGR minus the ImageNet means). Default: what the .bin records (bnconv fold --preprocess), else none.")
+    var preprocess: String?
+
+    @Flag(help: "Skip images that cannot be read and list them at the end, instead of stopping at the first.")
+    var skipBad = false
+
+    @Option(help: "Also report the K best classes with their scores (and names, with --class-names).")
+    var top: Int?
+
+    @Option(help: "A text file of class names, one per line (line k names class k).")
+    var classNames: String?
 
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -64,7 +90,7 @@ struct BNRun: ParsableCommand {
             help: "What BatchNormalization layers normalize with: running (the stored moving statistics; default) or batch (the statistics of each batch of --batch images; unfolded models only).")
     var bnStatistics: String = "running"
 
-    @Option(help: "Measure throughput instead of reporting: after one untimed pass, run all images this many times and print the median images/s.")
+    @Option(help: "Measure throughput instead: after one untimed pass, run all images this many times and print the median images/s.")
     var bench: Int?
 
     func validate() throws {
@@ -72,7 +98,7 @@ struct BNRun: ParsableCommand {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if let bench, bench < 1 { throw ValidationError("--bench must be at least 1") }
         guard ReportFormat(rawValue: format) != nil else {
-            throw ValidationError("unknown format '\(format)' (text, csv, json, summary)")
+            throw ValidationError("unknown format '\(format)' (text, csv, json, npy, summary)")
         }
         guard BatchNormStatistics(rawValue: bnStatistics) != nil else {
             throw ValidationError("unknown --bn-statistics '\(bnStatistics)' (running, batch)")
@@ -81,29 +107,58 @@ struct BNRun: ParsableCommand {
         if let scale, InputScale(scale) == nil {
             throw ValidationError("invalid --scale '\(scale)' (a number or a fraction such as 1/255)")
         }
+        guard ResizeMethod(rawValue: resize) != nil else { throw ValidationError("unknown --resize '\(resize)' (nearest, bilinear)") }
+        if let preprocess, Preprocessing(rawValue: preprocess) == nil {
+            throw ValidationError("unknown --preprocess '\(preprocess)' (none, tf, torch, caffe)")
+        }
+        if let top, top < 1 { throw ValidationError("--top must be at least 1") }
+        if bench != nil && images.count != 1 { throw ValidationError("--bench takes one IDX file") }
     }
 
     func run() throws {
         runReportingFailures(tool: "bnrun") {
-            let (graph, _) = try loadModel(path: model)
+            let loaded = try Model.load(path: model)
+            let graph = loaded.graph
             if let bench {
-                let (median, all) = try benchmark(graph: graph, imagesPath: images, scale: scale.flatMap(InputScale.init),
+                let (median, all) = try benchmark(graph: graph, imagesPath: images[0], scale: scale.flatMap(InputScale.init),
                                                   batch: batch, threads: threads, repeats: bench)
                 print("images/s: \(Int(median.rounded())) (median of \(all.count); batch \(batch), threads \(threads); runs: "
                       + all.map { String(Int($0.rounded())) }.joined(separator: " ") + ")")
                 return
             }
-            let result = try runInference(graph: graph, imagesPath: images, labelsPath: labels, scale: scale.flatMap(InputScale.init),
-                                          tileSize: batch, threads: threads, showProgress: isatty(STDERR_FILENO) == 1,
-                                          batchNormStatistics: BatchNormStatistics(rawValue: bnStatistics)!, modelPath: model)
-            if result.batchNormStatistics == .batch, result.imageCount % batch != 0, result.imageCount > batch {
-                FileHandle.standardError.write(Data("bnrun: note: the last batch has \(result.imageCount % batch) images, not \(batch)\n".utf8))
+            var options = RunOptions()
+            options.scale = scale.flatMap(InputScale.init)
+            options.tileSize = batch
+            options.threads = threads
+            options.showProgress = isatty(STDERR_FILENO) == 1 && output != nil || isatty(STDERR_FILENO) == 1 && isatty(STDOUT_FILENO) == 0
+            options.batchNormStatistics = BatchNormStatistics(rawValue: bnStatistics)!
+            options.modelPath = model
+            options.array = array
+            let recorded = loaded.metadata["preprocess"].flatMap(Preprocessing.init(rawValue:))
+            options.images = ImageOptions(resize: ResizeMethod(rawValue: resize)!,
+                                          preprocessing: preprocess.flatMap(Preprocessing.init(rawValue:)) ?? recorded ?? .none, skipBad: skipBad)
+            let names: [String]? = try classNames.map { path in
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIFailure.badInput("\(path): cannot read the class names") }
+                return text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }
             }
-            let report = ReportFormat(rawValue: format)!.render(result)
-            if let output {
-                try AtomicFile.write(Data(report.utf8), to: output)
-            } else {
-                FileHandle.standardOutput.write(Data(report.utf8))
+            let sink = try ReportSink(output: output)
+            var writer: ReportWriter?
+            do {
+                let (_, rows, skipped) = try streamInference(graph: graph, inputs: images, labelsPath: labels, options: options,
+                                                             prepare: { shape, source, count in
+                    writer = try ReportWriter(format: ReportFormat(rawValue: format)!, sink: sink, outputShape: shape, keyed: source.keyed,
+                                              top: top, classNames: names, hasLabels: labels != nil,
+                                              expectedRows: source.keyed && skipBad ? nil : count)
+                }) { outputs, predictions, keys, tileLabels in
+                    try writer!.write(outputs: outputs, predictions: predictions, keys: keys, labels: tileLabels)
+                }
+                try writer!.finish(skipped: skipped)
+                if options.batchNormStatistics == .batch, rows % batch != 0, rows > batch {
+                    FileHandle.standardError.write(Data("bnrun: note: the last batch has \(rows % batch) images, not \(batch)\n".utf8))
+                }
+            } catch {
+                sink.abandon()
+                throw error
             }
         }
     }

@@ -1,0 +1,193 @@
+/* PNG and JPEG decoding through the system libraries, with their errors contained:
+   both libraries report errors by longjmp, which must never cross Swift frames, so
+   every call into them is made from here. */
+#include "bnkit_image.h"
+#include <png.h>
+#include <jpeglib.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void say(char *message, size_t size, const char *format, ...) {
+    if (!message || !size) return;
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, size, format, args);
+    va_end(args);
+    for (char *c = message; *c; c++) if (*c == '\n' || *c == '\r') *c = ' ';
+}
+
+void bnk_image_free(bnk_image *image) {
+    if (image && image->pixels) { free(image->pixels); image->pixels = NULL; }
+}
+
+/* RGB rows to gray in place (Pillow's "L" conversion, ITU-R 601-2 luma, rounded). */
+static void rgb_to_gray(uint8_t *pixels, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        const uint8_t *p = pixels + 3 * i;
+        pixels[i] = (uint8_t)((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
+    }
+}
+
+/* ---- PNG ---- */
+
+typedef struct { jmp_buf jump; char *message; size_t size; } png_failure;
+
+static void png_error_handler(png_structp png, png_const_charp text) {
+    png_failure *failure = png_get_error_ptr(png);
+    say(failure->message, failure->size, "%s", text);
+    longjmp(failure->jump, 1);
+}
+static void png_warning_handler(png_structp png, png_const_charp text) { (void)png; (void)text; }
+
+static int decode_png(FILE *file, int want, size_t max_pixels, bnk_image *out, char *message, size_t size) {
+    png_failure failure = { .message = message, .size = size };
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_error_handler, png_warning_handler);
+    if (!png) { say(message, size, "out of memory"); return 1; }
+    png_infop info = png_create_info_struct(png);
+    uint8_t *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+    if (!info || setjmp(failure.jump)) {
+        free(pixels); free(rows);
+        png_destroy_read_struct(&png, info ? &info : NULL, NULL);
+        if (!info) say(message, size, "out of memory");
+        return 1;
+    }
+    png_set_user_limits(png, 1u << 20, 1u << 20);
+    png_set_chunk_malloc_max(png, 64u << 20);
+    png_init_io(png, file);
+    png_read_info(png, info);
+    png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);
+    if ((size_t)width * height > max_pixels) {
+        say(message, size, "%ux%u pixels, over the %zu-pixel limit", width, height, max_pixels);
+        png_destroy_read_struct(&png, &info, NULL);
+        return 1;
+    }
+    int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    int gray = (color == PNG_COLOR_TYPE_GRAY || color == PNG_COLOR_TYPE_GRAY_ALPHA);
+    /* 16-bit color: the high byte of each sample (Pillow's RGB;16B unpacking). 16-bit gray:
+       Pillow opens it as "I;16" and clips to 255 when converting to L or RGB; kept 16-bit here
+       and clipped below. */
+    int gray16 = gray && depth == 16;
+    if (depth == 16 && !gray16) png_set_strip_16(png);
+    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);  /* dropped, not composited */
+    if (gray && want == 3 && !gray16) png_set_gray_to_rgb(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int channels = png_get_channels(png, info);
+    if (png_get_bit_depth(png, info) != (gray16 ? 16 : 8) || (channels != 1 && channels != 3)) {
+        say(message, size, "unsupported PNG layout (%d channels of %d bits after conversion)", channels, png_get_bit_depth(png, info));
+        png_destroy_read_struct(&png, &info, NULL);
+        return 1;
+    }
+    size_t stride = (size_t)width * channels * (gray16 ? 2 : 1);
+    pixels = malloc(stride * height * (gray16 && want == 3 ? 2 : 1) + 1);
+    rows = malloc(sizeof(png_bytep) * (height + 1));
+    if (!pixels || !rows) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + y * stride;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    free(rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    size_t count = (size_t)width * height;
+    if (gray16) {
+        for (size_t i = 0; i < count; i++) {
+            unsigned v = ((unsigned)pixels[2 * i] << 8) | pixels[2 * i + 1];
+            pixels[i] = v > 255 ? 255 : (uint8_t)v;
+        }
+        if (want == 3) {
+            for (size_t i = count; i-- > 0;) { uint8_t v = pixels[i]; pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v; }
+            channels = 3;
+        }
+    }
+    if (channels == 3 && want == 1) { rgb_to_gray(pixels, count); channels = 1; }
+    out->width = (int)width; out->height = (int)height; out->channels = channels; out->pixels = pixels;
+    return 0;
+}
+
+/* ---- JPEG ---- */
+
+typedef struct { struct jpeg_error_mgr base; jmp_buf jump; char *message; size_t size; } jpeg_failure;
+
+static void jpeg_error_exit(j_common_ptr cinfo) {
+    jpeg_failure *failure = (jpeg_failure *)cinfo->err;
+    char text[JMSG_LENGTH_MAX];
+    cinfo->err->format_message(cinfo, text);
+    say(failure->message, failure->size, "%s", text);
+    longjmp(failure->jump, 1);
+}
+static void jpeg_quiet(j_common_ptr cinfo, int level) { (void)cinfo; (void)level; }
+
+static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_image *out, char *message, size_t size) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_failure failure = { .message = message, .size = size };
+    cinfo.err = jpeg_std_error(&failure.base);
+    failure.base.error_exit = jpeg_error_exit;
+    failure.base.emit_message = jpeg_quiet;
+    uint8_t *volatile pixels = NULL;
+    if (setjmp(failure.jump)) {
+        free(pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    jpeg_create_decompress(&cinfo);
+    cinfo.mem->max_memory_to_use = 256L << 20;
+    jpeg_stdio_src(&cinfo, file);
+    jpeg_read_header(&cinfo, TRUE);
+    if ((size_t)cinfo.image_width * cinfo.image_height > max_pixels) {
+        say(message, size, "%ux%u pixels, over the %zu-pixel limit", cinfo.image_width, cinfo.image_height, max_pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    int gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
+    if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+        say(message, size, "CMYK JPEG images are not supported (convert to RGB first)");
+        jpeg_destroy_decompress(&cinfo);
+        return 1;
+    }
+    /* Pillow decodes color JPEGs to RGB and gray ones to L, then converts. */
+    cinfo.out_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_start_decompress(&cinfo);
+    int channels = cinfo.output_components;
+    size_t stride = (size_t)cinfo.output_width * channels;
+    int replicate = (channels == 1 && want == 3);
+    pixels = malloc(stride * cinfo.output_height * (replicate ? 3 : 1) + 1);
+    if (!pixels) { say(message, size, "out of memory"); jpeg_destroy_decompress(&cinfo); return 1; }
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW row = pixels + cinfo.output_scanline * stride;
+        jpeg_read_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&cinfo);
+    size_t count = (size_t)cinfo.output_width * cinfo.output_height;
+    out->width = (int)cinfo.output_width; out->height = (int)cinfo.output_height;
+    jpeg_destroy_decompress(&cinfo);
+    if (replicate) {
+        for (size_t i = count; i-- > 0;) { uint8_t v = pixels[i]; pixels[3 * i] = v; pixels[3 * i + 1] = v; pixels[3 * i + 2] = v; }
+        channels = 3;
+    } else if (channels == 3 && want == 1) {
+        rgb_to_gray(pixels, count);
+        channels = 1;
+    }
+    out->channels = channels; out->pixels = pixels;
+    return 0;
+}
+
+int bnk_image_decode(const char *path, int want, size_t max_pixels, bnk_image *out, char *message, size_t size) {
+    memset(out, 0, sizeof *out);
+    if (want != 1 && want != 3) { say(message, size, "the model needs %d channels; images give 1 or 3", want); return 1; }
+    FILE *file = fopen(path, "rb");
+    if (!file) { say(message, size, "cannot open the file"); return 1; }
+    unsigned char signature[8] = {0};
+    size_t got = fread(signature, 1, 8, file);
+    rewind(file);
+    int status;
+    if (got == 8 && png_sig_cmp(signature, 0, 8) == 0) status = decode_png(file, want, max_pixels, out, message, size);
+    else if (got >= 3 && signature[0] == 0xFF && signature[1] == 0xD8 && signature[2] == 0xFF) status = decode_jpeg(file, want, max_pixels, out, message, size);
+    else { say(message, size, "not a PNG or JPEG image"); status = 1; }
+    fclose(file);
+    return status;
+}

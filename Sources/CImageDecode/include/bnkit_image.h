@@ -1,0 +1,23 @@
+#ifndef BNKIT_IMAGE_H
+#define BNKIT_IMAGE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* A decoded 8-bit image: height x width x channels (1: gray, 3: RGB), rows top to bottom. */
+typedef struct {
+    int width, height, channels;
+    uint8_t *pixels;   /* malloc'd; free with bnk_image_free */
+} bnk_image;
+
+/* Decode a PNG or JPEG file (format by signature) the way Pillow opens it and converts it
+   with .convert("RGB") (want_channels 3) or .convert("L") (want_channels 1): palette
+   expanded, 16-bit samples reduced to their high byte, alpha dropped (not composited),
+   gray replicated to RGB, RGB to gray as L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16.
+   JPEG: libjpeg's defaults (ISLOW IDCT, fancy upsampling), as Pillow decodes.
+   Images over max_pixels are refused from their header, before any pixel is decoded.
+   Returns 0 on success; otherwise fills message (one line) and returns non-zero.
+   libpng/libjpeg errors are caught here (setjmp), never reaching the caller's frames. */
+int bnk_image_decode(const char *path, int want_channels, size_t max_pixels, bnk_image *out, char *message, size_t message_size);
+void bnk_image_free(bnk_image *image);
+
+#endif
