@@ -99,6 +99,7 @@ let package = Package(
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "IDX", "TestSupport"]),
+        .testTarget(name: "InputTests", dependencies: ["NumPy", "Images", "IDX", "TestSupport"]),
         .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BNKit", "KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun", "bnkit-hdf5-reader",
                                                          .product(name: "ZIPFoundation", package: "ZIPFoundation")]),

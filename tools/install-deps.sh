@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Install the system packages bnkit builds against (Debian/Ubuntu): libhdf5-dev, zlib1g-dev, libdeflate-dev, pkg-config.
+# Install the system packages bnkit builds against (Debian/Ubuntu): libhdf5-dev, zlib1g-dev, libdeflate-dev, libpng-dev,
+# libjpeg-dev (libjpeg-turbo), pkg-config.
 # Does nothing when they are already present. Uses sudo when not root.
 set -euo pipefail
 missing=()
 pkg-config --exists hdf5-serial 2>/dev/null || missing+=(libhdf5-dev)
 pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
 pkg-config --exists libdeflate 2>/dev/null || missing+=(libdeflate-dev)
+pkg-config --exists libpng 2>/dev/null || missing+=(libpng-dev)
+[ -f /usr/include/jpeglib.h ] || missing+=(libjpeg-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing ${missing[*]} (and pkg-config)" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libhdf5-dev zlib1g-dev libdeflate-dev pkg-config >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libhdf5-dev zlib1g-dev libdeflate-dev libpng-dev libjpeg-dev pkg-config >/dev/null
 fi

@@ -3,9 +3,11 @@ import BNKit
 import Foundation
 import HDF5
 import IDX
+import Images
 import KerasHDF5
 import ModelIR
 import NativeFormat
+import NumPy
 import Runtime
 
 /// Exit codes of bnconv and bnrun (documented in the README).
@@ -52,6 +54,8 @@ public enum CLIFailure: Error, CustomStringConvertible {
         case let error as KerasFileError: .badInput("\(error)")
         case let error as NativeFormatError: .badInput("\(error)")
         case let error as IDXError: .badInput("\(error)")
+        case let error as NPYError: .badInput("\(error)")
+        case let error as ImageError: .badInput("\(error)")
         case let error as HDF5Error: .badInput("\(error)")
         case let error as ModelError: .badInput("invalid model: \(error)")
         case let error as RuntimeError: .badInput("\(error)")

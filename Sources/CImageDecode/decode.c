@@ -94,6 +94,13 @@ static int decode_png(FILE *file, int want, size_t max_pixels, bnk_image *out, c
     free(rows);
     png_destroy_read_struct(&png, &info, NULL);
     size_t count = (size_t)width * height;
+    out->depth = 8;
+    if (gray16 && want == 1) {
+        uint16_t *wide = (uint16_t *)pixels;
+        for (size_t i = 0; i < count; i++) wide[i] = (uint16_t)(((unsigned)pixels[2 * i] << 8) | pixels[2 * i + 1]);
+        out->width = (int)width; out->height = (int)height; out->channels = 1; out->depth = 16; out->pixels = pixels;
+        return 0;
+    }
     if (gray16) {
         for (size_t i = 0; i < count; i++) {
             unsigned v = ((unsigned)pixels[2 * i] << 8) | pixels[2 * i + 1];
@@ -172,7 +179,7 @@ static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_image *out, 
         rgb_to_gray(pixels, count);
         channels = 1;
     }
-    out->channels = channels; out->pixels = pixels;
+    out->channels = channels; out->depth = 8; out->pixels = pixels;
     return 0;
 }
 

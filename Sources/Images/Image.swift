@@ -12,18 +12,22 @@ public struct ImageError: Error, CustomStringConvertible, Equatable, Sendable {
     public var description: String { "\(path): \(detail)" }
 }
 
-/// An 8-bit image, rows top to bottom, channels interleaved (1: gray, 3: RGB).
+/// A decoded image, rows top to bottom, channels interleaved (1: gray, 3: RGB): 8-bit
+/// samples, or 16-bit ones (`depth` 16: a 16-bit grayscale PNG read as gray, as Pillow's
+/// "I;16" mode keeps it).
 public struct Image8: Equatable, Sendable {
     public var width: Int
     public var height: Int
     public var channels: Int
-    public var pixels: [UInt8]
+    public var depth: Int
+    public var pixels: [UInt16]
 
-    public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
+    public init(width: Int, height: Int, channels: Int, depth: Int = 8, pixels: [UInt16]) {
         precondition(pixels.count == width * height * channels, "pixel count")
         self.width = width
         self.height = height
         self.channels = channels
+        self.depth = depth
         self.pixels = pixels
     }
 
@@ -43,8 +47,10 @@ public struct Image8: Equatable, Sendable {
         }
         defer { bnk_image_free(&image) }
         let count = Int(image.width) * Int(image.height) * Int(image.channels)
-        return Image8(width: Int(image.width), height: Int(image.height), channels: Int(image.channels),
-                      pixels: Array(UnsafeBufferPointer(start: image.pixels, count: count)))
+        let pixels: [UInt16] = image.depth == 16
+            ? UnsafeRawPointer(image.pixels!).withMemoryRebound(to: UInt16.self, capacity: count) { Array(UnsafeBufferPointer(start: $0, count: count)) }
+            : UnsafeBufferPointer(start: image.pixels, count: count).map { UInt16($0) }
+        return Image8(width: Int(image.width), height: Int(image.height), channels: Int(image.channels), depth: Int(image.depth), pixels: pixels)
     }
 }
 
@@ -80,22 +86,22 @@ extension Image8 {
             }
         }
         let xs = table(width, outWidth), ys = table(height, outHeight)
-        var out = [UInt8](repeating: 0, count: outWidth * outHeight * channels)
+        var out = [UInt16](repeating: 0, count: outWidth * outHeight * channels)
         for (y, sy) in ys.enumerated() {
             for (x, sx) in xs.enumerated() {
                 for c in 0..<channels { out[(y * outWidth + x) * channels + c] = pixels[(sy * width + sx) * channels + c] }
             }
         }
-        return Image8(width: outWidth, height: outHeight, channels: channels, pixels: out)
+        return Image8(width: outWidth, height: outHeight, channels: channels, depth: depth, pixels: out)
     }
 
-    /// Pillow's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter.
-    private static func coefficients(input: Int, output: Int) -> (bounds: [(start: Int, count: Int)], weights: [[Int32]]) {
-        let precision = 22
+    /// Pillow's precompute_coeffs for the bilinear filter: per output position, the first
+    /// input index and the normalized weights.
+    private static func coefficients(input: Int, output: Int) -> (bounds: [Int], weights: [[Double]]) {
         let scale = Double(input) / Double(output)
         let filterScale = Swift.max(scale, 1)
         let support = 1.0 * filterScale
-        var bounds: [(Int, Int)] = [], weights: [[Int32]] = []
+        var bounds: [Int] = [], weights: [[Double]] = []
         for xx in 0..<output {
             let center = (Double(xx) + 0.5) * scale
             let ss = 1 / filterScale
@@ -107,55 +113,101 @@ extension Image8 {
             }
             let total = k.reduce(0, +)
             if total != 0 { k = k.map { $0 / total } }
-            bounds.append((xmin, Swift.max(xmax, 0)))
-            weights.append(k.map { w in Int32(w < 0 ? -0.5 + w * Double(1 << precision) : 0.5 + w * Double(1 << precision)) })
+            bounds.append(xmin)
+            weights.append(k)
         }
         return (bounds, weights)
     }
 
-    private static func clip8(_ sum: Int32) -> UInt8 {
-        let v = sum >> 22
-        return v < 0 ? 0 : v > 255 ? 255 : UInt8(v)
-    }
-
-    private func bilinear(_ outWidth: Int, _ outHeight: Int) -> Image8 {
-        let start: Int32 = 1 << 21
-        var source = self
-        let vertical = Self.coefficients(input: height, output: outHeight)
-        if outWidth != width {
-            // Horizontal pass over the rows the vertical pass will read.
-            let first = vertical.bounds.first!.start, last = vertical.bounds.last!.start + vertical.bounds.last!.count
-            let (bounds, weights) = Self.coefficients(input: width, output: outWidth)
-            var out = [UInt8](repeating: 0, count: outWidth * (last - first) * channels)
-            for y in first..<last {
-                for x in 0..<outWidth {
+    /// One resampling pass along an axis (Pillow's ResampleHorizontal/Vertical): 8-bit in
+    /// 22-bit fixed point (normalize_coeffs_8bpc, clip8), 16-bit in double (ROUND_UP, CLIP16).
+    /// `rows`: the source rows (horizontal) or columns (vertical) used, from `offset`.
+    private func pass(horizontal: Bool, output: Int, offset: Int = 0, span: Int? = nil) -> Image8 {
+        let input = horizontal ? width : height
+        let (bounds, weights) = Self.coefficients(input: input, output: output)
+        let lines = span ?? (horizontal ? height : width)   // rows for a horizontal pass, columns for a vertical one
+        let outWidth = horizontal ? output : width, outHeight = horizontal ? lines : output
+        var out = [UInt16](repeating: 0, count: outWidth * outHeight * channels)
+        func index(_ along: Int, _ across: Int) -> Int { horizontal ? (across * width + along) : (along * width + across) }
+        if depth == 8 {
+            let fixed = weights.map { $0.map { w in Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22)) } }
+            for line in 0..<lines {
+                for o in 0..<output {
                     for c in 0..<channels {
-                        var sum = start
-                        for (i, w) in weights[x].enumerated() { sum &+= Int32(pixels[(y * width + bounds[x].start + i) * channels + c]) &* w }
-                        out[((y - first) * outWidth + x) * channels + c] = Self.clip8(sum)
+                        var sum: Int32 = 1 << 21
+                        for (i, w) in fixed[o].enumerated() { sum &+= Int32(pixels[index(bounds[o] + i, line + offset) * channels + c]) &* w }
+                        let v = sum >> 22
+                        let target = horizontal ? (line * outWidth + o) : (o * outWidth + line)
+                        out[target * channels + c] = UInt16(v < 0 ? 0 : v > 255 ? 255 : v)
                     }
                 }
             }
-            source = Image8(width: outWidth, height: last - first, channels: channels, pixels: out)
-            if outHeight == height { return source }
-            return source.verticalPass(outHeight, vertical.bounds.map { ($0.start - first, $0.count) }, vertical.weights)
-        }
-        return source.verticalPass(outHeight, vertical.bounds, vertical.weights)
-    }
-
-    private func verticalPass(_ outHeight: Int, _ bounds: [(start: Int, count: Int)], _ weights: [[Int32]]) -> Image8 {
-        let start: Int32 = 1 << 21
-        var out = [UInt8](repeating: 0, count: width * outHeight * channels)
-        for y in 0..<outHeight {
-            for x in 0..<width {
-                for c in 0..<channels {
-                    var sum = start
-                    for (i, w) in weights[y].enumerated() { sum &+= Int32(pixels[((bounds[y].start + i) * width + x) * channels + c]) &* w }
-                    out[(y * width + x) * channels + c] = Self.clip8(sum)
+        } else {
+            for line in 0..<lines {
+                for o in 0..<output {
+                    for c in 0..<channels {
+                        var sum = 0.0
+                        for (i, w) in weights[o].enumerated() { sum += Double(pixels[index(bounds[o] + i, line + offset) * channels + c]) * w }
+                        let rounded = Int(sum >= 0 ? sum + 0.5 : sum - 0.5)
+                        let target = horizontal ? (line * outWidth + o) : (o * outWidth + line)
+                        out[target * channels + c] = UInt16(Swift.min(Swift.max(rounded, 0), 65535))
+                    }
                 }
             }
         }
-        return Image8(width: width, height: outHeight, channels: channels, pixels: out)
+        return Image8(width: outWidth, height: outHeight, channels: channels, depth: depth, pixels: out)
+    }
+
+    /// Pillow 13's ImagingResampleInner: horizontal pass first (over only the rows the
+    /// vertical pass reads), unless the height shrinks by more than twice what the width does.
+    private func bilinear(_ outWidth: Int, _ outHeight: Int) -> Image8 {
+        let needHorizontal = outWidth != width, needVertical = outHeight != height
+        let horizontalFirst = !((height - outHeight) > 0 && (height - outHeight) > (width - outWidth) * 2)
+        if horizontalFirst {
+            var image = self
+            if needHorizontal {
+                let (bounds, weights) = Self.coefficients(input: height, output: outHeight)
+                let first = needVertical ? bounds[0] : 0
+                let last = needVertical ? bounds[outHeight - 1] + weights[outHeight - 1].count : height
+                image = pass(horizontal: true, output: outWidth, offset: first, span: last - first)
+                if !needVertical { return image }
+                // The vertical pass reads the kept rows from 0: shift by `first`.
+                return image.shiftedVerticalPass(output: outHeight, sourceHeight: height, first: first)
+            }
+            return needVertical ? image.pass(horizontal: false, output: outHeight) : image
+        }
+        var image = needVertical ? pass(horizontal: false, output: outHeight) : self
+        if needHorizontal { image = image.pass(horizontal: true, output: outWidth) }
+        return image
+    }
+
+    /// The vertical pass of an image holding rows `first...` of a `sourceHeight`-row image,
+    /// with the coefficients of the full height (Pillow shifts the bounds by `first`).
+    private func shiftedVerticalPass(output: Int, sourceHeight: Int, first: Int) -> Image8 {
+        let (bounds, weights) = Self.coefficients(input: sourceHeight, output: output)
+        var out = [UInt16](repeating: 0, count: width * output * channels)
+        for o in 0..<output {
+            for x in 0..<width {
+                for c in 0..<channels {
+                    let start = bounds[o] - first
+                    if depth == 8 {
+                        var sum: Int32 = 1 << 21
+                        for (i, w) in weights[o].enumerated() {
+                            let fixed = Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22))
+                            sum &+= Int32(pixels[((start + i) * width + x) * channels + c]) &* fixed
+                        }
+                        let v = sum >> 22
+                        out[(o * width + x) * channels + c] = UInt16(v < 0 ? 0 : v > 255 ? 255 : v)
+                    } else {
+                        var sum = 0.0
+                        for (i, w) in weights[o].enumerated() { sum += Double(pixels[((start + i) * width + x) * channels + c]) * w }
+                        let rounded = Int(sum >= 0 ? sum + 0.5 : sum - 0.5)
+                        out[(o * width + x) * channels + c] = UInt16(Swift.min(Swift.max(rounded, 0), 65535))
+                    }
+                }
+            }
+        }
+        return Image8(width: width, height: output, channels: channels, depth: depth, pixels: out)
     }
 }
 
@@ -172,7 +224,7 @@ public enum Preprocessing: String, Sendable, CaseIterable {
     case caffe
 
     /// Converts interleaved 0…255 pixels with `channels` channels into model inputs.
-    public func apply(_ pixels: [UInt8], channels: Int, into output: UnsafeMutableBufferPointer<Float>) {
+    public func apply(_ pixels: [UInt16], channels: Int, into output: UnsafeMutableBufferPointer<Float>) {
         precondition(output.count == pixels.count)
         switch self {
         case .none:

@@ -44,6 +44,15 @@ struct Fold: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "The .bin file to write.")
     var output: String
 
+    @Option(help: "Record the image preprocessing the model expects (none, tf, torch, caffe: keras.applications preprocess_input modes); bnrun applies it to image inputs.")
+    var preprocess: String?
+
+    func validate() throws {
+        if let preprocess, !["none", "tf", "torch", "caffe"].contains(preprocess) {
+            throw ValidationError("unknown --preprocess '\(preprocess)' (none, tf, torch, caffe)")
+        }
+    }
+
     func run() throws {
         runReportingFailures(tool: "bnconv") {
             let (graph, format) = try loadModel(path: input)
@@ -51,6 +60,7 @@ struct Fold: ParsableCommand {
             var metadata = outputMetadata(producer: "bnconv fold", source: input)
             metadata["source_format"] = format.rawValue
             metadata["folded"] = "true"
+            if let preprocess { metadata["preprocess"] = preprocess }
             let data = try NativeFormat.encode(NativeModel(graph: result.graph, metadata: metadata))
             try AtomicFile.write(data, to: output)
             if result.events.isEmpty { print("no BatchNormalization layers in \(input)") }

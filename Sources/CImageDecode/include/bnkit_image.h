@@ -3,9 +3,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A decoded 8-bit image: height x width x channels (1: gray, 3: RGB), rows top to bottom. */
+/* A decoded image: height x width x channels (1: gray, 3: RGB), rows top to bottom; 8-bit
+   samples, or 16-bit (native-endian uint16_t) when depth is 16. */
 typedef struct {
-    int width, height, channels;
+    int width, height, channels, depth;
     uint8_t *pixels;   /* malloc'd; free with bnk_image_free */
 } bnk_image;
 
@@ -13,6 +14,8 @@ typedef struct {
    with .convert("RGB") (want_channels 3) or .convert("L") (want_channels 1): palette
    expanded, 16-bit samples reduced to their high byte, alpha dropped (not composited),
    gray replicated to RGB, RGB to gray as L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16.
+   16-bit grayscale PNG: Pillow opens it as "I;16"; to RGB its values are clipped to 255, and
+   with want_channels 1 they are kept 16-bit (depth 16), as keras.utils.load_img keeps them.
    JPEG: libjpeg's defaults (ISLOW IDCT, fancy upsampling), as Pillow decodes.
    Images over max_pixels are refused from their header, before any pixel is decoded.
    Returns 0 on success; otherwise fills message (one line) and returns non-zero.
