@@ -88,6 +88,7 @@ let package = Package(
         .executableTarget(name: "fuzz-native", dependencies: ["NativeFormat", "FuzzSupport"]),
         .executableTarget(name: "fuzz-idx", dependencies: ["IDX", "FuzzSupport"]),
         .executableTarget(name: "fuzz-keras-config", dependencies: ["KerasHDF5", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-npy", dependencies: ["NumPy", "FuzzSupport"]),
 
         // MARK: - Tests
         .target(name: "TestSupport", dependencies: ["ModelIR", "IDX"], path: "Tests/TestSupport"),

@@ -3,6 +3,7 @@
 #   fuzz-native        the bnkit .bin reader (also with checksums repaired)
 #   fuzz-idx           the IDX reader, plain and gzip
 #   fuzz-keras-config  the Keras model-config parser and graph builder (JSON -> model)
+#   fuzz-npy           the NumPy .npy reader (header, sizes, element conversion)
 # Usage: tools/fuzz.sh [SECONDS-PER-TARGET | --runs N]   (default 20 seconds each)
 # Seeds come from Fixtures/; corpora grow in .build-fuzz/corpus/<target>; crashes are
 # written to .build-fuzz/artifacts/ and fail the run. Prints each target's execution count.
@@ -12,8 +13,8 @@ limit=(-max_total_time="${1:-20}")
 if [ "${1:-}" = "--runs" ]; then limit=(-runs="$2"); fi
 root=.build-fuzz
 # FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all three).
-read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config}"
-for target in fuzz-native fuzz-idx fuzz-keras-config; do
+read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy}"
+for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy; do
   swift build -c release --scratch-path "$root" --product "$target" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
 done
@@ -21,7 +22,8 @@ bin="$(swift build -c release --scratch-path "$root" --show-bin-path)"
 
 # Seed corpora from the fixtures.
 seeds="$root/seeds"
-rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config} "$root/artifacts"
+rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config,fuzz-npy} "$root/artifacts"
+cp Fixtures/npy/*.npy "$seeds/fuzz-npy/" && rm -f "$seeds/fuzz-npy/mnist"*
 # Small .bin models of every op kind (fixture-sized files would only slow the fuzzer down).
 swift build -c release --product fuzz-native >/dev/null
 "$(swift build -c release --show-bin-path)/fuzz-native" --write-seeds "$seeds/fuzz-native"
