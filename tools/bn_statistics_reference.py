@@ -17,7 +17,8 @@
   check         Runs `bnconv recalibrate` on the same model and images and
                 compares its statistics with the float64 reference (1e-5
                 relative: |d| <= 1e-5 * max(|mean|, std) for a mean, 1e-5 *
-                variance for a variance); then, with --bnrun, `bnrun
+                variance for a variance, both floored at 1e-12 of the layer's
+                largest variance for constant channels); then, with --bnrun, `bnrun
                 --bn-statistics batch` against Keras's training=True outputs
                 (1e-5 of the largest output) of the float64 clone, with the
                 float32 model's own distance to it shown. Prints one line per layer and
@@ -150,9 +151,12 @@ def compare_statistics(ours, reference):
     for name, ref in reference.items():
         mean, variance = np.array(ref["mean"]), np.array(ref["variance"])
         got_mean, got_variance = np.array(ours[name]["mean"]), np.array(ours[name]["variance"])
-        spread = np.maximum(np.abs(mean), np.sqrt(variance))
-        mean_error = float(np.max(np.abs(got_mean - mean) / np.maximum(spread, 1e-30)))
-        variance_error = float(np.max(np.abs(got_variance - variance) / np.maximum(variance, 1e-30)))
+        # A channel that is constant (a dead ReLU feeding a Flatten) has variance 0 up to the
+        # reference's own rounding: such denominators are floored at 1e-12 of the layer's largest.
+        floor = 1e-12 * max(float(np.max(variance)), 1e-30)
+        spread = np.maximum(np.maximum(np.abs(mean), np.sqrt(variance)), np.sqrt(floor))
+        mean_error = float(np.max(np.abs(got_mean - mean) / spread))
+        variance_error = float(np.max(np.abs(got_variance - variance) / np.maximum(variance, floor)))
         ok = mean_error <= 1e-5 and variance_error <= 1e-5
         passed, failed = passed + ok, failed + (not ok)
         lines.append(f"{'PASS' if ok else 'FAIL'} {name}: mean rel. error {mean_error:.2e}, variance rel. error {variance_error:.2e}")
