@@ -117,8 +117,8 @@ public func streamInference(graph: Graph, inputs: [String], labelsPath: String?,
     let source = try openSamples(inputs, inputSize: executor.inputSize, inputShape: executor.inputShape, array: options.array,
                                  images: options.images)
     let count = min(source.itemCount, options.limit ?? source.itemCount)
-    if source.keyed, options.scale != nil {
-        throw CLIFailure.badInput("\(source.name): --scale applies to IDX and NumPy inputs; images use --preprocess")
+    if source.keyed, options.scale != nil, options.images.preprocessing != .none {
+        throw CLIFailure.badInput("\(source.name): --scale and --preprocess \(options.images.preprocessing.rawValue) both rescale the images: use one")
     }
     if source.keyed, labelsPath != nil, options.images.skipBad {
         throw CLIFailure.badInput("--labels cannot be combined with --skip-bad (a skipped image would shift the labels)")

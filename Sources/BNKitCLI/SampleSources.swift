@@ -116,8 +116,11 @@ final class ImageSource: SampleSource {
         values = [Float](repeating: 0, count: images.count * itemSize)
         values.withUnsafeMutableBufferPointer { out in
             for (i, image) in images.enumerated() {
-                options.preprocessing.apply(image.pixels, channels: channels,
-                                            into: UnsafeMutableBufferPointer(rebasing: out[(i * itemSize)..<((i + 1) * itemSize)]))
+                let target = UnsafeMutableBufferPointer(rebasing: out[(i * itemSize)..<((i + 1) * itemSize)])
+                options.preprocessing.apply(image.pixels, channels: channels, into: target)
+                // --scale (with no preprocessing): `x * multiplier / divisor`, e.g. 1/255 for
+                // models trained on img_to_array(img) / 255.
+                if multiplier != 1 || divisor != 1 { for j in target.indices { target[j] = target[j] * multiplier / divisor } }
             }
         }
         return keys

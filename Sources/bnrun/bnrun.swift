@@ -59,7 +59,7 @@ struct BNRun: ParsableCommand {
     @Option(help: "Write the report to this file (atomically) instead of standard output.")
     var output: String?
 
-    @Option(help: "Input scale for IDX and NumPy data, as a number or a fraction such as 1/255. Default: 1/255 for integer data, 1 for float data.")
+    @Option(help: "Input scale, as a number or a fraction such as 1/255. Default: 1/255 for integer IDX/NumPy data, 1 for float data and for images (0..255, as img_to_array gives them).")
     var scale: String?
 
     @Option(help: "The array of an .npz archive to run on (default: its only array).")

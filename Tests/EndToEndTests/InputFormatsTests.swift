@@ -89,6 +89,19 @@ final class InputFormatsTests: XCTestCase {
         XCTAssertGreaterThan(maxAbsDifference(csvRows(plain.stdout)[0].dropFirst(2).map { Float($0)! }, b), 1e-4, "preprocessing changes the answer")
     }
 
+    /// `--scale` rescales 0…255 image values (models trained on `img_to_array(img) / 255`);
+    /// it cannot be combined with a preprocessing mode.
+    func testImageScale() throws {
+        let model = TestPaths.fixture("small_cnn_keras3.h5"), image = TestPaths.fixture("images/gray.png")
+        let scaled = try runTool("bnrun", [model, image, "--scale", "1/255", "--format", "csv"])
+        XCTAssertEqual(scaled.status, 0, scaled.stderr)
+        let refused = try runTool("bnrun", [model, image, "--scale", "1/255", "--preprocess", "tf"])
+        XCTAssertEqual(refused.status, 65)
+        XCTAssertTrue(refused.stderr.contains("--scale") && refused.stderr.contains(image), refused.stderr)
+        let unscaled = try runTool("bnrun", [model, image, "--format", "csv"])
+        XCTAssertNotEqual(csvRows(unscaled.stdout)[0].dropFirst(2), csvRows(scaled.stdout)[0].dropFirst(2))
+    }
+
     /// Peak memory does not grow with the number of inputs, for every output format:
     /// 600,000 images (the training set ten times, plain IDX) against 10,000.
     func testPeakMemoryIsFlatForEveryFormat() throws {
