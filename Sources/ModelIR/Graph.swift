@@ -99,6 +99,26 @@ public struct Graph: Equatable, Sendable {
         return shapes
     }
 
+    /// The shape element-wise inputs broadcast to (NumPy's and Keras 3's rule on inputs of
+    /// one rank: each size equal, or 1 and stretched; e.g. (48, 48, 32) with (1, 1, 32), the
+    /// squeeze-and-excitation product). Inputs of different ranks are refused.
+    public static func broadcastShape(_ shapes: [[Int]], node: String) throws -> [Int] {
+        let rank = shapes[0].count
+        guard shapes.allSatisfy({ $0.count == rank }) else {
+            throw ModelError.shapeMismatch(node: node, detail: "inputs of different ranks \(shapes) (element-wise layers broadcast inputs of one rank)")
+        }
+        var result = [Int](repeating: 1, count: rank)
+        for d in 0..<rank {
+            for shape in shapes where shape[d] != 1 {
+                guard result[d] == 1 || result[d] == shape[d] else {
+                    throw ModelError.shapeMismatch(node: node, detail: "inputs of shapes \(shapes) do not broadcast (each size must be equal, or 1)")
+                }
+                result[d] = shape[d]
+            }
+        }
+        return result
+    }
+
     /// The output shape of `node` given its inputs' shapes (batch axis excluded).
     public static func outputShape(of node: Node, inputShapes: [[Int]]) throws -> [Int] {
         func fail(_ detail: String) -> ModelError { .shapeMismatch(node: node.name, detail: detail) }
@@ -166,8 +186,7 @@ public struct Graph: Equatable, Sendable {
             return try single()
         case .add, .multiply:
             guard inputShapes.count >= 2 else { throw ModelError.wrongInputCount(node: node.name, expected: 2, found: inputShapes.count) }
-            guard inputShapes.allSatisfy({ $0 == inputShapes[0] }) else { throw fail("inputs of different shapes \(inputShapes)") }
-            return inputShapes[0]
+            return try Graph.broadcastShape(inputShapes, node: node.name)
         case .concatenate(let axis):
             guard inputShapes.count >= 2 else { throw ModelError.wrongInputCount(node: node.name, expected: 2, found: inputShapes.count) }
             let rank = inputShapes[0].count

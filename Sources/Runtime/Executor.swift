@@ -76,6 +76,8 @@ public final class Executor: @unchecked Sendable {
         case batchNormFromBatch(gamma: [Double]?, beta: [Double]?, epsilon: Double, channels: Int)
         case activation(ActivationKind, channels: Int)
         case add, multiply
+        /// Add or multiply of inputs of different (broadcastable) per-sample shapes.
+        case broadcast(isAdd: Bool, inputs: [[Int]], output: [Int])
         /// Per sample: `outer` blocks, each the inputs' chunks of the given sizes.
         case concatenate(outer: Int, chunks: [Int])
         case copy
@@ -205,6 +207,10 @@ public final class Executor: @unchecked Sendable {
                 kind = .affine(scale: affine.scale.values, shift: affine.shift.values, channels: affine.channels)
             case .activation(let activation):
                 kind = .activation(Self.kind(activation), channels: outShape.last ?? 1)
+            case .add where inShapes.contains(where: { $0 != outShape }):
+                kind = .broadcast(isAdd: true, inputs: inShapes, output: outShape)
+            case .multiply where inShapes.contains(where: { $0 != outShape }):
+                kind = .broadcast(isAdd: false, inputs: inShapes, output: outShape)
             case .add:
                 kind = .add
             case .multiply:
@@ -478,6 +484,8 @@ public final class Executor: @unchecked Sendable {
         case .multiply:
             y.update(from: x, count: count)
             for other in inputs.dropFirst() { for i in 0..<count { y[i] *= other[i] } }
+        case let .broadcast(isAdd, shapes, output):
+            Kernels.broadcast(inputs, shapes: shapes, output: output, batch: batch, isAdd: isAdd, into: y)
         case let .concatenate(outer, chunks):
             var target = y
             for block in 0..<(batch * outer) {

@@ -318,6 +318,53 @@ package enum Kernels {
         }
     }
 
+    /// Element-wise sum or product of inputs broadcast to `output` (per-sample shapes of one
+    /// rank; a size-1 axis is stretched). Row by row over the last axis, whose stride in each
+    /// input is 1 or, where that input has size 1 there, 0.
+    static func broadcast(_ inputs: [UnsafePointer<Float>], shapes: [[Int]], output: [Int], batch: Int, isAdd: Bool,
+                          into y: UnsafeMutablePointer<Float>) {
+        let rank = output.count
+        let last = output[rank - 1]
+        let outSize = output.reduce(1, *), rows = outSize / max(last, 1)
+        let sizes = shapes.map { $0.reduce(1, *) }
+        // Element strides of each input along each output axis (0 where it is stretched).
+        let strides: [[Int]] = shapes.map { shape in
+            var result = [Int](repeating: 0, count: rank), step = 1
+            for d in stride(from: rank - 1, through: 0, by: -1) {
+                result[d] = shape[d] == 1 && output[d] != 1 ? 0 : step
+                step *= shape[d]
+            }
+            return result
+        }
+        var offsets = [Int](repeating: 0, count: inputs.count)
+        var coordinate = [Int](repeating: 0, count: max(rank - 1, 0))
+        for b in 0..<batch {
+            coordinate.withUnsafeMutableBufferPointer { c in for d in c.indices { c[d] = 0 } }
+            for row in 0..<rows {
+                for k in inputs.indices {
+                    var offset = b * sizes[k]
+                    for d in 0..<(rank - 1) { offset += coordinate[d] * strides[k][d] }
+                    offsets[k] = offset
+                }
+                let target = y + b * outSize + row * last
+                let first = inputs[0] + offsets[0], firstStride = strides[0][rank - 1]
+                for j in 0..<last { target[j] = first[j * firstStride] }
+                for k in 1..<inputs.count {
+                    let source = inputs[k] + offsets[k], step = strides[k][rank - 1]
+                    if isAdd { for j in 0..<last { target[j] += source[j * step] } } else { for j in 0..<last { target[j] *= source[j * step] } }
+                }
+                // Next row: the odometer over the leading axes.
+                var d = rank - 2
+                while d >= 0 {
+                    coordinate[d] += 1
+                    if coordinate[d] < output[d] { break }
+                    coordinate[d] = 0
+                    d -= 1
+                }
+            }
+        }
+    }
+
     /// Applies an activation in place (softmax: over each row of `channels`).
     static func activate(_ data: UnsafeMutablePointer<Float>, count: Int, channels: Int, kind: ActivationKind) {
         switch kind {
