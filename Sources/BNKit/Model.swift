@@ -109,11 +109,7 @@ public struct Model: Sendable {
         guard let format = ModelFormat.detect(header: head) else { throw BNKitError.unknownFormat(path: path) }
         switch format {
         case .native:
-            let native = try NativeFormat.read(path: path)
-            var model = Model(graph: native.graph, metadata: native.metadata)
-            model.keras = KerasProvenance(metadata: native.metadata, optimizerState: native.optimizerState)
-            model.sourceFormat = .native
-            return model
+            return try readNative(path, name: path)
         case .kerasHDF5, .kerasArchive:
             var model: Model
             switch HDF5ChildProcess.isolation {
@@ -141,7 +137,7 @@ public struct Model: Sendable {
         do {
             native = try NativeFormat.read(path: path)
         } catch {
-            throw renamed(error, from: path, to: name)
+            throw name == path ? error : renamed(error, from: path, to: name)
         }
         var model = Model(graph: native.graph, metadata: native.metadata)
         model.keras = KerasProvenance(metadata: native.metadata, optimizerState: native.optimizerState)

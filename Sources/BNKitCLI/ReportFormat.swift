@@ -204,16 +204,16 @@ public final class ReportWriter {
         try sink.write(text)
     }
 
-    /// Writes the closing lines (accuracy; skipped files) and completes the output.
+    /// Writes the closing lines (accuracy; skipped files) and completes the output. Formats
+    /// with no place for a summary (csv, npy) list skipped files on stderr instead.
     public func finish(skipped: [(path: String, reason: String)]) throws {
         let accuracy = rows == 0 ? 0 : Double(correct) / Double(rows)
+        var skippedOnStderr = false
         switch format {
         case .text, .summary:
             var text = "images: \(rows)\n"
             if hasLabels { text += "accuracy: \(String(format: "%.4f", accuracy)) (\(correct)/\(rows))\n" }
             if !skipped.isEmpty { text += "skipped: \(skipped.count)\n" + skipped.map { "  \($0.path): \($0.reason)\n" }.joined() }
-            // The text format lists rows, then the summary; an earlier version printed the
-            // summary lines alone for `summary`.
             try sink.write(text)
         case .json:
             var text = "{\"images\":\(rows)"
@@ -226,11 +226,12 @@ public final class ReportWriter {
                 guard header.count == npyHeaderLength else { throw CLIFailure.internalError("internal error: .npy header grew") }
                 try sink.rewrite(header, at: 0)
             }
+            skippedOnStderr = true
         case .csv:
-            break
+            skippedOnStderr = true
         }
         try sink.finish()
-        if format != .text && format != .summary && format != .json && !skipped.isEmpty {
+        if skippedOnStderr && !skipped.isEmpty {
             FileHandle.standardError.write(Data(("bnrun: skipped \(skipped.count) file(s):\n" + skipped.map { "  \($0.path): \($0.reason)\n" }.joined()).utf8))
         }
     }

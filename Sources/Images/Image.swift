@@ -121,36 +121,36 @@ extension Image8 {
 
     /// One resampling pass along an axis (Pillow's ResampleHorizontal/Vertical): 8-bit in
     /// 22-bit fixed point (normalize_coeffs_8bpc, clip8), 16-bit in double (ROUND_UP, CLIP16).
-    /// `rows`: the source rows (horizontal) or columns (vertical) used, from `offset`.
-    private func pass(horizontal: Bool, output: Int, offset: Int = 0, span: Int? = nil) -> Image8 {
-        let input = horizontal ? width : height
-        let (bounds, weights) = Self.coefficients(input: input, output: output)
-        let lines = span ?? (horizontal ? height : width)   // rows for a horizontal pass, columns for a vertical one
+    /// `coefficients` are for the axis's full input length; the pass reads `lines` rows
+    /// (horizontal) or all columns (vertical) of this image starting at source line `offset`,
+    /// and this image's first line along the axis is source line `shift` (Pillow's shifted bounds).
+    private func pass(horizontal: Bool, _ coefficients: (bounds: [Int], weights: [[Double]]), offset: Int = 0, lines: Int? = nil,
+                      shift: Int = 0) -> Image8 {
+        let (bounds, weights) = coefficients
+        let output = bounds.count
+        let lines = lines ?? (horizontal ? height : width)
         let outWidth = horizontal ? output : width, outHeight = horizontal ? lines : output
+        let fixed = weights.map { $0.map { w in Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22)) } }
         var out = [UInt16](repeating: 0, count: outWidth * outHeight * channels)
-        func index(_ along: Int, _ across: Int) -> Int { horizontal ? (across * width + along) : (along * width + across) }
-        if depth == 8 {
-            let fixed = weights.map { $0.map { w in Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22)) } }
-            for line in 0..<lines {
-                for o in 0..<output {
-                    for c in 0..<channels {
-                        var sum: Int32 = 1 << 21
-                        for (i, w) in fixed[o].enumerated() { sum &+= Int32(pixels[index(bounds[o] + i, line + offset) * channels + c]) &* w }
-                        let v = sum >> 22
-                        let target = horizontal ? (line * outWidth + o) : (o * outWidth + line)
-                        out[target * channels + c] = UInt16(v < 0 ? 0 : v > 255 ? 255 : v)
+        for line in 0..<lines {
+            for o in 0..<output {
+                let target = (horizontal ? (line * outWidth + o) : (o * outWidth + line)) * channels
+                for c in 0..<channels {
+                    // Source element `i` of this output's window.
+                    func source(_ i: Int) -> Int {
+                        let along = bounds[o] - shift + i, across = line + offset
+                        return (horizontal ? across * width + along : along * width + across) * channels + c
                     }
-                }
-            }
-        } else {
-            for line in 0..<lines {
-                for o in 0..<output {
-                    for c in 0..<channels {
+                    if depth == 8 {
+                        var sum: Int32 = 1 << 21
+                        for (i, w) in fixed[o].enumerated() { sum &+= Int32(pixels[source(i)]) &* w }
+                        let v = sum >> 22
+                        out[target + c] = UInt16(v < 0 ? 0 : v > 255 ? 255 : v)
+                    } else {
                         var sum = 0.0
-                        for (i, w) in weights[o].enumerated() { sum += Double(pixels[index(bounds[o] + i, line + offset) * channels + c]) * w }
+                        for (i, w) in weights[o].enumerated() { sum += Double(pixels[source(i)]) * w }
                         let rounded = Int(sum >= 0 ? sum + 0.5 : sum - 0.5)
-                        let target = horizontal ? (line * outWidth + o) : (o * outWidth + line)
-                        out[target * channels + c] = UInt16(Swift.min(Swift.max(rounded, 0), 65535))
+                        out[target + c] = UInt16(Swift.min(Swift.max(rounded, 0), 65535))
                     }
                 }
             }
@@ -162,52 +162,18 @@ extension Image8 {
     /// vertical pass reads), unless the height shrinks by more than twice what the width does.
     private func bilinear(_ outWidth: Int, _ outHeight: Int) -> Image8 {
         let needHorizontal = outWidth != width, needVertical = outHeight != height
+        let horizontal = Self.coefficients(input: width, output: outWidth)
+        let vertical = Self.coefficients(input: height, output: outHeight)
         let horizontalFirst = !((height - outHeight) > 0 && (height - outHeight) > (width - outWidth) * 2)
         if horizontalFirst {
-            var image = self
-            if needHorizontal {
-                let (bounds, weights) = Self.coefficients(input: height, output: outHeight)
-                let first = needVertical ? bounds[0] : 0
-                let last = needVertical ? bounds[outHeight - 1] + weights[outHeight - 1].count : height
-                image = pass(horizontal: true, output: outWidth, offset: first, span: last - first)
-                if !needVertical { return image }
-                // The vertical pass reads the kept rows from 0: shift by `first`.
-                return image.shiftedVerticalPass(output: outHeight, sourceHeight: height, first: first)
-            }
-            return needVertical ? image.pass(horizontal: false, output: outHeight) : image
+            guard needHorizontal else { return needVertical ? pass(horizontal: false, vertical) : self }
+            guard needVertical else { return pass(horizontal: true, horizontal) }
+            let first = vertical.bounds[0], last = vertical.bounds[outHeight - 1] + vertical.weights[outHeight - 1].count
+            return pass(horizontal: true, horizontal, offset: first, lines: last - first).pass(horizontal: false, vertical, shift: first)
         }
-        var image = needVertical ? pass(horizontal: false, output: outHeight) : self
-        if needHorizontal { image = image.pass(horizontal: true, output: outWidth) }
+        var image = needVertical ? pass(horizontal: false, vertical) : self
+        if needHorizontal { image = image.pass(horizontal: true, horizontal) }
         return image
-    }
-
-    /// The vertical pass of an image holding rows `first...` of a `sourceHeight`-row image,
-    /// with the coefficients of the full height (Pillow shifts the bounds by `first`).
-    private func shiftedVerticalPass(output: Int, sourceHeight: Int, first: Int) -> Image8 {
-        let (bounds, weights) = Self.coefficients(input: sourceHeight, output: output)
-        var out = [UInt16](repeating: 0, count: width * output * channels)
-        for o in 0..<output {
-            for x in 0..<width {
-                for c in 0..<channels {
-                    let start = bounds[o] - first
-                    if depth == 8 {
-                        var sum: Int32 = 1 << 21
-                        for (i, w) in weights[o].enumerated() {
-                            let fixed = Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22))
-                            sum &+= Int32(pixels[((start + i) * width + x) * channels + c]) &* fixed
-                        }
-                        let v = sum >> 22
-                        out[(o * width + x) * channels + c] = UInt16(v < 0 ? 0 : v > 255 ? 255 : v)
-                    } else {
-                        var sum = 0.0
-                        for (i, w) in weights[o].enumerated() { sum += Double(pixels[((start + i) * width + x) * channels + c]) * w }
-                        let rounded = Int(sum >= 0 ? sum + 0.5 : sum - 0.5)
-                        out[(o * width + x) * channels + c] = UInt16(Swift.min(Swift.max(rounded, 0), 65535))
-                    }
-                }
-            }
-        }
-        return Image8(width: width, height: output, channels: channels, depth: depth, pixels: out)
     }
 }
 

@@ -130,7 +130,8 @@ struct BNRun: ParsableCommand {
             options.scale = scale.flatMap(InputScale.init)
             options.tileSize = batch
             options.threads = threads
-            options.showProgress = isatty(STDERR_FILENO) == 1 && output != nil || isatty(STDERR_FILENO) == 1 && isatty(STDOUT_FILENO) == 0
+            // A progress bar on a terminal's stderr, unless the report itself goes to that terminal.
+            options.showProgress = isatty(STDERR_FILENO) == 1 && (output != nil || isatty(STDOUT_FILENO) == 0)
             options.batchNormStatistics = BatchNormStatistics(rawValue: bnStatistics)!
             options.modelPath = model
             options.array = array
