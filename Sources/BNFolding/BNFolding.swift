@@ -43,11 +43,12 @@ public struct FoldResult: Sendable {
 ///
 /// With `s = gamma / sqrt(var + eps)` and `t = beta - mean * s` per channel,
 /// computed in Double and rounded once to Float:
-/// - Layer → BN (Dense, Conv2D, DepthwiseConv2D with a linear activation,
-///   whose output feeds only the BN, weights not shared): output channel c of
-///   the kernel is multiplied by `s[c]`, and `b'[c] = b[c]·s[c] + t[c]`.
-/// - BN → Dense, BN → Conv2D that pads nothing (the BN feeds only that layer):
-///   input channel i of the kernel is multiplied by `s[i]`, and
+/// - Layer → BN (Dense, Conv1D/Conv2D, DepthwiseConv1D/2D, SeparableConv1D/2D (its
+///   pointwise kernel), Conv2DTranspose, with a linear activation, whose output feeds
+///   only the BN, weights not shared): output channel c of the kernel is multiplied
+///   by `s[c]`, and `b'[c] = b[c]·s[c] + t[c]`.
+/// - BN → Dense, BN → Conv or DepthwiseConv that pads nothing (the BN feeds only that
+///   layer): input channel i of the kernel is multiplied by `s[i]`, and
 ///   `b'[o] = b[o] + Σ W[…, i, o]·t[i]`. A padded conv would see a zero border
 ///   that the shift never reached, so it is not folded into.
 /// - Anything else: a per-channel `Affine` (still cheaper than BN), with the reason.
@@ -113,7 +114,7 @@ public enum BNFolder {
             return .failure(Refusal(text: "it does not read exactly one layer"))
         }
         switch producer.operation {
-        case .dense, .conv2d, .depthwiseConv2d: break
+        case .dense, .conv2d, .depthwiseConv2d, .separableConv2d, .conv2dTranspose: break
         default:
             return .failure(Refusal(text: "the layer before it, '\(producer.name)' (\(producer.operation.kind)), has no weights to fold into"))
         }
@@ -139,18 +140,26 @@ public enum BNFolder {
         guard consumer.inputs == [bn.name] else {
             return .failure(Refusal(text: "the layer after it, '\(consumer.name)', also reads other inputs"))
         }
+        /// Whether a window reads beyond the input (zero padding the shift would not reach).
+        func pads(_ window: Window) -> Bool {
+            let raw = shapes[bn.name]!
+            let shape = raw.count == 2 ? [1] + raw : raw
+            return (0..<2).contains { axis in
+                let (length, before) = window.output(axis: axis, input: shape[axis])
+                let effective = (window.size[axis] - 1) * window.dilation[axis] + 1
+                return before > 0 || (length - 1) * window.strides[axis] + effective > shape[axis]
+            }
+        }
         switch consumer.operation {
         case .dense:
             break
         case .conv2d(let conv):
-            let shape = shapes[bn.name]!
-            let padded = (0..<2).contains { axis in
-                let (length, before) = conv.window.output(axis: axis, input: shape[axis])
-                let effective = (conv.window.size[axis] - 1) * conv.window.dilation[axis] + 1
-                return before > 0 || (length - 1) * conv.window.strides[axis] + effective > shape[axis]
-            }
-            if padded {
+            if pads(conv.window) {
                 return .failure(Refusal(text: "the conv after it, '\(consumer.name)', pads its input, and the padding would not be shifted (not exact)"))
+            }
+        case .depthwiseConv2d(let conv):
+            if pads(conv.window) {
+                return .failure(Refusal(text: "the depthwise conv after it, '\(consumer.name)', pads its input, and the padding would not be shifted (not exact)"))
             }
         default:
             return .failure(Refusal(text: "the layer after it, '\(consumer.name)' (\(consumer.operation.kind)), cannot absorb it"))
@@ -162,8 +171,10 @@ public enum BNFolder {
     }
 
     /// Layer → BN: output channel c scaled by s[c]; bias b·s + t.
-    /// In every Keras layout the output channel is the fastest-varying index
-    /// of the flattened kernel (Depthwise: c·dm + m), so channel = flat index % channels.
+    /// In the Keras layouts of Dense, Conv (1-D and 2-D), Depthwise (c·dm + m) and the pointwise
+    /// kernel of a separable conv the output channel is the fastest-varying index of the flattened
+    /// kernel, so channel = flat index % channels. Conv2DTranspose's kernel is (kh, kw, out, in):
+    /// channel = (flat index / in) % out.
     static func scaleOutputs(_ op: Op, scale: [Double], shift: [Double]) throws -> Op {
         func fold(_ kernel: Tensor, _ bias: Tensor?) throws -> (Tensor, Tensor) {
             let channels = scale.count
@@ -182,6 +193,16 @@ public enum BNFolder {
         case .depthwiseConv2d(var c):
             (c.kernel, c.bias) = try fold(c.kernel, c.bias)
             return .depthwiseConv2d(c)
+        case .separableConv2d(var c):
+            (c.pointwiseKernel, c.bias) = try fold(c.pointwiseKernel, c.bias)
+            return .separableConv2d(c)
+        case .conv2dTranspose(var c):
+            let out = c.outputChannels, inputs = c.inputChannels
+            let values = c.kernel.values.enumerated().map { Float(Double($1) * scale[($0 / inputs) % out]) }
+            let biasValues = c.bias?.values
+            c.kernel = try Tensor(shape: c.kernel.shape, values: values)
+            c.bias = Tensor((0..<out).map { Float(Double(biasValues?[$0] ?? 0) * scale[$0] + shift[$0]) })
+            return .conv2dTranspose(c)
         default:
             throw Refusal(text: "cannot fold into \(op.kind)")
         }
@@ -221,6 +242,21 @@ public enum BNFolder {
             c.kernel = try Tensor(shape: c.kernel.shape, values: kernel)
             c.bias = Tensor(bias.map { Float($0) })
             return .conv2d(c)
+        case .depthwiseConv2d(var c):
+            // Kernel (…, in, dm): input channel = (flat / dm) % in; output channel = flat % (in·dm).
+            let out = c.outputChannels, multiplier = c.depthMultiplier, channels = c.inputChannels
+            var kernel = c.kernel.values
+            let biasValues = c.bias?.values
+            var bias = (0..<out).map { Double(biasValues?[$0] ?? 0) }
+            for flat in 0..<kernel.count {
+                let o = flat % out, channel = (flat / multiplier) % channels
+                let w = Double(kernel[flat])
+                bias[o] += w * shift[channel]
+                kernel[flat] = Float(w * scale[channel])
+            }
+            c.kernel = try Tensor(shape: c.kernel.shape, values: kernel)
+            c.bias = Tensor(bias.map { Float($0) })
+            return .depthwiseConv2d(c)
         default:
             throw Refusal(text: "cannot fold into \(op.kind)")
         }

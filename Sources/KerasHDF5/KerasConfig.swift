@@ -17,10 +17,15 @@ struct LayerConfig {
     let config: [String: Any]
     /// For each call of the layer (Functional models), the tensors it reads.
     let calls: [[TensorRef]]
+    /// For each call, its keyword arguments that are not tensors (tf_keras TFOpLambda's
+    /// constants such as `{"y": 3.0}`); empty when there are none.
+    var callArguments: [[String: Any]] = []
     /// The whole `{class_name, config}` entry (nested models are parsed from it).
     let entry: [String: Any]
 
     static let modelClasses: Set<String> = ["Sequential", "Functional", "Model"]
+    /// The key of `callArguments` holding a Keras 3 call's positional arguments (numbers, or null for tensors).
+    static let positionalKey = "__positional__"
 
     var isModel: Bool { Self.modelClasses.contains(className) }
 }
@@ -160,14 +165,34 @@ struct ModelConfigParser {
             throw KerasFileError.badConfig(path: path, detail: "layer \(index) (\(className)) has no name")
         }
         var calls: [[TensorRef]] = []
+        var arguments: [[String: Any]] = []
         if functional {
             for node in dict["inbound_nodes"] as? [Any] ?? [] {
                 var refs: [TensorRef] = []
                 collect(node, into: &refs)
+                // tf_keras TFOpLambda: [[x, 0, 0, {"y": <tensor ref or number>, "name": null}]]; a tensor
+                // in the keyword arguments is a further input, anything else a constant.
+                var constants: [String: Any] = [:]
+                // (The call is stored as that one entry, or wrapped in a list of one.)
+                let entry = (node as? [Any]).flatMap { $0.first is String ? $0 : ($0.count == 1 ? $0[0] as? [Any] : nil) }
+                if className == "TFOpLambda" || className == "SlicingOpLambda", let entry, entry.count == 4,
+                   let kwargs = entry[3] as? [String: Any] {
+                    for key in kwargs.keys.sorted() {
+                        if let list = kwargs[key] as? [Any], let ref = tensorRef(list) { refs.append(ref) } else { constants[key] = kwargs[key] }
+                    }
+                }
+                // Keras 3 operations in the functional API (`x + 3.0` is keras.src.ops.numpy's Add):
+                // {"args": [<tensor>, 3.0], ...}; the positional arguments, numbers kept, others null.
+                if let call = node as? [String: Any], let args = call["args"] as? [Any] {
+                    constants[LayerConfig.positionalKey] = args.map { $0 is NSNumber ? $0 : NSNull() }
+                }
                 calls.append(refs)
+                arguments.append(constants)
             }
         }
-        return LayerConfig(className: className, name: name, config: config, calls: calls, entry: dict)
+        var layer = LayerConfig(className: className, name: name, config: config, calls: calls, entry: dict)
+        layer.callArguments = arguments
+        return layer
     }
 }
 
@@ -202,6 +227,14 @@ extension LayerConfig {
 
     func double(_ key: String) -> Double? {
         (config[key] as? NSNumber)?.doubleValue
+    }
+
+    /// One integer from `n` or `[n]` (1-D kernel sizes, strides, ...).
+    func single(_ key: String, default value: Int? = nil) -> Int? {
+        if let number = config[key] as? NSNumber { return Int(exactly: number.doubleValue) }
+        guard let list = config[key] as? [Any] else { return config[key] == nil ? value : nil }
+        guard list.count == 1, let number = list[0] as? NSNumber else { return nil }
+        return Int(exactly: number.doubleValue)
     }
 
     func int(_ key: String) -> Int? {

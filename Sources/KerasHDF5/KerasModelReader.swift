@@ -223,10 +223,19 @@ struct GraphBuilder {
             return try addModel(inner, weights: try weights.nested(layer), prefix: innerPrefix, ownerPrefix: innerOwner, boundInputs: inputs)
         }
         let inputShapes = inputs.map { state.shapes[$0]! }
-        let operation = try LayerTranslator(path: path, layer: layer, inputShapes: inputShapes,
-                                            weights: try weights.weights(of: layer, inputShapes: inputShapes), kerasVersion: kerasVersion).operation()
+        var translator = LayerTranslator(path: path, layer: layer, inputShapes: inputShapes,
+                                         weights: try weights.weights(of: layer, inputShapes: inputShapes), kerasVersion: kerasVersion)
+        if call < layer.callArguments.count { translator.callArguments = layer.callArguments[call] }
+        let translation = try translator.translation()
         let name = nodeName(prefix, layer.name, call: call)
         let owner = ownerPrefix.map { nodeName($0, layer.name, call: 0) } ?? (call == 0 ? nil : nodeName(prefix, layer.name, call: 0))
+        var inputs = inputs
+        for prelude in translation.preludes {
+            let preludeName = name + "/" + prelude.suffix
+            try append(Node(name: preludeName, operation: prelude.operation, inputs: [inputs[prelude.input]]))
+            inputs[prelude.input] = preludeName
+        }
+        let operation = translation.operation
         try append(Node(name: name, operation: operation, inputs: inputs,
                         sharesWeightsWith: operation.weights.isEmpty ? nil : owner))
         return [name]

@@ -182,25 +182,26 @@ struct KerasConfigGenerator {
                 result.append(GeneratedLayer(className: className, name: layerName, json: json, weights: weights))
             }
             // hard_sigmoid means 0.2x + 0.5 in Keras 2 and x/6 + 0.5 in Keras 3: write it as
-            // Rescaling(slope, 0.5) + ReLU(max_value=1), which both read the same way.
-            var hardSigmoid: Float?
+            // Rescaling(slope, 0.5) + ReLU(max_value=1), which both read the same way. hard_silu
+            // (Keras 3 only) becomes x · ReLU6(x + 3) · (1/6) in layers both versions have.
+            var expanded: Activation?
             var described = node
             switch node.operation {
-            case .activation(.hardSigmoid(let slope)):
-                hardSigmoid = slope
+            case .activation(let activation) where activation == .hardSwish || activation.name == "hard_sigmoid":
+                expanded = activation
                 described.operation = .identity
-            case .dense, .conv2d, .depthwiseConv2d:
-                if case .hardSigmoid(let slope) = node.operation.fusedActivation {
+            case .dense, .conv2d, .depthwiseConv2d, .separableConv2d, .conv2dTranspose:
+                if let activation = node.operation.fusedActivation, activation == .hardSwish || activation.name == "hard_sigmoid" {
                     guard !graph.nodes.contains(where: { $0.sharesWeightsWith == node.name }) else {
                         throw KerasFileError.unsupportedFeature(path: "", layer: node.name, className: node.operation.kind,
-                                                                feature: "writing a shared layer with a fused hard_sigmoid")
+                                                                feature: "writing a shared layer with a fused \(activation.name)")
                     }
-                    hardSigmoid = slope
+                    expanded = activation
                     described.operation = try node.operation.replacingActivation(.linear)
                 }
             default: break
             }
-            guard let slope = hardSigmoid else {
+            guard let expanded else {
                 let (className, config, weights) = try describe(node, inputShape: node.inputs.first.flatMap { shapes[$0] })
                 add(className, name, config, weights, inbound: inbound)
                 continue
@@ -211,9 +212,16 @@ struct KerasConfigGenerator {
                 add(className, name + "_linear", config, weights, inbound: inbound)
                 previous = [[name + "_linear", 0, 0, [String: Any]()]]
             }
-            add("Rescaling", name + "_hard_sigmoid", ["scale": Double(slope), "offset": 0.5], [], inbound: previous)
-            add("ReLU", name, ["max_value": 1.0, "negative_slope": 0.0, "threshold": 0.0], [],
-                inbound: [[name + "_hard_sigmoid", 0, 0, [String: Any]()]])
+            func ref(_ layer: String) -> [Any] { [layer, 0, 0, [String: Any]()] }
+            if case .hardSigmoid(let slope) = expanded {
+                add("Rescaling", name + "_hard_sigmoid", ["scale": Double(slope), "offset": 0.5], [], inbound: previous)
+                add("ReLU", name, ["max_value": 1.0, "negative_slope": 0.0, "threshold": 0.0], [], inbound: [ref(name + "_hard_sigmoid")])
+            } else {
+                add("Rescaling", name + "_plus_3", ["scale": 1.0, "offset": 3.0], [], inbound: previous)
+                add("ReLU", name + "_relu6", ["max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0], [], inbound: [ref(name + "_plus_3")])
+                add("Rescaling", name + "_gate", ["scale": 1.0 / 6.0, "offset": 0.0], [], inbound: [ref(name + "_relu6")])
+                add("Multiply", name, [:], [], inbound: previous + [ref(name + "_gate")])
+            }
         }
         return result
     }
@@ -233,8 +241,15 @@ struct KerasConfigGenerator {
     }
 
     private func describe(_ node: Node, inputShape: [Int]?) throws -> (String, [String: Any], [(name: String, tensor: Tensor)]) {
+        let oneDimensional = inputShape?.count == 2
         func window(_ w: Window) -> [String: Any] {
             ["strides": w.strides, "padding": w.padding.rawValue, "dilation_rate": w.dilation, "data_format": "channels_last"]
+        }
+        /// Window options, 1-D layers with single values (Keras's Conv1D form).
+        func spatial(_ w: Window, oneDimensional: Bool) -> [String: Any] {
+            guard oneDimensional else { return window(w).merging(["kernel_size": w.size]) { $1 } }
+            return ["strides": [w.strides[1]], "padding": w.padding.rawValue, "dilation_rate": [w.dilation[1]], "kernel_size": [w.size[1]],
+                    "data_format": "channels_last"]
         }
         switch node.operation {
         case .input(let shape):
@@ -243,20 +258,18 @@ struct KerasConfigGenerator {
             return ("Dense", ["units": d.units, "activation": try activationConfig(d.activation, node: node.name), "use_bias": d.bias != nil],
                     [("kernel", d.kernel)] + (d.bias.map { [("bias", $0)] } ?? []))
         case .conv2d(let c):
-            var config = window(c.window)
+            var config = spatial(c.window, oneDimensional: c.isOneDimensional)
             config["filters"] = c.outputChannels
-            config["kernel_size"] = c.window.size
             config["groups"] = c.groups
             config["activation"] = try activationConfig(c.activation, node: node.name)
             config["use_bias"] = c.bias != nil
-            return ("Conv2D", config, [("kernel", c.kernel)] + (c.bias.map { [("bias", $0)] } ?? []))
+            return (c.isOneDimensional ? "Conv1D" : "Conv2D", config, [("kernel", c.kernel)] + (c.bias.map { [("bias", $0)] } ?? []))
         case .depthwiseConv2d(let c):
-            var config = window(c.window)
-            config["kernel_size"] = c.window.size
+            var config = spatial(c.window, oneDimensional: c.isOneDimensional)
             config["depth_multiplier"] = c.depthMultiplier
             config["activation"] = try activationConfig(c.activation, node: node.name)
             config["use_bias"] = c.bias != nil
-            return ("DepthwiseConv2D", config, [("depthwise_kernel", c.kernel)] + (c.bias.map { [("bias", $0)] } ?? []))
+            return (c.isOneDimensional ? "DepthwiseConv1D" : "DepthwiseConv2D", config, [("depthwise_kernel", c.kernel)] + (c.bias.map { [("bias", $0)] } ?? []))
         case .batchNorm(let bn):
             let config: [String: Any] = ["axis": -1, "momentum": 0.99, "epsilon": bn.epsilon, "center": bn.beta != nil, "scale": bn.gamma != nil]
             var weights: [(name: String, tensor: Tensor)] = []
@@ -276,14 +289,45 @@ struct KerasConfigGenerator {
                 return ("Activation", ["activation": try activationConfig(activation, node: node.name)], [])
             }
         case .pool2d(let p):
-            var config = window(p.window)
+            var config = spatial(p.window, oneDimensional: oneDimensional)
             config.removeValue(forKey: "dilation_rate")
-            config["pool_size"] = p.window.size
-            return (p.kind == .max ? "MaxPooling2D" : "AveragePooling2D", config, [])
+            config["pool_size"] = config.removeValue(forKey: "kernel_size")
+            let name = (p.kind == .max ? "MaxPooling" : "AveragePooling") + (oneDimensional ? "1D" : "2D")
+            return (name, config, [])
         case .globalPool(let kind, let keepDims):
-            return (kind == .max ? "GlobalMaxPooling2D" : "GlobalAveragePooling2D", ["data_format": "channels_last", "keepdims": keepDims], [])
+            let name = (kind == .max ? "GlobalMaxPooling" : "GlobalAveragePooling") + (oneDimensional ? "1D" : "2D")
+            return (name, ["data_format": "channels_last", "keepdims": keepDims], [])
         case .zeroPadding2d(let pads):
+            if oneDimensional { return ("ZeroPadding1D", ["padding": [pads[2], pads[3]]], []) }
             return ("ZeroPadding2D", ["padding": [[pads[0], pads[1]], [pads[2], pads[3]]], "data_format": "channels_last"], [])
+        case .separableConv2d(let c):
+            var config = spatial(c.window, oneDimensional: c.isOneDimensional)
+            config["filters"] = c.outputChannels
+            config["depth_multiplier"] = c.depthMultiplier
+            config["activation"] = try activationConfig(c.activation, node: node.name)
+            config["use_bias"] = c.bias != nil
+            return (c.isOneDimensional ? "SeparableConv1D" : "SeparableConv2D", config,
+                    [("depthwise_kernel", c.depthwiseKernel), ("pointwise_kernel", c.pointwiseKernel)] + (c.bias.map { [("bias", $0)] } ?? []))
+        case .conv2dTranspose(let c):
+            let config: [String: Any] = ["filters": c.outputChannels, "kernel_size": c.size, "strides": c.strides, "padding": c.padding.rawValue,
+                                         "output_padding": NSNull(), "dilation_rate": [1, 1], "data_format": "channels_last",
+                                         "activation": try activationConfig(c.activation, node: node.name), "use_bias": c.bias != nil]
+            return ("Conv2DTranspose", config, [("kernel", c.kernel)] + (c.bias.map { [("bias", $0)] } ?? []))
+        case .layerNorm(let ln):
+            var weights: [(name: String, tensor: Tensor)] = []
+            if let g = ln.gamma { weights.append(("gamma", g)) }
+            if let b = ln.beta { weights.append(("beta", b)) }
+            return ("LayerNormalization", ["axis": ln.axes.map { $0 + 1 }, "epsilon": ln.epsilon, "center": ln.beta != nil, "scale": ln.gamma != nil],
+                    weights)
+        case .upsampling(let up):
+            if oneDimensional { return ("UpSampling1D", ["size": up.factors[1]], []) }
+            return ("UpSampling2D", ["size": up.factors, "interpolation": up.interpolation.rawValue, "data_format": "channels_last"], [])
+        case .cropping2d(let crops):
+            if oneDimensional { return ("Cropping1D", ["cropping": [crops[2], crops[3]]], []) }
+            return ("Cropping2D", ["cropping": [[crops[0], crops[1]], [crops[2], crops[3]]], "data_format": "channels_last"], [])
+        case .merge(let kind):
+            let names: [MergeKind: String] = [.subtract: "Subtract", .maximum: "Maximum", .minimum: "Minimum", .average: "Average"]
+            return (names[kind]!, [:], [])
         case .add: return ("Add", [:], [])
         case .multiply: return ("Multiply", [:], [])
         case .concatenate(let axis): return ("Concatenate", ["axis": axis + 1], [])

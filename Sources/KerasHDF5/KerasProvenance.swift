@@ -90,13 +90,16 @@ extension KerasProvenance {
                     let components = name.split(separator: "/").map(String.init)
                     guard let last = components.last else { return nil }
                     let roleName = last.hasSuffix(":0") ? String(last.dropLast(2)) : last
-                    let role: WeightRole? = roleName == "depthwise_kernel" ? .kernel : WeightRole(rawValue: roleName)
-                    guard let role else { return nil }
                     let node = graph.nodes.first { node in
                         node.name.hasPrefix(layer + "/") && node.sharesWeightsWith == nil
                             && components.dropLast().contains(String(node.name.split(separator: "/").last ?? ""))
                     }
-                    return node.map { WeightEntry(name: name, node: $0.name, role: role) }
+                    guard let node else { return nil }
+                    // DepthwiseConv2D stores `depthwise_kernel`, the graph's `kernel`; SeparableConv2D keeps both names.
+                    let roles = node.operation.weights.map(\.role)
+                    let role = WeightRole(rawValue: roleName).flatMap { roles.contains($0) ? $0 : nil }
+                        ?? (roleName == "depthwise_kernel" ? .kernel : nil)
+                    return role.map { WeightEntry(name: name, node: node.name, role: $0) }
                 }
             }
         }

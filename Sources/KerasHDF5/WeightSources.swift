@@ -12,7 +12,7 @@ protocol WeightSource {
 }
 
 /// The order of weights within one layer, by the last component of their names.
-private let roleOrder = ["kernel", "depthwise_kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance", "mean", "variance", "count"]
+private let roleOrder = ["kernel", "depthwise_kernel", "pointwise_kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance", "mean", "variance", "count"]
 
 /// Reads one weight, refusing what a hostile file could use against the
 /// reader: soft or external links on the way, virtual or external storage,

@@ -138,10 +138,29 @@ public struct Graph: Equatable, Sendable {
             guard shape.count == 3 else { throw fail("\(what) needs a (height, width, channels) input, found shape \(shape)") }
             return shape
         }
-        func windowed(_ shape: [Int], _ window: Window, channels: Int) throws -> [Int] {
+        /// A (height, width, channels) or (steps, channels) input as (height, width, channels)
+        /// (steps as a height-1 image); `oneDimensional` demands one form.
+        func spatial(_ what: String, oneDimensional: Bool? = nil) throws -> (shape: [Int], oneDimensional: Bool) {
+            let shape = try single()
+            switch (shape.count, oneDimensional) {
+            case (3, nil), (3, false): return (shape, false)
+            case (2, nil), (2, true): return ([1] + shape, true)
+            default:
+                throw fail("\(what) needs a \(oneDimensional == true ? "(steps, channels)" : oneDimensional == false ? "(height, width, channels)" : "(height, width, channels) or (steps, channels)") input, found shape \(shape)")
+            }
+        }
+        func windowed(_ input: (shape: [Int], oneDimensional: Bool), _ window: Window, channels: Int) throws -> [Int] {
+            let shape = input.shape
             let h = window.output(axis: 0, input: shape[0]).length, w = window.output(axis: 1, input: shape[1])
             guard h > 0, w.length > 0 else { throw fail("the window \(window.size) does not fit the input \(shape)") }
+            if input.oneDimensional {
+                guard h == 1 else { throw fail("a 1-D input needs a window of height 1, found \(window.size)") }
+                return [w.length, channels]
+            }
             return [h, w.length, channels]
+        }
+        func merged(_ input: (shape: [Int], oneDimensional: Bool), _ h: Int, _ w: Int, _ c: Int) -> [Int] {
+            input.oneDimensional ? [w, c] : [h, w, c]
         }
         switch node.operation {
         case .input(let shape):
@@ -157,23 +176,55 @@ public struct Graph: Equatable, Sendable {
             try lastAxis(shape, channels: dense.inputs, what: "the kernel")
             return Array(shape.dropLast()) + [dense.units]
         case .conv2d(let conv):
-            let shape = try image("Conv2D")
-            try lastAxis(shape, channels: conv.inputChannels, what: "the kernel")
-            return try windowed(shape, conv.window, channels: conv.outputChannels)
+            let input = try spatial(conv.isOneDimensional ? "Conv1D" : "Conv2D", oneDimensional: conv.isOneDimensional)
+            try lastAxis(input.shape, channels: conv.inputChannels, what: "the kernel")
+            return try windowed(input, conv.window, channels: conv.outputChannels)
         case .depthwiseConv2d(let conv):
-            let shape = try image("DepthwiseConv2D")
+            let input = try spatial(conv.isOneDimensional ? "DepthwiseConv1D" : "DepthwiseConv2D", oneDimensional: conv.isOneDimensional)
+            try lastAxis(input.shape, channels: conv.inputChannels, what: "the kernel")
+            return try windowed(input, conv.window, channels: conv.outputChannels)
+        case .separableConv2d(let conv):
+            let input = try spatial(conv.isOneDimensional ? "SeparableConv1D" : "SeparableConv2D", oneDimensional: conv.isOneDimensional)
+            try lastAxis(input.shape, channels: conv.inputChannels, what: "the depthwise kernel")
+            return try windowed(input, conv.window, channels: conv.outputChannels)
+        case .conv2dTranspose(let conv):
+            let shape = try image("Conv2DTranspose")
             try lastAxis(shape, channels: conv.inputChannels, what: "the kernel")
-            return try windowed(shape, conv.window, channels: conv.outputChannels)
+            return [conv.output(axis: 0, input: shape[0]).length, conv.output(axis: 1, input: shape[1]).length, conv.outputChannels]
         case .pool2d(let pool):
-            let shape = try image("pooling")
-            return try windowed(shape, pool.window, channels: shape[2])
+            let input = try spatial("pooling")
+            return try windowed(input, pool.window, channels: input.shape[2])
         case .globalPool(_, let keepDims):
-            let shape = try image("global pooling")
-            return keepDims ? [1, 1, shape[2]] : [shape[2]]
+            let input = try spatial("global pooling")
+            let c = input.shape[2]
+            return keepDims ? (input.oneDimensional ? [1, c] : [1, 1, c]) : [c]
         case .zeroPadding2d(let pads):
-            let shape = try image("ZeroPadding2D")
-            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }) else { throw fail("invalid padding \(pads)") }
-            return [shape[0] + pads[0] + pads[1], shape[1] + pads[2] + pads[3], shape[2]]
+            let input = try spatial("zero padding")
+            let shape = input.shape
+            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }), !input.oneDimensional || pads[0] + pads[1] == 0 else {
+                throw fail("invalid padding \(pads)")
+            }
+            return merged(input, shape[0] + pads[0] + pads[1], shape[1] + pads[2] + pads[3], shape[2])
+        case .cropping2d(let crops):
+            let input = try spatial("cropping")
+            let shape = input.shape
+            guard crops.count == 4, crops.allSatisfy({ $0 >= 0 }), crops[0] + crops[1] < shape[0], crops[2] + crops[3] < shape[1] else {
+                throw fail("cropping \(crops) does not fit the input \(shape)")
+            }
+            return merged(input, shape[0] - crops[0] - crops[1], shape[1] - crops[2] - crops[3], shape[2])
+        case .upsampling(let up):
+            let input = try spatial("upsampling")
+            let shape = input.shape
+            guard !input.oneDimensional || up.factors[0] == 1 else { throw fail("a 1-D input is upsampled along its steps only") }
+            return merged(input, shape[0] * up.factors[0], shape[1] * up.factors[1], shape[2])
+        case .layerNorm(let ln):
+            let shape = try single()
+            guard let last = ln.axes.last, last < shape.count else { throw fail("normalizing axes \(ln.axes) of an input of shape \(shape)") }
+            let expected = ln.parameterShape(for: shape)
+            for tensor in [ln.gamma, ln.beta].compactMap({ $0 }) where tensor.shape != expected && tensor.shape != [expected.reduce(1, *)] {
+                throw fail("layer normalization over axes \(ln.axes) needs parameters of shape \(expected), found \(tensor.shape)")
+            }
+            return shape
         case .batchNorm(let bn):
             let shape = try single()
             try lastAxis(shape, channels: bn.channels, what: "batch normalization")
@@ -184,7 +235,10 @@ public struct Graph: Equatable, Sendable {
             return shape
         case .activation, .identity:
             return try single()
-        case .add, .multiply:
+        case .merge(.subtract):
+            guard inputShapes.count == 2 else { throw ModelError.wrongInputCount(node: node.name, expected: 2, found: inputShapes.count) }
+            return try Graph.broadcastShape(inputShapes, node: node.name)
+        case .add, .multiply, .merge:
             guard inputShapes.count >= 2 else { throw ModelError.wrongInputCount(node: node.name, expected: 2, found: inputShapes.count) }
             return try Graph.broadcastShape(inputShapes, node: node.name)
         case .concatenate(let axis):

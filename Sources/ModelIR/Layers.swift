@@ -11,6 +11,8 @@ public enum Activation: Equatable, Sendable {
     case leakyRelu(alpha: Float)
     /// Keras's general ReLU layer: `x >= threshold ? min(x, maxValue) : negativeSlope * (x - threshold)`.
     case clippedRelu(maxValue: Float?, negativeSlope: Float, threshold: Float)
+    /// `x · relu6(x + 3) / 6` (Keras 3 `hard_silu` / `hard_swish`, MobileNetV3).
+    case hardSwish
 
     /// The name used in files and messages.
     public var name: String {
@@ -31,6 +33,7 @@ public enum Activation: Equatable, Sendable {
         case .elu: "elu"
         case .leakyRelu: "leaky_relu"
         case .clippedRelu: "clipped_relu"
+        case .hardSwish: "hard_silu"
         }
     }
 
@@ -38,7 +41,7 @@ public enum Activation: Equatable, Sendable {
     public static let simple: [String: Activation] = [
         "linear": .linear, "relu": .relu, "relu6": .relu6, "sigmoid": .sigmoid, "tanh": .tanh, "softmax": .softmax,
         "selu": .selu, "swish": .swish, "softplus": .softplus, "softsign": .softsign, "exponential": .exponential,
-        "gelu": .gelu(approximate: false), "gelu_tanh": .gelu(approximate: true),
+        "gelu": .gelu(approximate: false), "gelu_tanh": .gelu(approximate: true), "hard_silu": .hardSwish,
     ]
 
     /// Whether `f(0) == 0` and `f` is the identity: only `linear` may be folded across.
@@ -50,6 +53,8 @@ public enum WeightRole: String, CaseIterable, Sendable {
     case kernel, bias
     case gamma, beta, movingMean = "moving_mean", movingVariance = "moving_variance"
     case scale, shift
+    /// SeparableConv2D's two kernels.
+    case depthwiseKernel = "depthwise_kernel", pointwiseKernel = "pointwise_kernel"
 }
 
 /// A fully connected layer: `y = activation(x · kernel + bias)`.
@@ -155,6 +160,9 @@ public enum Padding: String, Equatable, Sendable {
     /// output = ceil(in / stride); the padding total is split with the extra
     /// pixel at the bottom/right.
     case same
+    /// 1-D convolutions only: output = ceil(in / stride), all the padding
+    /// ((k − 1)·dilation) before, so no output sees a later step.
+    case causal
 }
 
 /// Window geometry shared by convolutions and pooling, in (height, width) order.
@@ -186,12 +194,16 @@ public struct Window: Equatable, Sendable {
             let length = (input + strides[axis] - 1) / strides[axis]
             let total = max((length - 1) * strides[axis] + effective - input, 0)
             return (length, total / 2)
+        case .causal:
+            return ((input + strides[axis] - 1) / strides[axis], effective - 1)
         }
     }
 }
 
 /// A 2-D convolution over (height, width, channels), Keras layout:
-/// kernel (kh, kw, in / groups, out), output channel last.
+/// kernel (kh, kw, in / groups, out), output channel last. A rank-3 kernel
+/// (k, in / groups, out) is Keras's Conv1D over (steps, channels): the same
+/// computation on a height-1 image (window [1, k]).
 public struct Conv2D: Equatable, Sendable {
     public var kernel: Tensor
     public var bias: Tensor?
@@ -201,26 +213,32 @@ public struct Conv2D: Equatable, Sendable {
 
     public init(kernel: Tensor, bias: Tensor?, strides: [Int] = [1, 1], dilation: [Int] = [1, 1], padding: Padding,
                 groups: Int = 1, activation: Activation = .linear) throws {
-        guard kernel.shape.count == 4 else {
-            throw ModelError.badWeightShape(role: .kernel, expected: "(kh, kw, in/groups, out)", found: kernel.shape)
+        let rank = kernel.shape.count
+        guard rank == 4 || rank == 3 else {
+            throw ModelError.badWeightShape(role: .kernel, expected: "(kh, kw, in/groups, out) or (k, in/groups, out)", found: kernel.shape)
         }
-        guard groups >= 1, kernel.shape[3] % groups == 0 else { throw ModelError.badAttribute(name: "groups", value: "\(groups)") }
-        if let bias, bias.shape != [kernel.shape[3]] {
-            throw ModelError.badWeightShape(role: .bias, expected: "(\(kernel.shape[3]),)", found: bias.shape)
+        guard groups >= 1, kernel.shape[rank - 1] % groups == 0 else { throw ModelError.badAttribute(name: "groups", value: "\(groups)") }
+        if let bias, bias.shape != [kernel.shape[rank - 1]] {
+            throw ModelError.badWeightShape(role: .bias, expected: "(\(kernel.shape[rank - 1]),)", found: bias.shape)
         }
+        guard padding != .causal || rank == 3 else { throw ModelError.badAttribute(name: "padding", value: "causal (1-D only)") }
         self.kernel = kernel
         self.bias = bias
-        self.window = try Window(size: Array(kernel.shape[0..<2]), strides: strides, dilation: dilation, padding: padding)
+        self.window = try Window(size: rank == 4 ? Array(kernel.shape[0..<2]) : [1, kernel.shape[0]], strides: strides,
+                                 dilation: dilation, padding: padding)
         self.groups = groups
         self.activation = activation
     }
 
-    public var inputChannels: Int { kernel.shape[2] * groups }
-    public var outputChannels: Int { kernel.shape[3] }
+    /// Whether this is Keras's Conv1D (input (steps, channels)).
+    public var isOneDimensional: Bool { kernel.shape.count == 3 }
+    public var inputChannels: Int { kernel.shape[kernel.shape.count - 2] * groups }
+    public var outputChannels: Int { kernel.shape[kernel.shape.count - 1] }
 }
 
 /// A depthwise 2-D convolution: kernel (kh, kw, in, depth multiplier);
-/// output channel `c * depthMultiplier + m`.
+/// output channel `c * depthMultiplier + m`. A rank-3 kernel (k, in, m) is
+/// Keras's DepthwiseConv1D.
 public struct DepthwiseConv2D: Equatable, Sendable {
     public var kernel: Tensor
     public var bias: Tensor?
@@ -229,25 +247,32 @@ public struct DepthwiseConv2D: Equatable, Sendable {
 
     public init(kernel: Tensor, bias: Tensor?, strides: [Int] = [1, 1], dilation: [Int] = [1, 1], padding: Padding,
                 activation: Activation = .linear) throws {
-        guard kernel.shape.count == 4 else {
-            throw ModelError.badWeightShape(role: .kernel, expected: "(kh, kw, in, depth_multiplier)", found: kernel.shape)
+        let rank = kernel.shape.count
+        guard rank == 4 || rank == 3 else {
+            throw ModelError.badWeightShape(role: .kernel, expected: "(kh, kw, in, depth_multiplier) or (k, in, depth_multiplier)", found: kernel.shape)
         }
-        if let bias, bias.shape != [kernel.shape[2] * kernel.shape[3]] {
-            throw ModelError.badWeightShape(role: .bias, expected: "(\(kernel.shape[2] * kernel.shape[3]),)", found: bias.shape)
+        let channels = kernel.shape[rank - 2] * kernel.shape[rank - 1]
+        if let bias, bias.shape != [channels] {
+            throw ModelError.badWeightShape(role: .bias, expected: "(\(channels),)", found: bias.shape)
         }
+        guard padding != .causal || rank == 3 else { throw ModelError.badAttribute(name: "padding", value: "causal (1-D only)") }
         self.kernel = kernel
         self.bias = bias
-        self.window = try Window(size: Array(kernel.shape[0..<2]), strides: strides, dilation: dilation, padding: padding)
+        self.window = try Window(size: rank == 4 ? Array(kernel.shape[0..<2]) : [1, kernel.shape[0]], strides: strides,
+                                 dilation: dilation, padding: padding)
         self.activation = activation
     }
 
-    public var inputChannels: Int { kernel.shape[2] }
-    public var depthMultiplier: Int { kernel.shape[3] }
-    public var outputChannels: Int { kernel.shape[2] * kernel.shape[3] }
+    /// Whether this is Keras's DepthwiseConv1D (input (steps, channels)).
+    public var isOneDimensional: Bool { kernel.shape.count == 3 }
+    public var inputChannels: Int { kernel.shape[kernel.shape.count - 2] }
+    public var depthMultiplier: Int { kernel.shape[kernel.shape.count - 1] }
+    public var outputChannels: Int { inputChannels * depthMultiplier }
 }
 
 /// Max or average pooling over (height, width). Average pooling with `same`
 /// padding divides by the number of real (unpadded) pixels, as TensorFlow does.
+/// On a (steps, channels) input (1-D pooling) the window is [1, k].
 public struct Pool2D: Equatable, Sendable {
     public enum Kind: String, Sendable { case max, average }
     public var kind: Kind
@@ -274,9 +299,19 @@ public enum Op: Equatable, Sendable {
     case globalPool(kind: Pool2D.Kind, keepDims: Bool)
     /// Zeros around (height, width): [top, bottom, left, right].
     case zeroPadding2d([Int])
-    /// Element-wise sum / product of inputs of one shape.
+    /// Element-wise sum / product of inputs (broadcast: each size equal, or 1).
     case add
     case multiply
+    /// The other element-wise merges (broadcast as `add`).
+    case merge(MergeKind)
+    case separableConv2d(SeparableConv2D)
+    case conv2dTranspose(Conv2DTranspose)
+    case layerNorm(LayerNorm)
+    /// UpSampling2D / UpSampling1D.
+    case upsampling(Upsampling)
+    /// Removes rows and columns at the borders: [top, bottom, left, right]
+    /// (Cropping2D; Cropping1D on (steps, channels) as [0, 0, start, end]).
+    case cropping2d([Int])
     /// Joins inputs along `axis` (counted without the batch axis).
     case concatenate(axis: Int)
     /// Collapses all non-batch axes into one.
@@ -301,6 +336,12 @@ public enum Op: Equatable, Sendable {
         case .zeroPadding2d: "zero_padding2d"
         case .add: "add"
         case .multiply: "multiply"
+        case .merge(let kind): kind.rawValue
+        case .separableConv2d: "separable_conv2d"
+        case .conv2dTranspose: "conv2d_transpose"
+        case .layerNorm: "layer_norm"
+        case .upsampling: "upsampling"
+        case .cropping2d: "cropping2d"
         case .concatenate: "concatenate"
         case .flatten: "flatten"
         case .reshape: "reshape"
@@ -317,6 +358,12 @@ public enum Op: Equatable, Sendable {
             return [(.kernel, c.kernel)] + (c.bias.map { [(.bias, $0)] } ?? [])
         case .depthwiseConv2d(let c):
             return [(.kernel, c.kernel)] + (c.bias.map { [(.bias, $0)] } ?? [])
+        case .separableConv2d(let c):
+            return [(.depthwiseKernel, c.depthwiseKernel), (.pointwiseKernel, c.pointwiseKernel)] + (c.bias.map { [(.bias, $0)] } ?? [])
+        case .conv2dTranspose(let c):
+            return [(.kernel, c.kernel)] + (c.bias.map { [(.bias, $0)] } ?? [])
+        case .layerNorm(let ln):
+            return (ln.gamma.map { [(.gamma, $0)] } ?? []) + (ln.beta.map { [(.beta, $0)] } ?? [])
         case .batchNorm(let bn):
             var list: [(role: WeightRole, tensor: Tensor)] = []
             if let g = bn.gamma { list.append((.gamma, g)) }
@@ -337,6 +384,8 @@ public enum Op: Equatable, Sendable {
         case .dense(let d): d.activation
         case .conv2d(let c): c.activation
         case .depthwiseConv2d(let c): c.activation
+        case .separableConv2d(let c): c.activation
+        case .conv2dTranspose(let c): c.activation
         default: nil
         }
     }
@@ -372,6 +421,8 @@ extension Op {
         case .dense(var d): d.activation = activation; return .dense(d)
         case .conv2d(var c): c.activation = activation; return .conv2d(c)
         case .depthwiseConv2d(var c): c.activation = activation; return .depthwiseConv2d(c)
+        case .separableConv2d(var c): c.activation = activation; return .separableConv2d(c)
+        case .conv2dTranspose(var c): c.activation = activation; return .conv2dTranspose(c)
         default: throw ModelError.badAttribute(name: "activation", value: "\(kind) has no fused activation")
         }
     }
@@ -394,6 +445,19 @@ extension Op {
         case .depthwiseConv2d(var c):
             if role == .kernel { c.kernel = tensor } else { c.bias = tensor }
             return .depthwiseConv2d(c)
+        case .separableConv2d(var c):
+            switch role {
+            case .depthwiseKernel: c.depthwiseKernel = tensor
+            case .pointwiseKernel: c.pointwiseKernel = tensor
+            default: c.bias = tensor
+            }
+            return .separableConv2d(c)
+        case .conv2dTranspose(var c):
+            if role == .kernel { c.kernel = tensor } else { c.bias = tensor }
+            return .conv2dTranspose(c)
+        case .layerNorm(var ln):
+            if role == .gamma { ln.gamma = tensor } else { ln.beta = tensor }
+            return .layerNorm(ln)
         case .batchNorm(var bn):
             switch role {
             case .gamma: bn.gamma = tensor

@@ -111,6 +111,10 @@ struct NodeJSON: Codable {
     var keep_dims: Bool?
     var pads: [Int]?
     var axis: Int?
+    /// layer_norm: the normalized axes.
+    var axes: [Int]?
+    /// upsampling: nearest or bilinear.
+    var interpolation: String?
 }
 
 /// An activation and its parameters.

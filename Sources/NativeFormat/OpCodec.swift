@@ -28,7 +28,21 @@ enum OpCodec {
         case .zeroPadding2d(let pads): json.pads = pads
         case .concatenate(let axis): json.axis = axis
         case .reshape(let shape): json.shape = shape
-        case .affine, .add, .multiply, .flatten, .identity: break
+        case .separableConv2d(let c):
+            window(c.window, withSize: false)
+            json.activation = encode(c.activation)
+        case .conv2dTranspose(let c):
+            json.strides = c.strides
+            json.padding = c.padding.rawValue
+            json.activation = encode(c.activation)
+        case .layerNorm(let ln):
+            json.axes = ln.axes
+            json.epsilon = ln.epsilon
+        case .upsampling(let up):
+            json.size = up.factors
+            json.interpolation = up.interpolation.rawValue
+        case .cropping2d(let crops): json.pads = crops
+        case .affine, .add, .multiply, .merge, .flatten, .identity: break
         }
         return json
     }
@@ -59,6 +73,7 @@ enum OpCodec {
             return value
         }
         switch json.name {
+        case "hard_silu": return .hardSwish
         case "hard_sigmoid": return .hardSigmoid(slope: try need(json.slope, "slope"))
         case "elu": return .elu(alpha: try need(json.alpha, "alpha"))
         case "leaky_relu": return .leakyRelu(alpha: try need(json.alpha, "alpha"))
@@ -117,6 +132,29 @@ enum OpCodec {
         case "zero_padding2d":
             guard let pads = json.pads else { throw Failure(detail: "zero_padding2d without pads") }
             return (.zeroPadding2d(pads), [])
+        case "separable_conv2d":
+            return (.separableConv2d(try SeparableConv2D(depthwiseKernel: try required(.depthwiseKernel), pointwiseKernel: try required(.pointwiseKernel),
+                                                         bias: weights[.bias], strides: try pair(json.strides, "strides"),
+                                                         dilation: try pair(json.dilation, "dilation"), padding: try padding(),
+                                                         activation: try decodeActivation(json.activation))),
+                    [.depthwiseKernel, .pointwiseKernel, .bias])
+        case "conv2d_transpose":
+            return (.conv2dTranspose(try Conv2DTranspose(kernel: try required(.kernel), bias: weights[.bias], strides: try pair(json.strides, "strides"),
+                                                         padding: try padding(), activation: try decodeActivation(json.activation))),
+                    [.kernel, .bias])
+        case "layer_norm":
+            guard let axes = json.axes, let epsilon = json.epsilon else { throw Failure(detail: "layer_norm without axes or epsilon") }
+            return (.layerNorm(try LayerNorm(axes: axes, epsilon: epsilon, gamma: weights[.gamma], beta: weights[.beta])), [.gamma, .beta])
+        case "upsampling":
+            guard let name = json.interpolation, let interpolation = Upsampling.Interpolation(rawValue: name) else {
+                throw Failure(detail: "upsampling without a known interpolation")
+            }
+            return (.upsampling(try Upsampling(factors: try pair(json.size, "size"), interpolation: interpolation)), [])
+        case "cropping2d":
+            guard let crops = json.pads else { throw Failure(detail: "cropping2d without crops") }
+            return (.cropping2d(crops), [])
+        case let name where MergeKind(rawValue: name) != nil:
+            return (.merge(MergeKind(rawValue: name)!), [])
         case "add": return (.add, [])
         case "multiply": return (.multiply, [])
         case "concatenate":

@@ -68,6 +68,19 @@ public final class Executor: @unchecked Sendable {
         /// + activation, + 2×2 stride-2 max pooling when `pool`.
         case winograd(transformed: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
         case depthwise(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
+        /// Depthwise (into scratch, `geometry` its shape) then the pointwise GEMM, bias and activation.
+        case separable(depthwise: Tensor, pointwise: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, units: Int,
+                       activation: ActivationKind)
+        /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
+        case transposedConv(weights: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
+        /// Layer normalization over the trailing `inner` values of each row.
+        case layerNormTrailing(inner: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)
+        /// Layer normalization over any axes: each element's statistics group and parameter index.
+        case layerNormIndexed(group: [Int32], parameter: [Int32], groups: Int, sampleSize: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)
+        case upsample(height: Int, width: Int, channels: Int, factorY: Int, factorX: Int, bilinear: Bool)
+        case crop(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
+        /// Subtract, maximum, minimum, average (broadcast).
+        case merge(MergeOperation, inputs: [[Int]], output: [Int])
         case pool(geometry: Kernels.Spatial, isMax: Bool)
         case globalPool(pixels: Int, channels: Int, isMax: Bool)
         case zeroPad(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
@@ -118,11 +131,14 @@ public final class Executor: @unchecked Sendable {
         var fusedActivation: [String: (activation: Activation, into: String)] = [:]
         var absorbed: Set<String> = []
         for node in graph.nodes {
+            switch node.operation {
+            case .dense, .conv2d: break
+            default: continue
+            }
             guard node.operation.fusedActivation == .linear, !graph.outputs.contains(node.name), !observedNames.contains(node.name) else { continue }
             let readers = graph.consumers(of: node.name)
             guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name],
                   case .activation(let activation) = reader.operation, [.relu, .relu6, .sigmoid].contains(activation) else { continue }
-            if case .depthwiseConv2d = node.operation { continue }
             fusedActivation[node.name] = (activation, reader.name)
             absorbed.insert(reader.name)
         }
@@ -179,10 +195,56 @@ public final class Executor: @unchecked Sendable {
             case .dense(let dense):
                 kind = .dense(kernel: dense.kernel, bias: dense.bias,
                               inputs: dense.inputs, units: dense.units, activation: Self.kind(fused?.activation ?? dense.activation))
+            case .conv2d(let conv) where conv.groups > 1 && conv.kernel.shape[conv.kernel.shape.count - 2] == 1:
+                // One input channel per group (ConvNeXt's 7×7 blocks, grouped 1-D convs): a depthwise
+                // convolution, whose kernel layout (kh, kw, in, out/in) is the same memory.
+                kind = .depthwise(kernel: conv.kernel, bias: conv.bias, geometry: Self.geometry(conv.window, inShapes[0], outShape),
+                                  multiplier: conv.outputChannels / conv.groups, activation: Self.kind(fused?.activation ?? conv.activation))
             case .conv2d(let conv):
                 kind = .conv2d(kernel: conv.kernel, bias: conv.bias,
                                geometry: Self.geometry(conv.window, inShapes[0], outShape), groups: conv.groups,
                                activation: Self.kind(fused?.activation ?? conv.activation))
+            case .separableConv2d(let conv):
+                let middle = (outShape.count == 2 ? [1] + outShape : outShape).dropLast() + [conv.inputChannels * conv.depthMultiplier]
+                kind = .separable(depthwise: conv.depthwiseKernel, pointwise: conv.pointwiseKernel, bias: conv.bias,
+                                  geometry: Self.geometry(conv.window, inShapes[0], Array(middle)), multiplier: conv.depthMultiplier,
+                                  units: conv.outputChannels, activation: Self.kind(conv.activation))
+            case .conv2dTranspose(let conv):
+                let input = inShapes[0]
+                let geometry = Kernels.Spatial(
+                    inHeight: input[0], inWidth: input[1], inChannels: input[2], outHeight: outShape[0], outWidth: outShape[1],
+                    outChannels: outShape[2], kernelHeight: conv.size[0], kernelWidth: conv.size[1], strideY: conv.strides[0],
+                    strideX: conv.strides[1], dilationY: 1, dilationX: 1,
+                    padTop: conv.output(axis: 0, input: input[0]).padBefore, padLeft: conv.output(axis: 1, input: input[1]).padBefore)
+                kind = .transposedConv(weights: Kernels.transposedConvWeights(conv.kernel.values, kh: conv.size[0], kw: conv.size[1],
+                                                                              outChannels: conv.outputChannels, inChannels: conv.inputChannels),
+                                       bias: conv.bias, geometry: geometry, activation: Self.kind(conv.activation))
+            case .layerNorm(let ln):
+                let shape = inShapes[0]
+                let trailing = Array((shape.count - ln.axes.count)..<shape.count)
+                if ln.axes == trailing {
+                    kind = .layerNormTrailing(inner: ln.axes.map { shape[$0] }.reduce(1, *), gamma: ln.gamma, beta: ln.beta, epsilon: ln.epsilon)
+                } else {
+                    let (group, parameter, groups) = Self.layerNormIndex(shape: shape, axes: ln.axes)
+                    kind = .layerNormIndexed(group: group, parameter: parameter, groups: groups, sampleSize: shape.reduce(1, *),
+                                             gamma: ln.gamma, beta: ln.beta, epsilon: ln.epsilon)
+                }
+            case .upsampling(let up):
+                let input = inShapes[0].count == 2 ? [1] + inShapes[0] : inShapes[0]
+                kind = .upsample(height: input[0], width: input[1], channels: input[2], factorY: up.factors[0], factorX: up.factors[1],
+                                 bilinear: up.interpolation == .bilinear)
+            case .cropping2d(let crops):
+                let input = inShapes[0].count == 2 ? [1] + inShapes[0] : inShapes[0]
+                kind = .crop(height: input[0], width: input[1], channels: input[2], top: crops[0], left: crops[2],
+                             outHeight: input[0] - crops[0] - crops[1], outWidth: input[1] - crops[2] - crops[3])
+            case .merge(let merge):
+                let operation: MergeOperation = switch merge {
+                case .subtract: .subtract
+                case .maximum: .maximum
+                case .minimum: .minimum
+                case .average: .average
+                }
+                kind = .merge(operation, inputs: inShapes, output: outShape)
             case .depthwiseConv2d(let conv):
                 kind = .depthwise(kernel: conv.kernel, bias: conv.bias,
                                   geometry: Self.geometry(conv.window, inShapes[0], outShape), multiplier: conv.depthMultiplier,
@@ -190,10 +252,13 @@ public final class Executor: @unchecked Sendable {
             case .pool2d(let pool):
                 kind = .pool(geometry: Self.geometry(pool.window, inShapes[0], outShape), isMax: pool.kind == .max)
             case .globalPool(let poolKind, _):
-                kind = .globalPool(pixels: inShapes[0][0] * inShapes[0][1], channels: inShapes[0][2], isMax: poolKind == .max)
+                let channels = inShapes[0].last!
+                kind = .globalPool(pixels: inShapes[0].reduce(1, *) / max(channels, 1), channels: channels, isMax: poolKind == .max)
             case .zeroPadding2d(let pads):
-                kind = .zeroPad(height: inShapes[0][0], width: inShapes[0][1], channels: inShapes[0][2],
-                                top: pads[0], left: pads[2], outHeight: outShape[0], outWidth: outShape[1])
+                let input = inShapes[0].count == 2 ? [1] + inShapes[0] : inShapes[0]
+                let output = outShape.count == 2 ? [1] + outShape : outShape
+                kind = .zeroPad(height: input[0], width: input[1], channels: input[2],
+                                top: pads[0], left: pads[2], outHeight: output[0], outWidth: output[1])
             case .batchNorm(let bn) where batchNormStatistics == .batch:
                 kind = .batchNormFromBatch(gamma: bn.gamma.map { $0.values.map(Double.init) }, beta: bn.beta.map { $0.values.map(Double.init) },
                                            epsilon: bn.epsilon, channels: bn.channels)
@@ -241,8 +306,36 @@ public final class Executor: @unchecked Sendable {
         self.tileSize = min(256, max(8, (1 << 18) / largest))
     }
 
+    /// The statistics group and parameter index of each element of a sample of `shape` when
+    /// normalizing over `axes` (row-major over the other axes and over `axes` respectively).
+    private static func layerNormIndex(shape: [Int], axes: [Int]) -> (group: [Int32], parameter: [Int32], groups: Int) {
+        let size = shape.reduce(1, *)
+        let normalized = Set(axes)
+        var group = [Int32](repeating: 0, count: size), parameter = [Int32](repeating: 0, count: size)
+        var coordinate = [Int](repeating: 0, count: shape.count)
+        for e in 0..<size {
+            var g = 0, p = 0
+            for d in 0..<shape.count {
+                if normalized.contains(d) { p = p * shape[d] + coordinate[d] } else { g = g * shape[d] + coordinate[d] }
+            }
+            group[e] = Int32(g)
+            parameter[e] = Int32(p)
+            var d = shape.count - 1
+            while d >= 0 {
+                coordinate[d] += 1
+                if coordinate[d] < shape[d] { break }
+                coordinate[d] = 0
+                d -= 1
+            }
+        }
+        let groups = size / max(axes.map { shape[$0] }.reduce(1, *), 1)
+        return (group, parameter, groups)
+    }
+
+    /// Window geometry; a (steps, channels) shape is a height-1 image.
     private static func geometry(_ window: Window, _ input: [Int], _ output: [Int]) -> Kernels.Spatial {
-        Kernels.Spatial(
+        let input = input.count == 2 ? [1] + input : input, output = output.count == 2 ? [1] + output : output
+        return Kernels.Spatial(
             inHeight: input[0], inWidth: input[1], inChannels: input[2],
             outHeight: output[0], outWidth: output[1], outChannels: output[2],
             kernelHeight: window.size[0], kernelWidth: window.size[1],
@@ -267,6 +360,7 @@ public final class Executor: @unchecked Sendable {
         case .exponential: .exponential
         case .gelu(let approximate): approximate ? .geluTanh : .gelu
         case .hardSigmoid(let slope): .hardSigmoid(slope: slope)
+        case .hardSwish: .hardSwish
         case .elu(let alpha): .elu(alpha: alpha)
         case .leakyRelu(let alpha): .leakyRelu(alpha: alpha)
         case let .clippedRelu(maxValue, negativeSlope, threshold):
@@ -414,9 +508,10 @@ public final class Executor: @unchecked Sendable {
         }
         switch kind {
         case let .dense(kernel, bias, inputs, units, activation):
+            // A Dense on a (…, features) input applies to every row of the last axis.
             kernel.withUnsafeValues { w in
                 optional(bias) { b in
-                    Kernels.denseGEMM(input: x, rows: batch, inputs: inputs, kernel: w.baseAddress!, bias: b, units: units,
+                    Kernels.denseGEMM(input: x, rows: count / max(units, 1), inputs: inputs, kernel: w.baseAddress!, bias: b, units: units,
                                       activation: activation, output: y)
                 }
             }
@@ -458,6 +553,50 @@ public final class Executor: @unchecked Sendable {
                 }
             }
             Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
+        case let .separable(depthwise, pointwise, bias, geometry, multiplier, units, activation):
+            let pixels = geometry.outHeight * geometry.outWidth
+            let middle = arena.scratch(batch * pixels * geometry.outChannels)
+            depthwise.withUnsafeValues { w in
+                Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: nil, output: middle)
+            }
+            pointwise.withUnsafeValues { w in
+                optional(bias) { b in
+                    Kernels.denseGEMM(input: middle, rows: batch * pixels, inputs: geometry.outChannels, kernel: w.baseAddress!, bias: b,
+                                      units: units, activation: activation, output: y)
+                }
+            }
+        case let .transposedConv(weights, bias, geometry, activation):
+            let scratch = arena.scratch(Kernels.transposedConvScratch(geometry))
+            weights.withUnsafeBufferPointer { w in
+                optional(bias) { b in
+                    Kernels.conv2dTranspose(input: x, batch: batch, geometry, weights: w.baseAddress!, bias: b, activation: activation,
+                                            output: y, scratch: scratch)
+                }
+            }
+        case let .layerNormTrailing(inner, gamma, beta, epsilon):
+            optional(gamma) { g in
+                optional(beta) { b in
+                    Kernels.layerNormTrailing(x, y, rows: count / max(inner, 1), inner: inner, gamma: g, beta: b, epsilon: epsilon)
+                }
+            }
+        case let .layerNormIndexed(group, parameter, groups, sampleSize, gamma, beta, epsilon):
+            optional(gamma) { g in
+                optional(beta) { b in
+                    Kernels.layerNormIndexed(x, y, batch: batch, sampleSize: sampleSize, group: group, parameter: parameter, groups: groups,
+                                             gamma: g, beta: b, epsilon: epsilon)
+                }
+            }
+        case let .upsample(height, width, channels, factorY, factorX, bilinear):
+            if bilinear {
+                Kernels.upsampleBilinear(x, y, batch: batch, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
+            } else {
+                Kernels.upsampleNearest(x, y, batch: batch, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
+            }
+        case let .crop(height, width, channels, top, left, outHeight, outWidth):
+            Kernels.crop(x, y, batch: batch, height: height, width: width, channels: channels, top: top, left: left,
+                         outHeight: outHeight, outWidth: outWidth)
+        case let .merge(operation, shapes, output):
+            Kernels.broadcast(inputs, shapes: shapes, output: output, batch: batch, operation: operation, into: y)
         case let .pool(geometry, isMax):
             Kernels.pool2d(input: x, batch: batch, geometry, isMax: isMax, output: y)
         case let .globalPool(pixels, channels, isMax):

@@ -323,6 +323,13 @@ package enum Kernels {
     /// input is 1 or, where that input has size 1 there, 0.
     static func broadcast(_ inputs: [UnsafePointer<Float>], shapes: [[Int]], output: [Int], batch: Int, isAdd: Bool,
                           into y: UnsafeMutablePointer<Float>) {
+        broadcast(inputs, shapes: shapes, output: output, batch: batch, operation: isAdd ? .add : .multiply, into: y)
+    }
+
+    /// Element-wise merge of inputs broadcast to `output`, as Keras computes it: the first
+    /// input, then each other folded in (`average` divides the sum by the input count at the end).
+    static func broadcast(_ inputs: [UnsafePointer<Float>], shapes: [[Int]], output: [Int], batch: Int, operation: MergeOperation,
+                          into y: UnsafeMutablePointer<Float>) {
         let rank = output.count
         let last = output[rank - 1]
         let outSize = output.reduce(1, *), rows = outSize / max(last, 1)
@@ -351,7 +358,17 @@ package enum Kernels {
                 for j in 0..<last { target[j] = first[j * firstStride] }
                 for k in 1..<inputs.count {
                     let source = inputs[k] + offsets[k], step = strides[k][rank - 1]
-                    if isAdd { for j in 0..<last { target[j] += source[j * step] } } else { for j in 0..<last { target[j] *= source[j * step] } }
+                    switch operation {
+                    case .add, .average: for j in 0..<last { target[j] += source[j * step] }
+                    case .multiply: for j in 0..<last { target[j] *= source[j * step] }
+                    case .subtract: for j in 0..<last { target[j] -= source[j * step] }
+                    case .maximum: for j in 0..<last { target[j] = Swift.max(target[j], source[j * step]) }
+                    case .minimum: for j in 0..<last { target[j] = Swift.min(target[j], source[j * step]) }
+                    }
+                }
+                if operation == .average {
+                    let n = Float(inputs.count)
+                    for j in 0..<last { target[j] /= n }
                 }
                 // Next row: the odometer over the leading axes.
                 var d = rank - 2
@@ -413,6 +430,9 @@ package enum Kernels {
                 let x = data[i]
                 data[i] = x >= threshold ? min(x, maxValue) : slope * (x - threshold)
             }
+        case .hardSwish:
+            // Keras 3: x * (relu6(x + 3) / 6), in this order.
+            for i in 0..<count { let x = data[i]; data[i] = x * (min(max(x + 3, 0), 6) / 6) }
         }
     }
 
@@ -442,4 +462,10 @@ enum ActivationKind {
     case elu(alpha: Float)
     case leakyRelu(alpha: Float)
     case clippedRelu(maxValue: Float, negativeSlope: Float, threshold: Float)
+    case hardSwish
+}
+
+/// The element-wise merges the broadcast kernel computes.
+enum MergeOperation: Equatable {
+    case add, multiply, subtract, maximum, minimum, average
 }
