@@ -3,25 +3,34 @@
 each is built with weights=None (random weights) and randomized BN statistics
 (tools/make_applications_model.py), saved as .h5 by the chosen Keras, folded, run by
 bnrun on 8 random float32 images (a .npy), and compared with the outputs the Keras
-model gave for them before it was saved (model(x, training=False)):
-max abs error <= 1e-4 of the largest output magnitude and the same class for every
-image. Prints one line per model and 'N passed, N failed'.
+model gave for them before it was saved (model(x, training=False)): max abs error
+<= 1e-4 of the largest output magnitude and the same class for every image. Prints
+one line per model (with how many BN layers were folded and how many kept as a
+per-channel scale and shift, and why) and 'N passed, N failed'.
 
 Usage: tools/applications_check.py --bnconv PATH --bnrun PATH [--producer keras2|keras3]
-       [--size 96] [MODEL ...]        (default: a list of architectures)
+       [--size 96] [--seed 0] [--all | --smallest | MODEL ...]
+  --all: every constructor of the producer's keras.applications (large: hours on 2 cores)
+  --smallest: the smallest model of each family (the test command runs this)
 """
 import argparse
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT = ["ResNet50", "ResNet50V2", "MobileNet", "MobileNetV2", "DenseNet121", "InceptionV3", "EfficientNetB0",
-           "EfficientNetV2B0", "Xception", "MobileNetV3Small", "ConvNeXtTiny", "NASNetMobile", "VGG16"]
+sys.path.insert(0, HERE)
+import make_applications_model as maker  # noqa: E402
+
+# The smallest architecture of each family (RegNet and ResNetRS exist in tf_keras only).
+SMALLEST = ["ConvNeXtTiny", "DenseNet121", "EfficientNetB0", "EfficientNetV2B0", "InceptionResNetV2", "InceptionV3",
+            "MobileNet", "MobileNetV2", "MobileNetV3Small", "NASNetMobile", "RegNetX002", "RegNetY002", "ResNet50",
+            "ResNetRS50", "ResNet50V2", "VGG16", "Xception"]
 
 
 def main():
@@ -32,45 +41,50 @@ def main():
     parser.add_argument("--producer", choices=["keras2", "keras3"], default="keras3")
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all", action="store_true")
+    parser.add_argument("--smallest", action="store_true")
     args = parser.parse_args()
+    available = maker.architectures(args.producer)
+    names = available if args.all else SMALLEST if args.smallest else args.models or SMALLEST
     passed = failed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models or DEFAULT:
-            h5, binary = (os.path.join(tmp, f"{name}.{ext}") for ext in ("h5", "bin"))
-            prefix = os.path.join(tmp, name)
-            made = subprocess.run([sys.executable, os.path.join(HERE, "make_applications_model.py"), name, h5,
-                                   "--producer", args.producer, "--size", str(args.size), "--seed", str(args.seed),
-                                   "--check", prefix], capture_output=True, text=True)
-            if made.returncode != 0:
-                lines = made.stderr.strip().splitlines() or ["(no message)"]
-                print(f"SKIP {name} ({args.producer}): cannot be built here: {lines[-1][:200]}", flush=True)
-                continue
-            images = prefix + ".x.npy"
-            expected = np.load(prefix + ".y.npy").reshape(8, -1)
+    for name in names:
+        if name not in available:
+            print(f"SKIP {name} ({args.producer}): not in this producer's keras.applications", flush=True)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            h5, binary, images, out = (os.path.join(tmp, f"{name}.{ext}") for ext in ("h5", "bin", "x.npy", "out.npy"))
+            start = time.time()
+            model, bn_count = maker.build(name, args.producer, args.size, args.seed)
+            x, expected = maker.check_data(model, args.seed)
+            np.save(images, x)
+            model.save(h5)
+            del model
+            maker.keras_module(args.producer).backend.clear_session()
+            expected = expected.reshape(len(x), -1)
             fold = subprocess.run([args.bnconv, "fold", h5, "-o", binary], capture_output=True, text=True)
             if fold.returncode != 0:
                 failed += 1
-                print(f"FAIL {name} ({args.producer}): {fold.stderr.strip()[:300]}")
+                print(f"FAIL {name} ({args.producer}): {fold.stderr.strip()[:300]}", flush=True)
                 continue
             folded = sum("folded into" in line for line in fold.stdout.splitlines())
             kept_lines = [line for line in fold.stdout.splitlines() if "kept as a per-channel scale and shift" in line]
-            kept = len(kept_lines)
-            run = subprocess.run([args.bnrun, binary, images, "--format", "npy", "--output", binary + ".out.npy"], capture_output=True, text=True)
+            run = subprocess.run([args.bnrun, binary, images, "--format", "npy", "--output", out], capture_output=True, text=True)
             if run.returncode != 0:
                 failed += 1
-                print(f"FAIL {name} ({args.producer}): {run.stderr.strip()[:300]}")
+                print(f"FAIL {name} ({args.producer}): {run.stderr.strip()[:300]}", flush=True)
                 continue
-            got = np.load(binary + ".out.npy").reshape(8, -1)
+            got = np.load(out).reshape(len(x), -1)
             error = float(np.max(np.abs(got - expected)))
             scale = float(np.max(np.abs(expected)))
             same = bool((got.argmax(1) == expected.argmax(1)).all())
             ok = error <= 1e-4 * scale and same
             passed, failed = passed + ok, failed + (not ok)
+            reasons = sorted(set(line.split(": ", 2)[-1] for line in kept_lines))
             print(f"{'PASS' if ok else 'FAIL'} {name} ({args.producer}, {args.size}x{args.size}): max abs error {error:.2e} "
                   f"(relative {error / max(scale, 1e-30):.1e}), classes {'equal' if same else 'DIFFER'}; "
-                  f"BN folded {folded}, kept as scale and shift {kept}"
-                  + (f" ({'; '.join(sorted(set(l.split(': ', 2)[-1] for l in kept_lines)))[:200]})" if kept else ""))
-    print(f"{passed} passed, {failed} failed")
+                  f"BN {bn_count}: folded {folded}, kept as scale and shift {len(kept_lines)}"
+                  + (f" ({'; '.join(reasons)[:240]})" if kept_lines else "") + f"; {time.time() - start:.0f} s", flush=True)
+    print(f"{passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 else 1
 
 

@@ -7,12 +7,66 @@ Usage: tools/make_applications_model.py NAME OUT [--producer keras2|keras3] [--s
   NAME: a keras.applications constructor, e.g. ResNet50, MobileNetV2, EfficientNetB0.
   BN statistics: gamma ~ U(0.5, 1.5), beta ~ U(-0.5, 0.5), moving mean ~ U(-0.5, 0.5),
   moving variance ~ U(0.5, 2): every BN does something non-trivial.
+  --check PREFIX: also write PREFIX.x.npy (8 random float32 images, uniform 0..255) and
+  PREFIX.y.npy (the model's own outputs for them, model(x, training=False), before saving).
 """
 import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
+
+
+def keras_module(producer):
+    """tf_keras for keras2, Keras 3 (TensorFlow backend) for keras3."""
+    if producer == "keras2":
+        import tf_keras as keras
+    else:
+        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+        import keras
+    return keras
+
+
+def architectures(producer):
+    """Every constructor keras.applications offers under this producer."""
+    keras = keras_module(producer)
+    return sorted(name for name in dir(keras.applications) if name[:1].isupper())
+
+
+def walk(layers):
+    """Every layer, nested models included."""
+    for layer in layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from walk(layer.layers)
+
+
+def build(name, producer, size, seed):
+    """The model with random weights and randomized BN statistics, and its BN count."""
+    keras = keras_module(producer)
+    keras.utils.set_random_seed(seed)
+    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
+    rng = np.random.default_rng(seed)
+    count = 0
+    for layer in walk(model.layers):
+        if type(layer).__name__ != "BatchNormalization":
+            continue
+        shape = layer.get_weights()[-1].shape
+        new = []
+        if layer.scale:
+            new.append(rng.uniform(0.5, 1.5, shape).astype(np.float32))
+        if layer.center:
+            new.append(rng.uniform(-0.5, 0.5, shape).astype(np.float32))
+        new += [rng.uniform(-0.5, 0.5, shape).astype(np.float32), rng.uniform(0.5, 2.0, shape).astype(np.float32)]
+        layer.set_weights(new)
+        count += 1
+    return model, count
+
+
+def check_data(model, seed, count=8):
+    """`count` random float32 images (uniform 0..255) and the model's own outputs for them."""
+    x = np.random.default_rng(seed + 1).uniform(0, 255, (count,) + tuple(model.input_shape[1:])).astype(np.float32)
+    return x, np.asarray(model(x, training=False), dtype=np.float32)
 
 
 def main():
@@ -22,35 +76,11 @@ def main():
     parser.add_argument("--producer", choices=["keras2", "keras3"], default="keras2")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--check", metavar="PREFIX",
-                        help="also write PREFIX.x.npy (8 random float32 images, uniform 0..255) and PREFIX.y.npy "
-                             "(this model's own outputs for them, computed before saving)")
+    parser.add_argument("--check", metavar="PREFIX")
     args = parser.parse_args()
-    if args.producer == "keras2":
-        import tf_keras as keras
-    else:
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        import keras
-    keras.utils.set_random_seed(args.seed)
-    model = getattr(keras.applications, args.name)(weights=None, input_shape=(args.size, args.size, 3))
-    rng = np.random.default_rng(args.seed)
-    count = 0
-    for layer in model.layers:
-        if type(layer).__name__ != "BatchNormalization":
-            continue
-        weights = layer.get_weights()
-        shape = weights[-1].shape
-        new = []
-        if layer.scale:
-            new.append(rng.uniform(0.5, 1.5, shape).astype(np.float32))
-        if layer.center:
-            new.append(rng.uniform(-0.5, 0.5, shape).astype(np.float32))
-        new += [rng.uniform(-0.5, 0.5, shape).astype(np.float32), rng.uniform(0.5, 2.0, shape).astype(np.float32)]
-        layer.set_weights(new)
-        count += 1
+    model, count = build(args.name, args.producer, args.size, args.seed)
     if args.check:
-        x = np.random.default_rng(args.seed + 1).uniform(0, 255, (8,) + tuple(model.input_shape[1:])).astype(np.float32)
-        y = np.asarray(model(x, training=False), dtype=np.float32)
+        x, y = check_data(model, args.seed)
         np.save(args.check + ".x.npy", x)
         np.save(args.check + ".y.npy", y)
     model.save(args.output)

@@ -43,7 +43,8 @@ public struct SeparableConv2D: Equatable, Sendable {
 /// A transposed 2-D convolution (Keras Conv2DTranspose, the decoder of
 /// segmentation nets): kernel (kh, kw, out, in), Keras's layout. Each input
 /// pixel (i, j) adds `x[i, j, :] · kernel[ky, kx, :, :]ᵀ` to output pixel
-/// (i·sy + ky − padTop, j·sx + kx − padLeft). Output size: `valid` (in − 1)·s + k;
+/// (i·sy + ky − padTop, j·sx + kx − padLeft). Output size (Keras's deconv_output_length):
+/// `valid` in·s + max(k − s, 0);
 /// `same` in·s (the padding of the conv it inverts: max(k − s, 0), the smaller
 /// half before).
 public struct Conv2DTranspose: Equatable, Sendable {
@@ -81,7 +82,7 @@ public struct Conv2DTranspose: Equatable, Sendable {
         let k = size[axis], s = strides[axis]
         switch padding {
         case .same: return (input * s, max(k - s, 0) / 2)
-        default: return ((input - 1) * s + k, 0)
+        default: return (input * s + max(k - s, 0), 0)
         }
     }
 }

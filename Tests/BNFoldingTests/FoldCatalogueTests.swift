@@ -109,6 +109,74 @@ final class FoldCatalogueTests: XCTestCase {
         assertFolded(try foldAndCompare(pointwise).0.events, [.foldedIntoNext(layer: "conv")])
     }
 
+    /// SeparableConv2D/1D → BN: into the pointwise kernel and the bias.
+    func testSeparableThenBNFoldsIntoThePointwiseKernel() throws {
+        for (oneD, bias) in [(false, true), (false, false), (true, true)] {
+            let depthwiseShape = oneD ? [3, 4, 2] : [3, 3, 4, 2], pointwiseShape = oneD ? [1, 8, 6] : [1, 1, 8, 6]
+            let separable = try SeparableConv2D(
+                depthwiseKernel: Tensor(shape: depthwiseShape, values: random.floats(depthwiseShape.reduce(1, *), in: -1...1)),
+                pointwiseKernel: Tensor(shape: pointwiseShape, values: random.floats(48, in: -1...1)),
+                bias: bias ? Tensor(random.floats(6, in: -1...1)) : nil, strides: [1, oneD ? 2 : 1], padding: .same)
+            let graph = try Graph.sequential(name: "m", inputShape: oneD ? [11, 4] : [7, 6, 4], layers: [
+                ("sep", .separableConv2d(separable)), ("bn", try bn(6)), ("act", .activation(.relu)),
+            ])
+            let (result, kinds) = try foldAndCompare(graph)
+            XCTAssertEqual(kinds, ["input", "separable_conv2d", "activation"])
+            assertFolded(result.events, [.foldedIntoPrevious(layer: "sep")])
+        }
+    }
+
+    /// Conv1D → BN and a causal Conv1D → BN fold like Conv2D.
+    func testConv1DThenBN() throws {
+        for padding in [Padding.valid, .same, .causal] {
+            let conv = try Conv2D(kernel: Tensor(shape: [3, 4, 5], values: random.floats(60, in: -1...1)), bias: nil,
+                                  strides: [1, 1], dilation: [1, 2], padding: padding)
+            let graph = try Graph.sequential(name: "m", inputShape: [12, 4], layers: [("conv", .conv2d(conv)), ("bn", try bn(5))])
+            let (result, kinds) = try foldAndCompare(graph)
+            XCTAssertEqual(kinds, ["input", "conv2d"])
+            assertFolded(result.events, [.foldedIntoPrevious(layer: "conv")])
+        }
+    }
+
+    /// Conv2DTranspose → BN: the output channels, axis 2 of its (kh, kw, out, in) kernel.
+    func testTransposedConvThenBNScalesOutputChannels() throws {
+        for (stride, padding) in [(2, Padding.same), (2, .valid), (1, .same)] {
+            let transposed = try Conv2DTranspose(kernel: Tensor(shape: [3, 3, 5, 4], values: random.floats(180, in: -1...1)),
+                                                 bias: stride == 1 ? nil : Tensor(random.floats(5, in: -1...1)), strides: [stride, stride],
+                                                 padding: padding)
+            let graph = try Graph.sequential(name: "m", inputShape: [4, 5, 4], layers: [("up", .conv2dTranspose(transposed)), ("bn", try bn(5))])
+            let (result, kinds) = try foldAndCompare(graph)
+            XCTAssertEqual(kinds, ["input", "conv2d_transpose"])
+            assertFolded(result.events, [.foldedIntoPrevious(layer: "up")])
+        }
+    }
+
+    /// BN → a depthwise conv that pads nothing folds into its input channels; a padded one is kept.
+    func testBNBeforeDepthwiseFoldsOnlyWithoutPadding() throws {
+        for (multiplier, padding) in [(1, Padding.valid), (2, .valid), (1, .same)] {
+            let dw = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, 4, multiplier], values: random.floats(36 * multiplier, in: -1...1)),
+                                         bias: multiplier == 2 ? Tensor(random.floats(8, in: -1...1)) : nil, strides: [1, 1], padding: padding)
+            let graph = try Graph.sequential(name: "m", inputShape: [7, 7, 4], layers: [
+                ("act", .activation(.relu)), ("bn", try bn(4)), ("dw", .depthwiseConv2d(dw)),
+            ])
+            let (result, _) = try foldAndCompare(graph)
+            if padding == .valid {
+                assertFolded(result.events, [.foldedIntoNext(layer: "dw")])
+            } else {
+                assertKept(result, because: "pads its input")
+            }
+        }
+    }
+
+    /// BN before a layer normalization or an upsampling has nothing to fold into: kept, with the reason.
+    func testBNBeforeLayersWithoutFoldableWeightsIsKept() throws {
+        let ln = try LayerNorm(axes: [2], epsilon: 1e-6, gamma: Tensor(random.floats(4, in: 0.5...1.5)), beta: nil)
+        let graph = try Graph.sequential(name: "m", inputShape: [5, 5, 4], layers: [
+            ("act", .activation(.relu)), ("bn", try bn(4)), ("ln", .layerNorm(ln)),
+        ])
+        assertKept(try foldAndCompare(graph).0, because: "cannot absorb it")
+    }
+
     func testBNBeforePaddedConvIsKept() throws {
         let graph = try Graph.sequential(name: "m", inputShape: [7, 7, 4], layers: [
             ("act", .activation(.relu)), ("bn", try bn(4)), ("conv", try conv(4, 6, padding: .same)),

@@ -1,0 +1,312 @@
+import Foundation
+import ModelIR
+import Runtime
+import TestSupport
+import XCTest
+
+/// The kernels of the larger architectures' layers against plain Double references on
+/// random shapes: separable and 1-D convolutions (strides, both paddings, causal, dilation,
+/// depth multipliers, groups), transposed convolutions, layer normalization over any axis
+/// set, nearest and bilinear upsampling, cropping, 1-D pooling, the broadcast merges,
+/// hard-swish and Dense on the last axis. InstructionSetTests runs them at every level.
+final class ArchitectureKernelTests: XCTestCase {
+    private var random = SeededGenerator(seed: 77)
+
+    private func check(_ graph: Graph, batch: Int, tolerance: Double = 1e-4, line: UInt = #line,
+                       reference: ([Double]) -> [Double]) throws {
+        let executor = try Executor(graph: graph)
+        let input = random.floats(batch * executor.inputSize, in: -2...2)
+        for threads in [1, 2] {
+            let output = try executor.run(input, threads: threads)
+            for b in 0..<batch {
+                let expected = reference(input[(b * executor.inputSize)..<((b + 1) * executor.inputSize)].map(Double.init))
+                XCTAssertEqual(expected.count, executor.outputSize, line: line)
+                for (k, e) in expected.enumerated() {
+                    let got = Double(output[b * executor.outputSize + k])
+                    XCTAssertEqual(got, e, accuracy: tolerance * max(1, abs(e)), "b\(b) k\(k) threads \(threads)", line: line)
+                    if abs(got - e) > tolerance * max(1, abs(e)) { return }
+                }
+            }
+        }
+    }
+
+    /// 1-D convolution reference over (steps, channels); causal pads (k−1)·d before.
+    private func conv1d(_ x: [Double], steps: Int, c: Int, kernel: [Float], k: Int, out: Int, groups: Int, bias: [Float]?,
+                        stride: Int, dilation: Int, padding: Padding) -> [Double] {
+        let effective = (k - 1) * dilation + 1
+        let (length, before): (Int, Int) = switch padding {
+        case .valid: ((steps - effective) / stride + 1, 0)
+        case .same: ReferenceOps.tfPadding(input: steps, kernel: k, stride: stride, dilation: dilation, same: true)
+        case .causal: ((steps + stride - 1) / stride, effective - 1)
+        }
+        let cpg = c / groups, opg = out / groups
+        var y = [Double](repeating: 0, count: length * out)
+        for t in 0..<length { for o in 0..<out {
+            var sum = Double(bias?[o] ?? 0)
+            let g = o / opg
+            for tap in 0..<k {
+                let i = t * stride - before + tap * dilation
+                guard i >= 0, i < steps else { continue }
+                for j in 0..<cpg { sum += x[i * c + g * cpg + j] * Double(kernel[(tap * cpg + j) * out + o]) }
+            }
+            y[t * out + o] = sum
+        } }
+        return y
+    }
+
+    func testConv1DOverPaddingsStridesDilationsAndGroups() throws {
+        let cases: [(steps: Int, c: Int, out: Int, k: Int, stride: Int, dilation: Int, padding: Padding, groups: Int)] = [
+            (17, 3, 5, 3, 1, 1, .valid, 1), (17, 3, 5, 3, 1, 1, .same, 1), (16, 4, 6, 5, 2, 1, .same, 1),
+            (20, 2, 3, 3, 1, 2, .causal, 1), (21, 4, 4, 4, 3, 1, .causal, 1), (15, 6, 9, 3, 1, 1, .same, 3),
+            (12, 4, 8, 3, 1, 1, .valid, 4), (9, 1, 7, 1, 1, 1, .valid, 1),
+        ]
+        for t in cases {
+            let kernel = random.floats(t.k * (t.c / t.groups) * t.out, in: -1...1), bias = random.floats(t.out, in: -1...1)
+            let conv = try Conv2D(kernel: Tensor(shape: [t.k, t.c / t.groups, t.out], values: kernel), bias: Tensor(bias),
+                                  strides: [1, t.stride], dilation: [1, t.dilation], padding: t.padding, groups: t.groups)
+            let graph = try Graph.sequential(name: "c1", inputShape: [t.steps, t.c], layers: [("conv", .conv2d(conv))])
+            try check(graph, batch: 3) { x in
+                conv1d(x, steps: t.steps, c: t.c, kernel: kernel, k: t.k, out: t.out, groups: t.groups, bias: bias,
+                       stride: t.stride, dilation: t.dilation, padding: t.padding)
+            }
+        }
+    }
+
+    /// Separable = depthwise (no bias) then pointwise with bias; 2-D and 1-D, with a depth multiplier.
+    func testSeparableConvolutions() throws {
+        let cases: [(h: Int, w: Int, c: Int, m: Int, out: Int, k: [Int], stride: [Int], dilation: [Int], same: Bool)] = [
+            (9, 8, 3, 1, 5, [3, 3], [1, 1], [1, 1], true), (10, 11, 4, 2, 6, [3, 3], [2, 2], [1, 1], true),
+            (7, 7, 5, 1, 3, [5, 5], [1, 1], [1, 1], false), (12, 9, 2, 3, 4, [3, 3], [1, 1], [2, 2], true),
+        ]
+        for t in cases {
+            let depthwise = random.floats(t.k[0] * t.k[1] * t.c * t.m, in: -1...1)
+            let pointwise = random.floats(t.c * t.m * t.out, in: -1...1), bias = random.floats(t.out, in: -1...1)
+            let conv = try SeparableConv2D(depthwiseKernel: Tensor(shape: t.k + [t.c, t.m], values: depthwise),
+                                           pointwiseKernel: Tensor(shape: [1, 1, t.c * t.m, t.out], values: pointwise), bias: Tensor(bias),
+                                           strides: t.stride, dilation: t.dilation, padding: t.same ? .same : .valid, activation: .relu)
+            let graph = try Graph.sequential(name: "s", inputShape: [t.h, t.w, t.c], layers: [("sep", .separableConv2d(conv))])
+            try check(graph, batch: 2) { x in
+                let (d, oh, ow) = ReferenceOps.depthwise(x, h: t.h, w: t.w, c: t.c, kernel: depthwise, kh: t.k[0], kw: t.k[1], multiplier: t.m,
+                                                         bias: nil, stride: t.stride, dilation: t.dilation, same: t.same)
+                return ReferenceOps.conv2d(d, h: oh, w: ow, c: t.c * t.m, kernel: pointwise, kh: 1, kw: 1, out: t.out, bias: bias,
+                                           stride: [1, 1], dilation: [1, 1], same: false, groups: 1).values.map { max($0, 0) }
+            }
+        }
+        // 1-D: (steps, channels), kernels (k, c, m) and (1, c·m, out).
+        let depthwise = random.floats(3 * 4 * 2, in: -1...1), pointwise = random.floats(8 * 5, in: -1...1)
+        let conv = try SeparableConv2D(depthwiseKernel: Tensor(shape: [3, 4, 2], values: depthwise),
+                                       pointwiseKernel: Tensor(shape: [1, 8, 5], values: pointwise), bias: nil,
+                                       strides: [1, 2], padding: .same)
+        let graph = try Graph.sequential(name: "s1", inputShape: [13, 4], layers: [("sep", .separableConv2d(conv))])
+        try check(graph, batch: 3) { x in
+            let (d, _, ow) = ReferenceOps.depthwise(x, h: 1, w: 13, c: 4, kernel: depthwise, kh: 1, kw: 3, multiplier: 2,
+                                                    bias: nil, stride: [1, 2], dilation: [1, 1], same: true)
+            return ReferenceOps.conv2d(d, h: 1, w: ow, c: 8, kernel: pointwise, kh: 1, kw: 1, out: 5, bias: nil,
+                                       stride: [1, 1], dilation: [1, 1], same: false, groups: 1).values
+        }
+    }
+
+    /// Depthwise 1-D and grouped convs with one input channel per group (run as depthwise).
+    func testDepthwise1DAndOneChannelGroups() throws {
+        let kernel = random.floats(5 * 6 * 2, in: -1...1), bias = random.floats(12, in: -1...1)
+        let depthwise = try DepthwiseConv2D(kernel: Tensor(shape: [5, 6, 2], values: kernel), bias: Tensor(bias),
+                                            strides: [1, 1], padding: .causal, activation: .linear)
+        let graph = try Graph.sequential(name: "d1", inputShape: [11, 6], layers: [("dw", .depthwiseConv2d(depthwise))])
+        try check(graph, batch: 2) { x in
+            // The depthwise output channel c·m + j is a grouped conv with 6 groups of one input, two outputs.
+            var grouped = [Float](repeating: 0, count: 5 * 12)
+            for tap in 0..<5 { for ch in 0..<6 { for j in 0..<2 { grouped[tap * 12 + ch * 2 + j] = kernel[(tap * 6 + ch) * 2 + j] } } }
+            return conv1d(x, steps: 11, c: 6, kernel: grouped, k: 5, out: 12, groups: 6, bias: bias, stride: 1, dilation: 1, padding: .causal)
+        }
+        // ConvNeXt's 7×7 conv with groups = channels, and a multiplier of 2.
+        for (c, out) in [(8, 8), (4, 8)] {
+            let weights = random.floats(7 * 7 * out, in: -1...1), b = random.floats(out, in: -1...1)
+            let conv = try Conv2D(kernel: Tensor(shape: [7, 7, 1, out], values: weights), bias: Tensor(b), padding: .same, groups: c)
+            let g = try Graph.sequential(name: "g", inputShape: [9, 10, c], layers: [("conv", .conv2d(conv))])
+            try check(g, batch: 2) { x in
+                ReferenceOps.conv2d(x, h: 9, w: 10, c: c, kernel: weights, kh: 7, kw: 7, out: out, bias: b,
+                                    stride: [1, 1], dilation: [1, 1], same: true, groups: c).values
+            }
+        }
+    }
+
+    /// The transposed convolution from its definition: every input pixel scatters kernel · x.
+    func testTransposedConvolutions() throws {
+        let cases: [(h: Int, w: Int, c: Int, out: Int, k: [Int], stride: [Int], same: Bool)] = [
+            (5, 6, 3, 4, [3, 3], [2, 2], true), (5, 6, 3, 4, [3, 3], [2, 2], false), (4, 4, 2, 3, [2, 2], [2, 2], true),
+            (3, 5, 4, 2, [4, 3], [1, 2], true), (6, 3, 2, 5, [3, 1], [3, 1], false), (4, 5, 3, 2, [1, 1], [2, 2], false),
+        ]
+        for t in cases {
+            let kernel = random.floats(t.k[0] * t.k[1] * t.out * t.c, in: -1...1), bias = random.floats(t.out, in: -1...1)
+            let conv = try Conv2DTranspose(kernel: Tensor(shape: t.k + [t.out, t.c], values: kernel), bias: Tensor(bias), strides: t.stride,
+                                           padding: t.same ? .same : .valid)
+            let graph = try Graph.sequential(name: "t", inputShape: [t.h, t.w, t.c], layers: [("up", .conv2dTranspose(conv))])
+            // Keras: same → in·s; valid → in·s + max(k − s, 0); padding removed before: max(k − s, 0) / 2 (same).
+            let oh = t.same ? t.h * t.stride[0] : t.h * t.stride[0] + max(t.k[0] - t.stride[0], 0)
+            let ow = t.same ? t.w * t.stride[1] : t.w * t.stride[1] + max(t.k[1] - t.stride[1], 0)
+            let pt = t.same ? max(t.k[0] - t.stride[0], 0) / 2 : 0, pl = t.same ? max(t.k[1] - t.stride[1], 0) / 2 : 0
+            XCTAssertEqual(try graph.inferShapes()["up"], [oh, ow, t.out])
+            try check(graph, batch: 2) { x in
+                var y = [Double](repeating: 0, count: oh * ow * t.out)
+                for p in 0..<(oh * ow) { for o in 0..<t.out { y[p * t.out + o] = Double(bias[o]) } }
+                for iy in 0..<t.h { for ix in 0..<t.w { for ky in 0..<t.k[0] { for kx in 0..<t.k[1] {
+                    let oy = iy * t.stride[0] + ky - pt, ox = ix * t.stride[1] + kx - pl
+                    guard oy >= 0, oy < oh, ox >= 0, ox < ow else { continue }
+                    for o in 0..<t.out { for i in 0..<t.c {
+                        y[(oy * ow + ox) * t.out + o] += x[(iy * t.w + ix) * t.c + i] * Double(kernel[((ky * t.k[1] + kx) * t.out + o) * t.c + i])
+                    } }
+                } } } }
+                return y
+            }
+        }
+    }
+
+    /// Layer normalization over trailing, full, leading and non-contiguous axis sets.
+    func testLayerNormalizationOverAxisSets() throws {
+        let cases: [(shape: [Int], axes: [Int], gamma: Bool, beta: Bool)] = [
+            ([5, 4, 6], [2], true, true), ([5, 4, 6], [1, 2], true, false), ([5, 4, 6], [0, 1, 2], false, true),
+            ([5, 4, 6], [0], true, true), ([5, 4, 6], [0, 2], true, true), ([7], [0], true, true), ([3, 8], [1], false, false),
+        ]
+        for t in cases {
+            let parameterShape = t.axes.map { t.shape[$0] }, count = parameterShape.reduce(1, *)
+            let gamma = random.floats(count, in: 0.5...1.5), beta = random.floats(count, in: -1...1)
+            let ln = try LayerNorm(axes: t.axes, epsilon: 1e-3, gamma: t.gamma ? Tensor(shape: parameterShape, values: gamma) : nil,
+                                   beta: t.beta ? Tensor(shape: parameterShape, values: beta) : nil)
+            let graph = try Graph.sequential(name: "ln", inputShape: t.shape, layers: [("ln", .layerNorm(ln))])
+            try check(graph, batch: 3) { x in
+                let size = t.shape.reduce(1, *)
+                func coordinates(_ e: Int) -> [Int] {
+                    var rest = e, c = [Int](repeating: 0, count: t.shape.count)
+                    for d in stride(from: t.shape.count - 1, through: 0, by: -1) { c[d] = rest % t.shape[d]; rest /= t.shape[d] }
+                    return c
+                }
+                func key(_ c: [Int], normalized: Bool) -> Int {
+                    (0..<t.shape.count).filter { t.axes.contains($0) == normalized }.reduce(0) { $0 * t.shape[$1] + c[$1] }
+                }
+                var groups: [Int: [Int]] = [:]
+                for e in 0..<size { groups[key(coordinates(e), normalized: false), default: []].append(e) }
+                var y = [Double](repeating: 0, count: size)
+                for members in groups.values {
+                    let mean = members.map { x[$0] }.reduce(0, +) / Double(members.count)
+                    let variance = members.map { (x[$0] - mean) * (x[$0] - mean) }.reduce(0, +) / Double(members.count)
+                    for e in members {
+                        let p = key(coordinates(e), normalized: true)
+                        y[e] = (x[e] - mean) / (variance + 1e-3).squareRoot() * (t.gamma ? Double(gamma[p]) : 1) + (t.beta ? Double(beta[p]) : 0)
+                    }
+                }
+                return y
+            }
+        }
+    }
+
+    func testUpsamplingNearestAndBilinear() throws {
+        for (h, w, c, fy, fx) in [(3, 4, 2, 2, 2), (5, 3, 3, 3, 2), (1, 6, 4, 1, 3), (4, 4, 1, 2, 1)] {
+            for bilinear in [false, true] {
+                let up = try Upsampling(factors: [fy, fx], interpolation: bilinear ? .bilinear : .nearest)
+                let graph = try Graph.sequential(name: "u", inputShape: [h, w, c], layers: [("up", .upsampling(up))])
+                try check(graph, batch: 2, tolerance: 1e-5) { x in
+                    var y: [Double] = []
+                    for oy in 0..<(h * fy) { for ox in 0..<(w * fx) { for ch in 0..<c {
+                        if !bilinear { y.append(x[((oy / fy) * w + ox / fx) * c + ch]); continue }
+                        // Half-pixel centres, clamped at the edges (tf.image.resize, bilinear).
+                        let sy = max((Double(oy) + 0.5) / Double(fy) - 0.5, 0), sx = max((Double(ox) + 0.5) / Double(fx) - 0.5, 0)
+                        let y0 = Int(sy), x0 = Int(sx), y1 = min(y0 + 1, h - 1), x1 = min(x0 + 1, w - 1)
+                        let ly = sy - Double(y0), lx = sx - Double(x0)
+                        func at(_ yy: Int, _ xx: Int) -> Double { x[(yy * w + xx) * c + ch] }
+                        let top = at(y0, x0) * (1 - lx) + at(y0, x1) * lx, bottom = at(y1, x0) * (1 - lx) + at(y1, x1) * lx
+                        y.append(top * (1 - ly) + bottom * ly)
+                    } } }
+                    return y
+                }
+            }
+        }
+        // UpSampling1D: each step repeated.
+        let graph = try Graph.sequential(name: "u1", inputShape: [5, 3], layers: [("up", .upsampling(try Upsampling(factors: [1, 3], interpolation: .nearest)))])
+        try check(graph, batch: 2) { x in (0..<15).flatMap { t in (0..<3).map { x[(t / 3) * 3 + $0] } } }
+    }
+
+    func testCroppingAndOneDimensionalPoolingAndPadding() throws {
+        let crop = try Graph.sequential(name: "c", inputShape: [7, 6, 2], layers: [("crop", .cropping2d([1, 2, 0, 3]))])
+        try check(crop, batch: 2) { x in
+            var y: [Double] = []
+            for yy in 1..<5 { for xx in 0..<3 { for ch in 0..<2 { y.append(x[(yy * 6 + xx) * 2 + ch]) } } }
+            return y
+        }
+        let crop1 = try Graph.sequential(name: "c1", inputShape: [9, 3], layers: [("crop", .cropping2d([0, 0, 2, 1]))])
+        try check(crop1, batch: 2) { x in Array(x[6..<24]) }
+        let pad1 = try Graph.sequential(name: "p1", inputShape: [4, 2], layers: [("pad", .zeroPadding2d([0, 0, 1, 2]))])
+        try check(pad1, batch: 2) { x in [0, 0] + x + [0, 0, 0, 0] }
+        for (isMax, same) in [(true, false), (false, true), (true, true)] {
+            let pool = try Pool2D(kind: isMax ? .max : .average, size: [1, 3], strides: [1, 2], padding: same ? .same : .valid)
+            let graph = try Graph.sequential(name: "p", inputShape: [10, 3], layers: [("pool", .pool2d(pool))])
+            try check(graph, batch: 2) { x in
+                ReferenceOps.pool(x, h: 1, w: 10, c: 3, size: [1, 3], stride: [1, 2], same: same, isMax: isMax).values
+            }
+        }
+        for isMax in [false, true] {
+            let graph = try Graph.sequential(name: "gp", inputShape: [6, 4], layers: [("gp", .globalPool(kind: isMax ? .max : .average, keepDims: true))])
+            XCTAssertEqual(try graph.inferShapes()["gp"], [1, 4])
+            try check(graph, batch: 2) { x in
+                (0..<4).map { c in let column = (0..<6).map { x[$0 * 4 + c] }; return isMax ? column.max()! : column.reduce(0, +) / 6 }
+            }
+        }
+    }
+
+    /// Subtract, maximum, minimum and average, on equal and broadcast shapes.
+    func testMergesWithBroadcasting() throws {
+        for kind in MergeKind.allCases {
+            for shapes in [[[4, 3, 2], [4, 3, 2]], [[4, 3, 2], [1, 1, 2]], [[1, 3, 1], [4, 3, 2], [4, 1, 2]]] where kind != .subtract || shapes.count == 2 {
+                var nodes = [Node(name: "in", operation: .input(shape: [5]), inputs: [])]
+                var kernels: [[Float]] = []
+                for (i, shape) in shapes.enumerated() {
+                    let size = shape.reduce(1, *)
+                    let kernel = random.floats(5 * size, in: -1...1)
+                    kernels.append(kernel)
+                    nodes.append(Node(name: "d\(i)", operation: .dense(try Dense(kernel: Tensor(shape: [5, size], values: kernel), bias: nil,
+                                                                                 activation: .linear)), inputs: ["in"]))
+                    nodes.append(Node(name: "r\(i)", operation: .reshape(shape), inputs: ["d\(i)"]))
+                }
+                nodes.append(Node(name: "m", operation: .merge(kind), inputs: shapes.indices.map { "r\($0)" }))
+                let graph = try Graph(name: "m", nodes: nodes, outputs: ["m"])
+                let output = try Graph.broadcastShape(shapes, node: "m")
+                try check(graph, batch: 3) { x in
+                    var operands: [[Double]] = []
+                    for (shape, kernel) in zip(shapes, kernels) {
+                        let size = shape.reduce(1, *)
+                        var values = [Double](repeating: 0, count: size)
+                        for o in 0..<size { for i in 0..<5 { values[o] += x[i] * Double(kernel[i * size + o]) } }
+                        operands.append(values)
+                    }
+                    return (0..<output.reduce(1, *)).map { flat in
+                        var rest = flat, coordinate = [Int](repeating: 0, count: 3)
+                        for d in stride(from: 2, through: 0, by: -1) { coordinate[d] = rest % output[d]; rest /= output[d] }
+                        let values = zip(shapes, operands).map { shape, values in
+                            values[(0..<3).reduce(0) { $0 * shape[$1] + (shape[$1] == 1 ? 0 : coordinate[$1]) }]
+                        }
+                        switch kind {
+                        case .subtract: return values[0] - values[1]
+                        case .maximum: return values.max()!
+                        case .minimum: return values.min()!
+                        case .average: return values.reduce(0, +) / Double(values.count)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testHardSwishAndDenseOnTheLastAxis() throws {
+        let kernel = random.floats(6 * 4, in: -1...1), bias = random.floats(4, in: -1...1)
+        let dense = try Dense(kernel: Tensor(shape: [6, 4], values: kernel), bias: Tensor(bias), activation: .hardSwish)
+        let graph = try Graph.sequential(name: "d", inputShape: [3, 2, 6], layers: [("dense", .dense(dense))])
+        XCTAssertEqual(try graph.inferShapes()["dense"], [3, 2, 4])
+        try check(graph, batch: 2) { x in
+            (0..<6).flatMap { row in
+                (0..<4).map { o in
+                    let z = (0..<6).reduce(Double(bias[o])) { $0 + x[row * 6 + $1] * Double(kernel[$1 * 4 + o]) }
+                    return z * min(max(z + 3, 0), 6) / 6
+                }
+            }
+        }
+    }
+}
