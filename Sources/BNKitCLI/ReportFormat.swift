@@ -5,6 +5,7 @@ import Foundation
 /// so memory stays flat for any number of inputs.
 public enum ReportFormat: String, CaseIterable, Sendable {
     /// One line per sample (`index<TAB>prediction`, or the image path), then the accuracy.
+    /// Outputs that are not score vectors (segmentation maps, …): `index<TAB>` and every value.
     case text
     /// `index,prediction,p0,...,p{K-1}` (`file,...` for images), outputs at full float precision.
     case csv
@@ -99,6 +100,13 @@ public final class ReportWriter {
     private var rows = 0
     private var correct = 0
     private var npyHeaderLength = 0
+    /// Whether each output is a vector of scores (at most one axis longer than 1), whose
+    /// largest entry is the prediction. Other outputs (a segmentation map, an embedding
+    /// grid) are written whole, with no prediction.
+    let isScoreVector: Bool
+
+    /// Whether outputs of this shape are score vectors with a predicted class.
+    public static func isScoreVector(_ shape: [Int]) -> Bool { shape.filter { $0 > 1 }.count <= 1 }
 
     public init(format: ReportFormat, sink: ReportSink, outputShape: [Int], keyed: Bool, top: Int?, classNames: [String]?,
                 hasLabels: Bool, expectedRows: Int?) throws {
@@ -109,13 +117,19 @@ public final class ReportWriter {
         self.top = top ?? (classNames != nil ? 1 : nil)
         self.classNames = classNames
         self.hasLabels = hasLabels
+        self.isScoreVector = Self.isScoreVector(outputShape)
         let k = outputShape.reduce(1, *)
+        if !isScoreVector && (hasLabels || self.top != nil) {
+            let shape = "(" + outputShape.map(String.init).joined(separator: ", ") + ")"
+            throw CLIFailure.badInput("the model's output is a \(shape) array per sample, not a vector of class scores: "
+                                      + "labels, --top and --class-names need class scores (the outputs are written whole; --format npy keeps their shape)")
+        }
         switch format {
         case .csv:
-            var header = (keyed ? "file" : "index") + ",prediction"
+            var header = (keyed ? "file" : "index") + (isScoreVector ? ",prediction" : "")
             if hasLabels { header += ",label" }
             if let top = self.top { for i in 1...top { header += ",top\(i),top\(i)_name,top\(i)_score" } }
-            header += (0..<k).map { ",p\($0)" }.joined() + "\n"
+            header += (0..<k).map { isScoreVector ? ",p\($0)" : ",o\($0)" }.joined() + "\n"
             try sink.write(header)
         case .npy:
             // The row count is written at the end: the header leaves room for any count.
@@ -178,19 +192,22 @@ public final class ReportWriter {
             let key = keyed ? keys[i] : String(rows + i)
             let best = topK(row)
             switch format {
+            case .text where !isScoreVector:
+                // The whole output, row-major, after the key.
+                text += key + "\t" + row.map { "\($0)" }.joined(separator: " ") + "\n"
             case .text:
                 text += "\(key)\t\(prediction)"
                 if !best.isEmpty { text += "\t" + best.map { "\(name($0.0)) \($0.1)" }.joined(separator: ", ") }
                 text += "\n"
             case .csv:
-                text += (keyed ? csvField(key) : key) + ",\(prediction)"
+                text += (keyed ? csvField(key) : key) + (isScoreVector ? ",\(prediction)" : "")
                 if let labels { text += ",\(labels[i])" }
                 for (c, score) in best { text += ",\(c),\(csvField(name(c))),\(score)" }
                 for v in row { text += ",\(v)" }
                 text += "\n"
             case .json:
                 text += keyed ? "{\"file\":\(jsonString(key))" : "{\"index\":\(key)"
-                text += ",\"prediction\":\(prediction)"
+                text += isScoreVector ? ",\"prediction\":\(prediction)" : ",\"shape\":[" + outputShape.map(String.init).joined(separator: ",") + "]"
                 if let labels { text += ",\"label\":\(labels[i])" }
                 if !best.isEmpty {
                     text += ",\"top\":[" + best.map { "{\"class\":\($0.0),\"name\":\(jsonString(name($0.0))),\"score\":\(Self.json($0.1))}" }
