@@ -151,8 +151,41 @@ def main():
                                                 f"the original's outputs (max abs difference {difference:.3g}, tolerance {tolerance:g})")
             except Exception as error:  # noqa: BLE001
                 report(False, f"{name} {args.producer} {kind}.h5: {other.__name__} load_model failed: {type(error).__name__}: {error}")
+    check_architectures(args, keras, other, work)
     print(f"interop: {results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
+
+
+def check_architectures(args, keras, other, work):
+    """Fixtures/architectures (separable, 1-D, transposed, upsampling, layer norm, ... layers): bnconv's
+    .h5 of the unfolded model keeps every weight bit for bit, and its generated .h5 of the folded model
+    opens in both Kerases and predicts the fixture's Keras outputs within 1e-5 of their largest magnitude."""
+    folder = os.path.join(FIXTURES, "architectures")
+    for file in sorted(f for f in os.listdir(folder) if f.endswith(f"_{args.producer}.h5")):
+        name = file[:-3]
+        original, base = os.path.join(folder, file), os.path.join(work, name)
+        try:
+            bnconv(args.bnconv, "convert", original, base + ".same.h5")
+            bnconv(args.bnconv, "fold", original, "-o", base + ".folded.bin")
+            bnconv(args.bnconv, "convert", base + ".folded.bin", base + ".folded.h5")
+        except RuntimeError as error:
+            report(False, f"{name}: {error}")
+            continue
+        reference_data, _ = datasets(original)
+        data, _ = datasets(base + ".same.h5")
+        report(set(data) == set(reference_data) and all(data[k].tobytes() == reference_data[k].tobytes() for k in data),
+               f"{name} same.h5: h5py reads every weight bit for bit ({len(data)} datasets)")
+        x = np.load(os.path.join(folder, name + ".x.npy"))
+        expected = np.load(os.path.join(folder, name + ".y.npy"))
+        tolerance = 1e-5 * float(np.abs(expected).max())
+        for library in [keras, other]:
+            try:
+                got = library.models.load_model(base + ".folded.h5", compile=False).predict(x, verbose=0)
+                difference = float(np.abs(got - expected).max())
+                report(difference <= tolerance, f"{name} folded.h5: {library.__name__} load_model predicts the fixture's Keras outputs "
+                                                f"(max abs difference {difference:.3g}, tolerance {tolerance:.3g})")
+            except Exception as error:  # noqa: BLE001 - any failure to load is a failed check
+                report(False, f"{name} folded.h5: {library.__name__} load_model failed: {type(error).__name__}: {str(error)[:300]}")
 
 
 if __name__ == "__main__":

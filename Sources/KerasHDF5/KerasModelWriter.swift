@@ -181,6 +181,25 @@ struct KerasConfigGenerator {
                 index[layerName] = result.count
                 result.append(GeneratedLayer(className: className, name: layerName, json: json, weights: weights))
             }
+            // A layer normalization over several axes: Keras 3 drops a multi-axis `axis` when it reads
+            // a tf_keras-form file. Over the trailing axes it is the same as Reshape to one axis →
+            // LayerNormalization(-1) with the parameters flattened → Reshape back, which both read.
+            if case .layerNorm(let ln) = node.operation, ln.axes.count > 1, let shape = node.inputs.first.flatMap({ shapes[$0] }) {
+                guard ln.axes == Array((shape.count - ln.axes.count)..<shape.count) else {
+                    throw KerasFileError.unsupportedFeature(path: "", layer: node.name, className: "LayerNormalization",
+                                                            feature: "writing a normalization over the non-trailing axes \(ln.axes.map { $0 + 1 })")
+                }
+                let kept = Array(shape.prefix(shape.count - ln.axes.count)), inner = ln.axes.map { shape[$0] }.reduce(1, *)
+                func ref(_ layer: String) -> [Any] { [layer, 0, 0, [String: Any]()] }
+                var weights: [(name: String, tensor: Tensor)] = []
+                if let g = ln.gamma { weights.append(("gamma", try Tensor(shape: [inner], values: g.values))) }
+                if let b = ln.beta { weights.append(("beta", try Tensor(shape: [inner], values: b.values))) }
+                add("Reshape", name + "_flat", ["target_shape": kept + [inner]], [], inbound: inbound)
+                add("LayerNormalization", name + "_norm", ["axis": -1, "epsilon": ln.epsilon, "center": ln.beta != nil, "scale": ln.gamma != nil],
+                    weights, inbound: [ref(name + "_flat")])
+                add("Reshape", name, ["target_shape": shape], [], inbound: [ref(name + "_norm")])
+                continue
+            }
             // hard_sigmoid means 0.2x + 0.5 in Keras 2 and x/6 + 0.5 in Keras 3: write it as
             // Rescaling(slope, 0.5) + ReLU(max_value=1), which both read the same way. hard_silu
             // (Keras 3 only) becomes x · ReLU6(x + 3) · (1/6) in layers both versions have.
