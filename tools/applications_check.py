@@ -4,7 +4,11 @@ each is built with weights=None (random weights) and randomized BN statistics
 (tools/make_applications_model.py), saved as .h5 by the chosen Keras, folded, run by
 bnrun on 8 random float32 images (a .npy), and compared with the outputs the Keras
 model gave for them before it was saved (model(x, training=False)): max abs error
-<= 1e-4 of the largest output magnitude and the same class for every image. Prints
+<= 1e-4 of the largest output magnitude and the same class for every image. When that
+fails, the same weights are evaluated by Keras in float64: if Keras's own float32 answer
+is more than 1e-4 from the float64 one (deep networks with random statistics amplify
+rounding), bnkit passes when it is no further from float64 than Keras's float32 is
+("PASS (float32-indeterminate)", with both distances). Prints
 one line per model (with how many BN layers were folded and how many kept as a
 per-channel scale and shift, and why) and 'N passed, N failed'.
 
@@ -58,6 +62,7 @@ def main():
             x, expected = maker.check_data(model, args.seed)
             np.save(images, x)
             model.save(h5)
+            weights = model.get_weights()
             del model
             maker.keras_module(args.producer).backend.clear_session()
             expected = expected.reshape(len(x), -1)
@@ -78,10 +83,24 @@ def main():
             scale = float(np.max(np.abs(expected)))
             same = bool((got.argmax(1) == expected.argmax(1)).all())
             ok = error <= 1e-4 * scale and same
+            verdict, exact = "PASS" if ok else "FAIL", ""
+            if not ok:
+                # Deep networks with random statistics can amplify float32 rounding until the answer is not
+                # determined by float32 at all. The float64 evaluation of the same weights says whether
+                # Keras's own float32 answer is off too; then bnkit must be no further from it than Keras is.
+                y64 = maker.float64_outputs(name, args.producer, args.size, weights, x).reshape(len(x), -1)
+                scale64 = float(np.max(np.abs(y64)))
+                keras_off = float(np.max(np.abs(expected - y64))) / scale64
+                bnkit_off = float(np.max(np.abs(got - y64))) / scale64
+                exact = (f"; float64 reference: Keras float32 is {keras_off:.1e} from it, bnkit {bnkit_off:.1e}, "
+                         f"classes {int((expected.argmax(1) == y64.argmax(1)).sum())}/{len(x)} and {int((got.argmax(1) == y64.argmax(1)).sum())}/{len(x)} "
+                         f"equal to float64's")
+                if keras_off > 1e-4 and bnkit_off <= keras_off:
+                    verdict, ok = "PASS (float32-indeterminate)", True
             passed, failed = passed + ok, failed + (not ok)
             reasons = sorted(set(line.split(": ", 2)[-1] for line in kept_lines))
-            print(f"{'PASS' if ok else 'FAIL'} {name} ({args.producer}, {args.size}x{args.size}): max abs error {error:.2e} "
-                  f"(relative {error / max(scale, 1e-30):.1e}), classes {'equal' if same else 'DIFFER'}; "
+            print(f"{verdict} {name} ({args.producer}, {args.size}x{args.size}): max abs error {error:.2e} "
+                  f"(relative {error / max(scale, 1e-30):.1e}), classes {'equal' if same else 'DIFFER'}{exact}; "
                   f"BN {bn_count}: folded {folded}, kept as scale and shift {len(kept_lines)}"
                   + (f" ({'; '.join(reasons)[:240]})" if kept_lines else "") + f"; {time.time() - start:.0f} s", flush=True)
     print(f"{passed} passed, {failed} failed", flush=True)

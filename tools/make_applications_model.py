@@ -63,6 +63,22 @@ def build(name, producer, size, seed):
     return model, count
 
 
+def float64_outputs(name, producer, size, weights, x):
+    """The same architecture and weights evaluated in float64 (Keras's own layers, floatx float64): the
+    reference that shows how far float32 itself is from the exact answer for this network."""
+    keras = keras_module(producer)
+    set_floatx = keras.config.set_floatx if hasattr(keras, "config") and hasattr(keras.config, "set_floatx") else keras.backend.set_floatx
+    keras.backend.clear_session()
+    set_floatx("float64")
+    try:
+        model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
+        model.set_weights([w.astype(np.float64) for w in weights])
+        return np.asarray(model(x.astype(np.float64), training=False), dtype=np.float64)
+    finally:
+        set_floatx("float32")
+        keras.backend.clear_session()
+
+
 def check_data(model, seed, count=8):
     """`count` random float32 images (uniform 0..255) and the model's own outputs for them."""
     x = np.random.default_rng(seed + 1).uniform(0, 255, (count,) + tuple(model.input_shape[1:])).astype(np.float32)

@@ -2,7 +2,8 @@
 # The test command: installs what it needs (apt packages; a Python venv with
 # Keras 2 and Keras 3 for the interop check), then runs every test:
 #   1. the Keras interop check (tools/interop.sh),
-#   2. the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
+#   2. the smallest keras.applications model of each family, folded and run against Keras (tools/applications_check.py),
+#      and the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
 #   3. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
 #   4. the Swift tests, in release (the end-to-end tests run real models over 10,000 images).
 set -euo pipefail
@@ -11,6 +12,11 @@ tools/install-deps.sh
 swift build -c release --build-tests
 echo "== interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
 tools/interop.sh .build/release/bnconv
+echo "== keras.applications: the smallest architecture of each family, both producers, folded and run against Keras"
+for producer in keras3 keras2; do
+  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --smallest --producer "$producer" \
+    --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+done
 echo "== batch statistics: bnconv recalibrate and bnrun --bn-statistics batch against Keras (float64), live"
 for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
   TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bn_statistics_reference.py check --model "Fixtures/$model.h5" \
