@@ -133,6 +133,27 @@ final class KerasReaderTests: XCTestCase {
         expectError(path) { if case .badConfig = $0 { true } else { false } }
     }
 
+    /// What the new layers still do not support is refused with the layer, its class and the feature.
+    func testUnsupportedOptionsOfTheArchitectureLayersAreNamed() throws {
+        let cases: [(fixture: String, from: String, to: String, expected: [String])] = [
+            ("inverted_hswish_keras2", "\"function\": \"math.multiply\"", "\"function\": \"math.reduce_logsumexp\"",
+             ["(TFOpLambda)", "tf.math.reduce_logsumexp"]),
+            ("unet_keras3", "\"output_padding\": null", "\"output_padding\": [1, 1]", ["(Conv2DTranspose)", "output_padding"]),
+            ("convnext_block_keras3", "\"rms_scaling\": false", "\"rms_scaling\": true", ["(LayerNormalization)", "rms_scaling=True"]),
+            ("unet_keras2", "\"interpolation\": \"bilinear\"", "\"interpolation\": \"bicubic\"", ["(UpSampling2D)", "interpolation 'bicubic'"]),
+            ("cnn1d_keras3", "\"padding\": \"causal\"", "\"padding\": \"reflect\"", ["(Conv1D)", "padding 'reflect'"]),
+        ]
+        for t in cases {
+            let copy = try temporaryFolder().appendingPathComponent("\(t.fixture).h5").path
+            try FileManager.default.copyItem(atPath: TestPaths.fixture("architectures/\(t.fixture).h5"), toPath: copy)
+            let root = try HDF5File.open(copy, writable: true).root()
+            let config = try root.stringAttribute("model_config")
+            XCTAssertTrue(config.contains(t.from), t.fixture)
+            try root.setStringAttribute("model_config", config.replacingOccurrences(of: t.from, with: t.to))
+            expectError(copy) { error in t.expected.allSatisfy { "\(error)".contains($0) } && "\(error)".contains("is not supported") }
+        }
+    }
+
     func testChannelsFirstIsRefusedClearly() throws {
         let copy = try temporaryFolder().appendingPathComponent("cnn.h5").path
         try FileManager.default.copyItem(atPath: TestPaths.fixture("small_cnn_keras3.h5"), toPath: copy)
