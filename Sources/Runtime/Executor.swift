@@ -48,6 +48,10 @@ public final class Executor: @unchecked Sendable {
     private let steps: [Step]
     private let nodeCount: Int
     private let sizes: [Int]
+    /// The memory plan: the buffer each node's values live in (nil: the input, the output,
+    /// or never written) and the buffers' sizes in floats per sample.
+    private let bufferOfNode: [Int?]
+    private let bufferSizes: [Int]
     private let inputIndex: Int
     private let outputIndex: Int
     /// Samples per tile: about 1 MiB of the largest activation, between 8 and 256.
@@ -294,6 +298,8 @@ public final class Executor: @unchecked Sendable {
         self.observedAfterStep = steps.map { observed[$0.destination] }
         self.nodeCount = graph.nodes.count
         self.sizes = graph.nodes.map { shapes[$0.name]!.reduce(1, *) }
+        (self.bufferOfNode, self.bufferSizes) = Self.planMemory(steps: steps.map { ($0.sources, $0.destination) }, sizes: sizes,
+                                                                 external: [index[input.name]!, index[graph.outputs[0]]!])
         self.inputShape = shapes[input.name]!
         self.outputShape = shapes[graph.outputs[0]]!
         self.inputSize = inputShape.reduce(1, *)
@@ -333,6 +339,48 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Window geometry; a (steps, channels) shape is a height-1 image.
+    /// Plans activation buffers by liveness: a node's values live from the step that writes
+    /// them to the last step that reads them; a buffer whose node is no longer read is
+    /// reused (the smallest free one that fits, else the largest free one grown) for a later
+    /// node. A step never writes into a buffer it reads. `external` nodes (the input and the
+    /// output, which live in the caller's memory) get none. Returns each node's buffer and
+    /// the buffers' sizes in floats per sample.
+    static func planMemory(steps: [(sources: [Int], destination: Int)], sizes: [Int], external: Set<Int>) -> (buffer: [Int?], sizes: [Int]) {
+        var lastRead = [Int](repeating: -1, count: sizes.count)
+        for (position, step) in steps.enumerated() { for source in step.sources { lastRead[source] = position } }
+        var buffer = [Int?](repeating: nil, count: sizes.count)
+        var bufferSizes: [Int] = []
+        var holder: [Int?] = []  // the node each buffer holds now
+        for (position, step) in steps.enumerated() {
+            let node = step.destination
+            guard !external.contains(node), buffer[node] == nil else { continue }
+            // Free: buffers whose node is read by no step from this one on.
+            let free = holder.indices.filter { b in holder[b].map { lastRead[$0] < position } ?? true }
+            let need = sizes[node]
+            let chosen: Int
+            if let fit = free.filter({ bufferSizes[$0] >= need }).min(by: { bufferSizes[$0] < bufferSizes[$1] }) {
+                chosen = fit
+            } else if let largest = free.max(by: { bufferSizes[$0] < bufferSizes[$1] }) {
+                chosen = largest
+                bufferSizes[largest] = need
+            } else {
+                chosen = bufferSizes.count
+                bufferSizes.append(need)
+                holder.append(nil)
+            }
+            holder[chosen] = node
+            buffer[node] = chosen
+        }
+        return (buffer, bufferSizes)
+    }
+
+    /// Floats per sample the planned activation buffers hold (what liveness planning saves
+    /// against one buffer per node), and the plain sum of every written node's size.
+    package var plannedFloatsPerSample: (planned: Int, unplanned: Int) {
+        let written = Set(steps.map(\.destination)).subtracting([inputIndex, outputIndex])
+        return (bufferSizes.reduce(0, +), written.reduce(0) { $0 + sizes[$1] })
+    }
+
     private static func geometry(_ window: Window, _ input: [Int], _ output: [Int]) -> Kernels.Spatial {
         let input = input.count == 2 ? [1] + input : input, output = output.count == 2 ? [1] + output : output
         return Kernels.Spatial(
@@ -472,7 +520,7 @@ public final class Executor: @unchecked Sendable {
         arenas[worker] = arena
         if arena.capacity < batch {
             arena.buffers.forEach { $0.deallocate() }
-            arena.buffers = sizes.map { Arena.allocateAligned($0 * batch) }
+            arena.buffers = bufferSizes.map { Arena.allocateAligned($0 * batch) }
             arena.capacity = batch
         }
         return arena
@@ -482,13 +530,15 @@ public final class Executor: @unchecked Sendable {
                          observer: ExecutionObserver?) {
         let arena = arena(worker: worker, batch: batch)
         func pointer(_ index: Int) -> UnsafePointer<Float> {
-            index == inputIndex ? input : UnsafePointer(arena.buffers[index])
+            if index == inputIndex { return input }
+            if index == outputIndex { return UnsafePointer(output) }
+            return UnsafePointer(arena.buffers[bufferOfNode[index]!])
         }
         if let observer, let observation = observed[inputIndex] {
             observer(observation, UnsafeBufferPointer(start: input, count: batch * inputSize), worker)
         }
         for (position, step) in steps.enumerated() {
-            let destination = step.destination == outputIndex ? output : arena.buffers[step.destination]
+            let destination = step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!]
             let count = batch * sizes[step.destination]
             Self.execute(step.kind, step.sources.map(pointer), destination, batch: batch, count: count, arena: arena)
             if let observer, let observation = observedAfterStep[position] {

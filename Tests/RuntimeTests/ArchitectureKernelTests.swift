@@ -310,3 +310,42 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 }
+
+/// Liveness memory planning: activation buffers are reused once no later step reads them.
+final class MemoryPlanTests: XCTestCase {
+    func testAChainReusesTwoBuffersAndABranchKeepsItsInputAlive() throws {
+        var random = SeededGenerator(seed: 5)
+        var layers: [(name: String, operation: Op)] = []
+        for i in 0..<20 {
+            layers.append(("d\(i)", .dense(try Dense(kernel: Tensor(shape: [64, 64], values: random.floats(64 * 64, in: -0.2...0.2)),
+                                                     bias: nil, activation: .linear))))
+            layers.append(("a\(i)", .activation(.tanh)))
+        }
+        let chain = try Executor(graph: try Graph.sequential(name: "c", inputShape: [64], layers: layers))
+        let (planned, unplanned) = chain.plannedFloatsPerSample
+        XCTAssertEqual(unplanned, 39 * 64)
+        XCTAssertEqual(planned, 2 * 64, "a chain needs two buffers, whatever its length")
+
+        // A skip connection: the block's input stays alive until the Add reads it.
+        let dense = { try Dense(kernel: Tensor(shape: [8, 8], values: random.floats(64, in: -1...1)), bias: nil, activation: .relu) }
+        let nodes = [
+            Node(name: "in", operation: .input(shape: [8]), inputs: []),
+            Node(name: "a", operation: .dense(try dense()), inputs: ["in"]),
+            Node(name: "b", operation: .dense(try dense()), inputs: ["a"]),
+            Node(name: "c", operation: .dense(try dense()), inputs: ["b"]),
+            Node(name: "sum", operation: .add, inputs: ["a", "c"]),
+            Node(name: "out", operation: .dense(try dense()), inputs: ["sum"]),
+        ]
+        let graph = try Graph(name: "skip", nodes: nodes, outputs: ["out"])
+        let executor = try Executor(graph: graph)
+        XCTAssertEqual(executor.plannedFloatsPerSample.planned, 3 * 8)
+        // The outputs equal a step-by-step evaluation of each node on its own.
+        let x = random.floats(5 * 8, in: -1...1)
+        func values(_ name: String) throws -> [Float] {
+            let sub = try Graph(name: "sub", nodes: Array(nodes.prefix { $0.name != name }) + [nodes.first { $0.name == name }!], outputs: [name])
+            return try Executor(graph: sub).run(x)
+        }
+        XCTAssertEqual(try executor.run(x), try values("out"))
+        XCTAssertEqual(try executor.run(x, threads: 2), try values("out"))
+    }
+}
