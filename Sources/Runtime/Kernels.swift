@@ -232,14 +232,17 @@ package enum Kernels {
     /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m.
     static func depthwiseConv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, multiplier: Int,
                                 kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-        forEachTap(input: input, batch: batch, g, bias: bias, output: output) { y, x, tap in
-            let w = kernel + tap * g.outChannels
-            for c in 0..<g.inChannels {
-                let xv = x[c]
-                for m in 0..<multiplier { y[c * multiplier + m] += xv * w[c * multiplier + m] }
-            }
+        let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * g.outChannels
+        for b in 0..<batch {
+            bnk_depthwise_conv2d(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(multiplier),
+                                 Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
+                                 Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
+                                 kernel, bias, output + b * outImage)
         }
     }
+
+    /// The version `depthwiseConv2d` runs under the current cap: "avx512", "avx2" or "generic".
+    package static var depthwiseImplementation: String { String(cString: bnk_depthwise_isa()) }
 
     /// Max or average pooling; average divides by the pixels inside the image.
     static func pool2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, isMax: Bool, output: UnsafeMutablePointer<Float>) {

@@ -118,6 +118,17 @@ final class ArchitectureKernelTests: XCTestCase {
             for tap in 0..<5 { for ch in 0..<6 { for j in 0..<2 { grouped[tap * 12 + ch * 2 + j] = kernel[(tap * 6 + ch) * 2 + j] } } }
             return conv1d(x, steps: 11, c: 6, kernel: grouped, k: 5, out: 12, groups: 6, bias: bias, stride: 1, dilation: 1, padding: .causal)
         }
+        // Wide depthwise layers: full blocks of 64 channels and a tail, strides, dilation, both paddings.
+        for (c, k, stride, dilation, same) in [(80, 3, 2, 1, true), (131, 5, 1, 2, true), (64, 3, 1, 1, false), (200, 3, 2, 1, false)] {
+            let weights = random.floats(k * k * c, in: -1...1), b = random.floats(c, in: -1...1)
+            let conv = try DepthwiseConv2D(kernel: Tensor(shape: [k, k, c, 1], values: weights), bias: Tensor(b), strides: [stride, stride],
+                                           dilation: [dilation, dilation], padding: same ? .same : .valid)
+            let g = try Graph.sequential(name: "w", inputShape: [9, 8, c], layers: [("dw", .depthwiseConv2d(conv))])
+            try check(g, batch: 2) { x in
+                ReferenceOps.depthwise(x, h: 9, w: 8, c: c, kernel: weights, kh: k, kw: k, multiplier: 1, bias: b,
+                                       stride: [stride, stride], dilation: [dilation, dilation], same: same).values
+            }
+        }
         // ConvNeXt's 7×7 conv with groups = channels, and a multiplier of 2.
         for (c, out) in [(8, 8), (4, 8)] {
             let weights = random.floats(7 * 7 * out, in: -1...1), b = random.floats(out, in: -1...1)

@@ -14,6 +14,7 @@ final class InstructionSetTests: XCTestCase {
     private func runKernelTests(level: Int, expecting implementation: String) throws {
         Kernels.limitInstructionSet(level)
         XCTAssertEqual(Kernels.gemmImplementation, implementation)
+        XCTAssertEqual(Kernels.depthwiseImplementation, implementation)
         let spatial = SpatialKernelTests(name: "level \(level)", testClosure: { _ in })
         try spatial.testConv2DOverStridesPaddingsDilationsAndGroups()
         try spatial.testOneChannelConvActivationMaxPoolFused()
