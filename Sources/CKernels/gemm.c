@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #endif
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- sigmoid */
@@ -271,13 +272,18 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
 static int isa_limit = 2;
 
 #if BNK_X86
-/* What the CPU has, read once (the kernels ask per call). */
+/* What the CPU has, read once (the kernels ask per call). BNKIT_MAX_ISA=avx2 or generic in the
+   environment caps it from the start (to measure or check the AVX2 or portable paths of the
+   command-line tools on an AVX-512 machine); bnk_limit_isa changes the cap later. */
 static int cpu_avx512 = -1, cpu_avx2 = -1;
 
 static void read_cpu(void) {
     __builtin_cpu_init();
     cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     cpu_avx512 = __builtin_cpu_supports("avx512f");
+    const char *cap = getenv("BNKIT_MAX_ISA");
+    if (cap && strcmp(cap, "avx2") == 0 && isa_limit > 1) isa_limit = 1;
+    if (cap && strcmp(cap, "generic") == 0) isa_limit = 0;
 }
 #endif
 
