@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""bnrun versus onnxruntime and OpenVINO on keras.applications architectures, side by side in one run.
+
+Each model is built by tf_keras 2.21 with random weights and randomized BN statistics
+(tools/make_applications_model.py), saved as .h5 and folded by `bnconv fold`; the same in-memory
+model is exported to ONNX by tf2onnx 1.17 (opset 17; its optimizer folds the BN layers into the
+convolutions, so the peers run the same folded network). For every input size, batch and thread
+count, `bnrun --bench`, onnxruntime (CPU provider, all graph optimizations, intra-op threads =
+threads) and OpenVINO (CPU, the ONNX reshaped to the batch, INFERENCE_NUM_THREADS = threads,
+LATENCY hint) run the same float32 images in turn, `--repeats` rounds alternating, and the median
+images/s of each and bnrun's ratio to the faster peer are printed as Markdown. The three must
+predict the same class for every image. `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
+kernels on an AVX-512 machine). Peak memory (max RSS) of one bnrun process per case is reported.
+
+Usage: tools/bench_applications.sh [--models ResNet50 MobileNetV2 EfficientNetB0] [--sizes 224 96]
+       [--batches 1 16] [--threads 1 2] [--repeats 5] [--isa avx2]
+"""
+import argparse
+import os
+import platform
+import resource
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import make_applications_model as maker  # noqa: E402
+
+
+def write_idx_float32(path, array):
+    with open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 0x0D, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape))
+        f.write(array.astype(">f4").tobytes())
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bnconv", required=True)
+    parser.add_argument("--bnrun", required=True)
+    parser.add_argument("--models", nargs="+", default=["ResNet50", "MobileNetV2", "EfficientNetB0"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 96])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--isa", choices=["avx512", "avx2", "generic"], default=None)
+    args = parser.parse_args()
+    import onnxruntime as ort
+    import openvino as ov
+    import tf2onnx
+    import tensorflow as tf
+
+    env = dict(os.environ)
+    if args.isa:
+        env["BNKIT_MAX_ISA"] = args.isa
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; bnrun ISA cap: {args.isa or 'none (best available)'}; "
+          f"onnxruntime {ort.__version__}, OpenVINO {ov.__version__}, tf2onnx {tf2onnx.__version__}\n")
+    print("| model | size | threads | batch | bnrun img/s | onnxruntime img/s | OpenVINO img/s | ratio to the faster | bnrun max RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            for size in args.sizes:
+                model, _ = maker.build(name, "keras2", size, 0)
+                h5, binary, onnx_path = (os.path.join(tmp, f"{name}{size}.{e}") for e in ("h5", "bin", "onnx"))
+                model.save(h5)
+                subprocess.run([args.bnconv, "fold", h5, "-o", binary], check=True, capture_output=True)
+                spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
+                tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=onnx_path)
+                del model
+                maker.keras_module("keras2").backend.clear_session()
+                count = max(args.batches) * 2
+                x = np.random.default_rng(1).uniform(0, 255, (count, size, size, 3)).astype(np.float32)
+                images = os.path.join(tmp, f"x{size}.idx")
+                write_idx_float32(images, x)
+                for threads in args.threads:
+                    options = ort.SessionOptions()
+                    options.intra_op_num_threads = threads
+                    options.inter_op_num_threads = 1
+                    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+                    input_name = session.get_inputs()[0].name
+                    for batch in args.batches:
+                        ov_model = core.read_model(onnx_path)
+                        ov_model.reshape({ov_model.inputs[0].any_name: [batch, size, size, 3]})
+                        compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+                        request = compiled.create_infer_request()
+                        tiles = [x[i:i + batch] for i in range(0, count, batch)]
+
+                        def run_ort():
+                            return np.concatenate([session.run(None, {input_name: t})[0] for t in tiles])
+
+                        def run_ov():
+                            return np.concatenate([request.infer({0: t})[0].copy() for t in tiles])
+
+                        # Classes must agree (bnrun's from its npy output).
+                        out = os.path.join(tmp, "out.npy")
+                        subprocess.run([args.bnrun, binary, images, "--scale", "1", "--format", "npy", "--output", out], check=True, env=env)
+                        mine = np.load(out).reshape(count, -1)
+                        same = (mine.argmax(1) == run_ort().reshape(count, -1).argmax(1)).all() and (mine.argmax(1) == run_ov().reshape(count, -1).argmax(1)).all()
+                        rates = {"bnrun": [], "ort": [], "ov": []}
+                        for _ in range(args.repeats):
+                            bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
+                                                    "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
+                            rates["bnrun"].append(float(bench.stdout.split("images/s:")[1].split()[0]))
+                            for key, run in (("ort", run_ort), ("ov", run_ov)):
+                                run()  # warm
+                                start = time.perf_counter()
+                                run()
+                                rates[key].append(count / (time.perf_counter() - start))
+                        # Peak memory of a bnrun process running the batch.
+                        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                        timed = subprocess.run(["/usr/bin/time", "-f", "%M", args.bnrun, binary, images, "--scale", "1", "--batch", str(batch),
+                                                "--threads", str(threads), "--format", "summary"], capture_output=True, text=True, env=env)
+                        rss = int(timed.stderr.strip().splitlines()[-1]) // 1024 if timed.returncode == 0 else before
+                        median = {k: statistics.median(v) for k, v in rates.items()}
+                        best = max(median["ort"], median["ov"])
+                        print(f"| {name} | {size} | {threads} | {batch} | {median['bnrun']:,.1f} | {median['ort']:,.1f} | {median['ov']:,.1f} | "
+                              f"{median['bnrun'] / best:.2f}×{'' if same else ' (CLASSES DIFFER)'} | {rss} MB |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
