@@ -46,7 +46,7 @@ for name, data in files.items():
     open(f"{out}/{name}.gz", "wb").write(gzip.compress(data))
 PY
 tools/venv.sh
-tools/.venv/bin/python - "$seeds/fuzz-keras-config" Fixtures/*.h5 <<'PY'
+tools/.venv/bin/python - "$seeds/fuzz-keras-config" Fixtures/*.h5 Fixtures/architectures/*.h5 <<'PY'
 import os, sys, h5py
 for path in sys.argv[2:]:
     config = h5py.File(path, "r").attrs["model_config"]

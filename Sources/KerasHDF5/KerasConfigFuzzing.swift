@@ -38,6 +38,26 @@ struct SynthesizedWeights: WeightSource {
         case "DepthwiseConv2D":
             let multiplier = layer.int("depth_multiplier") ?? 1
             return try [zeros((layer.pair("kernel_size") ?? [1, 1]) + [channels, multiplier])] + (bias ? [zeros([channels * multiplier])] : [])
+        case "Conv1D":
+            let filters = layer.int("filters") ?? 1, groups = max(layer.int("groups") ?? 1, 1)
+            return try [zeros([layer.single("kernel_size") ?? 1, channels / groups, filters])] + (bias ? [zeros([filters])] : [])
+        case "DepthwiseConv1D":
+            let multiplier = layer.int("depth_multiplier") ?? 1
+            return try [zeros([layer.single("kernel_size") ?? 1, channels, multiplier])] + (bias ? [zeros([channels * multiplier])] : [])
+        case "SeparableConv2D", "SeparableConv1D":
+            let multiplier = layer.int("depth_multiplier") ?? 1, filters = layer.int("filters") ?? 1
+            let oneD = layer.className.hasSuffix("1D")
+            let size = oneD ? [layer.single("kernel_size") ?? 1] : (layer.pair("kernel_size") ?? [1, 1])
+            return try [zeros(size + [channels, multiplier]), zeros((oneD ? [1] : [1, 1]) + [channels * multiplier, filters])]
+                + (bias ? [zeros([filters])] : [])
+        case "Conv2DTranspose":
+            let filters = layer.int("filters") ?? 1
+            return try [zeros((layer.pair("kernel_size") ?? [1, 1]) + [filters, channels])] + (bias ? [zeros([filters])] : [])
+        case "LayerNormalization":
+            let count = (layer.bool("scale", default: true) ? 1 : 0) + (layer.bool("center", default: true) ? 1 : 0)
+            return try (0..<count).map { _ in try zeros([channels]) }
+        case "LayerScale":
+            return [try zeros([channels])]
         default:
             return []
         }
