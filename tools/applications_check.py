@@ -47,6 +47,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--all", action="store_true")
     parser.add_argument("--smallest", action="store_true")
+    parser.add_argument("--statistics", choices=["random", "calibrated"], default="random",
+                        help="BN statistics: random (the default), or calibrated to each layer's input as in a trained "
+                             "network (see make_applications_model.build)")
     args = parser.parse_args()
     available = maker.architectures(args.producer)
     names = available if args.all else SMALLEST if args.smallest else args.models or SMALLEST
@@ -58,7 +61,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             h5, binary, images, out = (os.path.join(tmp, f"{name}.{ext}") for ext in ("h5", "bin", "x.npy", "out.npy"))
             start = time.time()
-            model, bn_count = maker.build(name, args.producer, args.size, args.seed)
+            model, bn_count = maker.build(name, args.producer, args.size, args.seed, args.statistics)
             x, expected = maker.check_data(model, args.seed)
             np.save(images, x)
             model.save(h5)
@@ -99,7 +102,7 @@ def main():
                     verdict, ok = "PASS (float32-indeterminate)", True
             passed, failed = passed + ok, failed + (not ok)
             reasons = sorted(set(line.split(": ", 2)[-1] for line in kept_lines))
-            print(f"{verdict} {name} ({args.producer}, {args.size}x{args.size}): max abs error {error:.2e} "
+            print(f"{verdict} {name} ({args.producer}, {args.size}x{args.size}, {args.statistics} statistics): max abs error {error:.2e} "
                   f"(relative {error / max(scale, 1e-30):.1e}), classes {'equal' if same else 'DIFFER'}{exact}; "
                   f"BN {bn_count}: folded {folded}, kept as scale and shift {len(kept_lines)}"
                   + (f" ({'; '.join(reasons)[:240]})" if kept_lines else "") + f"; {time.time() - start:.0f} s", flush=True)

@@ -41,16 +41,20 @@ def walk(layers):
             yield from walk(layer.layers)
 
 
-def build(name, producer, size, seed):
-    """The model with random weights and randomized BN statistics, and its BN count."""
+def build(name, producer, size, seed, statistics="random"):
+    """The model with random weights and randomized BN statistics, and its BN count.
+
+    statistics="random": gamma ~ U(0.5, 1.5), beta ~ U(-0.5, 0.5), moving mean ~ U(-0.5, 0.5), moving
+    variance ~ U(0.5, 2), unrelated to the activations (deep networks then blow activations up and
+    amplify rounding). statistics="calibrated": as a trained network has them, the moving mean and
+    variance of each BN's input (one training-mode pass over 8 random images with momentum 0),
+    perturbed (mean + U(-0.1, 0.1)·std, variance · U(0.8, 1.25)), gamma and beta random as above."""
     keras = keras_module(producer)
     keras.utils.set_random_seed(seed)
     model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
     rng = np.random.default_rng(seed)
-    count = 0
-    for layer in walk(model.layers):
-        if type(layer).__name__ != "BatchNormalization":
-            continue
+    norms = [layer for layer in walk(model.layers) if type(layer).__name__ == "BatchNormalization"]
+    for layer in norms:
         shape = layer.get_weights()[-1].shape
         new = []
         if layer.scale:
@@ -59,8 +63,18 @@ def build(name, producer, size, seed):
             new.append(rng.uniform(-0.5, 0.5, shape).astype(np.float32))
         new += [rng.uniform(-0.5, 0.5, shape).astype(np.float32), rng.uniform(0.5, 2.0, shape).astype(np.float32)]
         layer.set_weights(new)
-        count += 1
-    return model, count
+    if statistics == "calibrated":
+        for layer in norms:
+            layer.momentum = 0.0
+        x = np.random.default_rng(seed + 2).uniform(0, 255, (8, size, size, 3)).astype(np.float32)
+        model(x, training=True)
+        for layer in norms:
+            weights = layer.get_weights()
+            mean, variance = weights[-2], weights[-1]
+            weights[-2] = (mean + rng.uniform(-0.1, 0.1, mean.shape) * np.sqrt(variance)).astype(np.float32)
+            weights[-1] = (variance * rng.uniform(0.8, 1.25, variance.shape)).astype(np.float32)
+            layer.set_weights(weights)
+    return model, len(norms)
 
 
 def float64_outputs(name, producer, size, weights, x):
