@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "ModelIR", targets: ["ModelIR"]),
         .library(name: "KerasHDF5", targets: ["KerasHDF5"]),
         .library(name: "NativeFormat", targets: ["NativeFormat"]),
+        .library(name: "ONNXFormat", targets: ["ONNXFormat"]),
         .library(name: "IDX", targets: ["IDX"]),
         .library(name: "NumPy", targets: ["NumPy"]),
         .library(name: "Images", targets: ["Images"]),
@@ -23,6 +24,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         // MARK: - System libraries (C), wrapped once
@@ -55,9 +57,12 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         .target(name: "Images", dependencies: ["CImageDecode"]),
         .target(name: "AtomicFile"),
+        // ONNX: the message types generated from onnx.proto (tools/generate_onnx_proto.sh), and the format module.
+        .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "ONNXFormat", dependencies: ["ModelIR", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
 
         // MARK: - The library API: load, change, save
-        .target(name: "BNKit", dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "AtomicFile", "BNStatistics"]),
+        .target(name: "BNKit", dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "ONNXFormat", "AtomicFile", "BNStatistics"]),
 
         // MARK: - Transformations and execution
         .target(name: "BNFolding", dependencies: ["ModelIR"]),

@@ -7,7 +7,7 @@ model is exported to ONNX by tf2onnx 1.17 (opset 17; its optimizer folds the BN 
 convolutions, so the peers run the same folded network). For every input size, batch and thread
 count, `bnrun --bench`, onnxruntime (CPU provider, all graph optimizations, intra-op threads =
 threads) and OpenVINO (CPU, the ONNX reshaped to the batch, INFERENCE_NUM_THREADS = threads,
-LATENCY hint) run the same float32 images in turn, `--repeats` rounds alternating, and the median
+LATENCY hint, f32 inference precision: on CPUs with AMX or AVX512-BF16 its default is bfloat16) run the same float32 images in turn, `--repeats` rounds alternating, and the median
 images/s of each and bnrun's ratio to the faster peer are printed as Markdown. The three must
 predict the same class for every image. `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
 kernels on an AVX-512 machine). Peak memory (max RSS) of one bnrun process per case is reported.
@@ -99,7 +99,8 @@ def main():
                     for batch in args.batches:
                         ov_model = core.read_model(onnx_path)
                         ov_model.reshape({ov_model.inputs[0].any_name: [batch, size, size, 3]})
-                        compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+                        compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                                   "INFERENCE_PRECISION_HINT": "f32"})
                         request = compiled.create_infer_request()
                         tiles = [x[i:i + batch] for i in range(0, count, batch)]
 

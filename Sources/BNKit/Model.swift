@@ -3,6 +3,7 @@ import Foundation
 import KerasHDF5
 @_exported import ModelIR
 import NativeFormat
+import ONNXFormat
 
 /// The model file formats bnkit reads and writes, recognised by content.
 public enum ModelFormat: String, Sendable, CaseIterable {
@@ -12,6 +13,8 @@ public enum ModelFormat: String, Sendable, CaseIterable {
     case kerasHDF5 = "Keras HDF5 (.h5)"
     /// Keras 3 `.keras` archives: read.
     case kerasArchive = "Keras 3 archive (.keras)"
+    /// ONNX (`.onnx`): write (opset 17, the input in Keras's channels-last layout).
+    case onnx = "ONNX (.onnx)"
 
     static let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
     static let zipSignature: [UInt8] = [0x50, 0x4B, 0x03, 0x04]
@@ -29,6 +32,7 @@ public enum ModelFormat: String, Sendable, CaseIterable {
         switch URL(fileURLWithPath: path).pathExtension.lowercased() {
         case "bin": .native
         case "h5", "hdf5": .kerasHDF5
+        case "onnx": .onnx
         default: nil
         }
     }
@@ -110,6 +114,8 @@ public struct Model: Sendable {
         switch format {
         case .native:
             return try readNative(path, name: path)
+        case .onnx:
+            throw BNKitError.unknownFormat(path: path)
         case .kerasHDF5, .kerasArchive:
             var model: Model
             switch HDF5ChildProcess.isolation {
@@ -188,6 +194,15 @@ public struct Model: Sendable {
                 notices = try KerasModelWriter.write(graph, provenance: keras, to: temporary)
             }
             return notices
+        case .onnx:
+            let data: Data
+            do {
+                data = try ONNXWriter.encode(graph, metadata: metadata)
+            } catch let error as ONNXWriteError {
+                throw BNKitError.cannotSave(path: path, format: format.rawValue, reason: "\(error)")
+            }
+            try AtomicFile.write(data, to: path)
+            return []
         case .kerasArchive:
             throw BNKitError.cannotSave(path: path, format: format.rawValue, reason: "bnkit reads .keras archives but writes .h5 and .bin")
         }

@@ -16,7 +16,7 @@ public func inspectModel(path: String) throws -> String {
             lines.append("metadata \(key): \(value)")
         }
         if model.keras != nil { lines.append("carries the Keras config it came from (writes back to .h5 as it came)") }
-    case .kerasHDF5, .kerasArchive, nil:
+    case .kerasHDF5, .kerasArchive, .onnx, nil:
         lines.append("format: \(model.sourceFormat?.rawValue ?? "?")"
                      + (model.keras?.kerasVersion.map { ", keras_version \($0)" } ?? "")
                      + (model.keras?.backend.map { ", backend \($0)" } ?? ""))

@@ -142,14 +142,17 @@ struct Convert: ParsableCommand {
         abstract: "Convert a model between formats, unfolded (BatchNormalization layers kept with their statistics).",
         discussion: """
         IN is a Keras .h5, a Keras 3 .keras archive or a bnkit .bin (recognised by content). OUT is written as a
-        bnkit .bin or a Keras .h5, chosen by --to or by OUT's extension. A model read from .h5 is written back
+        bnkit .bin, a Keras .h5 or ONNX, chosen by --to or by OUT's extension. A model read from .h5 is written back
         as it came: its model_config, weight names, training_config and optimizer state are kept (a .bin
-        carries them too). The output is written to a temporary file and renamed.
+        carries them too). ONNX is opset 17 with the input in Keras's layout (N, height, width, channels; the
+        batch dimension dynamic) so the same arrays feed it; BatchNormalization layers are written as
+        BatchNormalization nodes, or folded first with --fold. The output is written to a temporary file and renamed.
 
         Examples:
           bnconv convert model.h5 model.bin
           bnconv convert model.bin model.h5
           bnconv convert model.keras model.h5
+          bnconv convert model.h5 model.onnx --fold
         """)
 
     @Argument(help: "The model to convert.")
@@ -158,21 +161,30 @@ struct Convert: ParsableCommand {
     @Argument(help: "The file to write.")
     var output: String
 
-    @Option(help: "Output format: bin or h5 (default: from OUT's extension).")
+    @Option(help: "Output format: bin, h5 or onnx (default: from OUT's extension).")
     var to: String?
 
+    @Flag(help: "Fold the BatchNormalization layers first (as `bnconv fold`, whose report is printed).")
+    var fold = false
+
     func validate() throws {
-        if let to, !["bin", "h5"].contains(to) { throw ValidationError("unknown format '\(to)' (bin, h5)") }
+        if let to, !["bin", "h5", "onnx"].contains(to) { throw ValidationError("unknown format '\(to)' (bin, h5, onnx)") }
         if to == nil && ModelFormat.forSaving(path: output) == nil {
-            throw ValidationError("cannot tell the output format from '\(output)': use a .bin or .h5 extension, or --to")
+            throw ValidationError("cannot tell the output format from '\(output)': use a .bin, .h5 or .onnx extension, or --to")
         }
     }
 
     func run() throws {
         runReportingFailures(tool: "bnconv") {
             var model = try Model.load(path: input)
+            if fold {
+                let result = try BNFolder.fold(model.graph)
+                for event in result.events { print(event.description) }
+                model = Model(graph: result.graph, metadata: model.metadata)
+                model.metadata["folded"] = "true"
+            }
             model.metadata.merge(outputMetadata(producer: "bnconv convert", source: input)) { _, new in new }
-            let format: ModelFormat? = to.map { $0 == "bin" ? .native : .kerasHDF5 }
+            let format: ModelFormat? = to.map { ["bin": .native, "h5": .kerasHDF5, "onnx": .onnx][$0]! }
             let notices = try model.save(to: output, format: format)
             for notice in notices { print("note: \(notice)") }
             print("wrote \(output) (\((format ?? ModelFormat.forSaving(path: output))!.rawValue), \(model.graph.nodes.count) layers)")
