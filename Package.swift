@@ -106,6 +106,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "IDX", "TestSupport"]),
         .testTarget(name: "InputTests", dependencies: ["NumPy", "Images", "IDX", "TestSupport"]),
+        .testTarget(name: "ONNXFormatTests", dependencies: ["ONNXFormat", "ONNXProto", "ModelIR", "TestSupport"]),
         .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BNKit", "KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun", "bnkit-hdf5-reader",
                                                          .product(name: "ZIPFoundation", package: "ZIPFoundation")]),

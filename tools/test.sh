@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs (apt packages; a Python venv with
 # Keras 2 and Keras 3 for the interop check), then runs every test:
-#   1. the Keras interop check (tools/interop.sh),
+#   1. the Keras interop check (tools/interop.sh) and the ONNX export check (tools/onnx_export_check.py),
 #   2. the smallest keras.applications model of each family, folded and run against Keras (tools/applications_check.py),
 #      and the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
 #   3. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
@@ -12,6 +12,8 @@ tools/install-deps.sh
 swift build -c release --build-tests
 echo "== interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
 tools/interop.sh .build/release/bnconv
+echo "== ONNX export: bnconv convert to .onnx (BN kept, and folded), run by onnxruntime and OpenVINO, against Keras"
+TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/onnx_export_check.py --bnconv .build/release/bnconv 2>/dev/null | grep -v '^PASS'
 echo "== keras.applications: the smallest architecture of each family, both producers, folded and run against Keras"
 for producer in keras3 keras2; do
   TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --smallest --producer "$producer" \
