@@ -74,7 +74,7 @@ let package = Package(
         // MARK: - Command-line tools (thin)
         .target(
             name: "BNKitCLI",
-            dependencies: ["BNKit", "ModelIR", "KerasHDF5", "NativeFormat", "IDX", "NumPy", "Images", "BNFolding", "Runtime", "BNStatistics", "AtomicFile"],
+            dependencies: ["BNKit", "ModelIR", "KerasHDF5", "NativeFormat", "IDX", "NumPy", "Images", "BNFolding", "Runtime", "BNStatistics", "AtomicFile", "ONNXFormat"],
             path: "Sources/BNKitCLI"
         ),
         .executableTarget(

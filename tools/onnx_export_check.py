@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks bnkit's ONNX export: `bnconv convert MODEL OUT.onnx` (BatchNormalization nodes kept) and
-`bnconv convert MODEL OUT.onnx --fold`, run by onnxruntime and OpenVINO, against Keras's own outputs.
+`bnconv convert MODEL OUT.onnx --fold`, run by onnxruntime and OpenVINO, and read back by bnrun
+(bnkit's ONNX import), against Keras's own outputs.
 
 Models: every Keras fixture (Fixtures/*.h5, on the first 1000 MNIST test images / 255, against
 Keras's *.outputs.idx; tolerance 1e-5 absolute, bnkit's published one), every architecture
@@ -57,6 +58,16 @@ def runners(path, threads=2):
             "OpenVINO": lambda x: compiled(x)[compiled.outputs[0]]}
 
 
+def bnrun_outputs(bnconv, model, x, tmp):
+    bnrun = os.path.join(os.path.dirname(bnconv), "bnrun")
+    inputs, outputs = os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")
+    np.save(inputs, x)
+    run = subprocess.run([bnrun, model, inputs, "--format", "npy", "--output", outputs], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(run.stderr.strip())
+    return np.load(outputs)
+
+
 def check(bnconv, source, tmp, label, x, expected, tolerance):
     import onnx
     for fold in (False, True):
@@ -71,7 +82,9 @@ def check(bnconv, source, tmp, label, x, expected, tolerance):
         except Exception as error:  # noqa: BLE001
             report(False, f"{label} ({kind}): onnx.checker: {str(error)[:300]}")
             continue
-        for runtime, infer in runners(out).items():
+        infer_all = dict(runners(out))
+        infer_all["bnrun (reading the .onnx back)"] = lambda x, out=out: bnrun_outputs(bnconv, out, x, tmp)
+        for runtime, infer in infer_all.items():
             try:
                 got = np.asarray(infer(x), dtype=np.float32).reshape(expected.shape)
             except Exception as error:  # noqa: BLE001

@@ -13,7 +13,8 @@ public enum ModelFormat: String, Sendable, CaseIterable {
     case kerasHDF5 = "Keras HDF5 (.h5)"
     /// Keras 3 `.keras` archives: read.
     case kerasArchive = "Keras 3 archive (.keras)"
-    /// ONNX (`.onnx`): write (opset 17, the input in Keras's channels-last layout).
+    /// ONNX (`.onnx`): read (NCHW graphs: PyTorch, the model zoo) and write (opset 17, the input
+    /// in Keras's channels-last layout).
     case onnx = "ONNX (.onnx)"
 
     static let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
@@ -24,6 +25,7 @@ public enum ModelFormat: String, Sendable, CaseIterable {
         if header.starts(with: NativeFormat.magic) { return .native }
         if header.starts(with: hdf5Signature) { return .kerasHDF5 }
         if header.starts(with: zipSignature) { return .kerasArchive }
+        if ONNXReader.recognizes(header: header) { return .onnx }
         return nil
     }
 
@@ -115,7 +117,10 @@ public struct Model: Sendable {
         case .native:
             return try readNative(path, name: path)
         case .onnx:
-            throw BNKitError.unknownFormat(path: path)
+            let onnx = try ONNXReader.read(path: path)
+            var model = Model(graph: onnx.graph, metadata: onnx.metadata)
+            model.sourceFormat = .onnx
+            return model
         case .kerasHDF5, .kerasArchive:
             var model: Model
             switch HDF5ChildProcess.isolation {
@@ -153,6 +158,12 @@ public struct Model: Sendable {
 
     /// Loads a model held in memory (format by content); `name` appears in errors.
     public static func load(data: Data, name: String = "<memory>") throws -> Model {
+        if ONNXReader.recognizes(header: [UInt8](data.prefix(8))) {
+            let onnx = try ONNXReader.decode(data, name: name)
+            var model = Model(graph: onnx.graph, metadata: onnx.metadata)
+            model.sourceFormat = .onnx
+            return model
+        }
         if data.starts(with: NativeFormat.magic) {
             let native = try NativeFormat.decode(data, path: name)
             var model = Model(graph: native.graph, metadata: native.metadata)

@@ -8,6 +8,7 @@ import KerasHDF5
 import ModelIR
 import NativeFormat
 import NumPy
+import ONNXFormat
 import Runtime
 
 /// Exit codes of bnconv and bnrun (documented in the README).
@@ -53,6 +54,8 @@ public enum CLIFailure: Error, CustomStringConvertible {
             if case .cannotSave = error { .output("\(error)") } else { .badInput("\(error)") }
         case let error as KerasFileError: .badInput("\(error)")
         case let error as NativeFormatError: .badInput("\(error)")
+        case let error as ONNXReadError: .badInput("\(error)")
+        case let error as ONNXWriteError: .badInput("\(error)")
         case let error as IDXError: .badInput("\(error)")
         case let error as NPYError: .badInput("\(error)")
         case let error as ImageError: .badInput("\(error)")

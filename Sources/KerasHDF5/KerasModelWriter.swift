@@ -341,6 +341,15 @@ struct KerasConfigGenerator {
         case .upsampling(let up):
             if oneDimensional { return ("UpSampling1D", ["size": up.factors[1]], []) }
             return ("UpSampling2D", ["size": up.factors, "interpolation": up.interpolation.rawValue, "data_format": "channels_last"], [])
+        case .transpose(let perm):
+            return ("Permute", ["dims": perm.map { $0 + 1 }], [])
+        case .pad2d(let pads, let value):
+            guard value == 0 else {
+                throw KerasFileError.unsupportedFeature(path: "", layer: node.name, className: "pad2d",
+                                                        feature: "writing a padding with \(value) (Keras pads with zeros only)")
+            }
+            if oneDimensional { return ("ZeroPadding1D", ["padding": [pads[2], pads[3]]], []) }
+            return ("ZeroPadding2D", ["padding": [[pads[0], pads[1]], [pads[2], pads[3]]], "data_format": "channels_last"], [])
         case .cropping2d(let crops):
             if oneDimensional { return ("Cropping1D", ["cropping": [crops[2], crops[3]]], []) }
             return ("Cropping2D", ["cropping": [[crops[0], crops[1]], [crops[2], crops[3]]], "data_format": "channels_last"], [])

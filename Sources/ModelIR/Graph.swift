@@ -205,6 +205,19 @@ public struct Graph: Equatable, Sendable {
                 throw fail("invalid padding \(pads)")
             }
             return merged(input, shape[0] + pads[0] + pads[1], shape[1] + pads[2] + pads[3], shape[2])
+        case .transpose(let perm):
+            let shape = try single()
+            guard perm.count == shape.count, perm.sorted() == Array(0..<shape.count) else {
+                throw fail("transpose \(perm) is not a permutation of the axes of \(shape)")
+            }
+            return perm.map { shape[$0] }
+        case .pad2d(let pads, _):
+            let input = try spatial("padding")
+            let shape = input.shape
+            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }), !input.oneDimensional || pads[0] + pads[1] == 0 else {
+                throw fail("invalid padding \(pads)")
+            }
+            return merged(input, shape[0] + pads[0] + pads[1], shape[1] + pads[2] + pads[3], shape[2])
         case .cropping2d(let crops):
             let input = try spatial("cropping")
             let shape = input.shape

@@ -13,6 +13,8 @@ public enum Activation: Equatable, Sendable {
     case clippedRelu(maxValue: Float?, negativeSlope: Float, threshold: Float)
     /// `x · relu6(x + 3) / 6` (Keras 3 `hard_silu` / `hard_swish`, MobileNetV3).
     case hardSwish
+    /// The error function (ONNX `Erf`: the exact GELU as PyTorch exports it, decomposed).
+    case erf
 
     /// The name used in files and messages.
     public var name: String {
@@ -34,6 +36,7 @@ public enum Activation: Equatable, Sendable {
         case .leakyRelu: "leaky_relu"
         case .clippedRelu: "clipped_relu"
         case .hardSwish: "hard_silu"
+        case .erf: "erf"
         }
     }
 
@@ -309,6 +312,12 @@ public enum Op: Equatable, Sendable {
     case layerNorm(LayerNorm)
     /// UpSampling2D / UpSampling1D.
     case upsampling(Upsampling)
+    /// Reorders the sample axes: output axis i is input axis `perm[i]` (ONNX Transpose,
+    /// Keras Permute; an imported ONNX graph's input changes layout once, here).
+    case transpose([Int])
+    /// Pads (height, width) with a constant, [top, bottom, left, right] (ONNX MaxPool's
+    /// padding, −∞; zero padding is `zeroPadding2d`).
+    case pad2d(pads: [Int], value: Float)
     /// Removes rows and columns at the borders: [top, bottom, left, right]
     /// (Cropping2D; Cropping1D on (steps, channels) as [0, 0, start, end]).
     case cropping2d([Int])
@@ -342,6 +351,8 @@ public enum Op: Equatable, Sendable {
         case .layerNorm: "layer_norm"
         case .upsampling: "upsampling"
         case .cropping2d: "cropping2d"
+        case .transpose: "transpose"
+        case .pad2d: "pad2d"
         case .concatenate: "concatenate"
         case .flatten: "flatten"
         case .reshape: "reshape"

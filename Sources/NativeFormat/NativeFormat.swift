@@ -115,6 +115,8 @@ struct NodeJSON: Codable {
     var axes: [Int]?
     /// upsampling: nearest or bilinear.
     var interpolation: String?
+    /// pad2d: the padding value (−∞ is written as -inf by the encoder below).
+    var value: Float?
 }
 
 /// An activation and its parameters.

@@ -112,7 +112,9 @@ private struct Decoder {
         }
         let header: HeaderJSON
         do {
-            header = try JSONDecoder().decode(HeaderJSON.self, from: Data(bytes[headerRange]))
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            header = try decoder.decode(HeaderJSON.self, from: Data(bytes[headerRange]))
         } catch {
             throw .badHeader(path: path, detail: "not the expected JSON (\(error))")
         }

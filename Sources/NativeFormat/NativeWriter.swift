@@ -47,6 +47,8 @@ extension NativeFormat {
                                 state: state.isEmpty ? nil : state)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // pad2d's value may be −∞ (an imported max pooling's padding).
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let headerBytes = try encoder.encode(header)
 
         let headerOffset = preambleSize

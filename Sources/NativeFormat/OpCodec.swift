@@ -42,6 +42,10 @@ enum OpCodec {
             json.size = up.factors
             json.interpolation = up.interpolation.rawValue
         case .cropping2d(let crops): json.pads = crops
+        case .transpose(let perm): json.shape = perm
+        case .pad2d(let pads, let value):
+            json.pads = pads
+            json.value = value
         case .affine, .add, .multiply, .merge, .flatten, .identity: break
         }
         return json
@@ -74,6 +78,7 @@ enum OpCodec {
         }
         switch json.name {
         case "hard_silu": return .hardSwish
+        case "erf": return .erf
         case "hard_sigmoid": return .hardSigmoid(slope: try need(json.slope, "slope"))
         case "elu": return .elu(alpha: try need(json.alpha, "alpha"))
         case "leaky_relu": return .leakyRelu(alpha: try need(json.alpha, "alpha"))
@@ -150,6 +155,12 @@ enum OpCodec {
                 throw Failure(detail: "upsampling without a known interpolation")
             }
             return (.upsampling(try Upsampling(factors: try pair(json.size, "size"), interpolation: interpolation)), [])
+        case "transpose":
+            guard let perm = json.shape else { throw Failure(detail: "transpose without a permutation") }
+            return (.transpose(perm), [])
+        case "pad2d":
+            guard let pads = json.pads, let value = json.value, !value.isNaN else { throw Failure(detail: "pad2d without pads or a value") }
+            return (.pad2d(pads: pads, value: value), [])
         case "cropping2d":
             guard let crops = json.pads else { throw Failure(detail: "cropping2d without crops") }
             return (.cropping2d(crops), [])

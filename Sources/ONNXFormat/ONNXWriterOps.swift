@@ -128,6 +128,15 @@ extension Builder {
         case .zeroPadding2d(let p):
             let pads: [Int64] = rank == 3 ? [0, 0, Int64(p[0]), Int64(p[2]), 0, 0, Int64(p[1]), Int64(p[3])] : [0, 0, Int64(p[2]), 0, 0, Int64(p[3])]
             out = add("Pad", [x, constantInt64(node.name + "/pads", pads)], name: node.name, ["mode": .string("constant")])
+        case .pad2d(let p, let fill):
+            let pads: [Int64] = rank == 3 ? [0, 0, Int64(p[0]), Int64(p[2]), 0, 0, Int64(p[1]), Int64(p[3])] : [0, 0, Int64(p[2]), 0, 0, Int64(p[3])]
+            out = add("Pad", [x, constantInt64(node.name + "/pads", pads), constant(node.name + "/value", shape: [], values: [fill])],
+                      name: node.name, ["mode": .string("constant")])
+        case .transpose(let perm):
+            // In the IR's (channels-last) order, permuted, and back to the ONNX layout.
+            let last = rank == 1 ? x : add("Transpose", [x], name: node.name, ["perm": .ints(Self.toChannelsLast(rank: rank))])
+            out = add("Transpose", [last], name: node.name, ["perm": .ints([0] + perm.map { Int64($0 + 1) })])
+            if outShape.count > 1 { out = add("Transpose", [out], name: node.name, ["perm": .ints(Self.toChannelsFirst(rank: outShape.count))]) }
         case .cropping2d(let c):
             let shape = inShapes[0]
             let (starts, ends, axes): ([Int64], [Int64], [Int64]) = rank == 3
@@ -226,6 +235,7 @@ extension Builder {
             return add("Mul", [add("Mul", [x, constant(name + "/half", shape: [], values: [0.5])], name: name), shifted], name: name)
         case .hardSigmoid(let slope): return add("HardSigmoid", [x], name: name, ["alpha": .float(slope), "beta": .float(0.5)])
         case .hardSwish: return add("HardSwish", [x], name: name)
+        case .erf: return add("Erf", [x], name: name)
         case .elu(let alpha): return add("Elu", [x], name: name, ["alpha": .float(alpha)])
         case .leakyRelu(let alpha): return add("LeakyRelu", [x], name: name, ["alpha": .float(alpha)])
         case let .clippedRelu(maxValue, slope, threshold):

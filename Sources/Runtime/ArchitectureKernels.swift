@@ -171,3 +171,34 @@ extension Kernels {
         }
     }
 }
+
+extension Kernels {
+    /// Permutes the axes of each sample: output axis i is input axis `perm[i]`. The last output
+    /// axis is copied as a strided run; the others step an odometer.
+    static func transpose(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, shape: [Int], perm: [Int]) {
+        let rank = shape.count, size = shape.reduce(1, *)
+        var inputStrides = [Int](repeating: 1, count: rank)
+        for d in stride(from: rank - 2, through: 0, by: -1) { inputStrides[d] = inputStrides[d + 1] * shape[d + 1] }
+        let outShape = perm.map { shape[$0] }, strides = perm.map { inputStrides[$0] }
+        let last = outShape[rank - 1], step = strides[rank - 1], rows = size / max(last, 1)
+        var coordinate = [Int](repeating: 0, count: max(rank - 1, 0))
+        for b in 0..<batch {
+            let source = x + b * size
+            var target = y + b * size
+            for d in coordinate.indices { coordinate[d] = 0 }
+            for _ in 0..<rows {
+                var offset = 0
+                for d in 0..<(rank - 1) { offset += coordinate[d] * strides[d] }
+                for j in 0..<last { target[j] = source[offset + j * step] }
+                target += last
+                var d = rank - 2
+                while d >= 0 {
+                    coordinate[d] += 1
+                    if coordinate[d] < outShape[d] { break }
+                    coordinate[d] = 0
+                    d -= 1
+                }
+            }
+        }
+    }
+}

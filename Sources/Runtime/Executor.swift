@@ -87,7 +87,9 @@ public final class Executor: @unchecked Sendable {
         case merge(MergeOperation, inputs: [[Int]], output: [Int])
         case pool(geometry: Kernels.Spatial, isMax: Bool)
         case globalPool(pixels: Int, channels: Int, isMax: Bool)
-        case zeroPad(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
+        case zeroPad(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int, value: Float)
+        /// Output axis i is input axis perm[i] (per-sample shapes).
+        case transpose(input: [Int], perm: [Int])
         case affine(scale: [Float], shift: [Float], channels: Int)
         /// BatchNormalization with the batch's own statistics (`BatchNormStatistics.batch`).
         case batchNormFromBatch(gamma: [Double]?, beta: [Double]?, epsilon: Double, channels: Int)
@@ -262,7 +264,14 @@ public final class Executor: @unchecked Sendable {
                 let input = inShapes[0].count == 2 ? [1] + inShapes[0] : inShapes[0]
                 let output = outShape.count == 2 ? [1] + outShape : outShape
                 kind = .zeroPad(height: input[0], width: input[1], channels: input[2],
-                                top: pads[0], left: pads[2], outHeight: output[0], outWidth: output[1])
+                                top: pads[0], left: pads[2], outHeight: output[0], outWidth: output[1], value: 0)
+            case .pad2d(let pads, let value):
+                let input = inShapes[0].count == 2 ? [1] + inShapes[0] : inShapes[0]
+                let output = outShape.count == 2 ? [1] + outShape : outShape
+                kind = .zeroPad(height: input[0], width: input[1], channels: input[2],
+                                top: pads[0], left: pads[2], outHeight: output[0], outWidth: output[1], value: value)
+            case .transpose(let perm):
+                kind = .transpose(input: inShapes[0], perm: perm)
             case .batchNorm(let bn) where batchNormStatistics == .batch:
                 kind = .batchNormFromBatch(gamma: bn.gamma.map { $0.values.map(Double.init) }, beta: bn.beta.map { $0.values.map(Double.init) },
                                            epsilon: bn.epsilon, channels: bn.channels)
@@ -409,6 +418,7 @@ public final class Executor: @unchecked Sendable {
         case .gelu(let approximate): approximate ? .geluTanh : .gelu
         case .hardSigmoid(let slope): .hardSigmoid(slope: slope)
         case .hardSwish: .hardSwish
+        case .erf: .erf
         case .elu(let alpha): .elu(alpha: alpha)
         case .leakyRelu(let alpha): .leakyRelu(alpha: alpha)
         case let .clippedRelu(maxValue, negativeSlope, threshold):
@@ -651,9 +661,11 @@ public final class Executor: @unchecked Sendable {
             Kernels.pool2d(input: x, batch: batch, geometry, isMax: isMax, output: y)
         case let .globalPool(pixels, channels, isMax):
             Kernels.globalPool(input: x, batch: batch, pixels: pixels, channels: channels, isMax: isMax, output: y)
-        case let .zeroPad(height, width, channels, top, left, outHeight, outWidth):
+        case let .zeroPad(height, width, channels, top, left, outHeight, outWidth, value):
             Kernels.zeroPad(input: x, batch: batch, height: height, width: width, channels: channels,
-                            top: top, left: left, outHeight: outHeight, outWidth: outWidth, output: y)
+                            top: top, left: left, outHeight: outHeight, outWidth: outWidth, value: value, output: y)
+        case let .transpose(shape, perm):
+            Kernels.transpose(x, y, batch: batch, shape: shape, perm: perm)
         case let .affine(scale, shift, channels):
             y.update(from: x, count: count)
             scale.withUnsafeBufferPointer { s in

@@ -262,10 +262,10 @@ package enum Kernels {
         }
     }
 
-    /// Copies each image into a zero-filled larger one.
+    /// Copies each image into a larger one filled with `value` (zero padding; −∞ before a max pooling).
     static func zeroPad(input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
-                        top: Int, left: Int, outHeight: Int, outWidth: Int, output: UnsafeMutablePointer<Float>) {
-        output.update(repeating: 0, count: batch * outHeight * outWidth * channels)
+                        top: Int, left: Int, outHeight: Int, outWidth: Int, value: Float = 0, output: UnsafeMutablePointer<Float>) {
+        output.update(repeating: value, count: batch * outHeight * outWidth * channels)
         for b in 0..<batch {
             for y in 0..<height {
                 let source = input + ((b * height + y) * width) * channels
@@ -436,6 +436,8 @@ package enum Kernels {
         case .hardSwish:
             // Keras 3: x * (relu6(x + 3) / 6), in this order.
             for i in 0..<count { let x = data[i]; data[i] = x * (min(max(x + 3, 0), 6) / 6) }
+        case .erf:
+            for i in 0..<count { data[i] = Foundation.erf(data[i]) }
         }
     }
 
@@ -466,6 +468,7 @@ enum ActivationKind {
     case leakyRelu(alpha: Float)
     case clippedRelu(maxValue: Float, negativeSlope: Float, threshold: Float)
     case hardSwish
+    case erf
 }
 
 /// The element-wise merges the broadcast kernel computes.

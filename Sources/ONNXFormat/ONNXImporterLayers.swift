@@ -1,0 +1,345 @@
+import Foundation
+import ModelIR
+import ONNXProto
+
+extension Importer {
+    // MARK: - Constant folding (shape arithmetic)
+
+    func fold(_ node: Onnx_NodeProto, _ inputs: [ConstantArray]) throws -> ConstantArray {
+        func elementwise(_ f: (Int64, Int64) -> Int64?, _ g: (Float, Float) -> Float) throws -> ConstantArray {
+            guard inputs.count == 2 else { throw unsupported(node, "\(inputs.count) constant inputs") }
+            let (a, b) = (inputs[0], inputs[1])
+            let count = max(a.count, b.count)
+            guard a.count == b.count || a.count == 1 || b.count == 1 else { throw unsupported(node, "constants of shapes \(a.shape) and \(b.shape)") }
+            let shape = a.count >= b.count ? a.shape : b.shape
+            if let x = a.ints, let y = b.ints {
+                let values = try (0..<count).map { i -> Int64 in
+                    let (p, q) = (x[a.count == 1 ? 0 : i], y[b.count == 1 ? 0 : i])
+                    if p == Importer.batch || q == Importer.batch {
+                        guard node.opType == "Mul", (p == Importer.batch ? q : p) == 1 else { throw unsupported(node, "arithmetic on the batch size") }
+                        return Importer.batch
+                    }
+                    guard let r = f(p, q) else { throw unsupported(node, "integer arithmetic \(p) and \(q)") }
+                    return r
+                }
+                return ConstantArray(shape: shape, ints: values)
+            }
+            let (x, y) = (a.asFloats, b.asFloats)
+            return ConstantArray(shape: shape, floats: (0..<count).map { g(x[a.count == 1 ? 0 : $0], y[b.count == 1 ? 0 : $0]) })
+        }
+        switch node.opType {
+        case "Identity", "Dropout": return inputs[0]
+        case "Cast":
+            let to = Int(node.int("to") ?? 1)
+            return to == Onnx_TensorProto.DataType.float.rawValue || to == Onnx_TensorProto.DataType.double.rawValue
+                ? ConstantArray(shape: inputs[0].shape, floats: inputs[0].asFloats) : ConstantArray(shape: inputs[0].shape, ints: inputs[0].asInts)
+        case "Add": return try elementwise({ $0.addingReportingOverflow($1).overflow ? nil : $0 + $1 }, +)
+        case "Sub": return try elementwise({ $0.subtractingReportingOverflow($1).overflow ? nil : $0 - $1 }, -)
+        case "Mul": return try elementwise({ $0.multipliedReportingOverflow(by: $1).overflow ? nil : $0 * $1 }, *)
+        case "Div": return try elementwise({ $1 == 0 ? nil : $0 / $1 }, /)
+        case "Gather":
+            let (data, indices) = (inputs[0], inputs[1])
+            guard (node.int("axis") ?? 0) == 0, data.shape.count == 1 else { throw unsupported(node, "a gather from a constant of shape \(data.shape) on axis \(node.int("axis") ?? 0)") }
+            let picked = try indices.asInts.map { index -> Int in
+                let i = Int(index < 0 ? index + Int64(data.count) : index)
+                guard i >= 0, i < data.count else { throw unsupported(node, "index \(index) of \(data.count)") }
+                return i
+            }
+            if let ints = data.ints { return ConstantArray(shape: indices.shape, ints: picked.map { ints[$0] }) }
+            return ConstantArray(shape: indices.shape, floats: picked.map { data.asFloats[$0] })
+        case "Unsqueeze", "Squeeze", "Reshape", "Flatten":
+            // The values keep their order; only the shape changes.
+            var result = inputs[0]
+            result.shape = [result.count]
+            return result
+        case "Concat":
+            guard inputs.allSatisfy({ $0.shape.count <= 1 }) else { throw unsupported(node, "joining constants that are not vectors") }
+            if inputs.allSatisfy({ $0.ints != nil }) {
+                let all = inputs.flatMap { $0.ints! }
+                return ConstantArray(shape: [all.count], ints: all)
+            }
+            let all = inputs.flatMap(\.asFloats)
+            return ConstantArray(shape: [all.count], floats: all)
+        case "Shape":
+            return ConstantArray(shape: [inputs[0].shape.count], ints: inputs[0].shape.map(Int64.init))
+        default:
+            throw unsupported(node, "computing on constants only")
+        }
+    }
+
+    // MARK: - Convolutions
+
+    mutating func convolution(_ node: Onnx_NodeProto) throws {
+        let (x, shape) = try tensorInput(node, 0)
+        guard let w = try constantInput(node, 1), w.shape.count == shape.count + 1, shape.count == 2 || shape.count == 3 else {
+            throw unsupported(node, "a convolution whose weights are not a constant of rank \(shape.count + 1), or an input of rank \(shape.count + 1)")
+        }
+        let bias = try constantInput(node, 2)
+        let group = Int(node.int("group") ?? 1)
+        let (cout, cinPerGroup) = (w.shape[0], w.shape[1]), cin = shape[0]
+        let kernelShape = Array(w.shape.dropFirst(2))
+        guard group >= 1, cin == cinPerGroup * group, cout % group == 0, bias.map({ $0.count == cout }) ?? true else {
+            throw unsupported(node, "weights \(w.shape) with group \(group) on \(cin) channels")
+        }
+        let (window, pads) = try self.window(node, spatial: Array(shape.dropFirst()), kernel: kernelShape)
+        var input = x
+        if let pads { input = try emit(baseName(node) + "/pad", .zeroPadding2d(pads), [x], for: node) }
+        let taps = kernelShape.reduce(1, *), values = w.asFloats
+        // ONNX (out, in/g, …) → Keras (…, in/g, out).
+        var kernel = [Float](repeating: 0, count: values.count)
+        for o in 0..<cout { for i in 0..<cinPerGroup { for t in 0..<taps { kernel[(t * cinPerGroup + i) * cout + o] = values[(o * cinPerGroup + i) * taps + t] } } }
+        let op: Op
+        do {
+            let conv = try Conv2D(kernel: Tensor(shape: kernelShape + [cinPerGroup, cout], values: kernel), bias: bias.map { Tensor($0.asFloats) },
+                                  strides: window.strides, dilation: window.dilation, padding: window.padding, groups: group)
+            op = .conv2d(conv)
+        } catch { throw unsupported(node, "\(error)") }
+        let out = try emit(baseName(node), op, [input], for: node)
+        let irOut = shapes[out]!
+        try setTensor(node, out, shape: [irOut.last!] + irOut.dropLast())
+    }
+
+    mutating func transposedConvolution(_ node: Onnx_NodeProto) throws {
+        let (x, shape) = try tensorInput(node, 0)
+        guard shape.count == 3, let w = try constantInput(node, 1), w.shape.count == 4, w.shape[0] == shape[0] else {
+            throw unsupported(node, "a transposed convolution other than 2-D with constant weights")
+        }
+        guard (node.int("group") ?? 1) == 1, (node.ints("dilations") ?? [1, 1]).allSatisfy({ $0 == 1 }) else {
+            throw unsupported(node, "groups or dilations")
+        }
+        let (cin, cout, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        let strides = (node.ints("strides") ?? [1, 1]).map { Int($0) }
+        let bias = try constantInput(node, 2)
+        let values = w.asFloats
+        var kernel = [Float](repeating: 0, count: values.count)
+        for i in 0..<cin { for o in 0..<cout { for t in 0..<(kh * kw) { kernel[(t * cout + o) * cin + i] = values[(i * cout + o) * kh * kw + t] } } }
+        // The output ONNX computes, matched against Keras's valid and same forms.
+        let pads = (node.ints("pads") ?? [0, 0, 0, 0]).map { Int($0) }, extra = (node.ints("output_padding") ?? [0, 0]).map { Int($0) }
+        guard strides.count == 2, pads.count == 4, extra.count == 2, node.ints("output_shape") == nil,
+              (node.string("auto_pad") ?? "NOTSET") == "NOTSET" else { throw unsupported(node, "auto_pad or output_shape") }
+        let sizes = [kh, kw]
+        var length = [0, 0]
+        for a in 0..<2 {
+            let full: Int = strides[a] * (shape[a + 1] - 1) + extra[a] + sizes[a]
+            length[a] = full - pads[a] - pads[a + 2]
+        }
+        for padding in [Padding.valid, .same] {
+            guard let conv = try? Conv2DTranspose(kernel: Tensor(shape: [kh, kw, cout, cin], values: kernel), bias: bias.map { Tensor($0.asFloats) },
+                                                  strides: strides, padding: padding) else { continue }
+            let fits = (0..<2).allSatisfy { a in
+                let (n, before) = conv.output(axis: a, input: shape[a + 1])
+                return n == length[a] && before == pads[a]
+            }
+            if fits {
+                let out = try emit(baseName(node), .conv2dTranspose(conv), [x], for: node)
+                return try setTensor(node, out, shape: [cout, length[0], length[1]])
+            }
+        }
+        throw unsupported(node, "pads \(pads) with output_padding \(extra) (Keras's valid and same forms are supported)")
+    }
+
+    // MARK: - Dense
+
+    mutating func dense(_ node: Onnx_NodeProto) throws {
+        let (x, shape) = try tensorInput(node, 0)
+        guard shape.count == 1, let b = try constantInput(node, 1), b.shape.count == 2 else {
+            throw unsupported(node, "a product other than (N, K) by a constant (K, M)")
+        }
+        let transB = node.opType == "Gemm" && (node.int("transB") ?? 0) != 0
+        guard node.opType == "MatMul" || (node.int("transA") ?? 0) == 0 else { throw unsupported(node, "transA=1") }
+        let alpha = node.opType == "Gemm" ? node.float("alpha") ?? 1 : 1, beta = node.opType == "Gemm" ? node.float("beta") ?? 1 : 1
+        let (k, m) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k == shape[0] else { throw unsupported(node, "weights \(b.shape) for \(shape[0]) inputs") }
+        let values = b.asFloats
+        var kernel = [Float](repeating: 0, count: values.count)
+        for i in 0..<k { for o in 0..<m { kernel[i * m + o] = (transB ? values[o * k + i] : values[i * m + o]) * alpha } }
+        var bias: [Float]?
+        if node.opType == "Gemm", let c = try constantInput(node, 2) {
+            guard c.count == m || c.count == 1 else { throw unsupported(node, "a bias of shape \(c.shape)") }
+            let cv = c.asFloats
+            bias = (0..<m).map { cv[c.count == 1 ? 0 : $0] * beta }
+        }
+        let op = Op.dense(try Dense(kernel: Tensor(shape: [k, m], values: kernel), bias: bias.map(Tensor.init), activation: .linear))
+        try setTensor(node, try emit(baseName(node), op, [x], for: node), shape: [m])
+    }
+
+    // MARK: - Element-wise
+
+    /// The per-channel values of a constant broadcast against a tensor of per-sample shape `shape`:
+    /// a scalar, or (C, 1, …, 1) with optional leading ones. nil for anything else.
+    func perChannel(_ c: ConstantArray, shape: [Int]) -> [Float]? {
+        var dims = c.shape
+        while dims.count > shape.count, dims.first == 1 { dims.removeFirst() }
+        let values = c.asFloats
+        if values.count == 1 { return [Float](repeating: values[0], count: shape[0]) }
+        guard dims.count == shape.count, dims[0] == shape[0], dims.dropFirst().allSatisfy({ $0 == 1 }) else {
+            // (N, F) with a (F,) constant.
+            if shape.count == 1, dims == shape { return values }
+            return nil
+        }
+        return values
+    }
+
+    mutating func elementwise(_ node: Onnx_NodeProto) throws {
+        let base = baseName(node)
+        let inputs = try node.input.map { try value($0, of: node) }
+        let tensors = inputs.compactMap { if case let .tensor(n, s) = $0 { (n, s) } else { nil } }
+        if tensors.count == inputs.count {
+            let rank = tensors[0].1.count
+            guard tensors.allSatisfy({ $0.1.count == rank }) else { throw unsupported(node, "tensors of different ranks \(tensors.map(\.1))") }
+            var shape = tensors[0].1
+            for t in tensors { for d in 0..<rank where t.1[d] != 1 { shape[d] = t.1[d] } }
+            let op: Op
+            switch node.opType {
+            case "Add", "Sum": op = .add
+            case "Mul": op = .multiply
+            case "Sub": op = .merge(.subtract)
+            case "Max": op = .merge(.maximum)
+            case "Min": op = .merge(.minimum)
+            case "Mean": op = .merge(.average)
+            default: throw unsupported(node, "dividing by a computed tensor")
+            }
+            if tensors.count == 1 { return try setTensor(node, tensors[0].0, shape: tensors[0].1) }
+            return try setTensor(node, try emit(base, op, tensors.map(\.0), for: node), shape: shape)
+        }
+        // One tensor and one constant: a per-channel scale and shift.
+        guard inputs.count == 2, tensors.count == 1 else { throw unsupported(node, "\(inputs.count) inputs with \(tensors.count) computed") }
+        let tensorFirst: Bool = { if case .tensor = inputs[0] { true } else { false } }()
+        let (x, shape) = tensors[0]
+        guard case let .constant(c) = inputs[tensorFirst ? 1 : 0], let v = perChannel(c, shape: shape) else {
+            throw unsupported(node, "a constant operand that is neither a scalar nor one value per channel")
+        }
+        let ones = [Float](repeating: 1, count: v.count), zeros = [Float](repeating: 0, count: v.count)
+        let (scale, shift): ([Float], [Float])
+        switch node.opType {
+        case "Add", "Sum": (scale, shift) = (ones, v)
+        case "Mul": (scale, shift) = (v, zeros)
+        case "Sub": (scale, shift) = tensorFirst ? (ones, v.map { -$0 }) : (ones.map { -$0 }, v)
+        case "Div":
+            guard tensorFirst, v.allSatisfy({ $0 != 0 }) else { throw unsupported(node, "dividing a constant by a tensor, or by zero") }
+            (scale, shift) = (v.map { 1 / $0 }, zeros)
+        default: throw unsupported(node, "\(node.opType) with a constant")
+        }
+        let op = Op.affine(try Affine(scale: Tensor(scale), shift: Tensor(shift)))
+        try setTensor(node, try emit(base, op, [x], for: node), shape: shape)
+    }
+
+    // MARK: - Pooling, reshaping, resizing
+
+    mutating func pooling(_ node: Onnx_NodeProto) throws {
+        let (x, shape) = try tensorInput(node, 0)
+        guard shape.count == 2 || shape.count == 3, let kernel = node.ints("kernel_shape")?.map({ Int($0) }) else {
+            throw unsupported(node, "pooling without kernel_shape or of a rank-\(shape.count + 1) tensor")
+        }
+        if let d = node.ints("dilations"), d.contains(where: { $0 != 1 }) { throw unsupported(node, "dilations \(d)") }
+        let (window, pads) = try self.window(node, spatial: Array(shape.dropFirst()), kernel: kernel)
+        let isMax = node.opType == "MaxPool"
+        var input = x
+        if let pads {
+            if isMax {
+                input = try emit(baseName(node) + "/pad", .pad2d(pads: pads, value: -.infinity), [x], for: node)
+            } else if (node.int("count_include_pad") ?? 0) != 0 {
+                input = try emit(baseName(node) + "/pad", .zeroPadding2d(pads), [x], for: node)
+            } else {
+                throw unsupported(node, "average pooling with explicit pads excluded from the count (other than TensorFlow's same)")
+            }
+        } else if !isMax, window.padding == .same, (node.int("count_include_pad") ?? 0) != 0 {
+            throw unsupported(node, "count_include_pad=1 with padding")
+        }
+        let pool = try Pool2D(kind: isMax ? .max : .average, size: window.size, strides: window.strides, padding: window.padding)
+        let out = try emit(baseName(node), .pool2d(pool), [input], for: node)
+        let irOut = shapes[out]!
+        try setTensor(node, out, shape: [irOut.last!] + irOut.dropLast())
+    }
+
+    /// The per-sample ONNX shape a Reshape / Squeeze / Unsqueeze asks for.
+    func reshapeTarget(_ node: Onnx_NodeProto, shape: [Int]) throws -> [Int] {
+        let full = [-2] + shape  // -2: the batch
+        switch node.opType {
+        case "Reshape":
+            guard let target = try constantInput(node, 1)?.asInts, !target.isEmpty else { throw unsupported(node, "a shape that is not a constant") }
+            if (node.int("allowzero") ?? 0) != 0, target.contains(0) { throw unsupported(node, "allowzero=1 with a zero dimension") }
+            let first = target[0]
+            guard first == Importer.batch || first == 0 || first == -1 || first == declaredBatch else {
+                throw unsupported(node, "a shape \(target) whose first dimension is not the batch")
+            }
+            var rest = try target.dropFirst().enumerated().map { i, d -> Int in
+                if d == 0 { guard i + 1 < full.count else { throw unsupported(node, "a 0 beyond the input's rank") }; return full[i + 1] }
+                guard d == -1 || (d > 0 && d < 1 << 31) else { throw unsupported(node, "dimension \(d)") }
+                return Int(d)
+            }
+            let total = shape.reduce(1, *)
+            if first == -1 { guard !rest.contains(-1) else { throw unsupported(node, "two unknown dimensions") } }
+            if let unknown = rest.firstIndex(of: -1) {
+                let known = rest.filter { $0 != -1 }.reduce(1, *)
+                guard rest.filter({ $0 == -1 }).count == 1, known > 0, total % known == 0 else { throw unsupported(node, "shape \(target)") }
+                rest[unknown] = total / known
+            }
+            return rest
+        default:
+            let fromInput = try constantInput(node, 1)?.asInts
+            let axes = (node.ints("axes") ?? fromInput ?? []).map { Int($0) }
+            if node.opType == "Squeeze" {
+                let normalized = Set(axes.map { $0 < 0 ? $0 + full.count : $0 })
+                guard !normalized.contains(0), normalized.allSatisfy({ $0 < full.count && full[$0] == 1 }) else {
+                    throw unsupported(node, "squeezing axes \(axes) of \(full)")
+                }
+                let squeezed = axes.isEmpty ? full.enumerated().filter { $0.offset == 0 || $0.element != 1 }.map(\.element)
+                                            : full.enumerated().filter { !normalized.contains($0.offset) }.map(\.element)
+                return Array(squeezed.dropFirst())
+            }
+            var result = full
+            let rank = full.count + axes.count
+            for axis in axes.map({ $0 < 0 ? $0 + rank : $0 }).sorted() {
+                guard axis >= 1, axis <= result.count else { throw unsupported(node, "unsqueezing axis \(axis)") }
+                result.insert(1, at: axis)
+            }
+            return Array(result.dropFirst())
+        }
+    }
+
+    mutating func resize(_ node: Onnx_NodeProto) throws {
+        let (x, shape) = try tensorInput(node, 0)
+        guard shape.count == 3 || shape.count == 2 else { throw unsupported(node, "resizing a rank-\(shape.count + 1) tensor") }
+        if shape.count == 2 {
+            // 1-D (N, C, L): repeat each step, nearest only.
+            let scales = (try constantInput(node, node.opType == "Upsample" ? 1 : 2))?.asFloats ?? node.attribute("scales")?.floats ?? []
+            guard scales.count == 3, scales[0] == 1, scales[1] == 1, scales[2] >= 1, scales[2] == scales[2].rounded(),
+                  (node.string("mode") ?? "nearest") == "nearest" else { throw unsupported(node, "1-D scales \(scales)") }
+            let out = try emit(baseName(node), .upsampling(try Upsampling(factors: [1, Int(scales[2])], interpolation: .nearest)), [x], for: node)
+            return try setTensor(node, out, shape: [shape[0], shape[1] * Int(scales[2])])
+        }
+        var scales: [Float] = []
+        if node.opType == "Upsample" {
+            let fromInput = try constantInput(node, 1)?.asFloats
+            scales = node.attribute("scales")?.floats ?? fromInput ?? []
+        } else {
+            scales = (try constantInput(node, 2))?.asFloats ?? []
+            if scales.isEmpty, let sizes = try constantInput(node, 3)?.asInts, sizes.count == 4 {
+                scales = [1, 1, Float(sizes[2]) / Float(shape[1]), Float(sizes[3]) / Float(shape[2])]
+            }
+        }
+        guard scales.count == 4, scales[0] == 1, scales[1] == 1, scales[2] >= 1, scales[3] >= 1,
+              scales[2] == scales[2].rounded(), scales[3] == scales[3].rounded() else {
+            throw unsupported(node, "scales \(scales) (integer upsampling of height and width is supported)")
+        }
+        let mode = node.string("mode") ?? "nearest"
+        let transform = node.string("coordinate_transformation_mode") ?? (node.opType == "Upsample" ? "asymmetric" : "half_pixel")
+        let interpolation: Upsampling.Interpolation
+        switch mode {
+        case "nearest":
+            guard transform == "asymmetric", (node.string("nearest_mode") ?? "round_prefer_floor") == "floor" || node.opType == "Upsample" else {
+                throw unsupported(node, "nearest with \(transform) / \(node.string("nearest_mode") ?? "round_prefer_floor")")
+            }
+            interpolation = .nearest
+        case "linear", "bilinear":
+            guard transform == "half_pixel" || transform == "pytorch_half_pixel" else { throw unsupported(node, "linear with \(transform)") }
+            interpolation = .bilinear
+        default:
+            throw unsupported(node, "mode \(mode)")
+        }
+        let factors = [Int(scales[2]), Int(scales[3])]
+        let out = try emit(baseName(node), .upsampling(try Upsampling(factors: factors, interpolation: interpolation)), [x], for: node)
+        try setTensor(node, out, shape: [shape[0], shape[1] * factors[0], shape[2] * factors[1]])
+    }
+}
