@@ -94,6 +94,7 @@ let package = Package(
         .executableTarget(name: "fuzz-idx", dependencies: ["IDX", "FuzzSupport"]),
         .executableTarget(name: "fuzz-keras-config", dependencies: ["KerasHDF5", "FuzzSupport"]),
         .executableTarget(name: "fuzz-npy", dependencies: ["NumPy", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-onnx", dependencies: ["ONNXFormat", "ModelIR", "Runtime", "FuzzSupport"]),
 
         // MARK: - Tests
         .target(name: "TestSupport", dependencies: ["ModelIR", "IDX"], path: "Tests/TestSupport"),
@@ -106,7 +107,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
         .testTarget(name: "BNKitTests", dependencies: ["BNKit", "IDX", "TestSupport"]),
         .testTarget(name: "InputTests", dependencies: ["NumPy", "Images", "IDX", "TestSupport"]),
-        .testTarget(name: "ONNXFormatTests", dependencies: ["ONNXFormat", "ONNXProto", "ModelIR", "TestSupport"]),
+        .testTarget(name: "ONNXFormatTests", dependencies: ["ONNXFormat", "ONNXProto", "ModelIR", "Runtime", "TestSupport"]),
         .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BNKit", "KerasHDF5", "NativeFormat", "BNFolding", "Runtime", "IDX", "HDF5", "BNKitCLI", "TestSupport", "bnconv", "bnrun", "bnkit-hdf5-reader",
                                                          .product(name: "ZIPFoundation", package: "ZIPFoundation")]),

@@ -4,6 +4,7 @@
 #   fuzz-idx           the IDX reader, plain and gzip
 #   fuzz-keras-config  the Keras model-config parser and graph builder (JSON -> model)
 #   fuzz-npy           the NumPy .npy reader (header, sizes, element conversion)
+#   fuzz-onnx          the ONNX reader (protobuf limits, tensor sizes, import into the IR)
 # Usage: tools/fuzz.sh [SECONDS-PER-TARGET | --runs N]   (default 20 seconds each)
 # Seeds come from Fixtures/; corpora grow in .build-fuzz/corpus/<target>; crashes are
 # written to .build-fuzz/artifacts/ and fail the run. Prints each target's execution count.
@@ -13,8 +14,8 @@ limit=(-max_total_time="${1:-20}")
 if [ "${1:-}" = "--runs" ]; then limit=(-runs="$2"); fi
 root=.build-fuzz
 # FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all three).
-read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy}"
-for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy; do
+read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx}"
+for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx; do
   swift build -c release --scratch-path "$root" --product "$target" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
 done
@@ -22,8 +23,14 @@ bin="$(swift build -c release --scratch-path "$root" --show-bin-path)"
 
 # Seed corpora from the fixtures.
 seeds="$root/seeds"
-rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config,fuzz-npy} "$root/artifacts"
+rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config,fuzz-npy,fuzz-onnx} "$root/artifacts"
 cp Fixtures/npy/*.npy "$seeds/fuzz-npy/" && rm -f "$seeds/fuzz-npy/mnist"*
+# Small ONNX files: the committed PyTorch exports and bnkit's own exports of the small fixtures.
+for f in Fixtures/onnx/*.onnx; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 200000 ] && cp "$f" "$seeds/fuzz-onnx/"; done
+swift build -c release --product bnconv >/dev/null
+for f in Fixtures/architectures/*_keras3.h5 Fixtures/seed_mlp_keras2.h5 Fixtures/small_cnn_keras2.h5; do
+  "$(swift build -c release --show-bin-path)/bnconv" convert "$f" "$seeds/fuzz-onnx/$(basename "$f" .h5).onnx" >/dev/null
+done
 # Small .bin models of every op kind (fixture-sized files would only slow the fuzzer down).
 swift build -c release --product fuzz-native >/dev/null
 "$(swift build -c release --show-bin-path)/fuzz-native" --write-seeds "$seeds/fuzz-native"

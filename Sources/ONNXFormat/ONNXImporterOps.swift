@@ -67,9 +67,9 @@ extension Importer {
         default: throw unsupported(node, "auto_pad \(autoPad)")
         }
         guard pads.count == 2 * n, pads.allSatisfy({ $0 >= 0 && $0 < 1 << 16 }) else { throw unsupported(node, "pads \(pads)") }
-        if pads == same { return (sameWindow, nil) }
         let valid = try Window(size: size2, strides: strides2, dilation: dilation2, padding: .valid)
         if pads.allSatisfy({ $0 == 0 }) { return (valid, nil) }
+        if pads == same { return (sameWindow, nil) }
         // Explicit: [top, bottom, left, right] for the IR.
         return (valid, n == 2 ? [pads[0], pads[2], pads[1], pads[3]] : [0, 0, pads[0], pads[1]])
     }

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""PyTorch models exported to ONNX with their BatchNormalization nodes kept, and PyTorch's
+eval-mode outputs, made by real torch and torchvision; optionally checked against bnkit.
+
+Usage: tools/make_torch_fixtures.sh [--out DIR] [--models NAME ...] [--check --bnconv PATH --bnrun PATH]
+
+Models: small_cnn (MNIST-sized: Conv → BN → ReLU → MaxPool twice, Flatten, Linear → BN1d → ReLU →
+Linear), se_mobile (depthwise-separable blocks with squeeze-and-excitation, hard-swish, SiLU,
+upsampling and a residual Add), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
+(weights=None). Every BatchNorm gets non-trivial statistics: a training-mode pass over random
+images with momentum 1 sets the running mean and variance to those of each layer's input (as a
+trained network has them), then they are perturbed (mean + U(-0.1, 0.1)·std, variance ·
+U(0.8, 1.25)) and gamma ~ U(0.5, 1.5), beta ~ U(-0.5, 0.5). The export keeps BN as nodes
+(eval mode, do_constant_folding=False, opset 17, dynamic batch). For each NAME it writes
+NAME.onnx, NAME.x.npy (4 NCHW float32 inputs) and NAME.y.npy (the model's outputs for them).
+With --check, `bnconv fold` + `bnrun` run each and are compared with PyTorch: max abs error
+<= 1e-4 of the largest output and the same class for every input; when that fails, the same
+model in float64 says whether PyTorch's own float32 answer is off too (random networks amplify
+rounding): when two float32 evaluations by PyTorch itself (oneDNN; plain kernels on one thread)
+differ by more than the tolerance, bnkit passes if it is within twice PyTorch's distance from float64.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 4 * 4, 32, bias=False), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class SEMobile(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        self.se_pool = nn.AdaptiveAvgPool2d(1)
+        self.se = nn.Sequential(nn.Conv2d(16, 4, 1), nn.SiLU(), nn.Conv2d(4, 16, 1), nn.Hardsigmoid())
+        self.pw = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.down = nn.Sequential(nn.Conv2d(16, 24, 5, stride=2, padding=2, groups=8, bias=False), nn.BatchNorm2d(24), nn.SiLU())
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.mix = nn.Sequential(nn.Conv2d(40, 12, 1), nn.BatchNorm2d(12), nn.LeakyReLU(0.1), nn.AvgPool2d(2))
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x)
+        y = y * self.se(self.se_pool(y))
+        x = x + self.pw(y)
+        z = self.up(self.down(x))
+        x = self.mix(torch.cat([x, z], dim=1))
+        return torch.softmax(self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1)), dim=1)
+
+
+def build(name):
+    import torchvision
+    if name == "small_cnn":
+        return SmallCNN(), (1, 28, 28)
+    if name == "se_mobile":
+        return SEMobile(), (3, 32, 32)
+    return getattr(torchvision.models, name)(weights=None), (3, 96, 96)
+
+
+def randomize_statistics(model, shape, seed):
+    generator = torch.Generator().manual_seed(seed)
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.momentum = 1.0
+    # Only the BN layers in training mode: dropout and stochastic depth stay as at inference.
+    model.eval()
+    for m in norms:
+        m.train()
+    with torch.no_grad():
+        model(torch.rand((8,) + shape, generator=generator) * 2 - 1)
+    model.eval()
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for m in norms:
+            n = m.num_features
+            std = m.running_var.sqrt()
+            m.running_mean += torch.tensor(rng.uniform(-0.1, 0.1, n), dtype=torch.float32) * std
+            m.running_var *= torch.tensor(rng.uniform(0.8, 1.25, n), dtype=torch.float32)
+            m.weight.copy_(torch.tensor(rng.uniform(0.5, 1.5, n), dtype=torch.float32))
+            m.bias.copy_(torch.tensor(rng.uniform(-0.5, 0.5, n), dtype=torch.float32))
+    return len(norms)
+
+
+def export(model, shape, path):
+    x = torch.zeros((1,) + shape)
+    kwargs = dict(opset_version=17, do_constant_folding=False, input_names=["input"], output_names=["output"],
+                  dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, training=torch.onnx.TrainingMode.EVAL)
+    try:
+        torch.onnx.export(model, (x,), path, dynamo=False, **kwargs)
+    except TypeError:
+        torch.onnx.export(model, (x,), path, **kwargs)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Fixtures", "onnx"))
+    parser.add_argument("--models", nargs="+", default=["small_cnn", "se_mobile", "resnet18", "mobilenet_v2", "efficientnet_b0"])
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--bnconv")
+    parser.add_argument("--bnrun")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(args.seed)
+    failed = 0
+    for index, name in enumerate(args.models):
+        model, shape = build(name)
+        count = randomize_statistics(model, shape, args.seed + index)
+        base = os.path.join(args.out, name)
+        x = (torch.rand((4,) + shape, generator=torch.Generator().manual_seed(args.seed + 100 + index)) * 2 - 1)
+        with torch.no_grad():
+            y = model(x).numpy().astype(np.float32)
+        export(model, shape, base + ".onnx")
+        np.save(base + ".x.npy", x.numpy().astype(np.float32))
+        np.save(base + ".y.npy", y)
+        print(f"wrote {base}.onnx: {name}, input {shape}, {count} BatchNorm layers, {os.path.getsize(base + '.onnx')} bytes", flush=True)
+        if args.check:
+            binary, out = base + ".bin", base + ".out.npy"
+            fold = subprocess.run([args.bnconv, "fold", base + ".onnx", "-o", binary], capture_output=True, text=True)
+            if fold.returncode != 0:
+                failed += 1
+                print(f"FAIL {name}: {fold.stderr.strip()[:300]}")
+                continue
+            folded = sum("folded into" in line for line in fold.stdout.splitlines())
+            kept = sum("kept as" in line for line in fold.stdout.splitlines())
+            run = subprocess.run([args.bnrun, binary, base + ".x.npy", "--format", "npy", "--output", out], capture_output=True, text=True)
+            if run.returncode != 0:
+                failed += 1
+                print(f"FAIL {name}: {run.stderr.strip()[:300]}")
+                continue
+            got = np.load(out).reshape(y.shape)
+            error, scale = float(np.abs(got - y).max()), float(np.abs(y).max())
+            same = bool((got.reshape(4, -1).argmax(1) == y.reshape(4, -1).argmax(1)).all())
+            ok = error <= 1e-4 * scale and same
+            verdict, exact = "PASS" if ok else "FAIL", ""
+            if not ok:
+                # Random networks can amplify float32 rounding: does PyTorch's own float32 answer depend on its
+                # summation order (oneDNN, or plain kernels on one thread), and how far is each from float64?
+                with torch.no_grad():
+                    mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+                    torch.backends.mkldnn.enabled = False
+                    torch.set_num_threads(1)
+                    y_plain = model(x).numpy()
+                    torch.backends.mkldnn.enabled = mkldnn
+                    torch.set_num_threads(threads)
+                    y64 = model.double()(x.double()).numpy()
+                scale64 = float(np.abs(y64).max())
+                off = lambda a: float(np.abs(a - y64).max()) / scale64  # noqa: E731
+                spread = float(np.abs(y - y_plain).max()) / scale64
+                torch_off, bnkit_off = max(off(y), off(y_plain)), off(got)
+                exact = (f"; float64 reference: PyTorch float32 is {off(y):.1e} (oneDNN) and {off(y_plain):.1e} (plain, 1 thread) "
+                         f"from it, {spread:.1e} from each other; bnkit {bnkit_off:.1e}")
+                if spread > 1e-4 and bnkit_off <= 2 * torch_off:
+                    verdict, ok = "PASS (float32-indeterminate)", True
+            failed += not ok
+            print(f"{verdict} {name}: max abs error {error:.2e} (relative {error / max(scale, 1e-30):.1e}), "
+                  f"classes {'equal' if same else 'DIFFER'}{exact}; BN {count}: folded {folded}, kept {kept}", flush=True)
+            for extra in (binary, out):
+                os.remove(extra)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
