@@ -96,6 +96,13 @@ struct LayerTranslator {
         case "UpSampling2D", "UpSampling1D": return try upsampling()
         case "Cropping2D", "Cropping1D", "ZeroPadding1D": return try cropOrPad1D()
         case "TFOpLambda": return try tfOperation()
+        case "Permute":
+            try requireWeightCount(0)
+            let dims = (layer.config["dims"] as? [Any])?.compactMap { ($0 as? NSNumber).flatMap { Int(exactly: $0.doubleValue) } } ?? []
+            guard dims.count == inputShape.count, dims.sorted() == Array(1...inputShape.count) else {
+                throw KerasFileError.badConfig(path: path, detail: "Permute '\(layer.name)' has invalid dims")
+            }
+            return .transpose(dims.map { $0 - 1 })
         case let name where Self.mergeLayers[name] != nil:
             try requireWeightCount(0)
             if name == "Subtract", inputShapes.count != 2 { throw unsupported("\(inputShapes.count) inputs (Subtract takes 2)") }
