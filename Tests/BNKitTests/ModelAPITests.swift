@@ -103,7 +103,7 @@ final class ModelAPITests: XCTestCase {
         try Data("not a model".utf8).write(to: URL(fileURLWithPath: text))
         XCTAssertThrowsError(try Model.load(path: text)) { XCTAssertEqual($0 as? BNKitError, .unknownFormat(path: text)) }
         let model = try Model.load(path: fixture("seed_mlp", "keras2"))
-        XCTAssertThrowsError(try model.save(to: folder.appendingPathComponent("m.onnx").path)) {
+        XCTAssertThrowsError(try model.save(to: folder.appendingPathComponent("m.keras").path)) {
             guard case .cannotSave = $0 as? BNKitError else { return XCTFail("\($0)") }
         }
         XCTAssertThrowsError(try model.save(to: "/nonexistent-folder/m.bin")) { XCTAssertTrue("\($0)".contains("/nonexistent-folder/m.bin"), "\($0)") }
