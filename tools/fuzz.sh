@@ -13,13 +13,16 @@ cd "$(dirname "$0")/.."
 limit=(-max_total_time="${1:-20}")
 if [ "${1:-}" = "--runs" ]; then limit=(-runs="$2"); fi
 root=.build-fuzz
+# BNKIT_FUZZ_CONFIGURATION=debug builds the targets unoptimized (about 1 minute on 2 cores instead of 3:
+# the test command's short smoke run); release (the default) fuzzes faster for long campaigns.
+config="${BNKIT_FUZZ_CONFIGURATION:-release}"
 # FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all three).
 read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx}"
 for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx; do
-  swift build -c release --scratch-path "$root" --product "$target" \
+  swift build -c "$config" --scratch-path "$root" --product "$target" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
 done
-bin="$(swift build -c release --scratch-path "$root" --show-bin-path)"
+bin="$(swift build -c "$config" --scratch-path "$root" --show-bin-path)"
 
 # Seed corpora from the fixtures.
 seeds="$root/seeds"

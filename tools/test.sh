@@ -10,24 +10,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 swift build -c release --build-tests
-echo "== interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
+echo "== [${SECONDS} s] interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
 tools/interop.sh .build/release/bnconv
-echo "== ONNX export: bnconv convert to .onnx (BN kept, and folded), run by onnxruntime and OpenVINO, against Keras"
+echo "== [${SECONDS} s] ONNX export: bnconv convert to .onnx (BN kept, and folded), run by onnxruntime and OpenVINO, against Keras"
 TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/onnx_export_check.py --bnconv .build/release/bnconv 2>/dev/null | grep -v '^PASS'
-echo "== keras.applications: the smallest architecture of each family (each family by one producer, both producers), against Keras"
+echo "== [${SECONDS} s] keras.applications: the smallest architecture of each family (each family by one producer, both producers), against Keras"
 TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras3 \
   ConvNeXtTiny EfficientNetB0 MobileNetV3Small NASNetMobile ResNet50V2 Xception InceptionV3 \
   --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
 TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras2 \
   DenseNet121 EfficientNetV2B0 InceptionResNetV2 MobileNet MobileNetV2 RegNetX002 RegNetY002 ResNetRS50 ResNet50 VGG16 \
   --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
-echo "== batch statistics: bnconv recalibrate and bnrun --bn-statistics batch against Keras (float64), live"
+echo "== [${SECONDS} s] batch statistics: bnconv recalibrate and bnrun --bn-statistics batch against Keras (float64), live"
 for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
   TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bn_statistics_reference.py check --model "Fixtures/$model.h5" \
     --images Fixtures/mnist/t10k-images.idx3-ubyte.gz --limit 2000 \
     --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
 done
-echo "== fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-15} s"
-tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-15}"
-echo "== swift tests"
+echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-10} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
+BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-10}"
+echo "== [${SECONDS} s] swift tests"
 swift test -c release --skip-build --disable-swift-testing
