@@ -27,7 +27,7 @@ for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
     --images Fixtures/mnist/t10k-images.idx3-ubyte.gz --limit 2000 \
     --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
 done
-echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-10} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
-BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-10}"
+echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-6} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
+BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-6}"
 echo "== [${SECONDS} s] swift tests"
 swift test -c release --skip-build --disable-swift-testing
