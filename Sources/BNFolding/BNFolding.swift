@@ -227,38 +227,35 @@ public enum BNFolder {
             d.bias = Tensor(bias.map { Float($0) })
             return .dense(d)
         case .conv2d(var c):
-            let out = c.outputChannels, perGroup = c.kernel.shape[2], outPerGroup = out / c.groups
-            var kernel = c.kernel.values
-            let biasValues = c.bias?.values
-            var bias = (0..<out).map { Double(biasValues?[$0] ?? 0) }
-            for flat in 0..<kernel.count {
-                let o = flat % out
-                let j = (flat / out) % perGroup
-                let channel = (o / outPerGroup) * perGroup + j
-                let w = Double(kernel[flat])
-                bias[o] += w * shift[channel]
-                kernel[flat] = Float(w * scale[channel])
+            let out = c.outputChannels, perGroup = c.kernel.shape[c.kernel.shape.count - 2], outPerGroup = out / c.groups
+            (c.kernel, c.bias) = try foldInputs(c.kernel, c.bias, outputs: out, scale: scale, shift: shift) { flat in
+                ((flat % out) / outPerGroup) * perGroup + (flat / out) % perGroup
             }
-            c.kernel = try Tensor(shape: c.kernel.shape, values: kernel)
-            c.bias = Tensor(bias.map { Float($0) })
             return .conv2d(c)
         case .depthwiseConv2d(var c):
-            // Kernel (…, in, dm): input channel = (flat / dm) % in; output channel = flat % (in·dm).
-            let out = c.outputChannels, multiplier = c.depthMultiplier, channels = c.inputChannels
-            var kernel = c.kernel.values
-            let biasValues = c.bias?.values
-            var bias = (0..<out).map { Double(biasValues?[$0] ?? 0) }
-            for flat in 0..<kernel.count {
-                let o = flat % out, channel = (flat / multiplier) % channels
-                let w = Double(kernel[flat])
-                bias[o] += w * shift[channel]
-                kernel[flat] = Float(w * scale[channel])
+            // Kernel (…, in, dm): input channel = (flat / dm) % in.
+            let multiplier = c.depthMultiplier, channels = c.inputChannels
+            (c.kernel, c.bias) = try foldInputs(c.kernel, c.bias, outputs: c.outputChannels, scale: scale, shift: shift) { flat in
+                (flat / multiplier) % channels
             }
-            c.kernel = try Tensor(shape: c.kernel.shape, values: kernel)
-            c.bias = Tensor(bias.map { Float($0) })
             return .depthwiseConv2d(c)
         default:
             throw Refusal(text: "cannot fold into \(op.kind)")
         }
+    }
+
+    /// Scales each kernel weight by s of its input channel and adds w·t of it to the bias of its
+    /// output channel (flat index % outputs, the output channel being fastest in every Keras layout).
+    private static func foldInputs(_ kernel: Tensor, _ bias: Tensor?, outputs: Int, scale: [Double], shift: [Double],
+                                   inputChannel: (Int) -> Int) throws -> (Tensor, Tensor) {
+        var values = kernel.values
+        let biasValues = bias?.values
+        var folded = (0..<outputs).map { Double(biasValues?[$0] ?? 0) }
+        for flat in 0..<values.count {
+            let channel = inputChannel(flat), w = Double(values[flat])
+            folded[flat % outputs] += w * shift[channel]
+            values[flat] = Float(w * scale[channel])
+        }
+        return (try Tensor(shape: kernel.shape, values: values), Tensor(folded.map { Float($0) }))
     }
 }

@@ -59,10 +59,7 @@ struct LayerTranslator {
         guard let index = positional.firstIndex(where: { $0 is NSNumber }), let number = positional[index] as? NSNumber else { return nil }
         let value = Float(number.doubleValue), first = index == 0
         guard value.isFinite else { throw unsupported("a non-finite constant operand") }
-        let channels = inputShape.last ?? 1
-        func affine(_ scale: Float, _ shift: Float) throws -> Op {
-            .affine(try Affine(scale: Tensor([Float](repeating: scale, count: channels)), shift: Tensor([Float](repeating: shift, count: channels))))
-        }
+        func affine(_ scale: Float, _ shift: Float) throws -> Op { try scalarAffine(scale: scale, shift: shift) }
         switch layer.className {
         case "Add": return try affine(1, value)
         case "Multiply": return try affine(value, 0)
@@ -392,13 +389,10 @@ struct LayerTranslator {
             throw KerasFileError.badConfig(path: path, detail: "TFOpLambda '\(layer.name)' has no 'function'")
         }
         let feature = "the TensorFlow operator tf.\(function)"
-        let channels = inputShape.last ?? 1
         func constant(_ key: String) -> Float? {
             (callArguments[key] as? NSNumber).map { Float($0.doubleValue) }
         }
-        func affine(scale: Float, shift: Float) throws -> Op {
-            .affine(try Affine(scale: Tensor([Float](repeating: scale, count: channels)), shift: Tensor([Float](repeating: shift, count: channels))))
-        }
+        func affine(scale: Float, shift: Float) throws -> Op { try scalarAffine(scale: scale, shift: shift) }
         let binary: [String: (tensor: Op, constant: ((Float) throws -> Op)?)] = [
             "__operators__.add": (.add, { try affine(scale: 1, shift: $0) }),
             "math.add": (.add, { try affine(scale: 1, shift: $0) }),
@@ -432,6 +426,12 @@ struct LayerTranslator {
         default:
             throw unsupported("\(feature) on \(inputShapes.count) tensors")
         }
+    }
+
+    /// `x · scale + shift` with one scale and shift for every channel (a tensor-and-number operation).
+    private func scalarAffine(scale: Float, shift: Float) throws -> Op {
+        let channels = inputShape.last ?? 1
+        return .affine(try Affine(scale: Tensor([Float](repeating: scale, count: channels)), shift: Tensor([Float](repeating: shift, count: channels))))
     }
 
     private func pooling1D() throws -> Op {
