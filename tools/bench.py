@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""bnrun versus onnxruntime on the same folded weights, side by side, in one run.
+"""bnrun versus onnxruntime and OpenVINO on the same folded weights, side by side, in one run.
 
-Usage: tools/bench.sh [--repeats N] [--models ...] [--quick]
+Usage: tools/bench.py --bin .build/release [--repeats N] [--models ...] [--quick] [--isa avx2]
+(tools/bench.sh runs this, then tools/bench_applications.py for the keras.applications models.)
 
 For each benchmark model (Fixtures/seed_mlp_keras3.h5, small_cnn_keras3.h5,
 big_cnn_keras3.h5) this folds the Keras file with `bnconv fold`, reads the
 folded .bin (weights exactly as bnrun uses them), builds the same network as
 an ONNX model with numpy + onnx, and then, for threads 1 and 2 and batch 1,
-64 and 10000, alternates onnxruntime and `bnrun --bench` runs over the 10,000
-MNIST test images and prints the median images/s of each and the ratio. It
-checks that both predict the same classes, and times whole processes:
+64 and 10000, alternates onnxruntime, OpenVINO (CPU plugin, f32 inference
+precision, the model reshaped to the batch; a last partial batch is left out of
+its count) and `bnrun --bench` runs over the 10,000 MNIST test images and prints
+the median images/s of each and bnrun's ratio to the faster peer. It checks
+that all three predict the same classes, and times whole processes:
 `bnrun` classifying the 10,000 images with labels versus a Python script
 doing the same with onnxruntime. Results are printed as Markdown.
 """
@@ -27,6 +30,7 @@ import time
 import numpy as np
 import onnx
 import onnxruntime as ort
+import openvino as ov
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -210,9 +214,29 @@ def ort_rate(session, x, batch):
     return len(x) / (time.perf_counter() - start)
 
 
+def ov_request(core, path, threads, batch, shape):
+    model = core.read_model(path)
+    model.reshape({model.inputs[0].any_name: [batch] + list(shape)})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                 "INFERENCE_PRECISION_HINT": "f32"})
+    return compiled.create_infer_request()
+
+
+def ov_rate(request, x, batch):
+    """Images/s over the whole batches of x (OpenVINO runs the static batch it was compiled for)."""
+    whole = len(x) // batch * batch
+    start = time.perf_counter()
+    for i in range(0, whole, batch):
+        request.infer({0: x[i:i + batch]})
+    return whole / (time.perf_counter() - start)
+
+
+BNRUN_ENV = dict(os.environ)
+
+
 def bnrun_rate(bnrun, model, batch, threads):
     run = subprocess.run([bnrun, model, IMAGES, "--bench", "1", "--batch", str(batch), "--threads", str(threads)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=BNRUN_ENV)
     return float(run.stdout.split()[1])
 
 
@@ -244,7 +268,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--models", nargs="*", default=["seed_mlp_keras3", "small_cnn_keras3", "big_cnn_keras3"])
     parser.add_argument("--quick", action="store_true", help="batch 64 and 10000 only, threads 1 and 2, 3 repeats")
+    parser.add_argument("--isa", choices=["avx512", "avx2", "generic"], default=None,
+                        help="cap bnrun's kernels (BNKIT_MAX_ISA): its AVX2 paths measured on an AVX-512 machine")
     args = parser.parse_args()
+    if args.isa:
+        BNRUN_ENV["BNKIT_MAX_ISA"] = args.isa
     bnconv, bnrun = os.path.join(args.bin, "bnconv"), os.path.join(args.bin, "bnrun")
     work = tempfile.mkdtemp(prefix="bnkit-bench-")
     repeats = 3 if args.quick else args.repeats
@@ -262,10 +290,13 @@ def main():
     whole_ours, whole_theirs = whole_process([[bnrun, folded, IMAGES, "--labels", LABELS, "--format", "summary"],
                                   [sys.executable, script, onnx_path, IMAGES, LABELS]], whole_repeats)
 
-    print(f"onnxruntime {ort.__version__}, numpy {np.__version__}; bnrun gemm: see `bnrun --help`; {os.cpu_count()} cores")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"CPU: {cpu}, {os.cpu_count()} logical cores; bnrun ISA cap: {args.isa or 'none (best available)'}; "
+          f"onnxruntime {ort.__version__}, OpenVINO {ov.__version__}, numpy {np.__version__}")
     print()
-    print("| model | threads | batch | bnrun img/s | onnxruntime img/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| model | threads | batch | bnrun img/s | onnxruntime img/s | OpenVINO img/s | ratio to the faster |")
+    print("|---|---|---|---|---|---|---|")
+    core = ov.Core()
     for name in args.models:
         folded = os.path.join(work, name + ".bin")
         subprocess.run([bnconv, "fold", os.path.join(FIXTURES, name + ".h5"), "-o", folded], capture_output=True, check=True)
@@ -279,7 +310,9 @@ def main():
         ort_classes = session.run(None, {"x": x})[0].argmax(1)
         csv = subprocess.run([bnrun, folded, IMAGES, "--format", "csv"], capture_output=True, text=True, check=True).stdout
         bn_classes = np.array([int(line.split(",")[1]) for line in csv.splitlines()[1:]])
-        agree = int((ort_classes == bn_classes).sum())
+        ov_classes = np.concatenate([ov_request(core, onnx_path, 2, 1000, x.shape[1:]).infer({0: x[i:i + 1000]})[0].argmax(1)
+                                     for i in range(0, len(x), 1000)])
+        agree = int(((ort_classes == bn_classes) & (ov_classes == bn_classes)).sum())
         if agree != len(x):
             print(f"| {name} | classes differ: {agree}/{len(x)} agree |")
 
@@ -290,14 +323,17 @@ def main():
                     subset = x[:1000]   # batch 1 over 1000 images keeps the run short
                 else:
                     subset = x
+                request = ov_request(core, onnx_path, threads, batch, x.shape[1:])
                 ort_rate(session, subset[:min(len(subset), 2 * batch)], batch)  # warm up
-                ours, theirs = [], []
-                for _ in range(repeats):   # alternate, so both see the same machine state
+                ov_rate(request, subset[:min(len(subset), 2 * batch)], batch)
+                ours, theirs, openvino = [], [], []
+                for _ in range(repeats):   # alternate, so all see the same machine state
                     theirs.append(ort_rate(session, subset, batch))
+                    openvino.append(ov_rate(request, subset, batch))
                     ours.append(bnrun_rate(bnrun, folded, batch, threads))
-                a, b = statistics.median(ours), statistics.median(theirs)
-                print(f"| {name} | {threads} | {batch} | {a:,.0f} | {b:,.0f} | {a / b:.2f}× |", flush=True)
-        print(f"| {name} | | | classes equal: {agree}/{len(x)} | | |")
+                a, b, c = statistics.median(ours), statistics.median(theirs), statistics.median(openvino)
+                print(f"| {name} | {threads} | {batch} | {a:,.0f} | {b:,.0f} | {c:,.0f} | {a / max(b, c):.2f}× |", flush=True)
+        print(f"| {name} | | | classes equal (all three): {agree}/{len(x)} | | | |")
 
     print()
     print(f"whole process, {first}, 10,000 images with labels (median of {whole_repeats}, alternating): bnrun {whole_ours * 1000:.0f} ms, "

@@ -173,7 +173,8 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
 
 /// Throughput of the model on the images, in process, without printing:
 /// images per second over all images in batches of `batch`, median of `repeats` passes.
-public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batch: Int, threads: Int, repeats: Int) throws -> (median: Double, all: [Double]) {
+public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batch: Int, threads: Int, repeats: Int,
+                      profile: ((_ steps: [(layer: String, operation: String, seconds: Double)]) -> Void)? = nil) throws -> (median: Double, all: [Double]) {
     let executor = try Executor(graph: graph)
     let images = try IDXReader.read(path: imagesPath)
     guard images.itemSize == executor.inputSize else {
@@ -189,6 +190,8 @@ public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batc
     // branch predictors trained, the CPU out of its idle state): a steady-state rate.
     for tile in tiles { _ = try executor.run(tile, threads: threads) }
     var rates: [Double] = []
+    executor.profiling = profile != nil
+    defer { profile?(executor.stepProfile) }
     for _ in 0..<max(repeats, 1) {
         let start = DispatchTime.now().uptimeNanoseconds
         for tile in tiles { _ = try executor.run(tile, threads: threads) }

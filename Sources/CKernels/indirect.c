@@ -21,23 +21,36 @@ __attribute__((target("avx512f")))
 static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B,
                                  const float *bias, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
+    float *pk = M >= 24 ? bnk_panel((size_t)segs * len * 32) : NULL;
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int width = N - n0 < 32 ? N - n0 : 32;
         const __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
         const __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
         const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
         const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
+        /* This block of B's columns as one contiguous panel (see gemm.c) when several row blocks read it. */
+        const float *bp = B + n0;
+        int bs = N;
+        if (pk) {
+            const float *src = B + n0;
+            for (int k = 0; k < segs * len; k++, src += N) {
+                _mm512_store_ps(pk + (size_t)k * 32, _mm512_maskz_loadu_ps(mask0, src));
+                _mm512_store_ps(pk + (size_t)k * 32 + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
+            }
+            bp = pk;
+            bs = 32;
+        }
         int m = 0;
         for (; m + 12 <= M; m += 12) {
             __m512 lo[12], hi[12];
             for (int r = 0; r < 12; r++) { lo[r] = bias0; hi[r] = bias1; }
-            const float *b = B + n0;
+            const float *b = bp;
             for (int s = 0; s < segs; s++) {
                 const float *const *p = rows + (size_t)m * segs + s;
                 const float *a0 = p[0 * segs], *a1 = p[1 * segs], *a2 = p[2 * segs], *a3 = p[3 * segs], *a4 = p[4 * segs],
                             *a5 = p[5 * segs], *a6 = p[6 * segs], *a7 = p[7 * segs], *a8 = p[8 * segs], *a9 = p[9 * segs],
                             *a10 = p[10 * segs], *a11 = p[11 * segs];
-                for (int k = 0; k < len; k++, b += N) {
+                for (int k = 0; k < len; k++, b += bs) {
                     const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
                     __m512 x;
 #define ROW(r, a) x = _mm512_set1_ps(a[k]); lo[r] = _mm512_fmadd_ps(x, b0, lo[r]); hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
@@ -54,10 +67,10 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
         }
         for (; m < M; m++) {
             __m512 lo = bias0, hi = bias1;
-            const float *b = B + n0;
+            const float *b = bp;
             for (int s = 0; s < segs; s++) {
                 const float *a = rows[(size_t)m * segs + s];
-                for (int k = 0; k < len; k++, b += N) {
+                for (int k = 0; k < len; k++, b += bs) {
                     const __m512 x = _mm512_set1_ps(a[k]);
                     lo = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask0, b), lo);
                     hi = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask1, b + 16), hi);

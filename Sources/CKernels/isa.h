@@ -2,14 +2,12 @@
  * bnk_limit_isa (tests run every code path this machine can run). */
 #ifndef BNKIT_ISA_H
 #define BNKIT_ISA_H
+#include <stddef.h>
 
 #if defined(__x86_64__)
 #define BNK_X86 1
-/* Compiled for AVX-512, AVX2 and baseline; the loader picks one. */
-#define BNK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define BNK_X86 0
-#define BNK_CLONES
 #endif
 
 #if BNK_X86
@@ -25,6 +23,31 @@ static inline __m512 bnk_act512(__m512 v, int act) {
     return v;
 }
 #endif
+
+/* One C body compiled three times, for AVX-512, AVX2+FMA and baseline (the compiler vectorizes
+   it for each), and NAME##_dispatch, which runs the best one the instruction-set cap allows; so
+   the tests exercise every version on one machine (target_clones would pick by CPU alone).
+   NAME##_body must be a static always_inline function taking ARGS. */
+#if BNK_X86
+#define BNK_AVX2_TARGET __attribute__((target("avx2,fma")))
+#define BNK_AVX512_TARGET __attribute__((target("avx512f")))
+#else
+#define BNK_AVX2_TARGET
+#define BNK_AVX512_TARGET
+#endif
+#define BNK_VARIANTS(NAME, PARAMS, ARGS)                                              \
+    static void NAME##_generic PARAMS { NAME##_body ARGS; }                            \
+    BNK_AVX2_TARGET static void NAME##_avx2 PARAMS { NAME##_body ARGS; }               \
+    BNK_AVX512_TARGET static void NAME##_avx512 PARAMS { NAME##_body ARGS; }           \
+    static inline void NAME##_dispatch PARAMS {                                        \
+        if (BNK_X86 && bnk_use_avx512()) NAME##_avx512 ARGS;                           \
+        else if (BNK_X86 && bnk_use_avx2()) NAME##_avx2 ARGS;                          \
+        else NAME##_generic ARGS;                                                      \
+    }
+
+/* The calling thread's buffer for packed GEMM panels, at least `floats` long and 64-byte
+   aligned (kept and grown; NULL when memory runs out, and then the kernels read B in place). */
+float *bnk_panel(size_t floats);
 
 /* 2: AVX-512 kernels allowed, 1: AVX2+FMA, 0: portable C only. */
 int bnk_use_avx512(void);

@@ -70,9 +70,9 @@ void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy,
     }
 }
 
-BNK_CLONES
-void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
-                int pad_top, int pad_left, int oh, int ow, int is_max, float *out) {
+static inline __attribute__((always_inline))
+void pool2d_body(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
+                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out) {
     if (is_max && kh == 2 && kw == 2 && sy == 2 && sx == 2 && pad_top == 0 && pad_left == 0 && 2 * oh <= h && 2 * ow <= w) {
         /* The common 2x2/2 max pool: four rows of channels, element-wise max. */
         for (int oy = 0; oy < oh; oy++) {
@@ -110,8 +110,8 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
     }
 }
 
-BNK_CLONES
-void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out) {
+static inline __attribute__((always_inline))
+void global_pool_body(const float *image, int pixels, int c, int is_max, float *out) {
     for (int k = 0; k < c; k++) out[k] = is_max ? -FLT_MAX * 2 : 0.0f;
     for (int p = 0; p < pixels; p++) {
         const float *x = image + (size_t)p * c;
@@ -219,4 +219,18 @@ int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, 
 
 int bnk_conv2d_single_channel_available(int act) {
     return bnk_use_avx512() && act != BNK_ACT_SIGMOID;
+}
+
+BNK_VARIANTS(pool2d, (const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int pad_top, int pad_left, int oh, int ow,
+                      int is_max, float *out),
+             (image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out))
+BNK_VARIANTS(global_pool, (const float *image, int pixels, int c, int is_max, float *out), (image, pixels, c, is_max, out))
+
+void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
+                int pad_top, int pad_left, int oh, int ow, int is_max, float *out) {
+    pool2d_dispatch(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out);
+}
+
+void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out) {
+    global_pool_dispatch(image, pixels, c, is_max, out);
 }

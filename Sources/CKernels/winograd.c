@@ -19,11 +19,13 @@
 #include <string.h>
 
 static int block_tiles(int cin, int cout) {
-    /* V and M of a block: 16 * tiles * (cin + cout) floats, about 256 KiB; a multiple of 12 (the GEMM's rows). */
-    int tiles = 65536 / (16 * (cin + cout));
-    tiles = tiles / 12 * 12;
+    /* V and M of a block: 16 * tiles * (cin + cout) floats, about 512 KiB (the transformed kernel U
+       is streamed once per block, so blocks are as large as the caches allow); a multiple of 4
+       (the GEMM's row blocks), at least 12. */
+    int tiles = 131072 / (16 * (cin + cout));
+    tiles = tiles / 4 * 4;
     if (tiles < 12) tiles = 12;
-    if (tiles > 96) tiles = 96;
+    if (tiles > 192) tiles = 192;
     return tiles;
 }
 
@@ -32,8 +34,8 @@ size_t bnk_winograd_scratch(int cin, int cout) {
 }
 
 /* V[k][t][c] for the 16 rows of one tile (row pointers, a zero row outside the image). */
-BNK_CLONES
-static void input_transform(const float *const *rows, int cin, int tiles, int t, float *V) {
+static inline __attribute__((always_inline))
+void input_transform_body(const float *const *rows, int cin, int tiles, int t, float *V) {
     const float *d0 = rows[0], *d1 = rows[1], *d2 = rows[2], *d3 = rows[3], *d4 = rows[4], *d5 = rows[5], *d6 = rows[6],
                 *d7 = rows[7], *d8 = rows[8], *d9 = rows[9], *d10 = rows[10], *d11 = rows[11], *d12 = rows[12],
                 *d13 = rows[13], *d14 = rows[14], *d15 = rows[15];
@@ -60,9 +62,9 @@ static inline float activate(float v, int act) {
 }
 
 /* Y = A^T M A + bias for one tile; writes the outputs inside the image (or the pooled value). */
-BNK_CLONES
-static void output_transform(const float *M, int tiles, int t, int cout, const float *bias, int act,
-                             float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
+static inline __attribute__((always_inline))
+void output_transform_body(const float *M, int tiles, int t, int cout, const float *bias, int act,
+                           float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
     const size_t stride = (size_t)tiles * cout;
     const float *m = M + (size_t)t * cout;
     float *o00 = out + ((size_t)y0 * ow + x0) * cout;
@@ -93,11 +95,16 @@ static void output_transform(const float *M, int tiles, int t, int cout, const f
     }
 }
 
+BNK_VARIANTS(input_transform, (const float *const *rows, int cin, int tiles, int t, float *V), (rows, cin, tiles, t, V))
+BNK_VARIANTS(output_transform, (const float *M, int tiles, int t, int cout, const float *bias, int act, float *out, int ow, int y0,
+                                int x0, int rows, int cols, int pool),
+             (M, tiles, t, cout, bias, act, out, ow, y0, x0, rows, cols, pool))
+
 #if BNK_X86
 #include <immintrin.h>
 
 __attribute__((target("avx512f")))
-static void input_transform_avx512(const float *const *rows, int cin, int tiles, int t, float *V) {
+static void input_transform_avx512_intrinsics(const float *const *rows, int cin, int tiles, int t, float *V) {
     const size_t stride = (size_t)tiles * cin;
     float *v = V + (size_t)t * cin;
     for (int c = 0; c < cin; c += 16) {
@@ -121,7 +128,7 @@ static void input_transform_avx512(const float *const *rows, int cin, int tiles,
 }
 
 __attribute__((target("avx512f")))
-static void output_transform_avx512(const float *M, int tiles, int t, int cout, const float *bias, int act,
+static void output_transform_avx512_intrinsics(const float *M, int tiles, int t, int cout, const float *bias, int act,
                                     float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
     const size_t stride = (size_t)tiles * cout;
     const float *m = M + (size_t)t * cout;
@@ -168,10 +175,13 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
     float *V = scratch, *Mt = V + (size_t)16 * block * cin, *zero = Mt + (size_t)16 * block * cout;
     memset(zero, 0, (size_t)cin * sizeof(float));
     const int out_h = pool ? oh / 2 : oh, out_w = pool ? ow / 2 : ow;
-    input_fn input_transform_chosen = input_transform;
-    output_fn output_transform_chosen = output_transform;
+    input_fn input_transform_chosen = input_transform_dispatch;
+    output_fn output_transform_chosen = output_transform_dispatch;
 #if BNK_X86
-    if (bnk_use_avx512()) { input_transform_chosen = input_transform_avx512; output_transform_chosen = output_transform_avx512; }
+    if (bnk_use_avx512()) {
+        input_transform_chosen = input_transform_avx512_intrinsics;
+        output_transform_chosen = output_transform_avx512_intrinsics;
+    }
 #endif
     for (int first = 0; first < total; first += block) {
         const int count = total - first < block ? total - first : block;

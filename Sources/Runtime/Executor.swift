@@ -47,6 +47,7 @@ public final class Executor: @unchecked Sendable {
 
     private let steps: [Step]
     private let nodeCount: Int
+    private let nodeNames: [String]
     private let sizes: [Int]
     /// The memory plan: the buffer each node's values live in (nil: the input, the output,
     /// or never written) and the buffers' sizes in floats per sample.
@@ -94,7 +95,12 @@ public final class Executor: @unchecked Sendable {
         /// BatchNormalization with the batch's own statistics (`BatchNormStatistics.batch`).
         case batchNormFromBatch(gamma: [Double]?, beta: [Double]?, epsilon: Double, channels: Int)
         case activation(ActivationKind, channels: Int)
-        case add, multiply
+        /// Two inputs of one shape, then the activation.
+        case add(activation: ActivationKind, channels: Int)
+        case multiply
+        /// Squeeze-and-excitation's product: input `scaled` (pixels × channels per sample) times
+        /// the other input's one value per channel.
+        case scaleChannels(scaled: Int, pixels: Int, channels: Int)
         /// Add or multiply of inputs of different (broadcastable) per-sample shapes.
         case broadcast(isAdd: Bool, inputs: [[Int]], output: [Int])
         /// Per sample: `outer` blocks, each the inputs' chunks of the given sizes.
@@ -132,19 +138,22 @@ public final class Executor: @unchecked Sendable {
             observed[i] = position
         }
         let observedNames = Set(observing)
-        // A Dense or Conv2D whose only reader is a ReLU/ReLU6/sigmoid applies it in
-        // its GEMM epilogue and writes straight into the activation's buffer.
+        // A Dense, Conv2D, DepthwiseConv2D or two-input Add whose only reader is an activation
+        // applies it as it writes (in the GEMM epilogue, or on its output while it is in cache)
+        // straight into the activation's buffer: no separate pass, no copy.
         var fusedActivation: [String: (activation: Activation, into: String)] = [:]
         var absorbed: Set<String> = []
         for node in graph.nodes {
             switch node.operation {
-            case .dense, .conv2d: break
+            case .dense, .conv2d, .depthwiseConv2d: break
+            case .add where node.inputs.count == 2 && Set(node.inputs.map { shapes[$0]! }).count == 1: break
             default: continue
             }
-            guard node.operation.fusedActivation == .linear, !graph.outputs.contains(node.name), !observedNames.contains(node.name) else { continue }
+            guard (node.operation.fusedActivation ?? .linear) == .linear, !graph.outputs.contains(node.name),
+                  !observedNames.contains(node.name) else { continue }
             let readers = graph.consumers(of: node.name)
             guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name],
-                  case .activation(let activation) = reader.operation, [.relu, .relu6, .sigmoid].contains(activation) else { continue }
+                  case .activation(let activation) = reader.operation else { continue }
             fusedActivation[node.name] = (activation, reader.name)
             absorbed.insert(reader.name)
         }
@@ -170,18 +179,55 @@ public final class Executor: @unchecked Sendable {
             pooledInto[node.name] = reader.name
             absorbed.insert(reader.name)
         }
+        // A zero padding whose only reader is a Conv2D or DepthwiseConv2D: the conv reads the
+        // unpadded input with the padding added to its own (taps outside the input add nothing),
+        // so the padded copy is never made.
+        var paddingFor: [String: (source: String, top: Int, left: Int)] = [:]
+        for node in graph.nodes {
+            let pads: [Int]
+            switch node.operation {
+            case .zeroPadding2d(let p): pads = p
+            case .pad2d(let p, let value) where value == 0: pads = p
+            default: continue
+            }
+            guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }), shapes[node.name]!.count == 3, node.inputs.count == 1,
+                  !graph.outputs.contains(node.name), !observedNames.contains(node.name) else { continue }
+            let readers = graph.consumers(of: node.name)
+            guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name] else { continue }
+            switch reader.operation {
+            case .conv2d, .depthwiseConv2d: break
+            default: continue
+            }
+            paddingFor[reader.name] = (node.inputs[0], pads[0], pads[2])
+            absorbed.insert(node.name)
+        }
+        /// A conv's geometry, over the unpadded input when a padding was folded into it.
+        func convGeometry(_ window: Window, _ node: Node, _ outShape: [Int]) -> Kernels.Spatial {
+            var g = Self.geometry(window, shapes[node.inputs[0]]!, outShape)
+            if let padding = paddingFor[node.name], let source = shapes[padding.source] {
+                g.inHeight = source[0]
+                g.inWidth = source[1]
+                g.padTop += padding.top
+                g.padLeft += padding.left
+            }
+            return g
+        }
+        func sources(_ node: Node) -> [Int] {
+            node.inputs.map { index[paddingFor[node.name]?.source ?? $0]! }
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
             let outShape = shapes[node.name]!
             let fused = fusedActivation[node.name]
             if case .conv2d(let conv) = node.operation {
-                let geometry = Self.geometry(conv.window, shapes[node.inputs[0]]!, outShape)
+                let geometry = convGeometry(conv.window, node, outShape)
                 let activation = Self.kind(fused?.activation ?? conv.activation)
                 let pooled = pooledInto[node.name]
                 let destination = pooled ?? fused?.into ?? node.name
                 var special: Kind?
-                if Kernels.canUseWinograd(geometry, groups: conv.groups, activation: activation) {
+                if pooled != nil ? Kernels.canUseWinograd(geometry, groups: conv.groups, activation: activation)
+                    : Kernels.canUseWinograd(geometry, groups: conv.groups) {
                     special = .winograd(transformed: Kernels.winogradKernel(conv.kernel.values, inChannels: geometry.inChannels,
                                                                             outChannels: geometry.outChannels),
                                         bias: conv.bias, geometry: geometry, activation: activation, pool: pooled != nil)
@@ -189,7 +235,7 @@ public final class Executor: @unchecked Sendable {
                     special = .conv2dMaxPool(kernel: conv.kernel, bias: conv.bias, geometry: geometry, activation: activation)
                 }
                 if let special {
-                    steps.append(Step(kind: special, sources: node.inputs.map { index[$0]! }, destination: index[destination]!))
+                    steps.append(Step(kind: special, sources: sources(node), destination: index[destination]!))
                     continue
                 }
             }
@@ -204,11 +250,11 @@ public final class Executor: @unchecked Sendable {
             case .conv2d(let conv) where conv.groups > 1 && conv.kernel.shape[conv.kernel.shape.count - 2] == 1:
                 // One input channel per group (ConvNeXt's 7×7 blocks, grouped 1-D convs): a depthwise
                 // convolution, whose kernel layout (kh, kw, in, out/in) is the same memory.
-                kind = .depthwise(kernel: conv.kernel, bias: conv.bias, geometry: Self.geometry(conv.window, inShapes[0], outShape),
+                kind = .depthwise(kernel: conv.kernel, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
                                   multiplier: conv.outputChannels / conv.groups, activation: Self.kind(fused?.activation ?? conv.activation))
             case .conv2d(let conv):
                 kind = .conv2d(kernel: conv.kernel, bias: conv.bias,
-                               geometry: Self.geometry(conv.window, inShapes[0], outShape), groups: conv.groups,
+                               geometry: convGeometry(conv.window, node, outShape), groups: conv.groups,
                                activation: Self.kind(fused?.activation ?? conv.activation))
             case .separableConv2d(let conv):
                 let middle = (outShape.count == 2 ? [1] + outShape : outShape).dropLast() + [conv.inputChannels * conv.depthMultiplier]
@@ -253,8 +299,8 @@ public final class Executor: @unchecked Sendable {
                 kind = .merge(operation, inputs: inShapes, output: outShape)
             case .depthwiseConv2d(let conv):
                 kind = .depthwise(kernel: conv.kernel, bias: conv.bias,
-                                  geometry: Self.geometry(conv.window, inShapes[0], outShape), multiplier: conv.depthMultiplier,
-                                  activation: Self.kind(conv.activation))
+                                  geometry: convGeometry(conv.window, node, outShape), multiplier: conv.depthMultiplier,
+                                  activation: Self.kind(fused?.activation ?? conv.activation))
             case .pool2d(let pool):
                 kind = .pool(geometry: Self.geometry(pool.window, inShapes[0], outShape), isMax: pool.kind == .max)
             case .globalPool(let poolKind, _):
@@ -287,10 +333,15 @@ public final class Executor: @unchecked Sendable {
                 kind = .activation(Self.kind(activation), channels: outShape.last ?? 1)
             case .add where inShapes.contains(where: { $0 != outShape }):
                 kind = .broadcast(isAdd: true, inputs: inShapes, output: outShape)
+            case .multiply where inShapes.count == 2 && Self.channelScale(inShapes, outShape) != nil:
+                kind = .scaleChannels(scaled: Self.channelScale(inShapes, outShape)!, pixels: outShape.dropLast().reduce(1, *),
+                                      channels: outShape.last!)
             case .multiply where inShapes.contains(where: { $0 != outShape }):
                 kind = .broadcast(isAdd: false, inputs: inShapes, output: outShape)
+            case .add where inShapes.count == 2:
+                kind = .add(activation: Self.kind(fused?.activation ?? .linear), channels: outShape.last ?? 1)
             case .add:
-                kind = .add
+                kind = .add(activation: .linear, channels: outShape.last ?? 1)
             case .multiply:
                 kind = .multiply
             case .concatenate(let axis):
@@ -299,13 +350,14 @@ public final class Executor: @unchecked Sendable {
             case .flatten, .reshape, .identity:
                 kind = .copy
             }
-            steps.append(Step(kind: kind, sources: node.inputs.map { index[$0]! }, destination: fused.map { index[$0.into]! } ?? i))
+            steps.append(Step(kind: kind, sources: sources(node), destination: fused.map { index[$0.into]! } ?? i))
         }
         self.steps = steps
         self.batchNormStatistics = batchNormStatistics
         self.observed = observed
         self.observedAfterStep = steps.map { observed[$0.destination] }
         self.nodeCount = graph.nodes.count
+        self.nodeNames = graph.nodes.map(\.name)
         self.sizes = graph.nodes.map { shapes[$0.name]!.reduce(1, *) }
         (self.bufferOfNode, self.bufferSizes) = Self.planMemory(steps: steps.map { ($0.sources, $0.destination) }, sizes: sizes,
                                                                  external: [index[input.name]!, index[graph.outputs[0]]!])
@@ -319,6 +371,18 @@ public final class Executor: @unchecked Sendable {
         let nodeSizes = sizes, written = Set(steps.map(\.destination) + [index[input.name]!])
         let largest = max(written.map { nodeSizes[$0] }.max() ?? 1, 1)
         self.tileSize = min(256, max(8, (1 << 18) / largest))
+    }
+
+    /// Which of two inputs is a feature map the other scales channel by channel (the other's
+    /// shape all ones but the channel axis), if so.
+    private static func channelScale(_ shapes: [[Int]], _ output: [Int]) -> Int? {
+        guard output.count >= 2, let channels = output.last else { return nil }
+        for scaled in 0..<2 {
+            let other = shapes[1 - scaled]
+            if shapes[scaled] == output, other.count == output.count, other.last == channels,
+               other.dropLast().allSatisfy({ $0 == 1 }) { return scaled }
+        }
+        return nil
     }
 
     /// The statistics group and parameter index of each element of a sample of `shape` when
@@ -463,6 +527,17 @@ public final class Executor: @unchecked Sendable {
         let tile = max(1, (batch + threads * rounds - 1) / (threads * rounds))
         let tiles = (batch + tile - 1) / tile
         let workers = max(1, min(threads, tiles))
+        if threads > 1, tiles < threads {
+            // Fewer tiles than threads (one image on two threads): the tiles run one after
+            // another, each step split across all the workers.
+            let parallel = StepParallelism(pool: pool(threads))
+            for t in 0..<tiles {
+                let start = t * tile, end = min(batch, start + tile)
+                runPart(input.baseAddress! + start * inputSize, output.baseAddress! + start * outputSize, batch: end - start, worker: 0,
+                        observer: observer, parallel: parallel)
+            }
+            return
+        }
         // Each tile reads and writes its own rows; the addresses travel as integers.
         let xAddress = Int(bitPattern: input.baseAddress!), yAddress = Int(bitPattern: output.baseAddress!)
         let inputSize = self.inputSize, outputSize = self.outputSize
@@ -475,6 +550,22 @@ public final class Executor: @unchecked Sendable {
             }
         }
         if workers == 1 { work(0) } else { self.pool(threads).run { worker in if worker < workers { work(worker) } } }
+    }
+
+    /// While set, worker 0 adds the time of each step it runs to `stepProfile` (set it between runs).
+    public var profiling = false {
+        didSet { stepNanoseconds = [UInt64](repeating: 0, count: steps.count) }
+    }
+    private var stepNanoseconds: [UInt64] = []
+
+    /// Each step's layer (the node it writes), operation and the seconds worker 0 spent in it
+    /// while `profiling` was on, in execution order.
+    public var stepProfile: [(layer: String, operation: String, seconds: Double)] {
+        steps.indices.map { position in
+            let operation = Mirror(reflecting: steps[position].kind).children.first?.label ?? "\(steps[position].kind)"
+            return (nodeNames[steps[position].destination], operation,
+                    Double(position < stepNanoseconds.count ? stepNanoseconds[position] : 0) / 1e9)
+        }
     }
 
     /// Activation buffers per worker, planned at first use and reused while
@@ -537,8 +628,10 @@ public final class Executor: @unchecked Sendable {
     }
 
     private func runPart(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, batch: Int, worker: Int,
-                         observer: ExecutionObserver?) {
+                         observer: ExecutionObserver?, parallel: StepParallelism = .serial) {
         let arena = arena(worker: worker, batch: batch)
+        // Scratch of the workers sharing a split step (their own arenas hold no activations).
+        let arenas = [arena] + (1..<parallel.workers).map { self.arena(worker: $0, batch: 0) }
         func pointer(_ index: Int) -> UnsafePointer<Float> {
             if index == inputIndex { return input }
             if index == outputIndex { return UnsafePointer(output) }
@@ -547,10 +640,17 @@ public final class Executor: @unchecked Sendable {
         if let observer, let observation = observed[inputIndex] {
             observer(observation, UnsafeBufferPointer(start: input, count: batch * inputSize), worker)
         }
+        let timing = profiling && worker == 0
         for (position, step) in steps.enumerated() {
+            let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
+            defer { if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started } }
             let destination = step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!]
             let count = batch * sizes[step.destination]
-            Self.execute(step.kind, step.sources.map(pointer), destination, batch: batch, count: count, arena: arena)
+            let sources = step.sources.map(pointer)
+            if parallel.workers == 1
+                || !Self.executeSplit(step.kind, sources, destination, batch: batch, count: count, parallel: parallel, arenas: arenas) {
+                Self.execute(step.kind, sources, destination, batch: batch, count: count, arena: arena)
+            }
             if let observer, let observation = observedAfterStep[position] {
                 observer(observation, UnsafeBufferPointer(start: destination, count: count), worker)
             }
@@ -558,6 +658,173 @@ public final class Executor: @unchecked Sendable {
         if outputIndex == inputIndex { output.update(from: input, count: batch * outputSize) }
     }
 
+
+    /// Runs a step split across `parallel`'s workers (by output rows of each image, or by
+    /// elements), each part computed exactly as in the whole step; false (nothing done) for
+    /// steps that are not split or too small to split.
+    private static func executeSplit(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
+                                     batch: Int, count: Int, parallel: StepParallelism, arenas: [Arena]) -> Bool {
+        let x = inputs[0]
+        func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
+            if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
+        }
+        switch kind {
+        case let .conv2d(kernel, bias, geometry, 1, activation)
+            where Kernels.isPointwise(geometry) && Kernels.isElementwise(activation)
+                && batch * geometry.outHeight * geometry.outWidth <= 256 && geometry.outChannels >= 32 * parallel.workers:
+            // Few pixels (the last stages at batch 1): the output channels are shared instead.
+            return splitColumns(rows: batch * geometry.outHeight * geometry.outWidth, inputs: geometry.inChannels, kernel: kernel, bias: bias,
+                                units: geometry.outChannels, activation: activation, x, y, parallel: parallel)
+        case let .dense(kernel, bias, inputs, units, activation)
+            where count / max(units, 1) < 24 * parallel.workers && Kernels.isElementwise(activation) && units >= 32 * parallel.workers:
+            return splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, bias: bias, units: units, activation: activation,
+                                x, y, parallel: parallel)
+        case let .conv2d(kernel, bias, geometry, 1, activation):
+            return kernel.withUnsafeValues { w in
+                var split = false
+                optional(bias) { b in
+                    split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
+                        Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, bias: b, activation: activation, output: yo,
+                                           scratch: arenas[worker].scratch(Kernels.patchScratch(part, batch: 1)))
+                    }
+                }
+                return split
+            }
+        case let .winograd(transformed, bias, geometry, activation, false):
+            return transformed.withUnsafeBufferPointer { u in
+                var split = false
+                optional(bias) { b in
+                    // Whole 2×2 output tiles in each part: the same tiles, the same sums.
+                    split = splitRows(geometry, batch: batch, x, y, align: 2, parallel: parallel) { part, xi, yo, worker in
+                        Kernels.winogradConv3x3(input: xi, batch: 1, part, transformed: u.baseAddress!, bias: b, activation: activation,
+                                                pool: false, output: yo, scratch: arenas[worker].scratch(Kernels.winogradScratch(part)))
+                    }
+                }
+                return split
+            }
+        case let .depthwise(kernel, bias, geometry, multiplier, activation):
+            return kernel.withUnsafeValues { w in
+                var split = false
+                optional(bias) { b in
+                    split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
+                        Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: w.baseAddress!, bias: b, output: yo)
+                        Kernels.activate(yo, count: part.outHeight * part.outWidth * part.outChannels, channels: part.outChannels,
+                                         kind: activation)
+                    }
+                }
+                return split
+            }
+        case let .separable(depthwise, pointwise, bias, geometry, multiplier, units, activation):
+            return depthwise.withUnsafeValues { dw in
+                pointwise.withUnsafeValues { pw in
+                    var split = false
+                    optional(bias) { b in
+                        split = splitRows(geometry, batch: batch, x, y, outputChannels: units, parallel: parallel) { part, xi, yo, worker in
+                            let pixels = part.outHeight * part.outWidth
+                            let middle = arenas[worker].scratch(pixels * part.outChannels)
+                            Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: dw.baseAddress!, bias: nil,
+                                                    output: middle)
+                            Kernels.denseGEMM(input: middle, rows: pixels, inputs: part.outChannels, kernel: pw.baseAddress!, bias: b,
+                                              units: units, activation: activation, output: yo)
+                        }
+                    }
+                    return split
+                }
+            }
+        case let .pool(geometry, isMax):
+            return splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
+                Kernels.pool2d(input: xi, batch: 1, part, isMax: isMax, output: yo)
+            }
+        case let .dense(kernel, bias, inputs, units, activation):
+            let rows = count / max(units, 1)
+            guard rows >= 24 * parallel.workers else { return false }
+            kernel.withUnsafeValues { w in
+                optional(bias) { b in
+                    parallel.run { worker in
+                        let part = StepParallelism.range(part: worker, of: parallel.workers, count: rows, align: 12)
+                        guard !part.isEmpty else { return }
+                        Kernels.denseGEMM(input: x + part.lowerBound * inputs, rows: part.count, inputs: inputs, kernel: w.baseAddress!, bias: b,
+                                          units: units, activation: activation, output: y + part.lowerBound * units)
+                    }
+                }
+            }
+            return true
+        case let .activation(activation, channels):
+            return splitElements(count: count, align: channels, parallel: parallel) { part in
+                Kernels.activate(from: x + part.lowerBound, to: y + part.lowerBound, count: part.count, channels: channels, kind: activation)
+            }
+        case let .add(activation, channels) where inputs.count == 2:
+            return splitElements(count: count, align: channels, parallel: parallel) { part in
+                Kernels.add(x + part.lowerBound, inputs[1] + part.lowerBound, into: y + part.lowerBound, count: part.count, channels: channels,
+                            activation: activation)
+            }
+        case let .scaleChannels(scaled, pixels, channels):
+            guard pixels >= 16 * parallel.workers else { return false }
+            let features = inputs[scaled], scales = inputs[1 - scaled]
+            for b in 0..<batch {
+                parallel.run { worker in
+                    let part = StepParallelism.range(part: worker, of: parallel.workers, count: pixels)
+                    let offset = (b * pixels + part.lowerBound) * channels
+                    Kernels.scaleChannels(features + offset, scales: scales + b * channels, into: y + offset, batch: 1, pixels: part.count,
+                                          channels: channels)
+                }
+            }
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Each image's output rows split across the workers (bounds multiples of `align`), each
+    /// part run by `body(geometry of the part, its first input row, its first output row, worker)`.
+    private static func splitRows(_ g: Kernels.Spatial, batch: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                  align: Int = 1, outputChannels: Int? = nil, parallel: StepParallelism,
+                                  _ body: (Kernels.Spatial, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Bool {
+        let parts = parallel.workers
+        guard g.outHeight >= parts * align else { return false }
+        let pieces = (0..<parts).map { part -> (rows: Range<Int>, first: Int, geometry: Kernels.Spatial)? in
+            let rows = StepParallelism.range(part: part, of: parts, count: g.outHeight, align: align)
+            return g.rows(rows).map { (rows, $0.firstInputRow, $0.geometry) }
+        }
+        guard pieces.allSatisfy({ $0 != nil }) else { return false }
+        let outChannels = outputChannels ?? g.outChannels
+        let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * outChannels
+        for b in 0..<batch {
+            parallel.run { worker in
+                let piece = pieces[worker]!
+                body(piece.geometry, x + b * inImage + piece.first * g.inWidth * g.inChannels,
+                     y + b * outImage + piece.rows.lowerBound * g.outWidth * outChannels, worker)
+            }
+        }
+        return true
+    }
+
+    /// `y = act(x · kernel + bias)` with the output columns split across the workers (bounds multiples of 16).
+    private static func splitColumns(rows: Int, inputs: Int, kernel: Tensor, bias: Tensor?, units: Int, activation: ActivationKind,
+                                     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
+        kernel.withUnsafeValues { w in
+            let run = { (b: UnsafePointer<Float>?) in
+                parallel.run { worker in
+                    let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: 16)
+                    guard !columns.isEmpty else { return }
+                    Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, bias: b, units: units, columns: columns,
+                                        activation: activation, output: y)
+                }
+            }
+            if let bias { bias.withUnsafeValues { run($0.baseAddress!) } } else { run(nil) }
+        }
+        return true
+    }
+
+    /// `0..<count` split across the workers (bounds multiples of `align`); false when too small to pay.
+    private static func splitElements(count: Int, align: Int, parallel: StepParallelism, _ body: (Range<Int>) -> Void) -> Bool {
+        guard count >= 8192 * parallel.workers else { return false }
+        parallel.run { worker in
+            let part = StepParallelism.range(part: worker, of: parallel.workers, count: count, align: max(align, 16))
+            if !part.isEmpty { body(part) }
+        }
+        return true
+    }
 
     private static func execute(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
                                 batch: Int, count: Int, arena: Arena) {
@@ -677,11 +944,14 @@ public final class Executor: @unchecked Sendable {
             y.update(from: x, count: count)
             Kernels.batchNormalize(y, count: count, channels: channels, gamma: gamma, beta: beta, epsilon: epsilon)
         case let .activation(activation, channels):
-            y.update(from: x, count: count)
-            Kernels.activate(y, count: count, channels: channels, kind: activation)
-        case .add:
-            y.update(from: x, count: count)
-            for other in inputs.dropFirst() { for i in 0..<count { y[i] += other[i] } }
+            Kernels.activate(from: x, to: y, count: count, channels: channels, kind: activation)
+        case let .scaleChannels(scaled, pixels, channels):
+            Kernels.scaleChannels(inputs[scaled], scales: inputs[1 - scaled], into: y, batch: batch, pixels: pixels, channels: channels)
+        case let .add(activation, channels):
+            if inputs.count == 1 { y.update(from: x, count: count) } else {
+                Kernels.add(x, inputs[1], into: y, count: count, channels: channels, activation: activation)
+            }
+            for other in inputs.dropFirst(2) { for i in 0..<count { y[i] += other[i] } }
         case .multiply:
             y.update(from: x, count: count)
             for other in inputs.dropFirst() { for i in 0..<count { y[i] *= other[i] } }

@@ -18,12 +18,78 @@ package enum Kernels {
         }
     }
 
+    /// The code of an activation the vectorized element-wise kernels compute (`bnk_activate`, `bnk_add`).
+    static func elementwiseCode(_ kind: ActivationKind) -> Int32? {
+        switch kind {
+        case .linear: Int32(BNK_ACT_LINEAR)
+        case .relu: Int32(BNK_ACT_RELU)
+        case .relu6: Int32(BNK_ACT_RELU6)
+        case .sigmoid: Int32(BNK_ACT_SIGMOID)
+        case .swish: Int32(BNK_ACT_SWISH)
+        case .hardSwish: Int32(BNK_ACT_HARD_SWISH)
+        default: nil
+        }
+    }
+
+    /// `y = act(x)` for `count` values (softmax over rows of `channels`).
+    static func activate(from x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int, channels: Int, kind: ActivationKind) {
+        if let code = elementwiseCode(kind) {
+            bnk_activate(x, y, count, code)
+        } else {
+            y.update(from: x, count: count)
+            activate(y, count: count, channels: channels, kind: kind)
+        }
+    }
+
+    /// `y = act(a + b)` for `count` values.
+    static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int, channels: Int,
+                    activation: ActivationKind) {
+        bnk_add(a, b, y, count, elementwiseCode(activation) ?? Int32(BNK_ACT_LINEAR))
+        if elementwiseCode(activation) == nil { activate(y, count: count, channels: channels, kind: activation) }
+    }
+
+    /// Squeeze-and-excitation's product: every pixel's channels times the sample's `channels` scales.
+    static func scaleChannels(_ x: UnsafePointer<Float>, scales: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, batch: Int,
+                              pixels: Int, channels: Int) {
+        for b in 0..<batch {
+            bnk_scale_channels(x + b * pixels * channels, scales + b * channels, y + b * pixels * channels, pixels, channels)
+        }
+    }
+
+    /// The version the element-wise kernels run under the current cap: "avx512", "avx2" or "generic".
+    package static var elementwiseImplementation: String { String(cString: bnk_elementwise_isa()) }
+
     /// Dense through the SIMD GEMM: `output = act(input · kernel + bias)`.
     static func denseGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
         let code = fusedCode(activation)
         bnk_dense(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
         if code == nil { activate(output, count: rows * units, channels: units, kind: activation) }
+    }
+
+    /// Columns `columns` of `output = act(input · kernel + bias)` (rows × units, kernel inputs × units),
+    /// so threads can share one product; false (nothing done) for activations that need whole rows.
+    static func gemmColumns(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                            units: Int, columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
+        let code = fusedCode(activation)
+        let n0 = columns.lowerBound
+        bnk_gemm_strided(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), kernel + n0, Int32(units),
+                         bias.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+        if code == nil {
+            for row in 0..<rows { activate(output + row * units + n0, count: columns.count, channels: columns.count, kind: activation) }
+        }
+    }
+
+    /// Whether an activation applies value by value (so a block of columns can take it alone).
+    static func isElementwise(_ kind: ActivationKind) -> Bool {
+        if case .softmax = kind { return false }
+        return true
+    }
+
+    /// Whether a conv is a plain product over pixels (1×1, stride 1, no padding).
+    static func isPointwise(_ g: Spatial) -> Bool {
+        g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1
+            && g.padTop == 0 && g.padLeft == 0 && g.outHeight == g.inHeight && g.outWidth == g.inWidth
     }
 
     /// Conv2D (groups = 1) as im2col + GEMM, one image at a time; a 1×1,
@@ -121,7 +187,15 @@ package enum Kernels {
     /// transforms cost less than the multiplications they save.
     static func canUseWinograd(_ g: Spatial, groups: Int, activation: ActivationKind) -> Bool {
         guard let code = fusedCode(activation), code != Int32(BNK_ACT_SIGMOID) else { return false }
-        return g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1 && g.strideX == 1 && g.dilationY == 1
+        return canUseWinograd(g, groups: groups)
+    }
+
+    /// Whether Winograd runs this conv with an activation applied after it (not fused with a pooling).
+    /// Not for small maps with many channels (the last stages of a ResNet at 7×7): the transformed
+    /// kernel, 16/9 the size of the kernel, is then read for few tiles and the direct conv is faster
+    /// (`tools/kernel_bench.sh`).
+    static func canUseWinograd(_ g: Spatial, groups: Int) -> Bool {
+        (g.outHeight * g.outWidth >= 100 || g.inChannels * g.outChannels <= 65536) && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1 && g.strideX == 1 && g.dilationY == 1
             && g.dilationX == 1 && groups == 1 && g.inChannels >= 8 && g.outChannels >= 8
     }
 
@@ -152,9 +226,16 @@ package enum Kernels {
     static func winogradConv3x3(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, transformed: UnsafePointer<Float>,
                                 bias: UnsafePointer<Float>?, activation: ActivationKind, pool: Bool,
                                 output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        // The epilogue applies linear, ReLU and ReLU6; others (not with a pooling) come after.
+        let code = fusedCode(activation)
+        let epilogue = code == nil || code == Int32(BNK_ACT_SIGMOID) ? Int32(BNK_ACT_LINEAR) : code!
+        precondition(!pool || epilogue == code, "a pooled Winograd conv takes linear, ReLU or ReLU6")
         bnk_conv3x3_winograd(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(g.outHeight),
                              Int32(g.outWidth), Int32(g.padTop), Int32(g.padLeft), transformed, bias, Int32(g.outChannels),
-                             fusedCode(activation)!, pool ? 1 : 0, output, scratch)
+                             epilogue, pool ? 1 : 0, output, scratch)
+        if epilogue != code {
+            activate(output, count: batch * g.outHeight * g.outWidth * g.outChannels, channels: g.outChannels, kind: activation)
+        }
     }
 
     /// How many images' patch matrices `conv2dGEMM` builds at once: up to 512 KiB of them.
@@ -387,6 +468,10 @@ package enum Kernels {
 
     /// Applies an activation in place (softmax: over each row of `channels`).
     static func activate(_ data: UnsafeMutablePointer<Float>, count: Int, channels: Int, kind: ActivationKind) {
+        if let code = elementwiseCode(kind) {
+            bnk_activate(data, data, count, code)
+            return
+        }
         switch kind {
         case .linear:
             return

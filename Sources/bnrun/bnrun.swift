@@ -93,6 +93,9 @@ struct BNRun: ParsableCommand {
     @Option(help: "Measure throughput instead: after one untimed pass, run all images this many times and print the median images/s.")
     var bench: Int?
 
+    @Flag(help: "With --bench: also print, to stderr, the time of each step of the run (the slowest first).")
+    var profile = false
+
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
@@ -113,6 +116,20 @@ struct BNRun: ParsableCommand {
         }
         if let top, top < 1 { throw ValidationError("--top must be at least 1") }
         if bench != nil && images.count != 1 { throw ValidationError("--bench takes one IDX file") }
+        if profile && bench == nil { throw ValidationError("--profile goes with --bench") }
+    }
+
+    /// The steps' times, slowest first, with their share and a running total.
+    static func printProfile(_ steps: [(layer: String, operation: String, seconds: Double)]) {
+        let total = max(steps.reduce(0) { $0 + $1.seconds }, 1e-12)
+        var lines = ["step profile (worker 0, timed passes): \(steps.count) steps, \(String(format: "%.3f", total)) s"]
+        var running = 0.0
+        for step in steps.sorted(by: { $0.seconds > $1.seconds }) {
+            running += step.seconds
+            lines.append(String(format: "%9.3f ms %5.1f%% %5.1f%%  ", step.seconds * 1e3, 100 * step.seconds / total, 100 * running / total)
+                         + "\(step.operation)  \(step.layer)")
+        }
+        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 
     func run() throws {
@@ -121,9 +138,12 @@ struct BNRun: ParsableCommand {
             let graph = loaded.graph
             if let bench {
                 let (median, all) = try benchmark(graph: graph, imagesPath: images[0], scale: scale.flatMap(InputScale.init),
-                                                  batch: batch, threads: threads, repeats: bench)
-                print("images/s: \(Int(median.rounded())) (median of \(all.count); batch \(batch), threads \(threads); runs: "
-                      + all.map { String(Int($0.rounded())) }.joined(separator: " ") + ")")
+                                                  batch: batch, threads: threads, repeats: bench,
+                                                  profile: profile ? { Self.printProfile($0) } : nil)
+                // Slow models (a few images/s) keep a decimal.
+                let rate = { (value: Double) in value < 1000 ? String(format: "%.1f", value) : String(Int(value.rounded())) }
+                print("images/s: \(rate(median)) (median of \(all.count); batch \(batch), threads \(threads); runs: "
+                      + all.map(rate).joined(separator: " ") + ")")
                 return
             }
             var options = RunOptions()

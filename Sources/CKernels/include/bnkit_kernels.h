@@ -7,7 +7,10 @@ enum {
     BNK_ACT_LINEAR = 0,
     BNK_ACT_RELU = 1,
     BNK_ACT_RELU6 = 2,
-    BNK_ACT_SIGMOID = 3
+    BNK_ACT_SIGMOID = 3,
+    /* Only in bnk_activate / bnk_add (the GEMMs take codes 0-3). */
+    BNK_ACT_SWISH = 4,
+    BNK_ACT_HARD_SWISH = 5
 };
 
 /* C[m][n] = act(bias[n] + sum_k A[m][k] * B[k][n]) for m < M, n < N.
@@ -15,6 +18,11 @@ enum {
    Dispatches at run time to AVX-512, AVX2+FMA or portable code. */
 void bnk_gemm(int M, int N, int K, const float *A, int lda, const float *B,
               const float *bias, float *C, int ldc, int activation);
+
+/* bnk_gemm with B's rows `ldb` floats apart: columns n0..<n0+N of a wider B (B + n0, bias + n0,
+   C + n0), so the columns of one product can be shared between threads. */
+void bnk_gemm_strided(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *bias, float *C, int ldc, int activation);
 
 /* Caps the instruction sets the kernels use: 2 AVX-512 (the default: whatever the CPU has),
    1 AVX2+FMA, 0 portable C. Plans made after the call follow it (tests run each level). */
@@ -90,6 +98,16 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y);
 /* Which version bnk_depthwise_conv2d runs under the current cap: "avx512", "avx2" or "generic". */
 const char *bnk_depthwise_isa(void);
+
+/* y = act(x) for n values (x == y allowed): linear (a copy), ReLU, ReLU6, sigmoid, swish
+   x·sigmoid(x), hard swish x·(relu6(x + 3) / 6); exp by a polynomial (max rel. error ~2e-7). */
+void bnk_activate(const float *x, float *y, size_t n, int act);
+/* y = act(a + b) for n values (y may be a or b). */
+void bnk_add(const float *a, const float *b, float *y, size_t n, int act);
+/* y[r][j] = x[r][j] * s[j] for rows x c values (y may be x): squeeze-and-excitation's product. */
+void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, size_t c);
+/* Which version the element-wise kernels run under the current cap: "avx512", "avx2" or "generic". */
+const char *bnk_elementwise_isa(void);
 
 /* A spin-wait hint (PAUSE on x86-64, YIELD on arm64). */
 static inline void bnk_cpu_relax(void) {

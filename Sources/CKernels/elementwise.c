@@ -1,0 +1,116 @@
+/* Element-wise steps of a network: activations (out of place or in place), the residual add
+   with its activation, and the per-channel scale of squeeze-and-excitation. Memory-bound loops:
+   one body compiled for AVX-512, AVX2+FMA and baseline (the compiler vectorizes it, exp as a
+   branch-free polynomial), chosen per call under the instruction-set cap so the tests run
+   every version on this machine. */
+#include "isa.h"
+#include "bnkit_kernels.h"
+
+/* exp(x), x clamped to [-86, 87]: x = n ln2 + r, degree-6 polynomial (max rel. error ~2e-7).
+   Branch-free so the loops around it vectorize. The clamp keeps every result, and the sigmoid
+   and swish built on it, out of the subnormal range: x·sigmoid(x) for x = -1000 is -5e-36, not
+   a subnormal that would cost each later instruction touching it a slow microcode assist. */
+static inline __attribute__((always_inline)) float exp_poly(float x) {
+    x = x < -86.0f ? -86.0f : (x > 87.0f ? 87.0f : x);
+    float n = __builtin_roundevenf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int i; float f; } scale = { .i = ((int)n + 127) << 23 };
+    return p * scale.f;
+}
+
+static inline __attribute__((always_inline)) float act1(float v, int act) {
+    switch (act) {
+    case BNK_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case BNK_ACT_RELU6: return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v);
+    case BNK_ACT_SIGMOID: return 1.0f / (1.0f + exp_poly(-v));
+    case BNK_ACT_SWISH: return v / (1.0f + exp_poly(-v));
+    case BNK_ACT_HARD_SWISH: {
+        float t = v + 3.0f;
+        t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
+        return v * (t / 6.0f);
+    }
+    default: return v;
+    }
+}
+
+/* One loop per activation, so each is a straight vectorizable loop; an in-place call gets a
+   loop over one pointer, an out-of-place one restrict pointers (with pointers that may alias,
+   the vectorized loop would be skipped at run time for x == y). */
+#define ACT_CASES(LOOP)                                                \
+    switch (act) {                                                     \
+    case BNK_ACT_RELU: LOOP(BNK_ACT_RELU); break;                      \
+    case BNK_ACT_RELU6: LOOP(BNK_ACT_RELU6); break;                    \
+    case BNK_ACT_SIGMOID: LOOP(BNK_ACT_SIGMOID); break;                \
+    case BNK_ACT_SWISH: LOOP(BNK_ACT_SWISH); break;                    \
+    case BNK_ACT_HARD_SWISH: LOOP(BNK_ACT_HARD_SWISH); break;          \
+    default: LOOP(BNK_ACT_LINEAR); break;                              \
+    }
+
+static inline __attribute__((always_inline)) void activate_inplace(float *restrict d, size_t n, int act) {
+#define INPLACE(ACT) for (size_t i = 0; i < n; i++) d[i] = act1(d[i], ACT)
+    if (act == BNK_ACT_LINEAR) return;
+    ACT_CASES(INPLACE)
+#undef INPLACE
+}
+
+static inline __attribute__((always_inline)) void activate_body(const float *x, float *y, size_t n, int act) {
+    if (x == y) { activate_inplace(y, n, act); return; }
+    const float *restrict in = x;
+    float *restrict out = y;
+#define OUTOFPLACE(ACT) for (size_t i = 0; i < n; i++) out[i] = act1(in[i], ACT)
+    ACT_CASES(OUTOFPLACE)
+#undef OUTOFPLACE
+}
+
+static inline __attribute__((always_inline)) void add_inplace(float *restrict d, const float *restrict b, size_t n, int act) {
+#define ADDTO(ACT) for (size_t i = 0; i < n; i++) d[i] = act1(d[i] + b[i], ACT)
+    ACT_CASES(ADDTO)
+#undef ADDTO
+}
+
+static inline __attribute__((always_inline)) void add_body(const float *a, const float *b, float *y, size_t n, int act) {
+    if (y == a && y == b) { for (size_t i = 0; i < n; i++) y[i] = act1(y[i] + y[i], act); return; }
+    if (y == a) { add_inplace(y, b, n, act); return; }
+    if (y == b) { add_inplace(y, a, n, act); return; }
+    const float *restrict p = a, *restrict q = b;
+    float *restrict out = y;
+#define ADD(ACT) for (size_t i = 0; i < n; i++) out[i] = act1(p[i] + q[i], ACT)
+    ACT_CASES(ADD)
+#undef ADD
+}
+
+static inline __attribute__((always_inline)) void scale_body(const float *x, const float *s, float *y, size_t rows, size_t c) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict in = x + r * c, *restrict scale = s;
+        float *restrict out = y + r * c;
+        if (x == y) {
+            float *restrict d = y + r * c;
+            for (size_t j = 0; j < c; j++) d[j] *= scale[j];
+        } else {
+            for (size_t j = 0; j < c; j++) out[j] = in[j] * scale[j];
+        }
+    }
+}
+
+BNK_VARIANTS(activate, (const float *x, float *y, size_t n, int act), (x, y, n, act))
+BNK_VARIANTS(add, (const float *a, const float *b, float *y, size_t n, int act), (a, b, y, n, act))
+BNK_VARIANTS(scale, (const float *x, const float *s, float *y, size_t rows, size_t c), (x, s, y, rows, c))
+
+void bnk_activate(const float *x, float *y, size_t n, int act) { activate_dispatch(x, y, n, act); }
+void bnk_add(const float *a, const float *b, float *y, size_t n, int act) { add_dispatch(a, b, y, n, act); }
+void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, size_t c) { scale_dispatch(x, s, y, rows, c); }
+
+const char *bnk_elementwise_isa(void) {
+#if BNK_X86
+    if (bnk_use_avx512()) return "avx512";
+    if (bnk_use_avx2()) return "avx2";
+#endif
+    return "generic";
+}
