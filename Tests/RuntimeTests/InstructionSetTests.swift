@@ -15,6 +15,7 @@ final class InstructionSetTests: XCTestCase {
         Kernels.limitInstructionSet(level)
         XCTAssertEqual(Kernels.gemmImplementation, implementation)
         XCTAssertEqual(Kernels.depthwiseImplementation, implementation)
+        XCTAssertEqual(Kernels.elementwiseImplementation, implementation)
         let spatial = SpatialKernelTests(name: "level \(level)", testClosure: { _ in })
         try spatial.testConv2DOverStridesPaddingsDilationsAndGroups()
         try spatial.testOneChannelConvActivationMaxPoolFused()
@@ -34,6 +35,13 @@ final class InstructionSetTests: XCTestCase {
         try executor.testDenseAgainstPlainReferenceOnOddShapes()
         try executor.testActivationsAgainstFormulas()
         try executor.testConcurrentCallsAndThreadCountsGiveTheSameOutputs()
+        let split = SplitAndFusionTests(name: "level \(level)", testClosure: { _ in })
+        try split.testElementwiseActivationsAgainstFormulasWithoutSubnormals()
+        try split.testActivationsFusedIntoDenseAndAdd()
+        try split.testChannelScaleInEitherOrder()
+        try split.testZeroPaddingFoldsIntoTheNextConvolution()
+        split.testGEMMPanelsTailsAndColumnBlocks()
+        try split.testOneImageSplitAcrossThreadsEqualsOneThread()
     }
 
     func testAVX2Paths() throws {

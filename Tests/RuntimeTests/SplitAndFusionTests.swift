@@ -1,0 +1,233 @@
+import CKernels
+import Foundation
+import ModelIR
+import Runtime
+import TestSupport
+import XCTest
+
+/// The planner's fusions (an activation into the step before it, a zero padding into the
+/// conv after it, squeeze-and-excitation's product), the element-wise kernels, the GEMM's
+/// packed and column-split paths, and one image split across threads: each against a plain
+/// reference, or bit for bit against the unsplit step.
+final class SplitAndFusionTests: XCTestCase {
+    private var random = SeededGenerator(seed: 17)
+
+    private static let formulas: [(Activation, @Sendable (Double) -> Double)] = [
+        (.relu, { max($0, 0) }),
+        (.relu6, { min(max($0, 0), 6) }),
+        (.sigmoid, { 1 / (1 + Foundation.exp(-$0)) }),
+        (.swish, { $0 / (1 + Foundation.exp(-$0)) }),
+        (.hardSwish, { $0 * min(max($0 + 3, 0), 6) / 6 }),
+    ]
+
+    /// Relative to the value, absolute near zero.
+    private func assertClose(_ value: Float, _ expected: Double, _ message: String, line: UInt = #line) {
+        XCTAssertEqual(Double(value), expected, accuracy: 1e-6 * max(1, abs(expected)), message, line: line)
+    }
+
+    func testElementwiseActivationsAgainstFormulasWithoutSubnormals() throws {
+        // 203 values (vector bodies and a ragged tail), from far below exp's range to far above.
+        var x: [Float] = [-1000, -120, -88, -87, -86.5, -20, -3, -0.5, 0, 0.25, 2, 3, 20, 86.5, 88, 120, 1000]
+        x += random.floats(203 - x.count, in: -12...12)
+        for (activation, formula) in Self.formulas {
+            let graph = try Graph.sequential(name: "a", inputShape: [x.count], layers: [("a", .activation(activation))])
+            let y = try Executor(graph: graph).run(x)
+            for (value, input) in zip(y, x) {
+                assertClose(value, formula(Double(input)), "\(activation)(\(input))")
+                XCTAssertFalse(value.isSubnormal, "\(activation)(\(input)) = \(value) is subnormal")
+            }
+        }
+    }
+
+    /// Dense → activation and Add → activation run as one step; the result is the formula's.
+    func testActivationsFusedIntoDenseAndAdd() throws {
+        for (activation, formula) in Self.formulas {
+            let kernel = random.floats(7 * 37, in: -1...1), bias = random.floats(37, in: -1...1)
+            let dense = try Dense(kernel: Tensor(shape: [7, 37], values: kernel), bias: Tensor(bias), activation: .linear)
+            let nodes = [
+                Node(name: "in", operation: .input(shape: [7]), inputs: []),
+                Node(name: "d", operation: .dense(dense), inputs: ["in"]),
+                Node(name: "act", operation: .activation(activation), inputs: ["d"]),
+                Node(name: "twice", operation: .add, inputs: ["act", "d2"]),
+                Node(name: "d2", operation: .dense(dense), inputs: ["in"]),
+                Node(name: "out", operation: .activation(activation), inputs: ["twice"]),
+            ]
+            let graph = try Graph(name: "f", nodes: [nodes[0], nodes[1], nodes[2], nodes[4], nodes[3], nodes[5]], outputs: ["out"])
+            let executor = try Executor(graph: graph)
+            XCTAssertFalse(executor.stepProfile.contains { $0.operation == "activation" }, "\(activation): both activations are fused")
+            let batch = 30
+            let input = random.floats(batch * 7, in: -2...2)
+            let y = try executor.run(input)
+            for b in 0..<batch {
+                for o in 0..<37 {
+                    let z = (0..<7).reduce(Double(bias[o])) { $0 + Double(input[b * 7 + $1]) * Double(kernel[$1 * 37 + o]) }
+                    assertClose(y[b * 37 + o], formula(formula(z) + z), "\(activation) b\(b) o\(o)")
+                }
+            }
+        }
+    }
+
+    /// Squeeze-and-excitation's product: a feature map times one value per channel, either order.
+    func testChannelScaleInEitherOrder() throws {
+        let (h, w, c) = (5, 3, 19)
+        for scaleFirst in [false, true] {
+            let nodes = [
+                Node(name: "in", operation: .input(shape: [h, w, c]), inputs: []),
+                Node(name: "pool", operation: .globalPool(kind: .average, keepDims: true), inputs: ["in"]),
+                Node(name: "gate", operation: .activation(.sigmoid), inputs: ["pool"]),
+                Node(name: "out", operation: .multiply, inputs: scaleFirst ? ["gate", "in"] : ["in", "gate"]),
+            ]
+            let executor = try Executor(graph: try Graph(name: "se", nodes: nodes, outputs: ["out"]))
+            XCTAssertTrue(executor.stepProfile.contains { $0.operation == "scaleChannels" })
+            let batch = 3
+            let input = random.floats(batch * h * w * c, in: -3...3)
+            let y = try executor.run(input)
+            for b in 0..<batch {
+                let image = input[(b * h * w * c)..<((b + 1) * h * w * c)].map(Double.init)
+                for ch in 0..<c {
+                    let mean = stride(from: ch, to: h * w * c, by: c).reduce(0.0) { $0 + image[$1] } / Double(h * w)
+                    let gate = 1 / (1 + Foundation.exp(-mean))
+                    for p in 0..<(h * w) {
+                        assertClose(y[b * h * w * c + p * c + ch], image[p * c + ch] * gate, "b\(b) p\(p) c\(ch)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A ZeroPadding2D read only by a conv is folded into the conv's own padding: no padded
+    /// copy, the same values as padding first (uneven pads, strides, a depthwise conv too).
+    func testZeroPaddingFoldsIntoTheNextConvolution() throws {
+        let (h, w, c, out) = (9, 8, 3, 5)
+        let pads = [1, 2, 0, 1]  // top, bottom, left, right
+        let (ph, pw) = (h + pads[0] + pads[1], w + pads[2] + pads[3])
+        func padded(_ x: [Double]) -> [Double] {
+            var y = [Double](repeating: 0, count: ph * pw * c)
+            for i in 0..<h { for j in 0..<w { for k in 0..<c { y[((i + pads[0]) * pw + j + pads[2]) * c + k] = x[(i * w + j) * c + k] } } }
+            return y
+        }
+        let kernel = random.floats(3 * 3 * c * out, in: -1...1), bias = random.floats(out, in: -1...1)
+        let depthwiseKernel = random.floats(3 * 3 * c, in: -1...1)
+        for depthwise in [false, true] {
+            for stride in [1, 2] {
+                let op: Op = depthwise
+                    ? .depthwiseConv2d(try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, c, 1], values: depthwiseKernel), bias: nil,
+                                                           strides: [stride, stride], padding: .valid))
+                    : .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel), bias: Tensor(bias),
+                                         strides: [stride, stride], padding: .valid))
+                let graph = try Graph.sequential(name: "p", inputShape: [h, w, c], layers: [("pad", .zeroPadding2d(pads)), ("conv", op)])
+                let executor = try Executor(graph: graph)
+                XCTAssertFalse(executor.stepProfile.contains { $0.operation == "zeroPad" }, "the padding is folded")
+                let batch = 2
+                let input = random.floats(batch * h * w * c, in: -1...1)
+                let y = try executor.run(input)
+                XCTAssertEqual(y.count, batch * executor.outputSize)
+                for b in 0..<batch {
+                    let x = padded(input[(b * h * w * c)..<((b + 1) * h * w * c)].map(Double.init))
+                    let expected = depthwise
+                        ? ReferenceOps.depthwise(x, h: ph, w: pw, c: c, kernel: depthwiseKernel, kh: 3, kw: 3, multiplier: 1, bias: nil,
+                                                 stride: [stride, stride], dilation: [1, 1], same: false).values
+                        : ReferenceOps.conv2d(x, h: ph, w: pw, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias,
+                                              stride: [stride, stride], dilation: [1, 1], same: false, groups: 1).values
+                    XCTAssertEqual(expected.count, executor.outputSize)
+                    for (k, e) in expected.enumerated() {
+                        XCTAssertEqual(Double(y[b * executor.outputSize + k]), e, accuracy: 1e-5, "depthwise \(depthwise) stride \(stride) k\(k)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The GEMM's packed panels (many rows), column tails at 16 and 32, and products split by
+    /// columns (`bnk_gemm_strided`, as threads share one): the same values as the whole product,
+    /// bit for bit, and the reference's within rounding.
+    func testGEMMPanelsTailsAndColumnBlocks() {
+        for (m, n, k) in [(50, 37, 5), (25, 70, 300), (13, 96, 64), (1, 1000, 40), (97, 16, 9), (36, 8, 130)] {
+            let a = random.floats(m * k, in: -1...1), b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
+            for act in [BNK_ACT_LINEAR, BNK_ACT_RELU, BNK_ACT_RELU6, BNK_ACT_SIGMOID] {
+                var whole = [Float](repeating: .nan, count: m * n), reference = whole, blocks = whole
+                bnk_gemm(Int32(m), Int32(n), Int32(k), a, Int32(k), b, bias, &whole, Int32(n), Int32(act))
+                bnk_gemm_reference(Int32(m), Int32(n), Int32(k), a, Int32(k), b, bias, &reference, Int32(n), Int32(act))
+                a.withUnsafeBufferPointer { a in
+                    b.withUnsafeBufferPointer { b in
+                        bias.withUnsafeBufferPointer { bias in
+                            blocks.withUnsafeMutableBufferPointer { c in
+                                var n0 = 0
+                                for width in [16, 5, 32, 48, 1, 1000] where n0 < n {
+                                    let cols = min(width, n - n0)
+                                    bnk_gemm_strided(Int32(m), Int32(cols), Int32(k), a.baseAddress!, Int32(k), b.baseAddress! + n0, Int32(n),
+                                                     bias.baseAddress! + n0, c.baseAddress! + n0, Int32(n), Int32(act))
+                                    n0 += cols
+                                }
+                            }
+                        }
+                    }
+                }
+                XCTAssertEqual(blocks, whole, "\(m)×\(n)×\(k) act \(act): column blocks")
+                for i in 0..<(m * n) {
+                    XCTAssertEqual(whole[i], reference[i], accuracy: 2e-5 * Float(k).squareRoot() * max(1, abs(reference[i])),
+                                   "\(m)×\(n)×\(k) act \(act) [\(i)]")
+                }
+            }
+        }
+    }
+
+    /// One image (or fewer images than threads) runs each step split across the threads, by
+    /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
+    /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
+    /// direct 3×3, a folded padding, a pooling, a residual add, squeeze-and-excitation).
+    func testOneImageSplitAcrossThreadsEqualsOneThread() throws {
+        func conv(_ k: Int, _ cin: Int, _ cout: Int, stride: Int = 1, padding: Padding = .same, activation: Activation = .linear) throws -> Op {
+            .conv2d(try Conv2D(kernel: Tensor(shape: [k, k, cin, cout], values: random.floats(k * k * cin * cout, in: -0.3...0.3)),
+                               bias: Tensor(random.floats(cout, in: -0.1...0.1)), strides: [stride, stride], padding: padding,
+                               activation: activation))
+        }
+        let separable = try SeparableConv2D(depthwiseKernel: Tensor(shape: [3, 3, 24, 1], values: random.floats(216, in: -0.3...0.3)),
+                                            pointwiseKernel: Tensor(shape: [1, 1, 24, 40], values: random.floats(960, in: -0.3...0.3)),
+                                            bias: Tensor(random.floats(40, in: -0.1...0.1)), padding: .same, activation: .relu)
+        let depthwise = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, 40, 1], values: random.floats(360, in: -0.3...0.3)),
+                                            bias: Tensor(random.floats(40, in: -0.1...0.1)), strides: [2, 2], padding: .same)
+        let head = try Dense(kernel: Tensor(shape: [96, 70], values: random.floats(96 * 70, in: -0.3...0.3)), bias: nil, activation: .linear)
+        var nodes = [Node(name: "in", operation: .input(shape: [29, 27, 3]), inputs: [])]
+        func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+        add("pad", .zeroPadding2d([1, 2, 2, 1]), ["in"])
+        add("stem", try conv(3, 3, 16, stride: 2, padding: .valid), ["pad"])                 // folded padding, indirect conv, rows
+        add("stem_act", .activation(.swish), ["stem"])
+        add("wino", try conv(3, 16, 16), ["stem_act"])                                       // Winograd (15×14 map), rows in pairs
+        add("wino_act", .activation(.hardSwish), ["wino"])
+        add("res", .add, ["wino_act", "stem_act"])                                            // residual add, elements
+        add("relu", .activation(.relu), ["res"])
+        add("expand", try conv(1, 16, 24), ["relu"])                                          // pointwise, rows
+        add("sep", .separableConv2d(separable), ["expand"])                                   // depthwise then pointwise, rows
+        add("dw", .depthwiseConv2d(depthwise), ["sep"])                                       // strided depthwise, rows
+        add("dw_act", .activation(.relu6), ["dw"])
+        add("pool", .pool2d(try Pool2D(kind: .max, size: [3, 3], strides: [2, 2], padding: .same)), ["dw_act"])
+        add("squeeze", .globalPool(kind: .average, keepDims: true), ["pool"])
+        add("gate", .activation(.sigmoid), ["squeeze"])
+        add("excite", .multiply, ["pool", "gate"])                                            // channel scale
+        add("wide", try conv(1, 40, 96, activation: .relu), ["excite"])                       // few pixels: columns
+        add("gap", .globalPool(kind: .average, keepDims: false), ["wide"])
+        add("head", .dense(head), ["gap"])                                                    // one row: columns
+        let graph = try Graph(name: "split", nodes: nodes, outputs: ["head"])
+        let executor = try Executor(graph: graph)
+        XCTAssertTrue(executor.stepProfile.contains { $0.operation == "winograd" })
+        for batch in [1, 2] {
+            let input = random.floats(batch * 29 * 27 * 3, in: -1...1)
+            let one = try executor.run(input, threads: 1)
+            XCTAssertEqual(try executor.run(input, threads: 2), one, "batch \(batch), 2 threads")
+            XCTAssertEqual(try executor.run(input, threads: 3), one, "batch \(batch), 3 threads")
+        }
+        // The split path must also be the reference's: a plain Swift evaluation of the first steps.
+        let stemOnly = try Graph(name: "stem", nodes: Array(nodes.prefix(4)), outputs: ["stem_act"])
+        let stem = try Executor(graph: stemOnly)
+        let input = random.floats(29 * 27 * 3, in: -1...1)
+        let split = try stem.run(input, threads: 2)
+        guard case .conv2d(let stemConv) = nodes[2].operation else { return XCTFail("stem is a conv") }
+        var padded = [Double](repeating: 0, count: 32 * 30 * 3)
+        for i in 0..<29 { for j in 0..<27 { for k in 0..<3 { padded[((i + 1) * 30 + j + 2) * 3 + k] = Double(input[(i * 27 + j) * 3 + k]) } } }
+        let (reference, _, _) = ReferenceOps.conv2d(padded, h: 32, w: 30, c: 3, kernel: stemConv.kernel.values, kh: 3, kw: 3, out: 16,
+                                                    bias: stemConv.bias?.values, stride: [2, 2], dilation: [1, 1], same: false, groups: 1)
+        XCTAssertEqual(reference.count, split.count)
+        for (value, z) in zip(split, reference) { assertClose(value, z / (1 + Foundation.exp(-z)), "stem") }
+    }
+}
