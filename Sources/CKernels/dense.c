@@ -5,8 +5,9 @@
  * mostly zeros, and a zero input adds nothing to any output. The sparse path
  * gathers each row's nonzero inputs, then adds their weight rows in order of
  * increasing k, starting from the bias, with fused multiply-adds: the same
- * operations in the same order as the AVX-512 GEMM minus the ones that add
- * exact zeros, so the results are the same (up to the sign of a zero).
+ * operations in the same order as the GEMM of the same instruction set (AVX-512
+ * or AVX2+FMA) minus the ones that add exact zeros, so the results are the same
+ * (up to the sign of a zero).
  * Which path runs is decided per call from the share of zeros.
  */
 #include "bnkit_kernels.h"
@@ -157,9 +158,76 @@ static void sparse_rows4(int M, int N, int K, const float *A, int lda, const flo
             for (int r = 0; r < 4; r++) bnk_sigmoid(c + (size_t)r * ldc, (size_t)N);
     }
 }
+
+/* AVX2+FMA: nonzeros counted 8 at a time. */
+__attribute__((target("avx2,fma")))
+static size_t count_nonzero_avx2(int M, int K, const float *A, int lda) {
+    size_t count = 0;
+    for (int m = 0; m < M; m++) {
+        const float *a = A + (size_t)m * lda;
+        int k = 0;
+        for (; k + 8 <= K; k += 8)
+            count += (size_t)__builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a + k), _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+        for (; k < K; k++) count += a[k] != 0.0f;
+    }
+    return count;
+}
+
+/* The AVX2 version of sparse_rows4: four rows over the inputs nonzero in any of them, 16
+   columns (two ymm per row) at a time, bias first then FMAs in increasing k, as the AVX2 GEMM. */
+__attribute__((target("avx2,fma")))
+static void sparse_rows4_avx2(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
+                              float *C, int ldc, int act, int *index) {
+    const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    for (int m = 0; m + 4 <= M; m += 4) {
+        const float *a0 = A + (size_t)m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        int nnz = 0, k = 0;
+        for (; k + 8 <= K; k += 8) {
+            int bits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a0 + k), zero, _CMP_NEQ_UQ))
+                     | _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a1 + k), zero, _CMP_NEQ_UQ))
+                     | _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a2 + k), zero, _CMP_NEQ_UQ))
+                     | _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a3 + k), zero, _CMP_NEQ_UQ));
+            while (bits) { index[nnz++] = k + __builtin_ctz((unsigned)bits); bits &= bits - 1; }
+        }
+        for (; k < K; k++)
+            if (a0[k] != 0.0f || a1[k] != 0.0f || a2[k] != 0.0f || a3[k] != 0.0f) index[nnz++] = k;
+        float *c = C + (size_t)m * ldc;
+        for (int n0 = 0; n0 < N; n0 += 16) {
+            const int width = N - n0 < 16 ? N - n0 : 16;
+            const __m256i k0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
+            const __m256i k1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
+            const __m256 b0 = bias ? _mm256_maskload_ps(bias + n0, k0) : zero;
+            const __m256 b1 = bias ? _mm256_maskload_ps(bias + n0 + 8, k1) : zero;
+            __m256 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
+            const float *b = B + n0;
+            for (int i = 0; i < nnz; i++) {
+                const int kk = index[i];
+                const float *row = b + (size_t)kk * N;
+                const __m256 w0 = width == 16 ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, k0);
+                const __m256 w1 = width == 16 ? _mm256_loadu_ps(row + 8) : _mm256_maskload_ps(row + 8, k1);
+                __m256 x;
+                x = _mm256_broadcast_ss(a0 + kk); c00 = _mm256_fmadd_ps(x, w0, c00); c01 = _mm256_fmadd_ps(x, w1, c01);
+                x = _mm256_broadcast_ss(a1 + kk); c10 = _mm256_fmadd_ps(x, w0, c10); c11 = _mm256_fmadd_ps(x, w1, c11);
+                x = _mm256_broadcast_ss(a2 + kk); c20 = _mm256_fmadd_ps(x, w0, c20); c21 = _mm256_fmadd_ps(x, w1, c21);
+                x = _mm256_broadcast_ss(a3 + kk); c30 = _mm256_fmadd_ps(x, w0, c30); c31 = _mm256_fmadd_ps(x, w1, c31);
+            }
+#define ACT(v) (elementwise == BNK_ACT_RELU ? _mm256_max_ps(v, zero) \
+                : elementwise == BNK_ACT_RELU6 ? _mm256_min_ps(_mm256_max_ps(v, zero), six) : (v))
+#define STORE(r, lo, hi) { float *o = c + (size_t)(r) * ldc + n0; \
+                _mm256_maskstore_ps(o, k0, ACT(lo)); _mm256_maskstore_ps(o + 8, k1, ACT(hi)); }
+            STORE(0, c00, c01) STORE(1, c10, c11) STORE(2, c20, c21) STORE(3, c30, c31)
+#undef STORE
+#undef ACT
+        }
+        if (act == BNK_ACT_SIGMOID)
+            for (int r = 0; r < 4; r++) bnk_sigmoid(c + (size_t)r * ldc, (size_t)N);
+    }
+}
 #endif
 
-int bnk_dense_sparse_available(void) { return bnk_use_avx512(); }
+int bnk_dense_sparse_available(void) { return bnk_use_avx512() || bnk_use_avx2(); }
 
 void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
                       float *C, int ldc, int act) {
@@ -181,6 +249,19 @@ void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float 
         if (big) { free(index); free(value); }
         if (ok) return;
     }
+    if (bnk_use_avx2() && M > 0 && N > 0) {
+        int stack_index[1024];
+        const int big = K > 1024;
+        int *index = big ? malloc(sizeof(int) * (size_t)K) : stack_index;
+        if (index) {
+            const int blocked = M / 4 * 4;
+            sparse_rows4_avx2(blocked, N, K, A, lda, B, bias, C, ldc, act, index);
+            /* The last rows (fewer than four) through the GEMM: the same sums. */
+            if (blocked < M) bnk_gemm(M - blocked, N, K, A + (size_t)blocked * lda, lda, B, bias, C + (size_t)blocked * ldc, ldc, act);
+            if (big) free(index);
+            return;
+        }
+    }
 #endif
     bnk_gemm(M, N, K, A, lda, B, bias, C, ldc, act);
 }
@@ -190,6 +271,10 @@ void bnk_dense(int M, int N, int K, const float *A, int lda, const float *B, con
 #if BNK_X86
     /* Sparse when at most a third of the inputs are nonzero (tools/kernel_bench.sh: break-even near 45%). */
     if (K >= 64 && bnk_use_avx512() && count_nonzero(M, K, A, lda) * 3 <= (size_t)M * K) {
+        bnk_dense_sparse(M, N, K, A, lda, B, bias, C, ldc, act);
+        return;
+    }
+    if (K >= 64 && !bnk_use_avx512() && bnk_use_avx2() && count_nonzero_avx2(M, K, A, lda) * 3 <= (size_t)M * K) {
         bnk_dense_sparse(M, N, K, A, lda, B, bias, C, ldc, act);
         return;
     }

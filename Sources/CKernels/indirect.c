@@ -4,9 +4,10 @@
  * kw * c consecutive floats of the (zero-bordered) input. The GEMM's A row for
  * a pixel is then kh such runs, and the microkernel reads them through a table
  * of pointers instead of from a copied patch matrix (im2col writes and rereads
- * kh * kw * c floats per output pixel). The microkernel is the AVX-512 GEMM's
- * (12 rows x 32 columns), accumulating in the same order (k increasing, from
- * the bias), so the results equal im2col + GEMM bit for bit.
+ * kh * kw * c floats per output pixel). The microkernels are the GEMM's: AVX-512
+ * 12 rows x 32 columns, AVX2+FMA 6 rows x 16 columns, B packed into contiguous
+ * panels, accumulating in the same order (k increasing, from the bias), so the
+ * results equal im2col + GEMM bit for bit at each instruction-set level.
  */
 #include "bnkit_kernels.h"
 #include "isa.h"
@@ -84,6 +85,71 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
     if (act == BNK_ACT_SIGMOID)
         for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
 }
+
+/* The AVX2 GEMM's microkernel (6 rows x 16 columns, see gemm.c) over the same pointer table:
+   B always from a 16-wide packed panel, stores of a narrower last block masked. */
+__attribute__((target("avx2,fma")))
+static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B,
+                               const float *bias, float *C, int ldc, int act) {
+    const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
+    const int K = segs * len;
+    float *pk = bnk_panel((size_t)K * 16);
+    if (!pk) return;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        const int width = N - n0 < 16 ? N - n0 : 16;
+        const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
+        const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
+        const float *src = B + n0;
+        for (int k = 0; k < K; k++, src += N) {
+            _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
+            _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
+        }
+        const __m256 bias0 = bias ? _mm256_maskload_ps(bias + n0, mask0) : zero;
+        const __m256 bias1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : zero;
+#define ACT(v) (elementwise == BNK_ACT_RELU ? _mm256_max_ps(v, zero) \
+                : elementwise == BNK_ACT_RELU6 ? _mm256_min_ps(_mm256_max_ps(v, zero), six) : (v))
+#define STORE(r) { float *c = C + (size_t)(m + (r)) * ldc + n0; \
+            if (width == 16) { _mm256_storeu_ps(c, ACT(lo[r])); _mm256_storeu_ps(c + 8, ACT(hi[r])); } \
+            else { _mm256_maskstore_ps(c, mask0, ACT(lo[r])); _mm256_maskstore_ps(c + 8, mask1, ACT(hi[r])); } }
+        int m = 0;
+        for (; m + 6 <= M; m += 6) {
+            __m256 lo[6], hi[6];
+            for (int r = 0; r < 6; r++) { lo[r] = bias0; hi[r] = bias1; }
+            const float *b = pk;
+            for (int s = 0; s < segs; s++) {
+                const float *const *p = rows + (size_t)m * segs + s;
+                const float *a0 = p[0], *a1 = p[segs], *a2 = p[2 * segs], *a3 = p[3 * segs], *a4 = p[4 * segs], *a5 = p[5 * segs];
+                for (int k = 0; k < len; k++, b += 16) {
+                    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+                    __m256 x;
+#define ROW(r, a) x = _mm256_broadcast_ss(a + k); lo[r] = _mm256_fmadd_ps(x, b0, lo[r]); hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
+                    ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3) ROW(4, a4) ROW(5, a5)
+#undef ROW
+                }
+            }
+            STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
+        }
+        for (; m < M; m++) {
+            __m256 lo[1] = {bias0}, hi[1] = {bias1};
+            const float *b = pk;
+            for (int s = 0; s < segs; s++) {
+                const float *a = rows[(size_t)m * segs + s];
+                for (int k = 0; k < len; k++, b += 16) {
+                    const __m256 x = _mm256_broadcast_ss(a + k);
+                    lo[0] = _mm256_fmadd_ps(x, _mm256_load_ps(b), lo[0]);
+                    hi[0] = _mm256_fmadd_ps(x, _mm256_load_ps(b + 8), hi[0]);
+                }
+            }
+            STORE(0)
+        }
+#undef STORE
+#undef ACT
+    }
+    if (act == BNK_ACT_SIGMOID)
+        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+}
 #endif
 
 /* Floats of zero-bordered input per image, and the images done per GEMM. */
@@ -107,7 +173,9 @@ int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int 
                         int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
                         float *out, float *scratch) {
 #if BNK_X86
-    if (!bnk_use_avx512() || batch <= 0) return 0;
+    const int avx512 = bnk_use_avx512();
+    if ((!avx512 && !bnk_use_avx2()) || batch <= 0) return 0;
+    if (!avx512 && !bnk_panel((size_t)kh * kw * c * 16)) return 0;
     int ph, pw, group;
     plan(c, kh, kw, sy, sx, dy, oh, ow, &ph, &pw, &group, batch);
     const size_t per_image = (size_t)ph * pw * c, pixels = (size_t)oh * ow;
@@ -133,7 +201,8 @@ int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int 
                     for (int ky = 0; ky < kh; ky++)
                         table[((size_t)oy * ow + ox) * kh + ky] = bordered + ((size_t)(oy * sy + ky * dy) * pw + (size_t)ox * sx) * c;
         }
-        gemm_indirect_avx512((int)(count * pixels), n, kh, kw * c, rows, kernel, bias, out + (size_t)first * pixels * n, n, act);
+        if (avx512) gemm_indirect_avx512((int)(count * pixels), n, kh, kw * c, rows, kernel, bias, out + (size_t)first * pixels * n, n, act);
+        else gemm_indirect_avx2((int)(count * pixels), n, kh, kw * c, rows, kernel, bias, out + (size_t)first * pixels * n, n, act);
     }
     free(rows);
     return 1;

@@ -14,6 +14,7 @@ final class IndirectConvTests: XCTestCase {
             (9, 7, 5, 20, 3, 3, 1, 1, 1, 1, 9, 7, 3),        // same padding, 20 outputs (a masked column block)
             (8, 8, 3, 40, 2, 4, 1, 2, 1, 1, 7, 7, 2),        // vertical dilation, 40 outputs (two column blocks)
             (6, 5, 7, 9, 3, 3, 1, 1, 0, 0, 4, 3, 13),        // valid padding, a ragged last row block
+            (12, 12, 32, 70, 3, 3, 1, 1, 1, 1, 12, 12, 2),   // packed B panels (288 rows), a 6-column tail
         ]
         for (h, w, c, n, kh, kw, stride, dy, padTop, padLeft, oh, ow, batch) in cases {
             let input = random.floats(batch * h * w * c, in: -1...1)

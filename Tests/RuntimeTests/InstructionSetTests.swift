@@ -48,6 +48,8 @@ final class InstructionSetTests: XCTestCase {
         Kernels.limitInstructionSet(1)
         try XCTSkipUnless(Kernels.gemmImplementation == "avx2", "this CPU has no AVX2 + FMA")
         try runKernelTests(level: 1, expecting: "avx2")
+        try IndirectConvTests(name: "level 1", testClosure: { _ in }).testIndirectConvEqualsIm2colGEMMBitForBit()
+        try SparseDenseTests(name: "level 1", testClosure: { _ in }).testSparsePathEqualsTheGEMMBitForBit()
     }
 
     func testPortablePaths() throws {

@@ -2,8 +2,9 @@ import CKernels
 import TestSupport
 import XCTest
 
-/// The sparse Dense path adds the same products in the same order as the
-/// AVX-512 GEMM, leaving out exact zeros: its results are the GEMM's, bit for bit.
+/// The sparse Dense path adds the same products in the same order as the GEMM of
+/// its instruction set, leaving out exact zeros: its results are the GEMM's, bit for
+/// bit (run at the AVX2 level too by InstructionSetTests).
 final class SparseDenseTests: XCTestCase {
     func testSparsePathEqualsTheGEMMBitForBit() throws {
         try XCTSkipUnless(bnk_dense_sparse_available() != 0, "no sparse fast path on this CPU")
