@@ -91,8 +91,7 @@ int main(void) {
                         break;
                     case DEPTHWISE:
                         bnk_depthwise_conv2d(x, l->h, l->w, l->cin, 1, l->k, l->k, l->stride, l->stride, 1, 1, l->pad, l->pad, oh, ow, kernel,
-                                             bias, y);
-                        bnk_activate(y, y, (size_t)oh * ow * l->cout, BNK_ACT_RELU);
+                                             bias, y, BNK_ACT_RELU);
                         break;
                     }
                 }

@@ -5,13 +5,21 @@
    value is stored once. Taps outside the image add nothing (zero padding). */
 #include "isa.h"
 #include "bnkit_kernels.h"
+#include <math.h>
 
 #define BLOCK 64
+
+/* The activations applied as outputs are stored: ReLU and ReLU6 (others come after). */
+static inline __attribute__((always_inline)) float act1(float v, int act) {
+    if (act == BNK_ACT_RELU) return v > 0.0f ? v : 0.0f;
+    if (act == BNK_ACT_RELU6) return v > 0.0f ? (v < 6.0f ? v : 6.0f) : 0.0f;
+    return v;
+}
 
 static inline __attribute__((always_inline))
 void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                     int pad_top, int pad_left, int oh, int ow, const float *restrict kernel, const float *restrict bias,
-                    float *restrict y) {
+                    float *restrict y, int act) {
     const int oc = c * m;
     for (int oy = 0; oy < oh; oy++) {
         for (int ox = 0; ox < ow; ox++) {
@@ -34,7 +42,7 @@ void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh,
                                 for (int j = 0; j < BLOCK; j++) acc[j] += in[j] * wt[j];
                             }
                         }
-                        for (int j = 0; j < BLOCK; j++) out[c0 + j] = acc[j];
+                        for (int j = 0; j < BLOCK; j++) out[c0 + j] = act1(acc[j], act);
                     } else {
                         for (int j = 0; j < n; j++) acc[j] = bias ? bias[c0 + j] : 0.0f;
                         for (int ky = 0; ky < kh; ky++) {
@@ -48,7 +56,7 @@ void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh,
                                 for (int j = 0; j < n; j++) acc[j] += in[j] * wt[j];
                             }
                         }
-                        for (int j = 0; j < n; j++) out[c0 + j] = acc[j];
+                        for (int j = 0; j < n; j++) out[c0 + j] = act1(acc[j], act);
                     }
                 }
                 continue;
@@ -69,36 +77,144 @@ void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh,
                     }
                 }
             }
+            if (act != BNK_ACT_LINEAR) for (int o = 0; o < oc; o++) out[o] = act1(out[o], act);
         }
     }
 }
 
 static void depthwise_generic(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                              int pt, int pl, int oh, int ow, const float *k, const float *b, float *y) {
-    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y);
+                              int pt, int pl, int oh, int ow, const float *k, const float *b, float *y, int act) {
+    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act);
 }
 
 #if BNK_X86
+/* The interior of a row for a depth multiplier of 1: output pixels ox_lo..<ox_hi, whose windows
+   lie inside the image horizontally (the rows outside it are skipped, adding nothing), four at a
+   time, all channels of the four in turn, so each weight vector loaded serves four outputs. Sums
+   from the bias over the taps in order, with FMAs, like the body above; ReLU/ReLU6 at the store. */
+#define DW_INTERIOR(NAME, TARGET, VEC, W, LOAD, STORE, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF)                                      \
+TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
+                        int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
+                        int act) {                                                                                         \
+    /* ReLU / ReLU6 as a clamp at the store. */                                                                          \
+    const VEC lower = SETZERO();                                                                                          \
+    const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
+    int ox = ox_lo;                                                                                                       \
+    /* Four pixels at a time, all their channels (the input rows read channel after channel). */                          \
+    for (; ox + 4 <= ox_hi; ox += 4) {                                                                                    \
+        for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
+            const MASK_T mask = MASK_OF(c - c0 < W ? c - c0 : W);                                                         \
+            const VEC b = bias ? LOAD(bias + c0, mask) : SETZERO();                                                       \
+            VEC a0 = b, a1 = b, a2 = b, a3 = b;                                                                           \
+            const size_t step = (size_t)sx * c;                                                                           \
+            for (int ky = 0; ky < kh; ky++) {                                                                             \
+                const int iy = oy * sy - pad_top + ky * dy;                                                               \
+                if (iy < 0 || iy >= h) continue;                                                                          \
+                const float *in = x + (size_t)iy * w * c + c0 + (size_t)(ox * sx - pad_left) * c;                         \
+                const float *wk = kernel + (size_t)ky * kw * c + c0;                                                      \
+                for (int kx = 0; kx < kw; kx++, in += (size_t)dx * c, wk += c) {                                          \
+                    const VEC wt = LOAD(wk, mask);                                                                        \
+                    a0 = FMA(LOAD(in, mask), wt, a0);                                                                     \
+                    a1 = FMA(LOAD(in + step, mask), wt, a1);                                                              \
+                    a2 = FMA(LOAD(in + 2 * step, mask), wt, a2);                                                          \
+                    a3 = FMA(LOAD(in + 3 * step, mask), wt, a3);                                                          \
+                }                                                                                                         \
+            }                                                                                                             \
+            float *out = y + ((size_t)oy * ow + ox) * c + c0;                                                             \
+            STORE(out, mask, (act == BNK_ACT_LINEAR ? a0 : MIN(MAX(a0, lower), upper)));                                                                                         \
+            STORE(out + c, mask, (act == BNK_ACT_LINEAR ? a1 : MIN(MAX(a1, lower), upper)));                                                                                     \
+            STORE(out + 2 * (size_t)c, mask, (act == BNK_ACT_LINEAR ? a2 : MIN(MAX(a2, lower), upper)));                                                                         \
+            STORE(out + 3 * (size_t)c, mask, (act == BNK_ACT_LINEAR ? a3 : MIN(MAX(a3, lower), upper)));                                                                         \
+        }                                                                                                                 \
+    }                                                                                                                     \
+    for (; ox < ox_hi; ox++) {                                                                                            \
+        for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
+            const MASK_T mask = MASK_OF(c - c0 < W ? c - c0 : W);                                                         \
+            const VEC b = bias ? LOAD(bias + c0, mask) : SETZERO();                                                       \
+            VEC a0 = b;                                                                                                   \
+            for (int ky = 0; ky < kh; ky++) {                                                                             \
+                const int iy = oy * sy - pad_top + ky * dy;                                                               \
+                if (iy < 0 || iy >= h) continue;                                                                          \
+                const float *in = x + (size_t)iy * w * c + c0 + (size_t)(ox * sx - pad_left) * c;                         \
+                const float *wk = kernel + (size_t)ky * kw * c + c0;                                                      \
+                for (int kx = 0; kx < kw; kx++, in += (size_t)dx * c, wk += c) a0 = FMA(LOAD(in, mask), LOAD(wk, mask), a0); \
+            }                                                                                                             \
+            STORE(y + ((size_t)oy * ow + ox) * c + c0, mask, (act == BNK_ACT_LINEAR ? a0 : MIN(MAX(a0, lower), upper)));                                                         \
+        }                                                                                                                 \
+    }                                                                                                                     \
+}
+
+#define MASK512(n) ((__mmask16)((n) >= 16 ? 0xFFFF : ((1u << (n)) - 1)))
+#define LOAD512(p, m) _mm512_maskz_loadu_ps(m, p)
+#define STORE512(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+DW_INTERIOR(interior_avx512, __attribute__((target("avx512f"))), __m512, 16, LOAD512, STORE512, _mm512_setzero_ps,
+            _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512)
+
+#define MASK256(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define LOAD256(p, m) _mm256_maskload_ps(p, m)
+#define STORE256(p, m, v) _mm256_maskstore_ps(p, m, v)
+DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, STORE256, _mm256_setzero_ps,
+            _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256)
+
+/* Depth multiplier 1: per output row, the border pixels by the generic body (one pixel at a
+   time, bounds checked), the interior by the vector kernel above. */
+typedef void (*interior_fn)(const float *, int, int, int, int, int, int, int, int, int, int, int, int, int, int, const float *,
+                            const float *, float *, int, int);
+typedef void (*body_fn)(const float *, int, int, int, int, int, int, int, int, int, int, int, int, int, int, const float *,
+                        const float *, float *, int);
+
+static void depthwise_rows(body_fn pixel, interior_fn interior, const float *x, int h, int w, int c, int kh, int kw, int sy,
+                           int sx, int dy, int dx, int pad_top, int pad_left, int oh, int ow, const float *kernel,
+                           const float *bias, float *y, int act) {
+    /* Interior: ox * sx - pad_left >= 0 and ox * sx - pad_left + (kw - 1) * dx <= w - 1. */
+    int lo = (pad_left + sx - 1) / sx;
+    int hi = w - 1 - (kw - 1) * dx + pad_left < 0 ? 0 : (w - 1 - (kw - 1) * dx + pad_left) / sx + 1;
+    if (lo > ow) lo = ow;
+    if (hi > ow) hi = ow;
+    if (hi < lo) hi = lo;
+    for (int oy = 0; oy < oh; oy++) {
+        /* One pixel of the body: the same image, the window moved so the pixel is output (0, 0). */
+        for (int ox = 0; ox < ow; ox++) {
+            if (ox == lo && hi > lo) {
+                interior(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, lo, hi, kernel, bias, y, ow, act);
+                ox = hi - 1;
+                continue;
+            }
+            pixel(x, h, w, c, 1, kh, kw, sy, sx, dy, dx, pad_top - oy * sy, pad_left - ox * sx, 1, 1, kernel, bias,
+                  y + ((size_t)oy * ow + ox) * c, act);
+        }
+    }
+}
+
 __attribute__((target("avx2,fma")))
 static void depthwise_avx2(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                           int pt, int pl, int oh, int ow, const float *k, const float *b, float *y) {
-    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y);
+                           int pt, int pl, int oh, int ow, const float *k, const float *b, float *y, int act) {
+    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act);
 }
 
 __attribute__((target("avx512f")))
 static void depthwise_avx512(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                             int pt, int pl, int oh, int ow, const float *k, const float *b, float *y) {
-    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y);
+                             int pt, int pl, int oh, int ow, const float *k, const float *b, float *y, int act) {
+    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act);
 }
 #endif
 
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                          int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y) {
+                          int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act) {
+    if (act != BNK_ACT_RELU && act != BNK_ACT_RELU6) act = BNK_ACT_LINEAR;
 #if BNK_X86
-    if (bnk_use_avx512()) { depthwise_avx512(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y); return; }
-    if (bnk_use_avx2()) { depthwise_avx2(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y); return; }
+    if (m == 1 && bnk_use_avx512()) {
+        depthwise_rows(depthwise_avx512, interior_avx512, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
+        return;
+    }
+    if (m == 1 && bnk_use_avx2()) {
+        depthwise_rows(depthwise_avx2, interior_avx2, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
+        return;
+    }
+    if (bnk_use_avx512()) { depthwise_avx512(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act); return; }
+    if (bnk_use_avx2()) { depthwise_avx2(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act); return; }
 #endif
-    depthwise_generic(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y);
+    depthwise_generic(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
 }
 
 const char *bnk_depthwise_isa(void) {

@@ -707,9 +707,8 @@ public final class Executor: @unchecked Sendable {
                 var split = false
                 optional(bias) { b in
                     split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
-                        Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: w.baseAddress!, bias: b, output: yo)
-                        Kernels.activate(yo, count: part.outHeight * part.outWidth * part.outChannels, channels: part.outChannels,
-                                         kind: activation)
+                        Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: w.baseAddress!, bias: b,
+                                                activation: activation, output: yo)
                     }
                 }
                 return split
@@ -876,10 +875,10 @@ public final class Executor: @unchecked Sendable {
         case let .depthwise(kernel, bias, geometry, multiplier, activation):
             kernel.withUnsafeValues { w in
                 optional(bias) { b in
-                    Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: b, output: y)
+                    Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: b,
+                                            activation: activation, output: y)
                 }
             }
-            Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
         case let .separable(depthwise, pointwise, bias, geometry, multiplier, units, activation):
             let pixels = geometry.outHeight * geometry.outWidth
             let middle = arena.scratch(batch * pixels * geometry.outChannels)

@@ -310,15 +310,22 @@ package enum Kernels {
         }
     }
 
-    /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m.
+    /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m; then the
+    /// activation (ReLU and ReLU6 as the outputs are stored, others after).
     static func depthwiseConv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, multiplier: Int,
-                                kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+                                kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: ActivationKind = .linear,
+                                output: UnsafeMutablePointer<Float>) {
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * g.outChannels
+        let code = fusedCode(activation)
+        let stored = code == Int32(BNK_ACT_RELU) || code == Int32(BNK_ACT_RELU6) ? code! : Int32(BNK_ACT_LINEAR)
         for b in 0..<batch {
             bnk_depthwise_conv2d(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(multiplier),
                                  Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
                                  Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
-                                 kernel, bias, output + b * outImage)
+                                 kernel, bias, output + b * outImage, stored)
+        }
+        if stored != code {
+            activate(output, count: batch * outImage, channels: g.outChannels, kind: activation)
         }
     }
 

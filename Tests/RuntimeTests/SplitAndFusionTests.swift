@@ -138,6 +138,38 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// Depthwise convolutions with a multiplier of 1: border pixels one at a time, the interior
+    /// four at a time, ReLU/ReLU6 at the store, other activations after; against the reference.
+    func testDepthwiseInteriorBorderAndActivations() throws {
+        let cases: [(h: Int, w: Int, c: Int, k: Int, stride: Int, dilation: Int, same: Bool, activation: Activation)] = [
+            (9, 19, 20, 3, 1, 1, true, .relu6),     // groups of four, a remainder, a masked channel block
+            (12, 13, 33, 5, 2, 1, true, .relu),     // 5×5, stride 2, uneven padding
+            (11, 17, 7, 3, 1, 2, false, .swish),    // dilation, valid padding, an activation applied after
+            (5, 6, 16, 3, 1, 1, true, .linear),     // narrow: almost every pixel is a border pixel
+        ]
+        for t in cases {
+            let kernel = random.floats(t.k * t.k * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
+            let conv = try DepthwiseConv2D(kernel: Tensor(shape: [t.k, t.k, t.c, 1], values: kernel), bias: Tensor(bias),
+                                           strides: [t.stride, t.stride], dilation: [t.dilation, t.dilation], padding: t.same ? .same : .valid)
+            let graph = try Graph.sequential(name: "dw", inputShape: [t.h, t.w, t.c],
+                                             layers: [("dw", .depthwiseConv2d(conv)), ("act", .activation(t.activation))])
+            let executor = try Executor(graph: graph)
+            let batch = 2
+            let input = random.floats(batch * t.h * t.w * t.c, in: -2...2)
+            let y = try executor.run(input)
+            let formula = Self.formulas.first { $0.0 == t.activation }?.1 ?? { $0 }
+            for b in 0..<batch {
+                let x = input[(b * t.h * t.w * t.c)..<((b + 1) * t.h * t.w * t.c)].map(Double.init)
+                let expected = ReferenceOps.depthwise(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: t.k, kw: t.k, multiplier: 1, bias: bias,
+                                                      stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation], same: t.same).values
+                XCTAssertEqual(expected.count, executor.outputSize)
+                for (k, e) in expected.enumerated() {
+                    XCTAssertEqual(Double(y[b * executor.outputSize + k]), formula(e), accuracy: 1e-5 * max(1, abs(e)), "\(t) k\(k)")
+                }
+            }
+        }
+    }
+
     /// The GEMM's packed panels (many rows), column tails at 16 and 32, and products split by
     /// columns (`bnk_gemm_strided`, as threads share one): the same values as the whole product,
     /// bit for bit, and the reference's within rounding.

@@ -93,9 +93,10 @@ void bnk_channel_moments(const float *x, size_t rows, size_t channels, double *m
 const char *bnk_channel_moments_isa(void);
 
 /* Depthwise convolution of one NHWC image (h, w, c), kernel (kh, kw, c, m), optional bias (c*m),
-   into (oh, ow, c*m): output channel ch*m + j; taps outside the image add nothing. */
+   into (oh, ow, c*m): output channel ch*m + j; taps outside the image add nothing; then ReLU or
+   ReLU6 when act says so (any other code: none). */
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                          int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y);
+                          int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act);
 /* Which version bnk_depthwise_conv2d runs under the current cap: "avx512", "avx2" or "generic". */
 const char *bnk_depthwise_isa(void);
 
