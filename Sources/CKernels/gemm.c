@@ -124,8 +124,8 @@ __attribute__((target("avx512f")))
 static void gemm_avx512(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                         const float *bias, float *C, int ldc, int act) {
     int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
-    /* Pack when at least two row blocks read the panel. */
-    float *pk = M >= 24 ? bnk_panel((size_t)K * 32) : NULL;
+    /* Pack when more than one row block reads the panel. */
+    float *pk = M > 12 ? bnk_panel((size_t)K * 32) : NULL;
     for (int n0 = 0; n0 < N; n0 += 32) {
         int width = N - n0 < 32 ? N - n0 : 32;
         __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);

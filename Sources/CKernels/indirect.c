@@ -19,10 +19,10 @@
 
 /* C[m] = act(bias + sum over segments s, k < len of rows[m * segs + s][k] * B[s * len + k]) for m < M. */
 __attribute__((target("avx512f")))
-static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B,
+static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
                                  const float *bias, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
-    float *pk = M >= 24 ? bnk_panel((size_t)segs * len * 32) : NULL;
+    float *pk = M > 12 ? bnk_panel((size_t)segs * len * 32) : NULL;
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int width = N - n0 < 32 ? N - n0 : 32;
         const __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
@@ -31,10 +31,10 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
         const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
         /* This block of B's columns as one contiguous panel (see gemm.c) when several row blocks read it. */
         const float *bp = B + n0;
-        int bs = N;
+        int bs = ldb;
         if (pk) {
             const float *src = B + n0;
-            for (int k = 0; k < segs * len; k++, src += N) {
+            for (int k = 0; k < segs * len; k++, src += ldb) {
                 _mm512_store_ps(pk + (size_t)k * 32, _mm512_maskz_loadu_ps(mask0, src));
                 _mm512_store_ps(pk + (size_t)k * 32 + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
             }
@@ -89,7 +89,7 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
 /* The AVX2 GEMM's microkernel (6 rows x 16 columns, see gemm.c) over the same pointer table:
    B always from a 16-wide packed panel, stores of a narrower last block masked. */
 __attribute__((target("avx2,fma")))
-static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B,
+static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
                                const float *bias, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const int K = segs * len;
@@ -102,7 +102,7 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
         const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
         const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
         const float *src = B + n0;
-        for (int k = 0; k < K; k++, src += N) {
+        for (int k = 0; k < K; k++, src += ldb) {
             _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
             _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
         }
@@ -172,6 +172,13 @@ size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int
 int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                         int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
                         float *out, float *scratch) {
+    return bnk_conv2d_indirect_columns(input, batch, h, w, c, kh, kw, sy, sx, dy, pad_top, pad_left, oh, ow, kernel, bias, n, 0, n,
+                                       act, out, scratch);
+}
+
+int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
+                                int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int n0,
+                                int cols, int act, float *out, float *scratch) {
 #if BNK_X86
     const int avx512 = bnk_use_avx512();
     if ((!avx512 && !bnk_use_avx2()) || batch <= 0) return 0;
@@ -201,14 +208,16 @@ int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int 
                     for (int ky = 0; ky < kh; ky++)
                         table[((size_t)oy * ow + ox) * kh + ky] = bordered + ((size_t)(oy * sy + ky * dy) * pw + (size_t)ox * sx) * c;
         }
-        if (avx512) gemm_indirect_avx512((int)(count * pixels), n, kh, kw * c, rows, kernel, bias, out + (size_t)first * pixels * n, n, act);
-        else gemm_indirect_avx2((int)(count * pixels), n, kh, kw * c, rows, kernel, bias, out + (size_t)first * pixels * n, n, act);
+        const float *b = kernel + n0, *bias0 = bias ? bias + n0 : NULL;
+        float *c0 = out + (size_t)first * pixels * n + n0;
+        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, bias0, c0, n, act);
+        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, bias0, c0, n, act);
     }
     free(rows);
     return 1;
 #else
     (void)input; (void)batch; (void)h; (void)w; (void)c; (void)kh; (void)kw; (void)sy; (void)sx; (void)dy; (void)pad_top;
-    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)bias; (void)n; (void)act; (void)out; (void)scratch;
+    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)bias; (void)n; (void)n0; (void)cols; (void)act; (void)out; (void)scratch;
     return 0;
 #endif
 }

@@ -675,6 +675,24 @@ public final class Executor: @unchecked Sendable {
             // Few pixels (the last stages at batch 1): the output channels are shared instead.
             return splitColumns(rows: batch * geometry.outHeight * geometry.outWidth, inputs: geometry.inChannels, kernel: kernel, bias: bias,
                                 units: geometry.outChannels, activation: activation, x, y, parallel: parallel)
+        case let .conv2d(kernel, bias, geometry, 1, activation)
+            where !Kernels.isPointwise(geometry) && geometry.dilationX == 1 && Kernels.hasIndirectConvolution
+                && Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
+                && geometry.outChannels >= 32 * parallel.workers:
+            // Few pixels (7×7 maps at batch 1): the output channels are shared, each worker reading
+            // its part of the kernel once, instead of every worker reading all of it.
+            kernel.withUnsafeValues { w in
+                optional(bias) { b in
+                    parallel.run { worker in
+                        let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels, align: 16)
+                        guard !columns.isEmpty else { return }
+                        _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, columns: columns,
+                                                  activation: activation, output: y,
+                                                  scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)))
+                    }
+                }
+            }
+            return true
         case let .dense(kernel, bias, inputs, units, activation)
             where count / max(units, 1) < 24 * parallel.workers && Kernels.isElementwise(activation) && units >= 32 * parallel.workers:
             return splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, bias: bias, units: units, activation: activation,

@@ -80,6 +80,29 @@ package enum Kernels {
         }
     }
 
+    /// Output channels `columns` of a Conv2D (groups 1, no horizontal dilation) by the indirect
+    /// GEMM, so threads can share one conv's channels; false (nothing done) where this machine
+    /// has no indirect path. `scratch` holds `patchScratch` floats.
+    static func conv2dColumns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                              columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
+                              scratch: UnsafeMutablePointer<Float>) -> Bool {
+        let code = fusedCode(activation)
+        let done = bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
+                                               Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
+                                               Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
+                                               kernel, bias, Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count),
+                                               code ?? Int32(BNK_ACT_LINEAR), output, scratch) != 0
+        if done, code == nil {
+            for row in 0..<(batch * g.outHeight * g.outWidth) {
+                activate(output + row * g.outChannels + columns.lowerBound, count: columns.count, channels: columns.count, kind: activation)
+            }
+        }
+        return done
+    }
+
+    /// Whether this machine has the indirect convolution (AVX-512 or AVX2 + FMA under the cap).
+    static var hasIndirectConvolution: Bool { gemmImplementation != "generic" }
+
     /// Whether an activation applies value by value (so a block of columns can take it alone).
     static func isElementwise(_ kind: ActivationKind) -> Bool {
         if case .softmax = kind { return false }

@@ -237,7 +237,8 @@ final class SplitAndFusionTests: XCTestCase {
         add("squeeze", .globalPool(kind: .average, keepDims: true), ["pool"])
         add("gate", .activation(.sigmoid), ["squeeze"])
         add("excite", .multiply, ["pool", "gate"])                                            // channel scale
-        add("wide", try conv(1, 40, 96, activation: .relu), ["excite"])                       // few pixels: columns
+        add("small", try conv(3, 40, 96, stride: 2, activation: .swish), ["excite"])          // few pixels, 3×3/2: indirect by columns
+        add("wide", try conv(1, 96, 96, activation: .relu), ["small"])                        // few pixels, 1×1: GEMM by columns
         add("gap", .globalPool(kind: .average, keepDims: false), ["wide"])
         add("head", .dense(head), ["gap"])                                                    // one row: columns
         let graph = try Graph(name: "split", nodes: nodes, outputs: ["head"])
@@ -246,8 +247,9 @@ final class SplitAndFusionTests: XCTestCase {
         for batch in [1, 2] {
             let input = random.floats(batch * 29 * 27 * 3, in: -1...1)
             let one = try executor.run(input, threads: 1)
-            XCTAssertEqual(try executor.run(input, threads: 2), one, "batch \(batch), 2 threads")
-            XCTAssertEqual(try executor.run(input, threads: 3), one, "batch \(batch), 3 threads")
+            // Fresh executors: buffers that still held the one-thread run's values would hide a value left unwritten.
+            XCTAssertEqual(try Executor(graph: graph).run(input, threads: 2), one, "batch \(batch), 2 threads")
+            XCTAssertEqual(try Executor(graph: graph).run(input, threads: 3), one, "batch \(batch), 3 threads")
         }
         // The split path must also be the reference's: a plain Swift evaluation of the first steps.
         let stemOnly = try Graph(name: "stem", nodes: Array(nodes.prefix(4)), outputs: ["stem_act"])

@@ -76,6 +76,11 @@ int bnk_dense_sparse_available(void);
 int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                         int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
                         float *out, float *scratch);
+/* Output columns n0..<n0+cols of bnk_conv2d_indirect (kernel and bias still the whole (…, n) ones,
+   out rows n floats apart), so threads can share one conv's output channels. */
+int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
+                                int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int n0,
+                                int cols, int act, float *out, float *scratch);
 size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow);
 
 /* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, 16 x cin x cout
