@@ -330,6 +330,7 @@ def main():
                 for _ in range(repeats):   # alternate, so all see the same machine state
                     theirs.append(ort_rate(session, subset, batch))
                     openvino.append(ov_rate(request, subset, batch))
+                    time.sleep(0.5)   # the peers' worker threads spin for a while after a run: let them park
                     ours.append(bnrun_rate(bnrun, folded, batch, threads))
                 a, b, c = statistics.median(ours), statistics.median(theirs), statistics.median(openvino)
                 print(f"| {name} | {threads} | {batch} | {a:,.0f} | {b:,.0f} | {c:,.0f} | {a / max(b, c):.2f}× |", flush=True)

@@ -117,6 +117,9 @@ def main():
                         same = (mine.argmax(1) == run_ort().reshape(count, -1).argmax(1)).all() and (mine.argmax(1) == run_ov().reshape(count, -1).argmax(1)).all()
                         rates = {"bnrun": [], "ort": [], "ov": []}
                         for _ in range(args.repeats):
+                            # The peers' worker threads spin for a while after a run: let them park, so
+                            # bnrun's threads do not share the cores with them.
+                            time.sleep(0.5)
                             bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
                                                     "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
                             rates["bnrun"].append(float(bench.stdout.split("images/s:")[1].split()[0]))

@@ -8,11 +8,14 @@
  * operations in the same order as the GEMM of the same instruction set (AVX-512
  * or AVX2+FMA) minus the ones that add exact zeros, so the results are the same
  * (up to the sign of a zero).
- * Which path runs is decided per call from the share of zeros.
+ * Which path runs is decided per call from the share of zeros, and per layer
+ * shape by measuring both (see bnk_dense).
  */
 #include "bnkit_kernels.h"
 #include "isa.h"
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if BNK_X86
 #include <immintrin.h>
@@ -266,16 +269,63 @@ void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float 
     bnk_gemm(M, N, K, A, lda, B, bias, C, ldc, act);
 }
 
+#if BNK_X86
+/* Which path is faster where both may run depends on the CPU (tools/kernel_bench.sh: the sparse
+   path breaks even near 45% nonzero inputs on an AMD Zen 4, near 18% on an Intel Xeon of the
+   Sapphire Rapids kind), so it is measured: for each layer shape, the first eligible calls run
+   each path in turn and time it per row; the faster is used from then on. Both give the same
+   values (up to the sign of a zero), so the choice changes only the speed. */
+enum { TRIALS = 4, SHAPES = 32 };
+static struct { int n, k, isa, runs[2]; double seconds[2]; } tuning[SHAPES];
+static pthread_mutex_t tuning_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* The path to run (1 sparse, 0 GEMM) and, while measuring, the entry to report to (else -1). */
+static int choose_sparse(int N, int K, int isa, int *entry) {
+    pthread_mutex_lock(&tuning_lock);
+    int i = 0;
+    while (i < SHAPES && tuning[i].n && !(tuning[i].n == N && tuning[i].k == K && tuning[i].isa == isa)) i++;
+    int sparse = 1;
+    *entry = -1;
+    if (i < SHAPES) {
+        if (!tuning[i].n) { tuning[i].n = N; tuning[i].k = K; tuning[i].isa = isa; }
+        if (tuning[i].runs[0] < TRIALS || tuning[i].runs[1] < TRIALS) {
+            sparse = tuning[i].runs[1] <= tuning[i].runs[0];
+            *entry = i;
+        } else {
+            sparse = tuning[i].seconds[1] / tuning[i].runs[1] <= tuning[i].seconds[0] / tuning[i].runs[0];
+        }
+    }
+    pthread_mutex_unlock(&tuning_lock);
+    return sparse;
+}
+
+static void report(int entry, int sparse, double seconds_per_row) {
+    pthread_mutex_lock(&tuning_lock);
+    tuning[entry].runs[sparse]++;
+    tuning[entry].seconds[sparse] += seconds_per_row;
+    pthread_mutex_unlock(&tuning_lock);
+}
+#endif
+
 void bnk_dense(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
                float *C, int ldc, int act) {
 #if BNK_X86
-    /* Sparse when at most a third of the inputs are nonzero (tools/kernel_bench.sh: break-even near 45%). */
-    if (K >= 64 && bnk_use_avx512() && count_nonzero(M, K, A, lda) * 3 <= (size_t)M * K) {
-        bnk_dense_sparse(M, N, K, A, lda, B, bias, C, ldc, act);
-        return;
-    }
-    if (K >= 64 && !bnk_use_avx512() && bnk_use_avx2() && count_nonzero_avx2(M, K, A, lda) * 3 <= (size_t)M * K) {
-        bnk_dense_sparse(M, N, K, A, lda, B, bias, C, ldc, act);
+    /* Eligible when at most a third of the inputs are nonzero. */
+    const int isa = bnk_use_avx512() ? 2 : bnk_use_avx2() ? 1 : 0;
+    if (K >= 64 && M > 0 && isa
+        && (isa == 2 ? count_nonzero(M, K, A, lda) : count_nonzero_avx2(M, K, A, lda)) * 3 <= (size_t)M * K) {
+        int entry;
+        const int sparse = choose_sparse(N, K, isa, &entry);
+        const double start = entry >= 0 ? seconds_now() : 0;
+        if (sparse) bnk_dense_sparse(M, N, K, A, lda, B, bias, C, ldc, act);
+        else bnk_gemm(M, N, K, A, lda, B, bias, C, ldc, act);
+        if (entry >= 0) report(entry, sparse, (seconds_now() - start) / M);
         return;
     }
 #endif

@@ -57,6 +57,10 @@ public final class Executor: @unchecked Sendable {
     private let outputIndex: Int
     /// Samples per tile: about 1 MiB of the largest activation, between 8 and 256.
     private let tileSize: Int
+    /// Whether fewer samples than threads run each step split across the threads (else one thread runs them).
+    private let splitsSamples: Bool
+    /// The largest activation (floats per sample) from which a sample's steps are split: 128 KiB.
+    static let smallestSplitSample = 32768
     /// What BatchNormalization layers normalize with.
     public let batchNormStatistics: BatchNormStatistics
     /// Node index -> position in `observing`; the nodes' values go to the run's observer.
@@ -371,6 +375,9 @@ public final class Executor: @unchecked Sendable {
         let nodeSizes = sizes, written = Set(steps.map(\.destination) + [index[input.name]!])
         let largest = max(written.map { nodeSizes[$0] }.max() ?? 1, 1)
         self.tileSize = min(256, max(8, (1 << 18) / largest))
+        // Splitting one sample's steps pays only when they are large enough to outweigh a
+        // hand-over per step (MNIST-sized models run a sample faster alone).
+        self.splitsSamples = largest >= Self.smallestSplitSample
     }
 
     /// Which of two inputs is a feature map the other scales channel by channel (the other's
@@ -527,7 +534,7 @@ public final class Executor: @unchecked Sendable {
         let tile = max(1, (batch + threads * rounds - 1) / (threads * rounds))
         let tiles = (batch + tile - 1) / tile
         let workers = max(1, min(threads, tiles))
-        if threads > 1, tiles < threads {
+        if threads > 1, tiles < threads, splitsSamples {
             // Fewer tiles than threads (one image on two threads): the tiles run one after
             // another, each step split across all the workers.
             let parallel = StepParallelism(pool: pool(threads))

@@ -214,22 +214,23 @@ final class SplitAndFusionTests: XCTestCase {
                                bias: Tensor(random.floats(cout, in: -0.1...0.1)), strides: [stride, stride], padding: padding,
                                activation: activation))
         }
-        let separable = try SeparableConv2D(depthwiseKernel: Tensor(shape: [3, 3, 24, 1], values: random.floats(216, in: -0.3...0.3)),
-                                            pointwiseKernel: Tensor(shape: [1, 1, 24, 40], values: random.floats(960, in: -0.3...0.3)),
+        let separable = try SeparableConv2D(depthwiseKernel: Tensor(shape: [3, 3, 40, 1], values: random.floats(360, in: -0.3...0.3)),
+                                            pointwiseKernel: Tensor(shape: [1, 1, 40, 40], values: random.floats(1600, in: -0.3...0.3)),
                                             bias: Tensor(random.floats(40, in: -0.1...0.1)), padding: .same, activation: .relu)
         let depthwise = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, 40, 1], values: random.floats(360, in: -0.3...0.3)),
                                             bias: Tensor(random.floats(40, in: -0.1...0.1)), strides: [2, 2], padding: .same)
         let head = try Dense(kernel: Tensor(shape: [96, 70], values: random.floats(96 * 70, in: -0.3...0.3)), bias: nil, activation: .linear)
-        var nodes = [Node(name: "in", operation: .input(shape: [29, 27, 3]), inputs: [])]
+        // Large enough to be split (the largest activation, 31×30×40, over Executor.smallestSplitSample).
+        var nodes = [Node(name: "in", operation: .input(shape: [61, 59, 3]), inputs: [])]
         func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
         add("pad", .zeroPadding2d([1, 2, 2, 1]), ["in"])
         add("stem", try conv(3, 3, 16, stride: 2, padding: .valid), ["pad"])                 // folded padding, indirect conv, rows
         add("stem_act", .activation(.swish), ["stem"])
-        add("wino", try conv(3, 16, 16), ["stem_act"])                                       // Winograd (15×14 map), rows in pairs
+        add("wino", try conv(3, 16, 16), ["stem_act"])                                       // Winograd (31×30 map), rows in pairs
         add("wino_act", .activation(.hardSwish), ["wino"])
         add("res", .add, ["wino_act", "stem_act"])                                            // residual add, elements
         add("relu", .activation(.relu), ["res"])
-        add("expand", try conv(1, 16, 24), ["relu"])                                          // pointwise, rows
+        add("expand", try conv(1, 16, 40), ["relu"])                                          // pointwise, rows
         add("sep", .separableConv2d(separable), ["expand"])                                   // depthwise then pointwise, rows
         add("dw", .depthwiseConv2d(depthwise), ["sep"])                                       // strided depthwise, rows
         add("dw_act", .activation(.relu6), ["dw"])
@@ -245,21 +246,21 @@ final class SplitAndFusionTests: XCTestCase {
         let executor = try Executor(graph: graph)
         XCTAssertTrue(executor.stepProfile.contains { $0.operation == "winograd" })
         for batch in [1, 2] {
-            let input = random.floats(batch * 29 * 27 * 3, in: -1...1)
+            let input = random.floats(batch * 61 * 59 * 3, in: -1...1)
             let one = try executor.run(input, threads: 1)
             // Fresh executors: buffers that still held the one-thread run's values would hide a value left unwritten.
             XCTAssertEqual(try Executor(graph: graph).run(input, threads: 2), one, "batch \(batch), 2 threads")
             XCTAssertEqual(try Executor(graph: graph).run(input, threads: 3), one, "batch \(batch), 3 threads")
         }
-        // The split path must also be the reference's: a plain Swift evaluation of the first steps.
+        // And the values are the reference's: a plain evaluation of the first steps (the folded padding, the swish).
         let stemOnly = try Graph(name: "stem", nodes: Array(nodes.prefix(4)), outputs: ["stem_act"])
         let stem = try Executor(graph: stemOnly)
-        let input = random.floats(29 * 27 * 3, in: -1...1)
+        let input = random.floats(61 * 59 * 3, in: -1...1)
         let split = try stem.run(input, threads: 2)
         guard case .conv2d(let stemConv) = nodes[2].operation else { return XCTFail("stem is a conv") }
-        var padded = [Double](repeating: 0, count: 32 * 30 * 3)
-        for i in 0..<29 { for j in 0..<27 { for k in 0..<3 { padded[((i + 1) * 30 + j + 2) * 3 + k] = Double(input[(i * 27 + j) * 3 + k]) } } }
-        let (reference, _, _) = ReferenceOps.conv2d(padded, h: 32, w: 30, c: 3, kernel: stemConv.kernel.values, kh: 3, kw: 3, out: 16,
+        var padded = [Double](repeating: 0, count: 64 * 62 * 3)
+        for i in 0..<61 { for j in 0..<59 { for k in 0..<3 { padded[((i + 1) * 62 + j + 2) * 3 + k] = Double(input[(i * 59 + j) * 3 + k]) } } }
+        let (reference, _, _) = ReferenceOps.conv2d(padded, h: 64, w: 62, c: 3, kernel: stemConv.kernel.values, kh: 3, kw: 3, out: 16,
                                                     bias: stemConv.bias?.values, stride: [2, 2], dilation: [1, 1], same: false, groups: 1)
         XCTAssertEqual(reference.count, split.count)
         for (value, z) in zip(split, reference) { assertClose(value, z / (1 + Foundation.exp(-z)), "stem") }
