@@ -217,10 +217,4 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
     depthwise_generic(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
 }
 
-const char *bnk_depthwise_isa(void) {
-#if BNK_X86
-    if (bnk_use_avx512()) return "avx512";
-    if (bnk_use_avx2()) return "avx2";
-#endif
-    return "generic";
-}
+const char *bnk_depthwise_isa(void) { return bnk_isa_name(); }

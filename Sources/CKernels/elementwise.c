@@ -107,10 +107,4 @@ void bnk_activate(const float *x, float *y, size_t n, int act) { activate_dispat
 void bnk_add(const float *a, const float *b, float *y, size_t n, int act) { add_dispatch(a, b, y, n, act); }
 void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, size_t c) { scale_dispatch(x, s, y, rows, c); }
 
-const char *bnk_elementwise_isa(void) {
-#if BNK_X86
-    if (bnk_use_avx512()) return "avx512";
-    if (bnk_use_avx2()) return "avx2";
-#endif
-    return "generic";
-}
+const char *bnk_elementwise_isa(void) { return bnk_isa_name(); }

@@ -332,6 +332,10 @@ int bnk_use_avx2(void) {
 #endif
 }
 
+const char *bnk_isa_name(void) {
+    return bnk_use_avx512() ? "avx512" : bnk_use_avx2() ? "avx2" : "generic";
+}
+
 typedef void (*gemm_fn)(int, int, int, const float *, int, const float *, int, const float *, float *, int, int);
 static gemm_fn chosen = 0;
 static const char *chosen_name = "generic";

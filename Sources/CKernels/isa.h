@@ -52,5 +52,7 @@ float *bnk_panel(size_t floats);
 /* 2: AVX-512 kernels allowed, 1: AVX2+FMA, 0: portable C only. */
 int bnk_use_avx512(void);
 int bnk_use_avx2(void);
+/* The level the cap and the CPU allow: "avx512", "avx2" or "generic" (for the *_isa reports). */
+const char *bnk_isa_name(void);
 
 #endif

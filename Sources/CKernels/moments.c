@@ -50,10 +50,4 @@ void bnk_channel_moments(const float *x, size_t rows, size_t channels, double *m
     moments_generic(x, rows, channels, mean, m2);
 }
 
-const char *bnk_channel_moments_isa(void) {
-#if BNK_X86
-    if (bnk_use_avx512()) return "avx512";
-    if (bnk_use_avx2()) return "avx2";
-#endif
-    return "generic";
-}
+const char *bnk_channel_moments_isa(void) { return bnk_isa_name(); }

@@ -638,7 +638,7 @@ public final class Executor: @unchecked Sendable {
                          observer: ExecutionObserver?, parallel: StepParallelism = .serial) {
         let arena = arena(worker: worker, batch: batch)
         // Scratch of the workers sharing a split step (their own arenas hold no activations).
-        let arenas = [arena] + (1..<parallel.workers).map { self.arena(worker: $0, batch: 0) }
+        let arenas = parallel.workers == 1 ? [] : [arena] + (1..<parallel.workers).map { self.arena(worker: $0, batch: 0) }
         func pointer(_ index: Int) -> UnsafePointer<Float> {
             if index == inputIndex { return input }
             if index == outputIndex { return UnsafePointer(output) }
@@ -666,15 +666,17 @@ public final class Executor: @unchecked Sendable {
     }
 
 
+    /// An optional weight (a bias) handed to `body` where it lies, or nil.
+    private static func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
+        if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
+    }
+
     /// Runs a step split across `parallel`'s workers (by output rows of each image, or by
     /// elements), each part computed exactly as in the whole step; false (nothing done) for
     /// steps that are not split or too small to split.
     private static func executeSplit(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
                                      batch: Int, count: Int, parallel: StepParallelism, arenas: [Arena]) -> Bool {
         let x = inputs[0]
-        func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
-            if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
-        }
         switch kind {
         case let .conv2d(kernel, bias, geometry, 1, activation)
             where Kernels.isPointwise(geometry) && Kernels.isElementwise(activation)
@@ -827,7 +829,7 @@ public final class Executor: @unchecked Sendable {
     private static func splitColumns(rows: Int, inputs: Int, kernel: Tensor, bias: Tensor?, units: Int, activation: ActivationKind,
                                      _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
         kernel.withUnsafeValues { w in
-            let run = { (b: UnsafePointer<Float>?) in
+            optional(bias) { b in
                 parallel.run { worker in
                     let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: 16)
                     guard !columns.isEmpty else { return }
@@ -835,7 +837,6 @@ public final class Executor: @unchecked Sendable {
                                         activation: activation, output: y)
                 }
             }
-            if let bias { bias.withUnsafeValues { run($0.baseAddress!) } } else { run(nil) }
         }
         return true
     }
@@ -854,9 +855,6 @@ public final class Executor: @unchecked Sendable {
                                 batch: Int, count: Int, arena: Arena) {
         let x = inputs[0]
         // Weights are used where they lie (a view of the mapped .bin, or the tensor's own array).
-        func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
-            if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
-        }
         switch kind {
         case let .dense(kernel, bias, inputs, units, activation):
             // A Dense on a (…, features) input applies to every row of the last axis.

@@ -7,15 +7,9 @@ import Foundation
 /// grouped and depthwise convolutions, padding and activations are here.
 /// Only this file and the executor touch raw pointers.
 package enum Kernels {
-    /// The GEMM epilogue code for an activation, or nil when it runs separately.
+    /// The GEMM epilogue code for an activation (linear, ReLU, ReLU6, sigmoid), or nil when it runs separately.
     static func fusedCode(_ kind: ActivationKind) -> Int32? {
-        switch kind {
-        case .linear: Int32(BNK_ACT_LINEAR)
-        case .relu: Int32(BNK_ACT_RELU)
-        case .relu6: Int32(BNK_ACT_RELU6)
-        case .sigmoid: Int32(BNK_ACT_SIGMOID)
-        default: nil
-        }
+        elementwiseCode(kind).flatMap { $0 <= Int32(BNK_ACT_SIGMOID) ? $0 : nil }
     }
 
     /// The code of an activation the vectorized element-wise kernels compute (`bnk_activate`, `bnk_add`).
