@@ -120,6 +120,75 @@ static void gemm_avx512_narrow(int M, int n0, int width, int K, const float *A, 
 #undef FMA1
 }
 
+/* Columns n0..<n0+width (width <= 32) of C: B's columns n0..n0+15 read from b_lo, n0+16.. from
+   b_hi, both with row stride bs (a row-major B, a per-call panel, or two prepacked panels). */
+__attribute__((target("avx512f")))
+static void gemm_avx512_block(int M, int n0, int width, int K, const float *A, int lda, const float *b_lo, const float *b_hi,
+                              int bs, const float *bias, float *C, int ldc, int elementwise) {
+    if (width <= 16) {
+        gemm_avx512_narrow(M, n0, width, K, A, lda, b_lo, bs, bias, C, ldc, elementwise);
+        return;
+    }
+    const __mmask16 mask0 = 0xFFFF;
+    const __mmask16 mask1 = width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1);
+    const ptrdiff_t hoff = b_hi - b_lo;
+    const float *bp = b_lo;
+    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
+    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
+#define STORE_ROW(r, lo, hi) \
+        _mm512_mask_storeu_ps(c + (size_t)(r) * ldc, mask0, bnk_act512(lo, elementwise)); \
+        _mm512_mask_storeu_ps(c + (size_t)(r) * ldc + 16, mask1, bnk_act512(hi, elementwise));
+#define FMA_ROW(a, lo, hi) x = _mm512_set1_ps(a[k]); lo = _mm512_fmadd_ps(x, b0, lo); hi = _mm512_fmadd_ps(x, b1, hi);
+    int m = 0;
+    for (; m + 12 <= M; m += 12) {
+        __m512 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1,
+               c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1, c60 = bias0, c61 = bias1, c70 = bias0, c71 = bias1,
+               c80 = bias0, c81 = bias1, c90 = bias0, c91 = bias1, c100 = bias0, c101 = bias1, c110 = bias0, c111 = bias1;
+        A_ROWS12;
+        const float *b = bp;
+        for (int k = 0; k < K; k++, b += bs) {
+            __m512 b0 = _mm512_loadu_ps(b);
+            __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + hoff);
+            __m512 x;
+            FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11) FMA_ROW(a2, c20, c21) FMA_ROW(a3, c30, c31)
+            FMA_ROW(a4, c40, c41) FMA_ROW(a5, c50, c51) FMA_ROW(a6, c60, c61) FMA_ROW(a7, c70, c71)
+            FMA_ROW(a8, c80, c81) FMA_ROW(a9, c90, c91) FMA_ROW(a10, c100, c101) FMA_ROW(a11, c110, c111)
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21) STORE_ROW(3, c30, c31)
+        STORE_ROW(4, c40, c41) STORE_ROW(5, c50, c51) STORE_ROW(6, c60, c61) STORE_ROW(7, c70, c71)
+        STORE_ROW(8, c80, c81) STORE_ROW(9, c90, c91) STORE_ROW(10, c100, c101) STORE_ROW(11, c110, c111)
+    }
+    for (; m + 4 <= M; m += 4) {
+        __m512 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1;
+        A_ROWS4;
+        const float *b = bp;
+        for (int k = 0; k < K; k++, b += bs) {
+            __m512 b0 = _mm512_loadu_ps(b);
+            __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + hoff);
+            __m512 x;
+            FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11) FMA_ROW(a2, c20, c21) FMA_ROW(a3, c30, c31)
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21) STORE_ROW(3, c30, c31)
+    }
+    for (; m < M; m++) {
+        __m512 c00 = bias0, c01 = bias1;
+        const float *a0 = A + (size_t)m * lda;
+        const float *b = bp;
+        for (int k = 0; k < K; k++, b += bs) {
+            __m512 b0 = _mm512_loadu_ps(b);
+            __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + hoff);
+            __m512 x;
+            FMA_ROW(a0, c00, c01)
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        STORE_ROW(0, c00, c01)
+    }
+#undef STORE_ROW
+#undef FMA_ROW
+}
+
 __attribute__((target("avx512f")))
 static void gemm_avx512(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                         const float *bias, float *C, int ldc, int act) {
@@ -130,8 +199,6 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
         int width = N - n0 < 32 ? N - n0 : 32;
         __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
         __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
-        const float *bp = B + n0;
-        int bs = ldb;
         if (pk) {
             int stride = width <= 16 ? 16 : 32;
             const float *src = B + n0;
@@ -139,67 +206,11 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
                 _mm512_store_ps(pk + (size_t)k * stride, _mm512_maskz_loadu_ps(mask0, src));
                 if (stride == 32) _mm512_store_ps(pk + (size_t)k * stride + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
             }
-            bp = pk;
-            bs = stride;
+            gemm_avx512_block(M, n0, width, K, A, lda, pk, pk + 16, stride, bias, C, ldc, elementwise);
+        } else {
+            /* Few rows: B read in place (the narrow kernel masks its loads; a wide block has 16 full columns). */
+            gemm_avx512_block(M, n0, width, K, A, lda, B + n0, B + n0 + 16, ldb, bias, C, ldc, elementwise);
         }
-        if (width <= 16) {
-            gemm_avx512_narrow(M, n0, width, K, A, lda, bp, bs, bias, C, ldc, elementwise);
-            continue;
-        }
-        __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
-        __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
-#define STORE_ROW(r, lo, hi) \
-            _mm512_mask_storeu_ps(c + (size_t)(r) * ldc, mask0, bnk_act512(lo, elementwise)); \
-            _mm512_mask_storeu_ps(c + (size_t)(r) * ldc + 16, mask1, bnk_act512(hi, elementwise));
-#define FMA_ROW(a, lo, hi) x = _mm512_set1_ps(a[k]); lo = _mm512_fmadd_ps(x, b0, lo); hi = _mm512_fmadd_ps(x, b1, hi);
-        int m = 0;
-        for (; m + 12 <= M; m += 12) {
-            __m512 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1,
-                   c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1, c60 = bias0, c61 = bias1, c70 = bias0, c71 = bias1,
-                   c80 = bias0, c81 = bias1, c90 = bias0, c91 = bias1, c100 = bias0, c101 = bias1, c110 = bias0, c111 = bias1;
-            A_ROWS12;
-            const float *b = bp;
-            for (int k = 0; k < K; k++, b += bs) {
-                __m512 b0 = _mm512_maskz_loadu_ps(mask0, b);
-                __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
-                __m512 x;
-                FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11) FMA_ROW(a2, c20, c21) FMA_ROW(a3, c30, c31)
-                FMA_ROW(a4, c40, c41) FMA_ROW(a5, c50, c51) FMA_ROW(a6, c60, c61) FMA_ROW(a7, c70, c71)
-                FMA_ROW(a8, c80, c81) FMA_ROW(a9, c90, c91) FMA_ROW(a10, c100, c101) FMA_ROW(a11, c110, c111)
-            }
-            float *c = C + (size_t)m * ldc + n0;
-            STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21) STORE_ROW(3, c30, c31)
-            STORE_ROW(4, c40, c41) STORE_ROW(5, c50, c51) STORE_ROW(6, c60, c61) STORE_ROW(7, c70, c71)
-            STORE_ROW(8, c80, c81) STORE_ROW(9, c90, c91) STORE_ROW(10, c100, c101) STORE_ROW(11, c110, c111)
-        }
-        for (; m + 4 <= M; m += 4) {
-            __m512 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1;
-            A_ROWS4;
-            const float *b = bp;
-            for (int k = 0; k < K; k++, b += bs) {
-                __m512 b0 = _mm512_maskz_loadu_ps(mask0, b);
-                __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
-                __m512 x;
-                FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11) FMA_ROW(a2, c20, c21) FMA_ROW(a3, c30, c31)
-            }
-            float *c = C + (size_t)m * ldc + n0;
-            STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21) STORE_ROW(3, c30, c31)
-        }
-        for (; m < M; m++) {
-            __m512 c00 = bias0, c01 = bias1;
-            const float *a0 = A + (size_t)m * lda;
-            const float *b = bp;
-            for (int k = 0; k < K; k++, b += bs) {
-                __m512 b0 = _mm512_maskz_loadu_ps(mask0, b);
-                __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
-                __m512 x;
-                FMA_ROW(a0, c00, c01)
-            }
-            float *c = C + (size_t)m * ldc + n0;
-            STORE_ROW(0, c00, c01)
-        }
-#undef STORE_ROW
-#undef FMA_ROW
     }
     if (act == BNK_ACT_SIGMOID)
         for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
@@ -215,8 +226,67 @@ static inline __m256 act256(__m256 v, int act) {
 }
 
 /* 6 rows x 16 columns: 12 ymm accumulators, enough independent FMAs to cover their latency
-   on two FMA ports; B always from a 16-wide panel (zero past the last column) except a full
-   block read by few rows, so only the stores of a last, narrower block are masked. */
+   on two FMA ports. Columns n0..<n0+width (width <= 16) of C, B's 16 columns read from bp with
+   row stride bs: readable 16 floats wide (a full block of a row-major B, or a panel zero past
+   the last column), so only the stores of a narrower last block are masked. */
+__attribute__((target("avx2,fma")))
+static void gemm_avx2_block(int M, int n0, int width, int K, const float *A, int lda, const float *bp, int bs,
+                            const float *bias, float *C, int ldc, int elementwise) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
+    __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
+    __m256 bias0 = bias ? _mm256_maskload_ps(bias + n0, mask0) : _mm256_setzero_ps();
+    __m256 bias1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : _mm256_setzero_ps();
+#define STORE_ROW(r, lo, hi) \
+    if (width == 16) { _mm256_storeu_ps(c + (size_t)(r) * ldc, act256(lo, elementwise)); \
+                       _mm256_storeu_ps(c + (size_t)(r) * ldc + 8, act256(hi, elementwise)); } \
+    else { _mm256_maskstore_ps(c + (size_t)(r) * ldc, mask0, act256(lo, elementwise)); \
+           _mm256_maskstore_ps(c + (size_t)(r) * ldc + 8, mask1, act256(hi, elementwise)); }
+#define FMA_ROW(a, lo, hi) x = _mm256_broadcast_ss(a + k); lo = _mm256_fmadd_ps(x, b0, lo); hi = _mm256_fmadd_ps(x, b1, hi);
+    int m = 0;
+    for (; m + 6 <= M; m += 6) {
+        __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1,
+               c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
+        A_ROWS4;
+        const float *a4 = a3 + lda, *a5 = a4 + lda;
+        const float *b = bp;
+        for (int k = 0; k < K; k++, b += bs) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+            FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11) FMA_ROW(a2, c20, c21)
+            FMA_ROW(a3, c30, c31) FMA_ROW(a4, c40, c41) FMA_ROW(a5, c50, c51)
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21)
+        STORE_ROW(3, c30, c31) STORE_ROW(4, c40, c41) STORE_ROW(5, c50, c51)
+    }
+    for (; m + 2 <= M; m += 2) {
+        __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1;
+        const float *a0 = A + (size_t)m * lda, *a1 = a0 + lda;
+        const float *b = bp;
+        for (int k = 0; k < K; k++, b += bs) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+            FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11)
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11)
+    }
+    for (; m < M; m++) {
+        __m256 c00 = bias0, c01 = bias1;
+        const float *a0 = A + (size_t)m * lda;
+        const float *b = bp;
+        for (int k = 0; k < K; k++, b += bs) {
+            __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+            FMA_ROW(a0, c00, c01)
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        STORE_ROW(0, c00, c01)
+    }
+#undef STORE_ROW
+#undef FMA_ROW
+}
+
+/* B packed per call into a 16-wide panel (zero past the last column) except a full block read
+   by few rows, which is read in place. */
 __attribute__((target("avx2,fma")))
 static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       const float *bias, float *C, int ldc, int act) {
@@ -226,67 +296,18 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int n0 = 0; n0 < N; n0 += 16) {
         int width = N - n0 < 16 ? N - n0 : 16;
-        __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
-        __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
-        const float *bp = B + n0;
-        int bs = ldb;
         if (width < 16 || M >= 12) {
+            __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
+            __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
             const float *src = B + n0;
             for (int k = 0; k < K; k++, src += ldb) {
                 _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
                 _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
             }
-            bp = pk;
-            bs = 16;
+            gemm_avx2_block(M, n0, width, K, A, lda, pk, 16, bias, C, ldc, elementwise);
+        } else {
+            gemm_avx2_block(M, n0, width, K, A, lda, B + n0, ldb, bias, C, ldc, elementwise);
         }
-        __m256 bias0 = bias ? _mm256_maskload_ps(bias + n0, mask0) : _mm256_setzero_ps();
-        __m256 bias1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : _mm256_setzero_ps();
-#define STORE_ROW(r, lo, hi) \
-        if (width == 16) { _mm256_storeu_ps(c + (size_t)(r) * ldc, act256(lo, elementwise)); \
-                           _mm256_storeu_ps(c + (size_t)(r) * ldc + 8, act256(hi, elementwise)); } \
-        else { _mm256_maskstore_ps(c + (size_t)(r) * ldc, mask0, act256(lo, elementwise)); \
-               _mm256_maskstore_ps(c + (size_t)(r) * ldc + 8, mask1, act256(hi, elementwise)); }
-#define FMA_ROW(a, lo, hi) x = _mm256_broadcast_ss(a + k); lo = _mm256_fmadd_ps(x, b0, lo); hi = _mm256_fmadd_ps(x, b1, hi);
-        int m = 0;
-        for (; m + 6 <= M; m += 6) {
-            __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1, c20 = bias0, c21 = bias1, c30 = bias0, c31 = bias1,
-                   c40 = bias0, c41 = bias1, c50 = bias0, c51 = bias1;
-            A_ROWS4;
-            const float *a4 = a3 + lda, *a5 = a4 + lda;
-            const float *b = bp;
-            for (int k = 0; k < K; k++, b += bs) {
-                __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
-                FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11) FMA_ROW(a2, c20, c21)
-                FMA_ROW(a3, c30, c31) FMA_ROW(a4, c40, c41) FMA_ROW(a5, c50, c51)
-            }
-            float *c = C + (size_t)m * ldc + n0;
-            STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21)
-            STORE_ROW(3, c30, c31) STORE_ROW(4, c40, c41) STORE_ROW(5, c50, c51)
-        }
-        for (; m + 2 <= M; m += 2) {
-            __m256 c00 = bias0, c01 = bias1, c10 = bias0, c11 = bias1;
-            const float *a0 = A + (size_t)m * lda, *a1 = a0 + lda;
-            const float *b = bp;
-            for (int k = 0; k < K; k++, b += bs) {
-                __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
-                FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11)
-            }
-            float *c = C + (size_t)m * ldc + n0;
-            STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11)
-        }
-        for (; m < M; m++) {
-            __m256 c00 = bias0, c01 = bias1;
-            const float *a0 = A + (size_t)m * lda;
-            const float *b = bp;
-            for (int k = 0; k < K; k++, b += bs) {
-                __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
-                FMA_ROW(a0, c00, c01)
-            }
-            float *c = C + (size_t)m * ldc + n0;
-            STORE_ROW(0, c00, c01)
-        }
-#undef STORE_ROW
-#undef FMA_ROW
     }
     if (act == BNK_ACT_SIGMOID)
         for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
@@ -368,4 +389,69 @@ void bnk_gemm_strided(int M, int N, int K, const float *A, int lda, const float 
 const char *bnk_gemm_isa(void) {
     if (!chosen) choose();
     return chosen_name;
+}
+
+/* ---------------------------------------------------------------- prepacked B */
+
+size_t bnk_panels_floats(int K, int N) {
+    return K > 0 && N > 0 ? (size_t)(N + BNK_PANEL - 1) / BNK_PANEL * BNK_PANEL * (size_t)K : 0;
+}
+
+void bnk_pack_panels(int K, int N, const float *B, int ldb, float *panels) {
+    for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
+        const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
+        float *p = panels + (size_t)(n0 / BNK_PANEL) * K * BNK_PANEL;
+        for (int k = 0; k < K; k++, p += BNK_PANEL) {
+            const float *src = B + (size_t)k * ldb + n0;
+            int j = 0;
+            for (; j < width; j++) p[j] = src[j];
+            for (; j < BNK_PANEL; j++) p[j] = 0.0f;
+        }
+    }
+}
+
+/* The portable kernel over panels: per row, the panel's 16 sums from the bias, k increasing. */
+static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C,
+                                int ldc, int act) {
+    for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
+        const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
+        const float *p = panels + (size_t)(n0 / BNK_PANEL) * K * BNK_PANEL;
+        for (int m = 0; m < M; m++) {
+            float acc[BNK_PANEL];
+            for (int j = 0; j < BNK_PANEL; j++) acc[j] = bias && j < width ? bias[n0 + j] : 0.0f;
+            const float *a = A + (size_t)m * lda;
+            for (int k = 0; k < K; k++) {
+                const float av = a[k], *b = p + (size_t)k * BNK_PANEL;
+                for (int j = 0; j < BNK_PANEL; j++) acc[j] += av * b[j];
+            }
+            float *c = C + (size_t)m * ldc + n0;
+            for (int j = 0; j < width; j++) c[j] = act == BNK_ACT_SIGMOID ? acc[j] : activate1(acc[j], act);
+        }
+    }
+}
+
+void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
+                     int act) {
+    if (M <= 0 || N <= 0) return;
+    const size_t panel = (size_t)K * BNK_PANEL;
+#if BNK_X86
+    const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
+    if (bnk_use_avx512()) {
+        for (int n0 = 0; n0 < N; n0 += 32) {
+            const int width = N - n0 < 32 ? N - n0 : 32;
+            const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
+            gemm_avx512_block(M, n0, width, K, A, lda, p, width > 16 ? p + panel : p, BNK_PANEL, bias, C, ldc, elementwise);
+        }
+    } else if (bnk_use_avx2()) {
+        for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
+            const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
+            gemm_avx2_block(M, n0, width, K, A, lda, panels + (size_t)(n0 / BNK_PANEL) * panel, BNK_PANEL, bias, C, ldc, elementwise);
+        }
+    } else
+#endif
+    {
+        gemm_panels_generic(M, N, K, A, lda, panels, bias, C, ldc, act);
+    }
+    if (act == BNK_ACT_SIGMOID)
+        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
 }

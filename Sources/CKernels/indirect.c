@@ -20,23 +20,30 @@
 /* C[m] = act(bias + sum over segments s, k < len of rows[m * segs + s][k] * B[s * len + k]) for m < M. */
 __attribute__((target("avx512f")))
 static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                                 const float *bias, float *C, int ldc, int act) {
+                                 const float *panels, const float *bias, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
-    float *pk = M > 12 ? bnk_panel((size_t)segs * len * 32) : NULL;
+    const size_t K = (size_t)segs * len;
+    float *pk = !panels && M > 12 ? bnk_panel(K * 32) : NULL;
     for (int n0 = 0; n0 < N; n0 += 32) {
         const int width = N - n0 < 32 ? N - n0 : 32;
         const __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
         const __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
         const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
         const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
-        /* This block of B's columns as one contiguous panel (see gemm.c) when several row blocks read it. */
+        /* B's columns from the prepacked panels (two per block), or this block copied into one
+           contiguous panel (see gemm.c) when several row blocks read it, or read in place. */
         const float *bp = B + n0;
         int bs = ldb;
-        if (pk) {
+        ptrdiff_t hoff = 16;
+        if (panels) {
+            bp = panels + (size_t)(n0 / 16) * K * 16;
+            bs = 16;
+            hoff = (ptrdiff_t)(K * 16);
+        } else if (pk) {
             const float *src = B + n0;
-            for (int k = 0; k < segs * len; k++, src += ldb) {
-                _mm512_store_ps(pk + (size_t)k * 32, _mm512_maskz_loadu_ps(mask0, src));
-                _mm512_store_ps(pk + (size_t)k * 32 + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
+            for (size_t k = 0; k < K; k++, src += ldb) {
+                _mm512_store_ps(pk + k * 32, _mm512_maskz_loadu_ps(mask0, src));
+                _mm512_store_ps(pk + k * 32 + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
             }
             bp = pk;
             bs = 32;
@@ -52,7 +59,7 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
                             *a5 = p[5 * segs], *a6 = p[6 * segs], *a7 = p[7 * segs], *a8 = p[8 * segs], *a9 = p[9 * segs],
                             *a10 = p[10 * segs], *a11 = p[11 * segs];
                 for (int k = 0; k < len; k++, b += bs) {
-                    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + 16);
+                    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + hoff);
                     __m512 x;
 #define ROW(r, a) x = _mm512_set1_ps(a[k]); lo[r] = _mm512_fmadd_ps(x, b0, lo[r]); hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
                     ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3) ROW(4, a4) ROW(5, a5)
@@ -74,7 +81,7 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
                 for (int k = 0; k < len; k++, b += bs) {
                     const __m512 x = _mm512_set1_ps(a[k]);
                     lo = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask0, b), lo);
-                    hi = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask1, b + 16), hi);
+                    hi = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask1, b + hoff), hi);
                 }
             }
             float *c = C + (size_t)m * ldc + n0;
@@ -90,21 +97,24 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
    B always from a 16-wide packed panel, stores of a narrower last block masked. */
 __attribute__((target("avx2,fma")))
 static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                               const float *bias, float *C, int ldc, int act) {
+                               const float *panels, const float *bias, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const int K = segs * len;
-    float *pk = bnk_panel((size_t)K * 16);
-    if (!pk) return;
+    float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
+    if (!panels && !pk) return;
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
     for (int n0 = 0; n0 < N; n0 += 16) {
         const int width = N - n0 < 16 ? N - n0 : 16;
         const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
         const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
-        const float *src = B + n0;
-        for (int k = 0; k < K; k++, src += ldb) {
-            _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
-            _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
+        const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
+        if (!panels) {
+            const float *src = B + n0;
+            for (int k = 0; k < K; k++, src += ldb) {
+                _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
+                _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
+            }
         }
         const __m256 bias0 = bias ? _mm256_maskload_ps(bias + n0, mask0) : zero;
         const __m256 bias1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : zero;
@@ -117,12 +127,12 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
         for (; m + 6 <= M; m += 6) {
             __m256 lo[6], hi[6];
             for (int r = 0; r < 6; r++) { lo[r] = bias0; hi[r] = bias1; }
-            const float *b = pk;
+            const float *b = panel;
             for (int s = 0; s < segs; s++) {
                 const float *const *p = rows + (size_t)m * segs + s;
                 const float *a0 = p[0], *a1 = p[segs], *a2 = p[2 * segs], *a3 = p[3 * segs], *a4 = p[4 * segs], *a5 = p[5 * segs];
                 for (int k = 0; k < len; k++, b += 16) {
-                    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+                    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
                     __m256 x;
 #define ROW(r, a) x = _mm256_broadcast_ss(a + k); lo[r] = _mm256_fmadd_ps(x, b0, lo[r]); hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
                     ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3) ROW(4, a4) ROW(5, a5)
@@ -133,13 +143,13 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
         }
         for (; m < M; m++) {
             __m256 lo[1] = {bias0}, hi[1] = {bias1};
-            const float *b = pk;
+            const float *b = panel;
             for (int s = 0; s < segs; s++) {
                 const float *a = rows[(size_t)m * segs + s];
                 for (int k = 0; k < len; k++, b += 16) {
                     const __m256 x = _mm256_broadcast_ss(a + k);
-                    lo[0] = _mm256_fmadd_ps(x, _mm256_load_ps(b), lo[0]);
-                    hi[0] = _mm256_fmadd_ps(x, _mm256_load_ps(b + 8), hi[0]);
+                    lo[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), lo[0]);
+                    hi[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8), hi[0]);
                 }
             }
             STORE(0)
@@ -172,17 +182,17 @@ size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int
 int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                         int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
                         float *out, float *scratch) {
-    return bnk_conv2d_indirect_columns(input, batch, h, w, c, kh, kw, sy, sx, dy, pad_top, pad_left, oh, ow, kernel, bias, n, 0, n,
-                                       act, out, scratch);
+    return bnk_conv2d_indirect_columns(input, batch, h, w, c, kh, kw, sy, sx, dy, pad_top, pad_left, oh, ow, kernel, NULL, bias, n,
+                                       0, n, act, out, scratch);
 }
 
 int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
-                                int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int n0,
-                                int cols, int act, float *out, float *scratch) {
+                                int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *panels,
+                                const float *bias, int n, int n0, int cols, int act, float *out, float *scratch) {
 #if BNK_X86
     const int avx512 = bnk_use_avx512();
     if ((!avx512 && !bnk_use_avx2()) || batch <= 0) return 0;
-    if (!avx512 && !bnk_panel((size_t)kh * kw * c * 16)) return 0;
+    if (!avx512 && !panels && !bnk_panel((size_t)kh * kw * c * 16)) return 0;
     int ph, pw, group;
     plan(c, kh, kw, sy, sx, dy, oh, ow, &ph, &pw, &group, batch);
     const size_t per_image = (size_t)ph * pw * c, pixels = (size_t)oh * ow;
@@ -208,16 +218,17 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
                     for (int ky = 0; ky < kh; ky++)
                         table[((size_t)oy * ow + ox) * kh + ky] = bordered + ((size_t)(oy * sy + ky * dy) * pw + (size_t)ox * sx) * c;
         }
-        const float *b = kernel + n0, *bias0 = bias ? bias + n0 : NULL;
+        const float *b = panels ? NULL : kernel + n0, *bias0 = bias ? bias + n0 : NULL;
+        const float *p = panels ? panels + (size_t)(n0 / 16) * kh * kw * c * 16 : NULL;
         float *c0 = out + (size_t)first * pixels * n + n0;
-        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, bias0, c0, n, act);
-        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, bias0, c0, n, act);
+        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, c0, n, act);
+        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, c0, n, act);
     }
     free(rows);
     return 1;
 #else
     (void)input; (void)batch; (void)h; (void)w; (void)c; (void)kh; (void)kw; (void)sy; (void)sx; (void)dy; (void)pad_top;
-    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)bias; (void)n; (void)n0; (void)cols; (void)act; (void)out; (void)scratch;
+    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)panels; (void)bias; (void)n; (void)n0; (void)cols; (void)act; (void)out; (void)scratch;
     return 0;
 #endif
 }

@@ -161,6 +161,82 @@ static void output_transform_avx512_intrinsics(const float *M, int tiles, int t,
         }
     }
 }
+
+/* The same transforms for AVX2 (the compiler leaves the portable body's 16 row pointers scalar). */
+#define MASK8(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+
+__attribute__((target("avx2,fma")))
+static void input_transform_avx2_intrinsics(const float *const *rows, int cin, int tiles, int t, float *V) {
+    const size_t stride = (size_t)tiles * cin;
+    float *v = V + (size_t)t * cin;
+    for (int c = 0; c < cin; c += 8) {
+        const int full = cin - c >= 8;
+        const __m256i k = MASK8(cin - c);
+        __m256 d[16];
+        for (int i = 0; i < 16; i++) d[i] = full ? _mm256_loadu_ps(rows[i] + c) : _mm256_maskload_ps(rows[i] + c, k);
+        __m256 r[16];
+        for (int j = 0; j < 4; j++) {
+            r[0 + j] = _mm256_sub_ps(d[0 + j], d[8 + j]);
+            r[4 + j] = _mm256_add_ps(d[4 + j], d[8 + j]);
+            r[8 + j] = _mm256_sub_ps(d[8 + j], d[4 + j]);
+            r[12 + j] = _mm256_sub_ps(d[4 + j], d[12 + j]);
+        }
+        for (int i = 0; i < 16; i += 4) {
+            const __m256 y[4] = {_mm256_sub_ps(r[i + 0], r[i + 2]), _mm256_add_ps(r[i + 1], r[i + 2]),
+                                 _mm256_sub_ps(r[i + 2], r[i + 1]), _mm256_sub_ps(r[i + 1], r[i + 3])};
+            for (int j = 0; j < 4; j++) {
+                float *p = v + (size_t)(i + j) * stride + c;
+                if (full) _mm256_storeu_ps(p, y[j]); else _mm256_maskstore_ps(p, k, y[j]);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 act256w(__m256 v, int act) {
+    if (act == BNK_ACT_RELU) return _mm256_max_ps(v, _mm256_setzero_ps());
+    if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
+    return v;
+}
+
+__attribute__((target("avx2,fma")))
+static void output_transform_avx2_intrinsics(const float *M, int tiles, int t, int cout, const float *bias, int act,
+                                             float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
+    const size_t stride = (size_t)tiles * cout;
+    const float *m = M + (size_t)t * cout;
+    float *o00 = out + ((size_t)y0 * ow + x0) * cout;
+    float *o01 = o00 + cout, *o10 = o00 + (size_t)ow * cout, *o11 = o10 + cout;
+    for (int o = 0; o < cout; o += 8) {
+        const int full = cout - o >= 8;
+        const __m256i k = MASK8(cout - o);
+#define LD(p) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, k))
+#define ST(p, v) do { if (full) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, k, v); } while (0)
+        __m256 x[16];
+        for (int i = 0; i < 16; i++) x[i] = LD(m + (size_t)i * stride + o);
+        __m256 r0[4], r1[4];
+        for (int j = 0; j < 4; j++) {
+            r0[j] = _mm256_add_ps(_mm256_add_ps(x[0 + j], x[4 + j]), x[8 + j]);
+            r1[j] = _mm256_sub_ps(_mm256_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
+        }
+        const __m256 b = bias ? LD(bias + o) : _mm256_setzero_ps();
+        __m256 y00 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r0[0], r0[1]), r0[2]), b);
+        __m256 y01 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(r0[1], r0[2]), r0[3]), b);
+        __m256 y10 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r1[0], r1[1]), r1[2]), b);
+        __m256 y11 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(r1[1], r1[2]), r1[3]), b);
+        if (pool) {
+            ST(o00 + o, act256w(_mm256_max_ps(_mm256_max_ps(y00, y01), _mm256_max_ps(y10, y11)), act));
+            continue;
+        }
+        ST(o00 + o, act256w(y00, act));
+        if (cols > 1) ST(o01 + o, act256w(y01, act));
+        if (rows > 1) {
+            ST(o10 + o, act256w(y10, act));
+            if (cols > 1) ST(o11 + o, act256w(y11, act));
+        }
+#undef LD
+#undef ST
+    }
+}
 #endif
 
 typedef void (*input_fn)(const float *const *, int, int, int, float *);
@@ -181,6 +257,9 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
     if (bnk_use_avx512()) {
         input_transform_chosen = input_transform_avx512_intrinsics;
         output_transform_chosen = output_transform_avx512_intrinsics;
+    } else if (bnk_use_avx2()) {
+        input_transform_chosen = input_transform_avx2_intrinsics;
+        output_transform_chosen = output_transform_avx2_intrinsics;
     }
 #endif
     for (int first = 0; first < total; first += block) {
@@ -198,9 +277,10 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
             }
             input_transform_chosen(rows, cin, block, t, V);
         }
+        const size_t per_position = bnk_panels_floats(cin, cout);
         for (int k = 0; k < 16; k++)
-            bnk_gemm(count, cout, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * cin * cout, NULL,
-                     Mt + (size_t)k * block * cout, cout, BNK_ACT_LINEAR);
+            bnk_gemm_panels(count, cout, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * per_position, NULL,
+                            Mt + (size_t)k * block * cout, cout, BNK_ACT_LINEAR);
         for (int t = 0; t < count; t++) {
             const int g = first + t, n = g / per_image, ty = (g % per_image) / tiles_x, tx = g % tiles_x;
             float *image = output + (size_t)n * out_h * out_w * cout;

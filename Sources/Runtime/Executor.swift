@@ -70,12 +70,14 @@ public final class Executor: @unchecked Sendable {
 
     private enum Kind {
         case dense(kernel: Tensor, bias: Tensor?, inputs: Int, units: Int, activation: ActivationKind)
-        case conv2d(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
+        /// `panels`: the kernel as (kh·kw·in, out) GEMM panels, packed when the model is planned
+        /// (groups 1 on more than one input channel), so no call repacks it.
+        case conv2d(kernel: Tensor, panels: Panels?, bias: Tensor?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
         /// A one-channel conv + activation + 2×2 stride-2 max pooling, in one pass.
         case conv2dMaxPool(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
         /// A 3×3 stride-1 conv by Winograd F(2×2, 3×3) (kernel transformed at plan time),
         /// + activation, + 2×2 stride-2 max pooling when `pool`.
-        case winograd(transformed: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
+        case winograd(transformed: Panels, bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
         case depthwise(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
         /// Depthwise (into scratch, `geometry` its shape) then the pointwise GEMM, bias and activation.
         case separable(depthwise: Tensor, pointwise: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, units: Int,
@@ -257,8 +259,13 @@ public final class Executor: @unchecked Sendable {
                 kind = .depthwise(kernel: conv.kernel, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
                                   multiplier: conv.outputChannels / conv.groups, activation: Self.kind(fused?.activation ?? conv.activation))
             case .conv2d(let conv):
-                kind = .conv2d(kernel: conv.kernel, bias: conv.bias,
-                               geometry: convGeometry(conv.window, node, outShape), groups: conv.groups,
+                let geometry = convGeometry(conv.window, node, outShape)
+                let panels = conv.groups == 1 && geometry.inChannels > 1
+                    ? conv.kernel.withUnsafeValues { w in
+                        Panels(w.baseAddress!, rows: geometry.kernelHeight * geometry.kernelWidth * geometry.inChannels,
+                               columns: geometry.outChannels)
+                    } : nil
+                kind = .conv2d(kernel: conv.kernel, panels: panels, bias: conv.bias, geometry: geometry, groups: conv.groups,
                                activation: Self.kind(fused?.activation ?? conv.activation))
             case .separableConv2d(let conv):
                 let middle = (outShape.count == 2 ? [1] + outShape : outShape).dropLast() + [conv.inputChannels * conv.depthMultiplier]
@@ -666,6 +673,11 @@ public final class Executor: @unchecked Sendable {
     }
 
 
+    /// Optional prepacked panels handed to `body` where they lie, or nil.
+    private static func optionalPanels(_ panels: Panels?, _ body: (UnsafePointer<Float>?) -> Void) {
+        body(panels?.pointer)
+    }
+
     /// An optional weight (a bias) handed to `body` where it lies, or nil.
     private static func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
         if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
@@ -678,26 +690,28 @@ public final class Executor: @unchecked Sendable {
                                      batch: Int, count: Int, parallel: StepParallelism, arenas: [Arena]) -> Bool {
         let x = inputs[0]
         switch kind {
-        case let .conv2d(kernel, bias, geometry, 1, activation)
+        case let .conv2d(kernel, panels, bias, geometry, 1, activation)
             where Kernels.isPointwise(geometry) && Kernels.isElementwise(activation)
                 && batch * geometry.outHeight * geometry.outWidth <= 256 && geometry.outChannels >= 32 * parallel.workers:
             // Few pixels (the last stages at batch 1): the output channels are shared instead.
-            return splitColumns(rows: batch * geometry.outHeight * geometry.outWidth, inputs: geometry.inChannels, kernel: kernel, bias: bias,
-                                units: geometry.outChannels, activation: activation, x, y, parallel: parallel)
-        case let .conv2d(kernel, bias, geometry, 1, activation)
+            return splitColumns(rows: batch * geometry.outHeight * geometry.outWidth, inputs: geometry.inChannels, kernel: kernel,
+                                panels: panels, bias: bias, units: geometry.outChannels, activation: activation, x, y, parallel: parallel)
+        case let .conv2d(kernel, panels, bias, geometry, 1, activation)
             where !Kernels.isPointwise(geometry) && geometry.dilationX == 1 && Kernels.hasIndirectConvolution
                 && Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
                 && geometry.outChannels >= 32 * parallel.workers:
             // Few pixels (7×7 maps at batch 1): the output channels are shared, each worker reading
             // its part of the kernel once, instead of every worker reading all of it.
             kernel.withUnsafeValues { w in
-                optional(bias) { b in
-                    parallel.run { worker in
-                        let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels, align: 16)
-                        guard !columns.isEmpty else { return }
-                        _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, columns: columns,
-                                                  activation: activation, output: y,
-                                                  scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)))
+                optionalPanels(panels) { p in
+                    optional(bias) { b in
+                        parallel.run { worker in
+                            let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels, align: 16)
+                            guard !columns.isEmpty else { return }
+                            _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: p, bias: b,
+                                                      columns: columns, activation: activation, output: y,
+                                                      scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)))
+                        }
                     }
                 }
             }
@@ -706,24 +720,27 @@ public final class Executor: @unchecked Sendable {
             where count / max(units, 1) < 24 * parallel.workers && Kernels.isElementwise(activation) && units >= 32 * parallel.workers:
             return splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, bias: bias, units: units, activation: activation,
                                 x, y, parallel: parallel)
-        case let .conv2d(kernel, bias, geometry, 1, activation):
+        case let .conv2d(kernel, panels, bias, geometry, 1, activation):
             return kernel.withUnsafeValues { w in
                 var split = false
-                optional(bias) { b in
-                    split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
-                        Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, bias: b, activation: activation, output: yo,
-                                           scratch: arenas[worker].scratch(Kernels.patchScratch(part, batch: 1)))
+                optionalPanels(panels) { p in
+                    optional(bias) { b in
+                        split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
+                            Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, panels: p, bias: b, activation: activation,
+                                               output: yo, scratch: arenas[worker].scratch(Kernels.patchScratch(part, batch: 1)))
+                        }
                     }
                 }
                 return split
             }
         case let .winograd(transformed, bias, geometry, activation, false):
-            return transformed.withUnsafeBufferPointer { u in
+            do {
+                let u = transformed.pointer
                 var split = false
                 optional(bias) { b in
                     // Whole 2×2 output tiles in each part: the same tiles, the same sums.
                     split = splitRows(geometry, batch: batch, x, y, align: 2, parallel: parallel) { part, xi, yo, worker in
-                        Kernels.winogradConv3x3(input: xi, batch: 1, part, transformed: u.baseAddress!, bias: b, activation: activation,
+                        Kernels.winogradConv3x3(input: xi, batch: 1, part, transformed: u, bias: b, activation: activation,
                                                 pool: false, output: yo, scratch: arenas[worker].scratch(Kernels.winogradScratch(part)))
                     }
                 }
@@ -826,15 +843,18 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// `y = act(x · kernel + bias)` with the output columns split across the workers (bounds multiples of 16).
-    private static func splitColumns(rows: Int, inputs: Int, kernel: Tensor, bias: Tensor?, units: Int, activation: ActivationKind,
-                                     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
+    private static func splitColumns(rows: Int, inputs: Int, kernel: Tensor, panels: Panels? = nil, bias: Tensor?, units: Int,
+                                     activation: ActivationKind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                     parallel: StepParallelism) -> Bool {
         kernel.withUnsafeValues { w in
-            optional(bias) { b in
-                parallel.run { worker in
-                    let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: 16)
-                    guard !columns.isEmpty else { return }
-                    Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, bias: b, units: units, columns: columns,
-                                        activation: activation, output: y)
+            optionalPanels(panels) { p in
+                optional(bias) { b in
+                    parallel.run { worker in
+                        let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: Kernels.panelWidth)
+                        guard !columns.isEmpty else { return }
+                        Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: p, bias: b, units: units,
+                                            columns: columns, activation: activation, output: y)
+                    }
                 }
             }
         }
@@ -864,13 +884,15 @@ public final class Executor: @unchecked Sendable {
                                       activation: activation, output: y)
                 }
             }
-        case let .conv2d(kernel, bias, geometry, groups, activation):
+        case let .conv2d(kernel, panels, bias, geometry, groups, activation):
             if groups == 1 {
                 let scratch = arena.scratch(Kernels.patchScratch(geometry, batch: batch))
                 kernel.withUnsafeValues { w in
-                    optional(bias) { b in
-                        Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation,
-                                           output: y, scratch: scratch)
+                    optionalPanels(panels) { p in
+                        optional(bias) { b in
+                            Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: p, bias: b,
+                                               activation: activation, output: y, scratch: scratch)
+                        }
                     }
                 }
             } else {
@@ -889,11 +911,9 @@ public final class Executor: @unchecked Sendable {
             }
         case let .winograd(transformed, bias, geometry, activation, pool):
             let scratch = arena.scratch(Kernels.winogradScratch(geometry))
-            transformed.withUnsafeBufferPointer { u in
-                optional(bias) { b in
-                    Kernels.winogradConv3x3(input: x, batch: batch, geometry, transformed: u.baseAddress!, bias: b, activation: activation,
-                                            pool: pool, output: y, scratch: scratch)
-                }
+            optional(bias) { b in
+                Kernels.winogradConv3x3(input: x, batch: batch, geometry, transformed: transformed.pointer, bias: b, activation: activation,
+                                        pool: pool, output: y, scratch: scratch)
             }
         case let .depthwise(kernel, bias, geometry, multiplier, activation):
             kernel.withUnsafeValues { w in

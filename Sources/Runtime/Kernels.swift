@@ -63,12 +63,19 @@ package enum Kernels {
 
     /// Columns `columns` of `output = act(input · kernel + bias)` (rows × units, kernel inputs × units),
     /// so threads can share one product; false (nothing done) for activations that need whole rows.
-    static func gemmColumns(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    static func gemmColumns(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
+                            panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
                             units: Int, columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
         let code = fusedCode(activation)
         let n0 = columns.lowerBound
-        bnk_gemm_strided(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), kernel + n0, Int32(units),
-                         bias.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+        if let panels {
+            precondition(n0 % panelWidth == 0, "a column range of panels starts at a panel")
+            bnk_gemm_panels(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), panels + n0 * inputs,
+                            bias.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+        } else {
+            bnk_gemm_strided(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), kernel + n0, Int32(units),
+                             bias.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+        }
         if code == nil {
             for row in 0..<rows { activate(output + row * units + n0, count: columns.count, channels: columns.count, kind: activation) }
         }
@@ -77,14 +84,15 @@ package enum Kernels {
     /// Output channels `columns` of a Conv2D (groups 1, no horizontal dilation) by the indirect
     /// GEMM, so threads can share one conv's channels; false (nothing done) where this machine
     /// has no indirect path. `scratch` holds `patchScratch` floats.
-    static func conv2dColumns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    static func conv2dColumns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
+                              panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
                               columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
                               scratch: UnsafeMutablePointer<Float>) -> Bool {
         let code = fusedCode(activation)
         let done = bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                                Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
                                                Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
-                                               kernel, bias, Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count),
+                                               kernel, panels, bias, Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count),
                                                code ?? Int32(BNK_ACT_LINEAR), output, scratch) != 0
         if done, code == nil {
             for row in 0..<(batch * g.outHeight * g.outWidth) {
@@ -112,8 +120,8 @@ package enum Kernels {
     /// Conv2D (groups = 1) as im2col + GEMM, one image at a time; a 1×1,
     /// stride-1, unpadded conv multiplies the input directly.
     static func conv2dGEMM(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
-                           bias: UnsafePointer<Float>?, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
-                           scratch: UnsafeMutablePointer<Float>) {
+                           panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, activation: ActivationKind,
+                           output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let code = fusedCode(activation) ?? Int32(BNK_ACT_LINEAR)
         let pixels = g.outHeight * g.outWidth
         let depth = g.kernelHeight * g.kernelWidth * g.inChannels
@@ -137,14 +145,21 @@ package enum Kernels {
                 return
             }
         }
+        // The product, with the kernel's prepacked panels when the plan made them.
+        func gemm(_ rows: Int, _ a: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
+            if let panels {
+                bnk_gemm_panels(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), panels, bias, c, Int32(g.outChannels), code)
+            } else {
+                bnk_gemm(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), kernel, bias, c, Int32(g.outChannels), code)
+            }
+        }
         if pointwise {
-            bnk_gemm(Int32(batch * pixels), Int32(g.outChannels), Int32(g.inChannels), input, Int32(g.inChannels), kernel, bias,
-                     output, Int32(g.outChannels), code)
+            gemm(batch * pixels, input, output)
         } else if g.dilationX == 1,
-                  bnk_conv2d_indirect(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
-                                      Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
-                                      Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
-                                      kernel, bias, Int32(g.outChannels), code, output, scratch) != 0 {
+                  bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
+                                              Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
+                                              Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
+                                              kernel, panels, bias, Int32(g.outChannels), 0, Int32(g.outChannels), code, output, scratch) != 0 {
             // Done as an indirect GEMM, reading the input in place (no patch matrix).
         } else {
             // The patches of several images in one GEMM: whole row blocks for the
@@ -158,8 +173,7 @@ package enum Kernels {
                                Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
                                scratch + i * pixels * depth)
                 }
-                bnk_gemm(Int32(count * pixels), Int32(g.outChannels), Int32(depth), scratch, Int32(depth), kernel, bias,
-                         output + first * pixels * g.outChannels, Int32(g.outChannels), code)
+                gemm(count * pixels, scratch, output + first * pixels * g.outChannels)
             }
         }
         if fusedCode(activation) == nil {
@@ -217,8 +231,8 @@ package enum Kernels {
     }
 
     /// The Winograd F(2×2, 3×3) kernel transform, U = G g Gᵀ, computed in Double from
-    /// the Keras kernel (3, 3, cin, cout) and stored as 16 × cin × cout Floats.
-    static func winogradKernel(_ kernel: [Float], inChannels cin: Int, outChannels cout: Int) -> [Float] {
+    /// the Keras kernel (3, 3, cin, cout), as 16 cin × cout matrices, each stored as GEMM panels.
+    static func winogradKernel(_ kernel: [Float], inChannels cin: Int, outChannels cout: Int) -> Panels {
         let G: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
         var u = [Float](repeating: 0, count: 16 * cin * cout)
         for c in 0..<cin {
@@ -233,8 +247,12 @@ package enum Kernels {
                 }
             }
         }
-        return u
+        return u.withUnsafeBufferPointer { Panels($0.baseAddress!, rows: cin, columns: cout, matrices: 16) }
     }
+
+    /// Columns per GEMM panel: column ranges of prepacked weights start at multiples of it.
+    static let panelWidth = Int(BNK_PANEL)
+
 
     static func winogradScratch(_ g: Spatial) -> Int { bnk_winograd_scratch(Int32(g.inChannels), Int32(g.outChannels)) }
 

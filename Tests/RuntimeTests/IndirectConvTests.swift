@@ -40,6 +40,20 @@ final class IndirectConvTests: XCTestCase {
                                            Int32(BNK_ACT_RELU), &found, &scratch)
             try XCTSkipIf(done == 0, "no indirect fast path on this CPU")
             XCTAssertEqual(found.map(\.bitPattern), expected.map(\.bitPattern), "\(h)x\(w)x\(c) -> \(n), kernel \(kh)x\(kw)")
+            // The kernel prepacked into panels (the kernel itself not passed): the same, whole or
+            // by column ranges starting at panels.
+            var panels = [Float](repeating: .nan, count: bnk_panels_floats(Int32(depth), Int32(n)))
+            bnk_pack_panels(Int32(depth), Int32(n), kernel, Int32(n), &panels)
+            var packed = [Float](repeating: .nan, count: found.count)
+            var n0 = 0
+            for width in [16, 32, 1000] where n0 < n {
+                let cols = min(width, n - n0)
+                _ = bnk_conv2d_indirect_columns(input, Int32(batch), Int32(h), Int32(w), Int32(c), Int32(kh), Int32(kw), Int32(stride),
+                                                Int32(stride), Int32(dy), Int32(padTop), Int32(padLeft), Int32(oh), Int32(ow), nil, panels,
+                                                bias, Int32(n), Int32(n0), Int32(cols), Int32(BNK_ACT_RELU), &packed, &scratch)
+                n0 += cols
+            }
+            XCTAssertEqual(packed.map(\.bitPattern), expected.map(\.bitPattern), "\(h)x\(w)x\(c) -> \(n), kernel \(kh)x\(kw), panels")
         }
     }
 }

@@ -42,6 +42,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testZeroPaddingFoldsIntoTheNextConvolution()
         try split.testDepthwiseInteriorBorderAndActivations()
         split.testGEMMPanelsTailsAndColumnBlocks()
+        split.testPrepackedPanelsEqualTheGEMM()
         try split.testOneImageSplitAcrossThreadsEqualsOneThread()
     }
 

@@ -204,6 +204,38 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// B prepacked into panels once (`bnk_pack_panels`, as a planned model's kernels are):
+    /// the same values as the GEMM packing per call, bit for bit, whole or by column ranges
+    /// starting at any panel, with column tails of every width and the sigmoid epilogue.
+    func testPrepackedPanelsEqualTheGEMM() {
+        for (m, n, k) in [(50, 37, 5), (25, 70, 300), (13, 96, 64), (1, 1000, 40), (97, 16, 9), (36, 8, 130), (7, 33, 17), (12, 48, 2)] {
+            let a = random.floats(m * k, in: -1...1), b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
+            var panels = [Float](repeating: .nan, count: bnk_panels_floats(Int32(k), Int32(n)))
+            XCTAssertEqual(panels.count, (n + 15) / 16 * 16 * k)
+            bnk_pack_panels(Int32(k), Int32(n), b, Int32(n), &panels)
+            for act in [BNK_ACT_LINEAR, BNK_ACT_RELU, BNK_ACT_RELU6, BNK_ACT_SIGMOID] {
+                var expected = [Float](repeating: .nan, count: m * n), whole = expected, blocks = expected
+                bnk_gemm(Int32(m), Int32(n), Int32(k), a, Int32(k), b, bias, &expected, Int32(n), Int32(act))
+                bnk_gemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(k), panels, bias, &whole, Int32(n), Int32(act))
+                panels.withUnsafeBufferPointer { p in
+                    bias.withUnsafeBufferPointer { bias in
+                        blocks.withUnsafeMutableBufferPointer { c in
+                            var n0 = 0
+                            for width in [16, 48, 32, 1000] where n0 < n {
+                                let cols = min(width, n - n0)
+                                bnk_gemm_panels(Int32(m), Int32(cols), Int32(k), a, Int32(k), p.baseAddress! + n0 * k,
+                                                bias.baseAddress! + n0, c.baseAddress! + n0, Int32(n), Int32(act))
+                                n0 += cols
+                            }
+                        }
+                    }
+                }
+                XCTAssertEqual(whole.map(\.bitPattern), expected.map(\.bitPattern), "\(m)×\(n)×\(k) act \(act): panels")
+                XCTAssertEqual(blocks.map(\.bitPattern), expected.map(\.bitPattern), "\(m)×\(n)×\(k) act \(act): panel column ranges")
+            }
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and

@@ -24,6 +24,18 @@ void bnk_gemm(int M, int N, int K, const float *A, int lda, const float *B,
 void bnk_gemm_strided(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       const float *bias, float *C, int ldc, int activation);
 
+/* Weights prepacked once (a model's constant B) in panels of BNK_PANEL columns: panel j holds
+   columns j*16..j*16+15 as K rows of 16 floats (zero past the last column), panels one after
+   another, so the GEMM streams contiguous memory and packs nothing per call. The layout is
+   the same at every instruction-set level (AVX-512 reads two panels per 32-column block). */
+#define BNK_PANEL 16
+size_t bnk_panels_floats(int K, int N);
+void bnk_pack_panels(int K, int N, const float *B, int ldb, float *panels);
+/* bnk_gemm with B prepacked: columns 0..<N of the panels starting at `panels` (columns n0.. of a
+   wider product: panels + n0 / 16 * K * 16, bias + n0, C + n0, with n0 a multiple of 16). */
+void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
+                     int activation);
+
 /* Caps the instruction sets the kernels use: 2 AVX-512 (the default: whatever the CPU has),
    1 AVX2+FMA, 0 portable C. Plans made after the call follow it (tests run each level). */
 void bnk_limit_isa(int level);
@@ -77,14 +89,15 @@ int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int 
                         int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
                         float *out, float *scratch);
 /* Output columns n0..<n0+cols of bnk_conv2d_indirect (kernel and bias still the whole (…, n) ones,
-   out rows n floats apart), so threads can share one conv's output channels. */
+   out rows n floats apart), so threads can share one conv's output channels. With `panels` (the
+   kernel as (kh*kw*c, n) prepacked by bnk_pack_panels; n0 a multiple of 16) the kernel is not read. */
 int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
-                                int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int n0,
-                                int cols, int act, float *out, float *scratch);
+                                int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *panels,
+                                const float *bias, int n, int n0, int cols, int act, float *out, float *scratch);
 size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow);
 
-/* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, 16 x cin x cout
-   (position-major; see winograd.c), then bias and the activation (linear, ReLU, ReLU6); with pool != 0 a
+/* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, for each of the 16
+   positions a cin x cout matrix in bnk_pack_panels's layout, bnk_panels_floats(cin, cout) floats each, then bias and the activation (linear, ReLU, ReLU6); with pool != 0 a
    2x2 stride-2 max pooling too (output (oh/2, ow/2, cout)). scratch holds bnk_winograd_scratch floats. */
 void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top, int pad_left,
                           const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch);

@@ -1,0 +1,25 @@
+import CKernels
+
+/// A kernel repacked once, when a model is planned, into the GEMM's panel layout
+/// (`bnk_pack_panels`: 16 columns per panel, rows contiguous), in memory aligned to
+/// 64 bytes so every vector load of a panel row stays within one cache line.
+final class Panels: @unchecked Sendable {
+    private let base: UnsafeMutablePointer<Float>
+    let count: Int
+
+    /// `matrices` (rows × columns, row-major, one after another in `kernel`) packed one after another.
+    init(_ kernel: UnsafePointer<Float>, rows: Int, columns: Int, matrices: Int = 1) {
+        let each = Int(bnk_panels_floats(Int32(rows), Int32(columns)))
+        count = each * matrices
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
+        for m in 0..<matrices {
+            bnk_pack_panels(Int32(rows), Int32(columns), kernel + m * rows * columns, Int32(columns), base + m * each)
+        }
+    }
+
+    deinit { base.deallocate() }
+
+    /// The packed floats (immutable once packed).
+    var pointer: UnsafePointer<Float> { UnsafePointer(base) }
+}
