@@ -146,6 +146,8 @@ final class SplitAndFusionTests: XCTestCase {
             (12, 13, 33, 5, 2, 1, true, .relu),     // 5×5, stride 2, uneven padding
             (11, 17, 7, 3, 1, 2, false, .swish),    // dilation, valid padding, an activation applied after
             (5, 6, 16, 3, 1, 1, true, .linear),     // narrow: almost every pixel is a border pixel
+            (10, 23, 40, 5, 1, 1, true, .relu6),    // 5×5 stride 1: the unrolled row kernel, four pixels and a remainder
+            (8, 30, 37, 3, 1, 1, false, .relu),     // 3×3 stride 1, valid: every row inside, eight pixels at a time, a masked block
         ]
         for t in cases {
             let kernel = random.floats(t.k * t.k * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
