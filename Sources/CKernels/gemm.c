@@ -430,9 +430,8 @@ static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, co
     }
 }
 
-void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
-                     int act) {
-    if (M <= 0 || N <= 0) return;
+static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
+                             int act) {
     const size_t panel = (size_t)K * BNK_PANEL;
 #if BNK_X86
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
@@ -442,15 +441,32 @@ void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *
             const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
             gemm_avx512_block(M, n0, width, K, A, lda, p, width > 16 ? p + panel : p, BNK_PANEL, bias, C, ldc, elementwise);
         }
-    } else if (bnk_use_avx2()) {
+        return;
+    }
+    if (bnk_use_avx2()) {
         for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
             const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
             gemm_avx2_block(M, n0, width, K, A, lda, panels + (size_t)(n0 / BNK_PANEL) * panel, BNK_PANEL, bias, C, ldc, elementwise);
         }
-    } else
+        return;
+    }
 #endif
-    {
-        gemm_panels_generic(M, N, K, A, lda, panels, bias, C, ldc, act);
+    gemm_panels_generic(M, N, K, A, lda, panels, bias, C, ldc, act);
+}
+
+/* Loop order by the size of B: when all its panels fit comfortably in L2 (up to 128 KiB), rows
+   go in chunks of 96 with every column block done per chunk, so each chunk of A is read from
+   L1 and each row of C written once, in order (a pointwise conv with few inputs and many pixels
+   is bound by its output otherwise); a larger B goes column block by column block over all
+   rows, so each block's panels stay in cache. */
+void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
+                     int act) {
+    if (M <= 0 || N <= 0) return;
+    const int chunk = bnk_panels_floats(K, N) <= 32768 ? 96 : M;
+    for (int m0 = 0; m0 < M; m0 += chunk) {
+        const int rows = M - m0 < chunk ? M - m0 : chunk;
+        gemm_panels_rows(rows, N, K, A + (size_t)m0 * lda, lda, panels, bias, C + (size_t)m0 * ldc, ldc,
+                         act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act);
     }
     if (act == BNK_ACT_SIGMOID)
         for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
