@@ -11,6 +11,18 @@ public final class FloatView: @unchecked Sendable {
         self.count = count
         self.owner = owner
     }
+
+    /// Tells the owner these values will not be read for a while (see `Tensor.releaseResidency`).
+    func releaseResidency() {
+        (owner as? ReleasableResidency)?.releaseResidency(of: UnsafeRawBufferPointer(start: base, count: count * MemoryLayout<Float>.stride))
+    }
+}
+
+/// Memory whose pages can be dropped and brought back unchanged on the next read (a read-only
+/// file mapping: the pages come back from the file), so weights used only once (repacked
+/// when a model is planned) stop counting in the process's resident memory.
+public protocol ReleasableResidency: AnyObject {
+    func releaseResidency(of bytes: UnsafeRawBufferPointer)
 }
 
 /// A dense float32 tensor in row-major order: its own array, or a view of
@@ -46,6 +58,13 @@ public struct Tensor: Equatable, Sendable {
     public var isView: Bool {
         if case .view = storage { return true }
         return false
+    }
+
+    /// Hints that the values will not be read for a while: a view of a file mapping gives its
+    /// whole pages back to the system (a later read brings the same values back from the file);
+    /// values the tensor owns stay as they are.
+    public func releaseResidency() {
+        if case .view(let view) = storage { view.releaseResidency() }
     }
 
     /// Calls `body` with the values, without copying them.

@@ -45,6 +45,20 @@ final class MappedFile {
     }
 }
 
+extension MappedFile: ReleasableResidency {
+    /// Drops the whole pages inside `range` (a part of this read-only private mapping, never
+    /// written): the next read of them maps the file's bytes again.
+    func releaseResidency(of range: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, let start = range.baseAddress, start >= base,
+              start + range.count <= base + bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (Int(bitPattern: start) + page - 1) / page * page
+        let end = (Int(bitPattern: start) + range.count) / page * page
+        guard end > first, let address = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(address, end - first, Int32(MADV_DONTNEED))
+    }
+}
+
 /// A copy of a file image in 64-byte-aligned memory (for `decode(_:)`).
 final class AlignedBytes {
     let bytes: UnsafeRawBufferPointer

@@ -237,6 +237,7 @@ public final class Executor: @unchecked Sendable {
                     special = .winograd(transformed: Kernels.winogradKernel(conv.kernel.values, inChannels: geometry.inChannels,
                                                                             outChannels: geometry.outChannels),
                                         bias: conv.bias, geometry: geometry, activation: activation, pool: pooled != nil)
+                    conv.kernel.releaseResidency()
                 } else if pooled != nil {
                     special = .conv2dMaxPool(kernel: conv.kernel, bias: conv.bias, geometry: geometry, activation: activation)
                 }
@@ -265,6 +266,8 @@ public final class Executor: @unchecked Sendable {
                         Panels(w.baseAddress!, rows: geometry.kernelHeight * geometry.kernelWidth * geometry.inChannels,
                                columns: geometry.outChannels)
                     } : nil
+                // The kernel is read through its panels from now on: a mapped file's copy of it can leave memory.
+                if panels != nil { conv.kernel.releaseResidency() }
                 kind = .conv2d(kernel: conv.kernel, panels: panels, bias: conv.bias, geometry: geometry, groups: conv.groups,
                                activation: Self.kind(fused?.activation ?? conv.activation))
             case .separableConv2d(let conv):
