@@ -58,7 +58,7 @@ public final class Executor: @unchecked Sendable {
     /// Samples per tile: about 1 MiB of the largest activation, between 8 and 256.
     private let tileSize: Int
     /// Whether fewer samples than threads run each step split across the threads (else one thread runs them).
-    private let splitsSamples: Bool
+    public let splitsSamples: Bool
     /// The largest activation (floats per sample) from which a sample's steps are split: 128 KiB.
     static let smallestSplitSample = 32768
     /// What BatchNormalization layers normalize with.
@@ -386,8 +386,27 @@ public final class Executor: @unchecked Sendable {
         let largest = max(written.map { nodeSizes[$0] }.max() ?? 1, 1)
         self.tileSize = min(256, max(8, (1 << 18) / largest))
         // Splitting one sample's steps pays only when they are large enough to outweigh a
-        // hand-over per step (MNIST-sized models run a sample faster alone).
-        self.splitsSamples = largest >= Self.smallestSplitSample
+        // hand-over per step (the seed MLP runs a sample faster alone): large activations, or
+        // enough multiply-adds (MNIST's bigger CNN: small maps, 20 M multiply-adds per image).
+        let work = steps.reduce(0) { $0 + Self.multiplyAdds($1.kind, outputSize: nodeSizes[$1.destination]) }
+        self.splitsSamples = largest >= Self.smallestSplitSample || work >= Self.smallestSplitWork
+    }
+
+    /// Multiply-adds per sample from which a sample's steps are split even with small activations.
+    static let smallestSplitWork = 4_000_000
+
+    /// Multiply-adds of one sample of a step (its convolutions and products; 0 for the rest).
+    private static func multiplyAdds(_ kind: Kind, outputSize: Int) -> Int {
+        switch kind {
+        case let .dense(_, _, inputs, _, _): outputSize * inputs
+        case let .conv2d(_, _, _, g, groups, _): outputSize * g.kernelHeight * g.kernelWidth * g.inChannels / max(groups, 1)
+        case let .conv2dMaxPool(_, _, g, _): g.outHeight * g.outWidth * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
+        case let .winograd(_, _, g, _, _): g.outHeight * g.outWidth * g.outChannels * 9 * g.inChannels
+        case let .depthwise(_, _, g, _, _): outputSize * g.kernelHeight * g.kernelWidth
+        case let .separable(_, _, _, g, multiplier, units, _):
+            g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
+        default: 0
+        }
     }
 
     /// Which of two inputs is a feature map the other scales channel by channel (the other's

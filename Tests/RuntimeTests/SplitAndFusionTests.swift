@@ -238,6 +238,30 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// Whether one sample is split across threads: by its largest activation, or by its work
+    /// (small maps with many multiply-adds, like MNIST's bigger CNN, are split; a small MLP is
+    /// not); a split small-map network gives the one-thread values bit for bit.
+    func testSmallMapsWithMuchWorkAreSplit() throws {
+        func conv(_ cin: Int, _ cout: Int) throws -> Op {
+            .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, cin, cout], values: random.floats(9 * cin * cout, in: -0.2...0.2)),
+                               bias: Tensor(random.floats(cout, in: -0.1...0.1)), padding: .same, activation: .relu))
+        }
+        // 14×14×64 activations (12,544 floats, under smallestSplitSample), 7.3 M multiply-adds.
+        let heavy = try Graph.sequential(name: "heavy", inputShape: [14, 14, 32], layers: [("c1", try conv(32, 64)), ("c2", try conv(64, 64))])
+        let executor = try Executor(graph: heavy)
+        XCTAssertTrue(executor.splitsSamples)
+        let input = random.floats(14 * 14 * 32, in: -1...1)
+        XCTAssertEqual(try Executor(graph: heavy).run(input, threads: 2), try executor.run(input, threads: 1))
+        // The same maps with a fraction of the work (2 → 4 → 4 channels): one thread per sample.
+        let light = try Graph.sequential(name: "light", inputShape: [14, 14, 2], layers: [("c1", try conv(2, 4)), ("c2", try conv(4, 4))])
+        XCTAssertFalse(try Executor(graph: light).splitsSamples)
+        let mlp = try Graph.sequential(name: "mlp", inputShape: [784], layers: [
+            ("d1", .dense(try Dense(kernel: Tensor(shape: [784, 50], values: random.floats(784 * 50, in: -0.1...0.1)), bias: nil,
+                                    activation: .sigmoid))),
+        ])
+        XCTAssertFalse(try Executor(graph: mlp).splitsSamples)
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
