@@ -196,13 +196,23 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
     int ph, pw, group;
     plan(c, kh, kw, sy, sx, dy, oh, ow, &ph, &pw, &group, batch);
     const size_t per_image = (size_t)ph * pw * c, pixels = (size_t)oh * ow;
+    const int inside = pad_top == 0 && pad_left == 0 && ph <= h && pw <= w;
     const float **rows = malloc(sizeof(float *) * (size_t)group * pixels * kh);
     if (!rows) return 0;
     for (int first = 0; first < batch; first += group) {
         const int count = batch - first < group ? batch - first : group;
         for (int i = 0; i < count; i++) {
-            /* The image inside a zero border: row y, column x of the window grid is image (y - pad_top, x - pad_left). */
             const float *image = input + (size_t)(first + i) * h * w * c;
+            const float **table = rows + (size_t)i * pixels * kh;
+            if (inside) {
+                /* Every window inside the image (no padding: a strided 1x1, a valid conv): the rows point into it. */
+                for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++)
+                        for (int ky = 0; ky < kh; ky++)
+                            table[((size_t)oy * ow + ox) * kh + ky] = image + ((size_t)(oy * sy + ky * dy) * w + (size_t)ox * sx) * c;
+                continue;
+            }
+            /* The image inside a zero border: row y, column x of the window grid is image (y - pad_top, x - pad_left). */
             float *bordered = scratch + (size_t)i * per_image;
             memset(bordered, 0, per_image * sizeof(float));
             for (int y = 0; y < ph; y++) {
@@ -212,7 +222,6 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
                 if (x0 + cols > pw) cols = pw - x0;
                 if (cols > 0) memcpy(bordered + ((size_t)y * pw + x0) * c, image + ((size_t)iy * w + from) * c, (size_t)cols * c * sizeof(float));
             }
-            const float **table = rows + (size_t)i * pixels * kh;
             for (int oy = 0; oy < oh; oy++)
                 for (int ox = 0; ox < ow; ox++)
                     for (int ky = 0; ky < kh; ky++)

@@ -15,6 +15,7 @@ final class IndirectConvTests: XCTestCase {
             (8, 8, 3, 40, 2, 4, 1, 2, 1, 1, 7, 7, 2),        // vertical dilation, 40 outputs (two column blocks)
             (6, 5, 7, 9, 3, 3, 1, 1, 0, 0, 4, 3, 13),        // valid padding, a ragged last row block
             (12, 12, 32, 70, 3, 3, 1, 1, 1, 1, 12, 12, 2),   // packed B panels (288 rows), a 6-column tail
+            (9, 9, 24, 40, 1, 1, 2, 1, 0, 0, 5, 5, 3),       // a strided 1x1 (ResNet's projection): rows read in place, no border
         ]
         for (h, w, c, n, kh, kw, stride, dy, padTop, padLeft, oh, ow, batch) in cases {
             let input = random.floats(batch * h * w * c, in: -1...1)
