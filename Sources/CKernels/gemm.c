@@ -75,10 +75,10 @@ float *bnk_panel(size_t floats) {
 /* Columns n0..n0+width (width <= 16): one zmm per row; bp: B's columns (row stride bs). */
 __attribute__((target("avx512f")))
 static void gemm_avx512_narrow(int M, int n0, int width, int K, const float *A, int lda, const float *bp, int bs,
-                               const float *bias, float *C, int ldc, int elementwise) {
+                               const float *bias, const float *R, float *C, int ldc, int elementwise) {
     __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
     __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
-#define ST(r, v) _mm512_mask_storeu_ps(c + (size_t)(r) * ldc, mask0, bnk_act512(v, elementwise));
+#define ST(r, v) _mm512_mask_storeu_ps(c + (size_t)(r) * ldc, mask0, bnk_act512(rr ? _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask0, rr + (size_t)(r) * ldc)) : v, elementwise));
 #define FMA1(a, acc) acc = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), b0, acc);
     int m = 0;
     for (; m + 12 <= M; m += 12) {
@@ -92,6 +92,7 @@ static void gemm_avx512_narrow(int M, int n0, int width, int K, const float *A, 
             FMA1(a6, c6) FMA1(a7, c7) FMA1(a8, c8) FMA1(a9, c9) FMA1(a10, c10) FMA1(a11, c11)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         ST(0, c0) ST(1, c1) ST(2, c2) ST(3, c3) ST(4, c4) ST(5, c5) ST(6, c6) ST(7, c7) ST(8, c8) ST(9, c9) ST(10, c10) ST(11, c11)
     }
     for (; m + 4 <= M; m += 4) {
@@ -103,6 +104,7 @@ static void gemm_avx512_narrow(int M, int n0, int width, int K, const float *A, 
             FMA1(a0, c0) FMA1(a1, c1) FMA1(a2, c2) FMA1(a3, c3)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         ST(0, c0) ST(1, c1) ST(2, c2) ST(3, c3)
     }
     for (; m < M; m++) {
@@ -114,6 +116,7 @@ static void gemm_avx512_narrow(int M, int n0, int width, int K, const float *A, 
             FMA1(a0, c0)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         ST(0, c0)
     }
 #undef ST
@@ -124,9 +127,9 @@ static void gemm_avx512_narrow(int M, int n0, int width, int K, const float *A, 
    b_hi, both with row stride bs (a row-major B, a per-call panel, or two prepacked panels). */
 __attribute__((target("avx512f")))
 static void gemm_avx512_block(int M, int n0, int width, int K, const float *A, int lda, const float *b_lo, const float *b_hi,
-                              int bs, const float *bias, float *C, int ldc, int elementwise) {
+                              int bs, const float *bias, const float *R, float *C, int ldc, int elementwise) {
     if (width <= 16) {
-        gemm_avx512_narrow(M, n0, width, K, A, lda, b_lo, bs, bias, C, ldc, elementwise);
+        gemm_avx512_narrow(M, n0, width, K, A, lda, b_lo, bs, bias, R, C, ldc, elementwise);
         return;
     }
     const __mmask16 mask0 = 0xFFFF;
@@ -136,6 +139,8 @@ static void gemm_avx512_block(int M, int n0, int width, int K, const float *A, i
     __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
     __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
 #define STORE_ROW(r, lo, hi) \
+        if (rr) { lo = _mm512_add_ps(lo, _mm512_loadu_ps(rr + (size_t)(r) * ldc)); \
+                  hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(mask1, rr + (size_t)(r) * ldc + 16)); } \
         _mm512_mask_storeu_ps(c + (size_t)(r) * ldc, mask0, bnk_act512(lo, elementwise)); \
         _mm512_mask_storeu_ps(c + (size_t)(r) * ldc + 16, mask1, bnk_act512(hi, elementwise));
 #define FMA_ROW(a, lo, hi) x = _mm512_set1_ps(a[k]); lo = _mm512_fmadd_ps(x, b0, lo); hi = _mm512_fmadd_ps(x, b1, hi);
@@ -155,6 +160,7 @@ static void gemm_avx512_block(int M, int n0, int width, int K, const float *A, i
             FMA_ROW(a8, c80, c81) FMA_ROW(a9, c90, c91) FMA_ROW(a10, c100, c101) FMA_ROW(a11, c110, c111)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21) STORE_ROW(3, c30, c31)
         STORE_ROW(4, c40, c41) STORE_ROW(5, c50, c51) STORE_ROW(6, c60, c61) STORE_ROW(7, c70, c71)
         STORE_ROW(8, c80, c81) STORE_ROW(9, c90, c91) STORE_ROW(10, c100, c101) STORE_ROW(11, c110, c111)
@@ -170,6 +176,7 @@ static void gemm_avx512_block(int M, int n0, int width, int K, const float *A, i
             FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11) FMA_ROW(a2, c20, c21) FMA_ROW(a3, c30, c31)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21) STORE_ROW(3, c30, c31)
     }
     for (; m < M; m++) {
@@ -183,6 +190,7 @@ static void gemm_avx512_block(int M, int n0, int width, int K, const float *A, i
             FMA_ROW(a0, c00, c01)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         STORE_ROW(0, c00, c01)
     }
 #undef STORE_ROW
@@ -206,10 +214,10 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
                 _mm512_store_ps(pk + (size_t)k * stride, _mm512_maskz_loadu_ps(mask0, src));
                 if (stride == 32) _mm512_store_ps(pk + (size_t)k * stride + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
             }
-            gemm_avx512_block(M, n0, width, K, A, lda, pk, pk + 16, stride, bias, C, ldc, elementwise);
+            gemm_avx512_block(M, n0, width, K, A, lda, pk, pk + 16, stride, bias, NULL, C, ldc, elementwise);
         } else {
             /* Few rows: B read in place (the narrow kernel masks its loads; a wide block has 16 full columns). */
-            gemm_avx512_block(M, n0, width, K, A, lda, B + n0, B + n0 + 16, ldb, bias, C, ldc, elementwise);
+            gemm_avx512_block(M, n0, width, K, A, lda, B + n0, B + n0 + 16, ldb, bias, NULL, C, ldc, elementwise);
         }
     }
     if (act == BNK_ACT_SIGMOID)
@@ -231,13 +239,15 @@ static inline __m256 act256(__m256 v, int act) {
    the last column), so only the stores of a narrower last block are masked. */
 __attribute__((target("avx2,fma")))
 static void gemm_avx2_block(int M, int n0, int width, int K, const float *A, int lda, const float *bp, int bs,
-                            const float *bias, float *C, int ldc, int elementwise) {
+                            const float *bias, const float *R, float *C, int ldc, int elementwise) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
     __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
     __m256 bias0 = bias ? _mm256_maskload_ps(bias + n0, mask0) : _mm256_setzero_ps();
     __m256 bias1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : _mm256_setzero_ps();
 #define STORE_ROW(r, lo, hi) \
+    if (rr) { lo = _mm256_add_ps(lo, _mm256_maskload_ps(rr + (size_t)(r) * ldc, mask0)); \
+              hi = _mm256_add_ps(hi, _mm256_maskload_ps(rr + (size_t)(r) * ldc + 8, mask1)); } \
     if (width == 16) { _mm256_storeu_ps(c + (size_t)(r) * ldc, act256(lo, elementwise)); \
                        _mm256_storeu_ps(c + (size_t)(r) * ldc + 8, act256(hi, elementwise)); } \
     else { _mm256_maskstore_ps(c + (size_t)(r) * ldc, mask0, act256(lo, elementwise)); \
@@ -256,6 +266,7 @@ static void gemm_avx2_block(int M, int n0, int width, int K, const float *A, int
             FMA_ROW(a3, c30, c31) FMA_ROW(a4, c40, c41) FMA_ROW(a5, c50, c51)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11) STORE_ROW(2, c20, c21)
         STORE_ROW(3, c30, c31) STORE_ROW(4, c40, c41) STORE_ROW(5, c50, c51)
     }
@@ -268,6 +279,7 @@ static void gemm_avx2_block(int M, int n0, int width, int K, const float *A, int
             FMA_ROW(a0, c00, c01) FMA_ROW(a1, c10, c11)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         STORE_ROW(0, c00, c01) STORE_ROW(1, c10, c11)
     }
     for (; m < M; m++) {
@@ -279,6 +291,7 @@ static void gemm_avx2_block(int M, int n0, int width, int K, const float *A, int
             FMA_ROW(a0, c00, c01)
         }
         float *c = C + (size_t)m * ldc + n0;
+        const float *rr = R ? R + (size_t)m * ldc + n0 : NULL;
         STORE_ROW(0, c00, c01)
     }
 #undef STORE_ROW
@@ -304,9 +317,9 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
                 _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
                 _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
             }
-            gemm_avx2_block(M, n0, width, K, A, lda, pk, 16, bias, C, ldc, elementwise);
+            gemm_avx2_block(M, n0, width, K, A, lda, pk, 16, bias, NULL, C, ldc, elementwise);
         } else {
-            gemm_avx2_block(M, n0, width, K, A, lda, B + n0, ldb, bias, C, ldc, elementwise);
+            gemm_avx2_block(M, n0, width, K, A, lda, B + n0, ldb, bias, NULL, C, ldc, elementwise);
         }
     }
     if (act == BNK_ACT_SIGMOID)
@@ -411,8 +424,8 @@ void bnk_pack_panels(int K, int N, const float *B, int ldb, float *panels) {
 }
 
 /* The portable kernel over panels: per row, the panel's 16 sums from the bias, k increasing. */
-static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C,
-                                int ldc, int act) {
+static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
+                                const float *R, float *C, int ldc, int act) {
     for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
         const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
         const float *p = panels + (size_t)(n0 / BNK_PANEL) * K * BNK_PANEL;
@@ -425,13 +438,14 @@ static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, co
                 for (int j = 0; j < BNK_PANEL; j++) acc[j] += av * b[j];
             }
             float *c = C + (size_t)m * ldc + n0;
+            if (R) for (int j = 0; j < width; j++) acc[j] += R[(size_t)m * ldc + n0 + j];
             for (int j = 0; j < width; j++) c[j] = act == BNK_ACT_SIGMOID ? acc[j] : activate1(acc[j], act);
         }
     }
 }
 
-static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
-                             int act) {
+static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *R,
+                             float *C, int ldc, int act) {
     const size_t panel = (size_t)K * BNK_PANEL;
 #if BNK_X86
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
@@ -439,19 +453,19 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
         for (int n0 = 0; n0 < N; n0 += 32) {
             const int width = N - n0 < 32 ? N - n0 : 32;
             const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
-            gemm_avx512_block(M, n0, width, K, A, lda, p, width > 16 ? p + panel : p, BNK_PANEL, bias, C, ldc, elementwise);
+            gemm_avx512_block(M, n0, width, K, A, lda, p, width > 16 ? p + panel : p, BNK_PANEL, bias, R, C, ldc, elementwise);
         }
         return;
     }
     if (bnk_use_avx2()) {
         for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
             const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
-            gemm_avx2_block(M, n0, width, K, A, lda, panels + (size_t)(n0 / BNK_PANEL) * panel, BNK_PANEL, bias, C, ldc, elementwise);
+            gemm_avx2_block(M, n0, width, K, A, lda, panels + (size_t)(n0 / BNK_PANEL) * panel, BNK_PANEL, bias, R, C, ldc, elementwise);
         }
         return;
     }
 #endif
-    gemm_panels_generic(M, N, K, A, lda, panels, bias, C, ldc, act);
+    gemm_panels_generic(M, N, K, A, lda, panels, bias, R, C, ldc, act);
 }
 
 /* Loop order by the size of B: when all its panels fit comfortably in L2 (up to 128 KiB), rows
@@ -459,13 +473,14 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
    L1 and each row of C written once, in order (a pointwise conv with few inputs and many pixels
    is bound by its output otherwise); a larger B goes column block by column block over all
    rows, so each block's panels stay in cache. */
-void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
-                     int act) {
+void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *residual,
+                     float *C, int ldc, int act) {
     if (M <= 0 || N <= 0) return;
     const int chunk = bnk_panels_floats(K, N) <= 32768 ? 96 : M;
     for (int m0 = 0; m0 < M; m0 += chunk) {
         const int rows = M - m0 < chunk ? M - m0 : chunk;
-        gemm_panels_rows(rows, N, K, A + (size_t)m0 * lda, lda, panels, bias, C + (size_t)m0 * ldc, ldc,
+        gemm_panels_rows(rows, N, K, A + (size_t)m0 * lda, lda, panels, bias, residual ? residual + (size_t)m0 * ldc : NULL,
+                         C + (size_t)m0 * ldc, ldc,
                          act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act);
     }
     if (act == BNK_ACT_SIGMOID)

@@ -20,7 +20,7 @@
 /* C[m] = act(bias + sum over segments s, k < len of rows[m * segs + s][k] * B[s * len + k]) for m < M. */
 __attribute__((target("avx512f")))
 static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                                 const float *panels, const float *bias, float *C, int ldc, int act) {
+                                 const float *panels, const float *bias, const float *R, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const size_t K = (size_t)segs * len;
     float *pk = !panels && M > 12 ? bnk_panel(K * 32) : NULL;
@@ -69,6 +69,10 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
             }
             for (int r = 0; r < 12; r++) {
                 float *c = C + (size_t)(m + r) * ldc + n0;
+                if (R) {
+                    lo[r] = _mm512_add_ps(lo[r], _mm512_maskz_loadu_ps(mask0, R + (size_t)(m + r) * ldc + n0));
+                    hi[r] = _mm512_add_ps(hi[r], _mm512_maskz_loadu_ps(mask1, R + (size_t)(m + r) * ldc + n0 + 16));
+                }
                 _mm512_mask_storeu_ps(c, mask0, bnk_act512(lo[r], elementwise));
                 if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, bnk_act512(hi[r], elementwise));
             }
@@ -85,6 +89,10 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
                 }
             }
             float *c = C + (size_t)m * ldc + n0;
+            if (R) {
+                lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(mask0, R + (size_t)m * ldc + n0));
+                hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(mask1, R + (size_t)m * ldc + n0 + 16));
+            }
             _mm512_mask_storeu_ps(c, mask0, bnk_act512(lo, elementwise));
             if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, bnk_act512(hi, elementwise));
         }
@@ -97,7 +105,7 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
    B always from a 16-wide packed panel, stores of a narrower last block masked. */
 __attribute__((target("avx2,fma")))
 static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                               const float *panels, const float *bias, float *C, int ldc, int act) {
+                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const int K = segs * len;
     float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
@@ -121,6 +129,9 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
 #define ACT(v) (elementwise == BNK_ACT_RELU ? _mm256_max_ps(v, zero) \
                 : elementwise == BNK_ACT_RELU6 ? _mm256_min_ps(_mm256_max_ps(v, zero), six) : (v))
 #define STORE(r) { float *c = C + (size_t)(m + (r)) * ldc + n0; \
+            if (R) { const float *q = R + (size_t)(m + (r)) * ldc + n0; \
+                     lo[r] = _mm256_add_ps(lo[r], _mm256_maskload_ps(q, mask0)); \
+                     hi[r] = _mm256_add_ps(hi[r], _mm256_maskload_ps(q + 8, mask1)); } \
             if (width == 16) { _mm256_storeu_ps(c, ACT(lo[r])); _mm256_storeu_ps(c + 8, ACT(hi[r])); } \
             else { _mm256_maskstore_ps(c, mask0, ACT(lo[r])); _mm256_maskstore_ps(c + 8, mask1, ACT(hi[r])); } }
         int m = 0;
@@ -182,13 +193,14 @@ size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int
 int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                         int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
                         float *out, float *scratch) {
-    return bnk_conv2d_indirect_columns(input, batch, h, w, c, kh, kw, sy, sx, dy, pad_top, pad_left, oh, ow, kernel, NULL, bias, n,
-                                       0, n, act, out, scratch);
+    return bnk_conv2d_indirect_columns(input, batch, h, w, c, kh, kw, sy, sx, dy, pad_top, pad_left, oh, ow, kernel, NULL, bias, NULL,
+                                       n, 0, n, act, out, scratch);
 }
 
 int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                                 int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *panels,
-                                const float *bias, int n, int n0, int cols, int act, float *out, float *scratch) {
+                                const float *bias, const float *residual, int n, int n0, int cols, int act, float *out,
+                                float *scratch) {
 #if BNK_X86
     const int avx512 = bnk_use_avx512();
     if ((!avx512 && !bnk_use_avx2()) || batch <= 0) return 0;
@@ -230,14 +242,15 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
         const float *b = panels ? NULL : kernel + n0, *bias0 = bias ? bias + n0 : NULL;
         const float *p = panels ? panels + (size_t)(n0 / 16) * kh * kw * c * 16 : NULL;
         float *c0 = out + (size_t)first * pixels * n + n0;
-        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, c0, n, act);
-        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, c0, n, act);
+        const float *r0 = residual ? residual + (size_t)first * pixels * n + n0 : NULL;
+        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act);
+        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act);
     }
     free(rows);
     return 1;
 #else
     (void)input; (void)batch; (void)h; (void)w; (void)c; (void)kh; (void)kw; (void)sy; (void)sx; (void)dy; (void)pad_top;
-    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)panels; (void)bias; (void)n; (void)n0; (void)cols; (void)act; (void)out; (void)scratch;
+    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)panels; (void)bias; (void)residual; (void)n; (void)n0; (void)cols; (void)act; (void)out; (void)scratch;
     return 0;
 #endif
 }

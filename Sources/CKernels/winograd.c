@@ -279,7 +279,7 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
         }
         const size_t per_position = bnk_panels_floats(cin, cout);
         for (int k = 0; k < 16; k++)
-            bnk_gemm_panels(count, cout, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * per_position, NULL,
+            bnk_gemm_panels(count, cout, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * per_position, NULL, NULL,
                             Mt + (size_t)k * block * cout, cout, BNK_ACT_LINEAR);
         for (int t = 0; t < count; t++) {
             const int g = first + t, n = g / per_image, ty = (g % per_image) / tiles_x, tx = g % tiles_x;

@@ -71,7 +71,8 @@ public final class Executor: @unchecked Sendable {
     private enum Kind {
         case dense(kernel: Tensor, bias: Tensor?, inputs: Int, units: Int, activation: ActivationKind)
         /// `panels`: the kernel as (kh·kw·in, out) GEMM panels, packed when the model is planned
-        /// (groups 1 on more than one input channel), so no call repacks it.
+        /// (groups 1 on more than one input channel), so no call repacks it. A second source is a
+        /// residual added before the activation (a following Add fused in).
         case conv2d(kernel: Tensor, panels: Panels?, bias: Tensor?, geometry: Kernels.Spatial, groups: Int, activation: ActivationKind)
         /// A one-channel conv + activation + 2×2 stride-2 max pooling, in one pass.
         case conv2dMaxPool(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
@@ -221,6 +222,26 @@ public final class Executor: @unchecked Sendable {
         func sources(_ node: Node) -> [Int] {
             node.inputs.map { index[paddingFor[node.name]?.source ?? $0]! }
         }
+        // A Conv2D run by the prepacked GEMM (groups 1, more than one input channel, not Winograd)
+        // whose only reader is a two-input Add of the same shape, the Add's other input computed
+        // before the conv: the GEMM adds that input (the residual) as it stores, then the Add's
+        // activation, straight into the Add's (or its activation's) buffer. The same sums as the
+        // separate Add, bit for bit, without a pass over both maps.
+        var residualInto: [String: (add: String, other: String)] = [:]
+        for (position, node) in graph.nodes.enumerated() {
+            guard case .conv2d(let conv) = node.operation, conv.groups == 1, conv.activation == .linear,
+                  fusedActivation[node.name] == nil, pooledInto[node.name] == nil, !graph.outputs.contains(node.name),
+                  !observedNames.contains(node.name) else { continue }
+            let geometry = convGeometry(conv.window, node, shapes[node.name]!)
+            guard geometry.inChannels > 1, !Kernels.canUseWinograd(geometry, groups: 1) else { continue }
+            let readers = graph.consumers(of: node.name)
+            guard readers.count == 1, let add = graph.node(named: readers[0]), case .add = add.operation, add.inputs.count == 2,
+                  add.inputs.filter({ $0 == node.name }).count == 1, let other = add.inputs.first(where: { $0 != node.name }),
+                  shapes[other] == shapes[node.name], shapes[add.name] == shapes[node.name], let otherPosition = index[other],
+                  otherPosition < position, !observedNames.contains(add.name) else { continue }
+            residualInto[node.name] = (add.name, other)
+            absorbed.insert(add.name)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
@@ -268,6 +289,15 @@ public final class Executor: @unchecked Sendable {
                     } : nil
                 // The kernel is read through its panels from now on: a mapped file's copy of it can leave memory.
                 if panels != nil { conv.kernel.releaseResidency() }
+                if let residual = residualInto[node.name], panels != nil {
+                    // The Add (and its activation) fused in: the residual is the step's second source.
+                    let addFused = fusedActivation[residual.add]
+                    steps.append(Step(kind: .conv2d(kernel: conv.kernel, panels: panels, bias: conv.bias, geometry: geometry, groups: 1,
+                                                    activation: Self.kind(addFused?.activation ?? .linear)),
+                                      sources: sources(node) + [index[residual.other]!],
+                                      destination: index[addFused?.into ?? residual.add]!))
+                    continue
+                }
                 kind = .conv2d(kernel: conv.kernel, panels: panels, bias: conv.bias, geometry: geometry, groups: conv.groups,
                                activation: Self.kind(fused?.activation ?? conv.activation))
             case .separableConv2d(let conv):
@@ -717,7 +747,8 @@ public final class Executor: @unchecked Sendable {
                 && batch * geometry.outHeight * geometry.outWidth <= 256 && geometry.outChannels >= 32 * parallel.workers:
             // Few pixels (the last stages at batch 1): the output channels are shared instead.
             return splitColumns(rows: batch * geometry.outHeight * geometry.outWidth, inputs: geometry.inChannels, kernel: kernel,
-                                panels: panels, bias: bias, units: geometry.outChannels, activation: activation, x, y, parallel: parallel)
+                                panels: panels, bias: bias, residual: inputs.count > 1 ? inputs[1] : nil, units: geometry.outChannels,
+                                activation: activation, x, y, parallel: parallel)
         case let .conv2d(kernel, panels, bias, geometry, 1, activation)
             where !Kernels.isPointwise(geometry) && geometry.dilationX == 1 && Kernels.hasIndirectConvolution
                 && Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
@@ -731,7 +762,8 @@ public final class Executor: @unchecked Sendable {
                             let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels, align: 16)
                             guard !columns.isEmpty else { return }
                             _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: p, bias: b,
-                                                      columns: columns, activation: activation, output: y,
+                                                      residual: inputs.count > 1 ? inputs[1] : nil, columns: columns,
+                                                      activation: activation, output: y,
                                                       scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)))
                         }
                     }
@@ -747,9 +779,11 @@ public final class Executor: @unchecked Sendable {
                 var split = false
                 optionalPanels(panels) { p in
                     optional(bias) { b in
+                        let residual = inputs.count > 1 ? inputs[1] : nil
                         split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
-                            Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, panels: p, bias: b, activation: activation,
-                                               output: yo, scratch: arenas[worker].scratch(Kernels.patchScratch(part, batch: 1)))
+                            Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, panels: p, bias: b,
+                                               residual: residual.map { $0 + (yo - y) }, activation: activation, output: yo,
+                                               scratch: arenas[worker].scratch(Kernels.patchScratch(part, batch: 1)))
                         }
                     }
                 }
@@ -865,17 +899,17 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// `y = act(x · kernel + bias)` with the output columns split across the workers (bounds multiples of 16).
-    private static func splitColumns(rows: Int, inputs: Int, kernel: Tensor, panels: Panels? = nil, bias: Tensor?, units: Int,
-                                     activation: ActivationKind, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                     parallel: StepParallelism) -> Bool {
+    private static func splitColumns(rows: Int, inputs: Int, kernel: Tensor, panels: Panels? = nil, bias: Tensor?,
+                                     residual: UnsafePointer<Float>? = nil, units: Int, activation: ActivationKind,
+                                     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
         kernel.withUnsafeValues { w in
             optionalPanels(panels) { p in
                 optional(bias) { b in
                     parallel.run { worker in
                         let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: Kernels.panelWidth)
                         guard !columns.isEmpty else { return }
-                        Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: p, bias: b, units: units,
-                                            columns: columns, activation: activation, output: y)
+                        Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: p, bias: b,
+                                            residual: residual, units: units, columns: columns, activation: activation, output: y)
                     }
                 }
             }
@@ -913,7 +947,8 @@ public final class Executor: @unchecked Sendable {
                     optionalPanels(panels) { p in
                         optional(bias) { b in
                             Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: p, bias: b,
-                                               activation: activation, output: y, scratch: scratch)
+                                               residual: inputs.count > 1 ? inputs[1] : nil, activation: activation, output: y,
+                                               scratch: scratch)
                         }
                     }
                 }

@@ -64,15 +64,16 @@ package enum Kernels {
     /// Columns `columns` of `output = act(input · kernel + bias)` (rows × units, kernel inputs × units),
     /// so threads can share one product; false (nothing done) for activations that need whole rows.
     static func gemmColumns(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
-                            panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
+                            panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
                             units: Int, columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
         let code = fusedCode(activation)
         let n0 = columns.lowerBound
         if let panels {
             precondition(n0 % panelWidth == 0, "a column range of panels starts at a panel")
             bnk_gemm_panels(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), panels + n0 * inputs,
-                            bias.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+                            bias.map { $0 + n0 }, residual.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
         } else {
+            precondition(residual == nil, "a residual is added by the prepacked GEMM only")
             bnk_gemm_strided(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), kernel + n0, Int32(units),
                              bias.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
         }
@@ -85,14 +86,14 @@ package enum Kernels {
     /// GEMM, so threads can share one conv's channels; false (nothing done) where this machine
     /// has no indirect path. `scratch` holds `patchScratch` floats.
     static func conv2dColumns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
-                              panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?,
+                              panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
                               columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
                               scratch: UnsafeMutablePointer<Float>) -> Bool {
         let code = fusedCode(activation)
         let done = bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                                Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
                                                Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
-                                               kernel, panels, bias, Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count),
+                                               kernel, panels, bias, residual, Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count),
                                                code ?? Int32(BNK_ACT_LINEAR), output, scratch) != 0
         if done, code == nil {
             for row in 0..<(batch * g.outHeight * g.outWidth) {
@@ -119,16 +120,19 @@ package enum Kernels {
 
     /// Conv2D (groups = 1) as im2col + GEMM, one image at a time; a 1×1,
     /// stride-1, unpadded conv multiplies the input directly.
+    /// With `residual` (shaped like the output; only with `panels`), it is added before the
+    /// activation: a following Add fused into the conv, the same sums bit for bit.
     static func conv2dGEMM(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
-                           panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, activation: ActivationKind,
-                           output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                           panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
+                           activation: ActivationKind, output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let code = fusedCode(activation) ?? Int32(BNK_ACT_LINEAR)
         let pixels = g.outHeight * g.outWidth
         let depth = g.kernelHeight * g.kernelWidth * g.inChannels
         let inImage = g.inHeight * g.inWidth * g.inChannels
         let pointwise = g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideY == 1 && g.strideX == 1
             && g.padTop == 0 && g.padLeft == 0 && g.outHeight == g.inHeight && g.outWidth == g.inWidth
-        if g.inChannels == 1, fusedCode(activation) != Int32(BNK_ACT_SIGMOID) {
+        precondition(residual == nil || panels != nil, "a residual is added by the prepacked GEMM only")
+        if residual == nil, g.inChannels == 1, fusedCode(activation) != Int32(BNK_ACT_SIGMOID) {
             // A grayscale input: direct convolution, no patch matrix (when this CPU has the fast path).
             var done = true
             for b in 0..<batch where done {
@@ -148,7 +152,8 @@ package enum Kernels {
         // The product, with the kernel's prepacked panels when the plan made them.
         func gemm(_ rows: Int, _ a: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
             if let panels {
-                bnk_gemm_panels(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), panels, bias, c, Int32(g.outChannels), code)
+                bnk_gemm_panels(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), panels, bias,
+                                residual.map { $0 + (c - output) }, c, Int32(g.outChannels), code)
             } else {
                 bnk_gemm(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), kernel, bias, c, Int32(g.outChannels), code)
             }
@@ -159,7 +164,8 @@ package enum Kernels {
                   bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                               Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
                                               Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
-                                              kernel, panels, bias, Int32(g.outChannels), 0, Int32(g.outChannels), code, output, scratch) != 0 {
+                                              kernel, panels, bias, residual, Int32(g.outChannels), 0, Int32(g.outChannels), code, output,
+                                              scratch) != 0 {
             // Done as an indirect GEMM, reading the input in place (no patch matrix).
         } else {
             // The patches of several images in one GEMM: whole row blocks for the

@@ -215,10 +215,24 @@ final class SplitAndFusionTests: XCTestCase {
             var panels = [Float](repeating: .nan, count: bnk_panels_floats(Int32(k), Int32(n)))
             XCTAssertEqual(panels.count, (n + 15) / 16 * 16 * k)
             bnk_pack_panels(Int32(k), Int32(n), b, Int32(n), &panels)
+            let residual = random.floats(m * n, in: -1...1)
+            var linear = [Float](repeating: .nan, count: m * n)
+            bnk_gemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(k), panels, bias, nil, &linear, Int32(n), Int32(BNK_ACT_LINEAR))
             for act in [BNK_ACT_LINEAR, BNK_ACT_RELU, BNK_ACT_RELU6, BNK_ACT_SIGMOID] {
                 var expected = [Float](repeating: .nan, count: m * n), whole = expected, blocks = expected
                 bnk_gemm(Int32(m), Int32(n), Int32(k), a, Int32(k), b, bias, &expected, Int32(n), Int32(act))
-                bnk_gemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(k), panels, bias, &whole, Int32(n), Int32(act))
+                bnk_gemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(k), panels, bias, nil, &whole, Int32(n), Int32(act))
+                // A residual added before the activation: the separate Add's sum, then the activation.
+                var added = zip(linear, residual).map { $0 + $1 }
+                switch act {
+                case BNK_ACT_RELU: added = added.map { $0 > 0 ? $0 : 0 }
+                case BNK_ACT_RELU6: added = added.map { $0 > 0 ? min($0, 6) : 0 }
+                case BNK_ACT_SIGMOID: bnk_sigmoid(&added, added.count)
+                default: break
+                }
+                var fused = [Float](repeating: .nan, count: m * n)
+                bnk_gemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(k), panels, bias, residual, &fused, Int32(n), Int32(act))
+                XCTAssertEqual(fused.map(\.bitPattern), added.map(\.bitPattern), "\(m)×\(n)×\(k) act \(act): residual")
                 panels.withUnsafeBufferPointer { p in
                     bias.withUnsafeBufferPointer { bias in
                         blocks.withUnsafeMutableBufferPointer { c in
@@ -226,7 +240,7 @@ final class SplitAndFusionTests: XCTestCase {
                             for width in [16, 48, 32, 1000] where n0 < n {
                                 let cols = min(width, n - n0)
                                 bnk_gemm_panels(Int32(m), Int32(cols), Int32(k), a, Int32(k), p.baseAddress! + n0 * k,
-                                                bias.baseAddress! + n0, c.baseAddress! + n0, Int32(n), Int32(act))
+                                                bias.baseAddress! + n0, nil, c.baseAddress! + n0, Int32(n), Int32(act))
                                 n0 += cols
                             }
                         }
@@ -234,6 +248,41 @@ final class SplitAndFusionTests: XCTestCase {
                 }
                 XCTAssertEqual(whole.map(\.bitPattern), expected.map(\.bitPattern), "\(m)×\(n)×\(k) act \(act): panels")
                 XCTAssertEqual(blocks.map(\.bitPattern), expected.map(\.bitPattern), "\(m)×\(n)×\(k) act \(act): panel column ranges")
+            }
+        }
+    }
+
+    /// A conv whose only reader is a residual Add (ResNet's last conv of a block, MobileNetV2's
+    /// projection): the GEMM adds the shortcut as it stores, then the Add's activation. Equal bit for
+    /// bit to the unfused steps (observing the conv keeps it unfused), with one and two threads
+    /// (split by rows, and by output channels for few pixels), pointwise and strided 3×3 (indirect).
+    func testResidualAddFusedIntoTheConvolution() throws {
+        func conv(_ k: Int, _ cin: Int, _ cout: Int, stride: Int = 1, activation: Activation = .linear) throws -> Op {
+            .conv2d(try Conv2D(kernel: Tensor(shape: [k, k, cin, cout], values: random.floats(k * k * cin * cout, in: -0.3...0.3)),
+                               bias: Tensor(random.floats(cout, in: -0.1...0.1)), strides: [stride, stride], padding: .same,
+                               activation: activation))
+        }
+        // (input side, channels, stride of the block, the activation after the Add)
+        for (side, c, stride, after) in [(48, 16, 1, Activation.relu), (16, 96, 2, .relu6), (9, 20, 1, .hardSwish), (11, 16, 2, .linear)] {
+            let out = stride == 1 ? 2 * c : c
+            var nodes = [Node(name: "in", operation: .input(shape: [side, side, c]), inputs: [])]
+            func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+            add("shortcut", try conv(1, c, out, stride: stride), ["in"])
+            add("a", try conv(3, c, c, activation: .relu), ["in"])
+            add("b", try conv(stride == 1 ? 1 : 3, c, out, stride: stride), ["a"])        // pointwise, or a strided 3×3 (indirect)
+            add("sum", .add, ["b", "shortcut"])
+            var output = "sum"
+            if after != .linear { add("act", .activation(after), ["sum"]); output = "act" }
+            let graph = try Graph(name: "residual", nodes: nodes, outputs: [output])
+            let fused = try Executor(graph: graph), unfused = try Executor(graph: graph, observing: ["b"])
+            XCTAssertFalse(fused.stepProfile.contains { $0.operation == "add" }, "the Add is fused (\(side), \(c), \(stride))")
+            XCTAssertTrue(unfused.stepProfile.contains { $0.operation == "add" })
+            for batch in [1, 3] {
+                let input = random.floats(batch * side * side * c, in: -1...1)
+                let expected = try unfused.run(input, threads: 1)
+                XCTAssertEqual(try fused.run(input, threads: 1).map(\.bitPattern), expected.map(\.bitPattern), "\(side) \(c) \(stride) batch \(batch)")
+                XCTAssertEqual(try Executor(graph: graph).run(input, threads: 2).map(\.bitPattern), expected.map(\.bitPattern),
+                               "\(side) \(c) \(stride) batch \(batch), 2 threads")
             }
         }
     }

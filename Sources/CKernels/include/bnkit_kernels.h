@@ -32,9 +32,11 @@ void bnk_gemm_strided(int M, int N, int K, const float *A, int lda, const float 
 size_t bnk_panels_floats(int K, int N);
 void bnk_pack_panels(int K, int N, const float *B, int ldb, float *panels);
 /* bnk_gemm with B prepacked: columns 0..<N of the panels starting at `panels` (columns n0.. of a
-   wider product: panels + n0 / 16 * K * 16, bias + n0, C + n0, with n0 a multiple of 16). */
-void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, float *C, int ldc,
-                     int activation);
+   wider product: panels + n0 / 16 * K * 16, bias + n0, C + n0, with n0 a multiple of 16). A residual
+   (M x N, row stride ldc; may be NULL) is added before the activation: C = act(A B + bias + residual),
+   the sum a separate Add would give, bit for bit. */
+void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *residual,
+                     float *C, int ldc, int activation);
 
 /* Caps the instruction sets the kernels use: 2 AVX-512 (the default: whatever the CPU has),
    1 AVX2+FMA, 0 portable C. Plans made after the call follow it (tests run each level). */
@@ -90,10 +92,12 @@ int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int 
                         float *out, float *scratch);
 /* Output columns n0..<n0+cols of bnk_conv2d_indirect (kernel and bias still the whole (…, n) ones,
    out rows n floats apart), so threads can share one conv's output channels. With `panels` (the
-   kernel as (kh*kw*c, n) prepacked by bnk_pack_panels; n0 a multiple of 16) the kernel is not read. */
+   kernel as (kh*kw*c, n) prepacked by bnk_pack_panels; n0 a multiple of 16) the kernel is not read. A
+   residual (shaped like out; may be NULL) is added before the activation, as in bnk_gemm_panels. */
 int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                                 int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *panels,
-                                const float *bias, int n, int n0, int cols, int act, float *out, float *scratch);
+                                const float *bias, const float *residual, int n, int n0, int cols, int act, float *out,
+                                float *scratch);
 size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow);
 
 /* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, for each of the 16
