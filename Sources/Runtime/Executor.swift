@@ -255,8 +255,10 @@ public final class Executor: @unchecked Sendable {
                 var special: Kind?
                 if pooled != nil ? Kernels.canUseWinograd(geometry, groups: conv.groups, activation: activation)
                     : Kernels.canUseWinograd(geometry, groups: conv.groups) {
-                    special = .winograd(transformed: Kernels.winogradKernel(conv.kernel.values, inChannels: geometry.inChannels,
-                                                                            outChannels: geometry.outChannels),
+                    special = .winograd(transformed: conv.kernel.withUnsafeValues { w in
+                                            Kernels.winogradKernel(w.baseAddress!, inChannels: geometry.inChannels,
+                                                                   outChannels: geometry.outChannels)
+                                        },
                                         bias: conv.bias, geometry: geometry, activation: activation, pool: pooled != nil)
                     conv.kernel.releaseResidency()
                 } else if pooled != nil {

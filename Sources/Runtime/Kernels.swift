@@ -238,22 +238,22 @@ package enum Kernels {
 
     /// The Winograd F(2×2, 3×3) kernel transform, U = G g Gᵀ, computed in Double from
     /// the Keras kernel (3, 3, cin, cout), as 16 cin × cout matrices, each stored as GEMM panels.
-    static func winogradKernel(_ kernel: [Float], inChannels cin: Int, outChannels cout: Int) -> Panels {
+    static func winogradKernel(_ kernel: UnsafePointer<Float>, inChannels cin: Int, outChannels cout: Int) -> Panels {
         let G: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
-        var u = [Float](repeating: 0, count: 16 * cin * cout)
-        for c in 0..<cin {
-            for o in 0..<cout {
-                func g(_ y: Int, _ x: Int) -> Double { Double(kernel[((y * 3 + x) * cin + c) * cout + o]) }
-                for xi in 0..<4 {
-                    for nu in 0..<4 {
-                        var sum = 0.0
-                        for a in 0..<3 { for b in 0..<3 { sum += G[xi][a] * g(a, b) * G[nu][b] } }
-                        u[((xi * 4 + nu) * cin + c) * cout + o] = Float(sum)
-                    }
+        let size = cin * cout
+        var sums = [Double](repeating: 0, count: size)
+        return Panels(rows: cin, columns: cout, matrices: 16) { position, matrix in
+            let xi = position / 4, nu = position % 4
+            // Σ over the taps (a, b), in that order, of G[xi][a] · g(a, b) · G[nu][b], per (c, o).
+            for i in 0..<size { sums[i] = 0 }
+            for a in 0..<3 {
+                for b in 0..<3 {
+                    let tap = kernel + (a * 3 + b) * size, left = G[xi][a], right = G[nu][b]
+                    for i in 0..<size { sums[i] += left * Double(tap[i]) * right }
                 }
             }
+            for i in 0..<size { matrix[i] = Float(sums[i]) }
         }
-        return u.withUnsafeBufferPointer { Panels($0.baseAddress!, rows: cin, columns: cout, matrices: 16) }
     }
 
     /// Columns per GEMM panel: column ranges of prepacked weights start at multiples of it.

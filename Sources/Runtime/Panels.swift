@@ -18,6 +18,21 @@ final class Panels: @unchecked Sendable {
         }
     }
 
+    /// `matrices` rows × columns matrices, each written by `build(index, matrix)` into one
+    /// reused buffer and packed in turn (no copy of all of them at once).
+    init(rows: Int, columns: Int, matrices: Int, build: (Int, UnsafeMutablePointer<Float>) -> Void) {
+        let each = Int(bnk_panels_floats(Int32(rows), Int32(columns)))
+        count = each * matrices
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
+        let matrix = UnsafeMutablePointer<Float>.allocate(capacity: max(rows * columns, 1))
+        defer { matrix.deallocate() }
+        for m in 0..<matrices {
+            build(m, matrix)
+            bnk_pack_panels(Int32(rows), Int32(columns), matrix, Int32(columns), base + m * each)
+        }
+    }
+
     deinit { base.deallocate() }
 
     /// The packed floats (immutable once packed).
