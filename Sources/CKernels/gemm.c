@@ -439,16 +439,16 @@ static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, co
             }
             float *c = C + (size_t)m * ldc + n0;
             if (R) for (int j = 0; j < width; j++) acc[j] += R[(size_t)m * ldc + n0 + j];
-            for (int j = 0; j < width; j++) c[j] = act == BNK_ACT_SIGMOID ? acc[j] : activate1(acc[j], act);
+            for (int j = 0; j < width; j++) c[j] = activate1(acc[j], act);
         }
     }
 }
 
+/* One chunk of rows, every column block; `elementwise` is linear, ReLU or ReLU6 (a sigmoid comes after). */
 static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *R,
-                             float *C, int ldc, int act) {
+                             float *C, int ldc, int elementwise) {
     const size_t panel = (size_t)K * BNK_PANEL;
 #if BNK_X86
-    const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     if (bnk_use_avx512()) {
         for (int n0 = 0; n0 < N; n0 += 32) {
             const int width = N - n0 < 32 ? N - n0 : 32;
@@ -465,7 +465,7 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
         return;
     }
 #endif
-    gemm_panels_generic(M, N, K, A, lda, panels, bias, R, C, ldc, act);
+    gemm_panels_generic(M, N, K, A, lda, panels, bias, R, C, ldc, elementwise);
 }
 
 /* Loop order by the size of B: when all its panels fit comfortably in L2 (up to 128 KiB), rows

@@ -727,9 +727,9 @@ public final class Executor: @unchecked Sendable {
     }
 
 
-    /// Optional prepacked panels handed to `body` where they lie, or nil.
-    private static func optionalPanels(_ panels: Panels?, _ body: (UnsafePointer<Float>?) -> Void) {
-        body(panels?.pointer)
+    /// A conv step's second source: the shortcut of the Add fused into it, or nil.
+    private static func residual(_ inputs: [UnsafePointer<Float>]) -> UnsafePointer<Float>? {
+        inputs.count > 1 ? inputs[1] : nil
     }
 
     /// An optional weight (a bias) handed to `body` where it lies, or nil.
@@ -749,7 +749,7 @@ public final class Executor: @unchecked Sendable {
                 && batch * geometry.outHeight * geometry.outWidth <= 256 && geometry.outChannels >= 32 * parallel.workers:
             // Few pixels (the last stages at batch 1): the output channels are shared instead.
             return splitColumns(rows: batch * geometry.outHeight * geometry.outWidth, inputs: geometry.inChannels, kernel: kernel,
-                                panels: panels, bias: bias, residual: inputs.count > 1 ? inputs[1] : nil, units: geometry.outChannels,
+                                panels: panels, bias: bias, residual: residual(inputs), units: geometry.outChannels,
                                 activation: activation, x, y, parallel: parallel)
         case let .conv2d(kernel, panels, bias, geometry, 1, activation)
             where !Kernels.isPointwise(geometry) && geometry.dilationX == 1 && Kernels.hasIndirectConvolution
@@ -758,16 +758,14 @@ public final class Executor: @unchecked Sendable {
             // Few pixels (7×7 maps at batch 1): the output channels are shared, each worker reading
             // its part of the kernel once, instead of every worker reading all of it.
             kernel.withUnsafeValues { w in
-                optionalPanels(panels) { p in
-                    optional(bias) { b in
-                        parallel.run { worker in
-                            let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels, align: 16)
-                            guard !columns.isEmpty else { return }
-                            _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: p, bias: b,
-                                                      residual: inputs.count > 1 ? inputs[1] : nil, columns: columns,
-                                                      activation: activation, output: y,
-                                                      scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)))
-                        }
+                optional(bias) { b in
+                    parallel.run { worker in
+                        let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels,
+                                                            align: Kernels.panelWidth)
+                        guard !columns.isEmpty else { return }
+                        _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
+                                                  residual: residual(inputs), columns: columns, activation: activation, output: y,
+                                                  scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)))
                     }
                 }
             }
@@ -779,14 +777,12 @@ public final class Executor: @unchecked Sendable {
         case let .conv2d(kernel, panels, bias, geometry, 1, activation):
             return kernel.withUnsafeValues { w in
                 var split = false
-                optionalPanels(panels) { p in
-                    optional(bias) { b in
-                        let residual = inputs.count > 1 ? inputs[1] : nil
-                        split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
-                            Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, panels: p, bias: b,
-                                               residual: residual.map { $0 + (yo - y) }, activation: activation, output: yo,
-                                               scratch: arenas[worker].scratch(Kernels.patchScratch(part, batch: 1)))
-                        }
+                optional(bias) { b in
+                    let shortcut = residual(inputs)
+                    split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
+                        Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
+                                           residual: shortcut.map { $0 + (yo - y) }, activation: activation, output: yo,
+                                           scratch: arenas[worker].scratch(Kernels.patchScratch(part, batch: 1)))
                     }
                 }
                 return split
@@ -905,14 +901,12 @@ public final class Executor: @unchecked Sendable {
                                      residual: UnsafePointer<Float>? = nil, units: Int, activation: ActivationKind,
                                      _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
         kernel.withUnsafeValues { w in
-            optionalPanels(panels) { p in
-                optional(bias) { b in
-                    parallel.run { worker in
-                        let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: Kernels.panelWidth)
-                        guard !columns.isEmpty else { return }
-                        Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: p, bias: b,
-                                            residual: residual, units: units, columns: columns, activation: activation, output: y)
-                    }
+            optional(bias) { b in
+                parallel.run { worker in
+                    let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: Kernels.panelWidth)
+                    guard !columns.isEmpty else { return }
+                    Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
+                                        residual: residual, units: units, columns: columns, activation: activation, output: y)
                 }
             }
         }
@@ -946,12 +940,9 @@ public final class Executor: @unchecked Sendable {
             if groups == 1 {
                 let scratch = arena.scratch(Kernels.patchScratch(geometry, batch: batch))
                 kernel.withUnsafeValues { w in
-                    optionalPanels(panels) { p in
-                        optional(bias) { b in
-                            Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: p, bias: b,
-                                               residual: inputs.count > 1 ? inputs[1] : nil, activation: activation, output: y,
-                                               scratch: scratch)
-                        }
+                    optional(bias) { b in
+                        Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
+                                           residual: residual(inputs), activation: activation, output: y, scratch: scratch)
                     }
                 }
             } else {

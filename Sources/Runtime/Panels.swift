@@ -11,8 +11,7 @@ final class Panels: @unchecked Sendable {
     init(_ kernel: UnsafePointer<Float>, rows: Int, columns: Int, matrices: Int = 1) {
         let each = Int(bnk_panels_floats(Int32(rows), Int32(columns)))
         count = each * matrices
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
+        base = Self.allocate(count)
         for m in 0..<matrices {
             bnk_pack_panels(Int32(rows), Int32(columns), kernel + m * rows * columns, Int32(columns), base + m * each)
         }
@@ -23,14 +22,18 @@ final class Panels: @unchecked Sendable {
     init(rows: Int, columns: Int, matrices: Int, build: (Int, UnsafeMutablePointer<Float>) -> Void) {
         let each = Int(bnk_panels_floats(Int32(rows), Int32(columns)))
         count = each * matrices
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
+        base = Self.allocate(count)
         let matrix = UnsafeMutablePointer<Float>.allocate(capacity: max(rows * columns, 1))
         defer { matrix.deallocate() }
         for m in 0..<matrices {
             build(m, matrix)
             bnk_pack_panels(Int32(rows), Int32(columns), matrix, Int32(columns), base + m * each)
         }
+    }
+
+    private static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
     deinit { base.deallocate() }
