@@ -4,9 +4,8 @@
  * kw * c consecutive floats of the (zero-bordered) input. The GEMM's A row for
  * a pixel is then kh such runs, and the microkernel reads them through a table
  * of pointers instead of from a copied patch matrix (im2col writes and rereads
- * kh * kw * c floats per output pixel). The microkernels are the GEMM's: AVX-512
- * 12 rows x 32 columns, AVX2+FMA 6 rows x 16 columns, B packed into contiguous
- * panels, accumulating in the same order (k increasing, from the bias), so the
+ * kh * kw * c floats per output pixel). The microkernels are the GEMM's
+ * (microkernels.c), B packed into contiguous panels, accumulating in the same order (k increasing, from the bias), so the
  * results equal im2col + GEMM bit for bit at each instruction-set level.
  */
 #include "bnkit_kernels.h"
@@ -17,7 +16,10 @@
 #if BNK_X86
 #include <immintrin.h>
 
-/* C[m] = act(bias + sum over segments s, k < len of rows[m * segs + s][k] * B[s * len + k]) for m < M. */
+/* C[m] = act(bias + sum over segments s, k < len of rows[m * segs + s][k] * B[s * len + k]) for m < M:
+   the GEMM's microkernels over the pointer table, B's columns from the prepacked panels, or each
+   block of them packed per call into a contiguous panel (see gemm.c) when several row blocks read
+   it, or (AVX-512, few rows) read in place. */
 __attribute__((target("avx512f")))
 static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
                                  const float *panels, const float *bias, const float *R, float *C, int ldc, int act) {
@@ -28,10 +30,6 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
         const int width = N - n0 < 32 ? N - n0 : 32;
         const __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
         const __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
-        const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(mask0, bias + n0) : _mm512_setzero_ps();
-        const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask1, bias + n0 + 16) : _mm512_setzero_ps();
-        /* B's columns from the prepacked panels (two per block), or this block copied into one
-           contiguous panel (see gemm.c) when several row blocks read it, or read in place. */
         const float *bp = B + n0;
         int bs = ldb;
         ptrdiff_t hoff = 16;
@@ -48,61 +46,13 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
             bp = pk;
             bs = 32;
         }
-        int m = 0;
-        for (; m + 12 <= M; m += 12) {
-            __m512 lo[12], hi[12];
-            for (int r = 0; r < 12; r++) { lo[r] = bias0; hi[r] = bias1; }
-            const float *b = bp;
-            for (int s = 0; s < segs; s++) {
-                const float *const *p = rows + (size_t)m * segs + s;
-                const float *a0 = p[0 * segs], *a1 = p[1 * segs], *a2 = p[2 * segs], *a3 = p[3 * segs], *a4 = p[4 * segs],
-                            *a5 = p[5 * segs], *a6 = p[6 * segs], *a7 = p[7 * segs], *a8 = p[8 * segs], *a9 = p[9 * segs],
-                            *a10 = p[10 * segs], *a11 = p[11 * segs];
-                for (int k = 0; k < len; k++, b += bs) {
-                    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b), b1 = _mm512_maskz_loadu_ps(mask1, b + hoff);
-                    __m512 x;
-#define ROW(r, a) x = _mm512_set1_ps(a[k]); lo[r] = _mm512_fmadd_ps(x, b0, lo[r]); hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
-                    ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3) ROW(4, a4) ROW(5, a5)
-                    ROW(6, a6) ROW(7, a7) ROW(8, a8) ROW(9, a9) ROW(10, a10) ROW(11, a11)
-#undef ROW
-                }
-            }
-            for (int r = 0; r < 12; r++) {
-                float *c = C + (size_t)(m + r) * ldc + n0;
-                if (R) {
-                    lo[r] = _mm512_add_ps(lo[r], _mm512_maskz_loadu_ps(mask0, R + (size_t)(m + r) * ldc + n0));
-                    hi[r] = _mm512_add_ps(hi[r], _mm512_maskz_loadu_ps(mask1, R + (size_t)(m + r) * ldc + n0 + 16));
-                }
-                _mm512_mask_storeu_ps(c, mask0, bnk_act512(lo[r], elementwise));
-                if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, bnk_act512(hi[r], elementwise));
-            }
-        }
-        for (; m < M; m++) {
-            __m512 lo = bias0, hi = bias1;
-            const float *b = bp;
-            for (int s = 0; s < segs; s++) {
-                const float *a = rows[(size_t)m * segs + s];
-                for (int k = 0; k < len; k++, b += bs) {
-                    const __m512 x = _mm512_set1_ps(a[k]);
-                    lo = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask0, b), lo);
-                    hi = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(mask1, b + hoff), hi);
-                }
-            }
-            float *c = C + (size_t)m * ldc + n0;
-            if (R) {
-                lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(mask0, R + (size_t)m * ldc + n0));
-                hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(mask1, R + (size_t)m * ldc + n0 + 16));
-            }
-            _mm512_mask_storeu_ps(c, mask0, bnk_act512(lo, elementwise));
-            if (mask1) _mm512_mask_storeu_ps(c + 16, mask1, bnk_act512(hi, elementwise));
-        }
+        bnk_block_avx512(M, n0, width, segs, len, NULL, 0, rows, bp, bp + hoff, bs, bias, R, C, ldc, elementwise);
     }
     if (act == BNK_ACT_SIGMOID)
         for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
 }
 
-/* The AVX2 GEMM's microkernel (6 rows x 16 columns, see gemm.c) over the same pointer table:
-   B always from a 16-wide packed panel, stores of a narrower last block masked. */
+/* AVX2: B always from a 16-wide packed panel (prepacked, or per call). */
 __attribute__((target("avx2,fma")))
 static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
                                const float *panels, const float *bias, const float *R, float *C, int ldc, int act) {
@@ -111,62 +61,19 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
     float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
     if (!panels && !pk) return;
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
     for (int n0 = 0; n0 < N; n0 += 16) {
         const int width = N - n0 < 16 ? N - n0 : 16;
-        const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
-        const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
         const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
         if (!panels) {
+            const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
+            const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
             const float *src = B + n0;
             for (int k = 0; k < K; k++, src += ldb) {
                 _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
                 _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
             }
         }
-        const __m256 bias0 = bias ? _mm256_maskload_ps(bias + n0, mask0) : zero;
-        const __m256 bias1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : zero;
-#define ACT(v) (elementwise == BNK_ACT_RELU ? _mm256_max_ps(v, zero) \
-                : elementwise == BNK_ACT_RELU6 ? _mm256_min_ps(_mm256_max_ps(v, zero), six) : (v))
-#define STORE(r) { float *c = C + (size_t)(m + (r)) * ldc + n0; \
-            if (R) { const float *q = R + (size_t)(m + (r)) * ldc + n0; \
-                     lo[r] = _mm256_add_ps(lo[r], _mm256_maskload_ps(q, mask0)); \
-                     hi[r] = _mm256_add_ps(hi[r], _mm256_maskload_ps(q + 8, mask1)); } \
-            if (width == 16) { _mm256_storeu_ps(c, ACT(lo[r])); _mm256_storeu_ps(c + 8, ACT(hi[r])); } \
-            else { _mm256_maskstore_ps(c, mask0, ACT(lo[r])); _mm256_maskstore_ps(c + 8, mask1, ACT(hi[r])); } }
-        int m = 0;
-        for (; m + 6 <= M; m += 6) {
-            __m256 lo[6], hi[6];
-            for (int r = 0; r < 6; r++) { lo[r] = bias0; hi[r] = bias1; }
-            const float *b = panel;
-            for (int s = 0; s < segs; s++) {
-                const float *const *p = rows + (size_t)m * segs + s;
-                const float *a0 = p[0], *a1 = p[segs], *a2 = p[2 * segs], *a3 = p[3 * segs], *a4 = p[4 * segs], *a5 = p[5 * segs];
-                for (int k = 0; k < len; k++, b += 16) {
-                    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-                    __m256 x;
-#define ROW(r, a) x = _mm256_broadcast_ss(a + k); lo[r] = _mm256_fmadd_ps(x, b0, lo[r]); hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
-                    ROW(0, a0) ROW(1, a1) ROW(2, a2) ROW(3, a3) ROW(4, a4) ROW(5, a5)
-#undef ROW
-                }
-            }
-            STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
-        }
-        for (; m < M; m++) {
-            __m256 lo[1] = {bias0}, hi[1] = {bias1};
-            const float *b = panel;
-            for (int s = 0; s < segs; s++) {
-                const float *a = rows[(size_t)m * segs + s];
-                for (int k = 0; k < len; k++, b += 16) {
-                    const __m256 x = _mm256_broadcast_ss(a + k);
-                    lo[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), lo[0]);
-                    hi[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b + 8), hi[0]);
-                }
-            }
-            STORE(0)
-        }
-#undef STORE
-#undef ACT
+        bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise);
     }
     if (act == BNK_ACT_SIGMOID)
         for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);

@@ -49,6 +49,21 @@ static inline __m512 bnk_act512(__m512 v, int act) {
    aligned (kept and grown; NULL when memory runs out, and then the kernels read B in place). */
 float *bnk_panel(size_t floats);
 
+#if BNK_X86
+/* The GEMM microkernels (microkernels.c). Rows m < M of C's columns n0..n0+width (AVX-512:
+   width <= 32, B's columns n0.. read at b_lo and n0+16.. at b_hi; AVX2: width <= 16, read at b,
+   16 floats readable), each row stride bs:
+   C[m][n0 + j] = act(bias[n0 + j] + sum over segments s < segs, k < len of a_m,s[k] * B[s * len + k][j]
+                      (+ R[m][n0 + j]))
+   where a_m,s = rows[m * segs + s] (the indirect convolution's pointer table), or A + m * lda
+   when rows is NULL (then segs is 1). `elementwise`: linear, ReLU or ReLU6. */
+void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
+                      const float *b_lo, const float *b_hi, int bs, const float *bias, const float *R, float *C, int ldc,
+                      int elementwise);
+void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
+                    const float *b, int bs, const float *bias, const float *R, float *C, int ldc, int elementwise);
+#endif
+
 /* 2: AVX-512 kernels allowed, 1: AVX2+FMA, 0: portable C only. */
 int bnk_use_avx512(void);
 int bnk_use_avx2(void);

@@ -43,6 +43,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testDepthwiseInteriorBorderAndActivations()
         split.testGEMMPanelsTailsAndColumnBlocks()
         split.testPrepackedPanelsEqualTheGEMM()
+        split.testEveryRowBlockSizeGivesTheRowBySumsOfOneRow()
         try split.testResidualAddFusedIntoTheConvolution()
         try split.testOneImageSplitAcrossThreadsEqualsOneThread()
     }

@@ -206,6 +206,38 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// Every row count a call can have (the microkernels split rows into even blocks of up to
+    /// 12 at AVX-512, 6 at AVX2, one tile per block size): each row's sums do not depend on the
+    /// rows beside it, so the whole product equals the product row by row, bit for bit, for
+    /// 32-column and narrower blocks, and the reference's within rounding.
+    func testEveryRowBlockSizeGivesTheRowBySumsOfOneRow() {
+        let n = 45, k = 70  // a 32-column block and a 13-column one
+        let b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
+        var panels = [Float](repeating: .nan, count: bnk_panels_floats(Int32(k), Int32(n)))
+        bnk_pack_panels(Int32(k), Int32(n), b, Int32(n), &panels)
+        for m in 1...27 {
+            let a = random.floats(m * k, in: -1...1), residual = random.floats(m * n, in: -1...1)
+            var whole = [Float](repeating: .nan, count: m * n), byRow = whole, reference = whole
+            bnk_gemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(k), panels, bias, residual, &whole, Int32(n), Int32(BNK_ACT_RELU6))
+            a.withUnsafeBufferPointer { a in
+                residual.withUnsafeBufferPointer { r in
+                    byRow.withUnsafeMutableBufferPointer { c in
+                        for row in 0..<m {
+                            bnk_gemm_panels(1, Int32(n), Int32(k), a.baseAddress! + row * k, Int32(k), panels, bias, r.baseAddress! + row * n,
+                                            c.baseAddress! + row * n, Int32(n), Int32(BNK_ACT_RELU6))
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(whole.map(\.bitPattern), byRow.map(\.bitPattern), "\(m) rows")
+            bnk_gemm_reference(Int32(m), Int32(n), Int32(k), a, Int32(k), b, bias, &reference, Int32(n), Int32(BNK_ACT_LINEAR))
+            for i in 0..<(m * n) {
+                let expected = min(max(reference[i] + residual[i], 0), 6)
+                XCTAssertEqual(whole[i], expected, accuracy: 2e-5 * Float(k).squareRoot() * max(1, abs(expected)), "\(m) rows [\(i)]")
+            }
+        }
+    }
+
     /// B prepacked into panels once (`bnk_pack_panels`, as a planned model's kernels are):
     /// the same values as the GEMM packing per call, bit for bit, whole or by column ranges
     /// starting at any panel, with column tails of every width and the sigmoid epilogue.
