@@ -55,8 +55,11 @@ public final class Executor: @unchecked Sendable {
     private let bufferSizes: [Int]
     private let inputIndex: Int
     private let outputIndex: Int
-    /// Samples per tile: about 1 MiB of the largest activation, between 8 and 256.
-    private let tileSize: Int
+    /// Samples run through the steps together (a tile): about 1 MiB of the largest activation,
+    /// between 8 and 256; fewer, down to 1, when one sample's largest activation alone is over
+    /// 1 MiB (224×224 ImageNet networks), as long as the steps doing most of the work still have
+    /// 32 GEMM rows per tile.
+    public let samplesPerTile: Int
     /// Whether fewer samples than threads run each step split across the threads (else one thread runs them).
     public let splitsSamples: Bool
     /// The largest activation (floats per sample) from which a sample's steps are split: 128 KiB.
@@ -416,12 +419,36 @@ public final class Executor: @unchecked Sendable {
         // Only buffers steps write count (a conv output pooled as it is computed never exists).
         let nodeSizes = sizes, written = Set(steps.map(\.destination) + [index[input.name]!])
         let largest = max(written.map { nodeSizes[$0] }.max() ?? 1, 1)
-        self.tileSize = min(256, max(8, (1 << 18) / largest))
+        self.samplesPerTile = Self.samplesPerTile(
+            largest: largest, steps: steps.map { (Self.multiplyAdds($0.kind, outputSize: nodeSizes[$0.destination]), Self.gemmRows($0.kind, outputSize: nodeSizes[$0.destination])) })
         // Splitting one sample's steps pays only when they are large enough to outweigh a
         // hand-over per step (the seed MLP runs a sample faster alone): large activations, or
         // enough multiply-adds (MNIST's bigger CNN: small maps, 20 M multiply-adds per image).
         let work = steps.reduce(0) { $0 + Self.multiplyAdds($1.kind, outputSize: nodeSizes[$1.destination]) }
         self.splitsSamples = largest >= Self.smallestSplitSample || work >= Self.smallestSplitWork
+    }
+
+    /// See `samplesPerTile`. Measured at batch 16 (tiles of 8 before): ResNet50 and MobileNetV2 at
+    /// 224×224 ran fewer images per second than at batch 1 (12.6 vs 14.8, 117 vs 156 on one
+    /// thread), their 3–5 MB maps per image times 8 spilling the caches; at 96×96, with 9-row
+    /// late stages, tiles of 8 were faster than single images (68 vs 50 for ResNet50).
+    private static func samplesPerTile(largest: Int, steps: [(multiplyAdds: Int, rows: Int?)]) -> Int {
+        let byMemory = (1 << 18) / largest
+        if byMemory > 0 { return min(256, max(8, byMemory)) }
+        // The fewest GEMM rows per sample among the steps doing at least 5% of the work.
+        let total = steps.reduce(0) { $0 + $1.multiplyAdds }
+        let rows = steps.filter { $0.multiplyAdds * 20 >= total }.compactMap(\.rows).min() ?? 1
+        return min(8, max(1, (32 + rows - 1) / max(rows, 1)))
+    }
+
+    /// GEMM rows per sample of a step whose weights each row reuses (nil: no such product).
+    private static func gemmRows(_ kind: Kind, outputSize: Int) -> Int? {
+        switch kind {
+        case let .dense(_, _, _, units, _): units > 0 ? outputSize / units : nil
+        case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
+        case let .separable(_, _, _, g, _, _, _): g.outHeight * g.outWidth
+        default: nil
+        }
     }
 
     /// Multiply-adds per sample from which a sample's steps are split even with small activations.
@@ -590,7 +617,7 @@ public final class Executor: @unchecked Sendable {
         defer { runLock.unlock() }
         // Equal tiles, a multiple of the thread count of them, so no worker gets more than another.
         let threads = batchNormStatistics == .batch ? 1 : max(threads, 1)
-        let tileSize = batchNormStatistics == .batch ? batch : self.tileSize
+        let tileSize = batchNormStatistics == .batch ? batch : samplesPerTile
         let rounds = (batch + threads * tileSize - 1) / (threads * tileSize)
         let tile = max(1, (batch + threads * rounds - 1) / (threads * rounds))
         let tiles = (batch + tile - 1) / tile

@@ -343,6 +343,42 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertFalse(try Executor(graph: mlp).splitsSamples)
     }
 
+    /// Samples per tile: 1 MiB of the largest activation (8 to 256 samples); a single sample
+    /// when one sample's maps alone are larger and its bulk steps have enough GEMM rows; more
+    /// (up to 8) when the bulk of the work has few rows per sample. Tiles of any size give the
+    /// same outputs.
+    func testSamplesPerTileFollowTheActivationsAndTheRows() throws {
+        func conv(_ cin: Int, _ cout: Int, stride: Int = 1) throws -> Op {
+            .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, cin, cout], values: random.floats(9 * cin * cout, in: -0.2...0.2)),
+                               bias: Tensor(random.floats(cout, in: -0.1...0.1)), strides: [stride, stride], padding: .same, activation: .relu))
+        }
+        let mlp = try Graph.sequential(name: "mlp", inputShape: [784], layers: [
+            ("d1", .dense(try Dense(kernel: Tensor(shape: [784, 50], values: random.floats(784 * 50, in: -0.1...0.1)), bias: nil,
+                                    activation: .sigmoid))),
+        ])
+        XCTAssertEqual(try Executor(graph: mlp).samplesPerTile, 256)
+        // 64×64×16 maps (65,536 floats): 4 per MiB, raised to 8.
+        let small = try Graph.sequential(name: "small", inputShape: [64, 64, 3], layers: [("c1", try conv(3, 16))])
+        XCTAssertEqual(try Executor(graph: small).samplesPerTile, 8)
+        // 160×160×16 maps (409,600 floats, over 1 MiB) and 6,400-row convs: one sample per tile.
+        let large = try Graph.sequential(name: "large", inputShape: [160, 160, 3], layers: [("c1", try conv(3, 16)), ("c2", try conv(16, 16))])
+        let executor = try Executor(graph: large)
+        XCTAssertEqual(executor.samplesPerTile, 1)
+        let input = random.floats(3 * 160 * 160 * 3, in: -1...1)
+        let together = try executor.run(input, threads: 1)
+        let sample = 160 * 160 * 3
+        var alone: [Float] = []
+        for i in 0..<3 { alone += try executor.run(Array(input[(i * sample)..<((i + 1) * sample)]), threads: 1) }
+        XCTAssertEqual(together, alone)
+        XCTAssertEqual(try executor.run(input, threads: 2), together)
+        // Large maps, all the work in one strided conv: 8×8 = 64 output rows at stride 20 (one
+        // sample is enough), 4×4 = 16 at stride 40 (two samples make 32 rows).
+        for (stride, expected) in [(20, 1), (40, 2)] {
+            let strided = try Graph.sequential(name: "strided", inputShape: [160, 160, 16], layers: [("c1", try conv(16, 512, stride: stride))])
+            XCTAssertEqual(try Executor(graph: strided).samplesPerTile, expected, "stride \(stride)")
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
