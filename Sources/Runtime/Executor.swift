@@ -72,7 +72,8 @@ public final class Executor: @unchecked Sendable {
     private let observedAfterStep: [Int?]
 
     private enum Kind {
-        case dense(kernel: Tensor, bias: Tensor?, inputs: Int, units: Int, activation: ActivationKind)
+        /// `panels`: a large kernel (over `densePanelFloats`) prepacked, read sequentially by the GEMM.
+        case dense(kernel: Tensor, panels: Panels?, bias: Tensor?, inputs: Int, units: Int, activation: ActivationKind)
         /// `panels`: the kernel as (kh·kw·in, out) GEMM panels, packed when the model is planned
         /// (groups 1 on more than one input channel), so no call repacks it. A second source is a
         /// residual added before the activation (a following Add fused in).
@@ -278,7 +279,10 @@ public final class Executor: @unchecked Sendable {
             case .input:
                 continue
             case .dense(let dense):
-                kind = .dense(kernel: dense.kernel, bias: dense.bias,
+                let panels = dense.kernel.count >= Self.densePanelFloats
+                    ? dense.kernel.withUnsafeValues { Panels($0.baseAddress!, rows: dense.inputs, columns: dense.units) } : nil
+                if panels != nil { dense.kernel.releaseResidency() }
+                kind = .dense(kernel: dense.kernel, panels: panels, bias: dense.bias,
                               inputs: dense.inputs, units: dense.units, activation: Self.kind(fused?.activation ?? dense.activation))
             case .conv2d(let conv) where conv.groups > 1 && conv.kernel.shape[conv.kernel.shape.count - 2] == 1:
                 // One input channel per group (ConvNeXt's 7×7 blocks, grouped 1-D convs): a depthwise
@@ -444,12 +448,19 @@ public final class Executor: @unchecked Sendable {
     /// GEMM rows per sample of a step whose weights each row reuses (nil: no such product).
     private static func gemmRows(_ kind: Kind, outputSize: Int) -> Int? {
         switch kind {
-        case let .dense(_, _, _, units, _): units > 0 ? outputSize / units : nil
+        case let .dense(_, _, _, _, units, _): units > 0 ? outputSize / units : nil
         case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
         case let .separable(_, _, _, g, _, _, _): g.outHeight * g.outWidth
         default: nil
         }
     }
+
+    /// Dense kernels from this many floats (4 MiB: classifier heads such as 2048 × 1000) are
+    /// prepacked into panels: read from memory at every small batch, a row-major kernel walked
+    /// column block by column block streamed at 7–11 GB/s, the panels at 11–16 (1–4 rows,
+    /// 1280 and 2048 inputs × 1000, AVX-512 and AVX2, on the Xeon of docs/PERFORMANCE.md).
+    /// Smaller kernels keep the sparse-input path (MNIST's MLPs).
+    static let densePanelFloats = 1 << 20
 
     /// Multiply-adds per sample from which a sample's steps are split even with small activations.
     static let smallestSplitWork = 4_000_000
@@ -457,7 +468,7 @@ public final class Executor: @unchecked Sendable {
     /// Multiply-adds of one sample of a step (its convolutions and products; 0 for the rest).
     private static func multiplyAdds(_ kind: Kind, outputSize: Int) -> Int {
         switch kind {
-        case let .dense(_, _, inputs, _, _): outputSize * inputs
+        case let .dense(_, _, _, inputs, _, _): outputSize * inputs
         case let .conv2d(_, _, _, g, groups, _): outputSize * g.kernelHeight * g.kernelWidth * g.inChannels / max(groups, 1)
         case let .conv2dMaxPool(_, _, g, _): g.outHeight * g.outWidth * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
         case let .winograd(_, _, g, _, _): g.outHeight * g.outWidth * g.outChannels * 9 * g.inChannels
@@ -797,10 +808,10 @@ public final class Executor: @unchecked Sendable {
                 }
             }
             return true
-        case let .dense(kernel, bias, inputs, units, activation)
+        case let .dense(kernel, panels, bias, inputs, units, activation)
             where count / max(units, 1) < 24 * parallel.workers && Kernels.isElementwise(activation) && units >= 32 * parallel.workers:
-            return splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, bias: bias, units: units, activation: activation,
-                                x, y, parallel: parallel)
+            return splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, panels: panels, bias: bias, units: units,
+                                activation: activation, x, y, parallel: parallel)
         case let .conv2d(kernel, panels, bias, geometry, 1, activation):
             return kernel.withUnsafeValues { w in
                 var split = false
@@ -859,7 +870,7 @@ public final class Executor: @unchecked Sendable {
             return splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
                 Kernels.pool2d(input: xi, batch: 1, part, isMax: isMax, output: yo)
             }
-        case let .dense(kernel, bias, inputs, units, activation):
+        case let .dense(kernel, panels, bias, inputs, units, activation):
             let rows = count / max(units, 1)
             guard rows >= 24 * parallel.workers else { return false }
             kernel.withUnsafeValues { w in
@@ -867,8 +878,9 @@ public final class Executor: @unchecked Sendable {
                     parallel.run { worker in
                         let part = StepParallelism.range(part: worker, of: parallel.workers, count: rows, align: 12)
                         guard !part.isEmpty else { return }
-                        Kernels.denseGEMM(input: x + part.lowerBound * inputs, rows: part.count, inputs: inputs, kernel: w.baseAddress!, bias: b,
-                                          units: units, activation: activation, output: y + part.lowerBound * units)
+                        Kernels.denseGEMM(input: x + part.lowerBound * inputs, rows: part.count, inputs: inputs, kernel: w.baseAddress!,
+                                          panels: panels?.pointer, bias: b, units: units, activation: activation,
+                                          output: y + part.lowerBound * units)
                     }
                 }
             }
@@ -955,12 +967,12 @@ public final class Executor: @unchecked Sendable {
         let x = inputs[0]
         // Weights are used where they lie (a view of the mapped .bin, or the tensor's own array).
         switch kind {
-        case let .dense(kernel, bias, inputs, units, activation):
+        case let .dense(kernel, panels, bias, inputs, units, activation):
             // A Dense on a (…, features) input applies to every row of the last axis.
             kernel.withUnsafeValues { w in
                 optional(bias) { b in
-                    Kernels.denseGEMM(input: x, rows: count / max(units, 1), inputs: inputs, kernel: w.baseAddress!, bias: b, units: units,
-                                      activation: activation, output: y)
+                    Kernels.denseGEMM(input: x, rows: count / max(units, 1), inputs: inputs, kernel: w.baseAddress!, panels: panels?.pointer,
+                                      bias: b, units: units, activation: activation, output: y)
                 }
             }
         case let .conv2d(kernel, panels, bias, geometry, groups, activation):

@@ -54,10 +54,17 @@ package enum Kernels {
     package static var elementwiseImplementation: String { String(cString: bnk_elementwise_isa()) }
 
     /// Dense through the SIMD GEMM: `output = act(input · kernel + bias)`.
-    static func denseGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
+    /// With `panels` (the kernel prepacked), the prepacked GEMM instead (no sparse-input path).
+    static func denseGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>, panels: UnsafePointer<Float>? = nil,
                           bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
         let code = fusedCode(activation)
-        bnk_dense(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+        if let panels {
+            bnk_gemm_panels(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), panels, bias, nil, output, Int32(units),
+                            code ?? Int32(BNK_ACT_LINEAR))
+        } else {
+            bnk_dense(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units),
+                      code ?? Int32(BNK_ACT_LINEAR))
+        }
         if code == nil { activate(output, count: rows * units, channels: units, kind: activation) }
     }
 

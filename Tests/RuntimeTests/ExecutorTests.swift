@@ -14,13 +14,19 @@ final class ExecutorTests: XCTestCase {
 
     func testDenseAgainstPlainReferenceOnOddShapes() throws {
         var random = SeededGenerator(seed: 5)
-        for (inputs, units, batch, withBias) in [(1, 1, 1, true), (7, 3, 5, false), (33, 17, 9, true), (784, 50, 3, true), (5, 1, 64, false)] {
+        // The last: a kernel over Executor.densePanelFloats (prepacked into panels), 50 rows.
+        for (inputs, units, batch, withBias) in [(1, 1, 1, true), (7, 3, 5, false), (33, 17, 9, true), (784, 50, 3, true), (5, 1, 64, false),
+                                                 (1030, 1021, 50, true)] {
             let dense = try Dense(kernel: Tensor(shape: [inputs, units], values: random.floats(inputs * units, in: -1...1)),
                                   bias: withBias ? Tensor(random.floats(units, in: -1...1)) : nil, activation: .linear)
             let graph = try Graph.sequential(name: "d", inputShape: [inputs], layers: [("d", .dense(dense))])
             let x = random.floats(inputs * batch, in: -2...2)
-            let y = try Executor(graph: graph).run(x)
+            let executor = try Executor(graph: graph)
+            let y = try executor.run(x)
             XCTAssertEqual(y.count, batch * units)
+            // Two threads: the rows shared; one sample: the columns shared. The same values.
+            XCTAssertEqual(try executor.run(x, threads: 2), y)
+            XCTAssertEqual(try executor.run(Array(x[0..<inputs]), threads: 2), Array(y[0..<units]))
             for b in 0..<batch {
                 let expected = reference(dense: dense, x[(b * inputs)..<((b + 1) * inputs)].map(Double.init))
                 for o in 0..<units {
