@@ -219,7 +219,7 @@ typedef void (*body_fn)(const float *, int, int, int, int, int, int, int, int, i
 
 static void depthwise_rows(body_fn pixel, interior_fn interior, const float *x, int h, int w, int c, int kh, int kw, int sy,
                            int sx, int dy, int dx, int pad_top, int pad_left, int oh, int ow, const float *kernel,
-                           const float *bias, float *y, int act) {
+                           const float *bias, float *y, int act, int after) {
     /* Interior: ox * sx - pad_left >= 0 and ox * sx - pad_left + (kw - 1) * dx <= w - 1. */
     int lo = (pad_left + sx - 1) / sx;
     int hi = w - 1 - (kw - 1) * dx + pad_left < 0 ? 0 : (w - 1 - (kw - 1) * dx + pad_left) / sx + 1;
@@ -237,6 +237,8 @@ static void depthwise_rows(body_fn pixel, interior_fn interior, const float *x, 
             pixel(x, h, w, c, 1, kh, kw, sy, sx, dy, dx, pad_top - oy * sy, pad_left - ox * sx, 1, 1, kernel, bias,
                   y + ((size_t)oy * ow + ox) * c, act);
         }
+        /* Sigmoid, swish, hard-swish over the row just stored, while it is in L1. */
+        if (after != BNK_ACT_LINEAR) bnk_activate(y + (size_t)oy * ow * c, y + (size_t)oy * ow * c, (size_t)ow * c, after);
     }
 }
 
@@ -255,6 +257,7 @@ static void depthwise_avx512(const float *x, int h, int w, int c, int m, int kh,
 
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act) {
+    const int after = act == BNK_ACT_SIGMOID || act == BNK_ACT_SWISH || act == BNK_ACT_HARD_SWISH ? act : BNK_ACT_LINEAR;
     if (act != BNK_ACT_RELU && act != BNK_ACT_RELU6) act = BNK_ACT_LINEAR;
 #if BNK_X86
     /* 3x3 and 5x5, stride 1 across, no dilation: the unrolled row kernels (weights in registers);
@@ -262,18 +265,20 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
     const int fixed = sx == 1 && dy == 1 && dx == 1 && kh == kw && (kh == 3 || kh == 5) ? kh : 0;
     if (m == 1 && bnk_use_avx512()) {
         depthwise_rows(depthwise_avx512, fixed == 3 ? interior3_avx512 : fixed == 5 ? interior5_avx512 : interior_avx512, x, h, w, c, kh,
-                       kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
+                       kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act, after);
         return;
     }
     if (m == 1 && bnk_use_avx2()) {
         depthwise_rows(depthwise_avx2, fixed == 3 ? interior3_avx2 : fixed == 5 ? interior5_avx2 : interior_avx2, x, h, w, c, kh, kw, sy,
-                       sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
+                       sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act, after);
         return;
     }
-    if (bnk_use_avx512()) { depthwise_avx512(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act); return; }
-    if (bnk_use_avx2()) { depthwise_avx2(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act); return; }
+    if (bnk_use_avx512()) depthwise_avx512(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
+    else if (bnk_use_avx2()) depthwise_avx2(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
+    else
 #endif
     depthwise_generic(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
+    if (after != BNK_ACT_LINEAR) bnk_activate(y, y, (size_t)oh * ow * c * m, after);
 }
 
 const char *bnk_depthwise_isa(void) { return bnk_isa_name(); }

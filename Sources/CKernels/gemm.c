@@ -270,17 +270,22 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
    go in chunks of 96 with every column block done per chunk, so each chunk of A is read from
    L1 and each row of C written once, in order (a pointwise conv with few inputs and many pixels
    is bound by its output otherwise); a larger B goes column block by column block over all
-   rows, so each block's panels stay in cache. */
+   rows, so each block's panels stay in cache. ReLU and ReLU6 are applied by the microkernel as
+   it stores; sigmoid, swish and hard-swish over each chunk of rows just stored, while it is in
+   cache (EfficientNet's expansions: a separate pass over a 112x112x96 map read it back from
+   memory). */
 void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *residual,
                      float *C, int ldc, int act) {
     if (M <= 0 || N <= 0) return;
     const int chunk = bnk_panels_floats(K, N) <= 32768 ? 96 : M;
+    const int stored = act == BNK_ACT_RELU || act == BNK_ACT_RELU6 ? act : BNK_ACT_LINEAR;
     for (int m0 = 0; m0 < M; m0 += chunk) {
         const int rows = M - m0 < chunk ? M - m0 : chunk;
+        float *c = C + (size_t)m0 * ldc;
         gemm_panels_rows(rows, N, K, A + (size_t)m0 * lda, lda, panels, bias, residual ? residual + (size_t)m0 * ldc : NULL,
-                         C + (size_t)m0 * ldc, ldc,
-                         act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act);
+                         c, ldc, stored);
+        if (act == stored) continue;
+        if (ldc == N) bnk_activate(c, c, (size_t)rows * N, act);
+        else for (int m = 0; m < rows; m++) bnk_activate(c + (size_t)m * ldc, c + (size_t)m * ldc, (size_t)N, act);
     }
-    if (act == BNK_ACT_SIGMOID)
-        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
 }

@@ -156,17 +156,21 @@ package enum Kernels {
                 return
             }
         }
-        // The product, with the kernel's prepacked panels when the plan made them.
+        // The product, with the kernel's prepacked panels when the plan made them (which also
+        // apply sigmoid, swish and hard-swish, chunk by chunk while the chunk is in cache).
+        let panelCode = elementwiseCode(activation)
+        var activated = fusedCode(activation) != nil
         func gemm(_ rows: Int, _ a: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>) {
             if let panels {
                 bnk_gemm_panels(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), panels, bias,
-                                residual.map { $0 + (c - output) }, c, Int32(g.outChannels), code)
+                                residual.map { $0 + (c - output) }, c, Int32(g.outChannels), panelCode ?? code)
             } else {
                 bnk_gemm(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), kernel, bias, c, Int32(g.outChannels), code)
             }
         }
         if pointwise {
             gemm(batch * pixels, input, output)
+            activated = activated || (panels != nil && panelCode != nil)
         } else if g.dilationX == 1,
                   bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                               Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
@@ -188,8 +192,9 @@ package enum Kernels {
                 }
                 gemm(count * pixels, scratch, output + first * pixels * g.outChannels)
             }
+            activated = activated || (panels != nil && panelCode != nil)
         }
-        if fusedCode(activation) == nil {
+        if !activated {
             activate(output, count: batch * pixels * g.outChannels, channels: g.outChannels, kind: activation)
         }
     }
@@ -364,15 +369,15 @@ package enum Kernels {
                                 kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: ActivationKind = .linear,
                                 output: UnsafeMutablePointer<Float>) {
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * g.outChannels
-        let code = fusedCode(activation)
-        let stored = code == Int32(BNK_ACT_RELU) || code == Int32(BNK_ACT_RELU6) ? code! : Int32(BNK_ACT_LINEAR)
+        // The element-wise activations are applied by the kernel, row by row; others (softmax…) after.
+        let code = elementwiseCode(activation)
         for b in 0..<batch {
             bnk_depthwise_conv2d(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(multiplier),
                                  Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
                                  Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
-                                 kernel, bias, output + b * outImage, stored)
+                                 kernel, bias, output + b * outImage, code ?? Int32(BNK_ACT_LINEAR))
         }
-        if stored != code {
+        if code == nil {
             activate(output, count: batch * outImage, channels: g.outChannels, kind: activation)
         }
     }

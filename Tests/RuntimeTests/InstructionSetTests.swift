@@ -44,6 +44,7 @@ final class InstructionSetTests: XCTestCase {
         split.testGEMMPanelsTailsAndColumnBlocks()
         split.testPrepackedPanelsEqualTheGEMM()
         split.testEveryRowBlockSizeGivesTheRowBySumsOfOneRow()
+        try split.testPointwiseConvActivationsAppliedByTheGEMM()
         try split.testResidualAddFusedIntoTheConvolution()
         try split.testOneImageSplitAcrossThreadsEqualsOneThread()
     }

@@ -148,6 +148,9 @@ final class SplitAndFusionTests: XCTestCase {
             (5, 6, 16, 3, 1, 1, true, .linear),     // narrow: almost every pixel is a border pixel
             (10, 23, 40, 5, 1, 1, true, .relu6),    // 5×5 stride 1: the unrolled row kernel, four pixels and a remainder
             (8, 30, 37, 3, 1, 1, false, .relu),     // 3×3 stride 1, valid: every row inside, eight pixels at a time, a masked block
+            (9, 14, 24, 3, 1, 1, true, .swish),     // the row kernels, the activation applied row by row after each row
+            (7, 11, 19, 5, 1, 1, true, .hardSwish),
+            (8, 9, 16, 3, 2, 1, true, .sigmoid),
         ]
         for t in cases {
             let kernel = random.floats(t.k * t.k * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
@@ -201,6 +204,29 @@ final class SplitAndFusionTests: XCTestCase {
                 for i in 0..<(m * n) {
                     XCTAssertEqual(whole[i], reference[i], accuracy: 2e-5 * Float(k).squareRoot() * max(1, abs(reference[i])),
                                    "\(m)×\(n)×\(k) act \(act) [\(i)]")
+                }
+            }
+        }
+    }
+
+    /// Pointwise convs on prepacked panels apply sigmoid, swish and hard-swish to each chunk
+    /// of rows as it is stored (96 rows when the panels are small, all rows when they are
+    /// large): the formula's values, over several chunks and a ragged last one.
+    func testPointwiseConvActivationsAppliedByTheGEMM() throws {
+        for (side, cin, cout) in [(13, 24, 40), (5, 300, 130)] {  // 169 pixels, small panels; large panels
+            for (activation, formula) in Self.formulas where [.sigmoid, .swish, .hardSwish, .relu6].contains(activation) {
+                let kernel = random.floats(cin * cout, in: -0.3...0.3), bias = random.floats(cout, in: -1...1)
+                let conv = try Conv2D(kernel: Tensor(shape: [1, 1, cin, cout], values: kernel), bias: Tensor(bias), padding: .valid,
+                                      activation: activation)
+                let graph = try Graph.sequential(name: "pw", inputShape: [side, side, cin], layers: [("pw", .conv2d(conv))])
+                let input = random.floats(2 * side * side * cin, in: -2...2)
+                let y = try Executor(graph: graph).run(input)
+                for p in 0..<(2 * side * side) {
+                    for o in 0..<cout {
+                        var e = Double(bias[o])
+                        for i in 0..<cin { e += Double(input[p * cin + i]) * Double(kernel[i * cout + o]) }
+                        XCTAssertEqual(Double(y[p * cout + o]), formula(e), accuracy: 1e-5 * max(1, abs(e)), "\(activation) \(side) p\(p) o\(o)")
+                    }
                 }
             }
         }

@@ -34,7 +34,8 @@ void bnk_pack_panels(int K, int N, const float *B, int ldb, float *panels);
 /* bnk_gemm with B prepacked: columns 0..<N of the panels starting at `panels` (columns n0.. of a
    wider product: panels + n0 / 16 * K * 16, bias + n0, C + n0, with n0 a multiple of 16). A residual
    (M x N, row stride ldc; may be NULL) is added before the activation: C = act(A B + bias + residual),
-   the sum a separate Add would give, bit for bit. */
+   the sum a separate Add would give, bit for bit. `activation`: any BNK_ACT code (sigmoid, swish and
+   hard-swish applied as bnk_activate would, to each chunk of rows as it is done). */
 void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *residual,
                      float *C, int ldc, int activation);
 
@@ -115,8 +116,9 @@ void bnk_channel_moments(const float *x, size_t rows, size_t channels, double *m
 const char *bnk_channel_moments_isa(void);
 
 /* Depthwise convolution of one NHWC image (h, w, c), kernel (kh, kw, c, m), optional bias (c*m),
-   into (oh, ow, c*m): output channel ch*m + j; taps outside the image add nothing; then ReLU or
-   ReLU6 when act says so (any other code: none). */
+   into (oh, ow, c*m): output channel ch*m + j; taps outside the image add nothing; then the
+   activation `act` (ReLU, ReLU6 as outputs are stored; sigmoid, swish, hard-swish as bnk_activate
+   computes them, row by row while the row is in cache). */
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act);
 /* Which version bnk_depthwise_conv2d runs under the current cap: "avx512", "avx2" or "generic". */
