@@ -57,8 +57,8 @@ public final class Executor: @unchecked Sendable {
     private let outputIndex: Int
     /// Samples run through the steps together (a tile): about 1 MiB of the largest activation,
     /// between 8 and 256; fewer, down to 1, when one sample's largest activation alone is over
-    /// 1 MiB (224×224 ImageNet networks), as long as the steps doing most of the work still have
-    /// 32 GEMM rows per tile.
+    /// 1 MiB (224×224 ImageNet networks), balancing the weights streamed per tile against the
+    /// maps spilled from cache.
     public let samplesPerTile: Int
     /// Whether fewer samples than threads run each step split across the threads (else one thread runs them).
     public let splitsSamples: Bool
@@ -432,17 +432,22 @@ public final class Executor: @unchecked Sendable {
         self.splitsSamples = largest >= Self.smallestSplitSample || work >= Self.smallestSplitWork
     }
 
-    /// See `samplesPerTile`. Measured at batch 16 (tiles of 8 before): ResNet50 and MobileNetV2 at
-    /// 224×224 ran fewer images per second than at batch 1 (12.6 vs 14.8, 117 vs 156 on one
-    /// thread), their 3–5 MB maps per image times 8 spilling the caches; at 96×96, with 9-row
-    /// late stages, tiles of 8 were faster than single images (68 vs 50 for ResNet50).
+    /// See `samplesPerTile`. When one sample's largest map is over the 1 MiB budget, a tile of
+    /// T samples streams the weights W (floats) once per T samples but spills T maps of A floats
+    /// out of L2: the tile minimizing W / T + A · T, T = √(W / A), between 1 and 8 (ResNet50 at
+    /// 224×224, 25 M weights and 0.8 M-float maps: 6; MobileNetV2 and EfficientNetB0, 3.5 and 5 M
+    /// weights, 1.2 M-float maps: 2). Measured at batch 16 with tiles of 8: MobileNetV2 224 ran
+    /// slower per image than at batch 1 (117 vs 156 img/s on one thread), ResNet50 about the same.
+    /// And at least enough samples to give the steps doing most of the work 32 GEMM rows.
     private static func samplesPerTile(largest: Int, steps: [(multiplyAdds: Int, rows: Int?)]) -> Int {
         let byMemory = (1 << 18) / largest
         if byMemory > 0 { return min(256, max(8, byMemory)) }
+        let weights = steps.reduce(0) { sum, step in sum + (step.rows.map { $0 > 0 ? step.multiplyAdds / $0 : 0 } ?? 0) }
+        let balance = Int((Double(weights) / Double(largest)).squareRoot().rounded())
         // The fewest GEMM rows per sample among the steps doing at least 5% of the work.
         let total = steps.reduce(0) { $0 + $1.multiplyAdds }
         let rows = steps.filter { $0.multiplyAdds * 20 >= total }.compactMap(\.rows).min() ?? 1
-        return min(8, max(1, (32 + rows - 1) / max(rows, 1)))
+        return min(8, max(1, balance, (32 + rows - 1) / max(rows, 1)))
     }
 
     /// GEMM rows per sample of a step whose weights each row reuses (nil: no such product).

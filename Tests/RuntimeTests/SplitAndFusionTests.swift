@@ -369,10 +369,9 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertFalse(try Executor(graph: mlp).splitsSamples)
     }
 
-    /// Samples per tile: 1 MiB of the largest activation (8 to 256 samples); a single sample
-    /// when one sample's maps alone are larger and its bulk steps have enough GEMM rows; more
-    /// (up to 8) when the bulk of the work has few rows per sample. Tiles of any size give the
-    /// same outputs.
+    /// Samples per tile: 1 MiB of the largest activation (8 to 256 samples); when one sample's
+    /// maps alone are larger, √(weights / largest map), at least enough samples for 32 GEMM rows
+    /// in the bulk of the work, at most 8. Tiles of any size give the same outputs.
     func testSamplesPerTileFollowTheActivationsAndTheRows() throws {
         func conv(_ cin: Int, _ cout: Int, stride: Int = 1) throws -> Op {
             .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, cin, cout], values: random.floats(9 * cin * cout, in: -0.2...0.2)),
@@ -403,6 +402,13 @@ final class SplitAndFusionTests: XCTestCase {
             let strided = try Graph.sequential(name: "strided", inputShape: [160, 160, 16], layers: [("c1", try conv(16, 512, stride: stride))])
             XCTAssertEqual(try Executor(graph: strided).samplesPerTile, expected, "stride \(stride)")
         }
+        // Maps over the budget (100 × 2,700 floats) with heavy weights (2,700 × 2,700, 100 rows):
+        // √(7.29 M / 0.27 M) = 5.2 → tiles of 5, the weights read once per 5 samples.
+        let heavy = try Graph.sequential(name: "heavy", inputShape: [100, 2700], layers: [
+            ("d", .dense(try Dense(kernel: Tensor(shape: [2700, 2700], values: [Float](repeating: 0.001, count: 2700 * 2700)), bias: nil,
+                                   activation: .linear))),
+        ])
+        XCTAssertEqual(try Executor(graph: heavy).samplesPerTile, 5)
     }
 
     /// One image (or fewer images than threads) runs each step split across the threads, by
