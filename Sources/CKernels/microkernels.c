@@ -87,6 +87,25 @@ static inline void tile512_narrow(const int R, int segs, int len, const float *A
 #undef STORE
 }
 
+/* Where a block of rows starting at row m reads and writes: A's rows (or the pointer table's),
+   the residual's rows and C's, at column n0. */
+typedef struct {
+    const float *a;
+    const float *const *t;
+    const float *rr;
+    float *c;
+} row_block;
+
+static inline row_block block_at(int m, int n0, int segs, const float *A, int lda, const float *const *rows, const float *R,
+                                 float *C, int ldc) {
+    row_block b;
+    b.a = rows ? NULL : A + (size_t)m * lda;
+    b.t = rows ? rows + (size_t)m * segs : NULL;
+    b.rr = R ? R + (size_t)m * ldc + n0 : NULL;
+    b.c = C + (size_t)m * ldc + n0;
+    return b;
+}
+
 #define TILE_CASES(CALL)                                                                   \
     switch (R) {                                                                           \
     case 12: CALL(12); break; case 11: CALL(11); break; case 10: CALL(10); break;          \
@@ -108,16 +127,13 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
     const int blocks = (M + 11) / 12;
     for (int block = 0, m = 0; block < blocks; block++) {
         const int R = M / blocks + (block < M % blocks);
-        const float *a = rows ? NULL : A + (size_t)m * lda;
-        const float *const *t = rows ? rows + (size_t)m * segs : NULL;
-        const float *rr = R_ ? R_ + (size_t)m * ldc + n0 : NULL;
-        float *c = C + (size_t)m * ldc + n0;
+        const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
         if (mask1) {
-#define WIDE(ROWS) tile512_wide(ROWS, segs, len, a, (size_t)lda, t, b_lo, hoff, bs, mask1, bias0, bias1, rr, c, ldc, elementwise)
+#define WIDE(ROWS) tile512_wide(ROWS, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask1, bias0, bias1, o.rr, o.c, ldc, elementwise)
             TILE_CASES(WIDE)
 #undef WIDE
         } else {
-#define NARROW(ROWS) tile512_narrow(ROWS, segs, len, a, (size_t)lda, t, b_lo, bs, mask0, bias0, rr, c, ldc, elementwise)
+#define NARROW(ROWS) tile512_narrow(ROWS, segs, len, o.a, (size_t)lda, o.t, b_lo, bs, mask0, bias0, o.rr, o.c, ldc, elementwise)
             TILE_CASES(NARROW)
 #undef NARROW
         }
@@ -181,11 +197,8 @@ void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A,
     const int blocks = (M + 5) / 6;
     for (int block = 0, m = 0; block < blocks; block++) {
         const int R = M / blocks + (block < M % blocks);
-        const float *a = rows ? NULL : A + (size_t)m * lda;
-        const float *const *t = rows ? rows + (size_t)m * segs : NULL;
-        const float *rr = R_ ? R_ + (size_t)m * ldc + n0 : NULL;
-        float *c = C + (size_t)m * ldc + n0;
-#define TILE(ROWS) tile256(ROWS, segs, len, a, (size_t)lda, t, b, bs, width, mask0, mask1, bias0, bias1, rr, c, ldc, elementwise)
+        const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
+#define TILE(ROWS) tile256(ROWS, segs, len, o.a, (size_t)lda, o.t, b, bs, width, mask0, mask1, bias0, bias1, o.rr, o.c, ldc, elementwise)
         TILE6_CASES(TILE)
 #undef TILE
         m += R;

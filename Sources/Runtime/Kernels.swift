@@ -57,7 +57,8 @@ package enum Kernels {
     /// With `panels` (the kernel prepacked), the prepacked GEMM instead (no sparse-input path).
     static func denseGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>, panels: UnsafePointer<Float>? = nil,
                           bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
-        let code = fusedCode(activation)
+        // The prepacked GEMM applies every element-wise activation itself (as conv2dGEMM's does).
+        let code = panels != nil ? elementwiseCode(activation) : fusedCode(activation)
         if let panels {
             bnk_gemm_panels(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), panels, bias, nil, output, Int32(units),
                             code ?? Int32(BNK_ACT_LINEAR))
@@ -164,13 +165,13 @@ package enum Kernels {
             if let panels {
                 bnk_gemm_panels(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), panels, bias,
                                 residual.map { $0 + (c - output) }, c, Int32(g.outChannels), panelCode ?? code)
+                activated = activated || panelCode != nil
             } else {
                 bnk_gemm(Int32(rows), Int32(g.outChannels), Int32(depth), a, Int32(depth), kernel, bias, c, Int32(g.outChannels), code)
             }
         }
         if pointwise {
             gemm(batch * pixels, input, output)
-            activated = activated || (panels != nil && panelCode != nil)
         } else if g.dilationX == 1,
                   bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                               Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
@@ -192,7 +193,6 @@ package enum Kernels {
                 }
                 gemm(count * pixels, scratch, output + first * pixels * g.outChannels)
             }
-            activated = activated || (panels != nil && panelCode != nil)
         }
         if !activated {
             activate(output, count: batch * pixels * g.outChannels, channels: g.outChannels, kind: activation)
