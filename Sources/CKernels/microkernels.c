@@ -30,6 +30,17 @@
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define FOR_ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
+/* The tile's residual and output rows, fetched into cache while the k loop runs: the residual
+   of a pointwise conv with few inputs (ResNet50's 64 -> 256 at 56x56) is read from beyond L2,
+   and the stores of its 12 rows, a row stride apart, stalled each tile's end otherwise. */
+#define EPILOGUE_PREFETCH(ROWS, SECOND)                                                                       \
+    {                                                                                                         \
+        _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                                                \
+            if (rr) { __builtin_prefetch(rr + (size_t)r * ldc, 0, 3); if (SECOND) __builtin_prefetch(rr + (size_t)r * ldc + (SECOND), 0, 3); } \
+            __builtin_prefetch(c + (size_t)r * ldc, 1, 3); if (SECOND) __builtin_prefetch(c + (size_t)r * ldc + (SECOND), 1, 3); \
+        }                                                                                                     \
+    }
+
 /* Row r's pointer into segment s: from the table, or A's rows lda apart (a single segment). */
 #define ROW_POINTER(r) if ((r) < R) a##r = rows ? rows[(size_t)(r) * segs + s] : A + (size_t)(r) * lda;
 
@@ -41,6 +52,7 @@ static inline void tile512_wide(const int R, int segs, int len, const float *A, 
 #define DECLARE(r) __m512 lo##r = bias0, hi##r = bias1; const float *a##r = A;
     FOR_ROWS(DECLARE)
 #undef DECLARE
+    EPILOGUE_PREFETCH(FOR_ROWS, 16)
     for (int s = 0; s < segs; s++) {
         FOR_ROWS(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
@@ -70,6 +82,7 @@ static inline void tile512_narrow(const int R, int segs, int len, const float *A
 #define DECLARE(r) __m512 acc##r = bias0; const float *a##r = A;
     FOR_ROWS(DECLARE)
 #undef DECLARE
+    EPILOGUE_PREFETCH(FOR_ROWS, 0)
     for (int s = 0; s < segs; s++) {
         FOR_ROWS(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
@@ -157,6 +170,7 @@ static inline void tile256(const int R, int segs, int len, const float *A, size_
 #define DECLARE(r) __m256 lo##r = bias0, hi##r = bias1; const float *a##r = A;
     FOR_ROWS6(DECLARE)
 #undef DECLARE
+    EPILOGUE_PREFETCH(FOR_ROWS6, 8)
     for (int s = 0; s < segs; s++) {
         FOR_ROWS6(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
