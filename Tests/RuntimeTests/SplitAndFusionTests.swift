@@ -151,6 +151,8 @@ final class SplitAndFusionTests: XCTestCase {
             (9, 14, 24, 3, 1, 1, true, .swish),     // the row kernels, the activation applied row by row after each row
             (7, 11, 19, 5, 1, 1, true, .hardSwish),
             (8, 9, 16, 3, 2, 1, true, .sigmoid),
+            (9, 37, 24, 3, 2, 1, true, .relu6),     // 3×3 stride 2: the row kernel, eight (AVX2: four) pixels at a time and a remainder
+            (11, 27, 20, 5, 2, 1, false, .swish),   // 5×5 stride 2, valid: every pixel inside, four at a time
         ]
         for t in cases {
             let kernel = random.floats(t.k * t.k * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
