@@ -22,8 +22,21 @@ package final class WorkerPool: @unchecked Sendable {
     private var job: (@Sendable (Int) -> Void)?
     private let submit = NSLock()
 
-    /// Spin iterations (each a PAUSE, tens of cycles) before a waiting thread sleeps: tens of microseconds.
-    private static let spins = 2_000
+    /// How long a waiting thread spins before it sleeps: 200 µs, by the clock. A count of PAUSEs
+    /// is no measure of time across CPUs (one PAUSE: 28 ns on AMD Zen 5, tens of cycles on Intel,
+    /// a few cycles on Zen 2), and a worker that fell asleep during a step run whole on the caller
+    /// (a softmax head: 250 µs) paid a wake-up of tens of microseconds under a hypervisor at the
+    /// next split step.
+    private static let spinNanoseconds: UInt64 = 200_000
+
+    /// True while `started` (from `DispatchTime`) is less than the spin window ago; reads the clock
+    /// once every 32 calls (`spun` counts them).
+    @inline(__always)
+    private static func stillSpinning(since started: UInt64, _ spun: inout Int) -> Bool {
+        spun += 1
+        if spun & 31 != 0 { return true }
+        return DispatchTime.now().uptimeNanoseconds - started < spinNanoseconds
+    }
 
     package init(count: Int) {
         self.count = max(1, count)
@@ -57,8 +70,10 @@ package final class WorkerPool: @unchecked Sendable {
         sleep.unlock()
         body(0)
         var spun = 0
+        var spinning = true
+        let started = DispatchTime.now().uptimeNanoseconds
         while pending.load(ordering: .acquiring) != 0 {
-            if spun < Self.spins { bnk_cpu_relax(); spun += 1 } else { sched_yield() }
+            if spinning { bnk_cpu_relax(); spinning = Self.stillSpinning(since: started, &spun) } else { sched_yield() }
         }
         job = nil
     }
@@ -67,10 +82,10 @@ package final class WorkerPool: @unchecked Sendable {
         var seen = 0
         while true {
             var spun = 0
+            let started = DispatchTime.now().uptimeNanoseconds
             var current = generation.load(ordering: .acquiring)
-            while current == seen && spun < Self.spins {
+            while current == seen && Self.stillSpinning(since: started, &spun) {
                 bnk_cpu_relax()
-                spun += 1
                 current = generation.load(ordering: .acquiring)
             }
             if current == seen {

@@ -10,8 +10,11 @@ final class WorkerPoolTests: XCTestCase {
             defer { pool.shutdown() }
             let perWorker = Mutex([Int](repeating: 0, count: count))
             for job in 1...1_000 {
+                // Some jobs outlast the 200 µs spin (the caller waits on in sched_yield), and some
+                // gaps between jobs too (the workers fall asleep and are woken by the next job).
+                if job % 50 == 0 { usleep(400) }
                 pool.run { worker in
-                    if job % 7 == 0 { usleep(50) }  // some jobs outlast the spin, so workers also sleep and wake
+                    if job % 70 == 0 { usleep(400) }
                     perWorker.withLock { $0[worker] += 1 }
                 }
                 let counts = perWorker.withLock { $0 }
