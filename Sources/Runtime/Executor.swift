@@ -814,9 +814,14 @@ public final class Executor: @unchecked Sendable {
             }
             return true
         case let .dense(kernel, panels, bias, inputs, units, activation)
-            where count / max(units, 1) < 24 * parallel.workers && Kernels.isElementwise(activation) && units >= 32 * parallel.workers:
-            return splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, panels: panels, bias: bias, units: units,
-                                activation: activation, x, y, parallel: parallel)
+            where count / max(units, 1) < 24 * parallel.workers && units >= 32 * parallel.workers:
+            // A softmax head (1280 -> 1000 at batch 1: a quarter of a millisecond of weights
+            // streamed) is shared by columns too, the softmax over each whole row after.
+            let elementwise = Kernels.isElementwise(activation)
+            _ = splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, panels: panels, bias: bias, units: units,
+                             activation: elementwise ? activation : .linear, x, y, parallel: parallel)
+            if !elementwise { Kernels.activate(y, count: count, channels: units, kind: activation) }
+            return true
         case let .conv2d(kernel, panels, bias, geometry, 1, activation):
             return kernel.withUnsafeValues { w in
                 var split = false

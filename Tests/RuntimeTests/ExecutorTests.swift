@@ -36,6 +36,31 @@ final class ExecutorTests: XCTestCase {
         }
     }
 
+    /// A softmax head with few rows on two threads (heavy enough that a sample's steps are split): the columns shared, the softmax over each whole row after; the
+    /// same values as one thread bit for bit, and the reference's.
+    func testSoftmaxHeadSharedByColumnsOnTwoThreads() throws {
+        var random = SeededGenerator(seed: 7)
+        for (inputs, units, batch) in [(2048, 2000, 1), (2000, 2051, 3)] {
+            let dense = try Dense(kernel: Tensor(shape: [inputs, units], values: random.floats(inputs * units, in: -0.2...0.2)),
+                                  bias: Tensor(random.floats(units, in: -1...1)), activation: .softmax)
+            let graph = try Graph.sequential(name: "d", inputShape: [inputs], layers: [("d", .dense(dense))])
+            let x = random.floats(inputs * batch, in: -1...1)
+            let executor = try Executor(graph: graph)
+            XCTAssertTrue(executor.splitsSamples)
+            let y = try executor.run(x)
+            XCTAssertEqual(try executor.run(x, threads: 2), y, "\(inputs)x\(units) batch \(batch)")
+            for b in 0..<batch {
+                let logits = reference(dense: dense, x[(b * inputs)..<((b + 1) * inputs)].map(Double.init))
+                let top = logits.max()!, sum = logits.reduce(0) { $0 + exp($1 - top) }
+                for o in 0..<units {
+                    // Float32 logits over 2,000 products: a few parts in a million of each probability.
+                    let expected = exp(logits[o] - top) / sum
+                    XCTAssertEqual(Double(y[b * units + o]), expected, accuracy: 5e-5 * expected + 1e-9, "\(inputs)x\(units) b\(b) o\(o)")
+                }
+            }
+        }
+    }
+
     /// Mostly-zero inputs (pixels, ReLU outputs) take the sparse path: the same values
     /// as the reference, for row counts that are and are not multiples of four and
     /// widths that need one to five column blocks, with each fused activation.
