@@ -240,11 +240,15 @@ package enum Kernels {
     }
 
     /// Whether Winograd runs this conv with an activation applied after it (not fused with a pooling).
-    /// Not for small maps with many channels (the last stages of a ResNet at 7×7): the transformed
-    /// kernel, 16/9 the size of the kernel, is then read for few tiles and the direct conv is faster
-    /// (`tools/kernel_bench.sh`).
+    /// Not for maps under 100 pixels: the transformed kernel, 16/9 the size of the kernel, is then
+    /// read for few tiles and the direct conv is as fast or faster (`tools/kernel_bench.sh`; the
+    /// last stages of a ResNet at 7×7). Small maps with few channels were once excepted; on AMD Zen 5
+    /// ResNet50 at 96×96 (6×6 maps, 256 channels) measured the same on one thread at batch 1 with
+    /// the direct conv (95–99 img/s), 4% slower at batch 16, and 14% faster on two threads at batch 1
+    /// (144 → 164 img/s: three rows of 2×2 tiles split 2 + 1 across the threads, the direct conv's
+    /// channels evenly).
     static func canUseWinograd(_ g: Spatial, groups: Int) -> Bool {
-        (g.outHeight * g.outWidth >= 100 || g.inChannels * g.outChannels <= 65536) && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1 && g.strideX == 1 && g.dilationY == 1
+        g.outHeight * g.outWidth >= 100 && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1 && g.strideX == 1 && g.dilationY == 1
             && g.dilationX == 1 && groups == 1 && g.inChannels >= 8 && g.outChannels >= 8
     }
 

@@ -88,17 +88,20 @@ final class SpatialKernelTests: XCTestCase {
         }
     }
 
-    /// 3×3 stride-1 convs with 8 or more channels run by Winograd F(2×2, 3×3): odd and
-    /// even sizes, both paddings, channel counts that are not multiples of 16,
-    /// tiles from several images in one block, with and without the fused pooling.
+    /// 3×3 stride-1 convs with 8 or more channels and 100 or more output pixels run by Winograd
+    /// F(2×2, 3×3): odd and even sizes, both paddings, channel counts that are not multiples of 16,
+    /// tiles from several images in one block, with and without the fused pooling; smaller maps
+    /// by the direct conv.
     func testWinogradConvolutionsMatchTheDirectDefinition() throws {
         let cases: [(h: Int, w: Int, c: Int, out: Int, same: Bool, activation: Activation, pool: Bool)] = [
             (28, 28, 32, 64, true, .relu, true),
             (14, 14, 64, 128, true, .relu, false),
-            (9, 7, 8, 20, true, .linear, false),    // odd output: the last tiles are partly outside
-            (9, 7, 13, 8, false, .relu6, false),    // valid padding: 7×5 output
+            (11, 13, 8, 20, true, .linear, false),  // odd output: the last tiles are partly outside
+            (13, 15, 13, 8, false, .relu6, false),  // valid padding: 11×13 output
             (11, 10, 9, 17, true, .relu, true),     // odd rows: the last conv row is dropped by the pooling
-            (5, 5, 40, 12, false, .linear, true),
+            (13, 13, 40, 12, false, .linear, true),
+            (9, 7, 8, 20, true, .linear, false),    // 63 pixels: the direct conv
+            (5, 5, 40, 12, false, .linear, true),   // 3×3 output: the direct conv
         ]
         for t in cases {
             let kernel = random.floats(9 * t.c * t.out, in: -1...1)
@@ -107,6 +110,8 @@ final class SpatialKernelTests: XCTestCase {
             var layers: [(String, Op)] = [("conv", .conv2d(conv)), ("act", .activation(t.activation))]
             if t.pool { layers.append(("pool", .pool2d(try Pool2D(kind: .max, size: [2, 2], strides: [2, 2], padding: .valid)))) }
             let graph = try Graph.sequential(name: "w", inputShape: [t.h, t.w, t.c], layers: layers)
+            let pixels = t.same ? t.h * t.w : (t.h - 2) * (t.w - 2)
+            XCTAssertEqual(try Executor(graph: graph).stepProfile.contains { $0.operation == "winograd" }, pixels >= 100, "\(t)")
             let batch = 5
             try check(graph, random.floats(batch * t.h * t.w * t.c, in: -1...1), batch: batch) { x in
                 let (y, oh, ow) = ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: 3, kw: 3, out: t.out, bias: bias,
