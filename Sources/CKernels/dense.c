@@ -20,14 +20,6 @@
 #if BNK_X86
 #include <immintrin.h>
 
-/* The next group's rows of A, fetched into cache while this group's sums run: a batch's inputs
-   come from memory (10,000 MNIST digits are 31 MB), and each group's first touch stalled. */
-static inline void prefetch_rows(const float *a, int rows, int K, int lda) {
-    if (!a) return;
-    for (int r = 0; r < rows; r++)
-        for (int k = 0; k < K; k += 16) _mm_prefetch((const char *)(a + (size_t)r * lda + k), _MM_HINT_T0);
-}
-
 /* Nonzeros in A's M rows (lda apart). */
 __attribute__((target("avx512f")))
 static size_t count_nonzero(int M, int K, const float *A, size_t lda) {
@@ -115,7 +107,38 @@ static void sparse_rows(int M, int N, int K, const float *A, int lda, const floa
 }
 /* Four rows at a time over the inputs that are nonzero in any of them (on MNIST
  * about 38% of the pixels for four digits, against 19% for one, but each weight
- * row loaded then serves four rows: fewer loads than one row at a time). */
+ * row loaded then serves four rows: fewer loads than one row at a time). Up to 64
+ * columns (V vectors) per pass over the nonzeros: each index and broadcast then
+ * serves every column (the seed MLP's 50 columns took two passes at 32). The next
+ * group's rows are prefetched a line per nonzero while the sums run (a burst of them
+ * at the group's start still left its first touch stalled). */
+__attribute__((target("avx512f"), always_inline))
+static inline void rows4_columns(const int V, int nnz, const int *index, int N, const float *b, const float *a0, const float *a1,
+                                 const float *a2, const float *a3, const __mmask16 *mask, const float *bias, float *c, int ldc,
+                                 int elementwise, const char *next, size_t next_bytes) {
+    __m512 acc[4][4];
+    for (int v = 0; v < V; v++) {
+        const __m512 init = bias ? _mm512_maskz_loadu_ps(mask[v], bias + 16 * v) : _mm512_setzero_ps();
+        for (int r = 0; r < 4; r++) acc[r][v] = init;
+    }
+    for (int i = 0; i < nnz; i++) {
+        if ((size_t)i * 64 < next_bytes) _mm_prefetch(next + (size_t)i * 64, _MM_HINT_T0);
+        const int k = index[i];
+        const float *row = b + (size_t)k * N;
+        __m512 w[4];
+        for (int v = 0; v < V; v++) w[v] = v + 1 < V ? _mm512_loadu_ps(row + 16 * v) : _mm512_maskz_loadu_ps(mask[v], row + 16 * v);
+        const __m512 x0 = _mm512_set1_ps(a0[k]), x1 = _mm512_set1_ps(a1[k]), x2 = _mm512_set1_ps(a2[k]), x3 = _mm512_set1_ps(a3[k]);
+        for (int v = 0; v < V; v++) {
+            acc[0][v] = _mm512_fmadd_ps(x0, w[v], acc[0][v]);
+            acc[1][v] = _mm512_fmadd_ps(x1, w[v], acc[1][v]);
+            acc[2][v] = _mm512_fmadd_ps(x2, w[v], acc[2][v]);
+            acc[3][v] = _mm512_fmadd_ps(x3, w[v], acc[3][v]);
+        }
+    }
+    for (int r = 0; r < 4; r++)
+        for (int v = 0; v < V; v++) _mm512_mask_storeu_ps(c + (size_t)r * ldc + 16 * v, mask[v], bnk_act512(acc[r][v], elementwise));
+}
+
 __attribute__((target("avx512f")))
 static void sparse_rows4(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
                          float *C, int ldc, int act, int *index) {
@@ -123,7 +146,10 @@ static void sparse_rows4(int M, int N, int K, const float *A, int lda, const flo
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     for (int m = 0; m + 4 <= M; m += 4) {
         const float *a0 = A + (size_t)m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        prefetch_rows(m + 4 < M ? a0 + 4 * (size_t)lda : NULL, M - m - 4 < 4 ? M - m - 4 : 4, K, lda);
+        /* The next group of four rows (if any), first to last byte. */
+        const int ahead = M - m - 4 < 4 ? M - m - 4 : 4;
+        const char *next = ahead > 0 ? (const char *)(a0 + 4 * (size_t)lda) : NULL;
+        size_t next_bytes = ahead > 0 ? ((size_t)(ahead - 1) * lda + K) * sizeof(float) : 0;
         int nnz = 0;
         for (int k = 0; k < K; k += 16) {
             __mmask16 in = K - k >= 16 ? 0xFFFF : (__mmask16)((1u << (K - k)) - 1);
@@ -136,34 +162,21 @@ static void sparse_rows4(int M, int N, int K, const float *A, int lda, const flo
             nnz += __builtin_popcount(nz);
         }
         float *c = C + (size_t)m * ldc;
-        for (int n0 = 0; n0 < N; n0 += 32) {
-            const int width = N - n0 < 32 ? N - n0 : 32;
-            const __mmask16 k0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
-            const __mmask16 k1 = width >= 32 ? 0xFFFF : width <= 16 ? 0 : (__mmask16)((1u << (width - 16)) - 1);
-            __m512 b0 = bias ? _mm512_maskz_loadu_ps(k0, bias + n0) : _mm512_setzero_ps();
-            __m512 b1 = bias ? _mm512_maskz_loadu_ps(k1, bias + n0 + 16) : _mm512_setzero_ps();
-            __m512 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
-            const float *b = B + n0;
-            for (int i = 0; i < nnz; i++) {
-                const int k = index[i];
-                const float *row = b + (size_t)k * N;
-                __m512 w0 = _mm512_maskz_loadu_ps(k0, row), w1 = _mm512_maskz_loadu_ps(k1, row + 16);
-                __m512 x0 = _mm512_set1_ps(a0[k]), x1 = _mm512_set1_ps(a1[k]), x2 = _mm512_set1_ps(a2[k]), x3 = _mm512_set1_ps(a3[k]);
-                c00 = _mm512_fmadd_ps(x0, w0, c00); c01 = _mm512_fmadd_ps(x0, w1, c01);
-                c10 = _mm512_fmadd_ps(x1, w0, c10); c11 = _mm512_fmadd_ps(x1, w1, c11);
-                c20 = _mm512_fmadd_ps(x2, w0, c20); c21 = _mm512_fmadd_ps(x2, w1, c21);
-                c30 = _mm512_fmadd_ps(x3, w0, c30); c31 = _mm512_fmadd_ps(x3, w1, c31);
+        for (int n0 = 0; n0 < N; n0 += 64) {
+            const int width = N - n0 < 64 ? N - n0 : 64;
+            __mmask16 mask[4];
+            for (int v = 0; v < 4; v++) {
+                const int lanes = width - 16 * v;
+                mask[v] = lanes >= 16 ? 0xFFFF : lanes <= 0 ? 0 : (__mmask16)((1u << lanes) - 1);
             }
-            _mm512_mask_storeu_ps(c + n0, k0, bnk_act512(c00, elementwise));
-            _mm512_mask_storeu_ps(c + ldc + n0, k0, bnk_act512(c10, elementwise));
-            _mm512_mask_storeu_ps(c + 2 * (size_t)ldc + n0, k0, bnk_act512(c20, elementwise));
-            _mm512_mask_storeu_ps(c + 3 * (size_t)ldc + n0, k0, bnk_act512(c30, elementwise));
-            if (k1) {
-                _mm512_mask_storeu_ps(c + n0 + 16, k1, bnk_act512(c01, elementwise));
-                _mm512_mask_storeu_ps(c + ldc + n0 + 16, k1, bnk_act512(c11, elementwise));
-                _mm512_mask_storeu_ps(c + 2 * (size_t)ldc + n0 + 16, k1, bnk_act512(c21, elementwise));
-                _mm512_mask_storeu_ps(c + 3 * (size_t)ldc + n0 + 16, k1, bnk_act512(c31, elementwise));
+            const float *bn = bias ? bias + n0 : NULL;
+            switch ((width + 15) / 16) {
+            case 4: rows4_columns(4, nnz, index, N, B + n0, a0, a1, a2, a3, mask, bn, c + n0, ldc, elementwise, next, next_bytes); break;
+            case 3: rows4_columns(3, nnz, index, N, B + n0, a0, a1, a2, a3, mask, bn, c + n0, ldc, elementwise, next, next_bytes); break;
+            case 2: rows4_columns(2, nnz, index, N, B + n0, a0, a1, a2, a3, mask, bn, c + n0, ldc, elementwise, next, next_bytes); break;
+            default: rows4_columns(1, nnz, index, N, B + n0, a0, a1, a2, a3, mask, bn, c + n0, ldc, elementwise, next, next_bytes); break;
             }
+            next_bytes = 0;  /* fetched during the first block */
         }
         if (act == BNK_ACT_SIGMOID)
             for (int r = 0; r < 4; r++) bnk_sigmoid(c + (size_t)r * ldc, (size_t)N);
@@ -194,7 +207,10 @@ static void sparse_rows4_avx2(int M, int N, int K, const float *A, int lda, cons
     const __m256 zero = _mm256_setzero_ps(), six = _mm256_set1_ps(6.0f);
     for (int m = 0; m + 4 <= M; m += 4) {
         const float *a0 = A + (size_t)m * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        prefetch_rows(m + 4 < M ? a0 + 4 * (size_t)lda : NULL, M - m - 4 < 4 ? M - m - 4 : 4, K, lda);
+        /* The next group of four rows, a line per nonzero during the first block (as above). */
+        const int ahead = M - m - 4 < 4 ? M - m - 4 : 4;
+        const char *next = ahead > 0 ? (const char *)(a0 + 4 * (size_t)lda) : NULL;
+        size_t next_bytes = ahead > 0 ? ((size_t)(ahead - 1) * lda + K) * sizeof(float) : 0;
         int nnz = 0, k = 0;
         for (; k + 8 <= K; k += 8) {
             int bits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(a0 + k), zero, _CMP_NEQ_UQ))
@@ -214,17 +230,32 @@ static void sparse_rows4_avx2(int M, int N, int K, const float *A, int lda, cons
             const __m256 b1 = bias ? _mm256_maskload_ps(bias + n0 + 8, k1) : zero;
             __m256 c00 = b0, c01 = b1, c10 = b0, c11 = b1, c20 = b0, c21 = b1, c30 = b0, c31 = b1;
             const float *b = B + n0;
-            for (int i = 0; i < nnz; i++) {
-                const int kk = index[i];
-                const float *row = b + (size_t)kk * N;
-                const __m256 w0 = width == 16 ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, k0);
-                const __m256 w1 = width == 16 ? _mm256_loadu_ps(row + 8) : _mm256_maskload_ps(row + 8, k1);
-                __m256 x;
-                x = _mm256_broadcast_ss(a0 + kk); c00 = _mm256_fmadd_ps(x, w0, c00); c01 = _mm256_fmadd_ps(x, w1, c01);
-                x = _mm256_broadcast_ss(a1 + kk); c10 = _mm256_fmadd_ps(x, w0, c10); c11 = _mm256_fmadd_ps(x, w1, c11);
-                x = _mm256_broadcast_ss(a2 + kk); c20 = _mm256_fmadd_ps(x, w0, c20); c21 = _mm256_fmadd_ps(x, w1, c21);
-                x = _mm256_broadcast_ss(a3 + kk); c30 = _mm256_fmadd_ps(x, w0, c30); c31 = _mm256_fmadd_ps(x, w1, c31);
+            if (width > 8) {
+                for (int i = 0; i < nnz; i++) {
+                    if ((size_t)i * 64 < next_bytes) _mm_prefetch(next + (size_t)i * 64, _MM_HINT_T0);
+                    const int kk = index[i];
+                    const float *row = b + (size_t)kk * N;
+                    const __m256 w0 = _mm256_loadu_ps(row);
+                    const __m256 w1 = width == 16 ? _mm256_loadu_ps(row + 8) : _mm256_maskload_ps(row + 8, k1);
+                    __m256 x;
+                    x = _mm256_broadcast_ss(a0 + kk); c00 = _mm256_fmadd_ps(x, w0, c00); c01 = _mm256_fmadd_ps(x, w1, c01);
+                    x = _mm256_broadcast_ss(a1 + kk); c10 = _mm256_fmadd_ps(x, w0, c10); c11 = _mm256_fmadd_ps(x, w1, c11);
+                    x = _mm256_broadcast_ss(a2 + kk); c20 = _mm256_fmadd_ps(x, w0, c20); c21 = _mm256_fmadd_ps(x, w1, c21);
+                    x = _mm256_broadcast_ss(a3 + kk); c30 = _mm256_fmadd_ps(x, w0, c30); c31 = _mm256_fmadd_ps(x, w1, c31);
+                }
+            } else {
+                /* At most 8 columns (the seed MLP's last 2 of 50): one vector per row. */
+                for (int i = 0; i < nnz; i++) {
+                    if ((size_t)i * 64 < next_bytes) _mm_prefetch(next + (size_t)i * 64, _MM_HINT_T0);
+                    const int kk = index[i];
+                    const __m256 w0 = _mm256_maskload_ps(b + (size_t)kk * N, k0);
+                    c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + kk), w0, c00);
+                    c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + kk), w0, c10);
+                    c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + kk), w0, c20);
+                    c30 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + kk), w0, c30);
+                }
             }
+            next_bytes = 0;
 #define ACT(v) (elementwise == BNK_ACT_RELU ? _mm256_max_ps(v, zero) \
                 : elementwise == BNK_ACT_RELU6 ? _mm256_min_ps(_mm256_max_ps(v, zero), six) : (v))
 #define STORE(r, lo, hi) { float *o = c + (size_t)(r) * ldc + n0; \
