@@ -848,6 +848,32 @@ public final class Executor: @unchecked Sendable {
                 }
                 return split
             }
+        case let .winograd(transformed, bias, geometry, activation, true):
+            // The 2×2 max pooling fused: each part's conv rows in pairs, so its tiles are whole
+            // pooling windows and it writes its own pooled rows (a conv's last odd row is dropped
+            // by the pooling in the last part, as in the whole step).
+            let parts = parallel.workers
+            guard geometry.outHeight >= 2 * parts else { return false }
+            let pieces = (0..<parts).map { part -> (rows: Range<Int>, first: Int, geometry: Kernels.Spatial)? in
+                let rows = StepParallelism.range(part: part, of: parts, count: geometry.outHeight, align: 2)
+                return geometry.rows(rows).map { (rows, $0.firstInputRow, $0.geometry) }
+            }
+            guard pieces.allSatisfy({ $0 != nil }) else { return false }
+            let pooledWidth = geometry.outWidth / 2
+            let inImage = geometry.inHeight * geometry.inWidth * geometry.inChannels
+            let outImage = geometry.outHeight / 2 * pooledWidth * geometry.outChannels
+            optional(bias) { b in
+                for image in 0..<batch {
+                    parallel.run { worker in
+                        let piece = pieces[worker]!
+                        Kernels.winogradConv3x3(input: x + image * inImage + piece.first * geometry.inWidth * geometry.inChannels, batch: 1,
+                                                piece.geometry, transformed: transformed.pointer, bias: b, activation: activation, pool: true,
+                                                output: y + image * outImage + piece.rows.lowerBound / 2 * pooledWidth * geometry.outChannels,
+                                                scratch: arenas[worker].scratch(Kernels.winogradScratch(piece.geometry)))
+                    }
+                }
+            }
+            return true
         case let .depthwise(kernel, bias, geometry, multiplier, activation):
             return kernel.withUnsafeValues { w in
                 var split = false

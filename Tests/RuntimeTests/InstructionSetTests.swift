@@ -47,6 +47,8 @@ final class InstructionSetTests: XCTestCase {
         try split.testPointwiseConvActivationsAppliedByTheGEMM()
         try split.testResidualAddFusedIntoTheConvolution()
         try split.testOneImageSplitAcrossThreadsEqualsOneThread()
+        try split.testPooledWinogradSplitAcrossThreads()
+        try executor.testSoftmaxHeadSharedByColumnsOnTwoThreads()
     }
 
     func testAVX2Paths() throws {

@@ -413,6 +413,36 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(try Executor(graph: heavy).samplesPerTile, 5)
     }
 
+    /// A Winograd conv with its 2×2 max pooling fused, one image on two and three threads: each
+    /// thread's conv rows in pairs (whole pooling windows; an odd last conv row dropped by the
+    /// pooling), the same values as one thread bit for bit, and the reference's.
+    func testPooledWinogradSplitAcrossThreads() throws {
+        let (h, w, c, out) = (61, 59, 16, 24)
+        let kernel = random.floats(9 * c * out, in: -0.3...0.3), bias = random.floats(out, in: -0.1...0.1)
+        let conv = try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel), bias: Tensor(bias), padding: .same, activation: .relu)
+        let graph = try Graph.sequential(name: "wp", inputShape: [h, w, c],
+                                         layers: [("conv", .conv2d(conv)),
+                                                  ("pool", .pool2d(try Pool2D(kind: .max, size: [2, 2], strides: [2, 2], padding: .valid)))])
+        let executor = try Executor(graph: graph)
+        XCTAssertTrue(executor.splitsSamples)
+        XCTAssertEqual(executor.stepProfile.map(\.operation), ["winograd"])
+        for batch in [1, 2] {
+            let input = random.floats(batch * h * w * c, in: -1...1)
+            let one = try executor.run(input, threads: 1)
+            XCTAssertEqual(one.count, batch * 30 * 29 * out)
+            XCTAssertEqual(try Executor(graph: graph).run(input, threads: 2), one, "batch \(batch), 2 threads")
+            XCTAssertEqual(try Executor(graph: graph).run(input, threads: 3), one, "batch \(batch), 3 threads")
+            for b in 0..<batch {
+                let x = input[(b * h * w * c)..<((b + 1) * h * w * c)].map(Double.init)
+                let (y, oh, ow) = ReferenceOps.conv2d(x, h: h, w: w, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias,
+                                                      stride: [1, 1], dilation: [1, 1], same: true, groups: 1)
+                let pooled = ReferenceOps.pool(y.map { max($0, 0) }, h: oh, w: ow, c: out, size: [2, 2], stride: [2, 2], same: false,
+                                               isMax: true).values
+                for (k, e) in pooled.enumerated() { assertClose(one[b * pooled.count + k], e, "b\(b) k\(k)") }
+            }
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
