@@ -23,10 +23,10 @@ package final class WorkerPool: @unchecked Sendable {
     private let submit = NSLock()
 
     /// How long a waiting thread spins before it sleeps: 200 µs, by the clock. A count of PAUSEs
-    /// is no measure of time across CPUs (one PAUSE: 28 ns on AMD Zen 5, tens of cycles on Intel,
-    /// a few cycles on Zen 2), and a worker that fell asleep during a step run whole on the caller
-    /// (a softmax head: 250 µs) paid a wake-up of tens of microseconds under a hypervisor at the
-    /// next split step.
+    /// is no measure of time across CPUs (PAUSE's latency differs by tens of times between CPU
+    /// generations; 28 ns measured on AMD Zen 5), and a worker that fell asleep during a step run
+    /// whole on the caller (a softmax head: 250 µs) paid a wake-up of tens of microseconds under a
+    /// hypervisor at the next split step.
     private static let spinNanoseconds: UInt64 = 200_000
 
     /// True while `started` (from `DispatchTime`) is less than the spin window ago; reads the clock
