@@ -122,7 +122,7 @@ void global_pool_body(const float *image, int pixels, int c, int is_max, float *
 }
 
 /* Direct convolution for one input channel (grayscale images): no patch
- * matrix. Eight output pixels at a time, 16 output channels per zmm. */
+ * matrix. Eight output pixels at a time, 16 output channels per zmm (8 per ymm at AVX2). */
 #if BNK_X86
 #include <immintrin.h>
 /* One row of eight output pixels (ox0..ox0+7, all inside the padded image),
@@ -186,6 +186,74 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
     }
 }
 
+/* The AVX2+FMA version of the two above: 8 output channels per ymm (masked), eight output pixels
+ * at a time, the same sums in the same order (bias, then the taps row by row, zero rows skipped). */
+__attribute__((target("avx2,fma")))
+static inline __m256 act_c1_avx2(__m256 v, int act) {
+    if (act == BNK_ACT_RELU) return _mm256_max_ps(v, _mm256_setzero_ps());
+    if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
+    return v;
+}
+
+__attribute__((target("avx2,fma")))
+static inline void conv_c1_row8_avx2(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
+                                     const float *kernel, int n, int n0, __m256i mask, __m256 b, __m256 *acc) {
+    for (int j = 0; j < 8; j++) acc[j] = b;
+    const int span = 7 * sx + (kw - 1) * dx + 1;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(span), lanes);
+    const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
+    for (int ky = 0; ky < kh; ky++) {
+        const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
+        if (span <= 16) {
+            const __m256 z = _mm256_setzero_ps();
+            const int nonzero = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line, lo), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(lo)))
+                              | _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line + 8, hi), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(hi)));
+            if (!nonzero) continue;
+        }
+        for (int kx = 0; kx < kw; kx++) {
+            const __m256 wv = _mm256_maskload_ps(kernel + (size_t)(ky * kw + kx) * n + n0, mask);
+            const float *p = line + kx * dx;
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j * sx), wv, acc[j]);
+        }
+    }
+}
+
+__attribute__((target("avx2,fma")))
+static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, int sx, int dy, int dx,
+                         int oh, int ow, const float *kernel, const float *bias, int n, int act, int pool, float *out) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int n0 = 0; n0 < n; n0 += 8) {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - n0), lanes);
+        const __m256 b = bias ? _mm256_maskload_ps(bias + n0, mask) : _mm256_setzero_ps();
+        if (!pool) {
+            for (int oy = 0; oy < oh; oy++) {
+                for (int ox0 = 0; ox0 < ow; ox0 += 8) {
+                    int count = ow - ox0 < 8 ? ow - ox0 : 8;
+                    __m256 acc[8];
+                    conv_c1_row8_avx2(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
+                    for (int j = 0; j < count; j++)
+                        _mm256_maskstore_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, act_c1_avx2(acc[j], act));
+                }
+            }
+            continue;
+        }
+        int ph = oh / 2, pwo = ow / 2;
+        for (int py = 0; py < ph; py++) {
+            for (int ox0 = 0; ox0 < 2 * pwo; ox0 += 8) {
+                int count = (2 * pwo - ox0 < 8 ? 2 * pwo - ox0 : 8) / 2;
+                __m256 top[8], bottom[8];
+                conv_c1_row8_avx2(padded, pw, 2 * py, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, top);
+                conv_c1_row8_avx2(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, bottom);
+                for (int j = 0; j < count; j++) {
+                    __m256 m = _mm256_max_ps(_mm256_max_ps(top[2 * j], top[2 * j + 1]), _mm256_max_ps(bottom[2 * j], bottom[2 * j + 1]));
+                    _mm256_maskstore_ps(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, mask, act_c1_avx2(m, act));
+                }
+            }
+        }
+    }
+}
+
 #endif /* BNK_X86 */
 
 int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
@@ -209,7 +277,8 @@ int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, 
         if (x0 + count > pw) count = pw - x0;
         if (count > 0) memcpy(padded + (size_t)y * pw + x0, image + (size_t)iy * w + from, (size_t)count * sizeof(float));
     }
-    conv_c1_avx512(padded, pw, kh, kw, sy, sx, dy, dx, oh, ow, kernel, bias, n, act, pool, out);
+    if (bnk_use_avx512()) conv_c1_avx512(padded, pw, kh, kw, sy, sx, dy, dx, oh, ow, kernel, bias, n, act, pool, out);
+    else conv_c1_avx2(padded, pw, kh, kw, sy, sx, dy, dx, oh, ow, kernel, bias, n, act, pool, out);
     if (padded != stack) free(padded);
     return 1;
 #else
@@ -218,7 +287,7 @@ int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, 
 }
 
 int bnk_conv2d_single_channel_available(int act) {
-    return bnk_use_avx512() && act != BNK_ACT_SIGMOID;
+    return (bnk_use_avx512() || bnk_use_avx2()) && act != BNK_ACT_SIGMOID;
 }
 
 BNK_VARIANTS(pool2d, (const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int pad_top, int pad_left, int oh, int ow,
