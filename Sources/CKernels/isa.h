@@ -22,6 +22,14 @@ static inline __m512 bnk_act512(__m512 v, int act) {
     if (act == BNK_ACT_RELU6) return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
     return v;
 }
+
+/* The same on 8 lanes (AVX2+FMA). */
+__attribute__((target("avx2,fma")))
+static inline __m256 bnk_act256(__m256 v, int act) {
+    if (act == BNK_ACT_RELU) return _mm256_max_ps(v, _mm256_setzero_ps());
+    if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
+    return v;
+}
 #endif
 
 /* One C body compiled three times, for AVX-512, AVX2+FMA and baseline (the compiler vectorizes

@@ -157,13 +157,6 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
 /* R rows x 16 columns: B's 16 columns readable at b (a panel, zero past the last column, or a
    full block of a row-major B); the stores of a narrower block masked. */
 __attribute__((target("avx2,fma"), always_inline))
-static inline __m256 act256(__m256 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm256_max_ps(v, _mm256_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
-    return v;
-}
-
-__attribute__((target("avx2,fma"), always_inline))
 static inline void tile256(const int R, int segs, int len, const float *A, size_t lda, const float *const *rows, const float *b,
                            int bs, int width, __m256i mask0, __m256i mask1, __m256 bias0, __m256 bias1, const float *rr,
                            float *c, int ldc, int elementwise) {
@@ -185,10 +178,10 @@ static inline void tile256(const int R, int segs, int len, const float *A, size_
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (rr) { lo##r = _mm256_add_ps(lo##r, _mm256_maskload_ps(rr + (size_t)(r) * ldc, mask0));                \
                   hi##r = _mm256_add_ps(hi##r, _mm256_maskload_ps(rr + (size_t)(r) * ldc + 8, mask1)); }          \
-        if (width == 16) { _mm256_storeu_ps(cr, act256(lo##r, elementwise));                                    \
-                           _mm256_storeu_ps(cr + 8, act256(hi##r, elementwise)); }                              \
-        else { _mm256_maskstore_ps(cr, mask0, act256(lo##r, elementwise));                                      \
-               _mm256_maskstore_ps(cr + 8, mask1, act256(hi##r, elementwise)); } }
+        if (width == 16) { _mm256_storeu_ps(cr, bnk_act256(lo##r, elementwise));                                    \
+                           _mm256_storeu_ps(cr + 8, bnk_act256(hi##r, elementwise)); }                              \
+        else { _mm256_maskstore_ps(cr, mask0, bnk_act256(lo##r, elementwise));                                      \
+               _mm256_maskstore_ps(cr + 8, mask1, bnk_act256(hi##r, elementwise)); } }
     FOR_ROWS6(STORE)
 #undef STORE
 }

@@ -189,13 +189,6 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
 /* The AVX2+FMA version of the two above: 8 output channels per ymm (masked), eight output pixels
  * at a time, the same sums in the same order (bias, then the taps row by row, zero rows skipped). */
 __attribute__((target("avx2,fma")))
-static inline __m256 act_c1_avx2(__m256 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm256_max_ps(v, _mm256_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
-    return v;
-}
-
-__attribute__((target("avx2,fma")))
 static inline void conv_c1_row8_avx2(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
                                      const float *kernel, int n, int n0, __m256i mask, __m256 b, __m256 *acc) {
     for (int j = 0; j < 8; j++) acc[j] = b;
@@ -233,7 +226,7 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
                     __m256 acc[8];
                     conv_c1_row8_avx2(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
                     for (int j = 0; j < count; j++)
-                        _mm256_maskstore_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, act_c1_avx2(acc[j], act));
+                        _mm256_maskstore_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, bnk_act256(acc[j], act));
                 }
             }
             continue;
@@ -247,7 +240,7 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
                 conv_c1_row8_avx2(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, bottom);
                 for (int j = 0; j < count; j++) {
                     __m256 m = _mm256_max_ps(_mm256_max_ps(top[2 * j], top[2 * j + 1]), _mm256_max_ps(bottom[2 * j], bottom[2 * j + 1]));
-                    _mm256_maskstore_ps(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, mask, act_c1_avx2(m, act));
+                    _mm256_maskstore_ps(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, mask, bnk_act256(m, act));
                 }
             }
         }

@@ -193,13 +193,6 @@ static void input_transform_avx2_intrinsics(const float *const *rows, int cin, i
 }
 
 __attribute__((target("avx2,fma")))
-static inline __m256 act256w(__m256 v, int act) {
-    if (act == BNK_ACT_RELU) return _mm256_max_ps(v, _mm256_setzero_ps());
-    if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
-    return v;
-}
-
-__attribute__((target("avx2,fma")))
 static void output_transform_avx2_intrinsics(const float *M, int tiles, int t, int cout, const float *bias, int act,
                                              float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
     const size_t stride = (size_t)tiles * cout;
@@ -224,14 +217,14 @@ static void output_transform_avx2_intrinsics(const float *M, int tiles, int t, i
         __m256 y10 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(r1[0], r1[1]), r1[2]), b);
         __m256 y11 = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(r1[1], r1[2]), r1[3]), b);
         if (pool) {
-            ST(o00 + o, act256w(_mm256_max_ps(_mm256_max_ps(y00, y01), _mm256_max_ps(y10, y11)), act));
+            ST(o00 + o, bnk_act256(_mm256_max_ps(_mm256_max_ps(y00, y01), _mm256_max_ps(y10, y11)), act));
             continue;
         }
-        ST(o00 + o, act256w(y00, act));
-        if (cols > 1) ST(o01 + o, act256w(y01, act));
+        ST(o00 + o, bnk_act256(y00, act));
+        if (cols > 1) ST(o01 + o, bnk_act256(y01, act));
         if (rows > 1) {
-            ST(o10 + o, act256w(y10, act));
-            if (cols > 1) ST(o11 + o, act256w(y11, act));
+            ST(o10 + o, bnk_act256(y10, act));
+            if (cols > 1) ST(o11 + o, bnk_act256(y11, act));
         }
 #undef LD
 #undef ST

@@ -835,45 +835,20 @@ public final class Executor: @unchecked Sendable {
                 }
                 return split
             }
-        case let .winograd(transformed, bias, geometry, activation, false):
+        case let .winograd(transformed, bias, geometry, activation, pool):
             do {
                 let u = transformed.pointer
                 var split = false
                 optional(bias) { b in
-                    // Whole 2×2 output tiles in each part: the same tiles, the same sums.
-                    split = splitRows(geometry, batch: batch, x, y, align: 2, parallel: parallel) { part, xi, yo, worker in
+                    // Whole 2×2 output tiles in each part: the same tiles, the same sums (with the
+                    // max pooling fused, whole pooling windows: each part writes its own pooled rows).
+                    split = splitRows(geometry, batch: batch, x, y, align: 2, pooled: pool, parallel: parallel) { part, xi, yo, worker in
                         Kernels.winogradConv3x3(input: xi, batch: 1, part, transformed: u, bias: b, activation: activation,
-                                                pool: false, output: yo, scratch: arenas[worker].scratch(Kernels.winogradScratch(part)))
+                                                pool: pool, output: yo, scratch: arenas[worker].scratch(Kernels.winogradScratch(part)))
                     }
                 }
                 return split
             }
-        case let .winograd(transformed, bias, geometry, activation, true):
-            // The 2×2 max pooling fused: each part's conv rows in pairs, so its tiles are whole
-            // pooling windows and it writes its own pooled rows (a conv's last odd row is dropped
-            // by the pooling in the last part, as in the whole step).
-            let parts = parallel.workers
-            guard geometry.outHeight >= 2 * parts else { return false }
-            let pieces = (0..<parts).map { part -> (rows: Range<Int>, first: Int, geometry: Kernels.Spatial)? in
-                let rows = StepParallelism.range(part: part, of: parts, count: geometry.outHeight, align: 2)
-                return geometry.rows(rows).map { (rows, $0.firstInputRow, $0.geometry) }
-            }
-            guard pieces.allSatisfy({ $0 != nil }) else { return false }
-            let pooledWidth = geometry.outWidth / 2
-            let inImage = geometry.inHeight * geometry.inWidth * geometry.inChannels
-            let outImage = geometry.outHeight / 2 * pooledWidth * geometry.outChannels
-            optional(bias) { b in
-                for image in 0..<batch {
-                    parallel.run { worker in
-                        let piece = pieces[worker]!
-                        Kernels.winogradConv3x3(input: x + image * inImage + piece.first * geometry.inWidth * geometry.inChannels, batch: 1,
-                                                piece.geometry, transformed: transformed.pointer, bias: b, activation: activation, pool: true,
-                                                output: y + image * outImage + piece.rows.lowerBound / 2 * pooledWidth * geometry.outChannels,
-                                                scratch: arenas[worker].scratch(Kernels.winogradScratch(piece.geometry)))
-                    }
-                }
-            }
-            return true
         case let .depthwise(kernel, bias, geometry, multiplier, activation):
             return kernel.withUnsafeValues { w in
                 var split = false
@@ -949,8 +924,10 @@ public final class Executor: @unchecked Sendable {
 
     /// Each image's output rows split across the workers (bounds multiples of `align`), each
     /// part run by `body(geometry of the part, its first input row, its first output row, worker)`.
+    /// `pooled`: the step writes its output through a 2×2 stride-2 max pooling (`align` 2), so
+    /// the output is half the rows and columns and a part's first output row is half its first row.
     private static func splitRows(_ g: Kernels.Spatial, batch: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                  align: Int = 1, outputChannels: Int? = nil, parallel: StepParallelism,
+                                  align: Int = 1, outputChannels: Int? = nil, pooled: Bool = false, parallel: StepParallelism,
                                   _ body: (Kernels.Spatial, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Bool {
         let parts = parallel.workers
         guard g.outHeight >= parts * align else { return false }
@@ -960,12 +937,13 @@ public final class Executor: @unchecked Sendable {
         }
         guard pieces.allSatisfy({ $0 != nil }) else { return false }
         let outChannels = outputChannels ?? g.outChannels
-        let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * outChannels
+        let scale = pooled ? 2 : 1, outWidth = g.outWidth / scale
+        let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight / scale * outWidth * outChannels
         for b in 0..<batch {
             parallel.run { worker in
                 let piece = pieces[worker]!
                 body(piece.geometry, x + b * inImage + piece.first * g.inWidth * g.inChannels,
-                     y + b * outImage + piece.rows.lowerBound * g.outWidth * outChannels, worker)
+                     y + b * outImage + piece.rows.lowerBound / scale * outWidth * outChannels, worker)
             }
         }
         return true
