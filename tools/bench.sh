@@ -15,12 +15,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 tools/install-deps.sh
-swift build -c release --product bnconv >/dev/null
-swift build -c release --product bnrun >/dev/null
+bin="$(tools/build-cli.sh)"
 tools/venv.sh
 tools/.venv/bin/pip install -q -r tools/bench-requirements.txt
 export TF_CPP_MIN_LOG_LEVEL=3
-tools/.venv/bin/python tools/bench.py "${quick[@]}" "${repeats[@]}" "${isa[@]}"
+tools/.venv/bin/python tools/bench.py --bin "$bin" "${quick[@]}" "${repeats[@]}" "${isa[@]}"
 echo
-tools/.venv/bin/python tools/bench_applications.py --bnconv .build/release/bnconv --bnrun .build/release/bnrun \
+tools/.venv/bin/python tools/bench_applications.py --bnconv "$bin/bnconv" --bnrun "$bin/bnrun" \
     "${repeats[@]}" "${isa[@]}"

@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
-swift build -c release --product bnconv >/dev/null
-swift build -c release --product bnrun >/dev/null
+bin="$(tools/build-cli.sh)"
 tools/venv.sh
 tools/.venv/bin/pip install -q -r tools/bench-requirements.txt
-TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bench_applications.py --bnconv .build/release/bnconv --bnrun .build/release/bnrun "$@"
+TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bench_applications.py --bnconv "$bin/bnconv" --bnrun "$bin/bnrun" "$@"

@@ -4,9 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
-swift build -c release --product bnconv >&2
-swift build -c release --product bnrun >&2
-bin="$(swift build -c release --show-bin-path)"
+bin="$(tools/build-cli.sh)"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 model="${1:-Fixtures/seed_mlp_keras3.h5}"
