@@ -156,11 +156,16 @@ DW_INTERIOR(interior_avx512, __attribute__((target("avx512f"))), __m512, 16, LOA
 DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, STORE256, _mm256_setzero_ps,
             _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256)
 
-/* The interior for a fixed kh x kw (3x3, 5x5), no dilation, on output rows whose window lies
-   inside the image: channel blocks outermost, the block's kh*kw weight vectors held in registers
-   across the row, PIX output pixels at a time (independent sums to cover the FMA latency), every
-   tap unrolled. Same sums in the same order as the kernel above (bias, then the taps row by row). */
-#define DW_FIXED(NAME, TARGET, VEC, W, LOAD, STORE, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, KH, KW, PIX, FALLBACK)        \
+/* The interior for a fixed kh x kw (3x3, 5x5) and horizontal stride (1, 2), no dilation, on
+   output rows whose window lies inside the image: channel blocks outermost, the block's kh*kw
+   weight vectors held in registers across the row, PIX output pixels at a time (independent sums
+   to cover the FMA latency), every tap unrolled. Each input column of a window row is loaded once
+   and serves every pixel whose window holds it ((PIX - 1) * SX + KW loads per window row instead
+   of PIX * KW): with one load per FMA the loads, not the FMAs, set the pace on CPUs that load one
+   zmm or two ymm a cycle (AMD Zen 4; the numbers at bnk_depthwise_conv2d).
+   A pixel's taps still come in order (row by row, column by column within a row), so the sums are
+   those of the kernel above, bit for bit. */
+#define DW_FIXED(NAME, TARGET, VEC, W, LOAD, STORE, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, KH, KW, SX, PIX, FALLBACK)    \
 TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
                         int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
                         int act) {                                                                                         \
@@ -171,7 +176,7 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     }                                                                                                                     \
     const VEC lower = SETZERO();                                                                                          \
     const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
-    const size_t step = (size_t)sx * c, row = (size_t)w * c;                                                              \
+    const size_t row = (size_t)w * c;                                                                                     \
     for (int c0 = 0; c0 < c; c0 += W) {                                                                                   \
         const MASK_T mask = MASK_OF(c - c0 < W ? c - c0 : W);                                                             \
         VEC wt[KH * KW];                                                                                                  \
@@ -183,17 +188,23 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
         for (; ox + PIX <= ox_hi; ox += PIX) {                                                                            \
             VEC acc[PIX];                                                                                                 \
             for (int j = 0; j < PIX; j++) acc[j] = b;                                                                     \
-            const float *in = base + (size_t)(ox * sx - pad_left) * c;                                                    \
-            for (int ky = 0; ky < KH; ky++)                                                                               \
-                for (int kx = 0; kx < KW; kx++)                                                                           \
+            const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                    \
+            for (int ky = 0; ky < KH; ky++) {                                                                             \
+                const float *q = in + ky * row;                                                                           \
+                _Pragma("clang loop unroll(full)")                                                                        \
+                for (int i = 0; i < (PIX - 1) * SX + KW; i++, q += c) {                                                   \
+                    const VEC v = LOAD(q, mask);                                                                          \
+                    _Pragma("clang loop unroll(full)")                                                                    \
                     for (int j = 0; j < PIX; j++)                                                                         \
-                        acc[j] = FMA(LOAD(in + ky * row + (size_t)kx * c + j * step, mask), wt[ky * KW + kx], acc[j]);    \
+                        if (i - j * SX >= 0 && i - j * SX < KW) acc[j] = FMA(v, wt[ky * KW + i - j * SX], acc[j]);        \
+                }                                                                                                         \
+            }                                                                                                             \
             for (int j = 0; j < PIX; j++)                                                                                 \
                 STORE(out + (size_t)(ox + j) * c, mask, (act == BNK_ACT_LINEAR ? acc[j] : MIN(MAX(acc[j], lower), upper))); \
         }                                                                                                                 \
         for (; ox < ox_hi; ox++) {                                                                                        \
             VEC a = b;                                                                                                    \
-            const float *in = base + (size_t)(ox * sx - pad_left) * c;                                                    \
+            const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                    \
             for (int ky = 0; ky < KH; ky++)                                                                               \
                 for (int kx = 0; kx < KW; kx++) a = FMA(LOAD(in + ky * row + (size_t)kx * c, mask), wt[ky * KW + kx], a); \
             STORE(out + (size_t)ox * c, mask, (act == BNK_ACT_LINEAR ? a : MIN(MAX(a, lower), upper)));                    \
@@ -201,14 +212,20 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     }                                                                                                                     \
 }
 
-DW_FIXED(interior3_avx512, __attribute__((target("avx512f"))), __m512, 16, LOAD512, STORE512, _mm512_setzero_ps,
-         _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, 3, 3, 8, interior_avx512)
-DW_FIXED(interior5_avx512, __attribute__((target("avx512f"))), __m512, 16, LOAD512, STORE512, _mm512_setzero_ps,
-         _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, 5, 5, 4, interior_avx512)
-DW_FIXED(interior3_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, STORE256, _mm256_setzero_ps,
-         _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, 3, 3, 4, interior_avx2)
-DW_FIXED(interior5_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, STORE256, _mm256_setzero_ps,
-         _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, 5, 5, 4, interior_avx2)
+#define DW_FIXED512(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx512f"))), __m512, 16, LOAD512, STORE512,  \
+    _mm512_setzero_ps, _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, KH, KH, SX, PIX, \
+    interior_avx512)
+#define DW_FIXED256(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, STORE256,   \
+    _mm256_setzero_ps, _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, KH, KH, SX, PIX,    \
+    interior_avx2)
+DW_FIXED512(interior3_avx512, 3, 1, 8)
+DW_FIXED512(interior3s2_avx512, 3, 2, 8)
+DW_FIXED512(interior5_avx512, 5, 1, 4)
+DW_FIXED512(interior5s2_avx512, 5, 2, 4)
+DW_FIXED256(interior3_avx2, 3, 1, 4)
+DW_FIXED256(interior3s2_avx2, 3, 2, 4)
+DW_FIXED256(interior5_avx2, 5, 1, 4)
+DW_FIXED256(interior5s2_avx2, 5, 2, 4)
 
 /* Depth multiplier 1: per output row, the border pixels by the generic body (one pixel at a
    time, bounds checked), the interior by the vector kernel above. */
@@ -265,16 +282,23 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
        they measured 13% slower there in an earlier version, but 1.2-1.8x faster on AMD Zen 5 at
        both levels (EfficientNet's and MobileNetV2's stride-2 shapes, hot: 112x112x96 3x3
        AVX-512 141 -> 77 us, AVX2 151 -> 114 us; 56x56x144 5x5 151 -> 88, 152 -> 129 us), so
-       they run at both strides. */
-    const int fixed = dy == 1 && dx == 1 && kh == kw && (kh == 3 || kh == 5) ? kh : 0;
+       they run at both strides (1 and 2; a wider horizontal stride takes the four-pixel kernel).
+       Loading each input column once per window row (see DW_FIXED), AMD Zen 4, hot, best of 300:
+       56x56x144 3x3 AVX-512 205-235 -> 134-164 us, AVX2 350-514 -> 299-449 us; 112x112x96 stride 2
+       AVX-512 192-209 -> 174-190, AVX2 305-469 -> 271-275; 28x28x192 AVX-512 71-85 -> 49-56. */
+    const int fixed = dy == 1 && dx == 1 && kh == kw && (kh == 3 || kh == 5) && (sx == 1 || sx == 2) ? kh : 0;
     if (m == 1 && bnk_use_avx512()) {
-        depthwise_rows(depthwise_avx512, fixed == 3 ? interior3_avx512 : fixed == 5 ? interior5_avx512 : interior_avx512, x, h, w, c, kh,
-                       kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act, after);
+        const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx512 : interior3s2_avx512)
+                                   : fixed == 5 ? (sx == 1 ? interior5_avx512 : interior5s2_avx512) : interior_avx512;
+        depthwise_rows(depthwise_avx512, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
+                       act, after);
         return;
     }
     if (m == 1 && bnk_use_avx2()) {
-        depthwise_rows(depthwise_avx2, fixed == 3 ? interior3_avx2 : fixed == 5 ? interior5_avx2 : interior_avx2, x, h, w, c, kh, kw, sy,
-                       sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act, after);
+        const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx2 : interior3s2_avx2)
+                                   : fixed == 5 ? (sx == 1 ? interior5_avx2 : interior5s2_avx2) : interior_avx2;
+        depthwise_rows(depthwise_avx2, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
+                       act, after);
         return;
     }
     if (bnk_use_avx512()) depthwise_avx512(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act);
