@@ -177,6 +177,11 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     const VEC lower = SETZERO();                                                                                          \
     const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
     const size_t row = (size_t)w * c;                                                                                     \
+    /* The rows the next output row adds to the window, fetched while this one runs (from L3, the  \
+       row sweeps, a channel block at a time, took 3-4x their time in L2). */                        \
+    const size_t ahead1 = iy0 + KH < h ? row : 0, ahead2 = sy > 1 && iy0 + KH + 1 < h ? 2 * row : ahead1;                 \
+    /* The next output row, fetched for writing (it exists: its window lies inside the image). */                      \
+    const size_t below = iy0 + sy + KH <= h ? (size_t)ow * c : 0;                                                          \
     for (int c0 = 0; c0 < c; c0 += W) {                                                                                   \
         const MASK_T mask = MASK_OF(c - c0 < W ? c - c0 : W);                                                             \
         VEC wt[KH * KW];                                                                                                  \
@@ -193,6 +198,11 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
                 const float *q = in + ky * row;                                                                           \
                 _Pragma("clang loop unroll(full)")                                                                        \
                 for (int i = 0; i < (PIX - 1) * SX + KW; i++, q += c) {                                                   \
+                    if (ky == KH - 1) {                                                                                   \
+                        _mm_prefetch((const char *)(q + ahead1), _MM_HINT_T0);                                            \
+                        _mm_prefetch((const char *)(q + ahead2), _MM_HINT_T0);                                            \
+                        if (i < PIX && below) __builtin_prefetch(out + (size_t)(ox + i) * c + below, 1, 3);          \
+                    }                                                                                                     \
                     const VEC v = LOAD(q, mask);                                                                          \
                     _Pragma("clang loop unroll(full)")                                                                    \
                     for (int j = 0; j < PIX; j++)                                                                         \
