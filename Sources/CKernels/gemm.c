@@ -72,18 +72,19 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
                         const float *bias, float *C, int ldc, int act) {
     int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     /* Pack when more than one row block reads the panel. */
-    float *pk = M > 12 ? bnk_panel((size_t)K * 32) : NULL;
-    for (int n0 = 0; n0 < N; n0 += 32) {
-        int width = N - n0 < 32 ? N - n0 : 32;
-        __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
-        __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
+    float *pk = M > 12 ? bnk_panel((size_t)K * 64) : NULL;
+    for (int n0 = 0; n0 < N; n0 += 64) {
+        int width = N - n0 < 64 ? N - n0 : 64;
         if (pk) {
-            int stride = width <= 16 ? 16 : 32;
+            /* Packed 16, 32 or 64 wide (zero past the last column), the vectors 16 floats apart. */
+            const int vectors = (width + 15) / 16, stride = vectors == 1 ? 16 : vectors == 2 ? 32 : 64;
             const float *src = B + n0;
-            for (int k = 0; k < K; k++, src += ldb) {
-                _mm512_store_ps(pk + (size_t)k * stride, _mm512_maskz_loadu_ps(mask0, src));
-                if (stride == 32) _mm512_store_ps(pk + (size_t)k * stride + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
-            }
+            for (int k = 0; k < K; k++, src += ldb)
+                for (int j = 0; j < stride / 16; j++) {
+                    const int left = width - 16 * j;
+                    const __mmask16 mask = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+                    _mm512_store_ps(pk + (size_t)k * stride + 16 * j, _mm512_maskz_loadu_ps(mask, src + 16 * j));
+                }
             bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, pk, pk + 16, stride, bias, NULL, C, ldc, elementwise);
         } else {
             /* Few rows: B read in place (the narrow kernel masks its loads; a wide block has 16 full columns). */
@@ -248,8 +249,8 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
     const size_t panel = (size_t)K * BNK_PANEL;
 #if BNK_X86
     if (bnk_use_avx512()) {
-        for (int n0 = 0; n0 < N; n0 += 32) {
-            const int width = N - n0 < 32 ? N - n0 : 32;
+        for (int n0 = 0; n0 < N; n0 += 64) {
+            const int width = N - n0 < 64 ? N - n0 : 64;
             const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
             bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, p, width > 16 ? p + panel : p, BNK_PANEL, bias, R, C, ldc, elementwise);
         }

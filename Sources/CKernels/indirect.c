@@ -25,11 +25,9 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
                                  const float *panels, const float *bias, const float *R, float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const size_t K = (size_t)segs * len;
-    float *pk = !panels && M > 12 ? bnk_panel(K * 32) : NULL;
-    for (int n0 = 0; n0 < N; n0 += 32) {
-        const int width = N - n0 < 32 ? N - n0 : 32;
-        const __mmask16 mask0 = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
-        const __mmask16 mask1 = width <= 16 ? 0 : (width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1));
+    float *pk = !panels && M > 12 ? bnk_panel(K * 64) : NULL;
+    for (int n0 = 0; n0 < N; n0 += 64) {
+        const int width = N - n0 < 64 ? N - n0 : 64;
         const float *bp = B + n0;
         int bs = ldb;
         ptrdiff_t hoff = 16;
@@ -39,12 +37,14 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
             hoff = (ptrdiff_t)(K * 16);
         } else if (pk) {
             const float *src = B + n0;
-            for (size_t k = 0; k < K; k++, src += ldb) {
-                _mm512_store_ps(pk + k * 32, _mm512_maskz_loadu_ps(mask0, src));
-                _mm512_store_ps(pk + k * 32 + 16, _mm512_maskz_loadu_ps(mask1, src + 16));
-            }
+            for (size_t k = 0; k < K; k++, src += ldb)
+                for (int j = 0; j < 4; j++) {
+                    const int left = width - 16 * j;
+                    const __mmask16 mask = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+                    _mm512_store_ps(pk + k * 64 + 16 * j, _mm512_maskz_loadu_ps(mask, src + 16 * j));
+                }
             bp = pk;
-            bs = 32;
+            bs = 64;
         }
         bnk_block_avx512(M, n0, width, segs, len, NULL, 0, rows, bp, bp + hoff, bs, bias, R, C, ldc, elementwise);
     }

@@ -59,8 +59,8 @@ float *bnk_panel(size_t floats);
 
 #if BNK_X86
 /* The GEMM microkernels (microkernels.c). Rows m < M of C's columns n0..n0+width (AVX-512:
-   width <= 32, B's columns n0.. read at b_lo and n0+16.. at b_hi; AVX2: width <= 16, read at b,
-   16 floats readable), each row stride bs:
+   width <= 64, B's columns n0 + 16 j.. read at b_lo + j * (b_hi - b_lo); AVX2: width <= 16, read
+   at b, 16 floats readable), each row stride bs:
    C[m][n0 + j] = act(bias[n0 + j] + sum over segments s < segs, k < len of a_m,s[k] * B[s * len + k][j]
                       (+ R[m][n0 + j]))
    where a_m,s = rows[m * segs + s] (the indirect convolution's pointer table), or A + m * lda
