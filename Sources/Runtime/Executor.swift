@@ -1079,10 +1079,9 @@ public final class Executor: @unchecked Sendable {
         case let .transpose(shape, perm):
             Kernels.transpose(x, y, batch: batch, shape: shape, perm: perm)
         case let .affine(scale, shift, channels):
-            y.update(from: x, count: count)
             scale.withUnsafeBufferPointer { s in
                 shift.withUnsafeBufferPointer { t in
-                    Kernels.affine(y, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!)
+                    Kernels.affine(from: x, to: y, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!)
                 }
             }
         case let .batchNormFromBatch(gamma, beta, epsilon, channels):

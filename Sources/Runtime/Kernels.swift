@@ -420,16 +420,36 @@ package enum Kernels {
         }
     }
 
-    /// `data[r, c] = data[r, c] * scale[c] + shift[c]`, in place.
-    static func affine(_ data: UnsafeMutablePointer<Float>, count: Int, channels: Int,
+    /// `y[r, c] = x[r, c] * scale[c] + shift[c]` (a multiply, then an add: two roundings, as
+    /// Keras's Rescaling and Normalization layers compute). Few channels (an image's three) go
+    /// through scale and shift repeated to 16 × channels values, so the loop runs over whole
+    /// vectors: a loop over each pixel's three channels took 1.2 ns a value (EfficientNetB0's
+    /// two input layers, 0.34 ms of 17 per 224×224 image, AMD Zen 4).
+    static func affine(from x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int, channels: Int,
                        scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) {
-        var offset = 0
-        while offset < count {
-            let row = data + offset
-            for c in 0..<channels {
-                row[c] = row[c] * scale[c] + shift[c]
+        guard channels > 0, count > 0 else { return }
+        if channels >= 16 {
+            for offset in stride(from: 0, to: count, by: channels) {
+                let from = x + offset, to = y + offset
+                for c in 0..<channels { to[c] = from[c] * scale[c] + shift[c] }
             }
-            offset += channels
+            return
+        }
+        let period = channels * 16
+        var pattern = [Float](repeating: 0, count: 2 * period)
+        for j in 0..<period {
+            pattern[j] = scale[j % channels]
+            pattern[period + j] = shift[j % channels]
+        }
+        pattern.withUnsafeBufferPointer { p in
+            let s = p.baseAddress!, t = p.baseAddress! + period
+            var offset = 0
+            while offset + period <= count {
+                let from = x + offset, to = y + offset
+                for j in 0..<period { to[j] = from[j] * s[j] + t[j] }
+                offset += period
+            }
+            for j in 0..<(count - offset) { y[offset + j] = x[offset + j] * s[j] + t[j] }
         }
     }
 
@@ -462,7 +482,7 @@ package enum Kernels {
             shift[c] = Float((beta?[c] ?? 0) - mean[c] * s)
         }
         scale.withUnsafeBufferPointer { s in
-            shift.withUnsafeBufferPointer { t in affine(data, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!) }
+            shift.withUnsafeBufferPointer { t in affine(from: data, to: data, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!) }
         }
     }
 
