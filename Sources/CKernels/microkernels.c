@@ -127,20 +127,20 @@ static inline row_block block_at(int m, int n0, int segs, const float *A, int ld
     case 3: CALL(3); break; case 2: CALL(2); break; default: CALL(1); break;               \
     }
 
-/* R <= 6 rows x up to 64 columns: vector j of B's row at b + j * hoff (two full vectors, the third
-   and fourth masked by mask2 and mask3). Four B loads and six broadcasts per k for 24 FMAs, and
+/* R <= 6 rows x up to 16 V columns, V = 3 or 4: vector j of B's row at b + j * hoff (two full
+   vectors, the third and fourth masked by mask2 and mask3). Four B loads and six broadcasts per k for 24 FMAs, and
    six row pointers (the 12 x 32 tile's twelve did not fit the general registers: reloaded from
    the stack every k): on AMD Zen 4, whose zmm FMAs take both 256-bit pipes, 3-16% faster than
    12 x 32 on ResNet50's and the MNIST CNNs' shapes (hot, best of 30). */
 __attribute__((target("avx512f"), always_inline))
-static inline void tile512_x4(const int R, int segs, int len, const float *A, size_t lda, const float *const *rows,
+static inline void tile512_x4(const int R, const int V, int segs, int len, const float *A, size_t lda, const float *const *rows,
                               const float *b, ptrdiff_t hoff, int bs, __mmask16 mask2, __mmask16 mask3, __m512 bias0,
                               __m512 bias1, __m512 bias2, __m512 bias3, const float *rr, float *c, int ldc, int elementwise) {
 #define DECLARE(r) __m512 v0##r = bias0, v1##r = bias1, v2##r = bias2, v3##r = bias3; const float *a##r = A;
     FOR_ROWS6(DECLARE)
 #undef DECLARE
     _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
-        _Pragma("GCC unroll 4") for (int j = 0; j < 64; j += 16) {
+        _Pragma("GCC unroll 4") for (int j = 0; j < 16 * V; j += 16) {
             if (rr) __builtin_prefetch(rr + (size_t)r * ldc + j, 0, 3);
             __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
         }
@@ -149,14 +149,15 @@ static inline void tile512_x4(const int R, int segs, int len, const float *A, si
         FOR_ROWS6(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
             const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + hoff);
-            const __m512 b2 = _mm512_maskz_loadu_ps(mask2, b + 2 * hoff), b3 = _mm512_maskz_loadu_ps(mask3, b + 3 * hoff);
+            const __m512 b2 = _mm512_maskz_loadu_ps(mask2, b + 2 * hoff);
+            const __m512 b3 = V > 3 ? _mm512_maskz_loadu_ps(mask3, b + 3 * hoff) : b2;
             _mm_prefetch((const char *)(b + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + 2 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + 3 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
+            if (V > 3) _mm_prefetch((const char *)(b + 3 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
 #define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]);                                        \
                               v0##r = _mm512_fmadd_ps(x, b0, v0##r); v1##r = _mm512_fmadd_ps(x, b1, v1##r);   \
-                              v2##r = _mm512_fmadd_ps(x, b2, v2##r); v3##r = _mm512_fmadd_ps(x, b3, v3##r); }
+                              v2##r = _mm512_fmadd_ps(x, b2, v2##r); if (V > 3) v3##r = _mm512_fmadd_ps(x, b3, v3##r); }
             FOR_ROWS6(FMA)
 #undef FMA
         }
@@ -166,11 +167,11 @@ static inline void tile512_x4(const int R, int segs, int len, const float *A, si
                   v0##r = _mm512_add_ps(v0##r, _mm512_loadu_ps(q));                                             \
                   v1##r = _mm512_add_ps(v1##r, _mm512_loadu_ps(q + 16));                                        \
                   v2##r = _mm512_add_ps(v2##r, _mm512_maskz_loadu_ps(mask2, q + 32));                           \
-                  v3##r = _mm512_add_ps(v3##r, _mm512_maskz_loadu_ps(mask3, q + 48)); }                         \
+                  if (V > 3) v3##r = _mm512_add_ps(v3##r, _mm512_maskz_loadu_ps(mask3, q + 48)); }              \
         _mm512_storeu_ps(cr, bnk_act512(v0##r, elementwise));                                                   \
         _mm512_storeu_ps(cr + 16, bnk_act512(v1##r, elementwise));                                              \
         _mm512_mask_storeu_ps(cr + 32, mask2, bnk_act512(v2##r, elementwise));                                  \
-        _mm512_mask_storeu_ps(cr + 48, mask3, bnk_act512(v3##r, elementwise)); }
+        if (V > 3) _mm512_mask_storeu_ps(cr + 48, mask3, bnk_act512(v3##r, elementwise)); }
     FOR_ROWS6(STORE)
 #undef STORE
 }
@@ -198,10 +199,14 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
         for (int block = 0, m = 0; block < blocks; block++) {
             const int R = M / blocks + (block < M % blocks);
             const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
-#define X4(ROWS) tile512_x4(ROWS, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, bias0, bias1, bias2, bias3, o.rr, \
-                            o.c, ldc, elementwise)
-            TILE6_CASES(X4)
+#define X4(ROWS) tile512_x4(ROWS, 4, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, bias0, bias1, bias2, bias3, \
+                            o.rr, o.c, ldc, elementwise)
+#define X3(ROWS) tile512_x4(ROWS, 3, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, bias0, bias1, bias2, bias3, \
+                            o.rr, o.c, ldc, elementwise)
+            /* 33 to 48 columns: three vectors (a fourth, all masked, would still cost its FMAs). */
+            if (mask3) { TILE6_CASES(X4) } else { TILE6_CASES(X3) }
 #undef X4
+#undef X3
             m += R;
         }
         return;
