@@ -76,15 +76,7 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
     for (int n0 = 0; n0 < N; n0 += 64) {
         int width = N - n0 < 64 ? N - n0 : 64;
         if (pk) {
-            /* Packed 16, 32 or 64 wide (zero past the last column), the vectors 16 floats apart. */
-            const int vectors = (width + 15) / 16, stride = vectors == 1 ? 16 : vectors == 2 ? 32 : 64;
-            const float *src = B + n0;
-            for (int k = 0; k < K; k++, src += ldb)
-                for (int j = 0; j < stride / 16; j++) {
-                    const int left = width - 16 * j;
-                    const __mmask16 mask = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-                    _mm512_store_ps(pk + (size_t)k * stride + 16 * j, _mm512_maskz_loadu_ps(mask, src + 16 * j));
-                }
+            const int stride = bnk_pack_block_avx512(B + n0, ldb, (size_t)K, width, pk);
             bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, pk, pk + 16, stride, bias, NULL, C, ldc, elementwise);
         } else {
             /* Few rows: B read in place (the narrow kernel masks its loads; a wide block has 16 full columns). */

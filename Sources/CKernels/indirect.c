@@ -36,15 +36,8 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
             bs = 16;
             hoff = (ptrdiff_t)(K * 16);
         } else if (pk) {
-            const float *src = B + n0;
-            for (size_t k = 0; k < K; k++, src += ldb)
-                for (int j = 0; j < 4; j++) {
-                    const int left = width - 16 * j;
-                    const __mmask16 mask = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-                    _mm512_store_ps(pk + k * 64 + 16 * j, _mm512_maskz_loadu_ps(mask, src + 16 * j));
-                }
+            bs = bnk_pack_block_avx512(B + n0, ldb, K, width, pk);
             bp = pk;
-            bs = 64;
         }
         bnk_block_avx512(M, n0, width, segs, len, NULL, 0, rows, bp, bp + hoff, bs, bias, R, C, ldc, elementwise);
     }

@@ -68,6 +68,10 @@ float *bnk_panel(size_t floats);
 void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
                       const float *b_lo, const float *b_hi, int bs, const float *bias, const float *R, float *C, int ldc,
                       int elementwise);
+/* Columns 0..<width (at most 64) of K rows of a row-major B (rows ldb apart) packed for
+   bnk_block_avx512: rows of 16, 32 or 64 floats (as many vectors as the width needs, zero past
+   the last column), the vectors 16 floats apart (b_hi = b_lo + 16). Returns the row stride. */
+int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *pk);
 void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
                     const float *b, int bs, const float *bias, const float *R, float *C, int ldc, int elementwise);
 #endif

@@ -232,6 +232,18 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
     }
 }
 
+__attribute__((target("avx512f")))
+int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *pk) {
+    const int vectors = (width + 15) / 16, stride = vectors == 1 ? 16 : vectors == 2 ? 32 : 64;
+    for (size_t k = 0; k < K; k++, B += ldb)
+        for (int j = 0; j < stride / 16; j++) {
+            const int left = width - 16 * j;
+            const __mmask16 mask = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            _mm512_store_ps(pk + k * stride + 16 * j, _mm512_maskz_loadu_ps(mask, B + 16 * j));
+        }
+    return stride;
+}
+
 /* R rows x 16 columns: B's 16 columns readable at b (a panel, zero past the last column, or a
    full block of a row-major B); the stores of a narrower block masked. */
 __attribute__((target("avx2,fma"), always_inline))
