@@ -268,9 +268,12 @@ final class SplitAndFusionTests: XCTestCase {
 
     /// B prepacked into panels once (`bnk_pack_panels`, as a planned model's kernels are):
     /// the same values as the GEMM packing per call, bit for bit, whole or by column ranges
-    /// starting at any panel, with column tails of every width and the sigmoid epilogue.
+    /// starting at any panel, with column tails of every width and the sigmoid epilogue; and
+    /// with an A of more than 2 MiB beside panels of more than 128 KiB (1100 × 520: done in
+    /// chunks of rows, B's panels read again per chunk).
     func testPrepackedPanelsEqualTheGEMM() {
-        for (m, n, k) in [(50, 37, 5), (25, 70, 300), (13, 96, 64), (1, 1000, 40), (97, 16, 9), (36, 8, 130), (7, 33, 17), (12, 48, 2)] {
+        for (m, n, k) in [(50, 37, 5), (25, 70, 300), (13, 96, 64), (1, 1000, 40), (97, 16, 9), (36, 8, 130), (7, 33, 17), (12, 48, 2),
+                          (1100, 80, 520)] {
             let a = random.floats(m * k, in: -1...1), b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
             var panels = [Float](repeating: .nan, count: bnk_panels_floats(Int32(k), Int32(n)))
             XCTAssertEqual(panels.count, (n + 15) / 16 * 16 * k)
