@@ -92,68 +92,73 @@ static void depthwise_generic(const float *x, int h, int w, int c, int m, int kh
    lie inside the image horizontally (the rows outside it are skipped, adding nothing), four at a
    time, all channels of the four in turn, so each weight vector loaded serves four outputs. Sums
    from the bias over the taps in order, with FMAs, like the body above; ReLU/ReLU6 at the store. */
-#define DW_INTERIOR(NAME, TARGET, VEC, W, LOAD, STORE, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF)                                      \
-TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
-                        int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
-                        int act) {                                                                                         \
+#define DW_INTERIOR(NAME, TARGET, VEC, W, LOAD, LOADU, STORE, STOREU, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF)         \
+/* PIX (4 or 1) pixels from ox, channels c0..: full, W channels read and written without a mask (a masked AVX2 load or \
+   store of a whole vector took several times a plain one's time on AMD Zen 4: below). */                             \
+TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int PIX, const int full, const float *x, int h,  \
+        int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oy, int ox,           \
+        const float *kernel, const float *bias, float *y, int ow, int act, int c0, MASK_T mask) {                          \
     /* ReLU / ReLU6 as a clamp at the store. */                                                                          \
     const VEC lower = SETZERO();                                                                                          \
     const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
+    const VEC b = bias ? (full ? LOADU(bias + c0) : LOAD(bias + c0, mask)) : SETZERO();                                   \
+    const size_t step = (size_t)sx * c;                                                                                   \
+    VEC a0 = b, a1 = b, a2 = b, a3 = b;                                                                                   \
+    for (int ky = 0; ky < kh; ky++) {                                                                                     \
+        const int iy = oy * sy - pad_top + ky * dy;                                                                       \
+        if (iy < 0 || iy >= h) continue;                                                                                  \
+        const float *in = x + (size_t)iy * w * c + c0 + (size_t)(ox * sx - pad_left) * c;                                 \
+        const float *wk = kernel + (size_t)ky * kw * c + c0;                                                              \
+        for (int kx = 0; kx < kw; kx++, in += (size_t)dx * c, wk += c) {                                                  \
+            const VEC wt = full ? LOADU(wk) : LOAD(wk, mask);                                                             \
+            a0 = FMA(full ? LOADU(in) : LOAD(in, mask), wt, a0);                                                          \
+            if (PIX > 1) {                                                                                                \
+                a1 = FMA(full ? LOADU(in + step) : LOAD(in + step, mask), wt, a1);                                        \
+                a2 = FMA(full ? LOADU(in + 2 * step) : LOAD(in + 2 * step, mask), wt, a2);                                \
+                a3 = FMA(full ? LOADU(in + 3 * step) : LOAD(in + 3 * step, mask), wt, a3);                                \
+            }                                                                                                             \
+        }                                                                                                                 \
+    }                                                                                                                     \
+    float *out = y + ((size_t)oy * ow + ox) * c + c0;                                                                     \
+    const VEC r[4] = {a0, a1, a2, a3};                                                                                    \
+    for (int j = 0; j < PIX; j++) {                                                                                       \
+        const VEC v = act == BNK_ACT_LINEAR ? r[j] : MIN(MAX(r[j], lower), upper);                                        \
+        if (full) STOREU(out + (size_t)j * c, v); else STORE(out + (size_t)j * c, mask, v);                               \
+    }                                                                                                                     \
+}                                                                                                                         \
+TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
+                        int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
+                        int act) {                                                                                         \
     int ox = ox_lo;                                                                                                       \
     /* Four pixels at a time, all their channels (the input rows read channel after channel). */                          \
-    for (; ox + 4 <= ox_hi; ox += 4) {                                                                                    \
+    for (; ox + 4 <= ox_hi; ox += 4)                                                                                      \
         for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
-            const MASK_T mask = MASK_OF(c - c0 < W ? c - c0 : W);                                                         \
-            const VEC b = bias ? LOAD(bias + c0, mask) : SETZERO();                                                       \
-            VEC a0 = b, a1 = b, a2 = b, a3 = b;                                                                           \
-            const size_t step = (size_t)sx * c;                                                                           \
-            for (int ky = 0; ky < kh; ky++) {                                                                             \
-                const int iy = oy * sy - pad_top + ky * dy;                                                               \
-                if (iy < 0 || iy >= h) continue;                                                                          \
-                const float *in = x + (size_t)iy * w * c + c0 + (size_t)(ox * sx - pad_left) * c;                         \
-                const float *wk = kernel + (size_t)ky * kw * c + c0;                                                      \
-                for (int kx = 0; kx < kw; kx++, in += (size_t)dx * c, wk += c) {                                          \
-                    const VEC wt = LOAD(wk, mask);                                                                        \
-                    a0 = FMA(LOAD(in, mask), wt, a0);                                                                     \
-                    a1 = FMA(LOAD(in + step, mask), wt, a1);                                                              \
-                    a2 = FMA(LOAD(in + 2 * step, mask), wt, a2);                                                          \
-                    a3 = FMA(LOAD(in + 3 * step, mask), wt, a3);                                                          \
-                }                                                                                                         \
-            }                                                                                                             \
-            float *out = y + ((size_t)oy * ow + ox) * c + c0;                                                             \
-            STORE(out, mask, (act == BNK_ACT_LINEAR ? a0 : MIN(MAX(a0, lower), upper)));                                                                                         \
-            STORE(out + c, mask, (act == BNK_ACT_LINEAR ? a1 : MIN(MAX(a1, lower), upper)));                                                                                     \
-            STORE(out + 2 * (size_t)c, mask, (act == BNK_ACT_LINEAR ? a2 : MIN(MAX(a2, lower), upper)));                                                                         \
-            STORE(out + 3 * (size_t)c, mask, (act == BNK_ACT_LINEAR ? a3 : MIN(MAX(a3, lower), upper)));                                                                         \
+            if (c - c0 >= W) NAME##_pixels(4, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
+                                           ow, act, c0, MASK_OF(W));                                                      \
+            else NAME##_pixels(4, 0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, ow, act, \
+                               c0, MASK_OF(c - c0));                                                                      \
         }                                                                                                                 \
-    }                                                                                                                     \
-    for (; ox < ox_hi; ox++) {                                                                                            \
+    for (; ox < ox_hi; ox++)                                                                                              \
         for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
-            const MASK_T mask = MASK_OF(c - c0 < W ? c - c0 : W);                                                         \
-            const VEC b = bias ? LOAD(bias + c0, mask) : SETZERO();                                                       \
-            VEC a0 = b;                                                                                                   \
-            for (int ky = 0; ky < kh; ky++) {                                                                             \
-                const int iy = oy * sy - pad_top + ky * dy;                                                               \
-                if (iy < 0 || iy >= h) continue;                                                                          \
-                const float *in = x + (size_t)iy * w * c + c0 + (size_t)(ox * sx - pad_left) * c;                         \
-                const float *wk = kernel + (size_t)ky * kw * c + c0;                                                      \
-                for (int kx = 0; kx < kw; kx++, in += (size_t)dx * c, wk += c) a0 = FMA(LOAD(in, mask), LOAD(wk, mask), a0); \
-            }                                                                                                             \
-            STORE(y + ((size_t)oy * ow + ox) * c + c0, mask, (act == BNK_ACT_LINEAR ? a0 : MIN(MAX(a0, lower), upper)));                                                         \
+            if (c - c0 >= W) NAME##_pixels(1, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
+                                           ow, act, c0, MASK_OF(W));                                                      \
+            else NAME##_pixels(1, 0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, ow, act, \
+                               c0, MASK_OF(c - c0));                                                                      \
         }                                                                                                                 \
-    }                                                                                                                     \
 }
 
 #define MASK512(n) ((__mmask16)((n) >= 16 ? 0xFFFF : ((1u << (n)) - 1)))
 #define LOAD512(p, m) _mm512_maskz_loadu_ps(m, p)
 #define STORE512(p, m, v) _mm512_mask_storeu_ps(p, m, v)
-DW_INTERIOR(interior_avx512, __attribute__((target("avx512f"))), __m512, 16, LOAD512, STORE512, _mm512_setzero_ps,
+DW_INTERIOR(interior_avx512, __attribute__((target("avx512f"))), __m512, 16, LOAD512, _mm512_loadu_ps, STORE512, _mm512_storeu_ps,
+            _mm512_setzero_ps,
             _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512)
 
 #define MASK256(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define LOAD256(p, m) _mm256_maskload_ps(p, m)
 #define STORE256(p, m, v) _mm256_maskstore_ps(p, m, v)
-DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, STORE256, _mm256_setzero_ps,
+DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, STORE256, _mm256_storeu_ps,
+            _mm256_setzero_ps,
             _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256)
 
 /* The interior for a fixed kh x kw (3x3, 5x5) and horizontal stride (1, 2), no dilation, on
@@ -165,7 +170,54 @@ DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD2
    zmm or two ymm a cycle (AMD Zen 4; the numbers at bnk_depthwise_conv2d).
    A pixel's taps still come in order (row by row, column by column within a row), so the sums are
    those of the kernel above, bit for bit. */
-#define DW_FIXED(NAME, TARGET, VEC, W, LOAD, STORE, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, KH, KW, SX, PIX, FALLBACK)    \
+#define DW_FIXED(NAME, TARGET, VEC, W, LOAD, LOADU, STORE, STOREU, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, KH, KW, SX, \
+                 PIX, FALLBACK)                                                                                           \
+/* One channel block of the row (full: W channels, read and written without a mask). */                                   \
+TARGET static inline __attribute__((always_inline)) void NAME##_block(const int full, const float *base, float *out, int c, \
+        size_t row, int pad_left, int ox_lo, int ox_hi, const float *kernel, const float *bias, int c0, MASK_T mask,       \
+        size_t ahead1, size_t ahead2, size_t below, int act) {                                                            \
+    const VEC lower = SETZERO();                                                                                          \
+    const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
+    VEC wt[KH * KW];                                                                                                      \
+    for (int t = 0; t < KH * KW; t++) wt[t] = full ? LOADU(kernel + (size_t)t * c + c0) : LOAD(kernel + (size_t)t * c + c0, mask); \
+    const VEC b = bias ? (full ? LOADU(bias + c0) : LOAD(bias + c0, mask)) : SETZERO();                                   \
+    int ox = ox_lo;                                                                                                       \
+    for (; ox + PIX <= ox_hi; ox += PIX) {                                                                                \
+        VEC acc[PIX];                                                                                                     \
+        for (int j = 0; j < PIX; j++) acc[j] = b;                                                                         \
+        const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                        \
+        for (int ky = 0; ky < KH; ky++) {                                                                                 \
+            const float *q = in + ky * row;                                                                               \
+            _Pragma("clang loop unroll(full)")                                                                            \
+            for (int i = 0; i < (PIX - 1) * SX + KW; i++, q += c) {                                                       \
+                if (ky == KH - 1) {                                                                                       \
+                    _mm_prefetch((const char *)(q + ahead1), _MM_HINT_T0);                                                \
+                    _mm_prefetch((const char *)(q + ahead2), _MM_HINT_T0);                                                \
+                    if (i < PIX && below) __builtin_prefetch(out + (size_t)(ox + i) * c + below, 1, 3);                  \
+                }                                                                                                         \
+                const VEC v = full ? LOADU(q) : LOAD(q, mask);                                                            \
+                _Pragma("clang loop unroll(full)")                                                                        \
+                for (int j = 0; j < PIX; j++)                                                                             \
+                    if (i - j * SX >= 0 && i - j * SX < KW) acc[j] = FMA(v, wt[ky * KW + i - j * SX], acc[j]);            \
+            }                                                                                                             \
+        }                                                                                                                 \
+        for (int j = 0; j < PIX; j++) {                                                                                   \
+            const VEC v = act == BNK_ACT_LINEAR ? acc[j] : MIN(MAX(acc[j], lower), upper);                                \
+            if (full) STOREU(out + (size_t)(ox + j) * c, v); else STORE(out + (size_t)(ox + j) * c, mask, v);             \
+        }                                                                                                                 \
+    }                                                                                                                     \
+    for (; ox < ox_hi; ox++) {                                                                                            \
+        VEC a = b;                                                                                                        \
+        const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                        \
+        for (int ky = 0; ky < KH; ky++)                                                                                   \
+            for (int kx = 0; kx < KW; kx++) {                                                                             \
+                const float *q = in + ky * row + (size_t)kx * c;                                                          \
+                a = FMA(full ? LOADU(q) : LOAD(q, mask), wt[ky * KW + kx], a);                                            \
+            }                                                                                                             \
+        const VEC v = act == BNK_ACT_LINEAR ? a : MIN(MAX(a, lower), upper);                                              \
+        if (full) STOREU(out + (size_t)ox * c, v); else STORE(out + (size_t)ox * c, mask, v);                             \
+    }                                                                                                                     \
+}                                                                                                                         \
 TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
                         int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
                         int act) {                                                                                         \
@@ -174,8 +226,6 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
         FALLBACK(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);      \
         return;                                                                                                           \
     }                                                                                                                     \
-    const VEC lower = SETZERO();                                                                                          \
-    const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
     const size_t row = (size_t)w * c;                                                                                     \
     /* The rows the next output row adds to the window, fetched while this one runs (from L3, the  \
        row sweeps, a channel block at a time, took 3-4x their time in L2). */                        \
@@ -183,49 +233,22 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     /* The next output row, fetched for writing (it exists: its window lies inside the image). */                      \
     const size_t below = iy0 + sy + KH <= h ? (size_t)ow * c : 0;                                                          \
     for (int c0 = 0; c0 < c; c0 += W) {                                                                                   \
-        const MASK_T mask = MASK_OF(c - c0 < W ? c - c0 : W);                                                             \
-        VEC wt[KH * KW];                                                                                                  \
-        for (int t = 0; t < KH * KW; t++) wt[t] = LOAD(kernel + (size_t)t * c + c0, mask);                                \
-        const VEC b = bias ? LOAD(bias + c0, mask) : SETZERO();                                                           \
         const float *base = x + (size_t)iy0 * row + c0;                                                                   \
         float *out = y + (size_t)oy * ow * c + c0;                                                                        \
-        int ox = ox_lo;                                                                                                   \
-        for (; ox + PIX <= ox_hi; ox += PIX) {                                                                            \
-            VEC acc[PIX];                                                                                                 \
-            for (int j = 0; j < PIX; j++) acc[j] = b;                                                                     \
-            const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                    \
-            for (int ky = 0; ky < KH; ky++) {                                                                             \
-                const float *q = in + ky * row;                                                                           \
-                _Pragma("clang loop unroll(full)")                                                                        \
-                for (int i = 0; i < (PIX - 1) * SX + KW; i++, q += c) {                                                   \
-                    if (ky == KH - 1) {                                                                                   \
-                        _mm_prefetch((const char *)(q + ahead1), _MM_HINT_T0);                                            \
-                        _mm_prefetch((const char *)(q + ahead2), _MM_HINT_T0);                                            \
-                        if (i < PIX && below) __builtin_prefetch(out + (size_t)(ox + i) * c + below, 1, 3);          \
-                    }                                                                                                     \
-                    const VEC v = LOAD(q, mask);                                                                          \
-                    _Pragma("clang loop unroll(full)")                                                                    \
-                    for (int j = 0; j < PIX; j++)                                                                         \
-                        if (i - j * SX >= 0 && i - j * SX < KW) acc[j] = FMA(v, wt[ky * KW + i - j * SX], acc[j]);        \
-                }                                                                                                         \
-            }                                                                                                             \
-            for (int j = 0; j < PIX; j++)                                                                                 \
-                STORE(out + (size_t)(ox + j) * c, mask, (act == BNK_ACT_LINEAR ? acc[j] : MIN(MAX(acc[j], lower), upper))); \
-        }                                                                                                                 \
-        for (; ox < ox_hi; ox++) {                                                                                        \
-            VEC a = b;                                                                                                    \
-            const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                    \
-            for (int ky = 0; ky < KH; ky++)                                                                               \
-                for (int kx = 0; kx < KW; kx++) a = FMA(LOAD(in + ky * row + (size_t)kx * c, mask), wt[ky * KW + kx], a); \
-            STORE(out + (size_t)ox * c, mask, (act == BNK_ACT_LINEAR ? a : MIN(MAX(a, lower), upper)));                    \
-        }                                                                                                                 \
+        if (c - c0 >= W)                                                                                                  \
+            NAME##_block(1, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(W), ahead1, ahead2, below, act); \
+        else                                                                                                              \
+            NAME##_block(0, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(c - c0), ahead1, ahead2,  \
+                         below, act);                                                                                     \
     }                                                                                                                     \
 }
 
-#define DW_FIXED512(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx512f"))), __m512, 16, LOAD512, STORE512,  \
+#define DW_FIXED512(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx512f"))), __m512, 16, LOAD512, _mm512_loadu_ps, \
+    STORE512, _mm512_storeu_ps, \
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, KH, KH, SX, PIX, \
     interior_avx512)
-#define DW_FIXED256(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, STORE256,   \
+#define DW_FIXED256(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, \
+    STORE256, _mm256_storeu_ps, \
     _mm256_setzero_ps, _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, KH, KH, SX, PIX,    \
     interior_avx2)
 DW_FIXED512(interior3_avx512, 3, 1, 8)
@@ -295,7 +318,11 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
        they run at both strides (1 and 2; a wider horizontal stride takes the four-pixel kernel).
        Loading each input column once per window row (see DW_FIXED), AMD Zen 4, hot, best of 300:
        56x56x144 3x3 AVX-512 205-235 -> 134-164 us, AVX2 350-514 -> 299-449 us; 112x112x96 stride 2
-       AVX-512 192-209 -> 174-190, AVX2 305-469 -> 271-275; 28x28x192 AVX-512 71-85 -> 49-56. */
+       AVX-512 192-209 -> 174-190, AVX2 305-469 -> 271-275; 28x28x192 AVX-512 71-85 -> 49-56.
+       Whole channel blocks read and written without a mask (AVX2's vmaskmovps store of a whole
+       vector is several times a plain store on AMD cores), same machine, AVX2, best of 300:
+       56x56x144 508-533 -> 189-195 us, 112x112x96 stride 2 474-487 -> 293-313, 28x28x192
+       178-180 -> 79-103, 12x12x192 21.5-33.8 -> 13.8-18.2 (AVX-512 unchanged). */
     const int fixed = dy == 1 && dx == 1 && kh == kw && (kh == 3 || kh == 5) && (sx == 1 || sx == 2) ? kh : 0;
     if (m == 1 && bnk_use_avx512()) {
         const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx512 : interior3s2_avx512)

@@ -62,8 +62,8 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
             const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
             const float *src = B + n0;
             for (int k = 0; k < K; k++, src += ldb) {
-                _mm256_store_ps(pk + (size_t)k * 16, _mm256_maskload_ps(src, mask0));
-                _mm256_store_ps(pk + (size_t)k * 16 + 8, _mm256_maskload_ps(src + 8, mask1));
+                _mm256_store_ps(pk + (size_t)k * 16, width == 16 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mask0));
+                _mm256_store_ps(pk + (size_t)k * 16 + 8, width == 16 ? _mm256_loadu_ps(src + 8) : _mm256_maskload_ps(src + 8, mask1));
             }
         }
         bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise);

@@ -266,8 +266,9 @@ static inline void tile256(const int R, int segs, int len, const float *A, size_
         }
     }
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
-        if (rr) { lo##r = _mm256_add_ps(lo##r, _mm256_maskload_ps(rr + (size_t)(r) * ldc, mask0));                \
-                  hi##r = _mm256_add_ps(hi##r, _mm256_maskload_ps(rr + (size_t)(r) * ldc + 8, mask1)); }          \
+        if (rr) { const float *q = rr + (size_t)(r) * ldc;                                                      \
+                  lo##r = _mm256_add_ps(lo##r, width == 16 ? _mm256_loadu_ps(q) : _mm256_maskload_ps(q, mask0));  \
+                  hi##r = _mm256_add_ps(hi##r, width == 16 ? _mm256_loadu_ps(q + 8) : _mm256_maskload_ps(q + 8, mask1)); } \
         if (width == 16) { _mm256_storeu_ps(cr, bnk_act256(lo##r, elementwise));                                    \
                            _mm256_storeu_ps(cr + 8, bnk_act256(hi##r, elementwise)); }                              \
         else { _mm256_maskstore_ps(cr, mask0, bnk_act256(lo##r, elementwise));                                      \
