@@ -2,7 +2,9 @@
  * indirect convolution (indirect.c): one register tile per instruction-set level.
  *
  * AVX-512: up to 6 rows x 64 columns (24 zmm accumulators) for a block of more than 32 columns,
- * 12 x 32 for 17 to 32, 12 x 16 for at most 16. AVX2+FMA: up to 6 rows x 16 columns (12 ymm accumulators). A call's rows
+ * 12 x 32 for 17 to 32, 12 x 16 for at most 16. AVX2+FMA: up to 6 rows x 16 columns (12 ymm accumulators),
+ * 6 x 8 for a block of at most 8 (N = 24: 3136 x 24 x 144 with a residual, AMD Zen 4, best of
+ * 600 alternating, 286 -> 229 us; N = 40: 784 x 40 x 240 166 -> 145 us). A call's rows
  * are split into blocks as even as the tile allows (49 rows: 10+10+10+10+9, not 12+12+12+12
  * and a 1-row block whose 2 accumulators leave the FMA units idle for most of each FMA's
  * latency), and the tile is compiled once per row count so every block keeps its
@@ -244,12 +246,15 @@ int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *p
     return stride;
 }
 
-/* R rows x 16 columns: B's 16 columns readable at b (a panel, zero past the last column, or a
-   full block of a row-major B); the stores of a narrower block masked. */
+/* R rows x 16 columns (V = 2) or x 8 (V = 1, a block of at most 8 columns: N = 24 or 40 leaves
+   one, whose second vector would be all FMAs for nothing): B's 8 V columns readable at b (a
+   panel, zero past the last column, or a full block of a row-major B); whole vectors stored
+   plainly, a narrower one masked (a masked store of a whole vector takes several times a plain
+   one on AMD cores). */
 __attribute__((target("avx2,fma"), always_inline))
-static inline void tile256(const int R, int segs, int len, const float *A, size_t lda, const float *const *rows, const float *b,
-                           int bs, int width, __m256i mask0, __m256i mask1, __m256 bias0, __m256 bias1, const float *rr,
-                           float *c, int ldc, int elementwise) {
+static inline void tile256(const int R, const int V, int segs, int len, const float *A, size_t lda, const float *const *rows,
+                           const float *b, int bs, int width, __m256i mask0, __m256i mask1, __m256 bias0, __m256 bias1,
+                           const float *rr, float *c, int ldc, int elementwise) {
 #define DECLARE(r) __m256 lo##r = bias0, hi##r = bias1; const float *a##r = A;
     FOR_ROWS6(DECLARE)
 #undef DECLARE
@@ -257,22 +262,22 @@ static inline void tile256(const int R, int segs, int len, const float *A, size_
     for (int s = 0; s < segs; s++) {
         FOR_ROWS6(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
-            const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+            const __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;
             _mm_prefetch((const char *)(b + PREFETCH_ROWS_AVX2 * bs), _MM_HINT_T0);
 #define FMA(r) if ((r) < R) { const __m256 x = _mm256_broadcast_ss(a##r + k); \
-                              lo##r = _mm256_fmadd_ps(x, b0, lo##r); hi##r = _mm256_fmadd_ps(x, b1, hi##r); }
+                              lo##r = _mm256_fmadd_ps(x, b0, lo##r); if (V > 1) hi##r = _mm256_fmadd_ps(x, b1, hi##r); }
             FOR_ROWS6(FMA)
 #undef FMA
         }
     }
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (rr) { const float *q = rr + (size_t)(r) * ldc;                                                      \
-                  lo##r = _mm256_add_ps(lo##r, width == 16 ? _mm256_loadu_ps(q) : _mm256_maskload_ps(q, mask0));  \
-                  hi##r = _mm256_add_ps(hi##r, width == 16 ? _mm256_loadu_ps(q + 8) : _mm256_maskload_ps(q + 8, mask1)); } \
-        if (width == 16) { _mm256_storeu_ps(cr, bnk_act256(lo##r, elementwise));                                    \
-                           _mm256_storeu_ps(cr + 8, bnk_act256(hi##r, elementwise)); }                              \
-        else { _mm256_maskstore_ps(cr, mask0, bnk_act256(lo##r, elementwise));                                      \
-               _mm256_maskstore_ps(cr + 8, mask1, bnk_act256(hi##r, elementwise)); } }
+                  lo##r = _mm256_add_ps(lo##r, width >= 8 ? _mm256_loadu_ps(q) : _mm256_maskload_ps(q, mask0));   \
+                  if (V > 1) hi##r = _mm256_add_ps(hi##r, width == 16 ? _mm256_loadu_ps(q + 8) : _mm256_maskload_ps(q + 8, mask1)); } \
+        if (width >= 8) _mm256_storeu_ps(cr, bnk_act256(lo##r, elementwise));                                   \
+        else _mm256_maskstore_ps(cr, mask0, bnk_act256(lo##r, elementwise));                                    \
+        if (V > 1) { if (width == 16) _mm256_storeu_ps(cr + 8, bnk_act256(hi##r, elementwise));                  \
+                     else _mm256_maskstore_ps(cr + 8, mask1, bnk_act256(hi##r, elementwise)); } }
     FOR_ROWS6(STORE)
 #undef STORE
 }
@@ -290,9 +295,11 @@ void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A,
     for (int block = 0, m = 0; block < blocks; block++) {
         const int R = M / blocks + (block < M % blocks);
         const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
-#define TILE(ROWS) tile256(ROWS, segs, len, o.a, (size_t)lda, o.t, b, bs, width, mask0, mask1, bias0, bias1, o.rr, o.c, ldc, elementwise)
-        TILE6_CASES(TILE)
-#undef TILE
+#define TILE2(ROWS) tile256(ROWS, 2, segs, len, o.a, (size_t)lda, o.t, b, bs, width, mask0, mask1, bias0, bias1, o.rr, o.c, ldc, elementwise)
+#define TILE1(ROWS) tile256(ROWS, 1, segs, len, o.a, (size_t)lda, o.t, b, bs, width, mask0, mask1, bias0, bias1, o.rr, o.c, ldc, elementwise)
+        if (width > 8) { TILE6_CASES(TILE2) } else { TILE6_CASES(TILE1) }
+#undef TILE2
+#undef TILE1
         m += R;
     }
 }
