@@ -190,9 +190,28 @@ public final class Executor: @unchecked Sendable {
             pooledInto[node.name] = reader.name
             absorbed.insert(reader.name)
         }
+        // Whether every value of a node is >= 0 (its activation is one whose results are): a zero
+        // border then never raises a max pooling's maximum.
+        func nonNegative(_ name: String) -> Bool {
+            let activation: Activation
+            switch graph.node(named: name)?.operation {
+            case .activation(let a): activation = a
+            case .conv2d(let conv): activation = conv.activation
+            case .depthwiseConv2d(let conv): activation = conv.activation
+            case .dense(let dense): activation = dense.activation
+            default: return false
+            }
+            switch activation {
+            case .relu, .relu6, .sigmoid, .hardSigmoid: return true
+            default: return false
+            }
+        }
         // A zero padding whose only reader is a Conv2D or DepthwiseConv2D: the conv reads the
         // unpadded input with the padding added to its own (taps outside the input add nothing),
-        // so the padded copy is never made.
+        // so the padded copy is never made. Likewise before a max pooling of values >= 0 (ResNet's
+        // stem: ReLU, a 1-pixel border, a 3x3 stride-2 max pool) when every window keeps at least
+        // one input pixel: the pooling skips taps outside the input, and a zero never exceeds the
+        // maximum of values >= 0 (a 112x112x64 copy saved per ResNet50 image).
         var paddingFor: [String: (source: String, top: Int, left: Int)] = [:]
         for node in graph.nodes {
             let pads: [Int]
@@ -207,6 +226,16 @@ public final class Executor: @unchecked Sendable {
             guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name] else { continue }
             switch reader.operation {
             case .conv2d, .depthwiseConv2d: break
+            case .pool2d(let pool) where pool.kind == .max && nonNegative(node.inputs[0]):
+                guard let source = shapes[node.inputs[0]], source.count == 3 else { continue }
+                var g = Self.geometry(pool.window, shapes[node.name]!, shapes[reader.name]!)
+                g.inHeight = source[0]
+                g.inWidth = source[1]
+                g.padTop += pads[0]
+                g.padLeft += pads[2]
+                // The first and last windows of each axis hold an input row and column.
+                guard g.padTop < g.kernelHeight, g.padLeft < g.kernelWidth, (g.outHeight - 1) * g.strideY - g.padTop < g.inHeight,
+                      (g.outWidth - 1) * g.strideX - g.padLeft < g.inWidth else { continue }
             default: continue
             }
             paddingFor[reader.name] = (node.inputs[0], pads[0], pads[2])
@@ -355,7 +384,7 @@ public final class Executor: @unchecked Sendable {
                                   geometry: convGeometry(conv.window, node, outShape), multiplier: conv.depthMultiplier,
                                   activation: Self.kind(fused?.activation ?? conv.activation))
             case .pool2d(let pool):
-                kind = .pool(geometry: Self.geometry(pool.window, inShapes[0], outShape), isMax: pool.kind == .max)
+                kind = .pool(geometry: convGeometry(pool.window, node, outShape), isMax: pool.kind == .max)
             case .globalPool(let poolKind, _):
                 let channels = inShapes[0].last!
                 kind = .globalPool(pixels: inShapes[0].reduce(1, *) / max(channels, 1), channels: channels, isMax: poolKind == .max)

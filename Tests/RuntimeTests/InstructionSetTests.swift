@@ -40,6 +40,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testActivationsFusedIntoDenseAndAdd()
         try split.testChannelScaleInEitherOrder()
         try split.testZeroPaddingFoldsIntoTheNextConvolution()
+        try split.testZeroPaddingFoldsIntoAMaxPoolingOfNonNegativeValues()
         try split.testDepthwiseInteriorBorderAndActivations()
         split.testGEMMPanelsTailsAndColumnBlocks()
         split.testPrepackedPanelsEqualTheGEMM()
