@@ -259,8 +259,7 @@ static void sparse_rows4_avx2(int M, int N, int K, const float *A, int lda, cons
 #define ACT(v) (elementwise == BNK_ACT_RELU ? _mm256_max_ps(v, zero) \
                 : elementwise == BNK_ACT_RELU6 ? _mm256_min_ps(_mm256_max_ps(v, zero), six) : (v))
 #define STORE(r, lo, hi) { float *o = c + (size_t)(r) * ldc + n0; \
-                if (width == 16) { _mm256_storeu_ps(o, ACT(lo)); _mm256_storeu_ps(o + 8, ACT(hi)); } \
-                else { _mm256_maskstore_ps(o, k0, ACT(lo)); _mm256_maskstore_ps(o + 8, k1, ACT(hi)); } }
+                bnk_store8(o, width, k0, ACT(lo)); bnk_store8(o + 8, width - 8, k1, ACT(hi)); }
             STORE(0, c00, c01) STORE(1, c10, c11) STORE(2, c20, c21) STORE(3, c30, c31)
 #undef STORE
 #undef ACT

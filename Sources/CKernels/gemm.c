@@ -97,17 +97,10 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
     int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     float *pk = bnk_panel((size_t)K * 16);
     if (!pk) { gemm_reference(M, N, K, A, lda, B, ldb, bias, C, ldc, act); return; }
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int n0 = 0; n0 < N; n0 += 16) {
         int width = N - n0 < 16 ? N - n0 : 16;
         if (width < 16 || M >= 12) {
-            __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
-            __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
-            const float *src = B + n0;
-            for (int k = 0; k < K; k++, src += ldb) {
-                _mm256_store_ps(pk + (size_t)k * 16, width == 16 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mask0));
-                _mm256_store_ps(pk + (size_t)k * 16 + 8, width == 16 ? _mm256_loadu_ps(src + 8) : _mm256_maskload_ps(src + 8, mask1));
-            }
+            bnk_pack_block_avx2(B + n0, ldb, (size_t)K, width, pk);
             bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, pk, 16, bias, NULL, C, ldc, elementwise);
         } else {
             bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, B + n0, ldb, bias, NULL, C, ldc, elementwise);

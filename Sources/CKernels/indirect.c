@@ -53,19 +53,10 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
     const int K = segs * len;
     float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
     if (!panels && !pk) return;
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int n0 = 0; n0 < N; n0 += 16) {
         const int width = N - n0 < 16 ? N - n0 : 16;
         const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
-        if (!panels) {
-            const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
-            const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
-            const float *src = B + n0;
-            for (int k = 0; k < K; k++, src += ldb) {
-                _mm256_store_ps(pk + (size_t)k * 16, width == 16 ? _mm256_loadu_ps(src) : _mm256_maskload_ps(src, mask0));
-                _mm256_store_ps(pk + (size_t)k * 16 + 8, width == 16 ? _mm256_loadu_ps(src + 8) : _mm256_maskload_ps(src + 8, mask1));
-            }
-        }
+        if (!panels) bnk_pack_block_avx2(B + n0, ldb, (size_t)K, width, pk);
         bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise);
     }
     if (act == BNK_ACT_SIGMOID)

@@ -30,6 +30,19 @@ static inline __m256 bnk_act256(__m256 v, int act) {
     if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
     return v;
 }
+
+/* 8 floats at p of which `left` exist (8 or more: all): a plain load or store for a whole vector,
+   masked (`mask`: lanes < left) for a tail only; a masked AVX2 store of a whole vector takes
+   several times a plain one on AMD cores. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline __m256 bnk_load8(const float *p, int left, __m256i mask) {
+    return left >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
+}
+__attribute__((target("avx2,fma"), always_inline))
+static inline void bnk_store8(float *p, int left, __m256i mask, __m256 v) {
+    if (left >= 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, mask, v);
+}
 #endif
 
 /* One C body compiled three times, for AVX-512, AVX2+FMA and baseline (the compiler vectorizes
@@ -72,6 +85,9 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
    bnk_block_avx512: rows of 16, 32 or 64 floats (as many vectors as the width needs, zero past
    the last column), the vectors 16 floats apart (b_hi = b_lo + 16). Returns the row stride. */
 int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *pk);
+/* Columns 0..<width (at most 16) of K rows of a row-major B packed for bnk_block_avx2: rows of 16
+   floats, zero past the last column. */
+void bnk_pack_block_avx2(const float *B, int ldb, size_t K, int width, float *pk);
 void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
                     const float *b, int bs, const float *bias, const float *R, float *C, int ldc, int elementwise);
 #endif

@@ -272,12 +272,10 @@ static inline void tile256(const int R, const int V, int segs, int len, const fl
     }
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (rr) { const float *q = rr + (size_t)(r) * ldc;                                                      \
-                  lo##r = _mm256_add_ps(lo##r, width >= 8 ? _mm256_loadu_ps(q) : _mm256_maskload_ps(q, mask0));   \
-                  if (V > 1) hi##r = _mm256_add_ps(hi##r, width == 16 ? _mm256_loadu_ps(q + 8) : _mm256_maskload_ps(q + 8, mask1)); } \
-        if (width >= 8) _mm256_storeu_ps(cr, bnk_act256(lo##r, elementwise));                                   \
-        else _mm256_maskstore_ps(cr, mask0, bnk_act256(lo##r, elementwise));                                    \
-        if (V > 1) { if (width == 16) _mm256_storeu_ps(cr + 8, bnk_act256(hi##r, elementwise));                  \
-                     else _mm256_maskstore_ps(cr + 8, mask1, bnk_act256(hi##r, elementwise)); } }
+                  lo##r = _mm256_add_ps(lo##r, bnk_load8(q, width, mask0));                                      \
+                  if (V > 1) hi##r = _mm256_add_ps(hi##r, bnk_load8(q + 8, width - 8, mask1)); }                  \
+        bnk_store8(cr, width, mask0, bnk_act256(lo##r, elementwise));                                           \
+        if (V > 1) bnk_store8(cr + 8, width - 8, mask1, bnk_act256(hi##r, elementwise)); }
     FOR_ROWS6(STORE)
 #undef STORE
 }
@@ -301,6 +299,17 @@ void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A,
 #undef TILE2
 #undef TILE1
         m += R;
+    }
+}
+
+__attribute__((target("avx2,fma")))
+void bnk_pack_block_avx2(const float *B, int ldb, size_t K, int width, float *pk) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
+    const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
+    for (size_t k = 0; k < K; k++, B += ldb) {
+        _mm256_store_ps(pk + k * 16, bnk_load8(B, width, mask0));
+        _mm256_store_ps(pk + k * 16 + 8, bnk_load8(B + 8, width - 8, mask1));
     }
 }
 

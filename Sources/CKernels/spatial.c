@@ -205,20 +205,11 @@ static inline void conv_c1_row8_avx2(const float *padded, int pw, int oy, int ox
             if (!nonzero) continue;
         }
         for (int kx = 0; kx < kw; kx++) {
-            const float *wk = kernel + (size_t)(ky * kw + kx) * n + n0;
-            const __m256 wv = n - n0 >= 8 ? _mm256_loadu_ps(wk) : _mm256_maskload_ps(wk, mask);
+            const __m256 wv = bnk_load8(kernel + (size_t)(ky * kw + kx) * n + n0, n - n0, mask);
             const float *p = line + kx * dx;
             for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j * sx), wv, acc[j]);
         }
     }
-}
-
-/* Channels n0.. of an output pixel: a plain store when 8 remain (a masked AVX2 store of a whole
-   vector takes several times as long on AMD cores), masked otherwise. */
-__attribute__((target("avx2,fma"), always_inline))
-static inline void store8(float *p, int left, __m256i mask, __m256 v) {
-    if (left >= 8) _mm256_storeu_ps(p, v);
-    else _mm256_maskstore_ps(p, mask, v);
 }
 
 __attribute__((target("avx2,fma")))
@@ -234,7 +225,7 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
                     int count = ow - ox0 < 8 ? ow - ox0 : 8;
                     __m256 acc[8];
                     conv_c1_row8_avx2(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
-                    for (int j = 0; j < count; j++) store8(out + ((size_t)oy * ow + ox0 + j) * n + n0, n - n0, mask, bnk_act256(acc[j], act));
+                    for (int j = 0; j < count; j++) bnk_store8(out + ((size_t)oy * ow + ox0 + j) * n + n0, n - n0, mask, bnk_act256(acc[j], act));
                 }
             }
             continue;
@@ -248,7 +239,7 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
                 conv_c1_row8_avx2(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, bottom);
                 for (int j = 0; j < count; j++) {
                     __m256 m = _mm256_max_ps(_mm256_max_ps(top[2 * j], top[2 * j + 1]), _mm256_max_ps(bottom[2 * j], bottom[2 * j + 1]));
-                    store8(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, n - n0, mask, bnk_act256(m, act));
+                    bnk_store8(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, n - n0, mask, bnk_act256(m, act));
                 }
             }
         }

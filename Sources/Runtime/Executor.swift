@@ -228,11 +228,8 @@ public final class Executor: @unchecked Sendable {
             case .conv2d, .depthwiseConv2d: break
             case .pool2d(let pool) where pool.kind == .max && nonNegative(node.inputs[0]):
                 guard let source = shapes[node.inputs[0]], source.count == 3 else { continue }
-                var g = Self.geometry(pool.window, shapes[node.name]!, shapes[reader.name]!)
-                g.inHeight = source[0]
-                g.inWidth = source[1]
-                g.padTop += pads[0]
-                g.padLeft += pads[2]
+                let g = Self.geometry(pool.window, shapes[node.name]!, shapes[reader.name]!)
+                    .unpadded(height: source[0], width: source[1], top: pads[0], left: pads[2])
                 // The first and last windows of each axis hold an input row and column.
                 guard g.padTop < g.kernelHeight, g.padLeft < g.kernelWidth, (g.outHeight - 1) * g.strideY - g.padTop < g.inHeight,
                       (g.outWidth - 1) * g.strideX - g.padLeft < g.inWidth else { continue }
@@ -243,14 +240,9 @@ public final class Executor: @unchecked Sendable {
         }
         /// A conv's geometry, over the unpadded input when a padding was folded into it.
         func convGeometry(_ window: Window, _ node: Node, _ outShape: [Int]) -> Kernels.Spatial {
-            var g = Self.geometry(window, shapes[node.inputs[0]]!, outShape)
-            if let padding = paddingFor[node.name], let source = shapes[padding.source] {
-                g.inHeight = source[0]
-                g.inWidth = source[1]
-                g.padTop += padding.top
-                g.padLeft += padding.left
-            }
-            return g
+            let g = Self.geometry(window, shapes[node.inputs[0]]!, outShape)
+            guard let padding = paddingFor[node.name], let source = shapes[padding.source] else { return g }
+            return g.unpadded(height: source[0], width: source[1], top: padding.top, left: padding.left)
         }
         func sources(_ node: Node) -> [Int] {
             node.inputs.map { index[paddingFor[node.name]?.source ?? $0]! }

@@ -318,6 +318,17 @@ package enum Kernels {
         var strideY, strideX: Int
         var dilationY, dilationX: Int
         var padTop, padLeft: Int
+
+        /// This window over a zero-padded input, as the same window over the unpadded input
+        /// (`height` × `width`) with the padding added to its own: taps in the border read nothing.
+        func unpadded(height: Int, width: Int, top: Int, left: Int) -> Kernels.Spatial {
+            var g = self
+            g.inHeight = height
+            g.inWidth = width
+            g.padTop += top
+            g.padLeft += left
+            return g
+        }
     }
 
     /// Calls `body(output, input, tap)` for every output pixel of every image and
