@@ -61,14 +61,15 @@ static inline float activate(float v, int act) {
     return v;
 }
 
-/* Y = A^T M A + bias for one tile; writes the outputs inside the image (or the pooled value). */
+/* Y = A^T M A + bias for one tile's `cout` channels (M's rows; output pixels `ldo` floats apart);
+   writes the outputs inside the image (or the pooled value). */
 static inline __attribute__((always_inline))
 void output_transform_body(const float *M, int tiles, int t, int cout, const float *bias, int act,
-                           float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
+                           float *out, int ldo, int ow, int y0, int x0, int rows, int cols, int pool) {
     const size_t stride = (size_t)tiles * cout;
     const float *m = M + (size_t)t * cout;
-    float *o00 = out + ((size_t)y0 * ow + x0) * cout;
-    float *o01 = o00 + cout, *o10 = o00 + (size_t)ow * cout, *o11 = o10 + cout;
+    float *o00 = out + ((size_t)y0 * ow + x0) * ldo;
+    float *o01 = o00 + ldo, *o10 = o00 + (size_t)ow * ldo, *o11 = o10 + ldo;
     for (int o = 0; o < cout; o++) {
         float m0 = m[0 * stride + o], m1 = m[1 * stride + o], m2 = m[2 * stride + o], m3 = m[3 * stride + o];
         float m4 = m[4 * stride + o], m5 = m[5 * stride + o], m6 = m[6 * stride + o], m7 = m[7 * stride + o];
@@ -96,9 +97,9 @@ void output_transform_body(const float *M, int tiles, int t, int cout, const flo
 }
 
 BNK_VARIANTS(input_transform, (const float *const *rows, int cin, int tiles, int t, float *V), (rows, cin, tiles, t, V))
-BNK_VARIANTS(output_transform, (const float *M, int tiles, int t, int cout, const float *bias, int act, float *out, int ow, int y0,
-                                int x0, int rows, int cols, int pool),
-             (M, tiles, t, cout, bias, act, out, ow, y0, x0, rows, cols, pool))
+BNK_VARIANTS(output_transform, (const float *M, int tiles, int t, int cout, const float *bias, int act, float *out, int ldo, int ow,
+                                int y0, int x0, int rows, int cols, int pool),
+             (M, tiles, t, cout, bias, act, out, ldo, ow, y0, x0, rows, cols, pool))
 
 #if BNK_X86
 #include <immintrin.h>
@@ -129,11 +130,11 @@ static void input_transform_avx512_intrinsics(const float *const *rows, int cin,
 
 __attribute__((target("avx512f")))
 static void output_transform_avx512_intrinsics(const float *M, int tiles, int t, int cout, const float *bias, int act,
-                                    float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
+                                    float *out, int ldo, int ow, int y0, int x0, int rows, int cols, int pool) {
     const size_t stride = (size_t)tiles * cout;
     const float *m = M + (size_t)t * cout;
-    float *o00 = out + ((size_t)y0 * ow + x0) * cout;
-    float *o01 = o00 + cout, *o10 = o00 + (size_t)ow * cout, *o11 = o10 + cout;
+    float *o00 = out + ((size_t)y0 * ow + x0) * ldo;
+    float *o01 = o00 + ldo, *o10 = o00 + (size_t)ow * ldo, *o11 = o10 + ldo;
     for (int o = 0; o < cout; o += 16) {
         const __mmask16 k = cout - o >= 16 ? 0xFFFF : (__mmask16)((1u << (cout - o)) - 1);
         __m512 x[16];
@@ -194,11 +195,11 @@ static void input_transform_avx2_intrinsics(const float *const *rows, int cin, i
 
 __attribute__((target("avx2,fma")))
 static void output_transform_avx2_intrinsics(const float *M, int tiles, int t, int cout, const float *bias, int act,
-                                             float *out, int ow, int y0, int x0, int rows, int cols, int pool) {
+                                             float *out, int ldo, int ow, int y0, int x0, int rows, int cols, int pool) {
     const size_t stride = (size_t)tiles * cout;
     const float *m = M + (size_t)t * cout;
-    float *o00 = out + ((size_t)y0 * ow + x0) * cout;
-    float *o01 = o00 + cout, *o10 = o00 + (size_t)ow * cout, *o11 = o10 + cout;
+    float *o00 = out + ((size_t)y0 * ow + x0) * ldo;
+    float *o01 = o00 + ldo, *o10 = o00 + (size_t)ow * ldo, *o11 = o10 + ldo;
     for (int o = 0; o < cout; o += 8) {
         const int full = cout - o >= 8;
         const __m256i k = MASK8(cout - o);
@@ -233,15 +234,26 @@ static void output_transform_avx2_intrinsics(const float *M, int tiles, int t, i
 #endif
 
 typedef void (*input_fn)(const float *const *, int, int, int, float *);
-typedef void (*output_fn)(const float *, int, int, int, const float *, int, float *, int, int, int, int, int, int);
+typedef void (*output_fn)(const float *, int, int, int, const float *, int, float *, int, int, int, int, int, int, int);
 
 void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top, int pad_left,
                           const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch) {
+    bnk_conv3x3_winograd_columns(input, batch, h, w, cin, oh, ow, pad_top, pad_left, U, bias, cout, 0, cout, act, pool, output,
+                                 scratch);
+}
+
+/* Every tile's input transform, then the products and output transforms of columns n0..<n0+cols only:
+   a column's sums are those of the whole conv (the same tile blocks, the same GEMM order over cin). */
+void bnk_conv3x3_winograd_columns(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top,
+                                  int pad_left, const float *U, const float *bias, int cout, int n0, int cols, int act,
+                                  int pool, float *output, float *scratch) {
     const int tiles_y = pool ? oh / 2 : (oh + 1) / 2, tiles_x = pool ? ow / 2 : (ow + 1) / 2;
     const int per_image = tiles_y * tiles_x;
     const int total = batch * per_image;
     const int block = block_tiles(cin, cout);
     float *V = scratch, *Mt = V + (size_t)16 * block * cin, *zero = Mt + (size_t)16 * block * cout;
+    const float *bias_part = bias ? bias + n0 : NULL;
+    float *output_part = output + n0;
     memset(zero, 0, (size_t)cin * sizeof(float));
     const int out_h = pool ? oh / 2 : oh, out_w = pool ? ow / 2 : ow;
     input_fn input_transform_chosen = input_transform_dispatch;
@@ -272,16 +284,16 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
         }
         const size_t per_position = bnk_panels_floats(cin, cout);
         for (int k = 0; k < 16; k++)
-            bnk_gemm_panels(count, cout, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * per_position, NULL, NULL,
-                            Mt + (size_t)k * block * cout, cout, BNK_ACT_LINEAR);
+            bnk_gemm_panels(count, cols, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * per_position + (size_t)n0 * cin,
+                            NULL, NULL, Mt + (size_t)k * block * cols, cols, BNK_ACT_LINEAR);
         for (int t = 0; t < count; t++) {
             const int g = first + t, n = g / per_image, ty = (g % per_image) / tiles_x, tx = g % tiles_x;
-            float *image = output + (size_t)n * out_h * out_w * cout;
+            float *image = output_part + (size_t)n * out_h * out_w * cout;
             if (pool)
-                output_transform_chosen(Mt, block, t, cout, bias, act, image, out_w, ty, tx, 1, 1, 1);
+                output_transform_chosen(Mt, block, t, cols, bias_part, act, image, cout, out_w, ty, tx, 1, 1, 1);
             else
-                output_transform_chosen(Mt, block, t, cout, bias, act, image, ow, 2 * ty, 2 * tx,
-                                 oh - 2 * ty < 2 ? 1 : 2, ow - 2 * tx < 2 ? 1 : 2, 0);
+                output_transform_chosen(Mt, block, t, cols, bias_part, act, image, cout, ow, 2 * ty, 2 * tx,
+                                        oh - 2 * ty < 2 ? 1 : 2, ow - 2 * tx < 2 ? 1 : 2, 0);
         }
     }
 }

@@ -856,6 +856,22 @@ public final class Executor: @unchecked Sendable {
                 }
                 return split
             }
+        case let .winograd(transformed, bias, geometry, activation, false)
+            where Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
+                && geometry.outChannels >= 32 * parallel.workers:
+            // Few tiles (a 6×6 map at batch 1 is three rows of 2×2 tiles, split 2 + 1 by rows): the
+            // output channels are shared instead, every worker transforming all of the input.
+            optional(bias) { b in
+                parallel.run { worker in
+                    let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels,
+                                                        align: Kernels.panelWidth)
+                    guard !columns.isEmpty else { return }
+                    Kernels.winogradConv3x3Columns(input: x, batch: batch, geometry, transformed: transformed.pointer, bias: b,
+                                                   activation: activation, columns: columns, output: y,
+                                                   scratch: arenas[worker].scratch(Kernels.winogradScratch(geometry)))
+                }
+            }
+            return true
         case let .winograd(transformed, bias, geometry, activation, pool):
             do {
                 let u = transformed.pointer

@@ -240,16 +240,21 @@ package enum Kernels {
     }
 
     /// Whether Winograd runs this conv with an activation applied after it (not fused with a pooling).
-    /// Not for maps under 100 pixels: the transformed kernel, 16/9 the size of the kernel, is then
-    /// read for few tiles and the direct conv is as fast or faster (`tools/kernel_bench.sh`; the
-    /// last stages of a ResNet at 7×7). Small maps with few channels were once excepted; on AMD Zen 5
-    /// ResNet50 at 96×96 (6×6 maps, 256 channels) measured the same on one thread at batch 1 with
-    /// the direct conv (95–99 img/s), 4% slower at batch 16, and 14% faster on two threads at batch 1
-    /// (144 → 164 img/s: three rows of 2×2 tiles split 2 + 1 across the threads, the direct conv's
-    /// channels evenly).
+    /// Maps of 100 pixels or more, and smaller ones of whole 2×2 tiles only (even sides, from 36
+    /// pixels). On a small map the transformed kernel, 16/9 the size of the kernel, is read for
+    /// few tiles; measured per layer on AMD Zen 4 (one thread, AVX-512, the three convs of a stage
+    /// together): ResNet50 at 96×96, 6×6 maps at 256 channels (9 whole tiles), Winograd took 17%
+    /// less time than the direct conv at batch 1 and 45% less at batch 16; ResNet50 at 224×224,
+    /// 7×7 maps at 512 channels (16 tiles for 49 pixels, the last row and column of tiles half
+    /// outside), 5% more at batch 1 and 30% less at batch 16, so odd small maps keep the direct
+    /// conv (the choice depends on the geometry only: an image's outputs do not depend on the
+    /// batch or the threads). Few tiles on several threads are split by output channels
+    /// (`bnk_conv3x3_winograd_columns`), not by rows of tiles.
     static func canUseWinograd(_ g: Spatial, groups: Int) -> Bool {
-        g.outHeight * g.outWidth >= 100 && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1 && g.strideX == 1 && g.dilationY == 1
-            && g.dilationX == 1 && groups == 1 && g.inChannels >= 8 && g.outChannels >= 8
+        let pixels = g.outHeight * g.outWidth
+        let wholeTiles = g.outHeight % 2 == 0 && g.outWidth % 2 == 0
+        return (pixels >= 100 || (pixels >= 36 && wholeTiles)) && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1
+            && g.strideX == 1 && g.dilationY == 1 && g.dilationX == 1 && groups == 1 && g.inChannels >= 8 && g.outChannels >= 8
     }
 
     /// The Winograd F(2×2, 3×3) kernel transform, U = G g Gᵀ, computed in Double from
@@ -292,6 +297,26 @@ package enum Kernels {
                              epilogue, pool ? 1 : 0, output, scratch)
         if epilogue != code {
             activate(output, count: batch * g.outHeight * g.outWidth * g.outChannels, channels: g.outChannels, kind: activation)
+        }
+    }
+
+    /// Output channels `columns` (starting at a multiple of `panelWidth`) of `winogradConv3x3`
+    /// without a pooling, each exactly as the whole conv computes it; `activation` element-wise.
+    static func winogradConv3x3Columns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, transformed: UnsafePointer<Float>,
+                                       bias: UnsafePointer<Float>?, activation: ActivationKind, columns: Range<Int>,
+                                       output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        precondition(columns.lowerBound % panelWidth == 0 && isElementwise(activation), "Winograd columns on a panel, element-wise")
+        let code = fusedCode(activation)
+        let epilogue = code == nil || code == Int32(BNK_ACT_SIGMOID) ? Int32(BNK_ACT_LINEAR) : code!
+        bnk_conv3x3_winograd_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
+                                     Int32(g.outHeight), Int32(g.outWidth), Int32(g.padTop), Int32(g.padLeft), transformed, bias,
+                                     Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count), epilogue, 0, output,
+                                     scratch)
+        if epilogue != code {
+            for pixel in 0..<batch * g.outHeight * g.outWidth {
+                let row = output + pixel * g.outChannels + columns.lowerBound
+                activate(row, count: columns.count, channels: columns.count, kind: activation)
+            }
         }
     }
 

@@ -49,6 +49,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testResidualAddFusedIntoTheConvolution()
         try split.testOneImageSplitAcrossThreadsEqualsOneThread()
         try split.testPooledWinogradSplitAcrossThreads()
+        try split.testSmallMapWinogradSplitByOutputChannels()
         try executor.testSoftmaxHeadSharedByColumnsOnTwoThreads()
     }
 

@@ -88,20 +88,24 @@ final class SpatialKernelTests: XCTestCase {
         }
     }
 
-    /// 3×3 stride-1 convs with 8 or more channels and 100 or more output pixels run by Winograd
-    /// F(2×2, 3×3): odd and even sizes, both paddings, channel counts that are not multiples of 16,
-    /// tiles from several images in one block, with and without the fused pooling; smaller maps
-    /// by the direct conv.
+    /// 3×3 stride-1 convs with 8 or more channels and 100 or more output pixels (or 36 or more in
+    /// whole 2×2 tiles) run by Winograd F(2×2, 3×3): odd and even sizes, both paddings, channel
+    /// counts that are not multiples of 16, tiles from several images in one block, with and
+    /// without the fused pooling; other small maps by the direct conv.
     func testWinogradConvolutionsMatchTheDirectDefinition() throws {
-        let cases: [(h: Int, w: Int, c: Int, out: Int, same: Bool, activation: Activation, pool: Bool)] = [
-            (28, 28, 32, 64, true, .relu, true),
-            (14, 14, 64, 128, true, .relu, false),
-            (11, 13, 8, 20, true, .linear, false),  // odd output: the last tiles are partly outside
-            (13, 15, 13, 8, false, .relu6, false),  // valid padding: 11×13 output
-            (11, 10, 9, 17, true, .relu, true),     // odd rows: the last conv row is dropped by the pooling
-            (13, 13, 40, 12, false, .linear, true),
-            (9, 7, 8, 20, true, .linear, false),    // 63 pixels: the direct conv
-            (5, 5, 40, 12, false, .linear, true),   // 3×3 output: the direct conv
+        let cases: [(h: Int, w: Int, c: Int, out: Int, same: Bool, activation: Activation, pool: Bool, winograd: Bool)] = [
+            (28, 28, 32, 64, true, .relu, true, true),
+            (14, 14, 64, 128, true, .relu, false, true),
+            (11, 13, 8, 20, true, .linear, false, true),  // odd output: the last tiles are partly outside
+            (13, 15, 13, 8, false, .relu6, false, true),  // valid padding: 11×13 output
+            (11, 10, 9, 17, true, .relu, true, true),     // odd rows: the last conv row is dropped by the pooling
+            (13, 13, 40, 12, false, .linear, true, true),
+            (6, 6, 24, 40, true, .relu, false, true),     // 36 pixels in 9 whole tiles
+            (8, 10, 16, 20, false, .linear, false, true), // 6×8 output, valid padding: 12 whole tiles
+            (9, 7, 8, 20, true, .linear, false, false),   // 63 pixels, odd sides: the direct conv
+            (7, 7, 24, 40, true, .relu, false, false),    // 49 pixels, odd sides: the direct conv
+            (4, 8, 16, 16, true, .linear, false, false),  // 32 pixels: the direct conv
+            (5, 5, 40, 12, false, .linear, true, false),  // 3×3 output: the direct conv
         ]
         for t in cases {
             let kernel = random.floats(9 * t.c * t.out, in: -1...1)
@@ -110,8 +114,7 @@ final class SpatialKernelTests: XCTestCase {
             var layers: [(String, Op)] = [("conv", .conv2d(conv)), ("act", .activation(t.activation))]
             if t.pool { layers.append(("pool", .pool2d(try Pool2D(kind: .max, size: [2, 2], strides: [2, 2], padding: .valid)))) }
             let graph = try Graph.sequential(name: "w", inputShape: [t.h, t.w, t.c], layers: layers)
-            let pixels = t.same ? t.h * t.w : (t.h - 2) * (t.w - 2)
-            XCTAssertEqual(try Executor(graph: graph).stepProfile.contains { $0.operation == "winograd" }, pixels >= 100, "\(t)")
+            XCTAssertEqual(try Executor(graph: graph).stepProfile.contains { $0.operation == "winograd" }, t.winograd, "\(t)")
             let batch = 5
             try check(graph, random.floats(batch * t.h * t.w * t.c, in: -1...1), batch: batch) { x in
                 let (y, oh, ow) = ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: 3, kw: 3, out: t.out, bias: bias,

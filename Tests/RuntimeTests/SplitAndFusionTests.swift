@@ -501,6 +501,39 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// Winograd on a small map (6×6: three rows of 2×2 tiles) with fewer images than threads is
+    /// split by output channels (7 panels of 16: 48 + 64 on two threads, 32 + 32 + 48 on three),
+    /// every thread transforming the whole input: the same values as one thread bit for bit, with
+    /// the activation fused (ReLU) and after the product (swish), and the reference's.
+    func testSmallMapWinogradSplitByOutputChannels() throws {
+        let (h, w, c, out) = (6, 6, 128, 112)
+        for activation in [Activation.relu, .swish] {
+            let kernel = random.floats(9 * c * out, in: -0.3...0.3), bias = random.floats(out, in: -0.1...0.1)
+            let conv = try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel), bias: Tensor(bias), padding: .same,
+                                  activation: activation)
+            let graph = try Graph.sequential(name: "ws", inputShape: [h, w, c], layers: [("conv", .conv2d(conv))])
+            let executor = try Executor(graph: graph)
+            XCTAssertTrue(executor.splitsSamples)
+            XCTAssertEqual(executor.stepProfile.map(\.operation), ["winograd"])
+            for batch in [1, 2] {
+                let input = random.floats(batch * h * w * c, in: -1...1)
+                let one = try executor.run(input, threads: 1)
+                XCTAssertEqual(try Executor(graph: graph).run(input, threads: 2), one, "\(activation) batch \(batch), 2 threads")
+                XCTAssertEqual(try Executor(graph: graph).run(input, threads: 3), one, "\(activation) batch \(batch), 3 threads")
+                for b in 0..<batch {
+                    let x = input[(b * h * w * c)..<((b + 1) * h * w * c)].map(Double.init)
+                    let (y, _, _) = ReferenceOps.conv2d(x, h: h, w: w, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias,
+                                                        stride: [1, 1], dilation: [1, 1], same: true, groups: 1)
+                    for (k, v) in y.enumerated() {
+                        let e = activation == .relu ? max(v, 0) : v / (1 + Foundation.exp(-v))
+                        // Winograd's rounding: a bound of about 4 eps times the 1152 products' absolute sum.
+                        XCTAssertEqual(Double(one[b * y.count + k]), e, accuracy: 1e-4 * max(1, abs(e)), "\(activation) b\(b) k\(k)")
+                    }
+                }
+            }
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and

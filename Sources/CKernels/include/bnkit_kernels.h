@@ -106,6 +106,12 @@ size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int
    2x2 stride-2 max pooling too (output (oh/2, ow/2, cout)). scratch holds bnk_winograd_scratch floats. */
 void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top, int pad_left,
                           const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch);
+/* Output channels n0..<n0+cols of bnk_conv3x3_winograd (n0 a multiple of 16; U, bias and output still
+   the whole conv's), each exactly as the whole conv computes it, so threads can share one conv's
+   channels; every call transforms all of the input. */
+void bnk_conv3x3_winograd_columns(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top,
+                                  int pad_left, const float *U, const float *bias, int cout, int n0, int cols, int act,
+                                  int pool, float *output, float *scratch);
 size_t bnk_winograd_scratch(int cin, int cout);
 
 /* Batch-normalization statistics of a tile of `rows` samples of `channels` values (channels
