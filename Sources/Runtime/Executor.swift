@@ -84,9 +84,10 @@ public final class Executor: @unchecked Sendable {
         /// + activation, + 2×2 stride-2 max pooling when `pool`.
         case winograd(transformed: Panels, bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
         case depthwise(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
-        /// Depthwise (into scratch, `geometry` its shape) then the pointwise GEMM, bias and activation.
-        case separable(depthwise: Tensor, pointwise: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, units: Int,
-                       activation: ActivationKind)
+        /// Depthwise (into scratch, `geometry` its shape) then the pointwise GEMM, bias and activation,
+        /// `panels` the pointwise kernel prepacked (more than one depthwise output channel).
+        case separable(depthwise: Tensor, pointwise: Tensor, panels: Panels?, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int,
+                       units: Int, activation: ActivationKind)
         /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
         case transposedConv(weights: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
         /// Layer normalization over the trailing `inner` values of each row.
@@ -332,7 +333,11 @@ public final class Executor: @unchecked Sendable {
                                activation: Self.kind(fused?.activation ?? conv.activation))
             case .separableConv2d(let conv):
                 let middle = (outShape.count == 2 ? [1] + outShape : outShape).dropLast() + [conv.inputChannels * conv.depthMultiplier]
-                kind = .separable(depthwise: conv.depthwiseKernel, pointwise: conv.pointwiseKernel, bias: conv.bias,
+                let channels = conv.inputChannels * conv.depthMultiplier
+                let panels = channels > 1
+                    ? conv.pointwiseKernel.withUnsafeValues { Panels($0.baseAddress!, rows: channels, columns: conv.outputChannels) } : nil
+                if panels != nil { conv.pointwiseKernel.releaseResidency() }
+                kind = .separable(depthwise: conv.depthwiseKernel, pointwise: conv.pointwiseKernel, panels: panels, bias: conv.bias,
                                   geometry: Self.geometry(conv.window, inShapes[0], Array(middle)), multiplier: conv.depthMultiplier,
                                   units: conv.outputChannels, activation: Self.kind(conv.activation))
             case .conv2dTranspose(let conv):
@@ -476,7 +481,7 @@ public final class Executor: @unchecked Sendable {
         switch kind {
         case let .dense(_, _, _, _, units, _): units > 0 ? outputSize / units : nil
         case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
-        case let .separable(_, _, _, g, _, _, _): g.outHeight * g.outWidth
+        case let .separable(_, _, _, _, g, _, _, _): g.outHeight * g.outWidth
         default: nil
         }
     }
@@ -499,7 +504,7 @@ public final class Executor: @unchecked Sendable {
         case let .conv2dMaxPool(_, _, g, _): g.outHeight * g.outWidth * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
         case let .winograd(_, _, g, _, _): g.outHeight * g.outWidth * g.outChannels * 9 * g.inChannels
         case let .depthwise(_, _, g, _, _): outputSize * g.kernelHeight * g.kernelWidth
-        case let .separable(_, _, _, g, multiplier, units, _):
+        case let .separable(_, _, _, _, g, multiplier, units, _):
             g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
         default: 0
         }
@@ -897,18 +902,14 @@ public final class Executor: @unchecked Sendable {
                 }
                 return split
             }
-        case let .separable(depthwise, pointwise, bias, geometry, multiplier, units, activation):
+        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation):
             return depthwise.withUnsafeValues { dw in
                 pointwise.withUnsafeValues { pw in
                     var split = false
                     optional(bias) { b in
                         split = splitRows(geometry, batch: batch, x, y, outputChannels: units, parallel: parallel) { part, xi, yo, worker in
-                            let pixels = part.outHeight * part.outWidth
-                            let middle = arenas[worker].scratch(pixels * part.outChannels)
-                            Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: dw.baseAddress!, bias: nil,
-                                                    output: middle)
-                            Kernels.denseGEMM(input: middle, rows: pixels, inputs: part.outChannels, kernel: pw.baseAddress!, bias: b,
-                                              units: units, activation: activation, output: yo)
+                            separable(xi, batch: 1, part, depthwise: dw.baseAddress!, multiplier: multiplier, pointwise: pw.baseAddress!,
+                                      panels: panels?.pointer, bias: b, units: units, activation: activation, yo, arena: arenas[worker])
                         }
                     }
                     return split
@@ -957,6 +958,45 @@ public final class Executor: @unchecked Sendable {
         default:
             return false
         }
+    }
+
+    /// A separable conv of `batch` images of `g` (the depthwise output's shape): the depthwise
+    /// conv into scratch, then the pointwise GEMM from it. A large depthwise output with a small
+    /// pointwise kernel goes a few output rows at a time (`separableRows`), so the GEMM reads
+    /// it from L2 instead of L3 (Xception's 109×109×128 maps: 6 MB a image); each value is the
+    /// same as in one pass over the image (`Spatial.rows`).
+    private static func separable(_ x: UnsafePointer<Float>, batch: Int, _ g: Kernels.Spatial, depthwise: UnsafePointer<Float>,
+                                  multiplier: Int, pointwise: UnsafePointer<Float>, panels: UnsafePointer<Float>?,
+                                  bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, _ y: UnsafeMutablePointer<Float>,
+                                  arena: Arena) {
+        func run(_ xi: UnsafePointer<Float>, images: Int, _ part: Kernels.Spatial, _ yo: UnsafeMutablePointer<Float>) {
+            let pixels = images * part.outHeight * part.outWidth
+            let middle = arena.scratch(pixels * part.outChannels)
+            Kernels.depthwiseConv2d(input: xi, batch: images, part, multiplier: multiplier, kernel: depthwise, bias: nil, output: middle)
+            Kernels.denseGEMM(input: middle, rows: pixels, inputs: part.outChannels, kernel: pointwise, panels: panels, bias: bias,
+                              units: units, activation: activation, output: yo)
+        }
+        let chunk = separableRows(g, units: units)
+        let chunks = stride(from: 0, to: g.outHeight, by: chunk).map { start in
+            (start, g.rows(start..<min(start + chunk, g.outHeight)))
+        }
+        guard chunk < g.outHeight, chunks.allSatisfy({ $0.1 != nil }) else { return run(x, images: batch, g, y) }
+        for b in 0..<batch {
+            let image = x + b * g.inHeight * g.inWidth * g.inChannels, out = y + b * g.outHeight * g.outWidth * units
+            for case let (start, (first, part)?) in chunks {
+                run(image + first * g.inWidth * g.inChannels, images: 1, part, out + start * g.outWidth * units)
+            }
+        }
+    }
+
+    /// Output rows per pass of `separable`: all of them unless the depthwise output is over 512 KiB
+    /// and the pointwise panels fit in 256 KiB (both then stay in L2: a chunk of about 256 KiB of
+    /// depthwise output, the panels read again per chunk from L2). Larger panels (Xception's
+    /// 728 × 728, 2 MB) would be read again per chunk from L3, so the map goes in one pass.
+    static func separableRows(_ g: Kernels.Spatial, units: Int) -> Int {
+        let rowFloats = max(g.outWidth * g.outChannels, 1)
+        guard g.outChannels * units <= 1 << 16, g.outHeight * rowFloats > 1 << 17 else { return max(g.outHeight, 1) }
+        return max(1, min(g.outHeight, (1 << 16) / rowFloats))
     }
 
     /// Each image's output rows split across the workers (bounds multiples of `align`), each
@@ -1062,16 +1102,13 @@ public final class Executor: @unchecked Sendable {
                                             activation: activation, output: y)
                 }
             }
-        case let .separable(depthwise, pointwise, bias, geometry, multiplier, units, activation):
-            let pixels = geometry.outHeight * geometry.outWidth
-            let middle = arena.scratch(batch * pixels * geometry.outChannels)
-            depthwise.withUnsafeValues { w in
-                Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: nil, output: middle)
-            }
-            pointwise.withUnsafeValues { w in
-                optional(bias) { b in
-                    Kernels.denseGEMM(input: middle, rows: batch * pixels, inputs: geometry.outChannels, kernel: w.baseAddress!, bias: b,
-                                      units: units, activation: activation, output: y)
+        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation):
+            depthwise.withUnsafeValues { dw in
+                pointwise.withUnsafeValues { pw in
+                    optional(bias) { b in
+                        separable(x, batch: batch, geometry, depthwise: dw.baseAddress!, multiplier: multiplier, pointwise: pw.baseAddress!,
+                                  panels: panels?.pointer, bias: b, units: units, activation: activation, y, arena: arena)
+                    }
                 }
             }
         case let .transposedConv(weights, bias, geometry, activation):
