@@ -287,8 +287,119 @@ BNK_VARIANTS(pool2d, (const float *image, int h, int w, int c, int kh, int kw, i
              (image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out))
 BNK_VARIANTS(global_pool, (const float *image, int pixels, int c, int is_max, float *out), (image, pixels, c, is_max, out))
 
+#if BNK_X86
+/* Pooling with each output value's sum (or maximum) in a register, up to four vectors of channels
+   at a time (four independent chains: one chain of nine dependent adds per vector was bound by the
+   add's latency), over the taps inside the image in the portable body's order (the same values
+   bit for bit; the compiled body kept them in memory and left a channel count such as NASNet's
+   44 = 2 x 16 + 12 with a scalar tail at every tap). A tap's max is (x > y ? x : y), as in the
+   portable body. `is_max` is a constant in each instantiation. */
+#define POOL_OP(acc, v) ((acc) = is_max ? MAX(v, acc) : ADD(acc, v))
+#define MAX _mm512_max_ps
+#define ADD _mm512_add_ps
+static inline __mmask16 pool_mask16(int left) { return left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1); }
+
+__attribute__((target("avx512f"), always_inline))
+static inline void pool2d_avx512_body(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int pad_top,
+                                      int pad_left, int oh, int ow, const int is_max, float *out) {
+    const __m512 start = _mm512_set1_ps(is_max ? -FLT_MAX * 2 : 0.0f);
+    for (int oy = 0; oy < oh; oy++) {
+        const int y0 = oy * sy - pad_top, ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + kh > h ? h - y0 : kh;
+        for (int ox = 0; ox < ow; ox++) {
+            const int x0 = ox * sx - pad_left, kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + kw > w ? w - x0 : kw;
+            const int count = ky1 > ky0 && kx1 > kx0 ? (ky1 - ky0) * (kx1 - kx0) : 0;
+            const __m512 divisor = _mm512_set1_ps((float)count);
+            const float *corner = image + ((size_t)y0 * w + x0) * c;
+            float *y = out + ((size_t)oy * ow + ox) * c;
+            for (int c0 = 0; c0 < c; c0 += 64) {
+                const int left = c - c0;
+                const __mmask16 k0 = pool_mask16(left), k1 = pool_mask16(left - 16), k2 = pool_mask16(left - 32),
+                                k3 = pool_mask16(left - 48);
+                __m512 a0 = start, a1 = start, a2 = start, a3 = start;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *row = corner + (size_t)ky * w * c + c0;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const float *x = row + (size_t)kx * c;
+                        POOL_OP(a0, _mm512_maskz_loadu_ps(k0, x));
+                        if (left > 16) POOL_OP(a1, _mm512_maskz_loadu_ps(k1, x + 16));
+                        if (left > 32) POOL_OP(a2, _mm512_maskz_loadu_ps(k2, x + 32));
+                        if (left > 48) POOL_OP(a3, _mm512_maskz_loadu_ps(k3, x + 48));
+                    }
+                }
+                _mm512_mask_storeu_ps(y + c0, k0, is_max ? a0 : _mm512_div_ps(a0, divisor));
+                if (left > 16) _mm512_mask_storeu_ps(y + c0 + 16, k1, is_max ? a1 : _mm512_div_ps(a1, divisor));
+                if (left > 32) _mm512_mask_storeu_ps(y + c0 + 32, k2, is_max ? a2 : _mm512_div_ps(a2, divisor));
+                if (left > 48) _mm512_mask_storeu_ps(y + c0 + 48, k3, is_max ? a3 : _mm512_div_ps(a3, divisor));
+            }
+        }
+    }
+}
+#undef MAX
+#undef ADD
+
+__attribute__((target("avx512f")))
+static void pool2d_avx512_intrinsics(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int pad_top,
+                                     int pad_left, int oh, int ow, int is_max, float *out) {
+    if (is_max) pool2d_avx512_body(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, 1, out);
+    else pool2d_avx512_body(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, 0, out);
+}
+
+#define MAX _mm256_max_ps
+#define ADD _mm256_add_ps
+__attribute__((target("avx2,fma"), always_inline))
+static inline void pool2d_avx2_body(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int pad_top,
+                                    int pad_left, int oh, int ow, const int is_max, float *out) {
+    const __m256 start = _mm256_set1_ps(is_max ? -FLT_MAX * 2 : 0.0f);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int oy = 0; oy < oh; oy++) {
+        const int y0 = oy * sy - pad_top, ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + kh > h ? h - y0 : kh;
+        for (int ox = 0; ox < ow; ox++) {
+            const int x0 = ox * sx - pad_left, kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + kw > w ? w - x0 : kw;
+            const int count = ky1 > ky0 && kx1 > kx0 ? (ky1 - ky0) * (kx1 - kx0) : 0;
+            const __m256 divisor = _mm256_set1_ps((float)count);
+            const float *corner = image + ((size_t)y0 * w + x0) * c;
+            float *y = out + ((size_t)oy * ow + ox) * c;
+            for (int c0 = 0; c0 < c; c0 += 32) {
+                const int left = c - c0;
+                /* Lanes of the last, partial vector (plain loads and stores for whole ones). */
+                const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left % 8), lanes);
+                __m256 a0 = start, a1 = start, a2 = start, a3 = start;
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const float *row = corner + (size_t)ky * w * c + c0;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        const float *x = row + (size_t)kx * c;
+                        POOL_OP(a0, bnk_load8(x, left, mask));
+                        if (left > 8) POOL_OP(a1, bnk_load8(x + 8, left - 8, mask));
+                        if (left > 16) POOL_OP(a2, bnk_load8(x + 16, left - 16, mask));
+                        if (left > 24) POOL_OP(a3, bnk_load8(x + 24, left - 24, mask));
+                    }
+                }
+                bnk_store8(y + c0, left, mask, is_max ? a0 : _mm256_div_ps(a0, divisor));
+                if (left > 8) bnk_store8(y + c0 + 8, left - 8, mask, is_max ? a1 : _mm256_div_ps(a1, divisor));
+                if (left > 16) bnk_store8(y + c0 + 16, left - 16, mask, is_max ? a2 : _mm256_div_ps(a2, divisor));
+                if (left > 24) bnk_store8(y + c0 + 24, left - 24, mask, is_max ? a3 : _mm256_div_ps(a3, divisor));
+            }
+        }
+    }
+}
+#undef MAX
+#undef ADD
+#undef POOL_OP
+
+__attribute__((target("avx2,fma")))
+static void pool2d_avx2_intrinsics(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int pad_top,
+                                   int pad_left, int oh, int ow, int is_max, float *out) {
+    if (is_max) pool2d_avx2_body(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, 1, out);
+    else pool2d_avx2_body(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, 0, out);
+}
+#endif
+
 void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out) {
+#if BNK_X86
+    if (bnk_use_avx512()) { pool2d_avx512_intrinsics(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out); return; }
+    if (bnk_use_avx2()) { pool2d_avx2_intrinsics(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out); return; }
+#endif
     pool2d_dispatch(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out);
 }
 

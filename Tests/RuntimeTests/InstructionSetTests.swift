@@ -19,6 +19,7 @@ final class InstructionSetTests: XCTestCase {
         let spatial = SpatialKernelTests(name: "level \(level)", testClosure: { _ in })
         try spatial.testConv2DOverStridesPaddingsDilationsAndGroups()
         try spatial.testOneChannelConvActivationMaxPoolFused()
+        try spatial.testPooling()
         try spatial.testWinogradConvolutionsMatchTheDirectDefinition()
         try spatial.testDepthwiseWithDepthMultipliers()
         let architecture = ArchitectureKernelTests(name: "level \(level)", testClosure: { _ in })

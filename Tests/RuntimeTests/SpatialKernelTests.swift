@@ -147,14 +147,22 @@ final class SpatialKernelTests: XCTestCase {
         }
     }
 
+    /// Max and average pooling (the average over the taps inside the image), with channel counts
+    /// that leave a partial vector at AVX-512 and AVX2 (44 = 2 × 16 + 12), span two blocks of 64
+    /// (70) and three (130).
     func testPooling() throws {
-        for (isMax, size, stride, same) in [(true, [2, 2], [2, 2], false), (true, [3, 3], [2, 2], true), (false, [2, 2], [2, 2], true),
-                                            (false, [3, 2], [1, 2], false), (false, [3, 3], [2, 2], true)] {
-            let (h, w, c) = (7, 9, 2)
-            let pool = try Pool2D(kind: isMax ? .max : .average, size: size, strides: stride, padding: same ? .same : .valid)
-            let graph = try Graph.sequential(name: "p", inputShape: [h, w, c], layers: [("pool", .pool2d(pool))])
-            try check(graph, random.floats(2 * h * w * c, in: -1...1), batch: 2) { x in
-                ReferenceOps.pool(x, h: h, w: w, c: c, size: size, stride: stride, same: same, isMax: isMax).values
+        let cases: [(isMax: Bool, size: [Int], stride: [Int], same: Bool)] = [
+            (true, [2, 2], [2, 2], false), (true, [3, 3], [2, 2], true), (false, [2, 2], [2, 2], true), (false, [3, 2], [1, 2], false),
+            (false, [3, 3], [2, 2], true), (false, [3, 3], [1, 1], true), (true, [3, 3], [1, 1], true),
+        ]
+        for t in cases {
+            for c in [2, 44, 70, 130] {
+                let (h, w) = (7, 9)
+                let pool = try Pool2D(kind: t.isMax ? .max : .average, size: t.size, strides: t.stride, padding: t.same ? .same : .valid)
+                let graph = try Graph.sequential(name: "p", inputShape: [h, w, c], layers: [("pool", .pool2d(pool))])
+                try check(graph, random.floats(2 * h * w * c, in: -1...1), batch: 2) { x in
+                    ReferenceOps.pool(x, h: h, w: w, c: c, size: t.size, stride: t.stride, same: t.same, isMax: t.isMax).values
+                }
             }
         }
     }
