@@ -226,7 +226,7 @@ public final class Executor: @unchecked Sendable {
             let readers = graph.consumers(of: node.name)
             guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name] else { continue }
             switch reader.operation {
-            case .conv2d, .depthwiseConv2d: break
+            case .conv2d, .depthwiseConv2d, .separableConv2d: break
             case .pool2d(let pool) where pool.kind == .max && nonNegative(node.inputs[0]):
                 guard let source = shapes[node.inputs[0]], source.count == 3 else { continue }
                 let g = Self.geometry(pool.window, shapes[node.name]!, shapes[reader.name]!)
@@ -338,7 +338,7 @@ public final class Executor: @unchecked Sendable {
                     ? conv.pointwiseKernel.withUnsafeValues { Panels($0.baseAddress!, rows: channels, columns: conv.outputChannels) } : nil
                 if panels != nil { conv.pointwiseKernel.releaseResidency() }
                 kind = .separable(depthwise: conv.depthwiseKernel, pointwise: conv.pointwiseKernel, panels: panels, bias: conv.bias,
-                                  geometry: Self.geometry(conv.window, inShapes[0], Array(middle)), multiplier: conv.depthMultiplier,
+                                  geometry: convGeometry(conv.window, node, Array(middle)), multiplier: conv.depthMultiplier,
                                   units: conv.outputChannels, activation: Self.kind(conv.activation))
             case .conv2dTranspose(let conv):
                 let input = inShapes[0]

@@ -96,7 +96,7 @@ final class SplitAndFusionTests: XCTestCase {
     }
 
     /// A ZeroPadding2D read only by a conv is folded into the conv's own padding: no padded
-    /// copy, the same values as padding first (uneven pads, strides, a depthwise conv too).
+    /// copy, the same values as padding first (uneven pads, strides, a depthwise and a separable conv too).
     func testZeroPaddingFoldsIntoTheNextConvolution() throws {
         let (h, w, c, out) = (9, 8, 3, 5)
         let pads = [1, 2, 0, 1]  // top, bottom, left, right
@@ -107,14 +107,22 @@ final class SplitAndFusionTests: XCTestCase {
             return y
         }
         let kernel = random.floats(3 * 3 * c * out, in: -1...1), bias = random.floats(out, in: -1...1)
-        let depthwiseKernel = random.floats(3 * 3 * c, in: -1...1)
-        for depthwise in [false, true] {
+        let depthwiseKernel = random.floats(3 * 3 * c, in: -1...1), pointwiseKernel = random.floats(c * out, in: -1...1)
+        for kind in ["conv", "depthwise", "separable"] {
             for stride in [1, 2] {
-                let op: Op = depthwise
-                    ? .depthwiseConv2d(try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, c, 1], values: depthwiseKernel), bias: nil,
-                                                           strides: [stride, stride], padding: .valid))
-                    : .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel), bias: Tensor(bias),
-                                         strides: [stride, stride], padding: .valid))
+                let op: Op
+                switch kind {
+                case "depthwise":
+                    op = .depthwiseConv2d(try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, c, 1], values: depthwiseKernel), bias: nil,
+                                                              strides: [stride, stride], padding: .valid))
+                case "separable":
+                    op = .separableConv2d(try SeparableConv2D(depthwiseKernel: Tensor(shape: [3, 3, c, 1], values: depthwiseKernel),
+                                                              pointwiseKernel: Tensor(shape: [1, 1, c, out], values: pointwiseKernel),
+                                                              bias: Tensor(bias), strides: [stride, stride], padding: .valid))
+                default:
+                    op = .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel), bias: Tensor(bias),
+                                            strides: [stride, stride], padding: .valid))
+                }
                 let graph = try Graph.sequential(name: "p", inputShape: [h, w, c], layers: [("pad", .zeroPadding2d(pads)), ("conv", op)])
                 let executor = try Executor(graph: graph)
                 XCTAssertFalse(executor.stepProfile.contains { $0.operation == "zeroPad" }, "the padding is folded")
@@ -124,24 +132,27 @@ final class SplitAndFusionTests: XCTestCase {
                 XCTAssertEqual(y.count, batch * executor.outputSize)
                 for b in 0..<batch {
                     let x = padded(input[(b * h * w * c)..<((b + 1) * h * w * c)].map(Double.init))
-                    let expected = depthwise
-                        ? ReferenceOps.depthwise(x, h: ph, w: pw, c: c, kernel: depthwiseKernel, kh: 3, kw: 3, multiplier: 1, bias: nil,
-                                                 stride: [stride, stride], dilation: [1, 1], same: false).values
-                        : ReferenceOps.conv2d(x, h: ph, w: pw, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias,
-                                              stride: [stride, stride], dilation: [1, 1], same: false, groups: 1).values
+                    let expected: [Double]
+                    switch kind {
+                    case "conv":
+                        expected = ReferenceOps.conv2d(x, h: ph, w: pw, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias,
+                                                       stride: [stride, stride], dilation: [1, 1], same: false, groups: 1).values
+                    default:
+                        let (d, oh, ow) = ReferenceOps.depthwise(x, h: ph, w: pw, c: c, kernel: depthwiseKernel, kh: 3, kw: 3, multiplier: 1,
+                                                                 bias: nil, stride: [stride, stride], dilation: [1, 1], same: false)
+                        expected = kind == "depthwise" ? d
+                            : ReferenceOps.conv2d(d, h: oh, w: ow, c: c, kernel: pointwiseKernel, kh: 1, kw: 1, out: out, bias: bias,
+                                                  stride: [1, 1], dilation: [1, 1], same: false, groups: 1).values
+                    }
                     XCTAssertEqual(expected.count, executor.outputSize)
                     for (k, e) in expected.enumerated() {
-                        XCTAssertEqual(Double(y[b * executor.outputSize + k]), e, accuracy: 1e-5, "depthwise \(depthwise) stride \(stride) k\(k)")
+                        XCTAssertEqual(Double(y[b * executor.outputSize + k]), e, accuracy: 1e-5, "\(kind) stride \(stride) k\(k)")
                     }
                 }
             }
         }
     }
 
-    /// A zero padding before a max pooling of values >= 0 (ResNet's stem: ReLU, a 1-pixel border,
-    /// 3×3 stride-2 pooling) is folded into the pooling, whose windows skip the missing border;
-    /// before values that may be negative, or a border as wide as the window, it is kept (a zero
-    /// would be the maximum). Both equal the padded reference on one and two threads.
     func testZeroPaddingFoldsIntoAMaxPoolingOfNonNegativeValues() throws {
         let (h, w, c) = (11, 10, 3)
         for (activation, pads, size, folded) in [(Activation.relu, [1, 1, 1, 1], 3, true), (.relu6, [1, 2, 0, 1], 3, true),
