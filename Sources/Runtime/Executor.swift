@@ -129,10 +129,12 @@ public final class Executor: @unchecked Sendable {
     /// Plans `graph`. BatchNormalization layers use `batchNormStatistics`; the values of
     /// the nodes named in `observing` are handed to the observer given to `run` (they are
     /// kept out of fusions that would leave them unwritten).
-    public init(graph: Graph, batchNormStatistics: BatchNormStatistics = .running, observing: [String] = []) throws {
+    public init(graph original: Graph, batchNormStatistics: BatchNormStatistics = .running, observing: [String] = []) throws {
+        let graph: Graph
         let shapes: [String: [Int]]
         let input: Node
         do {
+            graph = try GraphRewrites.fusingHardSwish(original, keeping: Set(observing))
             shapes = try graph.inferShapes()
             input = try graph.inputNode()
         } catch let error as ModelError {

@@ -95,6 +95,55 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// tf.keras MobileNetV3's hard-swish chain (x + 3, ReLU(6), · (1/6), times x) planned as one
+    /// hard-swish fused into the conv that computes x, either operand order of the Multiply;
+    /// left as it is when a link is observed, read elsewhere, or scales by another constant.
+    /// Every case against the reference chain.
+    func testHardSwishChainBecomesOneActivation() throws {
+        let (h, w, c, out) = (6, 5, 8, 16)
+        let kernel = random.floats(9 * c * out, in: -0.5...0.5), bias = random.floats(out, in: -1...1)
+        func uniform(_ scale: Float, _ shift: Float) throws -> Op {
+            .affine(try Affine(scale: Tensor([Float](repeating: scale, count: out)), shift: Tensor([Float](repeating: shift, count: out))))
+        }
+        for (gateScale, swapped, observing, extraReader, fused) in [
+            (Float(1.0 / 6.0), false, [String](), false, true), (Float(1.0 / 6.0), true, [], false, true),
+            (Float(1.0 / 6.0), false, ["r6"], false, false), (Float(1.0 / 6.0), false, [], true, false), (Float(0.2), false, [], false, false),
+        ] {
+            var nodes = [Node(name: "in", operation: .input(shape: [h, w, c]), inputs: [])]
+            nodes.append(Node(name: "conv", operation: .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel),
+                                                                           bias: Tensor(bias), padding: .same)), inputs: ["in"]))
+            nodes.append(Node(name: "add3", operation: try uniform(1, 3), inputs: ["conv"]))
+            nodes.append(Node(name: "r6", operation: .activation(.relu6), inputs: ["add3"]))
+            nodes.append(Node(name: "mul6", operation: try uniform(gateScale, 0), inputs: ["r6"]))
+            nodes.append(Node(name: "hs", operation: .multiply, inputs: swapped ? ["mul6", "conv"] : ["conv", "mul6"]))
+            var output = "hs"
+            if extraReader {
+                nodes.append(Node(name: "other", operation: .add, inputs: ["hs", "add3"]))
+                output = "other"
+            }
+            let graph = try Graph(name: "hs", nodes: nodes, outputs: [output])
+            let executor = try Executor(graph: graph, observing: observing)
+            let operations = executor.stepProfile.map(\.operation)
+            XCTAssertEqual(operations == ["conv2d"] || operations == ["conv2d", "add"], fused, "\(operations)")
+            XCTAssertEqual(operations.contains("affine"), !fused, "\(operations)")
+            let input = random.floats(2 * h * w * c, in: -1...1)
+            let ignore: ExecutionObserver = { _, _, _ in }
+            let y = try executor.run(input, observer: observing.isEmpty ? nil : ignore)
+            for b in 0..<2 {
+                let x = input[(b * h * w * c)..<((b + 1) * h * w * c)].map(Double.init)
+                let conv = ReferenceOps.conv2d(x, h: h, w: w, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias, stride: [1, 1],
+                                               dilation: [1, 1], same: true, groups: 1).values
+                let expected = conv.map { v -> Double in
+                    let swish = v * min(max(v + 3, 0), 6) * Double(gateScale)
+                    return extraReader ? swish + v + 3 : swish
+                }
+                for (k, e) in expected.enumerated() {
+                    XCTAssertEqual(Double(y[b * expected.count + k]), e, accuracy: 1e-5 * max(1, abs(e)), "\(gateScale) \(observing) k\(k)")
+                }
+            }
+        }
+    }
+
     /// A ZeroPadding2D read only by a conv is folded into the conv's own padding: no padded
     /// copy, the same values as padding first (uneven pads, strides, a depthwise and a separable conv too).
     func testZeroPaddingFoldsIntoTheNextConvolution() throws {
