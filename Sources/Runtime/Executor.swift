@@ -940,6 +940,23 @@ public final class Executor: @unchecked Sendable {
             return splitElements(count: count, align: channels, parallel: parallel) { part in
                 Kernels.activate(from: x + part.lowerBound, to: y + part.lowerBound, count: part.count, channels: channels, kind: activation)
             }
+        case let .affine(scale, shift, channels):
+            // Parts of whole rows of channels (bounds multiples of the channel count and of 16).
+            var align = channels
+            while align % 16 != 0 { align += channels }
+            return scale.withUnsafeBufferPointer { s in
+                shift.withUnsafeBufferPointer { t in
+                    splitElements(count: count, align: align, parallel: parallel) { part in
+                        Kernels.affine(from: x + part.lowerBound, to: y + part.lowerBound, count: part.count, channels: channels,
+                                       scale: s.baseAddress!, shift: t.baseAddress!)
+                    }
+                }
+            }
+        case .multiply where inputs.count == 2:
+            let other = inputs[1]
+            return splitElements(count: count, align: 1, parallel: parallel) { part in
+                for i in part { y[i] = x[i] * other[i] }
+            }
         case let .add(activation, channels) where inputs.count == 2:
             return splitElements(count: count, align: channels, parallel: parallel) { part in
                 Kernels.add(x + part.lowerBound, inputs[1] + part.lowerBound, into: y + part.lowerBound, count: part.count, channels: channels,

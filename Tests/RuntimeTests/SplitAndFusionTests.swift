@@ -621,7 +621,10 @@ final class SplitAndFusionTests: XCTestCase {
         add("res", .add, ["wino_act", "stem_act"])                                            // residual add, elements
         add("relu", .activation(.relu), ["res"])
         add("expand", try conv(1, 16, 40), ["relu"])                                          // pointwise, rows
-        add("sep", .separableConv2d(separable), ["expand"])                                   // depthwise then pointwise, rows
+        add("affine", .affine(try Affine(scale: Tensor(random.floats(40, in: 0.5...1.5)), shift: Tensor(random.floats(40, in: -1...1)))),
+            ["expand"])                                                                       // per-channel affine, rows of channels
+        add("product", .multiply, ["expand", "affine"])                                       // two-input product, elements
+        add("sep", .separableConv2d(separable), ["product"])                                  // depthwise then pointwise, rows
         add("dw", .depthwiseConv2d(depthwise), ["sep"])                                       // strided depthwise, rows
         add("dw_act", .activation(.relu6), ["dw"])
         add("pool", .pool2d(try Pool2D(kind: .max, size: [3, 3], strides: [2, 2], padding: .same)), ["dw_act"])
