@@ -16,10 +16,16 @@ static inline __attribute__((always_inline)) float act1(float v, int act) {
     return v;
 }
 
+/* An input value as the kernel reads it: with `rin`, through a ReLU (a standalone ReLU before the
+   conv, fused in: the value the ReLU would have stored, NaN and -0 to +0 included). */
+static inline __attribute__((always_inline)) float in1(float v, const int rin) {
+    return rin ? (v > 0.0f ? v : 0.0f) : v;
+}
+
 static inline __attribute__((always_inline))
 void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                     int pad_top, int pad_left, int oh, int ow, const float *restrict kernel, const float *restrict bias,
-                    float *restrict y, int act) {
+                    float *restrict y, int act, const int rin) {
     const int oc = c * m;
     for (int oy = 0; oy < oh; oy++) {
         for (int ox = 0; ox < ow; ox++) {
@@ -39,7 +45,7 @@ void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh,
                                 if (ix < 0 || ix >= w) continue;
                                 const float *restrict in = x + ((size_t)iy * w + ix) * c + c0;
                                 const float *restrict wt = kernel + (size_t)(ky * kw + kx) * c + c0;
-                                for (int j = 0; j < BLOCK; j++) acc[j] += in[j] * wt[j];
+                                for (int j = 0; j < BLOCK; j++) acc[j] += in1(in[j], rin) * wt[j];
                             }
                         }
                         for (int j = 0; j < BLOCK; j++) out[c0 + j] = act1(acc[j], act);
@@ -53,7 +59,7 @@ void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh,
                                 if (ix < 0 || ix >= w) continue;
                                 const float *restrict in = x + ((size_t)iy * w + ix) * c + c0;
                                 const float *restrict wt = kernel + (size_t)(ky * kw + kx) * c + c0;
-                                for (int j = 0; j < n; j++) acc[j] += in[j] * wt[j];
+                                for (int j = 0; j < n; j++) acc[j] += in1(in[j], rin) * wt[j];
                             }
                         }
                         for (int j = 0; j < n; j++) out[c0 + j] = act1(acc[j], act);
@@ -72,7 +78,7 @@ void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh,
                     const float *restrict in = x + ((size_t)iy * w + ix) * c;
                     const float *restrict wt = kernel + (size_t)(ky * kw + kx) * oc;
                     for (int ch = 0; ch < c; ch++) {
-                        const float v = in[ch];
+                        const float v = in1(in[ch], rin);
                         for (int j = 0; j < m; j++) out[ch * m + j] += v * wt[ch * m + j];
                     }
                 }
@@ -82,10 +88,16 @@ void depthwise_body(const float *restrict x, int h, int w, int c, int m, int kh,
     }
 }
 
-static void depthwise_generic(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                              int pt, int pl, int oh, int ow, const float *k, const float *b, float *y, int act) {
-    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act);
+/* Each version: `act` may carry BNK_DW_RELU_INPUT; the body is specialized for it. */
+#define DW_VERSION(NAME, TARGET)                                                                                           \
+TARGET static void NAME(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx, int pt,  \
+                        int pl, int oh, int ow, const float *k, const float *b, float *y, int act) {                       \
+    if (act & BNK_DW_RELU_INPUT)                                                                                          \
+        depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act & ~BNK_DW_RELU_INPUT, 1);      \
+    else                                                                                                                  \
+        depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act, 0);                           \
 }
+DW_VERSION(depthwise_generic, )
 
 #if BNK_X86
 /* The interior of a row for a depth multiplier of 1: output pixels ox_lo..<ox_hi, whose windows
@@ -95,9 +107,12 @@ static void depthwise_generic(const float *x, int h, int w, int c, int m, int kh
 #define DW_INTERIOR(NAME, TARGET, VEC, W, LOAD, LOADU, STORE, STOREU, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF)         \
 /* PIX (4 or 1) pixels from ox, channels c0..: full, W channels read and written without a mask (a masked AVX2 load or \
    store of a whole vector took several times a plain one's time on AMD Zen 4: below). */                             \
+/* An input vector as the kernel reads it (through a fused ReLU with `rin`: max(v, 0) is 0 for NaN \
+   and -0, as the standalone ReLU). */                                                                                   \
+TARGET static inline __attribute__((always_inline)) VEC NAME##_in(VEC v, const int rin) { return rin ? MAX(v, SETZERO()) : v; } \
 TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int PIX, const int full, const float *x, int h,  \
         int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oy, int ox,           \
-        const float *kernel, const float *bias, float *y, int ow, int act, int c0, MASK_T mask) {                          \
+        const float *kernel, const float *bias, float *y, int ow, int act, int c0, MASK_T mask, const int rin) {           \
     /* ReLU / ReLU6 as a clamp at the store. */                                                                          \
     const VEC lower = SETZERO();                                                                                          \
     const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
@@ -111,11 +126,11 @@ TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int
         const float *wk = kernel + (size_t)ky * kw * c + c0;                                                              \
         for (int kx = 0; kx < kw; kx++, in += (size_t)dx * c, wk += c) {                                                  \
             const VEC wt = full ? LOADU(wk) : LOAD(wk, mask);                                                             \
-            a0 = FMA(full ? LOADU(in) : LOAD(in, mask), wt, a0);                                                          \
+            a0 = FMA(NAME##_in(full ? LOADU(in) : LOAD(in, mask), rin), wt, a0);                                                      \
             if (PIX > 1) {                                                                                                \
-                a1 = FMA(full ? LOADU(in + step) : LOAD(in + step, mask), wt, a1);                                        \
-                a2 = FMA(full ? LOADU(in + 2 * step) : LOAD(in + 2 * step, mask), wt, a2);                                \
-                a3 = FMA(full ? LOADU(in + 3 * step) : LOAD(in + 3 * step, mask), wt, a3);                                \
+                a1 = FMA(NAME##_in(full ? LOADU(in + step) : LOAD(in + step, mask), rin), wt, a1);                                    \
+                a2 = FMA(NAME##_in(full ? LOADU(in + 2 * step) : LOAD(in + 2 * step, mask), rin), wt, a2);                            \
+                a3 = FMA(NAME##_in(full ? LOADU(in + 3 * step) : LOAD(in + 3 * step, mask), rin), wt, a3);                            \
             }                                                                                                             \
         }                                                                                                                 \
     }                                                                                                                     \
@@ -126,7 +141,8 @@ TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int
         if (full) STOREU(out + (size_t)j * c, v); else STORE(out + (size_t)j * c, mask, v);                               \
     }                                                                                                                     \
 }                                                                                                                         \
-TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
+TARGET static inline __attribute__((always_inline)) void NAME##_row(const int rin, const float *x, int h, int w, int c, int kh,  \
+        int kw, int sy, int sx, int dy, int dx, int pad_top,                                                             \
                         int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
                         int act) {                                                                                         \
     int ox = ox_lo;                                                                                                       \
@@ -134,17 +150,26 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     for (; ox + 4 <= ox_hi; ox += 4)                                                                                      \
         for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
             if (c - c0 >= W) NAME##_pixels(4, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
-                                           ow, act, c0, MASK_OF(W));                                                      \
+                                           ow, act, c0, MASK_OF(W), rin);                                                      \
             else NAME##_pixels(4, 0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, ow, act, \
-                               c0, MASK_OF(c - c0));                                                                      \
+                               c0, MASK_OF(c - c0), rin);                                                                      \
         }                                                                                                                 \
     for (; ox < ox_hi; ox++)                                                                                              \
         for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
             if (c - c0 >= W) NAME##_pixels(1, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
-                                           ow, act, c0, MASK_OF(W));                                                      \
+                                           ow, act, c0, MASK_OF(W), rin);                                                      \
             else NAME##_pixels(1, 0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, ow, act, \
-                               c0, MASK_OF(c - c0));                                                                      \
+                               c0, MASK_OF(c - c0), rin);                                                                      \
         }                                                                                                                 \
+}                                                                                                                         \
+TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
+                        int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
+                        int act) {                                                                                         \
+    if (act & BNK_DW_RELU_INPUT)                                                                                          \
+        NAME##_row(1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow,         \
+                   act & ~BNK_DW_RELU_INPUT);                                                                             \
+    else                                                                                                                  \
+        NAME##_row(0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);    \
 }
 
 #define MASK512(n) ((__mmask16)((n) >= 16 ? 0xFFFF : ((1u << (n)) - 1)))
@@ -175,7 +200,7 @@ DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD2
 /* One channel block of the row (full: W channels, read and written without a mask). */                                   \
 TARGET static inline __attribute__((always_inline)) void NAME##_block(const int full, const float *base, float *out, int c, \
         size_t row, int pad_left, int ox_lo, int ox_hi, const float *kernel, const float *bias, int c0, MASK_T mask,       \
-        size_t ahead1, size_t ahead2, size_t below, int act) {                                                            \
+        size_t ahead1, size_t ahead2, size_t below, int act, const int rin) {                                             \
     const VEC lower = SETZERO();                                                                                          \
     const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
     VEC wt[KH * KW];                                                                                                      \
@@ -195,7 +220,8 @@ TARGET static inline __attribute__((always_inline)) void NAME##_block(const int 
                     _mm_prefetch((const char *)(q + ahead2), _MM_HINT_T0);                                                \
                     if (i < PIX && below) __builtin_prefetch(out + (size_t)(ox + i) * c + below, 1, 3);                  \
                 }                                                                                                         \
-                const VEC v = full ? LOADU(q) : LOAD(q, mask);                                                            \
+                VEC v = full ? LOADU(q) : LOAD(q, mask);                                                                  \
+                if (rin) v = MAX(v, lower);    /* a fused ReLU before the conv */                                         \
                 _Pragma("clang loop unroll(full)")                                                                        \
                 for (int j = 0; j < PIX; j++)                                                                             \
                     if (i - j * SX >= 0 && i - j * SX < KW) acc[j] = FMA(v, wt[ky * KW + i - j * SX], acc[j]);            \
@@ -212,7 +238,8 @@ TARGET static inline __attribute__((always_inline)) void NAME##_block(const int 
         for (int ky = 0; ky < KH; ky++)                                                                                   \
             for (int kx = 0; kx < KW; kx++) {                                                                             \
                 const float *q = in + ky * row + (size_t)kx * c;                                                          \
-                a = FMA(full ? LOADU(q) : LOAD(q, mask), wt[ky * KW + kx], a);                                            \
+                const VEC v = full ? LOADU(q) : LOAD(q, mask);                                                            \
+                a = FMA(rin ? MAX(v, lower) : v, wt[ky * KW + kx], a);                                                    \
             }                                                                                                             \
         const VEC v = act == BNK_ACT_LINEAR ? a : MIN(MAX(a, lower), upper);                                              \
         if (full) STOREU(out + (size_t)ox * c, v); else STORE(out + (size_t)ox * c, mask, v);                             \
@@ -222,7 +249,7 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
                         int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
                         int act) {                                                                                         \
     const int iy0 = oy * sy - pad_top;                                                                                    \
-    if (iy0 < 0 || iy0 + KH > h) {                                                                                        \
+    if (iy0 < 0 || iy0 + KH > h) {    /* act with its BNK_DW_RELU_INPUT bit */                                           \
         FALLBACK(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);      \
         return;                                                                                                           \
     }                                                                                                                     \
@@ -232,14 +259,20 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     const size_t ahead1 = iy0 + KH < h ? row : 0, ahead2 = sy > 1 && iy0 + KH + 1 < h ? 2 * row : ahead1;                 \
     /* The next output row, fetched for writing (it exists: its window lies inside the image). */                      \
     const size_t below = iy0 + sy + KH <= h ? (size_t)ow * c : 0;                                                          \
+    const int rin = (act & BNK_DW_RELU_INPUT) != 0;                                                                       \
+    act &= ~BNK_DW_RELU_INPUT;                                                                                            \
     for (int c0 = 0; c0 < c; c0 += W) {                                                                                   \
         const float *base = x + (size_t)iy0 * row + c0;                                                                   \
         float *out = y + (size_t)oy * ow * c + c0;                                                                        \
-        if (c - c0 >= W)                                                                                                  \
-            NAME##_block(1, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(W), ahead1, ahead2, below, act); \
+        if (c - c0 >= W && rin)                                                                                           \
+            NAME##_block(1, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(W), ahead1, ahead2, below, act, \
+                         1);                                                                                              \
+        else if (c - c0 >= W)                                                                                             \
+            NAME##_block(1, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(W), ahead1, ahead2, below, act, \
+                         0);                                                                                              \
         else                                                                                                              \
             NAME##_block(0, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(c - c0), ahead1, ahead2,  \
-                         below, act);                                                                                     \
+                         below, act, rin);                                                                                \
     }                                                                                                                     \
 }
 
@@ -292,23 +325,17 @@ static void depthwise_rows(body_fn pixel, interior_fn interior, const float *x, 
     }
 }
 
-__attribute__((target("avx2,fma")))
-static void depthwise_avx2(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                           int pt, int pl, int oh, int ow, const float *k, const float *b, float *y, int act) {
-    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act);
-}
-
-__attribute__((target("avx512f")))
-static void depthwise_avx512(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
-                             int pt, int pl, int oh, int ow, const float *k, const float *b, float *y, int act) {
-    depthwise_body(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, k, b, y, act);
-}
+DW_VERSION(depthwise_avx2, __attribute__((target("avx2,fma"))))
+DW_VERSION(depthwise_avx512, __attribute__((target("avx512f"))))
 #endif
 
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act) {
+    const int rin = act & BNK_DW_RELU_INPUT;
+    act &= ~BNK_DW_RELU_INPUT;
     const int after = act == BNK_ACT_SIGMOID || act == BNK_ACT_SWISH || act == BNK_ACT_HARD_SWISH ? act : BNK_ACT_LINEAR;
     if (act != BNK_ACT_RELU && act != BNK_ACT_RELU6) act = BNK_ACT_LINEAR;
+    act |= rin;    /* each version below takes the flag with the store's activation */
 #if BNK_X86
     /* 3x3 and 5x5, no dilation: the unrolled row kernels (weights in registers). At stride 1
        they measured 10-25% faster than the four-pixel kernel (Intel Xeon, AVX-512). At stride 2

@@ -83,11 +83,13 @@ public final class Executor: @unchecked Sendable {
         /// A 3×3 stride-1 conv by Winograd F(2×2, 3×3) (kernel transformed at plan time),
         /// + activation, + 2×2 stride-2 max pooling when `pool`.
         case winograd(transformed: Panels, bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind, pool: Bool)
-        case depthwise(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind)
+        /// `reluInput`: the input read through a ReLU (a standalone ReLU before the conv, fused in).
+        case depthwise(kernel: Tensor, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int, activation: ActivationKind,
+                       reluInput: Bool)
         /// Depthwise (into scratch, `geometry` its shape) then the pointwise GEMM, bias and activation,
         /// `panels` the pointwise kernel prepacked (more than one depthwise output channel).
         case separable(depthwise: Tensor, pointwise: Tensor, panels: Panels?, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int,
-                       units: Int, activation: ActivationKind)
+                       units: Int, activation: ActivationKind, reluInput: Bool)
         /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
         case transposedConv(weights: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
         /// Layer normalization over the trailing `inner` values of each row.
@@ -116,7 +118,8 @@ public final class Executor: @unchecked Sendable {
         /// Add or multiply of inputs of different (broadcastable) per-sample shapes.
         case broadcast(isAdd: Bool, inputs: [[Int]], output: [Int])
         /// Per sample: `outer` blocks, each the inputs' chunks of the given sizes.
-        case concatenate(outer: Int, chunks: [Int])
+        /// Each input's chunk copied in turn, through an element-wise `activation` (all its readers' one, fused in).
+        case concatenate(outer: Int, chunks: [Int], activation: ActivationKind)
         case copy
     }
 
@@ -152,24 +155,53 @@ public final class Executor: @unchecked Sendable {
             observed[i] = position
         }
         let observedNames = Set(observing)
-        // A Dense, Conv2D, DepthwiseConv2D or two-input Add whose only reader is an activation
+        // A Dense, Conv2D, DepthwiseConv2D, SeparableConv2D or two-input Add whose only reader is an activation
         // applies it as it writes (in the GEMM epilogue, or on its output while it is in cache)
-        // straight into the activation's buffer: no separate pass, no copy.
+        // straight into the activation's buffer: no separate pass, no copy. With several readers,
+        // all the same activation (NASNet's stem, read by five ReLUs), the others read the first's
+        // buffer (`aliasOf`: a node whose values are another's).
         var fusedActivation: [String: (activation: Activation, into: String)] = [:]
         var absorbed: Set<String> = []
+        var aliasOf: [String: String] = [:]
+        /// The activation every reader of `node` is (reading only it; the readers after the first
+        /// neither outputs nor observed), nil when they differ.
+        func sameActivationReaders(of node: String) -> (activation: Activation, readers: [Node])? {
+            let readers = graph.consumers(of: node).compactMap { graph.node(named: $0) }
+            guard case .activation(let activation)? = readers.first?.operation else { return nil }
+            for (position, reader) in readers.enumerated() {
+                guard case .activation(let other) = reader.operation, other == activation, reader.inputs == [node] else { return nil }
+                if position > 0, graph.outputs.contains(reader.name) || observedNames.contains(reader.name) { return nil }
+            }
+            return (activation, readers)
+        }
         for node in graph.nodes {
             switch node.operation {
-            case .dense, .conv2d, .depthwiseConv2d: break
+            case .dense, .conv2d, .depthwiseConv2d, .separableConv2d: break
             case .add where node.inputs.count == 2 && Set(node.inputs.map { shapes[$0]! }).count == 1: break
             default: continue
             }
             guard (node.operation.fusedActivation ?? .linear) == .linear, !graph.outputs.contains(node.name),
                   !observedNames.contains(node.name) else { continue }
-            let readers = graph.consumers(of: node.name)
-            guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name],
-                  case .activation(let activation) = reader.operation else { continue }
-            fusedActivation[node.name] = (activation, reader.name)
-            absorbed.insert(reader.name)
+            guard let (activation, readers) = sameActivationReaders(of: node.name) else { continue }
+            fusedActivation[node.name] = (activation, readers[0].name)
+            for reader in readers {
+                absorbed.insert(reader.name)
+                if reader.name != readers[0].name { aliasOf[reader.name] = readers[0].name }
+            }
+        }
+        // A Concatenate every reader of which is the same element-wise activation (NASNet's cell
+        // outputs, each read by two or three ReLUs): the concatenation applies it as it copies,
+        // and the activations' readers read the concatenation (`aliasOf`): no pass per activation.
+        var activatedConcatenation: [String: Activation] = [:]
+        for node in graph.nodes {
+            guard case .concatenate = node.operation, !graph.outputs.contains(node.name), !observedNames.contains(node.name),
+                  let (activation, readers) = sameActivationReaders(of: node.name), Kernels.elementwiseCode(Self.kind(activation)) != nil,
+                  !graph.outputs.contains(readers[0].name), !observedNames.contains(readers[0].name) else { continue }
+            activatedConcatenation[node.name] = activation
+            for reader in readers {
+                aliasOf[reader.name] = node.name
+                absorbed.insert(reader.name)
+            }
         }
         // A one-channel Conv2D whose (activated) output only a 2×2 stride-2 max pooling
         // reads: the direct kernel pools as it goes and writes the pooled output.
@@ -179,7 +211,8 @@ public final class Executor: @unchecked Sendable {
             let fused = fusedActivation[node.name]
             let produced = fused?.into ?? node.name
             let readers = graph.consumers(of: produced)
-            guard !graph.outputs.contains(produced), !observedNames.contains(produced), !observedNames.contains(node.name), readers.count == 1, let reader = graph.node(named: readers[0]),
+            // (Never when other activations read the values as `produced`'s alias: they must exist.)
+            guard !aliasOf.values.contains(produced), !graph.outputs.contains(produced), !observedNames.contains(produced), !observedNames.contains(node.name), readers.count == 1, let reader = graph.node(named: readers[0]),
                   reader.inputs == [produced], case .pool2d(let pool) = reader.operation, pool.kind == .max,
                   pool.window.size == [2, 2], pool.window.strides == [2, 2] else { continue }
             let convShape = shapes[node.name]!, poolShape = shapes[reader.name]!
@@ -241,6 +274,23 @@ public final class Executor: @unchecked Sendable {
             paddingFor[reader.name] = (node.inputs[0], pads[0], pads[2])
             absorbed.insert(node.name)
         }
+        // A ReLU whose only reader is a DepthwiseConv2D or SeparableConv2D (directly, or through a
+        // zero padding folded into it), not fused into its own producer: the conv reads the ReLU's
+        // input through a ReLU as it loads it (a zero border stays zero), so the ReLU's pass over
+        // the map is never made (NASNet's and Xception's ReLU before each separable conv).
+        var reluInputFor: [String: String] = [:]
+        for node in graph.nodes {
+            switch node.operation {
+            case .depthwiseConv2d, .separableConv2d: break
+            default: continue
+            }
+            let read = paddingFor[node.name]?.source ?? node.inputs[0]
+            guard let relu = graph.node(named: read), case .activation(.relu) = relu.operation, relu.inputs.count == 1,
+                  !absorbed.contains(relu.name), !graph.outputs.contains(relu.name), !observedNames.contains(relu.name),
+                  graph.consumers(of: relu.name).count == 1 else { continue }
+            reluInputFor[node.name] = relu.inputs[0]
+            absorbed.insert(relu.name)
+        }
         /// A conv's geometry, over the unpadded input when a padding was folded into it.
         func convGeometry(_ window: Window, _ node: Node, _ outShape: [Int]) -> Kernels.Spatial {
             let g = Self.geometry(window, shapes[node.inputs[0]]!, outShape)
@@ -248,7 +298,10 @@ public final class Executor: @unchecked Sendable {
             return g.unpadded(height: source[0], width: source[1], top: padding.top, left: padding.left)
         }
         func sources(_ node: Node) -> [Int] {
-            node.inputs.map { index[paddingFor[node.name]?.source ?? $0]! }
+            node.inputs.map { name in
+                let read = reluInputFor[node.name] ?? paddingFor[node.name]?.source ?? name
+                return index[aliasOf[read] ?? read]!
+            }
         }
         // A Conv2D run by the prepacked GEMM (groups 1, more than one input channel, not Winograd)
         // whose only reader is a two-input Add of the same shape, the Add's other input computed
@@ -265,7 +318,7 @@ public final class Executor: @unchecked Sendable {
             let readers = graph.consumers(of: node.name)
             guard readers.count == 1, let add = graph.node(named: readers[0]), case .add = add.operation, add.inputs.count == 2,
                   add.inputs.filter({ $0 == node.name }).count == 1, let other = add.inputs.first(where: { $0 != node.name }),
-                  shapes[other] == shapes[node.name], shapes[add.name] == shapes[node.name], let otherPosition = index[other],
+                  shapes[other] == shapes[node.name], shapes[add.name] == shapes[node.name], let otherPosition = index[aliasOf[other] ?? other],
                   otherPosition < position, !observedNames.contains(add.name) else { continue }
             residualInto[node.name] = (add.name, other)
             absorbed.insert(add.name)
@@ -312,7 +365,8 @@ public final class Executor: @unchecked Sendable {
                 // One input channel per group (ConvNeXt's 7×7 blocks, grouped 1-D convs): a depthwise
                 // convolution, whose kernel layout (kh, kw, in, out/in) is the same memory.
                 kind = .depthwise(kernel: conv.kernel, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
-                                  multiplier: conv.outputChannels / conv.groups, activation: Self.kind(fused?.activation ?? conv.activation))
+                                  multiplier: conv.outputChannels / conv.groups, activation: Self.kind(fused?.activation ?? conv.activation),
+                                  reluInput: false)
             case .conv2d(let conv):
                 let geometry = convGeometry(conv.window, node, outShape)
                 let panels = conv.groups == 1 && geometry.inChannels > 1
@@ -327,7 +381,7 @@ public final class Executor: @unchecked Sendable {
                     let addFused = fusedActivation[residual.add]
                     steps.append(Step(kind: .conv2d(kernel: conv.kernel, panels: panels, bias: conv.bias, geometry: geometry, groups: 1,
                                                     activation: Self.kind(addFused?.activation ?? .linear)),
-                                      sources: sources(node) + [index[residual.other]!],
+                                      sources: sources(node) + [index[aliasOf[residual.other] ?? residual.other]!],
                                       destination: index[addFused?.into ?? residual.add]!))
                     continue
                 }
@@ -341,7 +395,8 @@ public final class Executor: @unchecked Sendable {
                 if panels != nil { conv.pointwiseKernel.releaseResidency() }
                 kind = .separable(depthwise: conv.depthwiseKernel, pointwise: conv.pointwiseKernel, panels: panels, bias: conv.bias,
                                   geometry: convGeometry(conv.window, node, Array(middle)), multiplier: conv.depthMultiplier,
-                                  units: conv.outputChannels, activation: Self.kind(conv.activation))
+                                  units: conv.outputChannels, activation: Self.kind(fused?.activation ?? conv.activation),
+                                  reluInput: reluInputFor[node.name] != nil)
             case .conv2dTranspose(let conv):
                 let input = inShapes[0]
                 let geometry = Kernels.Spatial(
@@ -381,7 +436,7 @@ public final class Executor: @unchecked Sendable {
             case .depthwiseConv2d(let conv):
                 kind = .depthwise(kernel: conv.kernel, bias: conv.bias,
                                   geometry: convGeometry(conv.window, node, outShape), multiplier: conv.depthMultiplier,
-                                  activation: Self.kind(fused?.activation ?? conv.activation))
+                                  activation: Self.kind(fused?.activation ?? conv.activation), reluInput: reluInputFor[node.name] != nil)
             case .pool2d(let pool):
                 kind = .pool(geometry: convGeometry(pool.window, node, outShape), isMax: pool.kind == .max)
             case .globalPool(let poolKind, _):
@@ -427,7 +482,8 @@ public final class Executor: @unchecked Sendable {
                 kind = .multiply
             case .concatenate(let axis):
                 let outer = outShape[..<axis].reduce(1, *)
-                kind = .concatenate(outer: outer, chunks: inShapes.map { $0[axis...].reduce(1, *) })
+                kind = .concatenate(outer: outer, chunks: inShapes.map { $0[axis...].reduce(1, *) },
+                                    activation: Self.kind(activatedConcatenation[node.name] ?? .linear))
             case .flatten, .reshape, .identity:
                 kind = .copy
             }
@@ -483,7 +539,7 @@ public final class Executor: @unchecked Sendable {
         switch kind {
         case let .dense(_, _, _, _, units, _): units > 0 ? outputSize / units : nil
         case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
-        case let .separable(_, _, _, _, g, _, _, _): g.outHeight * g.outWidth
+        case let .separable(_, _, _, _, g, _, _, _, _): g.outHeight * g.outWidth
         default: nil
         }
     }
@@ -505,8 +561,8 @@ public final class Executor: @unchecked Sendable {
         case let .conv2d(_, _, _, g, groups, _): outputSize * g.kernelHeight * g.kernelWidth * g.inChannels / max(groups, 1)
         case let .conv2dMaxPool(_, _, g, _): g.outHeight * g.outWidth * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
         case let .winograd(_, _, g, _, _): g.outHeight * g.outWidth * g.outChannels * 9 * g.inChannels
-        case let .depthwise(_, _, g, _, _): outputSize * g.kernelHeight * g.kernelWidth
-        case let .separable(_, _, _, _, g, multiplier, units, _):
+        case let .depthwise(_, _, g, _, _, _): outputSize * g.kernelHeight * g.kernelWidth
+        case let .separable(_, _, _, _, g, multiplier, units, _, _):
             g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
         default: 0
         }
@@ -893,25 +949,26 @@ public final class Executor: @unchecked Sendable {
                 }
                 return split
             }
-        case let .depthwise(kernel, bias, geometry, multiplier, activation):
+        case let .depthwise(kernel, bias, geometry, multiplier, activation, reluInput):
             return kernel.withUnsafeValues { w in
                 var split = false
                 optional(bias) { b in
                     split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
                         Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: w.baseAddress!, bias: b,
-                                                activation: activation, output: yo)
+                                                activation: activation, reluInput: reluInput, output: yo)
                     }
                 }
                 return split
             }
-        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation):
+        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput):
             return depthwise.withUnsafeValues { dw in
                 pointwise.withUnsafeValues { pw in
                     var split = false
                     optional(bias) { b in
                         split = splitRows(geometry, batch: batch, x, y, outputChannels: units, parallel: parallel) { part, xi, yo, worker in
-                            separable(xi, batch: 1, part, depthwise: dw.baseAddress!, multiplier: multiplier, pointwise: pw.baseAddress!,
-                                      panels: panels?.pointer, bias: b, units: units, activation: activation, yo, arena: arenas[worker])
+                            separable(xi, batch: 1, part, depthwise: dw.baseAddress!, multiplier: multiplier, reluInput: reluInput,
+                                      pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b, units: units, activation: activation, yo,
+                                      arena: arenas[worker])
                         }
                     }
                     return split
@@ -985,13 +1042,14 @@ public final class Executor: @unchecked Sendable {
     /// it from L2 instead of L3 (Xception's 109×109×128 maps: 6 MB a image); each value is the
     /// same as in one pass over the image (`Spatial.rows`).
     private static func separable(_ x: UnsafePointer<Float>, batch: Int, _ g: Kernels.Spatial, depthwise: UnsafePointer<Float>,
-                                  multiplier: Int, pointwise: UnsafePointer<Float>, panels: UnsafePointer<Float>?,
+                                  multiplier: Int, reluInput: Bool, pointwise: UnsafePointer<Float>, panels: UnsafePointer<Float>?,
                                   bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, _ y: UnsafeMutablePointer<Float>,
                                   arena: Arena) {
         func run(_ xi: UnsafePointer<Float>, images: Int, _ part: Kernels.Spatial, _ yo: UnsafeMutablePointer<Float>) {
             let pixels = images * part.outHeight * part.outWidth
             let middle = arena.scratch(pixels * part.outChannels)
-            Kernels.depthwiseConv2d(input: xi, batch: images, part, multiplier: multiplier, kernel: depthwise, bias: nil, output: middle)
+            Kernels.depthwiseConv2d(input: xi, batch: images, part, multiplier: multiplier, kernel: depthwise, bias: nil,
+                                    reluInput: reluInput, output: middle)
             Kernels.denseGEMM(input: middle, rows: pixels, inputs: part.outChannels, kernel: pointwise, panels: panels, bias: bias,
                               units: units, activation: activation, output: yo)
         }
@@ -1114,19 +1172,20 @@ public final class Executor: @unchecked Sendable {
                 Kernels.winogradConv3x3(input: x, batch: batch, geometry, transformed: transformed.pointer, bias: b, activation: activation,
                                         pool: pool, output: y, scratch: scratch)
             }
-        case let .depthwise(kernel, bias, geometry, multiplier, activation):
+        case let .depthwise(kernel, bias, geometry, multiplier, activation, reluInput):
             kernel.withUnsafeValues { w in
                 optional(bias) { b in
                     Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: b,
-                                            activation: activation, output: y)
+                                            activation: activation, reluInput: reluInput, output: y)
                 }
             }
-        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation):
+        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput):
             depthwise.withUnsafeValues { dw in
                 pointwise.withUnsafeValues { pw in
                     optional(bias) { b in
-                        separable(x, batch: batch, geometry, depthwise: dw.baseAddress!, multiplier: multiplier, pointwise: pw.baseAddress!,
-                                  panels: panels?.pointer, bias: b, units: units, activation: activation, y, arena: arena)
+                        separable(x, batch: batch, geometry, depthwise: dw.baseAddress!, multiplier: multiplier, reluInput: reluInput,
+                                  pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b, units: units, activation: activation, y,
+                                  arena: arena)
                     }
                 }
             }
@@ -1194,11 +1253,15 @@ public final class Executor: @unchecked Sendable {
             for other in inputs.dropFirst() { for i in 0..<count { y[i] *= other[i] } }
         case let .broadcast(isAdd, shapes, output):
             Kernels.broadcast(inputs, shapes: shapes, output: output, batch: batch, isAdd: isAdd, into: y)
-        case let .concatenate(outer, chunks):
+        case let .concatenate(outer, chunks, activation):
             var target = y
             for block in 0..<(batch * outer) {
                 for (source, chunk) in zip(inputs, chunks) {
-                    target.update(from: source + block * chunk, count: chunk)
+                    if case .linear = activation {
+                        target.update(from: source + block * chunk, count: chunk)
+                    } else {
+                        Kernels.activate(from: source + block * chunk, to: target, count: chunk, channels: chunk, kind: activation)
+                    }
                     target += chunk
                 }
             }

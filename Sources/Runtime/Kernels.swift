@@ -404,10 +404,11 @@ package enum Kernels {
     }
 
     /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m; then the
-    /// activation (ReLU and ReLU6 as the outputs are stored, others after).
+    /// activation (ReLU and ReLU6 as the outputs are stored, others after). `reluInput`: each
+    /// input value read through a ReLU (the conv of the ReLU's output, the same values).
     static func depthwiseConv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, multiplier: Int,
                                 kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: ActivationKind = .linear,
-                                output: UnsafeMutablePointer<Float>) {
+                                reluInput: Bool = false, output: UnsafeMutablePointer<Float>) {
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * g.outChannels
         // The element-wise activations are applied by the kernel, row by row; others (softmax…) after.
         let code = elementwiseCode(activation)
@@ -415,7 +416,8 @@ package enum Kernels {
             bnk_depthwise_conv2d(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(multiplier),
                                  Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),
                                  Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
-                                 kernel, bias, output + b * outImage, code ?? Int32(BNK_ACT_LINEAR))
+                                 kernel, bias, output + b * outImage,
+                                 (code ?? Int32(BNK_ACT_LINEAR)) | (reluInput ? Int32(BNK_DW_RELU_INPUT) : 0))
         }
         if code == nil {
             activate(output, count: batch * outImage, channels: g.outChannels, kind: activation)

@@ -248,6 +248,157 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// A ReLU read only by a depthwise or separable conv (directly, or through a zero padding
+    /// folded into it) is applied as the conv loads its input: no ReLU step, and every value the
+    /// one the separate ReLU gives, bit for bit (NaN and -0 in the input included), on one thread
+    /// and with one image split across two; a ReLU with a second reader, or observed, stays a
+    /// step. The shapes reach each path of the kernel: the unrolled 3×3/5×5 rows at strides 1
+    /// and 2 (full and masked channel blocks), the four-pixel interior (4×4, dilation), border
+    /// pixels, and a depth multiplier.
+    func testReLUBeforeDepthwiseOrSeparableIsAppliedAsTheConvReads() throws {
+        let cases: [(h: Int, w: Int, c: Int, k: Int, stride: Int, dilation: Int, multiplier: Int, pad: Bool, separable: Bool)] = [
+            (12, 21, 40, 3, 1, 1, 1, false, false),
+            (13, 19, 20, 5, 2, 1, 1, true, false),
+            (11, 22, 37, 3, 2, 1, 1, true, true),
+            (10, 17, 24, 5, 1, 1, 1, false, true),
+            (12, 14, 18, 4, 1, 1, 1, false, true),
+            (11, 15, 9, 3, 1, 2, 1, false, false),
+            (9, 10, 6, 3, 1, 1, 2, true, true),
+        ]
+        for t in cases {
+            let kernel = random.floats(t.k * t.k * t.c * t.multiplier, in: -1...1)
+            let units = 11
+            let pointwise = random.floats(t.c * t.multiplier * units, in: -1...1), bias = random.floats(units, in: -1...1)
+            let padding: Padding = t.pad ? .valid : .same
+            let conv: Op = t.separable
+                ? .separableConv2d(try SeparableConv2D(depthwiseKernel: Tensor(shape: [t.k, t.k, t.c, t.multiplier], values: kernel),
+                                                       pointwiseKernel: Tensor(shape: [1, 1, t.c * t.multiplier, units], values: pointwise),
+                                                       bias: Tensor(bias), strides: [t.stride, t.stride], padding: padding))
+                : .depthwiseConv2d(try DepthwiseConv2D(kernel: Tensor(shape: [t.k, t.k, t.c, t.multiplier], values: kernel), bias: nil,
+                                                       strides: [t.stride, t.stride], dilation: [t.dilation, t.dilation], padding: padding))
+            var layers: [(String, Op)] = [("relu", .activation(.relu))]
+            if t.pad { layers.append(("pad", .zeroPadding2d([1, 2, 2, 1]))) }
+            layers += [("conv", conv), ("after", .activation(.relu))]
+            let graph = try Graph.sequential(name: "r", inputShape: [t.h, t.w, t.c], layers: layers)
+            let fused = try Executor(graph: graph), separate = try Executor(graph: graph, observing: ["relu"])
+            XCTAssertFalse(fused.stepProfile.contains { $0.operation == "activation" }, "\(t): both ReLUs fused")
+            XCTAssertTrue(separate.stepProfile.contains { $0.operation == "activation" }, "\(t): an observed ReLU is a step")
+            var input = random.floats(2 * t.h * t.w * t.c, in: -2...2)
+            for i in stride(from: 5, to: input.count, by: 97) { input[i] = i % 2 == 0 ? .nan : -0.0 }
+            for threads in [1, 2] {
+                let image = Array(input[0..<(t.h * t.w * t.c)])
+                XCTAssertEqual(try fused.run(image, threads: threads).map(\.bitPattern), try separate.run(image, threads: threads).map(\.bitPattern),
+                               "\(t) threads \(threads)")
+            }
+            let y = try fused.run(input)
+            XCTAssertEqual(y.map(\.bitPattern), try separate.run(input).map(\.bitPattern), "\(t) batch 2")
+            // And the definition: the conv of max(x, 0), then the ReLU.
+            for b in 0..<2 {
+                var x = input[(b * t.h * t.w * t.c)..<((b + 1) * t.h * t.w * t.c)].map { $0.isNaN ? 0 : max(Double($0), 0) }
+                var (h, w) = (t.h, t.w)
+                if t.pad {
+                    let (ph, pw) = (h + 3, w + 3)
+                    var padded = [Double](repeating: 0, count: ph * pw * t.c)
+                    for i in 0..<h { for j in 0..<w { for k in 0..<t.c { padded[((i + 1) * pw + j + 2) * t.c + k] = x[(i * w + j) * t.c + k] } } }
+                    (x, h, w) = (padded, ph, pw)
+                }
+                let d = ReferenceOps.depthwise(x, h: h, w: w, c: t.c, kernel: kernel, kh: t.k, kw: t.k, multiplier: t.multiplier, bias: nil,
+                                               stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation], same: !t.pad)
+                let expected = t.separable
+                    ? ReferenceOps.conv2d(d.values, h: d.1, w: d.2, c: t.c * t.multiplier, kernel: pointwise, kh: 1, kw: 1, out: units,
+                                          bias: bias, stride: [1, 1], dilation: [1, 1], same: false, groups: 1).values
+                    : d.values
+                XCTAssertEqual(expected.count, fused.outputSize, "\(t)")
+                for (k, e) in expected.enumerated() {
+                    XCTAssertEqual(Double(y[b * fused.outputSize + k]), max(e, 0), accuracy: 1e-5 * max(1, abs(e)), "\(t) [\(b), \(k)]")
+                }
+            }
+        }
+        // A second reader keeps the ReLU a step (its values are needed as such).
+        let dw = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, 4, 1], values: random.floats(36, in: -1...1)), bias: nil,
+                                     strides: [1, 1], padding: .same)
+        let graph = try Graph(name: "two", nodes: [
+            Node(name: "x", operation: .input(shape: [6, 6, 4]), inputs: []),
+            Node(name: "relu", operation: .activation(.relu), inputs: ["x"]),
+            Node(name: "dw", operation: .depthwiseConv2d(dw), inputs: ["relu"]),
+            Node(name: "sum", operation: .add, inputs: ["dw", "relu"]),
+        ], outputs: ["sum"])
+        XCTAssertTrue(try Executor(graph: graph).stepProfile.contains { $0.operation == "activation" })
+    }
+
+    /// A Concatenate whose every reader is the same element-wise activation (NASNet's cell
+    /// outputs read by two ReLUs) applies it as it copies, the readers of the activations reading
+    /// the concatenation: no activation step, the values of the separate steps bit for bit (NaN
+    /// and -0 in the input included), one and two threads. Mixed readers, different
+    /// activations, or an observed activation keep the steps.
+    func testActivationsOfAConcatenationAppliedAsItCopies() throws {
+        let (h, w, c, units) = (7, 9, 6, 4)
+        let pointwise = try Conv2D(kernel: Tensor(shape: [1, 1, c, 5], values: random.floats(c * 5, in: -1...1)),
+                                   bias: Tensor(random.floats(5, in: -1...1)), padding: .valid)
+        let head = try Conv2D(kernel: Tensor(shape: [1, 1, c + 5, units], values: random.floats((c + 5) * units, in: -1...1)),
+                              bias: nil, padding: .valid)
+        let separable = try SeparableConv2D(depthwiseKernel: Tensor(shape: [3, 3, c + 5, 1], values: random.floats(9 * (c + 5), in: -1...1)),
+                                            pointwiseKernel: Tensor(shape: [1, 1, c + 5, units],
+                                                                    values: random.floats((c + 5) * units, in: -1...1)),
+                                            bias: nil, strides: [1, 1], padding: .same)
+        func graph(_ first: Op, _ second: Op) throws -> Graph {
+            try Graph(name: "cat", nodes: [
+                Node(name: "x", operation: .input(shape: [h, w, c]), inputs: []),
+                Node(name: "a", operation: .conv2d(pointwise), inputs: ["x"]),
+                Node(name: "cat", operation: .concatenate(axis: 2), inputs: ["a", "x"]),
+                Node(name: "r1", operation: first, inputs: ["cat"]),
+                Node(name: "r2", operation: second, inputs: ["cat"]),
+                Node(name: "c1", operation: .conv2d(head), inputs: ["r1"]),
+                Node(name: "c2", operation: .separableConv2d(separable), inputs: ["r2"]),
+                Node(name: "sum", operation: .add, inputs: ["c1", "c2"]),
+            ], outputs: ["sum"])
+        }
+        var input = random.floats(2 * h * w * c, in: -2...2)
+        for i in stride(from: 3, to: input.count, by: 41) { input[i] = i % 2 == 0 ? .nan : -0.0 }
+        for (first, second, fused) in [(Op.activation(.relu), Op.activation(.relu), true), (.activation(.relu6), .activation(.relu6), true),
+                                       (.activation(.swish), .activation(.swish), true), (.activation(.relu), .activation(.relu6), false),
+                                       (.activation(.relu), .identity, false)] {
+            let g = try graph(first, second)
+            let executor = try Executor(graph: g), separate = try Executor(graph: g, observing: ["cat"])
+            let activations = { (e: Executor) in e.stepProfile.filter { $0.operation == "activation" }.count }
+            XCTAssertEqual(activations(executor), fused ? 0 : 2 - (second == .identity ? 1 : 0), "\(first) \(second)")
+            XCTAssertGreaterThan(activations(separate), 0, "\(first) \(second): observed, the steps stay")
+            // r1 observed: no fusion into the concatenation (a ReLU before the separable conv is still read through it).
+            XCTAssertEqual(activations(try Executor(graph: g, observing: ["r1"])), fused ? (second == .activation(.relu) ? 1 : 2)
+                           : activations(executor), "\(first) \(second)")
+            for threads in [1, 2] {
+                XCTAssertEqual(try executor.run(input, threads: threads).map(\.bitPattern),
+                               try separate.run(input, threads: threads).map(\.bitPattern), "\(first) \(second) threads \(threads)")
+            }
+        }
+    }
+
+    /// A conv read by several activations, all the same, applies it once as it writes (the
+    /// others read that buffer); a max pooling reading one of them is then not fused into the
+    /// conv (the activated map must exist for the others). Bit for bit the separate steps' values.
+    func testSeveralReadersOfOneActivationShareTheFusedStep() throws {
+        let (h, w) = (8, 10)
+        let conv = try Conv2D(kernel: Tensor(shape: [3, 3, 1, 4], values: random.floats(36, in: -1...1)),
+                              bias: Tensor(random.floats(4, in: -1...1)), padding: .same)
+        let pool = { (kind: Pool2D.Kind) in Op.pool2d(try Pool2D(kind: kind, size: [2, 2], strides: [2, 2], padding: .valid)) }
+        for (first, second, fused) in [(Activation.relu, Activation.relu, true), (.sigmoid, .sigmoid, true), (.relu, .sigmoid, false)] {
+            let g = try Graph(name: "fan", nodes: [
+                Node(name: "x", operation: .input(shape: [h, w, 1]), inputs: []),
+                Node(name: "conv", operation: .conv2d(conv), inputs: ["x"]),
+                Node(name: "r1", operation: .activation(first), inputs: ["conv"]),
+                Node(name: "r2", operation: .activation(second), inputs: ["conv"]),
+                Node(name: "p1", operation: try pool(.max), inputs: ["r1"]),
+                Node(name: "p2", operation: try pool(.average), inputs: ["r2"]),
+                Node(name: "sum", operation: .add, inputs: ["p1", "p2"]),
+            ], outputs: ["sum"])
+            let executor = try Executor(graph: g), separate = try Executor(graph: g, observing: ["conv"])
+            XCTAssertEqual(executor.stepProfile.filter { $0.operation == "activation" }.count, fused ? 0 : 2, "\(first) \(second)")
+            XCTAssertEqual(separate.stepProfile.filter { $0.operation == "activation" }.count, 2)
+            let input = random.floats(3 * h * w, in: -2...2)
+            XCTAssertEqual(try executor.run(input).map(\.bitPattern), try separate.run(input).map(\.bitPattern), "\(first) \(second)")
+        }
+    }
+
     /// Depthwise convolutions with a multiplier of 1: border pixels one at a time, the interior
     /// four at a time, ReLU/ReLU6 at the store, other activations after; against the reference.
     func testDepthwiseInteriorBorderAndActivations() throws {

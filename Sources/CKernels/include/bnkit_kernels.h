@@ -124,7 +124,9 @@ const char *bnk_channel_moments_isa(void);
 /* Depthwise convolution of one NHWC image (h, w, c), kernel (kh, kw, c, m), optional bias (c*m),
    into (oh, ow, c*m): output channel ch*m + j; taps outside the image add nothing; then the
    activation `act` (ReLU, ReLU6 as outputs are stored; sigmoid, swish, hard-swish as bnk_activate
-   computes them, row by row while the row is in cache). */
+   computes them, row by row while the row is in cache). `act` | BNK_DW_RELU_INPUT: each input value
+   is read through a ReLU (a standalone ReLU before the conv, fused in; the same values). */
+enum { BNK_DW_RELU_INPUT = 0x100 };
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act);
 /* Which version bnk_depthwise_conv2d runs under the current cap: "avx512", "avx2" or "generic". */
