@@ -104,7 +104,7 @@ DW_VERSION(depthwise_generic, )
    lie inside the image horizontally (the rows outside it are skipped, adding nothing), four at a
    time, all channels of the four in turn, so each weight vector loaded serves four outputs. Sums
    from the bias over the taps in order, with FMAs, like the body above; ReLU/ReLU6 at the store. */
-#define DW_INTERIOR(NAME, TARGET, VEC, W, LOAD, LOADU, STORE, STOREU, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF)         \
+#define DW_INTERIOR(NAME, TARGET, VEC, W, LOAD, LOADU, STORE, STOREU, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, NVMAX)         \
 /* PIX (4 or 1) pixels from ox, channels c0..: full, W channels read and written without a mask (a masked AVX2 load or \
    store of a whole vector took several times a plain one's time on AMD Zen 4: below). */                             \
 /* An input vector as the kernel reads it (through a fused ReLU with `rin`: max(v, 0) is 0 for NaN \
@@ -170,6 +170,92 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
                    act & ~BNK_DW_RELU_INPUT);                                                                             \
     else                                                                                                                  \
         NAME##_row(0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);    \
+}                                                                                                                         \
+/* NV vectors of one pixel's channels from c0 (the last one partial unless `full`) with the taps    \
+   inside the image only (border pixels): from the bias, the taps in the body's order (row by row,  \
+   column by column), with FMAs, so the body's values; NV independent sums cover the FMA latency. */ \
+TARGET static inline __attribute__((always_inline)) void NAME##_clipped_block(const int NV, const int full, const int rin,  \
+        const float *x, int w, int c, int kw, int dy, int dx, int iy0, int ix0, int ky_lo, int ky_hi, int kx_lo,           \
+        int kx_hi, const float *kernel, const float *bias, float *out, int act, int c0, MASK_T mask) {                    \
+    VEC a[NV];                                                                                                            \
+    for (int v = 0; v < NV; v++) {                                                                                        \
+        const int whole = full || v < NV - 1;                                                                             \
+        a[v] = bias ? (whole ? LOADU(bias + c0 + v * W) : LOAD(bias + c0 + v * W, mask)) : SETZERO();                     \
+    }                                                                                                                     \
+    for (int ky = ky_lo; ky < ky_hi; ky++) {                                                                              \
+        const float *in = x + ((size_t)(iy0 + ky * dy) * w + (size_t)(ix0 + kx_lo * dx)) * c + c0;                       \
+        const float *wk = kernel + (size_t)(ky * kw + kx_lo) * c + c0;                                                    \
+        for (int kx = kx_lo; kx < kx_hi; kx++, in += (size_t)dx * c, wk += c)                                             \
+            for (int v = 0; v < NV; v++) {                                                                                \
+                const int whole = full || v < NV - 1;                                                                     \
+                a[v] = FMA(NAME##_in(whole ? LOADU(in + v * W) : LOAD(in + v * W, mask), rin),                            \
+                           whole ? LOADU(wk + v * W) : LOAD(wk + v * W, mask), a[v]);                                     \
+            }                                                                                                             \
+    }                                                                                                                     \
+    for (int v = 0; v < NV; v++) {                                                                                        \
+        const int whole = full || v < NV - 1;                                                                             \
+        const VEC r = act == BNK_ACT_LINEAR ? a[v] : MIN(MAX(a[v], SETZERO()), SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY)); \
+        if (whole) STOREU(out + c0 + v * W, r); else STORE(out + c0 + v * W, mask, r);                                   \
+    }                                                                                                                     \
+}                                                                                                                         \
+TARGET static inline __attribute__((always_inline)) void NAME##_clipped_row(const int rin, const float *x, int h, int w,  \
+        int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oy, int ox_lo, int ox_hi,    \
+        const float *kernel, const float *bias, float *y, int ow, int act) {                                               \
+    const int iy0 = oy * sy - pad_top;                                                                                    \
+    const int ky_lo = iy0 < 0 ? (-iy0 + dy - 1) / dy : 0;                                                                 \
+    int ky_hi = kh;                                                                                                       \
+    while (ky_hi > ky_lo && iy0 + (ky_hi - 1) * dy >= h) ky_hi--;                                                         \
+    /* NVMAX vectors at a time (enough independent sums for two FMAs a cycle of 4 cycles' latency), \
+       then up to 4 whole ones, then the last one to four (the last of them partial unless last_full). */ \
+    const int rest = c % (NVMAX * W), four = NVMAX > 4 && rest > 4 * W, tail = four ? rest - 4 * W : rest;               \
+    const int vectors = (tail + W - 1) / W, last_full = tail % W == 0;                                                    \
+    const MASK_T mask = MASK_OF(last_full ? W : tail % W);                                                                \
+    for (int ox = ox_lo; ox < ox_hi; ox++) {                                                                              \
+        const int ix0 = ox * sx - pad_left;                                                                               \
+        const int kx_lo = ix0 < 0 ? (-ix0 + dx - 1) / dx : 0;                                                             \
+        int kx_hi = kw;                                                                                                   \
+        while (kx_hi > kx_lo && ix0 + (kx_hi - 1) * dx >= w) kx_hi--;                                                     \
+        float *out = y + ((size_t)oy * ow + ox) * c;                                                                      \
+        int c0 = 0;                                                                                                       \
+        for (; c0 + NVMAX * W <= c; c0 += NVMAX * W)                                                                      \
+            NAME##_clipped_block(NVMAX, 1, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias,  \
+                                 out, act, c0, MASK_OF(W));                                                               \
+        if (four) {                                                                                                       \
+            NAME##_clipped_block(4, 1, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                 act, c0, MASK_OF(W));                                                                    \
+            c0 += 4 * W;                                                                                                  \
+        }                                                                                                                 \
+        switch (vectors * 2 + last_full) {                                                                                \
+        case 2: NAME##_clipped_block(1, 0, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        case 3: NAME##_clipped_block(1, 1, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        case 4: NAME##_clipped_block(2, 0, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        case 5: NAME##_clipped_block(2, 1, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        case 6: NAME##_clipped_block(3, 0, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        case 7: NAME##_clipped_block(3, 1, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        case 8: NAME##_clipped_block(4, 0, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        case 9: NAME##_clipped_block(4, 1, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias, out, \
+                                     act, c0, mask); break;                                                               \
+        default: break;                                                                                                   \
+        }                                                                                                                 \
+    }                                                                                                                     \
+}                                                                                                                         \
+/* Pixels ox_lo..<ox_hi of output row oy, any window (border pixels), one at a time. */                                   \
+TARGET static void NAME##_clipped(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx,    \
+                                  int pad_top, int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel,            \
+                                  const float *bias, float *y, int ow, int act) {                                          \
+    if (act & BNK_DW_RELU_INPUT)                                                                                          \
+        NAME##_clipped_row(1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, \
+                           act & ~BNK_DW_RELU_INPUT);                                                                     \
+    else                                                                                                                  \
+        NAME##_clipped_row(0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, \
+                           act);                                                                                          \
 }
 
 #define MASK512(n) ((__mmask16)((n) >= 16 ? 0xFFFF : ((1u << (n)) - 1)))
@@ -177,14 +263,14 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
 #define STORE512(p, m, v) _mm512_mask_storeu_ps(p, m, v)
 DW_INTERIOR(interior_avx512, __attribute__((target("avx512f"))), __m512, 16, LOAD512, _mm512_loadu_ps, STORE512, _mm512_storeu_ps,
             _mm512_setzero_ps,
-            _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512)
+            _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, 8)
 
 #define MASK256(n) _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define LOAD256(p, m) _mm256_maskload_ps(p, m)
 #define STORE256(p, m, v) _mm256_maskstore_ps(p, m, v)
 DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, STORE256, _mm256_storeu_ps,
             _mm256_setzero_ps,
-            _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256)
+            _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, 8)
 
 /* The interior for a fixed kh x kw (3x3, 5x5) and horizontal stride (1, 2), no dilation, on
    output rows whose window lies inside the image: channel blocks outermost, the block's kh*kw
@@ -197,52 +283,67 @@ DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD2
    those of the kernel above, bit for bit. */
 #define DW_FIXED(NAME, TARGET, VEC, W, LOAD, LOADU, STORE, STOREU, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, KH, KW, SX, \
                  PIX, FALLBACK)                                                                                           \
-/* One channel block of the row (full: W channels, read and written without a mask). */                                   \
+/* G output pixels from ox of one channel block (full: W channels, read and written without a      \
+   mask), the block's weights wt and bias b in registers. */                                                             \
+TARGET static inline __attribute__((always_inline)) void NAME##_group(const int G, const int full, const float *base,     \
+        float *out, int c, size_t row, int pad_left, int ox, const VEC *wt, VEC b, MASK_T mask, size_t ahead1,             \
+        size_t ahead2, size_t below, int act, const int rin) {                                                            \
+    const VEC lower = SETZERO();                                                                                          \
+    const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
+    VEC acc[G];                                                                                                           \
+    for (int j = 0; j < G; j++) acc[j] = b;                                                                               \
+    const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                            \
+    for (int ky = 0; ky < KH; ky++) {                                                                                     \
+        const float *q = in + ky * row;                                                                                   \
+        _Pragma("clang loop unroll(full)")                                                                                \
+        for (int i = 0; i < (G - 1) * SX + KW; i++, q += c) {                                                             \
+            if (ky == KH - 1) {                                                                                           \
+                _mm_prefetch((const char *)(q + ahead1), _MM_HINT_T0);                                                    \
+                _mm_prefetch((const char *)(q + ahead2), _MM_HINT_T0);                                                    \
+                if (i < G && below) __builtin_prefetch(out + (size_t)(ox + i) * c + below, 1, 3);                        \
+            }                                                                                                             \
+            VEC v = full ? LOADU(q) : LOAD(q, mask);                                                                      \
+            if (rin) v = MAX(v, lower);    /* a fused ReLU before the conv */                                             \
+            _Pragma("clang loop unroll(full)")                                                                            \
+            for (int j = 0; j < G; j++)                                                                                   \
+                if (i - j * SX >= 0 && i - j * SX < KW) acc[j] = FMA(v, wt[ky * KW + i - j * SX], acc[j]);                \
+        }                                                                                                                 \
+    }                                                                                                                     \
+    for (int j = 0; j < G; j++) {                                                                                         \
+        const VEC v = act == BNK_ACT_LINEAR ? acc[j] : MIN(MAX(acc[j], lower), upper);                                    \
+        if (full) STOREU(out + (size_t)(ox + j) * c, v); else STORE(out + (size_t)(ox + j) * c, mask, v);                 \
+    }                                                                                                                     \
+}                                                                                                                         \
+/* One channel block of the row: PIX pixels at a time, the rest as the row's last PIX, 4 or 2      \
+   pixels (some computed twice: the same sums, stored again), so no pixel runs alone with one chain  \
+   of dependent FMAs; rows shorter than PIX in groups of 4 or 2 the same way. */                     \
 TARGET static inline __attribute__((always_inline)) void NAME##_block(const int full, const float *base, float *out, int c, \
         size_t row, int pad_left, int ox_lo, int ox_hi, const float *kernel, const float *bias, int c0, MASK_T mask,       \
         size_t ahead1, size_t ahead2, size_t below, int act, const int rin) {                                             \
-    const VEC lower = SETZERO();                                                                                          \
-    const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                        \
     VEC wt[KH * KW];                                                                                                      \
     for (int t = 0; t < KH * KW; t++) wt[t] = full ? LOADU(kernel + (size_t)t * c + c0) : LOAD(kernel + (size_t)t * c + c0, mask); \
     const VEC b = bias ? (full ? LOADU(bias + c0) : LOAD(bias + c0, mask)) : SETZERO();                                   \
-    int ox = ox_lo;                                                                                                       \
-    for (; ox + PIX <= ox_hi; ox += PIX) {                                                                                \
-        VEC acc[PIX];                                                                                                     \
-        for (int j = 0; j < PIX; j++) acc[j] = b;                                                                         \
-        const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                        \
-        for (int ky = 0; ky < KH; ky++) {                                                                                 \
-            const float *q = in + ky * row;                                                                               \
-            _Pragma("clang loop unroll(full)")                                                                            \
-            for (int i = 0; i < (PIX - 1) * SX + KW; i++, q += c) {                                                       \
-                if (ky == KH - 1) {                                                                                       \
-                    _mm_prefetch((const char *)(q + ahead1), _MM_HINT_T0);                                                \
-                    _mm_prefetch((const char *)(q + ahead2), _MM_HINT_T0);                                                \
-                    if (i < PIX && below) __builtin_prefetch(out + (size_t)(ox + i) * c + below, 1, 3);                  \
-                }                                                                                                         \
-                VEC v = full ? LOADU(q) : LOAD(q, mask);                                                                  \
-                if (rin) v = MAX(v, lower);    /* a fused ReLU before the conv */                                         \
-                _Pragma("clang loop unroll(full)")                                                                        \
-                for (int j = 0; j < PIX; j++)                                                                             \
-                    if (i - j * SX >= 0 && i - j * SX < KW) acc[j] = FMA(v, wt[ky * KW + i - j * SX], acc[j]);            \
-            }                                                                                                             \
-        }                                                                                                                 \
-        for (int j = 0; j < PIX; j++) {                                                                                   \
-            const VEC v = act == BNK_ACT_LINEAR ? acc[j] : MIN(MAX(acc[j], lower), upper);                                \
-            if (full) STOREU(out + (size_t)(ox + j) * c, v); else STORE(out + (size_t)(ox + j) * c, mask, v);             \
-        }                                                                                                                 \
-    }                                                                                                                     \
-    for (; ox < ox_hi; ox++) {                                                                                            \
-        VEC a = b;                                                                                                        \
-        const float *in = base + (size_t)(ox * SX - pad_left) * c;                                                        \
-        for (int ky = 0; ky < KH; ky++)                                                                                   \
-            for (int kx = 0; kx < KW; kx++) {                                                                             \
-                const float *q = in + ky * row + (size_t)kx * c;                                                          \
-                const VEC v = full ? LOADU(q) : LOAD(q, mask);                                                            \
-                a = FMA(rin ? MAX(v, lower) : v, wt[ky * KW + kx], a);                                                    \
-            }                                                                                                             \
-        const VEC v = act == BNK_ACT_LINEAR ? a : MIN(MAX(a, lower), upper);                                              \
-        if (full) STOREU(out + (size_t)ox * c, v); else STORE(out + (size_t)ox * c, mask, v);                             \
+    const int n = ox_hi - ox_lo;                                                                                          \
+    if (n >= PIX) {                                                                                                       \
+        int ox = ox_lo;                                                                                                   \
+        for (; ox + PIX <= ox_hi; ox += PIX)                                                                              \
+            NAME##_group(PIX, full, base, out, c, row, pad_left, ox, wt, b, mask, ahead1, ahead2, below, act, rin);       \
+        /* The rest (r pixels) as the last PIX, 4 or 2 pixels of the row. */                                            \
+        const int r = ox_hi - ox;                                                                                         \
+        if (r > PIX / 2)                                                                                                  \
+            NAME##_group(PIX, full, base, out, c, row, pad_left, ox_hi - PIX, wt, b, mask, ahead1, ahead2, below, act, rin); \
+        else if (r > 2)                                                                                                   \
+            NAME##_group(4, full, base, out, c, row, pad_left, ox_hi - 4, wt, b, mask, ahead1, ahead2, below, act, rin);  \
+        else if (r > 0)                                                                                                   \
+            NAME##_group(2, full, base, out, c, row, pad_left, ox_hi - 2, wt, b, mask, ahead1, ahead2, below, act, rin);  \
+    } else if (PIX > 4 && n >= 4) {                                                                                       \
+        NAME##_group(4, full, base, out, c, row, pad_left, ox_lo, wt, b, mask, ahead1, ahead2, below, act, rin);          \
+        if (n > 4) NAME##_group(4, full, base, out, c, row, pad_left, ox_hi - 4, wt, b, mask, ahead1, ahead2, below, act, rin); \
+    } else if (n >= 2) {                                                                                                  \
+        NAME##_group(2, full, base, out, c, row, pad_left, ox_lo, wt, b, mask, ahead1, ahead2, below, act, rin);          \
+        if (n > 2) NAME##_group(2, full, base, out, c, row, pad_left, ox_hi - 2, wt, b, mask, ahead1, ahead2, below, act, rin); \
+    } else if (n == 1) {                                                                                                  \
+        NAME##_group(1, full, base, out, c, row, pad_left, ox_lo, wt, b, mask, ahead1, ahead2, below, act, rin);          \
     }                                                                                                                     \
 }                                                                                                                         \
 TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
@@ -293,14 +394,12 @@ DW_FIXED256(interior3s2_avx2, 3, 2, 4)
 DW_FIXED256(interior5_avx2, 5, 1, 4)
 DW_FIXED256(interior5s2_avx2, 5, 2, 4)
 
-/* Depth multiplier 1: per output row, the border pixels by the generic body (one pixel at a
-   time, bounds checked), the interior by the vector kernel above. */
+/* Depth multiplier 1: per output row, the border pixels one at a time with the taps inside the
+   image (`edge`), the interior by the vector kernel above. */
 typedef void (*interior_fn)(const float *, int, int, int, int, int, int, int, int, int, int, int, int, int, int, const float *,
                             const float *, float *, int, int);
-typedef void (*body_fn)(const float *, int, int, int, int, int, int, int, int, int, int, int, int, int, int, const float *,
-                        const float *, float *, int);
 
-static void depthwise_rows(body_fn pixel, interior_fn interior, const float *x, int h, int w, int c, int kh, int kw, int sy,
+static void depthwise_rows(interior_fn edge, interior_fn interior, const float *x, int h, int w, int c, int kh, int kw, int sy,
                            int sx, int dy, int dx, int pad_top, int pad_left, int oh, int ow, const float *kernel,
                            const float *bias, float *y, int act, int after) {
     /* Interior: ox * sx - pad_left >= 0 and ox * sx - pad_left + (kw - 1) * dx <= w - 1. */
@@ -310,16 +409,9 @@ static void depthwise_rows(body_fn pixel, interior_fn interior, const float *x, 
     if (hi > ow) hi = ow;
     if (hi < lo) hi = lo;
     for (int oy = 0; oy < oh; oy++) {
-        /* One pixel of the body: the same image, the window moved so the pixel is output (0, 0). */
-        for (int ox = 0; ox < ow; ox++) {
-            if (ox == lo && hi > lo) {
-                interior(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, lo, hi, kernel, bias, y, ow, act);
-                ox = hi - 1;
-                continue;
-            }
-            pixel(x, h, w, c, 1, kh, kw, sy, sx, dy, dx, pad_top - oy * sy, pad_left - ox * sx, 1, 1, kernel, bias,
-                  y + ((size_t)oy * ow + ox) * c, act);
-        }
+        if (lo > 0) edge(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, 0, lo, kernel, bias, y, ow, act);
+        if (hi > lo) interior(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, lo, hi, kernel, bias, y, ow, act);
+        if (hi < ow) edge(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, hi, ow, kernel, bias, y, ow, act);
         /* Sigmoid, swish, hard-swish over the row just stored, while it is in L1. */
         if (after != BNK_ACT_LINEAR) bnk_activate(y + (size_t)oy * ow * c, y + (size_t)oy * ow * c, (size_t)ow * c, after);
     }
@@ -354,14 +446,14 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
     if (m == 1 && bnk_use_avx512()) {
         const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx512 : interior3s2_avx512)
                                    : fixed == 5 ? (sx == 1 ? interior5_avx512 : interior5s2_avx512) : interior_avx512;
-        depthwise_rows(depthwise_avx512, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
+        depthwise_rows(interior_avx512_clipped, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
                        act, after);
         return;
     }
     if (m == 1 && bnk_use_avx2()) {
         const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx2 : interior3s2_avx2)
                                    : fixed == 5 ? (sx == 1 ? interior5_avx2 : interior5s2_avx2) : interior_avx2;
-        depthwise_rows(depthwise_avx2, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
+        depthwise_rows(interior_avx2_clipped, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
                        act, after);
         return;
     }

@@ -399,6 +399,42 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// Depthwise rows of every width from 1 to 21 — groups of 8 (AVX2: 4) pixels, the rest as the
+    /// row's last 8, 4 or 2 pixels (overlapping the groups before), rows shorter than a group in
+    /// groups of 4 and 2 — and border pixels with only the taps inside the image (up to 8 vectors
+    /// of channels at a time), with and without a ReLU read through: against the reference, and
+    /// AVX-512 and AVX2 bit for bit (the same FMAs in the same order).
+    func testDepthwiseRowWidthsAndBordersAgreeAcrossInstructionSets() throws {
+        defer { Kernels.limitInstructionSet(2) }
+        let h = 5
+        for w in 1...21 {
+            // Channels: one vector, a partial one, several with a partial last (37, 100), whole blocks of 8 and 4 (64, 136).
+            for (k, stride, dilation, c) in [(3, 1, 1, 16), (5, 1, 1, 20), (3, 2, 1, 100), (5, 2, 1, 64), (3, 1, 2, 37), (3, 1, 1, 136)] {
+                let reluInput = (w + k) % 2 == 0
+                let kernel = random.floats(k * k * c, in: -1...1), bias = random.floats(c, in: -1...1)
+                let conv = try DepthwiseConv2D(kernel: Tensor(shape: [k, k, c, 1], values: kernel), bias: Tensor(bias),
+                                               strides: [stride, stride], dilation: [dilation, dilation], padding: .same)
+                let layers: [(String, Op)] = (reluInput ? [("relu", .activation(.relu))] : []) + [("dw", .depthwiseConv2d(conv))]
+                let executor = try Executor(graph: try Graph.sequential(name: "w", inputShape: [h, w, c], layers: layers))
+                let input = random.floats(h * w * c, in: -2...2)
+                var outputs: [[Float]] = []
+                for level in [2, 1] {
+                    Kernels.limitInstructionSet(level)
+                    outputs.append(try executor.run(input))
+                }
+                let name = "w \(w) k \(k) stride \(stride) dilation \(dilation) c \(c) relu \(reluInput)"
+                XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "\(name): AVX-512 and AVX2")
+                let x = input.map { reluInput ? max(Double($0), 0) : Double($0) }
+                let expected = ReferenceOps.depthwise(x, h: h, w: w, c: c, kernel: kernel, kh: k, kw: k, multiplier: 1, bias: bias,
+                                                      stride: [stride, stride], dilation: [dilation, dilation], same: true).values
+                XCTAssertEqual(expected.count, outputs[0].count, name)
+                for (i, e) in expected.enumerated() {
+                    XCTAssertEqual(Double(outputs[0][i]), e, accuracy: 1e-5 * max(1, abs(e)), "\(name) [\(i)]")
+                }
+            }
+        }
+    }
+
     /// Depthwise convolutions with a multiplier of 1: border pixels one at a time, the interior
     /// four at a time, ReLU/ReLU6 at the store, other activations after; against the reference.
     func testDepthwiseInteriorBorderAndActivations() throws {
