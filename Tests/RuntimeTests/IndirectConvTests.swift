@@ -16,6 +16,9 @@ final class IndirectConvTests: XCTestCase {
             (6, 5, 7, 9, 3, 3, 1, 1, 0, 0, 4, 3, 13),        // valid padding, a ragged last row block
             (12, 12, 32, 70, 3, 3, 1, 1, 1, 1, 12, 12, 2),   // packed B panels (288 rows), a 6-column tail
             (9, 9, 24, 40, 1, 1, 2, 1, 0, 0, 5, 5, 3),       // a strided 1x1 (ResNet's projection): rows read in place, no border
+            // 9 rows, 4608-long K (ResNet50 96's last 3x3 convs at batch 1): at AVX-512, 32-column blocks
+            // in one 12-row tile (im2col + GEMM: 64-column blocks in two 6-row tiles), 80 outputs.
+            (3, 3, 512, 80, 3, 3, 1, 1, 1, 1, 3, 3, 1),
         ]
         for (h, w, c, n, kh, kw, stride, dy, padTop, padLeft, oh, ow, batch) in cases {
             let input = random.floats(batch * h * w * c, in: -1...1)

@@ -536,7 +536,12 @@ final class SplitAndFusionTests: XCTestCase {
     /// rows beside it, so the whole product equals the product row by row, bit for bit, for
     /// 32-column and narrower blocks, and the reference's within rounding.
     func testEveryRowBlockSizeGivesTheRowBySumsOfOneRow() {
-        let n = 45, k = 70  // a 32-column block and a 13-column one
+        // A 32-column block and a 13-column one; and with a K whose 64 columns of panels are over
+        // 1 MiB, 7 to 10 rows (one 12-row tile) go in 32-column blocks, one row in 64 (AVX-512).
+        for (n, k) in [(45, 70), (80, 4200)] { everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: n, k: k) }
+    }
+
+    private func everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: Int, k: Int) {
         let b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
         var panels = [Float](repeating: .nan, count: bnk_panels_floats(Int32(k), Int32(n)))
         bnk_pack_panels(Int32(k), Int32(n), b, Int32(n), &panels)
