@@ -90,6 +90,8 @@ public final class Executor: @unchecked Sendable {
         /// `panels` the pointwise kernel prepacked (more than one depthwise output channel).
         case separable(depthwise: Tensor, pointwise: Tensor, panels: Panels?, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int,
                        units: Int, activation: ActivationKind, reluInput: Bool)
+        /// A pointwise conv and the depthwise conv reading it, in strips of rows (`PointwiseDepthwise`).
+        case pointwiseDepthwise(PointwiseDepthwise)
         /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
         case transposedConv(weights: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
         /// Layer normalization over the trailing `inner` values of each row.
@@ -323,6 +325,39 @@ public final class Executor: @unchecked Sendable {
             residualInto[node.name] = (add.name, other)
             absorbed.insert(add.name)
         }
+        // A pointwise Conv2D (the prepacked GEMM, an element-wise activation) whose map — over
+        // `smallestStripedMap`, more than L2 holds — only a DepthwiseConv2D reads (directly, or
+        // through a zero padding folded into it): the two run together in strips of rows
+        // (`PointwiseDepthwise`), the map never written whole (MobileNetV2's and EfficientNet's
+        // 112×112×96 expansions at 224: 4.8 MB written and read back an image otherwise).
+        var depthwiseAfter: [String: String] = [:]
+        for node in graph.nodes {
+            guard case .conv2d(let conv) = node.operation, conv.groups == 1, pooledInto[node.name] == nil, residualInto[node.name] == nil,
+                  paddingFor[node.name] == nil, !graph.outputs.contains(node.name), !observedNames.contains(node.name) else { continue }
+            let geometry = convGeometry(conv.window, node, shapes[node.name]!)
+            let produced = fusedActivation[node.name]?.into ?? node.name
+            guard Kernels.isPointwise(geometry), geometry.inChannels > 1,
+                  Kernels.elementwiseCode(Self.kind(fusedActivation[node.name]?.activation ?? conv.activation)) != nil,
+                  !aliasOf.values.contains(produced), !graph.outputs.contains(produced), !observedNames.contains(produced),
+                  shapes[produced]!.reduce(1, *) >= Self.smallestStripedMap else { continue }
+            let readers = graph.consumers(of: produced)
+            guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [produced] else { continue }
+            // The depthwise conv: the reader, or the one reader of a padding folded into it.
+            let depthwise: Node
+            if case .depthwiseConv2d = reader.operation {
+                depthwise = reader
+            } else if absorbed.contains(reader.name), case let next = graph.consumers(of: reader.name), next.count == 1,
+                      paddingFor[next[0]]?.source == produced, let folded = graph.node(named: next[0]) {
+                depthwise = folded
+            } else {
+                continue
+            }
+            guard case .depthwiseConv2d(let dconv) = depthwise.operation, reluInputFor[depthwise.name] == nil,
+                  Kernels.elementwiseCode(Self.kind(fusedActivation[depthwise.name]?.activation ?? dconv.activation)) != nil,
+                  PointwiseDepthwise.fits(convGeometry(dconv.window, depthwise, shapes[depthwise.name]!)) else { continue }
+            depthwiseAfter[node.name] = depthwise.name
+            absorbed.insert(depthwise.name)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
@@ -376,6 +411,17 @@ public final class Executor: @unchecked Sendable {
                     } : nil
                 // The kernel is read through its panels from now on: a mapped file's copy of it can leave memory.
                 if panels != nil { conv.kernel.releaseResidency() }
+                if let name = depthwiseAfter[node.name], let panels, let reader = graph.node(named: name),
+                   case .depthwiseConv2d(let dconv) = reader.operation {
+                    let readerFused = fusedActivation[name]
+                    let plan = PointwiseDepthwise(
+                        inputs: geometry.inChannels, panels: panels, pointwiseBias: conv.bias,
+                        pointwiseActivation: Self.kind(fused?.activation ?? conv.activation), depthwise: dconv.kernel, bias: dconv.bias,
+                        geometry: convGeometry(dconv.window, reader, shapes[name]!), multiplier: dconv.depthMultiplier,
+                        activation: Self.kind(readerFused?.activation ?? dconv.activation))
+                    steps.append(Step(kind: .pointwiseDepthwise(plan), sources: sources(node), destination: index[readerFused?.into ?? name]!))
+                    continue
+                }
                 if let residual = residualInto[node.name], panels != nil {
                     // The Add (and its activation) fused in: the residual is the step's second source.
                     let addFused = fusedActivation[residual.add]
@@ -540,6 +586,7 @@ public final class Executor: @unchecked Sendable {
         case let .dense(_, _, _, _, units, _): units > 0 ? outputSize / units : nil
         case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
         case let .separable(_, _, _, _, g, _, _, _, _): g.outHeight * g.outWidth
+        case let .pointwiseDepthwise(p): p.geometry.inHeight * p.geometry.inWidth
         default: nil
         }
     }
@@ -550,6 +597,10 @@ public final class Executor: @unchecked Sendable {
     /// 1280 and 2048 inputs × 1000, AVX-512 and AVX2, on the Xeon of docs/PERFORMANCE.md).
     /// Smaller kernels keep the sparse-input path (MNIST's MLPs).
     static let densePanelFloats = 1 << 20
+
+    /// The smallest map (floats per sample) a pointwise conv and its depthwise reader go in strips
+    /// for: 1 MiB, the L2 of the AMD Zen 4 measured (a smaller map stays in L2 between the steps).
+    static let smallestStripedMap = 1 << 18
 
     /// Multiply-adds per sample from which a sample's steps are split even with small activations.
     static let smallestSplitWork = 4_000_000
@@ -564,6 +615,8 @@ public final class Executor: @unchecked Sendable {
         case let .depthwise(_, _, g, _, _, _): outputSize * g.kernelHeight * g.kernelWidth
         case let .separable(_, _, _, _, g, multiplier, units, _, _):
             g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
+        case let .pointwiseDepthwise(p):
+            p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels + outputSize * p.geometry.kernelHeight * p.geometry.kernelWidth
         default: 0
         }
     }
@@ -974,6 +1027,19 @@ public final class Executor: @unchecked Sendable {
                     return split
                 }
             }
+        case let .pointwiseDepthwise(plan) where plan.geometry.outHeight >= parallel.workers:
+            // Each worker its share of the output rows, in strips, with its own window (the rows
+            // its strips share with the other worker's computed by both: the same values).
+            let g = plan.geometry
+            for b in 0..<batch {
+                parallel.run { worker in
+                    let rows = StepParallelism.range(part: worker, of: parallel.workers, count: g.outHeight)
+                    guard !rows.isEmpty else { return }
+                    plan.run(x + b * g.inHeight * g.inWidth * plan.inputs, rows: rows, y + b * g.outHeight * g.outWidth * g.outChannels,
+                             scratch: arenas[worker].scratch(plan.scratchFloats))
+                }
+            }
+            return true
         case let .pool(geometry, isMax):
             return splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
                 Kernels.pool2d(input: xi, batch: 1, part, isMax: isMax, output: yo)
@@ -1188,6 +1254,12 @@ public final class Executor: @unchecked Sendable {
                                   arena: arena)
                     }
                 }
+            }
+        case let .pointwiseDepthwise(plan):
+            let g = plan.geometry, scratch = arena.scratch(plan.scratchFloats)
+            for b in 0..<batch {
+                plan.run(x + b * g.inHeight * g.inWidth * plan.inputs, rows: 0..<g.outHeight, y + b * g.outHeight * g.outWidth * g.outChannels,
+                         scratch: scratch)
             }
         case let .transposedConv(weights, bias, geometry, activation):
             let scratch = arena.scratch(Kernels.transposedConvScratch(geometry))

@@ -58,14 +58,23 @@ package enum Kernels {
     static func denseGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>, panels: UnsafePointer<Float>? = nil,
                           bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
         // The prepacked GEMM applies every element-wise activation itself (as conv2dGEMM's does).
-        let code = panels != nil ? elementwiseCode(activation) : fusedCode(activation)
         if let panels {
-            bnk_gemm_panels(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), panels, bias, nil, output, Int32(units),
-                            code ?? Int32(BNK_ACT_LINEAR))
-        } else {
-            bnk_dense(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units),
-                      code ?? Int32(BNK_ACT_LINEAR))
+            return panelGEMM(input: input, rows: rows, inputs: inputs, panels: panels, bias: bias, units: units, activation: activation,
+                             output: output)
         }
+        let code = fusedCode(activation)
+        bnk_dense(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), kernel, bias, output, Int32(units),
+                  code ?? Int32(BNK_ACT_LINEAR))
+        if code == nil { activate(output, count: rows * units, channels: units, kind: activation) }
+    }
+
+    /// `output = act(input · kernel + bias)` with the kernel (inputs × units) prepacked: the GEMM
+    /// applies every element-wise activation as it stores (others after).
+    static func panelGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, panels: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                          units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
+        let code = elementwiseCode(activation)
+        bnk_gemm_panels(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), panels, bias, nil, output, Int32(units),
+                        code ?? Int32(BNK_ACT_LINEAR))
         if code == nil { activate(output, count: rows * units, channels: units, kind: activation) }
     }
 

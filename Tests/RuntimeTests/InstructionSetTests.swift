@@ -54,6 +54,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testOneImageSplitAcrossThreadsEqualsOneThread()
         try split.testPooledWinogradSplitAcrossThreads()
         try split.testSmallMapWinogradSplitByOutputChannels()
+        try split.testPointwiseThenDepthwiseInStripsEqualsTheTwoSteps()
         try executor.testSoftmaxHeadSharedByColumnsOnTwoThreads()
     }
 

@@ -786,6 +786,69 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// A pointwise conv whose map (over 1 MiB) only a depthwise conv reads runs with it in strips
+    /// of rows, the map never written whole: one step, and the same values, bit for bit, as the
+    /// two steps apart (planned apart when the map is observed) — on one, two and three threads,
+    /// one and two images; strides 1 and 2, 3×3 and 5×5, a dilation, a depth multiplier, a zero
+    /// padding folded into the depthwise conv (Keras's stride-2 blocks), activations stored by
+    /// either conv or applied after (swish, hard swish); and the reference's values.
+    func testPointwiseThenDepthwiseInStripsEqualsTheTwoSteps() throws {
+        let cases: [(h: Int, w: Int, c: Int, middle: Int, k: Int, stride: Int, dilation: Int, multiplier: Int, pad: Bool,
+                     expand: Activation, after: Activation)] = [
+            (64, 64, 8, 64, 3, 1, 1, 1, false, .relu6, .relu6),       // strips of 14 rows, windows moved
+            (63, 65, 6, 72, 3, 2, 1, 1, true, .swish, .swish),        // Keras's stride 2: ZeroPadding2D((0, 1), (0, 1)), valid
+            (65, 61, 5, 80, 5, 2, 1, 1, false, .hardSwish, .relu),    // 5×5 stride 2, same
+            (60, 60, 7, 80, 3, 1, 2, 1, false, .relu, .linear),       // dilation 2
+            (64, 64, 4, 64, 3, 1, 1, 2, false, .linear, .sigmoid),    // depth multiplier 2
+        ]
+        for t in cases {
+            let pw = try Conv2D(kernel: Tensor(shape: [1, 1, t.c, t.middle], values: random.floats(t.c * t.middle, in: -0.5...0.5)),
+                                bias: Tensor(random.floats(t.middle, in: -0.2...0.2)), padding: .valid)
+            let dwKernel = random.floats(t.k * t.k * t.middle * t.multiplier, in: -0.5...0.5)
+            let dwBias = random.floats(t.middle * t.multiplier, in: -0.2...0.2)
+            let dw = try DepthwiseConv2D(kernel: Tensor(shape: [t.k, t.k, t.middle, t.multiplier], values: dwKernel), bias: Tensor(dwBias),
+                                         strides: [t.stride, t.stride], dilation: [t.dilation, t.dilation], padding: t.pad ? .valid : .same)
+            let layers: [(String, Op)] = [("expand", .conv2d(pw)), ("expand_act", .activation(t.expand))]
+                + (t.pad ? [("pad", .zeroPadding2d([0, 1, 0, 1]))] : []) + [("dw", .depthwiseConv2d(dw)), ("dw_act", .activation(t.after))]
+            let graph = try Graph.sequential(name: "pd", inputShape: [t.h, t.w, t.c], layers: layers)
+            let name = "\(t)"
+            let striped = try Executor(graph: graph)
+            XCTAssertEqual(striped.stepProfile.map(\.operation), ["pointwiseDepthwise"], name)
+            // Observing the expansion keeps it (and so the two steps apart).
+            let apart = try Executor(graph: graph, observing: ["expand_act"])
+            XCTAssertEqual(apart.stepProfile.map(\.operation), ["conv2d", "depthwise"], name)
+            for batch in [1, 2] {
+                let input = random.floats(batch * t.h * t.w * t.c, in: -1...1)
+                let expected = try apart.run(input)
+                for threads in [1, 2, 3] {
+                    let found = try Executor(graph: graph).run(input, threads: threads)
+                    XCTAssertEqual(found.count, expected.count, name)
+                    let differing = zip(found, expected).filter { $0.bitPattern != $1.bitPattern }.count
+                    XCTAssertEqual(differing, 0, "\(name), batch \(batch), \(threads) threads: values unlike the two steps'")
+                }
+                if batch == 2 { continue }
+                // The reference: the expansion in Double, then the depthwise conv.
+                let expand = Self.formulas.first { $0.0 == t.expand }?.1 ?? { $0 }
+                let after = Self.formulas.first { $0.0 == t.after }?.1 ?? { $0 }
+                let (middle, _, _) = ReferenceOps.conv2d(input.map(Double.init), h: t.h, w: t.w, c: t.c, kernel: pw.kernel.values, kh: 1, kw: 1,
+                                                         out: t.middle, bias: pw.bias?.values, stride: [1, 1], dilation: [1, 1], same: false,
+                                                         groups: 1)
+                var x = middle.map(expand), h = t.h, w = t.w
+                if t.pad {
+                    var padded = [Double](repeating: 0, count: (h + 1) * (w + 1) * t.middle)
+                    for i in 0..<h { for j in 0..<w { for k in 0..<t.middle { padded[(i * (w + 1) + j) * t.middle + k] = x[(i * w + j) * t.middle + k] } } }
+                    (x, h, w) = (padded, h + 1, w + 1)
+                }
+                let reference = ReferenceOps.depthwise(x, h: h, w: w, c: t.middle, kernel: dwKernel, kh: t.k, kw: t.k, multiplier: t.multiplier,
+                                                       bias: dwBias, stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation],
+                                                       same: !t.pad).values
+                XCTAssertEqual(reference.count, expected.count, name)
+                let worst = zip(expected, reference).map { abs(Double($0) - after($1)) / max(1, abs(after($1))) }.max() ?? 0
+                XCTAssertLessThan(worst, 1e-4, name)
+            }
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
