@@ -234,16 +234,16 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
     const size_t panel = (size_t)K * BNK_PANEL;
 #if BNK_X86
     if (bnk_use_avx512()) {
-        /* 7 to 10 rows whose 64-column blocks of panels are over 1 MiB (more than L2): two 6-row
-           tiles would each read a block, the second from L3 after the first streamed it from
-           memory; one 12-row tile over 32-column blocks reads the weights once. M x 4608 x 512,
+        /* bnk_avx512_block_columns (isa.h): 7 to 10 rows whose 64-column blocks of panels are over
+           1 MiB (more than L2) take 32-column blocks of one 12-row tile, which reads the weights
+           once; two 6-row tiles read each block twice, the second time from L3. M x 4608 x 512,
            weights from memory, AMD Zen 4, 4 alternating runs: 7 rows 512-620 -> 390-456 us, 8
            506-574 -> 405-483, 9 488-610 -> 438-539, 10 558-652 -> 507-647; but 11 490-547 ->
            537-618 and 12 574-668 -> 594-650 (twelve row pointers no longer fit the general
            registers), 49 rows 2101-2153 -> 2287-2405, and a K of 2048 (the block fits L2) no
            gain. ResNet50 96's last three 3x3 convs at batch 1 (9 rows, by the indirect conv):
            161-171 -> 134-164 ms in profiled runs of 96 images. */
-        const int step = M > 6 && M <= 10 && (size_t)K * 64 * sizeof(float) > (1u << 20) ? 32 : 64;
+        const int step = bnk_avx512_block_columns(M, (size_t)K);
         for (int n0 = 0; n0 < N; n0 += step) {
             const int width = N - n0 < step ? N - n0 : step;
             const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;

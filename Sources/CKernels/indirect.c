@@ -26,9 +26,7 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const size_t K = (size_t)segs * len;
     float *pk = !panels && M > 12 ? bnk_panel(K * 64) : NULL;
-    /* 7 to 10 rows over a K whose 64 columns are over 1 MiB: 32-column blocks, one 12-row tile
-       reading the weights once (see gemm_panels_rows in gemm.c). */
-    const int step = M > 6 && M <= 10 && K * 64 * sizeof(float) > (1u << 20) ? 32 : 64;
+    const int step = bnk_avx512_block_columns(M, K);
     for (int n0 = 0; n0 < N; n0 += step) {
         const int width = N - n0 < step ? N - n0 : step;
         const float *bp = B + n0;

@@ -70,6 +70,14 @@ static inline void bnk_store8(float *p, int left, __m256i mask, __m256 v) {
    aligned (kept and grown; NULL when memory runs out, and then the kernels read B in place). */
 float *bnk_panel(size_t floats);
 
+/* Columns per block of the AVX-512 GEMM over M rows and K rows of B: 64 (6-row tiles), but 32
+   (one 12-row tile) for 7 to 10 rows when 64 columns of K would be over 1 MiB, more than L2, so
+   the weights are read once rather than twice, the second time from L3 (measurements at
+   gemm_panels_rows in gemm.c). */
+static inline int bnk_avx512_block_columns(int M, size_t K) {
+    return M > 6 && M <= 10 && K * 64 * sizeof(float) > (1u << 20) ? 32 : 64;
+}
+
 #if BNK_X86
 /* The GEMM microkernels (microkernels.c). Rows m < M of C's columns n0..n0+width (AVX-512:
    width <= 64, B's columns n0 + 16 j.. read at b_lo + j * (b_hi - b_lo); AVX2: width <= 16, read

@@ -912,10 +912,6 @@ public final class Executor: @unchecked Sendable {
         inputs.count > 1 ? inputs[1] : nil
     }
 
-    /// An optional weight (a bias) handed to `body` where it lies, or nil.
-    private static func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
-        if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
-    }
 
     /// Runs a step split across `parallel`'s workers (by output rows of each image, or by
     /// elements), each part computed exactly as in the whole step; false (nothing done) for
@@ -938,7 +934,7 @@ public final class Executor: @unchecked Sendable {
             // Few pixels (7×7 maps at batch 1): the output channels are shared, each worker reading
             // its part of the kernel once, instead of every worker reading all of it.
             kernel.withUnsafeValues { w in
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     parallel.run { worker in
                         let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels,
                                                             align: Kernels.panelWidth)
@@ -962,7 +958,7 @@ public final class Executor: @unchecked Sendable {
         case let .conv2d(kernel, panels, bias, geometry, 1, activation):
             return kernel.withUnsafeValues { w in
                 var split = false
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     let shortcut = residual(inputs)
                     split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
                         Kernels.conv2dGEMM(input: xi, batch: 1, part, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
@@ -977,7 +973,7 @@ public final class Executor: @unchecked Sendable {
                 && geometry.outChannels >= 32 * parallel.workers:
             // Few tiles (a 6×6 map at batch 1 is three rows of 2×2 tiles, split 2 + 1 by rows): the
             // output channels are shared instead, every worker transforming all of the input.
-            optional(bias) { b in
+            Weights.optional(bias) { b in
                 parallel.run { worker in
                     let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels,
                                                         align: Kernels.panelWidth)
@@ -992,7 +988,7 @@ public final class Executor: @unchecked Sendable {
             do {
                 let u = transformed.pointer
                 var split = false
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     // Whole 2×2 output tiles in each part: the same tiles, the same sums (with the
                     // max pooling fused, whole pooling windows: each part writes its own pooled rows).
                     split = splitRows(geometry, batch: batch, x, y, align: 2, pooled: pool, parallel: parallel) { part, xi, yo, worker in
@@ -1005,7 +1001,7 @@ public final class Executor: @unchecked Sendable {
         case let .depthwise(kernel, bias, geometry, multiplier, activation, reluInput):
             return kernel.withUnsafeValues { w in
                 var split = false
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     split = splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
                         Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: w.baseAddress!, bias: b,
                                                 activation: activation, reluInput: reluInput, output: yo)
@@ -1017,7 +1013,7 @@ public final class Executor: @unchecked Sendable {
             return depthwise.withUnsafeValues { dw in
                 pointwise.withUnsafeValues { pw in
                     var split = false
-                    optional(bias) { b in
+                    Weights.optional(bias) { b in
                         split = splitRows(geometry, batch: batch, x, y, outputChannels: units, parallel: parallel) { part, xi, yo, worker in
                             separable(xi, batch: 1, part, depthwise: dw.baseAddress!, multiplier: multiplier, reluInput: reluInput,
                                       pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b, units: units, activation: activation, yo,
@@ -1030,13 +1026,11 @@ public final class Executor: @unchecked Sendable {
         case let .pointwiseDepthwise(plan) where plan.geometry.outHeight >= parallel.workers:
             // Each worker its share of the output rows, in strips, with its own window (the rows
             // its strips share with the other worker's computed by both: the same values).
-            let g = plan.geometry
             for b in 0..<batch {
                 parallel.run { worker in
-                    let rows = StepParallelism.range(part: worker, of: parallel.workers, count: g.outHeight)
+                    let rows = StepParallelism.range(part: worker, of: parallel.workers, count: plan.geometry.outHeight)
                     guard !rows.isEmpty else { return }
-                    plan.run(x + b * g.inHeight * g.inWidth * plan.inputs, rows: rows, y + b * g.outHeight * g.outWidth * g.outChannels,
-                             scratch: arenas[worker].scratch(plan.scratchFloats))
+                    plan.run(x + b * plan.inputFloats, rows: rows, y + b * plan.outputFloats, scratch: arenas[worker].scratch(plan.scratchFloats))
                 }
             }
             return true
@@ -1048,7 +1042,7 @@ public final class Executor: @unchecked Sendable {
             let rows = count / max(units, 1)
             guard rows >= 24 * parallel.workers else { return false }
             kernel.withUnsafeValues { w in
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     parallel.run { worker in
                         let part = StepParallelism.range(part: worker, of: parallel.workers, count: rows, align: 12)
                         guard !part.isEmpty else { return }
@@ -1174,7 +1168,7 @@ public final class Executor: @unchecked Sendable {
                                      residual: UnsafePointer<Float>? = nil, units: Int, activation: ActivationKind,
                                      _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
         kernel.withUnsafeValues { w in
-            optional(bias) { b in
+            Weights.optional(bias) { b in
                 parallel.run { worker in
                     let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: Kernels.panelWidth)
                     guard !columns.isEmpty else { return }
@@ -1204,7 +1198,7 @@ public final class Executor: @unchecked Sendable {
         case let .dense(kernel, panels, bias, inputs, units, activation):
             // A Dense on a (…, features) input applies to every row of the last axis.
             kernel.withUnsafeValues { w in
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     Kernels.denseGEMM(input: x, rows: count / max(units, 1), inputs: inputs, kernel: w.baseAddress!, panels: panels?.pointer,
                                       bias: b, units: units, activation: activation, output: y)
                 }
@@ -1213,14 +1207,14 @@ public final class Executor: @unchecked Sendable {
             if groups == 1 {
                 let scratch = arena.scratch(Kernels.patchScratch(geometry, batch: batch))
                 kernel.withUnsafeValues { w in
-                    optional(bias) { b in
+                    Weights.optional(bias) { b in
                         Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
                                            residual: residual(inputs), activation: activation, output: y, scratch: scratch)
                     }
                 }
             } else {
                 kernel.withUnsafeValues { w in
-                    optional(bias) { b in
+                    Weights.optional(bias) { b in
                         Kernels.conv2d(input: x, batch: batch, geometry, groups: groups, kernel: w.baseAddress!, bias: b, output: y)
                     }
                 }
@@ -1228,19 +1222,19 @@ public final class Executor: @unchecked Sendable {
             }
         case let .conv2dMaxPool(kernel, bias, geometry, activation):
             kernel.withUnsafeValues { w in
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     Kernels.conv2dThenMaxPool(input: x, batch: batch, geometry, kernel: w.baseAddress!, bias: b, activation: activation, output: y)
                 }
             }
         case let .winograd(transformed, bias, geometry, activation, pool):
             let scratch = arena.scratch(Kernels.winogradScratch(geometry))
-            optional(bias) { b in
+            Weights.optional(bias) { b in
                 Kernels.winogradConv3x3(input: x, batch: batch, geometry, transformed: transformed.pointer, bias: b, activation: activation,
                                         pool: pool, output: y, scratch: scratch)
             }
         case let .depthwise(kernel, bias, geometry, multiplier, activation, reluInput):
             kernel.withUnsafeValues { w in
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: w.baseAddress!, bias: b,
                                             activation: activation, reluInput: reluInput, output: y)
                 }
@@ -1248,7 +1242,7 @@ public final class Executor: @unchecked Sendable {
         case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput):
             depthwise.withUnsafeValues { dw in
                 pointwise.withUnsafeValues { pw in
-                    optional(bias) { b in
+                    Weights.optional(bias) { b in
                         separable(x, batch: batch, geometry, depthwise: dw.baseAddress!, multiplier: multiplier, reluInput: reluInput,
                                   pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b, units: units, activation: activation, y,
                                   arena: arena)
@@ -1256,28 +1250,27 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .pointwiseDepthwise(plan):
-            let g = plan.geometry, scratch = arena.scratch(plan.scratchFloats)
+            let scratch = arena.scratch(plan.scratchFloats)
             for b in 0..<batch {
-                plan.run(x + b * g.inHeight * g.inWidth * plan.inputs, rows: 0..<g.outHeight, y + b * g.outHeight * g.outWidth * g.outChannels,
-                         scratch: scratch)
+                plan.run(x + b * plan.inputFloats, rows: 0..<plan.geometry.outHeight, y + b * plan.outputFloats, scratch: scratch)
             }
         case let .transposedConv(weights, bias, geometry, activation):
             let scratch = arena.scratch(Kernels.transposedConvScratch(geometry))
             weights.withUnsafeBufferPointer { w in
-                optional(bias) { b in
+                Weights.optional(bias) { b in
                     Kernels.conv2dTranspose(input: x, batch: batch, geometry, weights: w.baseAddress!, bias: b, activation: activation,
                                             output: y, scratch: scratch)
                 }
             }
         case let .layerNormTrailing(inner, gamma, beta, epsilon):
-            optional(gamma) { g in
-                optional(beta) { b in
+            Weights.optional(gamma) { g in
+                Weights.optional(beta) { b in
                     Kernels.layerNormTrailing(x, y, rows: count / max(inner, 1), inner: inner, gamma: g, beta: b, epsilon: epsilon)
                 }
             }
         case let .layerNormIndexed(group, parameter, groups, sampleSize, gamma, beta, epsilon):
-            optional(gamma) { g in
-                optional(beta) { b in
+            Weights.optional(gamma) { g in
+                Weights.optional(beta) { b in
                     Kernels.layerNormIndexed(x, y, batch: batch, sampleSize: sampleSize, group: group, parameter: parameter, groups: groups,
                                              gamma: g, beta: b, epsilon: epsilon)
                 }

@@ -57,6 +57,9 @@ struct PointwiseDepthwise {
 
     /// Floats of scratch a call needs (the window).
     var scratchFloats: Int { windowRows * geometry.inWidth * geometry.inChannels }
+    /// Floats of one image's input (the expansion's) and output (the depthwise conv's).
+    var inputFloats: Int { geometry.inHeight * geometry.inWidth * inputs }
+    var outputFloats: Int { geometry.outHeight * geometry.outWidth * geometry.outChannels }
 
     /// Output rows `rows` of one image: `x` the expansion's input (inHeight × inWidth × inputs),
     /// `y` the depthwise output (outHeight × outWidth × outChannels).
@@ -66,8 +69,8 @@ struct PointwiseDepthwise {
         // The window holds the expansion's rows first..<last at scratch.
         var first = 0, last = 0
         depthwise.withUnsafeValues { dw in
-            Self.optional(bias) { b in
-                Self.optional(pointwiseBias) { pb in
+            Weights.optional(bias) { b in
+                Weights.optional(pointwiseBias) { pb in
                     var start = rows.lowerBound
                     while start < rows.upperBound {
                         let end = min(start + stripRows, rows.upperBound)
@@ -94,9 +97,5 @@ struct PointwiseDepthwise {
                 }
             }
         }
-    }
-
-    private static func optional(_ tensor: Tensor?, _ body: (UnsafePointer<Float>?) -> Void) {
-        if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
     }
 }
