@@ -92,6 +92,8 @@ public final class Executor: @unchecked Sendable {
                        units: Int, activation: ActivationKind, reluInput: Bool)
         /// A pointwise conv and the depthwise conv reading it, in strips of rows (`PointwiseDepthwise`).
         case pointwiseDepthwise(PointwiseDepthwise)
+        /// A small map's inverted-residual block (expansion, depthwise conv, projection, residual) in halves.
+        case invertedBottleneck(InvertedBottleneck)
         /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
         case transposedConv(weights: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
         /// Layer normalization over the trailing `inner` values of each row.
@@ -358,6 +360,52 @@ public final class Executor: @unchecked Sendable {
             depthwiseAfter[node.name] = depthwise.name
             absorbed.insert(depthwise.name)
         }
+        // An inverted-residual block on a small map (`InvertedBottleneck.fits`): a pointwise Conv2D
+        // (element-wise activation) read only by a DepthwiseConv2D (directly or through a folded zero
+        // padding), read only by a pointwise Conv2D (the projection, maybe with its residual Add
+        // fused): the three run as one step, in two halves of the expansion's channels, so that on
+        // two threads only the block's narrow output crosses between the cores.
+        var bottleneckAfter: [String: (depthwise: String, projection: String)] = [:]
+        func kept(_ name: String) -> Bool {
+            !aliasOf.values.contains(name) && !graph.outputs.contains(name) && !observedNames.contains(name)
+        }
+        for (position, node) in graph.nodes.enumerated() {
+            guard case .conv2d(let conv) = node.operation, conv.groups == 1, pooledInto[node.name] == nil, residualInto[node.name] == nil,
+                  paddingFor[node.name] == nil, depthwiseAfter[node.name] == nil, kept(node.name) else { continue }
+            let geometry = convGeometry(conv.window, node, shapes[node.name]!)
+            let expanded = fusedActivation[node.name]?.into ?? node.name
+            guard Kernels.isPointwise(geometry), geometry.inChannels > 1,
+                  Kernels.elementwiseCode(Self.kind(fusedActivation[node.name]?.activation ?? conv.activation)) != nil, kept(expanded),
+                  case let readers = graph.consumers(of: expanded), readers.count == 1, let reader = graph.node(named: readers[0]),
+                  reader.inputs == [expanded] else { continue }
+            let depthwise: Node
+            if case .depthwiseConv2d = reader.operation {
+                depthwise = reader
+            } else if absorbed.contains(reader.name), case let next = graph.consumers(of: reader.name), next.count == 1,
+                      paddingFor[next[0]]?.source == expanded, let folded = graph.node(named: next[0]) {
+                depthwise = folded
+            } else {
+                continue
+            }
+            let filtered = fusedActivation[depthwise.name]?.into ?? depthwise.name
+            guard case .depthwiseConv2d(let dconv) = depthwise.operation, reluInputFor[depthwise.name] == nil, kept(depthwise.name),
+                  kept(filtered), Kernels.elementwiseCode(Self.kind(fusedActivation[depthwise.name]?.activation ?? dconv.activation)) != nil,
+                  InvertedBottleneck.fits(convGeometry(dconv.window, depthwise, shapes[depthwise.name]!), multiplier: dconv.depthMultiplier),
+                  case let next = graph.consumers(of: filtered), next.count == 1, let projection = graph.node(named: next[0]),
+                  projection.inputs == [filtered], case .conv2d(let pconv) = projection.operation, pconv.groups == 1,
+                  pooledInto[projection.name] == nil, paddingFor[projection.name] == nil, kept(projection.name),
+                  Kernels.isPointwise(convGeometry(pconv.window, projection, shapes[projection.name]!)) else { continue }
+            if let residual = residualInto[projection.name] {
+                // The residual must exist before the block's first step.
+                guard let other = index[aliasOf[residual.other] ?? residual.other], other < position,
+                      Kernels.elementwiseCode(Self.kind(fusedActivation[residual.add]?.activation ?? .linear)) != nil else { continue }
+            } else {
+                guard Kernels.elementwiseCode(Self.kind(fusedActivation[projection.name]?.activation ?? pconv.activation)) != nil else { continue }
+            }
+            bottleneckAfter[node.name] = (depthwise.name, projection.name)
+            absorbed.insert(depthwise.name)
+            absorbed.insert(projection.name)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
@@ -420,6 +468,29 @@ public final class Executor: @unchecked Sendable {
                         geometry: convGeometry(dconv.window, reader, shapes[name]!), multiplier: dconv.depthMultiplier,
                         activation: Self.kind(readerFused?.activation ?? dconv.activation))
                     steps.append(Step(kind: .pointwiseDepthwise(plan), sources: sources(node), destination: index[readerFused?.into ?? name]!))
+                    continue
+                }
+                if let (name, projectionName) = bottleneckAfter[node.name], let panels, let reader = graph.node(named: name),
+                   case .depthwiseConv2d(let dconv) = reader.operation, let projection = graph.node(named: projectionName),
+                   case .conv2d(let pconv) = projection.operation {
+                    let residual = residualInto[projectionName]
+                    let last = residual.map { fusedActivation[$0.add]?.into ?? $0.add } ?? fusedActivation[projectionName]?.into ?? projectionName
+                    let activation = residual.map { Self.kind(fusedActivation[$0.add]?.activation ?? .linear) }
+                        ?? Self.kind(fusedActivation[projectionName]?.activation ?? pconv.activation)
+                    let plan = dconv.kernel.withUnsafeValues { dw in
+                        pconv.kernel.withUnsafeValues { pw in
+                            InvertedBottleneck(
+                                inputs: geometry.inChannels, expansion: panels, expansionBias: conv.bias,
+                                expansionActivation: Self.kind(fused?.activation ?? conv.activation), depthwise: dw.baseAddress!,
+                                depthwiseBias: dconv.bias.map { $0.values }, geometry: convGeometry(dconv.window, reader, shapes[name]!),
+                                depthwiseActivation: Self.kind(fusedActivation[name]?.activation ?? dconv.activation), projection: pw.baseAddress!,
+                                projectionBias: pconv.bias, outputs: pconv.outputChannels, activation: activation)
+                        }
+                    }
+                    dconv.kernel.releaseResidency()
+                    pconv.kernel.releaseResidency()
+                    let residualSource = residual.map { [index[aliasOf[$0.other] ?? $0.other]!] } ?? []
+                    steps.append(Step(kind: .invertedBottleneck(plan), sources: sources(node) + residualSource, destination: index[last]!))
                     continue
                 }
                 if let residual = residualInto[node.name], panels != nil {
@@ -587,6 +658,7 @@ public final class Executor: @unchecked Sendable {
         case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
         case let .separable(_, _, _, _, g, _, _, _, _): g.outHeight * g.outWidth
         case let .pointwiseDepthwise(p): p.geometry.inHeight * p.geometry.inWidth
+        case let .invertedBottleneck(p): p.geometry.inHeight * p.geometry.inWidth
         default: nil
         }
     }
@@ -617,6 +689,9 @@ public final class Executor: @unchecked Sendable {
             g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
         case let .pointwiseDepthwise(p):
             p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels + outputSize * p.geometry.kernelHeight * p.geometry.kernelWidth
+        case let .invertedBottleneck(p):
+            p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels
+                + p.geometry.outHeight * p.geometry.outWidth * p.geometry.inChannels * (p.geometry.kernelHeight * p.geometry.kernelWidth + p.outputs)
         default: 0
         }
     }
@@ -1034,6 +1109,18 @@ public final class Executor: @unchecked Sendable {
                 }
             }
             return true
+        case let .invertedBottleneck(plan):
+            // A half on each of the first two workers; the halves' sums added by all.
+            let first = arenas[0].scratch(batch * plan.scratchFloats(half: 0)), second = arenas[1].scratch(batch * plan.scratchFloats(half: 1))
+            parallel.run { worker in
+                if worker < 2 { plan.runHalf(worker, x, residual: residual(inputs), batch: batch, scratch: worker == 0 ? first : second) }
+            }
+            let a = plan.partialSums(first, half: 0, batch: batch), b = plan.partialSums(second, half: 1, batch: batch)
+            let total = batch * plan.outputFloats
+            parallel.run { worker in
+                plan.combine(a, b, range: StepParallelism.range(part: worker, of: parallel.workers, count: total, align: 16), y)
+            }
+            return true
         case let .pool(geometry, isMax):
             return splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in
                 Kernels.pool2d(input: xi, batch: 1, part, isMax: isMax, output: yo)
@@ -1249,6 +1336,13 @@ public final class Executor: @unchecked Sendable {
                     }
                 }
             }
+        case let .invertedBottleneck(plan):
+            let firstFloats = batch * plan.scratchFloats(half: 0)
+            let scratch = arena.scratch(firstFloats + batch * plan.scratchFloats(half: 1))
+            plan.runHalf(0, x, residual: residual(inputs), batch: batch, scratch: scratch)
+            plan.runHalf(1, x, residual: nil, batch: batch, scratch: scratch + firstFloats)
+            plan.combine(plan.partialSums(scratch, half: 0, batch: batch), plan.partialSums(scratch + firstFloats, half: 1, batch: batch),
+                         range: 0..<(batch * plan.outputFloats), y)
         case let .pointwiseDepthwise(plan):
             let scratch = arena.scratch(plan.scratchFloats)
             for b in 0..<batch {

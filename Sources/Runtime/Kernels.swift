@@ -70,10 +70,11 @@ package enum Kernels {
 
     /// `output = act(input · kernel + bias)` with the kernel (inputs × units) prepacked: the GEMM
     /// applies every element-wise activation as it stores (others after).
+    /// With `residual` (rows × units), `act(input · kernel + bias + residual)`.
     static func panelGEMM(input: UnsafePointer<Float>, rows: Int, inputs: Int, panels: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                          units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
+                          residual: UnsafePointer<Float>? = nil, units: Int, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
         let code = elementwiseCode(activation)
-        bnk_gemm_panels(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), panels, bias, nil, output, Int32(units),
+        bnk_gemm_panels(Int32(rows), Int32(units), Int32(inputs), input, Int32(inputs), panels, bias, residual, output, Int32(units),
                         code ?? Int32(BNK_ACT_LINEAR))
         if code == nil { activate(output, count: rows * units, channels: units, kind: activation) }
     }

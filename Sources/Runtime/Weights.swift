@@ -7,3 +7,22 @@ enum Weights {
         if let tensor { tensor.withUnsafeValues { body($0.baseAddress!) } } else { body(nil) }
     }
 }
+
+/// Floats the plan derived from a model's weights (a slice of a kernel), in memory aligned to
+/// 64 bytes as the mapped weights are: whole-vector loads never split a cache line.
+final class AlignedWeights: @unchecked Sendable {
+    private let base: UnsafeMutablePointer<Float>
+    let count: Int
+
+    /// `count` floats, `value(i)` each.
+    init(count: Int, _ value: (Int) -> Float) {
+        self.count = count
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: max(count, 1))
+        for i in 0..<count { base[i] = value(i) }
+    }
+
+    deinit { base.deallocate() }
+
+    var pointer: UnsafePointer<Float> { UnsafePointer(base) }
+}

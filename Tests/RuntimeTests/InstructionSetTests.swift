@@ -55,6 +55,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testPooledWinogradSplitAcrossThreads()
         try split.testSmallMapWinogradSplitByOutputChannels()
         try split.testPointwiseThenDepthwiseInStripsEqualsTheTwoSteps()
+        try split.testSmallMapBottleneckInHalvesMatchesTheStepsApart()
         try executor.testSoftmaxHeadSharedByColumnsOnTwoThreads()
     }
 

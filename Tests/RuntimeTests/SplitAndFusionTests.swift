@@ -849,6 +849,66 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// An inverted-residual block on a small map (expansion, depthwise conv, projection, maybe the
+    /// residual Add) runs as one step in two halves of the expansion's channels: the same values,
+    /// bit for bit, on one, two and three threads and whatever images go with an image; within
+    /// float32 rounding of the three steps apart (planned apart when the depthwise output is
+    /// observed) — with and without the residual (and an activation after the Add), a stride-2
+    /// block with Keras's folded zero padding, 5×5, odd maps, halves of unequal width (13 panels).
+    func testSmallMapBottleneckInHalvesMatchesTheStepsApart() throws {
+        let cases: [(h: Int, w: Int, c: Int, middle: Int, out: Int, k: Int, stride: Int, pad: Bool, residual: Bool,
+                     expand: Activation, dw: Activation, after: Activation)] = [
+            (6, 6, 24, 144, 24, 3, 1, false, true, .relu6, .relu6, .linear),       // MobileNetV2's late blocks
+            (12, 12, 32, 192, 64, 3, 1, false, false, .relu6, .relu6, .linear),    // no residual, wider output
+            (7, 7, 16, 96, 40, 3, 2, true, false, .swish, .hardSwish, .linear),    // stride 2 over a folded padding
+            (3, 3, 40, 200, 40, 5, 1, false, true, .relu, .relu, .relu),           // 5×5, 112 + 88 channels, ReLU after the Add
+            (5, 4, 8, 48, 8, 3, 1, false, true, .hardSwish, .relu6, .swish),       // odd map, 32 + 16 channels
+        ]
+        for t in cases {
+            let expandConv = try Conv2D(kernel: Tensor(shape: [1, 1, t.c, t.middle], values: random.floats(t.c * t.middle, in: -0.5...0.5)),
+                                        bias: Tensor(random.floats(t.middle, in: -0.2...0.2)), padding: .valid)
+            let dw = try DepthwiseConv2D(kernel: Tensor(shape: [t.k, t.k, t.middle, 1], values: random.floats(t.k * t.k * t.middle, in: -0.5...0.5)),
+                                         bias: Tensor(random.floats(t.middle, in: -0.2...0.2)), strides: [t.stride, t.stride],
+                                         padding: t.pad ? .valid : .same)
+            let projection = try Conv2D(kernel: Tensor(shape: [1, 1, t.middle, t.out], values: random.floats(t.middle * t.out, in: -0.3...0.3)),
+                                        bias: Tensor(random.floats(t.out, in: -0.2...0.2)), padding: .valid)
+            var nodes = [Node(name: "in", operation: .input(shape: [t.h, t.w, t.c]), inputs: [])]
+            func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+            add("expand", .conv2d(expandConv), ["in"])
+            add("expand_act", .activation(t.expand), ["expand"])
+            if t.pad { add("pad", .zeroPadding2d([0, 1, 0, 1]), ["expand_act"]) }
+            add("dw", .depthwiseConv2d(dw), [t.pad ? "pad" : "expand_act"])
+            add("dw_act", .activation(t.dw), ["dw"])
+            add("project", .conv2d(projection), ["dw_act"])
+            if t.residual { add("add", .add, ["project", "in"]) }
+            add("out", .activation(t.after), [t.residual ? "add" : "project"])
+            let graph = try Graph(name: "bottleneck", nodes: nodes, outputs: ["out"])
+            let name = "\(t)"
+            let together = try Executor(graph: graph)
+            XCTAssertEqual(together.stepProfile.map(\.operation), ["invertedBottleneck"], name)
+            let apart = try Executor(graph: graph, observing: ["dw_act"])
+            XCTAssertEqual(apart.stepProfile.map(\.operation), ["conv2d", "depthwise", "conv2d"], name)
+            let image = t.h * t.w * t.c
+            let input = random.floats(2 * image, in: -1...1)
+            let one = try together.run(input, threads: 1)
+            let outImage = one.count / 2
+            for threads in [1, 2, 3] {
+                for i in 0..<2 {
+                    let alone = try Executor(graph: graph).run(Array(input[(i * image)..<((i + 1) * image)]), threads: threads)
+                    XCTAssertTrue(alone.elementsEqual(one[(i * outImage)..<((i + 1) * outImage)]) { $0.bitPattern == $1.bitPattern },
+                                  "\(name), image \(i) alone on \(threads) threads: values unlike in a batch of two")
+                }
+                let both = try Executor(graph: graph).run(input, threads: threads)
+                XCTAssertTrue(both.elementsEqual(one) { $0.bitPattern == $1.bitPattern }, "\(name), two images on \(threads) threads")
+            }
+            // The projection's sums taken as two halves added: float32 rounding of the same sums.
+            let expected = try apart.run(input)
+            XCTAssertEqual(one.count, expected.count, name)
+            let worst = zip(one, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+            XCTAssertLessThan(worst, 2e-6, name)
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and

@@ -1,0 +1,128 @@
+import ModelIR
+
+/// An inverted-residual block on a small map (MobileNetV2's blocks on 12×12, 6×6 and 3×3 maps at
+/// 96×96: a 1×1 expansion, a depthwise conv, a 1×1 projection, maybe the residual Add) run as one
+/// step, in two halves of the expansion's channels. Half h expands into its channels, runs the
+/// depthwise conv over them and multiplies them by its rows of the projection: a partial sum of
+/// the projection. The block's output is the two partial sums added, then the activation (the
+/// projection's bias and the residual go into the first half's sums as its GEMM stores them).
+///
+/// Apart, the three steps hand two maps of the expansion's width between the cores at batch 1
+/// (the expansion's output channels split between two threads, the depthwise conv's rows, the
+/// projection's columns): on a 6×6 map each step is a few microseconds of work and as much again
+/// of moving cache lines from the other core. Here a thread keeps its half from the expansion to
+/// the partial sum, and only the partial sums (the block's narrow output) cross.
+///
+/// The halves are fixed by the plan, not by the threads: one thread computes both in turn and adds
+/// them the same way, so an image's outputs are the same bit for bit on any number of threads and
+/// in any batch. They are not those of the three steps apart (the projection's sums taken as two
+/// halves added): the same values to float32 rounding.
+struct InvertedBottleneck {
+    /// One half of the expansion's channels and everything that reads only them.
+    struct Half {
+        /// The expansion's channels of this half (a multiple of the panel width from the start).
+        let channels: Range<Int>
+        /// The depthwise kernel (kh, kw, channels.count) and bias of these channels.
+        let depthwise: AlignedWeights
+        let depthwiseBias: AlignedWeights?
+        /// The projection's rows of these channels, prepacked (channels.count × outputs).
+        let projection: Panels
+    }
+
+    /// The expansion: (inputs × middle) prepacked, its bias and (element-wise) activation.
+    let inputs: Int
+    let expansion: Panels
+    let expansionBias: Tensor?
+    let expansionActivation: ActivationKind
+    /// The depthwise conv over all `middle` channels (multiplier 1) and its element-wise activation.
+    let geometry: Kernels.Spatial
+    let depthwiseActivation: ActivationKind
+    let halves: [Half]
+    /// The projection: its bias (added to the first half's sums, with the residual when the step has
+    /// a second source), its width, and the activation after (element-wise).
+    let projectionBias: Tensor?
+    let outputs: Int
+    let activation: ActivationKind
+
+    /// The largest map (pixels) a block runs this way on: 16×16; larger maps split by rows well.
+    static let largestMap = 256
+
+    /// Whether a block of these sizes can run this way: a small map, at least two panels of
+    /// expansion channels, a depthwise conv with multiplier 1 whose every output row reads the map.
+    static func fits(_ g: Kernels.Spatial, multiplier: Int) -> Bool {
+        multiplier == 1 && g.inHeight * g.inWidth <= largestMap && g.inChannels >= 2 * Kernels.panelWidth
+            && PointwiseDepthwise.fits(g)
+    }
+
+    /// The plan: `expansion` (inputs × middle) and `projection` (middle × outputs) row-major Keras
+    /// kernels, `depthwise` (kh, kw, middle).
+    init(inputs: Int, expansion: Panels, expansionBias: Tensor?, expansionActivation: ActivationKind,
+         depthwise: UnsafePointer<Float>, depthwiseBias: [Float]?, geometry g: Kernels.Spatial,
+         depthwiseActivation: ActivationKind, projection: UnsafePointer<Float>, projectionBias: Tensor?, outputs: Int,
+         activation: ActivationKind) {
+        precondition(Self.fits(g, multiplier: 1), "a small map and at least two panels of channels")
+        let middle = g.inChannels, taps = g.kernelHeight * g.kernelWidth
+        let panels = (middle + Kernels.panelWidth - 1) / Kernels.panelWidth
+        let split = min(middle, (panels + 1) / 2 * Kernels.panelWidth)
+        halves = [0..<split, split..<middle].map { channels in
+            let width = channels.count
+            let kernel = AlignedWeights(count: taps * width) { depthwise[$0 / width * middle + channels.lowerBound + $0 % width] }
+            return Half(channels: channels, depthwise: kernel,
+                        depthwiseBias: depthwiseBias.map { b in AlignedWeights(count: width) { b[channels.lowerBound + $0] } },
+                        projection: Panels(projection + channels.lowerBound * outputs, rows: channels.count, columns: outputs))
+        }
+        self.inputs = inputs
+        self.expansion = expansion
+        self.expansionBias = expansionBias
+        self.expansionActivation = expansionActivation
+        self.geometry = g
+        self.depthwiseActivation = depthwiseActivation
+        self.projectionBias = projectionBias
+        self.outputs = outputs
+        self.activation = activation
+    }
+
+    var inputFloats: Int { geometry.inHeight * geometry.inWidth * inputs }
+    var outputFloats: Int { geometry.outHeight * geometry.outWidth * outputs }
+    /// Scratch floats per image of half `h`: its expansion, its depthwise output, its partial sums.
+    func scratchFloats(half h: Int) -> Int {
+        let width = halves[h].channels.count
+        return geometry.inHeight * geometry.inWidth * width + geometry.outHeight * geometry.outWidth * (width + outputs)
+    }
+
+    /// Where half `h`'s partial sums of `batch` images lie in its scratch.
+    func partialSums(_ scratch: UnsafeMutablePointer<Float>, half h: Int, batch: Int) -> UnsafeMutablePointer<Float> {
+        let width = halves[h].channels.count
+        return scratch + batch * (geometry.inHeight * geometry.inWidth * width + geometry.outHeight * geometry.outWidth * width)
+    }
+
+    /// Half `h` of `batch` images: its partial sums into `partialSums(scratch, half: h, batch:)`
+    /// (the first half's with the projection's bias and the residual added).
+    func runHalf(_ h: Int, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int, scratch: UnsafeMutablePointer<Float>) {
+        let half = halves[h], width = half.channels.count
+        var g = geometry
+        g.inChannels = width
+        g.outChannels = width
+        let expanded = scratch, filtered = scratch + batch * g.inHeight * g.inWidth * width
+        let sums = partialSums(scratch, half: h, batch: batch)
+        Weights.optional(expansionBias) { eb in
+            Kernels.panelGEMM(input: x, rows: batch * g.inHeight * g.inWidth, inputs: inputs,
+                              panels: expansion.pointer + half.channels.lowerBound * inputs, bias: eb.map { $0 + half.channels.lowerBound },
+                              units: width, activation: expansionActivation, output: expanded)
+        }
+        Kernels.depthwiseConv2d(input: expanded, batch: batch, g, multiplier: 1, kernel: half.depthwise.pointer,
+                                bias: half.depthwiseBias?.pointer, activation: depthwiseActivation, output: filtered)
+        // The projection's bias and the residual go with the first half's sums.
+        Weights.optional(h == 0 ? projectionBias : nil) { pb in
+            Kernels.panelGEMM(input: filtered, rows: batch * g.outHeight * g.outWidth, inputs: width, panels: half.projection.pointer,
+                              bias: pb, residual: h == 0 ? residual : nil, units: outputs, activation: .linear, output: sums)
+        }
+    }
+
+    /// Elements `range` of the output: the halves' sums added, then the activation.
+    func combine(_ first: UnsafePointer<Float>, _ second: UnsafePointer<Float>, range: Range<Int>, _ y: UnsafeMutablePointer<Float>) {
+        guard !range.isEmpty else { return }
+        Kernels.add(first + range.lowerBound, second + range.lowerBound, into: y + range.lowerBound, count: range.count, channels: outputs,
+                    activation: activation)
+    }
+}
