@@ -370,8 +370,9 @@ public final class Executor: @unchecked Sendable {
             !aliasOf.values.contains(name) && !graph.outputs.contains(name) && !observedNames.contains(name)
         }
         for (position, node) in graph.nodes.enumerated() {
-            guard case .conv2d(let conv) = node.operation, conv.groups == 1, pooledInto[node.name] == nil, residualInto[node.name] == nil,
-                  paddingFor[node.name] == nil, depthwiseAfter[node.name] == nil, kept(node.name) else { continue }
+            // (Not a conv another block took as its projection: MobileNet's chains of 1×1 and depthwise convs.)
+            guard case .conv2d(let conv) = node.operation, conv.groups == 1, !absorbed.contains(node.name), pooledInto[node.name] == nil,
+                  residualInto[node.name] == nil, paddingFor[node.name] == nil, depthwiseAfter[node.name] == nil, kept(node.name) else { continue }
             let geometry = convGeometry(conv.window, node, shapes[node.name]!)
             let expanded = fusedActivation[node.name]?.into ?? node.name
             guard Kernels.isPointwise(geometry), geometry.inChannels > 1,
@@ -388,7 +389,8 @@ public final class Executor: @unchecked Sendable {
                 continue
             }
             let filtered = fusedActivation[depthwise.name]?.into ?? depthwise.name
-            guard case .depthwiseConv2d(let dconv) = depthwise.operation, reluInputFor[depthwise.name] == nil, kept(depthwise.name),
+            guard case .depthwiseConv2d(let dconv) = depthwise.operation, !absorbed.contains(depthwise.name), reluInputFor[depthwise.name] == nil,
+                  kept(depthwise.name),
                   kept(filtered), Kernels.elementwiseCode(Self.kind(fusedActivation[depthwise.name]?.activation ?? dconv.activation)) != nil,
                   InvertedBottleneck.fits(convGeometry(dconv.window, depthwise, shapes[depthwise.name]!), multiplier: dconv.depthMultiplier),
                   case let next = graph.consumers(of: filtered), next.count == 1, let projection = graph.node(named: next[0]),

@@ -907,6 +907,31 @@ final class SplitAndFusionTests: XCTestCase {
             let worst = zip(one, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
             XCTAssertLessThan(worst, 2e-6, name)
         }
+        // MobileNet's chain (1×1, depthwise, 1×1, depthwise, 1×1, each with its ReLU6): the first
+        // three are a block, the last 1×1 (a block's projection is not the next block's expansion)
+        // and the depthwise conv before it stay apart (the pooling after keeps the last 1×1 from
+        // being the graph's output, which no block ends in).
+        var chain: [(String, Op)] = []
+        var channels = 32
+        for i in 0..<2 {
+            let pw = try Conv2D(kernel: Tensor(shape: [1, 1, channels, 64], values: random.floats(channels * 64, in: -0.3...0.3)),
+                                bias: Tensor(random.floats(64, in: -0.1...0.1)), padding: .valid, activation: .relu6)
+            let dw = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, 64, 1], values: random.floats(9 * 64, in: -0.3...0.3)),
+                                         bias: Tensor(random.floats(64, in: -0.1...0.1)), padding: .same, activation: .relu6)
+            chain += [("pw\(i)", .conv2d(pw)), ("dw\(i)", .depthwiseConv2d(dw))]
+            channels = 64
+        }
+        let last = try Conv2D(kernel: Tensor(shape: [1, 1, 64, 48], values: random.floats(64 * 48, in: -0.3...0.3)),
+                              bias: Tensor(random.floats(48, in: -0.1...0.1)), padding: .valid, activation: .relu6)
+        let graph = try Graph.sequential(name: "chain", inputShape: [7, 7, 32], layers: chain + [("last", .conv2d(last)),
+                                                                                                  ("pool", .globalPool(kind: .average, keepDims: false))])
+        let executor = try Executor(graph: graph)
+        XCTAssertEqual(executor.stepProfile.map(\.operation), ["invertedBottleneck", "depthwise", "conv2d", "globalPool"])
+        let input = random.floats(7 * 7 * 32, in: -1...1)
+        let found = try executor.run(input, threads: 2)
+        XCTAssertEqual(found, try Executor(graph: graph).run(input, threads: 1))
+        let expected = try Executor(graph: graph, observing: ["dw0"]).run(input)
+        XCTAssertLessThan(zip(found, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 2e-6)
     }
 
     /// One image (or fewer images than threads) runs each step split across the threads, by
