@@ -333,6 +333,17 @@ public final class Executor: @unchecked Sendable {
         // (`PointwiseDepthwise`), the map never written whole (MobileNetV2's and EfficientNet's
         // 112×112×96 expansions at 224: 4.8 MB written and read back an image otherwise).
         var depthwiseAfter: [String: String] = [:]
+        /// The only reader of `produced` when it is a DepthwiseConv2D, or the DepthwiseConv2D a zero
+        /// padding that alone reads `produced` was folded into.
+        func depthwiseReader(of produced: String) -> Node? {
+            let readers = graph.consumers(of: produced)
+            guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [produced] else { return nil }
+            if case .depthwiseConv2d = reader.operation { return reader }
+            guard absorbed.contains(reader.name), case let next = graph.consumers(of: reader.name), next.count == 1,
+                  paddingFor[next[0]]?.source == produced, let folded = graph.node(named: next[0]),
+                  case .depthwiseConv2d = folded.operation else { return nil }
+            return folded
+        }
         for node in graph.nodes {
             guard case .conv2d(let conv) = node.operation, conv.groups == 1, pooledInto[node.name] == nil, residualInto[node.name] == nil,
                   paddingFor[node.name] == nil, !graph.outputs.contains(node.name), !observedNames.contains(node.name) else { continue }
@@ -342,19 +353,8 @@ public final class Executor: @unchecked Sendable {
                   Kernels.elementwiseCode(Self.kind(fusedActivation[node.name]?.activation ?? conv.activation)) != nil,
                   !aliasOf.values.contains(produced), !graph.outputs.contains(produced), !observedNames.contains(produced),
                   shapes[produced]!.reduce(1, *) >= Self.smallestStripedMap else { continue }
-            let readers = graph.consumers(of: produced)
-            guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [produced] else { continue }
-            // The depthwise conv: the reader, or the one reader of a padding folded into it.
-            let depthwise: Node
-            if case .depthwiseConv2d = reader.operation {
-                depthwise = reader
-            } else if absorbed.contains(reader.name), case let next = graph.consumers(of: reader.name), next.count == 1,
-                      paddingFor[next[0]]?.source == produced, let folded = graph.node(named: next[0]) {
-                depthwise = folded
-            } else {
-                continue
-            }
-            guard case .depthwiseConv2d(let dconv) = depthwise.operation, reluInputFor[depthwise.name] == nil,
+            guard let depthwise = depthwiseReader(of: produced),
+                  case .depthwiseConv2d(let dconv) = depthwise.operation, reluInputFor[depthwise.name] == nil,
                   Kernels.elementwiseCode(Self.kind(fusedActivation[depthwise.name]?.activation ?? dconv.activation)) != nil,
                   PointwiseDepthwise.fits(convGeometry(dconv.window, depthwise, shapes[depthwise.name]!)) else { continue }
             depthwiseAfter[node.name] = depthwise.name
@@ -377,21 +377,10 @@ public final class Executor: @unchecked Sendable {
             let expanded = fusedActivation[node.name]?.into ?? node.name
             guard Kernels.isPointwise(geometry), geometry.inChannels > 1,
                   Kernels.elementwiseCode(Self.kind(fusedActivation[node.name]?.activation ?? conv.activation)) != nil, kept(expanded),
-                  case let readers = graph.consumers(of: expanded), readers.count == 1, let reader = graph.node(named: readers[0]),
-                  reader.inputs == [expanded] else { continue }
-            let depthwise: Node
-            if case .depthwiseConv2d = reader.operation {
-                depthwise = reader
-            } else if absorbed.contains(reader.name), case let next = graph.consumers(of: reader.name), next.count == 1,
-                      paddingFor[next[0]]?.source == expanded, let folded = graph.node(named: next[0]) {
-                depthwise = folded
-            } else {
-                continue
-            }
+                  let depthwise = depthwiseReader(of: expanded) else { continue }
             let filtered = fusedActivation[depthwise.name]?.into ?? depthwise.name
             guard case .depthwiseConv2d(let dconv) = depthwise.operation, !absorbed.contains(depthwise.name), reluInputFor[depthwise.name] == nil,
-                  kept(depthwise.name),
-                  kept(filtered), Kernels.elementwiseCode(Self.kind(fusedActivation[depthwise.name]?.activation ?? dconv.activation)) != nil,
+                  kept(depthwise.name), kept(filtered), Kernels.elementwiseCode(Self.kind(fusedActivation[depthwise.name]?.activation ?? dconv.activation)) != nil,
                   InvertedBottleneck.fits(convGeometry(dconv.window, depthwise, shapes[depthwise.name]!), multiplier: dconv.depthMultiplier),
                   case let next = graph.consumers(of: filtered), next.count == 1, let projection = graph.node(named: next[0]),
                   projection.inputs == [filtered], case .conv2d(let pconv) = projection.operation, pconv.groups == 1,

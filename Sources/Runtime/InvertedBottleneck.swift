@@ -82,7 +82,6 @@ struct InvertedBottleneck {
         self.activation = activation
     }
 
-    var inputFloats: Int { geometry.inHeight * geometry.inWidth * inputs }
     var outputFloats: Int { geometry.outHeight * geometry.outWidth * outputs }
     /// Scratch floats per image of half `h`: its expansion, its depthwise output, its partial sums.
     func scratchFloats(half h: Int) -> Int {
