@@ -9,9 +9,10 @@ final class SparseDenseTests: XCTestCase {
     func testSparsePathEqualsTheGEMMBitForBit() throws {
         try XCTSkipUnless(bnk_dense_sparse_available() != 0, "no sparse fast path on this CPU")
         var random = SeededGenerator(seed: 11)
-        for (m, n, k) in [(37, 50, 784), (8, 10, 64), (9, 70, 300), (5, 130, 130)] {
+        for (m, n, k) in [(37, 50, 784), (8, 10, 64), (9, 70, 300), (5, 130, 130), (70, 200, 200), (3, 17, 1500)] {
             var a = random.floats(m * k, in: 0...1)
-            for i in a.indices where random.floats(1, in: 0...1)[0] > 0.2 { a[i] = 0 }
+            // Four rows in five 20% nonzero; every fifth row all nonzero (whole groups of inputs).
+            for i in a.indices where random.floats(1, in: 0...1)[0] > 0.2 && (i / k) % 5 != 2 { a[i] = 0 }
             let b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
             for act in [BNK_ACT_LINEAR, BNK_ACT_RELU, BNK_ACT_SIGMOID] {
                 var dense = [Float](repeating: 0, count: m * n), sparse = dense
