@@ -200,12 +200,12 @@ static size_t count_nonzero_avx2(int M, int K, const float *A, size_t lda) {
 /* One row at a time at AVX2 (the AVX-512 path above takes four): a row's own nonzeros only (on
    MNIST about 19% of the pixels, against 38% for the union of four digits), every column of a
    pass (up to 96: 12 accumulators, the weights read as FMA operands) per nonzero, so each index
-   and broadcast serves them all. The positions of the row's nonzeros are gathered without branches: 8
-   inputs at a time, the nonzero lanes' positions moved to the front by a permutation from a 256-entry table (by the
-   compare mask) and stored whole, the count advanced by the mask's popcount (a loop over the set
-   bits mispredicted about once per 8 inputs). Bias first, then FMAs in increasing k, as the
-   AVX2 GEMM: its results, bit for bit. */
-static unsigned char pack_table[256][8];
+   and broadcast serves them all. The positions of the row's nonzeros are gathered without
+   branches: 8 inputs at a time, the nonzero lanes' positions moved to the front by a permutation
+   from a 256-entry table (by the compare mask) and stored whole, the count advanced by the mask's
+   popcount (a loop over the set bits mispredicted about once per 8 inputs). Bias first, then
+   FMAs in increasing k, as the AVX2 GEMM: its results, bit for bit. */
+static unsigned char pack_table[256][8];  /* lanes past the mask's popcount stay 0 (static) */
 
 __attribute__((constructor))
 static void fill_pack_table(void) {
@@ -213,7 +213,6 @@ static void fill_pack_table(void) {
         int n = 0;
         for (int lane = 0; lane < 8; lane++)
             if (m & (1 << lane)) pack_table[m][n++] = (unsigned char)lane;
-        while (n < 8) pack_table[m][n++] = 0;
     }
 }
 
@@ -305,7 +304,7 @@ static void sparse_rows_avx2(int M, int N, int K, const float *A, int lda, const
                 }
                 const float *a = A + (size_t)(m0 + r) * lda + k0;
                 const int nnz = gather_nonzero_avx2(length, a, index);
-                float *c = C + (size_t)(m0 + r) * ldc, *s = scratch + (size_t)r * padded;
+                float *c = C + (size_t)(m0 + r) * ldc, *s = scratch ? scratch + (size_t)r * padded : NULL;
                 row_avx2(nnz, index, a, N, B + (size_t)k0 * N, first ? bias : s, !first, last ? c : s, !last,
                          last ? elementwise : BNK_ACT_LINEAR);
                 if (last && act == BNK_ACT_SIGMOID) bnk_sigmoid(c, (size_t)N);
@@ -353,8 +352,9 @@ void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float 
 #if BNK_X86
 /* Which path is faster where both may run depends on the CPU (tools/kernel_bench.sh: the sparse
    path breaks even near 45% nonzero inputs on an AMD Zen 4, near 18% on an Intel Xeon of the
-   Sapphire Rapids kind, near 30% at AVX2 on an AMD Zen 3), so it is measured: for each layer shape, the first eligible calls run
-   each path in turn and time it per row; the faster is used from then on. Both give the same
+   Sapphire Rapids kind, near 30% at AVX2 on an AMD Zen 3), so it is measured: for each layer
+   shape, the first eligible calls run each path in turn and time it per row; the path with the
+   faster best trial is used from then on. Both give the same
    values (up to the sign of a zero), so the choice changes only the speed. */
 enum { TRIALS = 4, SHAPES = 32 };
 static struct { int n, k, isa, runs[2]; double seconds[2]; } tuning[SHAPES];
