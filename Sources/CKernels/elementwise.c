@@ -5,6 +5,7 @@
    every version on this machine. */
 #include "isa.h"
 #include "bnkit_kernels.h"
+#include <math.h>
 
 /* exp(x), x clamped to [-86, 87]: x = n ln2 + r, a degree-7 polynomial in Horner form (max rel.
    error ~2e-7), 2^n put in the exponent field. Swish, AMD Zen 4, best of 200 over 32768 values:
@@ -109,12 +110,46 @@ static inline __attribute__((always_inline)) void scale_body(const float *x, con
     }
 }
 
+/* Softmax over each of `rows` rows of `c` values, in place: the row's maximum subtracted, exp,
+   each divided by the sum (as Keras: exp(x - max) / sum). Differences below -87 give 0 (exp_poly
+   would stop at exp(-86); libm's expf gives a subnormal there, under 1.2e-38 either way). The
+   sum is taken in vector lanes (reassociated), so it may differ from a sequential sum, and
+   between instruction-set levels, in the last bits. Against the Swift loop it replaces (libm's
+   expf a value), AMD Zen 3, AVX2, best of 200: 10,000 rows of 10 (the seed MLP's head) 4.77 ->
+   2.65 ns a value, 16 rows of 1,000 4.17 -> 0.67. */
+static inline __attribute__((always_inline)) void softmax_body(float *x, size_t rows, size_t c) {
+    for (size_t r = 0; r < rows; r++) {
+        float *restrict d = x + r * c;
+        /* The maximum in 16 lanes (vectorized), then across them. */
+        float lanes[16], maximum = -INFINITY;
+        for (int l = 0; l < 16; l++) lanes[l] = -INFINITY;
+        size_t j = 0;
+        for (; j + 16 <= c; j += 16)
+            for (int l = 0; l < 16; l++) lanes[l] = d[j + l] > lanes[l] ? d[j + l] : lanes[l];
+        for (; j < c; j++) maximum = d[j] > maximum ? d[j] : maximum;
+        for (int l = 0; l < 16; l++) maximum = lanes[l] > maximum ? lanes[l] : maximum;
+        /* A NaN anywhere makes the row NaN, as the sequential code did through max(). */
+        for (j = 0; j < c; j++) {
+            const float v = d[j] - maximum;
+            d[j] = v < -87.0f ? 0.0f : exp_poly(v);
+        }
+        float sum = 0.0f;
+        {
+#pragma clang fp reassociate(on)
+            for (j = 0; j < c; j++) sum += d[j];
+        }
+        for (j = 0; j < c; j++) d[j] /= sum;
+    }
+}
+
 BNK_VARIANTS(activate, (const float *x, float *y, size_t n, int act), (x, y, n, act))
+BNK_VARIANTS(softmax, (float *x, size_t rows, size_t c), (x, rows, c))
 BNK_VARIANTS(add, (const float *a, const float *b, float *y, size_t n, int act), (a, b, y, n, act))
 BNK_VARIANTS(scale, (const float *x, const float *s, float *y, size_t rows, size_t c), (x, s, y, rows, c))
 
 void bnk_activate(const float *x, float *y, size_t n, int act) { activate_dispatch(x, y, n, act); }
 void bnk_add(const float *a, const float *b, float *y, size_t n, int act) { add_dispatch(a, b, y, n, act); }
 void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, size_t c) { scale_dispatch(x, s, y, rows, c); }
+void bnk_softmax(float *x, size_t rows, size_t c) { softmax_dispatch(x, rows, c); }
 
 const char *bnk_elementwise_isa(void) { return bnk_isa_name(); }

@@ -616,11 +616,7 @@ package enum Kernels {
         case .tanh:
             for i in 0..<count { data[i] = Foundation.tanh(data[i]) }
         case .softmax:
-            var offset = 0
-            while offset < count {
-                softmax(data + offset, channels)
-                offset += channels
-            }
+            bnk_softmax(data, count / max(channels, 1), channels)
         case .selu:
             let alpha: Float = 1.6732632423543772, scale: Float = 1.0507009873554805
             for i in 0..<count { let x = data[i]; data[i] = x > 0 ? scale * x : scale * alpha * Foundation.expm1(x) }
@@ -662,18 +658,6 @@ package enum Kernels {
     static func sigmoid(_ x: Float) -> Float {
         // exp of a large positive argument overflows to +inf and gives 0: exact in the limit.
         1 / (1 + Foundation.exp(-x))
-    }
-
-    static func softmax(_ row: UnsafeMutablePointer<Float>, _ count: Int) {
-        var maximum = -Float.infinity
-        for i in 0..<count { maximum = max(maximum, row[i]) }
-        var sum: Float = 0
-        for i in 0..<count {
-            let e = Foundation.exp(row[i] - maximum)
-            row[i] = e
-            sum += e
-        }
-        for i in 0..<count { row[i] /= sum }
     }
 }
 

@@ -113,6 +113,43 @@ final class ExecutorTests: XCTestCase {
         XCTAssertEqual(softmax.classes(of: y), [3, 2])
     }
 
+    /// Softmax rows of any width (the vector lanes' tails, one value, an ImageNet head) against
+    /// Double: relative error within a few float32 roundings (and that of x - max); logits 100 apart give 0 or a value
+    /// under 1.2e-38; a NaN or an infinity makes its row NaN and leaves the others alone.
+    func testSoftmaxRowsOfAnyWidthAgainstDouble() throws {
+        var random = SeededGenerator(seed: 11)
+        for width in [1, 2, 7, 8, 10, 15, 16, 17, 33, 1000] {
+            let rows = 3
+            var x = random.floats(rows * width, in: -30...30)
+            if width > 1 { x[width + 1] = x[width] - 100 }    // row 1: one far below another
+            let graph = try Graph.sequential(name: "s", inputShape: [width], layers: [("s", .activation(.softmax))])
+            let y = try Executor(graph: graph).run(x)
+            for row in 0..<rows {
+                let logits = x[(row * width)..<((row + 1) * width)].map(Double.init)
+                let m = logits.max()!, sum = logits.map { Foundation.exp($0 - m) }.reduce(0, +)
+                for k in 0..<width {
+                    let expected = Foundation.exp(logits[k] - m) / sum, value = Double(y[row * width + k])
+                    if expected < 1e-37 {
+                        XCTAssert(value >= 0 && value < 1.2e-38, "width \(width) row \(row) k \(k): \(value)")
+                    } else {
+                        // The float32 difference x - max carries up to half an ulp of itself into exp.
+                        let rounding = 1e-6 + abs(logits[k] - m) * 6e-8
+                        XCTAssertEqual(value, expected, accuracy: rounding * expected, "width \(width) row \(row) k \(k)")
+                    }
+                }
+            }
+        }
+        let graph = try Graph.sequential(name: "s", inputShape: [10], layers: [("s", .activation(.softmax))])
+        for bad in [Float.nan, .infinity] {
+            var x = (0..<30).map { Float($0 % 10) }
+            x[13] = bad
+            let y = try Executor(graph: graph).run(x)
+            XCTAssert(y[10..<20].allSatisfy(\.isNaN), "\(bad): \(y[10..<20])")
+            XCTAssertEqual(Array(y[0..<10]), Array(y[20..<30]))
+            XCTAssertFalse(y[0..<10].contains { $0.isNaN })
+        }
+    }
+
     func testReshapeFlattenAndBadInput() throws {
         let graph = try Graph.sequential(name: "r", inputShape: [2, 3], layers: [("f", .flatten), ("r", .reshape([3, -1])), ("i", .identity)])
         let executor = try Executor(graph: graph)

@@ -35,6 +35,7 @@ final class InstructionSetTests: XCTestCase {
         let executor = ExecutorTests(name: "level \(level)", testClosure: { _ in })
         try executor.testDenseAgainstPlainReferenceOnOddShapes()
         try executor.testActivationsAgainstFormulas()
+        try executor.testSoftmaxRowsOfAnyWidthAgainstDouble()
         try executor.testConcurrentCallsAndThreadCountsGiveTheSameOutputs()
         let split = SplitAndFusionTests(name: "level \(level)", testClosure: { _ in })
         try split.testElementwiseActivationsAgainstFormulasWithoutSubnormals()

@@ -139,6 +139,9 @@ void bnk_activate(const float *x, float *y, size_t n, int act);
 void bnk_add(const float *a, const float *b, float *y, size_t n, int act);
 /* y[r][j] = x[r][j] * s[j] for rows x c values (y may be x): squeeze-and-excitation's product. */
 void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, size_t c);
+/* Softmax over each of `rows` rows of `c` values, in place: exp(x - max) / sum, exp by the same
+   polynomial (differences below -87 give 0), the sum reassociated in vector lanes. */
+void bnk_softmax(float *x, size_t rows, size_t c);
 /* Which version the element-wise kernels run under the current cap: "avx512", "avx2" or "generic". */
 const char *bnk_elementwise_isa(void);
 
