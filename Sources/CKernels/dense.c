@@ -178,8 +178,7 @@ static void sparse_rows4(int M, int N, int K, const float *A, int lda, const flo
             }
             next_bytes = 0;  /* fetched during the first block */
         }
-        if (act == BNK_ACT_SIGMOID)
-            for (int r = 0; r < 4; r++) bnk_sigmoid(c + (size_t)r * ldc, (size_t)N);
+        if (act == BNK_ACT_SIGMOID) bnk_sigmoid_rows(c, 4, N, ldc);
     }
 }
 
@@ -322,9 +321,9 @@ static void sparse_rows_avx2(int M, int N, int K, const float *A, int lda, const
                 float *c = C + (size_t)(m0 + r) * ldc, *s = scratch ? scratch + (size_t)r * padded : NULL;
                 row_avx2(nnz, index, a, N, B + (size_t)k0 * N, first ? bias : s, !first, last ? c : s, !last,
                          last ? elementwise : BNK_ACT_LINEAR);
-                if (last && act == BNK_ACT_SIGMOID) bnk_sigmoid(c, (size_t)N);
             }
         }
+        if (act == BNK_ACT_SIGMOID) bnk_sigmoid_rows(C + (size_t)m0 * ldc, rows, N, ldc);    /* the block's rows, in L1/L2 */
     }
     free(scratch);
 }

@@ -84,7 +84,7 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
         }
     }
     if (act == BNK_ACT_SIGMOID)
-        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+        bnk_sigmoid_rows(C, M, N, ldc);
 }
 
 /* ---------------------------------------------------------------- AVX2 */
@@ -107,7 +107,7 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
         }
     }
     if (act == BNK_ACT_SIGMOID)
-        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+        bnk_sigmoid_rows(C, M, N, ldc);
 }
 
 #endif /* BNK_X86 */

@@ -43,7 +43,7 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
         bnk_block_avx512(M, n0, width, segs, len, NULL, 0, rows, bp, bp + hoff, bs, bias, R, C, ldc, elementwise);
     }
     if (act == BNK_ACT_SIGMOID)
-        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+        bnk_sigmoid_rows(C, M, N, ldc);
 }
 
 /* AVX2: B always from a 16-wide packed panel (prepacked, or per call). */
@@ -61,7 +61,7 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
         bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise);
     }
     if (act == BNK_ACT_SIGMOID)
-        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+        bnk_sigmoid_rows(C, M, N, ldc);
 }
 #endif
 

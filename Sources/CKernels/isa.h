@@ -31,6 +31,14 @@ static inline __m256 bnk_act256(__m256 v, int act) {
     return v;
 }
 
+/* The sigmoid over rows m < M of C (N values each, rows ldc apart), in one call when the rows are
+   contiguous: per-row calls paid a dispatch and a scalar tail each (50 of 50 values a row on the
+   seed MLP: 2 of them past the last whole vector). The same values either way. */
+static inline void bnk_sigmoid_rows(float *C, int M, int N, int ldc) {
+    if (ldc == N) bnk_sigmoid(C, (size_t)M * N);
+    else for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+}
+
 /* 8 floats at p of which `left` exist (8 or more: all): a plain load or store for a whole vector,
    masked (`mask`: lanes < left) for a tail only; a masked AVX2 store of a whole vector takes
    several times a plain one on AMD cores. */
