@@ -41,4 +41,145 @@ enum GraphRewrites {
         let nodes = graph.nodes.compactMap { node in removed.contains(node.name) ? nil : replaced[node.name] ?? node }
         return try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
     }
+
+    /// A map read only by 1×1 convolutions of stride s (ResNet's stage transitions: conv2_block3_out
+    /// is read by conv3_block1_0_conv and conv3_block1_1_conv at every other pixel of every other
+    /// row) is computed only at those pixels: the readers become stride 1, and the stride moves up
+    /// through what computes the map pixel by pixel (activations, per-channel affine maps and
+    /// batch normalizations with their moving statistics, element-wise merges of same-shaped maps,
+    /// 1×1 convolutions) to the convolutions with a larger window, which take the stride (a `same`
+    /// one as an explicit zero padding and `valid`, so it reads the same input pixels). A map also
+    /// read elsewhere (the residual's shortcut) is subsampled for the region by a 1×1 max pooling
+    /// of stride s (a copy of every s-th pixel). In ResNet50 the last block of stages 2-4 then runs
+    /// on a quarter of the pixels, as OpenVINO runs it (its stride optimization). Each value left
+    /// is computed from the same inputs; a windowed conv may take another kernel at stride s than
+    /// at 1 (Winograd's transforms at 1, direct sums at 2), so the outputs agree to float32
+    /// rounding (ResNet50 at 96×96: 9e-8 at most on probabilities up to 0.036). Nodes in `keeping`
+    /// or among the outputs keep their full maps; batch normalizations with batch statistics stop it.
+    static func propagatingStrides(_ graph: Graph, keeping: Set<String>, batchStatistics: Bool) throws -> Graph {
+        let kept = keeping.union(graph.outputs)
+        let shapes = try graph.inferShapes()
+        var consumers: [String: [String]] = [:]
+        for node in graph.nodes { for input in node.inputs { consumers[input, default: []].append(node.name) } }
+        let byName = Dictionary(uniqueKeysWithValues: graph.nodes.map { ($0.name, $0) })
+        let order = Dictionary(uniqueKeysWithValues: graph.nodes.enumerated().map { ($1.name, $0) })
+        /// The stride of a 2-D 1×1 convolution that could read a subsampled map instead.
+        func pointwiseStride(_ node: Node) -> [Int]? {
+            guard case .conv2d(let conv) = node.operation, !conv.isOneDimensional, conv.window.size == [1, 1],
+                  conv.window.dilation == [1, 1], conv.window.padding != .causal, node.inputs.count == 1 else { return nil }
+            return conv.window.strides
+        }
+        var nodes = graph.nodes
+        var changed = false
+        // Rewritten nodes (by position), nodes inserted before a position, names in use.
+        var names = Set(graph.nodes.map(\.name))
+        for seed in graph.nodes {
+            guard !kept.contains(seed.name), let readers = consumers[seed.name], !readers.isEmpty,
+                  let strides = pointwiseStride(byName[readers[0]]!), strides != [1, 1],
+                  readers.allSatisfy({ pointwiseStride(byName[$0]!) == strides }), shapes[seed.name]?.count == 3 else { continue }
+            // Which nodes compute their map only at the strided pixels (`region`), walking up from
+            // the seed in reverse topological order: a node joins when all its readers did.
+            var region: Set<String> = []
+            // The region's pixel-by-pixel nodes: a node joins only if all its readers are such (a
+            // windowed conv of the region reads its input in full).
+            var passing: Set<String> = []
+            var wanted: Set<String> = [seed.name]
+            var windowed = 0
+            for node in graph.nodes.reversed() where wanted.contains(node.name) {
+                let readersJoined = node.name == seed.name
+                    || (consumers[node.name] ?? []).allSatisfy { passing.contains($0) }
+                guard readersJoined, !kept.contains(node.name), shapes[node.name]?.count == 3 else { continue }
+                let sameShapedInputs = node.inputs.allSatisfy { shapes[$0] == shapes[node.name] }
+                // Pixel by pixel: the stride moves on to the inputs. With a window: it stops here.
+                let pixelwise: Bool, window: Window?
+                switch node.operation {
+                case .activation, .affine: (pixelwise, window) = (true, nil)
+                case .batchNorm: (pixelwise, window) = (!batchStatistics, nil)
+                case .add, .multiply, .merge: (pixelwise, window) = (sameShapedInputs, nil)
+                case .conv2d(let conv) where !conv.isOneDimensional:
+                    (pixelwise, window) = conv.window.size == [1, 1] && conv.window.strides == [1, 1] ? (true, nil) : (false, conv.window)
+                case .depthwiseConv2d(let conv) where !conv.isOneDimensional: (pixelwise, window) = (false, conv.window)
+                default: (pixelwise, window) = (false, nil)
+                }
+                if pixelwise {
+                    region.insert(node.name)
+                    passing.insert(node.name)
+                    wanted.formUnion(node.inputs)
+                } else if let window, window.strides == [1, 1], window.padding != .causal {
+                    region.insert(node.name)
+                    windowed += 1
+                }
+            }
+            // Worth it only when a convolution's work shrinks (not for a copy of the seed alone).
+            guard region.contains(seed.name), region.count > 1, windowed > 0 || region.contains(where: { name in
+                if case .conv2d = byName[name]!.operation { true } else { false } }) else { continue }
+            func fresh(_ base: String) -> String {
+                var name = base, n = 2
+                while names.contains(name) { name = "\(base)_\(n)"; n += 1 }
+                names.insert(name)
+                return name
+            }
+            // Maps read by the region but computed in full: subsampled once each, before the first reader.
+            var subsampled: [String: String] = [:]
+            var inserted: [Int: [Node]] = [:]
+            func strided(_ input: String, before reader: String) throws -> String {
+                if region.contains(input) { return input }
+                if let name = subsampled[input] { return name }
+                let name = fresh("\(input)/strided")
+                subsampled[input] = name
+                let pool = try Pool2D(kind: .max, size: [1, 1], strides: strides, padding: .valid)
+                inserted[order[input]! + 1, default: []].append(Node(name: name, operation: .pool2d(pool), inputs: [input]))
+                return name
+            }
+            for name in region.sorted(by: { order[$0]! < order[$1]! }) {
+                var node = byName[name]!
+                switch node.operation {
+                case .conv2d(var conv) where conv.window.size != [1, 1]:
+                    try stride(&conv.window, by: strides, input: &node, padding: &inserted, at: order[name]!, fresh: fresh)
+                    node.operation = .conv2d(conv)
+                case .depthwiseConv2d(var conv):
+                    try stride(&conv.window, by: strides, input: &node, padding: &inserted, at: order[name]!, fresh: fresh)
+                    node.operation = .depthwiseConv2d(conv)
+                default:
+                    node.inputs = try node.inputs.map { try strided($0, before: name) }
+                }
+                nodes[order[name]!] = node
+            }
+            for reader in Set(readers) {
+                var node = nodes[order[reader]!]
+                guard case .conv2d(var conv) = node.operation else { continue }
+                conv.window.strides = [1, 1]
+                node.operation = .conv2d(conv)
+                nodes[order[reader]!] = node
+            }
+            // Insert the new nodes (positions from the end, so earlier ones stay valid).
+            for position in inserted.keys.sorted(by: >) { nodes.insert(contentsOf: inserted[position]!, at: position) }
+            changed = true
+            // Later seeds index `nodes` by the original order: stop after the first region and run again.
+            break
+        }
+        guard changed else { return graph }
+        let rewritten = try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
+        return try propagatingStrides(rewritten, keeping: keeping, batchStatistics: batchStatistics)
+    }
+
+    /// A stride-1 convolution's window made to compute only every `strides`-th output: `same`
+    /// padding becomes a zero padding before it (inserted at `position`) and `valid`.
+    private static func stride(_ window: inout Window, by strides: [Int], input node: inout Node, padding inserted: inout [Int: [Node]],
+                               at position: Int, fresh: (String) -> String) throws {
+        if window.padding == .same {
+            var pads: [Int] = []
+            for axis in 0..<2 {
+                let total = (window.size[axis] - 1) * window.dilation[axis]
+                pads += [total / 2, total - total / 2]
+            }
+            if pads.contains(where: { $0 > 0 }) {
+                let name = fresh("\(node.name)/padding")
+                inserted[position, default: []].append(Node(name: name, operation: .zeroPadding2d(pads), inputs: node.inputs))
+                node.inputs = [name]
+            }
+            window.padding = .valid
+        }
+        window.strides = strides
+    }
 }
