@@ -71,7 +71,7 @@ enum GraphRewrites {
         }
         var nodes = graph.nodes
         var changed = false
-        // Rewritten nodes (by position), nodes inserted before a position, names in use.
+        // Names in use (a new node takes a fresh one).
         var names = Set(graph.nodes.map(\.name))
         for seed in graph.nodes {
             guard !kept.contains(seed.name), let readers = consumers[seed.name], !readers.isEmpty,
@@ -119,10 +119,10 @@ enum GraphRewrites {
                 names.insert(name)
                 return name
             }
-            // Maps read by the region but computed in full: subsampled once each, before the first reader.
+            // Maps read by the region but computed in full: subsampled once each, right after them.
             var subsampled: [String: String] = [:]
             var inserted: [Int: [Node]] = [:]
-            func strided(_ input: String, before reader: String) throws -> String {
+            func strided(_ input: String) throws -> String {
                 if region.contains(input) { return input }
                 if let name = subsampled[input] { return name }
                 let name = fresh("\(input)/strided")
@@ -141,7 +141,7 @@ enum GraphRewrites {
                     try stride(&conv.window, by: strides, input: &node, padding: &inserted, at: order[name]!, fresh: fresh)
                     node.operation = .depthwiseConv2d(conv)
                 default:
-                    node.inputs = try node.inputs.map { try strided($0, before: name) }
+                    node.inputs = try node.inputs.map { try strided($0) }
                 }
                 nodes[order[name]!] = node
             }
