@@ -78,3 +78,35 @@ final class StridePropagationTests: XCTestCase {
         }
     }
 }
+
+/// A classifier head with large weights runs once over the whole batch after the tiles.
+final class ClassifierHeadTests: XCTestCase {
+    private var random = SeededGenerator(seed: 29)
+
+    /// Tiles of 8 images (a 64×64×16 map) then a 1024 × 1024 softmax head (4 MB): a batch of 20 on
+    /// one and two threads gives each image the outputs it has alone (bit for bit), and a head
+    /// too small to stream (or reading a map) keeps running per tile.
+    func testHeadOverTheWholeBatchEqualsImagesAlone() throws {
+        func dense(_ inputs: Int, _ units: Int, _ activation: Activation) throws -> Op {
+            .dense(try Dense(kernel: Tensor(shape: [inputs, units], values: random.floats(inputs * units, in: -0.1...0.1)),
+                             bias: Tensor(random.floats(units, in: -0.1...0.1)), activation: activation))
+        }
+        let conv = Op.conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, 4, 16], values: random.floats(3 * 3 * 4 * 16, in: -0.5...0.5)),
+                                        bias: nil, padding: .same, activation: .relu))
+        for (units, expectHead) in [(1024, true), (256, false)] {
+            let graph = try Graph.sequential(name: "h", inputShape: [64, 64, 4], layers: [
+                ("conv", conv), ("pool", .globalPool(kind: .average, keepDims: false)),
+                ("hidden", try dense(16, units, .relu)), ("logits", try dense(units, 1024, .linear)), ("probabilities", .activation(.softmax)),
+            ])
+            let executor = try Executor(graph: graph)
+            XCTAssertEqual(executor.headLayer, expectHead ? "hidden" : nil)
+            XCTAssertLessThan(executor.samplesPerTile, 20)
+            let batch = 20, x = random.floats(batch * 64 * 64 * 4, in: -1...1)
+            var alone: [Float] = []
+            for b in 0..<batch { alone += try executor.run(Array(x[(b * 64 * 64 * 4)..<((b + 1) * 64 * 64 * 4)])) }
+            XCTAssertEqual(try executor.run(x), alone, "\(units): one thread")
+            XCTAssertEqual(try executor.run(x, threads: 2), alone, "\(units): two threads")
+            XCTAssertEqual(try executor.run(Array(x[0..<(9 * 64 * 64 * 4)]), threads: 3), Array(alone[0..<(9 * 1024)]), "\(units): three threads, 9")
+        }
+    }
+}
