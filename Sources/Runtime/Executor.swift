@@ -931,12 +931,8 @@ public final class Executor: @unchecked Sendable {
             let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
             let step = steps[position]
             let destination = step.destination == outputIndex ? output : buffers[step.destination]!
-            let count = batch * sizes[step.destination]
-            let sources = step.sources.map { UnsafePointer(buffers[$0]!) }
-            if parallel.workers == 1
-                || !Self.executeSplit(step.kind, sources, destination, batch: batch, count: count, parallel: parallel, arenas: arenas) {
-                Self.execute(step.kind, sources, destination, batch: batch, count: count, arena: arenas[0])
-            }
+            runStep(step, step.sources.map { UnsafePointer(buffers[$0]!) }, destination, batch: batch, parallel: parallel, arenas: arenas,
+                    arena: arenas[0])
             if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started }
         }
     }
@@ -1044,12 +1040,7 @@ public final class Executor: @unchecked Sendable {
             let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
             defer { if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started } }
             let destination = step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!]
-            let count = batch * sizes[step.destination]
-            let sources = step.sources.map(pointer)
-            if parallel.workers == 1
-                || !Self.executeSplit(step.kind, sources, destination, batch: batch, count: count, parallel: parallel, arenas: arenas) {
-                Self.execute(step.kind, sources, destination, batch: batch, count: count, arena: arena)
-            }
+            let count = runStep(step, step.sources.map(pointer), destination, batch: batch, parallel: parallel, arenas: arenas, arena: arena)
             if let observer, let observation = observedAfterStep[position] {
                 observer(observation, UnsafeBufferPointer(start: destination, count: count), worker)
             }
@@ -1057,6 +1048,19 @@ public final class Executor: @unchecked Sendable {
         if outputIndex == inputIndex { output.update(from: input, count: batch * outputSize) }
     }
 
+
+    /// One step over `batch` samples: split across `parallel`'s workers where it pays (each with
+    /// its scratch in `arenas`), else whole on the caller (scratch in `arena`). Returns the floats written.
+    @discardableResult
+    private func runStep(_ step: Step, _ sources: [UnsafePointer<Float>], _ destination: UnsafeMutablePointer<Float>, batch: Int,
+                         parallel: StepParallelism, arenas: [Arena], arena: Arena) -> Int {
+        let count = batch * sizes[step.destination]
+        if parallel.workers == 1
+            || !Self.executeSplit(step.kind, sources, destination, batch: batch, count: count, parallel: parallel, arenas: arenas) {
+            Self.execute(step.kind, sources, destination, batch: batch, count: count, arena: arena)
+        }
+        return count
+    }
 
     /// A conv step's second source: the shortcut of the Add fused into it, or nil.
     private static func residual(_ inputs: [UnsafePointer<Float>]) -> UnsafePointer<Float>? {
