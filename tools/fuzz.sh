@@ -5,13 +5,17 @@
 #   fuzz-keras-config  the Keras model-config parser and graph builder (JSON -> model)
 #   fuzz-npy           the NumPy .npy reader (header, sizes, element conversion)
 #   fuzz-onnx          the ONNX reader (protobuf limits, tensor sizes, import into the IR)
-# Usage: tools/fuzz.sh [SECONDS-PER-TARGET | --runs N]   (default 20 seconds each)
+# Usage: tools/fuzz.sh [SECONDS-PER-TARGET | --runs N | --build-only]   (default 20 seconds each;
+#        --build-only builds the sanitized targets and stops: the test command builds them in the
+#        background while its other checks run)
 # Seeds come from Fixtures/; corpora grow in .build-fuzz/corpus/<target>; crashes are
 # written to .build-fuzz/artifacts/ and fail the run. Prints each target's execution count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=(-max_total_time="${1:-20}")
 if [ "${1:-}" = "--runs" ]; then limit=(-runs="$2"); fi
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then build_only=1; fi
 root=.build-fuzz
 # BNKIT_FUZZ_CONFIGURATION=debug builds the targets unoptimized (about 1 minute on 2 cores instead of 3:
 # the test command's short smoke run); release (the default) fuzzes faster for long campaigns.
@@ -23,6 +27,7 @@ for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx; do
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
 done
 bin="$(swift build -c "$config" --scratch-path "$root" --show-bin-path)"
+if [ "$build_only" = 1 ]; then exit 0; fi
 
 # Seed corpora from the fixtures.
 seeds="$root/seeds"

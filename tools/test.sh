@@ -9,7 +9,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
+# The venv's pip installs (mostly waiting on downloads and disk) run while the compiler keeps the cores busy.
+logs="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+tools/venv.sh >"$logs/venv.log" 2>&1 &
+venv=$!
 swift build -c release --build-tests
+if ! wait "$venv"; then echo "tools/venv.sh failed:"; cat "$logs/venv.log"; exit 1; fi
+# The sanitized fuzz targets build at low priority in the background while the Python checks below
+# run (they keep about one of two cores busy): waited for before the fuzzing itself.
+BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" nice -n 10 tools/fuzz.sh --build-only >"$logs/fuzz-build.log" 2>&1 &
+fuzz_build=$!
 echo "== [${SECONDS} s] interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
 tools/interop.sh .build/release/bnconv
 echo "== [${SECONDS} s] ONNX export: bnconv convert to .onnx (BN kept, and folded), run by onnxruntime and OpenVINO, against Keras"
@@ -27,6 +37,7 @@ for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
     --images Fixtures/mnist/t10k-images.idx3-ubyte.gz --limit 2000 \
     --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
 done
+if ! wait "$fuzz_build"; then echo "building the fuzz targets failed:"; cat "$logs/fuzz-build.log"; exit 1; fi
 echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-6} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
 BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-6}"
 echo "== [${SECONDS} s] swift tests"
