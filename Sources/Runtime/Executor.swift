@@ -1090,9 +1090,9 @@ public final class Executor: @unchecked Sendable {
             // its part of the kernel once, instead of every worker reading all of it.
             kernel.withUnsafeValues { w in
                 Weights.optional(bias) { b in
-                    parallel.run { worker in
-                        let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels,
-                                                            align: Kernels.panelWidth)
+                    let parts = columnParts(geometry.outChannels, workers: parallel.workers)
+                    parallel.run(parts: parts) { part, worker in
+                        let columns = StepParallelism.range(part: part, of: parts, count: geometry.outChannels, align: Kernels.panelWidth)
                         guard !columns.isEmpty else { return }
                         _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
                                                   residual: residual(inputs), columns: columns, activation: activation, output: y,
@@ -1303,31 +1303,46 @@ public final class Executor: @unchecked Sendable {
         return max(1, min(g.outHeight, (1 << 16) / rowFloats))
     }
 
-    /// Each image's output rows split across the workers (bounds multiples of `align`), each
-    /// part run by `body(geometry of the part, its first input row, its first output row, worker)`.
+    /// Each image's output rows split into parts (`rowParts`; bounds multiples of `align`) that the
+    /// workers share as `StepParallelism.run(parts:)` does, each part run by `body(geometry of the part, its first input row, its first output row, worker)`.
     /// `pooled`: the step writes its output through a 2×2 stride-2 max pooling (`align` 2), so
     /// the output is half the rows and columns and a part's first output row is half its first row.
     private static func splitRows(_ g: Kernels.Spatial, batch: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                   align: Int = 1, outputChannels: Int? = nil, pooled: Bool = false, parallel: StepParallelism,
                                   _ body: (Kernels.Spatial, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Bool {
-        let parts = parallel.workers
-        guard g.outHeight >= parts * align else { return false }
-        let pieces = (0..<parts).map { part -> (rows: Range<Int>, first: Int, geometry: Kernels.Spatial)? in
-            let rows = StepParallelism.range(part: part, of: parts, count: g.outHeight, align: align)
-            return g.rows(rows).map { (rows, $0.firstInputRow, $0.geometry) }
+        guard g.outHeight >= parallel.workers * align else { return false }
+        func pieces(_ parts: Int) -> [(rows: Range<Int>, first: Int, geometry: Kernels.Spatial)]? {
+            let all = (0..<parts).map { part -> (rows: Range<Int>, first: Int, geometry: Kernels.Spatial)? in
+                let rows = StepParallelism.range(part: part, of: parts, count: g.outHeight, align: align)
+                return g.rows(rows).map { (rows, $0.firstInputRow, $0.geometry) }
+            }
+            return all.allSatisfy { $0 != nil } ? all.map { $0! } : nil
         }
-        guard pieces.allSatisfy({ $0 != nil }) else { return false }
+        guard let pieces = pieces(rowParts(g, align: align, workers: parallel.workers)) ?? pieces(parallel.workers) else { return false }
         let outChannels = outputChannels ?? g.outChannels
         let scale = pooled ? 2 : 1, outWidth = g.outWidth / scale
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight / scale * outWidth * outChannels
         for b in 0..<batch {
-            parallel.run { worker in
-                let piece = pieces[worker]!
+            parallel.run(parts: pieces.count) { part, worker in
+                let piece = pieces[part]
                 body(piece.geometry, x + b * inImage + piece.first * g.inWidth * g.inChannels,
                      y + b * outImage + piece.rows.lowerBound / scale * outWidth * outChannels, worker)
             }
         }
         return true
+    }
+
+    /// How many parts `splitRows` cuts a map's output rows into (taken by the workers as in
+    /// `StepParallelism.run(parts:)`): up to four per worker, each of at least 256 output pixels.
+    private static func rowParts(_ g: Kernels.Spatial, align: Int, workers: Int) -> Int {
+        let rows = max(align, (256 + g.outWidth - 1) / max(g.outWidth, 1))
+        return max(workers, min(4 * workers, g.outHeight / rows))
+    }
+
+    /// How many parts a split by output columns cuts `units` into: up to four per worker, each of at
+    /// least four panels (64 columns).
+    private static func columnParts(_ units: Int, workers: Int) -> Int {
+        max(workers, min(4 * workers, (units + Kernels.panelWidth - 1) / Kernels.panelWidth / 4))
     }
 
     /// `y = act(x · kernel + bias)` with the output columns split across the workers (bounds multiples of 16).
@@ -1336,8 +1351,9 @@ public final class Executor: @unchecked Sendable {
                                      _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
         kernel.withUnsafeValues { w in
             Weights.optional(bias) { b in
-                parallel.run { worker in
-                    let columns = StepParallelism.range(part: worker, of: parallel.workers, count: units, align: Kernels.panelWidth)
+                let parts = columnParts(units, workers: parallel.workers)
+                parallel.run(parts: parts) { part, _ in
+                    let columns = StepParallelism.range(part: part, of: parts, count: units, align: Kernels.panelWidth)
                     guard !columns.isEmpty else { return }
                     Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
                                         residual: residual, units: units, columns: columns, activation: activation, output: y)

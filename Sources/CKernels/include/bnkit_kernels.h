@@ -1,6 +1,7 @@
 #ifndef BNKIT_KERNELS_H
 #define BNKIT_KERNELS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* Activations fused into the GEMM epilogue. */
 enum {
@@ -144,6 +145,27 @@ void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, s
 void bnk_softmax(float *x, size_t rows, size_t c);
 /* Which version the element-wise kernels run under the current cap: "avx512", "avx2" or "generic". */
 const char *bnk_elementwise_isa(void);
+
+/* Work sharing between threads: a range of part numbers [lo, hi) in one 64-bit word (lo in the
+   low 32 bits), taken one part at a time from the front by the thread it was given to and from
+   the back by a thread that finished its own. Each returns the part taken, or -1 when the range is
+   empty. Only the claim is atomic: the parts' data is published by the pool's join. */
+static inline int bnk_take_front(uint64_t *range) {
+    uint64_t v = __atomic_load_n(range, __ATOMIC_RELAXED);
+    for (;;) {
+        const uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+        if (lo >= hi) return -1;
+        if (__atomic_compare_exchange_n(range, &v, v + 1, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return (int)lo;
+    }
+}
+static inline int bnk_take_back(uint64_t *range) {
+    uint64_t v = __atomic_load_n(range, __ATOMIC_RELAXED);
+    for (;;) {
+        const uint32_t lo = (uint32_t)v, hi = (uint32_t)(v >> 32);
+        if (lo >= hi) return -1;
+        if (__atomic_compare_exchange_n(range, &v, v - ((uint64_t)1 << 32), 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) return (int)(hi - 1);
+    }
+}
 
 /* A spin-wait hint (PAUSE on x86-64, YIELD on arm64). */
 static inline void bnk_cpu_relax(void) {
