@@ -22,10 +22,13 @@ root=.build-fuzz
 config="${BNKIT_FUZZ_CONFIGURATION:-release}"
 # FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all three).
 read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx}"
-for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx; do
-  swift build -c "$config" --scratch-path "$root" --product "$target" \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
-done
+# BNKIT_FUZZ_PREBUILT=1: the targets were just built by --build-only (each no-op build still takes seconds).
+if [ "${BNKIT_FUZZ_PREBUILT:-0}" != 1 ]; then
+  for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx; do
+    swift build -c "$config" --scratch-path "$root" --product "$target" \
+      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
+  done
+fi
 bin="$(swift build -c "$config" --scratch-path "$root" --show-bin-path)"
 if [ "$build_only" = 1 ]; then exit 0; fi
 

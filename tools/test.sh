@@ -39,6 +39,6 @@ for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
 done
 if ! wait "$fuzz_build"; then echo "building the fuzz targets failed:"; cat "$logs/fuzz-build.log"; exit 1; fi
 echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-6} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
-BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-6}"
+BNKIT_FUZZ_PREBUILT=1 BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-6}"
 echo "== [${SECONDS} s] swift tests"
 swift test -c release --skip-build --disable-swift-testing
