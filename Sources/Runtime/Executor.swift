@@ -1190,15 +1190,16 @@ public final class Executor: @unchecked Sendable {
             }
             return true
         case let .invertedBottleneck(plan):
-            // A half on each of the first two workers; the halves' sums added by all.
-            let first = arenas[0].scratch(batch * plan.scratchFloats(half: 0)), second = arenas[1].scratch(batch * plan.scratchFloats(half: 1))
-            parallel.run { worker in
-                if worker < 2 { plan.runHalf(worker, x, residual: residual(inputs), batch: batch, scratch: worker == 0 ? first : second) }
+            // The parts shared by the workers (each its own work space; the sums in the first
+            // worker's scratch, after its work space); then the parts' sums added by all.
+            let work = plan.workFloats(batch: batch)
+            let sums = arenas[0].scratch(work + plan.sumsFloats(batch: batch)) + work
+            parallel.run(parts: plan.parts.count) { part, worker in
+                plan.runPart(part, x, residual: residual(inputs), batch: batch, sums: sums, work: arenas[worker].scratch(work))
             }
-            let a = plan.partialSums(first, half: 0, batch: batch), b = plan.partialSums(second, half: 1, batch: batch)
             let total = batch * plan.outputFloats
             parallel.run { worker in
-                plan.combine(a, b, range: StepParallelism.range(part: worker, of: parallel.workers, count: total, align: 16), y)
+                plan.combine(sums, batch: batch, range: StepParallelism.range(part: worker, of: parallel.workers, count: total, align: 16), y)
             }
             return true
         case let .pool(geometry, isMax):
@@ -1433,12 +1434,12 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .invertedBottleneck(plan):
-            let firstFloats = batch * plan.scratchFloats(half: 0)
-            let scratch = arena.scratch(firstFloats + batch * plan.scratchFloats(half: 1))
-            plan.runHalf(0, x, residual: residual(inputs), batch: batch, scratch: scratch)
-            plan.runHalf(1, x, residual: nil, batch: batch, scratch: scratch + firstFloats)
-            plan.combine(plan.partialSums(scratch, half: 0, batch: batch), plan.partialSums(scratch + firstFloats, half: 1, batch: batch),
-                         range: 0..<(batch * plan.outputFloats), y)
+            let work = plan.workFloats(batch: batch)
+            let scratch = arena.scratch(work + plan.sumsFloats(batch: batch))
+            for part in plan.parts.indices {
+                plan.runPart(part, x, residual: residual(inputs), batch: batch, sums: scratch + work, work: scratch)
+            }
+            plan.combine(scratch + work, batch: batch, range: 0..<(batch * plan.outputFloats), y)
         case let .pointwiseDepthwise(plan):
             let scratch = arena.scratch(plan.scratchFloats)
             for b in 0..<batch {

@@ -2,25 +2,27 @@ import ModelIR
 
 /// An inverted-residual block on a small map (MobileNetV2's blocks on 12×12, 6×6 and 3×3 maps at
 /// 96×96: a 1×1 expansion, a depthwise conv, a 1×1 projection, maybe the residual Add) run as one
-/// step, in two halves of the expansion's channels. Half h expands into its channels, runs the
+/// step, in parts of the expansion's channels. Part p expands into its channels, runs the
 /// depthwise conv over them and multiplies them by its rows of the projection: a partial sum of
-/// the projection. The block's output is the two partial sums added, then the activation (the
-/// projection's bias and the residual go into the first half's sums as its GEMM stores them).
+/// the projection. The block's output is the parts' sums added, then the activation (the
+/// projection's bias and the residual go into the first part's sums as its GEMM stores them).
 ///
 /// Apart, the three steps hand two maps of the expansion's width between the cores at batch 1
 /// (the expansion's output channels split between two threads, the depthwise conv's rows, the
 /// projection's columns): on a 6×6 map each step is a few microseconds of work and as much again
-/// of moving cache lines from the other core. Here a thread keeps its half from the expansion to
+/// of moving cache lines from the other core. Here a thread keeps its part from the expansion to
 /// the partial sum, and only the partial sums (the block's narrow output) cross.
 ///
-/// The halves are fixed by the plan, not by the threads: one thread computes both in turn and adds
-/// them the same way, so an image's outputs are the same bit for bit on any number of threads and
-/// in any batch. They are not those of the three steps apart (the projection's sums taken as two
-/// halves added): the same values to float32 rounding.
+/// The parts are fixed by the plan, not by the threads (`partCount`: up to four, so
+/// every thread of four has one, and two threads share four parts by work stealing, so a core
+/// slower than the other does not hold up the join): one thread computes them all in turn and
+/// adds them the same way, so an image's outputs are the same bit for bit on any number of
+/// threads and in any batch. They are not those of the three steps apart (the projection's sums
+/// taken in parts added): the same values to float32 rounding.
 struct InvertedBottleneck {
-    /// One half of the expansion's channels and everything that reads only them.
-    struct Half {
-        /// The expansion's channels of this half (a multiple of the panel width from the start).
+    /// One part of the expansion's channels and everything that reads only them.
+    struct Part {
+        /// The expansion's channels of this part (a multiple of the panel width from the start).
         let channels: Range<Int>
         /// The depthwise kernel (kh, kw, channels.count) and bias of these channels.
         let depthwise: AlignedWeights
@@ -37,8 +39,8 @@ struct InvertedBottleneck {
     /// The depthwise conv over all `middle` channels (multiplier 1) and its element-wise activation.
     let geometry: Kernels.Spatial
     let depthwiseActivation: ActivationKind
-    let halves: [Half]
-    /// The projection: its bias (added to the first half's sums, with the residual when the step has
+    let parts: [Part]
+    /// The projection: its bias (added to the first part's sums, with the residual when the step has
     /// a second source), its width, and the activation after (element-wise).
     let projectionBias: Tensor?
     let outputs: Int
@@ -46,6 +48,11 @@ struct InvertedBottleneck {
 
     /// The largest map (pixels) a block runs this way on: 16×16; larger maps split by rows well.
     static let largestMap = 256
+
+    /// How many parts `panels` panels of expansion channels go in: two, or more of at least two
+    /// panels each (32 channels: a part's GEMMs with fewer columns or inputs spend more on their
+    /// edges than on multiply-adds), at most four.
+    static func partCount(panels: Int) -> Int { min(4, max(2, panels / 2)) }
 
     /// Whether a block of these sizes can run this way: a small map, at least two panels of
     /// expansion channels, a depthwise conv with multiplier 1 whose every output row reads the map.
@@ -63,11 +70,12 @@ struct InvertedBottleneck {
         precondition(Self.fits(g, multiplier: 1), "a small map and at least two panels of channels")
         let middle = g.inChannels, taps = g.kernelHeight * g.kernelWidth
         let panels = (middle + Kernels.panelWidth - 1) / Kernels.panelWidth
-        let split = min(middle, (panels + 1) / 2 * Kernels.panelWidth)
-        halves = [0..<split, split..<middle].map { channels in
+        let count = Self.partCount(panels: panels)
+        parts = (0..<count).map { p in
+            let channels = StepParallelism.range(part: p, of: count, count: middle, align: Kernels.panelWidth)
             let width = channels.count
             let kernel = AlignedWeights(count: taps * width) { depthwise[$0 / width * middle + channels.lowerBound + $0 % width] }
-            return Half(channels: channels, depthwise: kernel,
+            return Part(channels: channels, depthwise: kernel,
                         depthwiseBias: depthwiseBias.map { b in AlignedWeights(count: width) { b[channels.lowerBound + $0] } },
                         projection: Panels(projection + channels.lowerBound * outputs, rows: channels.count, columns: outputs))
         }
@@ -83,45 +91,48 @@ struct InvertedBottleneck {
     }
 
     var outputFloats: Int { geometry.outHeight * geometry.outWidth * outputs }
-    /// Scratch floats per image of half `h`: its expansion, its depthwise output, its partial sums.
-    func scratchFloats(half h: Int) -> Int {
-        let width = halves[h].channels.count
-        return geometry.inHeight * geometry.inWidth * width + geometry.outHeight * geometry.outWidth * (width + outputs)
+
+    /// Floats of the parts' partial sums of `batch` images (all parts', one after another).
+    func sumsFloats(batch: Int) -> Int { parts.count * batch * outputFloats }
+    /// Scratch floats a part of `batch` images takes while it runs (its expansion and depthwise output).
+    func workFloats(batch: Int) -> Int {
+        let width = parts.map(\.channels.count).max() ?? 0
+        return batch * (geometry.inHeight * geometry.inWidth + geometry.outHeight * geometry.outWidth) * width
     }
 
-    /// Where half `h`'s partial sums of `batch` images lie in its scratch.
-    func partialSums(_ scratch: UnsafeMutablePointer<Float>, half h: Int, batch: Int) -> UnsafeMutablePointer<Float> {
-        let width = halves[h].channels.count
-        return scratch + batch * (geometry.inHeight * geometry.inWidth * width + geometry.outHeight * geometry.outWidth * width)
-    }
-
-    /// Half `h` of `batch` images: its partial sums into `partialSums(scratch, half: h, batch:)`
-    /// (the first half's with the projection's bias and the residual added).
-    func runHalf(_ h: Int, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int, scratch: UnsafeMutablePointer<Float>) {
-        let half = halves[h], width = half.channels.count
+    /// Part `p`'s partial sums of `batch` images in `sums` (the first part's with the projection's
+    /// bias and the residual added), using `work` (`workFloats`) in between.
+    func runPart(_ p: Int, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int, sums: UnsafeMutablePointer<Float>,
+                 work: UnsafeMutablePointer<Float>) {
+        let part = parts[p], width = part.channels.count
         var g = geometry
         g.inChannels = width
         g.outChannels = width
-        let expanded = scratch, filtered = scratch + batch * g.inHeight * g.inWidth * width
-        let sums = partialSums(scratch, half: h, batch: batch)
+        let expanded = work, filtered = work + batch * g.inHeight * g.inWidth * width
+        let sums = sums + p * batch * outputFloats
         Weights.optional(expansionBias) { eb in
             Kernels.panelGEMM(input: x, rows: batch * g.inHeight * g.inWidth, inputs: inputs,
-                              panels: expansion.pointer + half.channels.lowerBound * inputs, bias: eb.map { $0 + half.channels.lowerBound },
+                              panels: expansion.pointer + part.channels.lowerBound * inputs, bias: eb.map { $0 + part.channels.lowerBound },
                               units: width, activation: expansionActivation, output: expanded)
         }
-        Kernels.depthwiseConv2d(input: expanded, batch: batch, g, multiplier: 1, kernel: half.depthwise.pointer,
-                                bias: half.depthwiseBias?.pointer, activation: depthwiseActivation, output: filtered)
-        // The projection's bias and the residual go with the first half's sums.
-        Weights.optional(h == 0 ? projectionBias : nil) { pb in
-            Kernels.panelGEMM(input: filtered, rows: batch * g.outHeight * g.outWidth, inputs: width, panels: half.projection.pointer,
-                              bias: pb, residual: h == 0 ? residual : nil, units: outputs, activation: .linear, output: sums)
+        Kernels.depthwiseConv2d(input: expanded, batch: batch, g, multiplier: 1, kernel: part.depthwise.pointer,
+                                bias: part.depthwiseBias?.pointer, activation: depthwiseActivation, output: filtered)
+        // The projection's bias and the residual go with the first part's sums.
+        Weights.optional(p == 0 ? projectionBias : nil) { pb in
+            Kernels.panelGEMM(input: filtered, rows: batch * g.outHeight * g.outWidth, inputs: width, panels: part.projection.pointer,
+                              bias: pb, residual: p == 0 ? residual : nil, units: outputs, activation: .linear, output: sums)
         }
     }
 
-    /// Elements `range` of the output: the halves' sums added, then the activation.
-    func combine(_ first: UnsafePointer<Float>, _ second: UnsafePointer<Float>, range: Range<Int>, _ y: UnsafeMutablePointer<Float>) {
+    /// Elements `range` of the output: the parts' sums added in order, then the activation.
+    func combine(_ sums: UnsafePointer<Float>, batch: Int, range: Range<Int>, _ y: UnsafeMutablePointer<Float>) {
         guard !range.isEmpty else { return }
-        Kernels.add(first + range.lowerBound, second + range.lowerBound, into: y + range.lowerBound, count: range.count, channels: outputs,
-                    activation: activation)
+        let stride = batch * outputFloats, last = parts.count - 1
+        var sum = sums + range.lowerBound
+        for p in 1...last {
+            Kernels.add(sum, sums + p * stride + range.lowerBound, into: y + range.lowerBound, count: range.count, channels: outputs,
+                        activation: p == last ? activation : .linear)
+            sum = UnsafePointer(y + range.lowerBound)
+        }
     }
 }

@@ -56,7 +56,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testPooledWinogradSplitAcrossThreads()
         try split.testSmallMapWinogradSplitByOutputChannels()
         try split.testPointwiseThenDepthwiseInStripsEqualsTheTwoSteps()
-        try split.testSmallMapBottleneckInHalvesMatchesTheStepsApart()
+        try split.testSmallMapBottleneckInPartsMatchesTheStepsApart()
         try executor.testSoftmaxHeadSharedByColumnsOnTwoThreads()
     }
 

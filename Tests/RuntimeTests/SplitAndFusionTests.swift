@@ -850,12 +850,13 @@ final class SplitAndFusionTests: XCTestCase {
     }
 
     /// An inverted-residual block on a small map (expansion, depthwise conv, projection, maybe the
-    /// residual Add) runs as one step in two halves of the expansion's channels: the same values,
-    /// bit for bit, on one, two and three threads and whatever images go with an image; within
-    /// float32 rounding of the three steps apart (planned apart when the depthwise output is
-    /// observed) — with and without the residual (and an activation after the Add), a stride-2
-    /// block with Keras's folded zero padding, 5×5, odd maps, halves of unequal width (13 panels).
-    func testSmallMapBottleneckInHalvesMatchesTheStepsApart() throws {
+    /// residual Add) runs as one step in parts of the expansion's channels (two to four, shared by
+    /// the threads): the same values, bit for bit, on one to four threads and whatever images go
+    /// with an image; within float32 rounding of the three steps apart (planned apart when the
+    /// depthwise output is observed) — with and without the residual (and an activation after the
+    /// Add), a stride-2 block with Keras's folded zero padding, 5×5, odd maps, parts of unequal
+    /// width (9 and 13 panels in four parts, 6 in three, 3 in two).
+    func testSmallMapBottleneckInPartsMatchesTheStepsApart() throws {
         let cases: [(h: Int, w: Int, c: Int, middle: Int, out: Int, k: Int, stride: Int, pad: Bool, residual: Bool,
                      expand: Activation, dw: Activation, after: Activation)] = [
             (6, 6, 24, 144, 24, 3, 1, false, true, .relu6, .relu6, .linear),       // MobileNetV2's late blocks
@@ -892,7 +893,7 @@ final class SplitAndFusionTests: XCTestCase {
             let input = random.floats(2 * image, in: -1...1)
             let one = try together.run(input, threads: 1)
             let outImage = one.count / 2
-            for threads in [1, 2, 3] {
+            for threads in [1, 2, 3, 4] {
                 for i in 0..<2 {
                     let alone = try Executor(graph: graph).run(Array(input[(i * image)..<((i + 1) * image)]), threads: threads)
                     XCTAssertTrue(alone.elementsEqual(one[(i * outImage)..<((i + 1) * outImage)]) { $0.bitPattern == $1.bitPattern },
@@ -901,7 +902,7 @@ final class SplitAndFusionTests: XCTestCase {
                 let both = try Executor(graph: graph).run(input, threads: threads)
                 XCTAssertTrue(both.elementsEqual(one) { $0.bitPattern == $1.bitPattern }, "\(name), two images on \(threads) threads")
             }
-            // The projection's sums taken as two halves added: float32 rounding of the same sums.
+            // The projection's sums taken in parts added: float32 rounding of the same sums.
             let expected = try apart.run(input)
             XCTAssertEqual(one.count, expected.count, name)
             let worst = zip(one, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
