@@ -97,7 +97,7 @@ public final class Executor: @unchecked Sendable {
                        units: Int, activation: ActivationKind, reluInput: Bool)
         /// A pointwise conv and the depthwise conv reading it, in strips of rows (`PointwiseDepthwise`).
         case pointwiseDepthwise(PointwiseDepthwise)
-        /// A small map's inverted-residual block (expansion, depthwise conv, projection, residual) in halves.
+        /// A small map's inverted-residual block (expansion, depthwise conv, projection, residual) in parts.
         case invertedBottleneck(InvertedBottleneck)
         /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
         case transposedConv(weights: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
@@ -369,8 +369,8 @@ public final class Executor: @unchecked Sendable {
         // An inverted-residual block on a small map (`InvertedBottleneck.fits`): a pointwise Conv2D
         // (element-wise activation) read only by a DepthwiseConv2D (directly or through a folded zero
         // padding), read only by a pointwise Conv2D (the projection, maybe with its residual Add
-        // fused): the three run as one step, in two halves of the expansion's channels, so that on
-        // two threads only the block's narrow output crosses between the cores.
+        // fused): the three run as one step, in parts of the expansion's channels, so that across
+        // threads only the block's narrow output crosses between the cores.
         var bottleneckAfter: [String: (depthwise: String, projection: String)] = [:]
         func kept(_ name: String) -> Bool {
             !aliasOf.values.contains(name) && !graph.outputs.contains(name) && !observedNames.contains(name)
