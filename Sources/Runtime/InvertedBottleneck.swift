@@ -13,9 +13,9 @@ import ModelIR
 /// of moving cache lines from the other core. Here a thread keeps its part from the expansion to
 /// the partial sum, and only the partial sums (the block's narrow output) cross.
 ///
-/// The parts are fixed by the plan, not by the threads (`partCount`: up to four, so
-/// every thread of four has one, and two threads share four parts by work stealing, so a core
-/// slower than the other does not hold up the join): one thread computes them all in turn and
+/// The parts are fixed by the plan, not by the threads (`partCount`: up to four; each of four
+/// threads has one, and two threads share four by work stealing, a faster core taking a part of
+/// the slower one's): one thread computes them all in turn and
 /// adds them the same way, so an image's outputs are the same bit for bit on any number of
 /// threads and in any batch. They are not those of the three steps apart (the projection's sums
 /// taken in parts added): the same values to float32 rounding.

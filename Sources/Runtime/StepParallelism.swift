@@ -28,8 +28,8 @@ package struct StepParallelism {
     /// starts on its own contiguous share (worker w the parts `range(part: w, of: workers, count:
     /// parts)`, in order) and, done with it, takes parts from the end of the others' shares. The
     /// cores of a shared machine do not run at one speed (two vCPUs under a hypervisor, AMD Zen 3:
-    /// one worker's half of every split step took 16-22% longer than the other's over whole runs,
-    /// which side varying between runs), so equal halves leave the faster core waiting at every
+    /// one worker's halves of the split steps took 11-23% longer in all than the other's over whole
+    /// runs, which side varying between runs), so equal halves leave the faster core waiting at every
     /// join; the parts each worker starts with are the ones a static split gives it, so the rows a
     /// worker wrote in one step are mostly the ones it reads in the next.
     package func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void) {
