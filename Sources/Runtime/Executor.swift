@@ -1305,19 +1305,21 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Each image's output rows split into parts (`rowParts`; bounds multiples of `align`) that the
-    /// workers share as `StepParallelism.run(parts:)` does, each part run by `body(geometry of the part, its first input row, its first output row, worker)`.
+    /// workers share as `StepParallelism.run(parts:)` does, each part run by `body(geometry of the
+    /// part, its first input row, its first output row, worker)`.
     /// `pooled`: the step writes its output through a 2×2 stride-2 max pooling (`align` 2), so
     /// the output is half the rows and columns and a part's first output row is half its first row.
     private static func splitRows(_ g: Kernels.Spatial, batch: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                                   align: Int = 1, outputChannels: Int? = nil, pooled: Bool = false, parallel: StepParallelism,
                                   _ body: (Kernels.Spatial, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Bool {
         guard g.outHeight >= parallel.workers * align else { return false }
+        // Nil when a part would read no input row.
         func pieces(_ parts: Int) -> [(rows: Range<Int>, first: Int, geometry: Kernels.Spatial)]? {
-            let all = (0..<parts).map { part -> (rows: Range<Int>, first: Int, geometry: Kernels.Spatial)? in
+            let all = (0..<parts).compactMap { part -> (rows: Range<Int>, first: Int, geometry: Kernels.Spatial)? in
                 let rows = StepParallelism.range(part: part, of: parts, count: g.outHeight, align: align)
                 return g.rows(rows).map { (rows, $0.firstInputRow, $0.geometry) }
             }
-            return all.allSatisfy { $0 != nil } ? all.map { $0! } : nil
+            return all.count == parts ? all : nil
         }
         guard let pieces = pieces(rowParts(g, align: align, workers: parallel.workers)) ?? pieces(parallel.workers) else { return false }
         let outChannels = outputChannels ?? g.outChannels

@@ -34,23 +34,19 @@ package struct StepParallelism {
     /// worker wrote in one step are mostly the ones it reads in the next.
     package func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void) {
         let workers = self.workers
-        guard workers > 1, parts > workers else {
-            if workers > 1 { run { worker in if worker < parts { body(worker, worker) } } } else { (0..<parts).forEach { body($0, 0) } }
-            return
-        }
-        let shares = UnsafeMutablePointer<UInt64>.allocate(capacity: workers)
-        defer { shares.deallocate() }
-        for w in 0..<workers {
-            let share = Self.range(part: w, of: workers, count: parts)
-            shares[w] = UInt64(share.lowerBound) | UInt64(share.upperBound) << 32
-        }
-        let address = Int(bitPattern: shares)
-        run { worker in
-            let shares = UnsafeMutablePointer<UInt64>(bitPattern: address)!
-            while case let part = bnk_take_front(shares + worker), part >= 0 { body(Int(part), worker) }
-            for k in 1..<workers {
-                let victim = shares + (worker + k) % workers
-                while case let part = bnk_take_back(victim), part >= 0 { body(Int(part), worker) }
+        guard workers > 1 else { return (0..<parts).forEach { body($0, 0) } }
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: workers) { shares in
+            for w in 0..<workers {
+                let share = Self.range(part: w, of: workers, count: parts)
+                shares[w] = UInt64(share.lowerBound) | UInt64(share.upperBound) << 32
+            }
+            let shares = shares.baseAddress!
+            run { worker in
+                while case let part = bnk_take_front(shares + worker), part >= 0 { body(Int(part), worker) }
+                for k in 1..<workers {
+                    let victim = shares + (worker + k) % workers
+                    while case let part = bnk_take_back(victim), part >= 0 { body(Int(part), worker) }
+                }
             }
         }
     }
