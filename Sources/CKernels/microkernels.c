@@ -26,6 +26,14 @@
    8.6-9.2 with 64; at AVX-512, 16 and 32 rows were no faster than 8). */
 #define PREFETCH_ROWS 8
 #define PREFETCH_ROWS_AVX2 32
+/* The AVX2 tile prefetches (B's rows ahead, and the epilogue's residual and output rows) only
+   when its sum runs over at least 64 products: a 6 x 16 tile over 16 inputs is about 100 cycles
+   of FMAs, and its 6 to 12 epilogue prefetches and one B prefetch per k took about a tenth of its
+   time (MobileNetV2's 1x1 shapes, bnk_gemm_panels with ReLU6, hot, AMD Zen 3, best of 15,
+   two runs: 12544 x 16 -> 96 66-67 -> 72-73 GFLOP/s, 784 x 32 -> 192 77 -> 85, 3136 x 24 -> 144
+   76 -> 81, all 19 shapes 86.5 -> 89.0; without any prefetch 89.5, but ResNet50's weights,
+   K >= 64, are streamed from L3 at batch 1, where the B prefetch pays). */
+#define PREFETCH_MIN_K_AVX2 64
 
 /* The tiles keep one named accumulator per row and column vector (not arrays: clang kept
    arrays of accumulators on the stack and stored them every k), and rows r >= R compile away. */
@@ -258,12 +266,15 @@ static inline void tile256(const int R, const int V, int segs, int len, const fl
 #define DECLARE(r) __m256 lo##r = bias0, hi##r = bias1; const float *a##r = A;
     FOR_ROWS6(DECLARE)
 #undef DECLARE
-    EPILOGUE_PREFETCH(FOR_ROWS6, 8)
+    /* The prefetches only for a long enough sum (PREFETCH_MIN_K_AVX2): on a short one the tile
+       ends before they could land, and they cost issue slots the FMAs need. */
+    const int prefetch = segs * len >= PREFETCH_MIN_K_AVX2;
+    if (prefetch) EPILOGUE_PREFETCH(FOR_ROWS6, 8)
     for (int s = 0; s < segs; s++) {
         FOR_ROWS6(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
             const __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;
-            _mm_prefetch((const char *)(b + PREFETCH_ROWS_AVX2 * bs), _MM_HINT_T0);
+            if (prefetch) _mm_prefetch((const char *)(b + PREFETCH_ROWS_AVX2 * bs), _MM_HINT_T0);
 #define FMA(r) if ((r) < R) { const __m256 x = _mm256_broadcast_ss(a##r + k); \
                               lo##r = _mm256_fmadd_ps(x, b0, lo##r); if (V > 1) hi##r = _mm256_fmadd_ps(x, b1, hi##r); }
             FOR_ROWS6(FMA)
