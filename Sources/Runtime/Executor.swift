@@ -1164,6 +1164,27 @@ public final class Executor: @unchecked Sendable {
                 }
                 return split
             }
+        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput)
+            where Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
+                && units >= 32 * parallel.workers:
+            // Few pixels (Xception's middle and exit flows at batch 1): split by rows, every worker
+            // would read all of the pointwise kernel (1536 x 2048: 12 MB, from memory). The
+            // depthwise output goes whole into shared scratch (by rows across the workers), then
+            // the pointwise GEMM's output columns are shared, as for a 1x1 conv on a small map.
+            let pixels = batch * geometry.outHeight * geometry.outWidth
+            let middle = arenas[0].scratch(pixels * geometry.outChannels)
+            depthwise.withUnsafeValues { dw in
+                let rows = splitRows(geometry, batch: batch, x, middle, parallel: parallel) { part, xi, yo, _ in
+                    Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: dw.baseAddress!, bias: nil,
+                                            reluInput: reluInput, output: yo)
+                }
+                if !rows {
+                    Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: dw.baseAddress!, bias: nil,
+                                            reluInput: reluInput, output: middle)
+                }
+            }
+            return splitColumns(rows: pixels, inputs: geometry.outChannels, kernel: pointwise, panels: panels, bias: bias, units: units,
+                                activation: activation, UnsafePointer(middle), y, parallel: parallel)
         case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput):
             return depthwise.withUnsafeValues { dw in
                 pointwise.withUnsafeValues { pw in
@@ -1321,7 +1342,7 @@ public final class Executor: @unchecked Sendable {
             }
             return all.count == parts ? all : nil
         }
-        guard let pieces = pieces(rowParts(g, align: align, workers: parallel.workers)) ?? pieces(parallel.workers) else { return false }
+        guard let pieces = pieces(rowParts(outHeight: g.outHeight, outWidth: g.outWidth, align: align, workers: parallel.workers)) ?? pieces(parallel.workers) else { return false }
         let outChannels = outputChannels ?? g.outChannels
         let scale = pooled ? 2 : 1, outWidth = g.outWidth / scale
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight / scale * outWidth * outChannels
@@ -1337,15 +1358,23 @@ public final class Executor: @unchecked Sendable {
 
     /// How many parts `splitRows` cuts a map's output rows into (taken by the workers as in
     /// `StepParallelism.run(parts:)`): up to four per worker, each of at least 256 output pixels.
-    private static func rowParts(_ g: Kernels.Spatial, align: Int, workers: Int) -> Int {
-        let rows = max(align, (256 + g.outWidth - 1) / max(g.outWidth, 1))
-        return max(workers, min(4 * workers, g.outHeight / rows))
+    package static func rowParts(outHeight: Int, outWidth: Int, align: Int, workers: Int) -> Int {
+        let rows = max(align, (256 + outWidth - 1) / max(outWidth, 1))
+        return wholeShares(min(4 * workers, outHeight / rows), workers: workers)
     }
 
     /// How many parts a split by output columns cuts `units` into: up to four per worker, each of at
     /// least four panels (64 columns).
-    private static func columnParts(_ units: Int, workers: Int) -> Int {
-        max(workers, min(4 * workers, (units + Kernels.panelWidth - 1) / Kernels.panelWidth / 4))
+    package static func columnParts(_ units: Int, workers: Int) -> Int {
+        wholeShares(min(4 * workers, (units + Kernels.panelWidth - 1) / Kernels.panelWidth / 4), workers: workers)
+    }
+
+    /// `parts` rounded down to a multiple of the workers (at least one each). Parts of one size
+    /// that do not go evenly leave the step as long as the most any worker takes: three parts on
+    /// two workers run two after each other on one (Xception's 31x31 separable convs at 128x128,
+    /// batch 1: two threads 1.48x one on those steps, against 1.75-1.86x on the others).
+    package static func wholeShares(_ parts: Int, workers: Int) -> Int {
+        max(workers, parts - parts % max(workers, 1))
     }
 
     /// `y = act(x · kernel + bias)` with the output columns split across the workers (bounds multiples of 16).

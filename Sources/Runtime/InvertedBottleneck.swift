@@ -49,10 +49,11 @@ struct InvertedBottleneck {
     /// The largest map (pixels) a block runs this way on: 16×16; larger maps split by rows well.
     static let largestMap = 256
 
-    /// How many parts `panels` panels of expansion channels go in: two, or more of at least two
-    /// panels each (32 channels: a part's GEMMs with fewer columns or inputs spend more on their
-    /// edges than on multiply-adds), at most four.
-    static func partCount(panels: Int) -> Int { min(4, max(2, panels / 2)) }
+    /// How many parts `panels` panels of expansion channels go in: four of at least two panels each
+    /// (32 channels: a part's GEMMs with fewer columns or inputs spend more on their edges than on
+    /// multiply-adds), else two. Not three: two threads would run two of three equal parts after
+    /// each other on one of them.
+    static func partCount(panels: Int) -> Int { panels >= 8 ? 4 : 2 }
 
     /// Whether a block of these sizes can run this way: a small map, at least two panels of
     /// expansion channels, a depthwise conv with multiplier 1 whose every output row reads the map.

@@ -74,12 +74,16 @@ final class ArchitectureKernelTests: XCTestCase {
 
     /// Separable = depthwise (no bias) then pointwise with bias; 2-D and 1-D, with a depth multiplier;
     /// depthwise outputs over 512 KiB a image with a small pointwise kernel, run a few output rows
-    /// at a time (36 rows of 75 × 24 floats, then the last 3 or 4; strided and padded too).
+    /// at a time (36 rows of 75 × 24 floats, then the last 3 or 4; strided and padded too); small
+    /// maps with many outputs, whose pointwise columns two threads share (16×16 and 10×10 outputs,
+    /// a partial panel, and a one-row map whose depthwise rows are not split).
     func testSeparableConvolutions() throws {
         let cases: [(h: Int, w: Int, c: Int, m: Int, out: Int, k: [Int], stride: [Int], dilation: [Int], same: Bool)] = [
             (9, 8, 3, 1, 5, [3, 3], [1, 1], [1, 1], true), (10, 11, 4, 2, 6, [3, 3], [2, 2], [1, 1], true),
             (7, 7, 5, 1, 3, [5, 5], [1, 1], [1, 1], false), (12, 9, 2, 3, 4, [3, 3], [1, 1], [2, 2], true),
             (75, 75, 24, 1, 16, [3, 3], [1, 1], [1, 1], true), (151, 150, 12, 2, 8, [3, 3], [2, 2], [1, 1], true),
+            (16, 16, 128, 1, 96, [3, 3], [1, 1], [1, 1], true), (20, 20, 96, 2, 200, [3, 3], [2, 2], [1, 1], true),
+            (3, 120, 100, 1, 80, [3, 3], [2, 2], [1, 1], false),
         ]
         for t in cases {
             let depthwise = random.floats(t.k[0] * t.k[1] * t.c * t.m, in: -1...1)
@@ -88,7 +92,8 @@ final class ArchitectureKernelTests: XCTestCase {
                                            pointwiseKernel: Tensor(shape: [1, 1, t.c * t.m, t.out], values: pointwise), bias: Tensor(bias),
                                            strides: t.stride, dilation: t.dilation, padding: t.same ? .same : .valid, activation: .relu)
             let graph = try Graph.sequential(name: "s", inputShape: [t.h, t.w, t.c], layers: [("sep", .separableConv2d(conv))])
-            try check(graph, batch: 2) { x in
+            // One image, so that two threads split the step (a batch of two goes an image a thread).
+            try check(graph, batch: t.out >= 64 ? 1 : 2) { x in
                 let (d, oh, ow) = ReferenceOps.depthwise(x, h: t.h, w: t.w, c: t.c, kernel: depthwise, kh: t.k[0], kw: t.k[1], multiplier: t.m,
                                                          bias: nil, stride: t.stride, dilation: t.dilation, same: t.same)
                 return ReferenceOps.conv2d(d, h: oh, w: ow, c: t.c * t.m, kernel: pointwise, kh: 1, kw: 1, out: t.out, bias: bias,

@@ -41,6 +41,34 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
+    /// A split step's parts go evenly to the workers: a multiple of the worker count, at least one
+    /// each and at most four, each of at least 256 output pixels (rows) or four panels (columns)
+    /// when there are enough. Three equal parts on two workers would leave one running two of them
+    /// after each other (Xception's 31-row maps at 128x128: 1.48x on two threads).
+    func testSplitStepsCutIntoWholeSharesOfParts() {
+        for workers in 1...5 {
+            for height in [1, 2, 3, 7, 16, 31, 56, 112, 224] {
+                for width in [1, 7, 31, 112] {
+                    let parts = Executor.rowParts(outHeight: height, outWidth: width, align: 1, workers: workers)
+                    XCTAssertEqual(parts % workers, 0, "\(height)x\(width) rows on \(workers) workers: \(parts) parts")
+                    XCTAssert((workers...(4 * workers)).contains(parts), "\(height)x\(width), \(workers) workers: \(parts)")
+                    if parts > workers { XCTAssertGreaterThanOrEqual(height / parts * width, 256 - width, "\(height)x\(width)") }
+                }
+            }
+            for units in [16, 64, 160, 320, 728, 1000, 2048] {
+                let parts = Executor.columnParts(units, workers: workers)
+                XCTAssertEqual(parts % workers, 0, "\(units) columns on \(workers) workers: \(parts) parts")
+                XCTAssert((workers...(4 * workers)).contains(parts), "\(units) columns, \(workers) workers: \(parts)")
+                if parts > workers { XCTAssertGreaterThanOrEqual(units / parts, 4 * 16 - 16, "\(units) columns") }
+            }
+        }
+        XCTAssertEqual(Executor.rowParts(outHeight: 31, outWidth: 31, align: 1, workers: 2), 2)
+        XCTAssertEqual(Executor.rowParts(outHeight: 112, outWidth: 112, align: 1, workers: 2), 8)
+        XCTAssertEqual(Executor.columnParts(320, workers: 2), 4)
+        XCTAssertEqual(Executor.wholeShares(7, workers: 3), 6)
+        XCTAssertEqual(Executor.wholeShares(1, workers: 3), 3)
+    }
+
     /// A worker held up in its first part: the other runs its own share in order, then takes the
     /// held-up worker's remaining parts from the end of that share.
     func testAFinishedWorkerTakesTheRestOfAHeldUpWorkersShare() {
