@@ -212,11 +212,85 @@ static inline void conv_c1_row8_avx2(const float *padded, int pw, int oy, int ox
     }
 }
 
+/* Four output pixels x 16 output channels (the second eight masked), into acc[2 j + v] (pixel j,
+ * vector v): per tap two weight loads and four broadcasts for eight FMAs, where eight pixels x 8
+ * channels take eight broadcasts (and read the input and test its blank rows once per 8 channels).
+ * The same sums in the same order. */
+__attribute__((target("avx2,fma")))
+static inline void conv_c1_row4x2_avx2(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
+                                       const float *kernel, int n, int n0, __m256i mask1, __m256 b0, __m256 b1, __m256 *acc) {
+    for (int j = 0; j < 4; j++) { acc[2 * j] = b0; acc[2 * j + 1] = b1; }
+    const int span = 3 * sx + (kw - 1) * dx + 1;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(span), lanes);
+    const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
+    for (int ky = 0; ky < kh; ky++) {
+        const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
+        if (span <= 16) {
+            const __m256 z = _mm256_setzero_ps();
+            const int nonzero = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line, lo), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(lo)))
+                              | _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line + 8, hi), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(hi)));
+            if (!nonzero) continue;
+        }
+        for (int kx = 0; kx < kw; kx++) {
+            const float *w = kernel + (size_t)(ky * kw + kx) * n + n0;
+            const __m256 w0 = _mm256_loadu_ps(w), w1 = bnk_load8(w + 8, n - n0 - 8, mask1);
+            const float *p = line + kx * dx;
+            for (int j = 0; j < 4; j++) {
+                const __m256 x = _mm256_broadcast_ss(p + j * sx);
+                acc[2 * j] = _mm256_fmadd_ps(x, w0, acc[2 * j]);
+                acc[2 * j + 1] = _mm256_fmadd_ps(x, w1, acc[2 * j + 1]);
+            }
+        }
+    }
+}
+
+/* Blocks of 16 channels (9 or more left) go four pixels at a time (conv_c1_row4x2_avx2), the
+ * last 8 or fewer eight pixels at a time. */
 __attribute__((target("avx2,fma")))
 static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, int sx, int dy, int dx,
                          int oh, int ow, const float *kernel, const float *bias, int n, int act, int pool, float *out) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int n0 = 0; n0 < n; n0 += 8) {
+    int n0 = 0;
+    for (; n - n0 > 8; n0 += 16) {
+        const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - n0 - 8), lanes);
+        const __m256 b0 = bias ? _mm256_loadu_ps(bias + n0) : _mm256_setzero_ps();
+        const __m256 b1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : _mm256_setzero_ps();
+        if (!pool) {
+            for (int oy = 0; oy < oh; oy++) {
+                for (int ox0 = 0; ox0 < ow; ox0 += 4) {
+                    const int count = ow - ox0 < 4 ? ow - ox0 : 4;
+                    __m256 acc[8];
+                    conv_c1_row4x2_avx2(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
+                    for (int j = 0; j < count; j++) {
+                        float *o = out + ((size_t)oy * ow + ox0 + j) * n + n0;
+                        _mm256_storeu_ps(o, bnk_act256(acc[2 * j], act));
+                        bnk_store8(o + 8, n - n0 - 8, mask1, bnk_act256(acc[2 * j + 1], act));
+                    }
+                }
+            }
+            continue;
+        }
+        const int ph = oh / 2, pwo = ow / 2;
+        for (int py = 0; py < ph; py++) {
+            for (int ox0 = 0; ox0 < 2 * pwo; ox0 += 4) {
+                const int count = (2 * pwo - ox0 < 4 ? 2 * pwo - ox0 : 4) / 2;
+                __m256 top[8], bottom[8];
+                conv_c1_row4x2_avx2(padded, pw, 2 * py, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, top);
+                conv_c1_row4x2_avx2(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, bottom);
+                for (int j = 0; j < count; j++) {
+                    float *o = out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0;
+                    for (int v = 0; v < 2; v++) {
+                        const __m256 m = _mm256_max_ps(_mm256_max_ps(top[4 * j + v], top[4 * j + 2 + v]),
+                                                       _mm256_max_ps(bottom[4 * j + v], bottom[4 * j + 2 + v]));
+                        if (v == 0) _mm256_storeu_ps(o, bnk_act256(m, act));
+                        else bnk_store8(o + 8, n - n0 - 8, mask1, bnk_act256(m, act));
+                    }
+                }
+            }
+        }
+    }
+    for (; n0 < n; n0 += 8) {
         const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - n0), lanes);
         const __m256 b = bias ? _mm256_maskload_ps(bias + n0, mask) : _mm256_setzero_ps();
         if (!pool) {

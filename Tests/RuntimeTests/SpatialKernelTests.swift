@@ -38,6 +38,7 @@ final class SpatialKernelTests: XCTestCase {
             (13, 11, 1, 20, [3, 3], [2, 2], [1, 1], true, 1, true),
             (9, 9, 1, 16, [3, 3], [1, 1], [2, 2], true, 1, false),
             (10, 7, 1, 40, [2, 3], [1, 2], [1, 1], false, 1, true),
+            (9, 13, 1, 28, [3, 3], [1, 1], [1, 1], true, 1, true),     // 16 + 12: a block of 16 with its second 8 masked
         ]
         for t in cases {
             let kernel = random.floats(t.k[0] * t.k[1] * (t.c / t.groups) * t.out, in: -1...1)
@@ -61,6 +62,7 @@ final class SpatialKernelTests: XCTestCase {
             (13, 11, 20, 3, 1, 1, false, .relu6),  // odd conv output: the last row and column are dropped
             (17, 15, 33, 3, 2, 1, true, .linear),  // 33 outputs: three channel blocks, the last masked
             (12, 19, 5, 2, 1, 2, true, .relu),
+            (14, 10, 12, 3, 1, 1, true, .relu),    // 12 outputs: one block of 16, the second 8 masked
         ]
         for t in cases {
             let kernel = random.floats(t.k * t.k * t.out, in: -1...1)
