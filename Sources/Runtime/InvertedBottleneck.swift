@@ -13,7 +13,7 @@ import ModelIR
 /// of moving cache lines from the other core. Here a thread keeps its part from the expansion to
 /// the partial sum, and only the partial sums (the block's narrow output) cross.
 ///
-/// The parts are fixed by the plan, not by the threads (`partCount`: up to four; each of four
+/// The parts are fixed by the plan, not by the threads (`partCount`: two or four; each of four
 /// threads has one, and two threads share four by work stealing, a faster core taking a part of
 /// the slower one's): one thread computes them all in turn and
 /// adds them the same way, so an image's outputs are the same bit for bit on any number of
