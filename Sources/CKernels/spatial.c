@@ -186,6 +186,15 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
     }
 }
 
+/* Whether the input a block of output pixels reads from one row (span <= 16 values: lanes lo of
+ * line, lanes hi of line + 8) is all zero: the row adds nothing (NaNs compare unequal and count). */
+__attribute__((target("avx2,fma")))
+static inline int blank_span_avx2(const float *line, __m256i lo, __m256i hi) {
+    const __m256 z = _mm256_setzero_ps();
+    return !(_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line, lo), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(lo)))
+             | _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line + 8, hi), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(hi))));
+}
+
 /* The AVX2+FMA version of the two above: 8 output channels per ymm (masked), eight output pixels
  * at a time, the same sums in the same order (bias, then the taps row by row, zero rows skipped). */
 __attribute__((target("avx2,fma")))
@@ -198,12 +207,7 @@ static inline void conv_c1_row8_avx2(const float *padded, int pw, int oy, int ox
     const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
     for (int ky = 0; ky < kh; ky++) {
         const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
-        if (span <= 16) {
-            const __m256 z = _mm256_setzero_ps();
-            const int nonzero = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line, lo), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(lo)))
-                              | _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line + 8, hi), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(hi)));
-            if (!nonzero) continue;
-        }
+        if (span <= 16 && blank_span_avx2(line, lo, hi)) continue;
         for (int kx = 0; kx < kw; kx++) {
             const __m256 wv = bnk_load8(kernel + (size_t)(ky * kw + kx) * n + n0, n - n0, mask);
             const float *p = line + kx * dx;
@@ -226,12 +230,7 @@ static inline void conv_c1_row4x2_avx2(const float *padded, int pw, int oy, int 
     const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
     for (int ky = 0; ky < kh; ky++) {
         const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
-        if (span <= 16) {
-            const __m256 z = _mm256_setzero_ps();
-            const int nonzero = _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line, lo), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(lo)))
-                              | _mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_maskload_ps(line + 8, hi), z, _CMP_NEQ_UQ), _mm256_castsi256_ps(hi)));
-            if (!nonzero) continue;
-        }
+        if (span <= 16 && blank_span_avx2(line, lo, hi)) continue;
         for (int kx = 0; kx < kw; kx++) {
             const float *w = kernel + (size_t)(ky * kw + kx) * n + n0;
             const __m256 w0 = _mm256_loadu_ps(w), w1 = bnk_load8(w + 8, n - n0 - 8, mask1);
