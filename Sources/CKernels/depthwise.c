@@ -280,9 +280,17 @@ DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD2
    of PIX * KW): with one load per FMA the loads, not the FMAs, set the pace on CPUs that load one
    zmm or two ymm a cycle (AMD Zen 4; the numbers at bnk_depthwise_conv2d).
    A pixel's taps still come in order (row by row, column by column within a row), so the sums are
-   those of the kernel above, bit for bit. */
+   those of the kernel above, bit for bit.
+   PREFETCH: the last window row's loads also fetch the rows the next output row adds and the next
+   output row (AVX-512, measured on AMD Zen 4: below). Not at AVX2: there they were 12 to 16 of
+   the group's 36 load-port operations beside its 18 loads, and without them, AMD Zen 3, hot
+   (MobileNetV2's and EfficientNet's shapes, best of 3 alternating runs) 56x56x144 3x3 40.5 ->
+   53.8 GFLOP/s, 28x28x192 34.0 -> 48.0, 112x112x96 stride 2 22.4 -> 27.8, 28x28x240 5x5 37.1 ->
+   49.3; whole networks at batch 1, one thread, 4-6 alternating runs: MobileNetV2 224 +2.2%, 96
+   +1.8%, EfficientNetB0 224 +2.2%, NASNetMobile 128 (batch 16) +3.1%, MobileNetV3Small 128
+   +2.4%, Xception 128 (its maps from L3) +0.7%. */
 #define DW_FIXED(NAME, TARGET, VEC, W, LOAD, LOADU, STORE, STOREU, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, KH, KW, SX, \
-                 PIX, FALLBACK)                                                                                           \
+                 PIX, PREFETCH, FALLBACK)                                                                                 \
 /* G output pixels from ox of one channel block (full: W channels, read and written without a      \
    mask), the block's weights wt and bias b in registers. */                                                             \
 TARGET static inline __attribute__((always_inline)) void NAME##_group(const int G, const int full, const float *base,     \
@@ -297,7 +305,7 @@ TARGET static inline __attribute__((always_inline)) void NAME##_group(const int 
         const float *q = in + ky * row;                                                                                   \
         _Pragma("clang loop unroll(full)")                                                                                \
         for (int i = 0; i < (G - 1) * SX + KW; i++, q += c) {                                                             \
-            if (ky == KH - 1) {                                                                                           \
+            if (PREFETCH && ky == KH - 1) {                                                                               \
                 _mm_prefetch((const char *)(q + ahead1), _MM_HINT_T0);                                                    \
                 _mm_prefetch((const char *)(q + ahead2), _MM_HINT_T0);                                                    \
                 if (i < G && below) __builtin_prefetch(out + (size_t)(ox + i) * c + below, 1, 3);                        \
@@ -355,8 +363,8 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
         return;                                                                                                           \
     }                                                                                                                     \
     const size_t row = (size_t)w * c;                                                                                     \
-    /* The rows the next output row adds to the window, fetched while this one runs (from L3, the  \
-       row sweeps, a channel block at a time, took 3-4x their time in L2). */                        \
+    /* The rows the next output row adds to the window, fetched while this one runs (PREFETCH: from \
+       L3, the row sweeps, a channel block at a time, took 3-4x their time in L2 on AMD Zen 4). */   \
     const size_t ahead1 = iy0 + KH < h ? row : 0, ahead2 = sy > 1 && iy0 + KH + 1 < h ? 2 * row : ahead1;                 \
     /* The next output row, fetched for writing (it exists: its window lies inside the image). */                      \
     const size_t below = iy0 + sy + KH <= h ? (size_t)ow * c : 0;                                                          \
@@ -379,11 +387,11 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
 
 #define DW_FIXED512(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx512f"))), __m512, 16, LOAD512, _mm512_loadu_ps, \
     STORE512, _mm512_storeu_ps, \
-    _mm512_setzero_ps, _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, KH, KH, SX, PIX, \
+    _mm512_setzero_ps, _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, KH, KH, SX, PIX, 1, \
     interior_avx512)
 #define DW_FIXED256(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, \
     STORE256, _mm256_storeu_ps, \
-    _mm256_setzero_ps, _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, KH, KH, SX, PIX,    \
+    _mm256_setzero_ps, _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, KH, KH, SX, PIX, 0, \
     interior_avx2)
 DW_FIXED512(interior3_avx512, 3, 1, 8)
 DW_FIXED512(interior3s2_avx512, 3, 2, 8)
