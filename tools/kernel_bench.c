@@ -1,11 +1,19 @@
 /* Kernel measurements behind the choices in docs/PERFORMANCE.md:
+ *   - the FMA peak of one core (independent 8-wide FMAs, no loads; x86 with AVX2 + FMA);
  *   - GEMM throughput (GFLOP/s) on the shapes the fixture models run;
+ *   - the prepacked-panel GEMM (1x1 convs) on MobileNetV2's, NASNetMobile's and ResNet50's
+ *     shapes, and the depthwise conv on MobileNetV2's and EfficientNet's, at every
+ *     instruction-set level this CPU has (AVX-512, AVX2, portable C), data hot;
  *   - the Dense layer's sparse path against the GEMM, by share of nonzero inputs.
  * Built and run by tools/kernel_bench.sh against Sources/CKernels. */
 #include "bnkit_kernels.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 static double now(void) {
     struct timespec t;
@@ -19,7 +27,93 @@ static float *random_floats(size_t n, float lo, float hi) {
     return x;
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+/* GFLOP/s of 12 independent chains of 8-wide FMAs: what one core's FMA units can do. */
+__attribute__((target("avx2,fma"))) static double fma_peak(void) {
+    __m256 a[12];
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps(0.001f * (float)i);
+    const __m256 x = _mm256_set1_ps(0.9999f), y = _mm256_set1_ps(0.00001f);
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        const long n = 20000000;
+        double t = now();
+        for (long i = 0; i < n; i++) {
+            for (int j = 0; j < 12; j++) a[j] = _mm256_fmadd_ps(a[j], x, y);
+            __asm__ volatile("" : "+x"(a[0]), "+x"(a[1]), "+x"(a[2]), "+x"(a[3]), "+x"(a[4]), "+x"(a[5]), "+x"(a[6]), "+x"(a[7]),
+                             "+x"(a[8]), "+x"(a[9]), "+x"(a[10]), "+x"(a[11]));
+        }
+        t = now() - t;
+        if (n * 12.0 * 16 / t / 1e9 > best) best = n * 12.0 * 16 / t / 1e9;
+    }
+    return best;
+}
+#endif
+
+/* The prepacked-panel GEMM (ReLU6, with the residual where marked) and the depthwise conv (ReLU6),
+   hot, best of 20, at the current instruction-set level. */
+static void pointwise_and_depthwise(void) {
+    /* M, K, N, residual: MobileNetV2 224's 1x1 convs in the 96-row chunks its fused steps run, its
+       7x7 and 14x14 ones whole; NASNetMobile 128's; ResNet50's. */
+    const int pw[][4] = {{96, 16, 96, 0}, {96, 24, 144, 0}, {96, 32, 192, 0}, {96, 96, 24, 0}, {96, 144, 24, 1}, {96, 192, 32, 1},
+                         {196, 64, 384, 0}, {196, 384, 64, 1}, {196, 96, 576, 0}, {49, 160, 960, 0}, {49, 960, 320, 0},
+                         {49, 320, 1280, 0}, {256, 264, 44, 0}, {64, 528, 88, 0}, {3136, 64, 256, 1}, {784, 512, 128, 0}};
+    double flops = 0, seconds = 0;
+    for (size_t s = 0; s < sizeof pw / sizeof pw[0]; s++) {
+        const int M = pw[s][0], K = pw[s][1], N = pw[s][2];
+        float *A = random_floats((size_t)M * K, -1, 1), *B = random_floats((size_t)K * N, -1, 1), *bias = random_floats(N, -1, 1);
+        float *R = pw[s][3] ? random_floats((size_t)M * N, -1, 1) : NULL, *C = malloc(sizeof(float) * M * N);
+        float *P = malloc(sizeof(float) * bnk_panels_floats(K, N));
+        bnk_pack_panels(K, N, B, N, P);
+        const int reps = 5000000 / (M * N * K) + 3;
+        double best = 1e9;
+        for (int r = 0; r < 20; r++) {
+            double t = now();
+            for (int i = 0; i < reps; i++) bnk_gemm_panels(M, N, K, A, K, P, bias, R, C, N, BNK_ACT_RELU6);
+            t = (now() - t) / reps;
+            if (t < best) best = t;
+        }
+        printf("  1x1 %4d x %4d -> %4d%s  %6.1f GFLOP/s\n", M, K, N, R ? " + residual" : "           ", 2.0 * M * N * K / best / 1e9);
+        flops += 2.0 * M * N * K;
+        seconds += best;
+        free(A); free(B); free(bias); free(R); free(C); free(P);
+    }
+    printf("  1x1 all shapes: %.1f GFLOP/s\n", flops / seconds / 1e9);
+    /* side, channels, kernel, stride ("same" padding; stride 2 on an even side pads below and right). */
+    const int dw[][4] = {{56, 144, 3, 1}, {28, 192, 3, 1}, {14, 384, 3, 1}, {7, 960, 3, 1}, {112, 96, 3, 2},
+                         {56, 144, 3, 2}, {28, 240, 5, 1}, {14, 672, 5, 1}, {7, 1152, 5, 1}};
+    for (size_t s = 0; s < sizeof dw / sizeof dw[0]; s++) {
+        const int h = dw[s][0], c = dw[s][1], k = dw[s][2], st = dw[s][3];
+        const int oh = st == 2 ? h / 2 : h, pad = st == 2 ? 0 : k / 2;
+        float *x = random_floats((size_t)h * h * c, -1, 1), *w = random_floats((size_t)k * k * c, -1, 1);
+        float *b = random_floats(c, -1, 1), *y = malloc(sizeof(float) * oh * oh * c);
+        const double macs = (double)oh * oh * c * k * k;
+        const int reps = (int)(2e7 / macs) + 3;
+        double best = 1e9;
+        for (int r = 0; r < 20; r++) {
+            double t = now();
+            for (int i = 0; i < reps; i++) bnk_depthwise_conv2d(x, h, h, c, 1, k, k, st, st, 1, 1, pad, pad, oh, oh, w, b, y, BNK_ACT_RELU6);
+            t = (now() - t) / reps;
+            if (t < best) best = t;
+        }
+        printf("  depthwise %3dx%3dx%-4d %dx%d stride %d  %6.1f GFLOP/s\n", h, h, c, k, k, st, 2 * macs / best / 1e9);
+        free(x); free(w); free(b); free(y);
+    }
+}
+
 int main(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        printf("FMA peak, one core (12 chains of 8-wide FMAs), best of 5: %.1f GFLOP/s\n", fma_peak());
+#endif
+    for (int level = 2; level >= 0; level--) {
+        bnk_limit_isa(level);
+        const char *isa = bnk_gemm_isa();
+        if ((level == 2 && strcmp(isa, "avx512") != 0) || (level == 1 && strcmp(isa, "avx2") != 0)) continue;
+        printf("Pointwise and depthwise convs (%s), ReLU6, hot, best of 20:\n", isa);
+        pointwise_and_depthwise();
+    }
+    bnk_limit_isa(2);
     printf("GEMM (%s), best of 5:\n", bnk_gemm_isa());
     const int shapes[][4] = {
         /* M, N, K, what */
