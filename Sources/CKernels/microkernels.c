@@ -3,8 +3,9 @@
  *
  * AVX-512: up to 6 rows x 64 columns (24 zmm accumulators) for a block of more than 32 columns,
  * 12 x 32 for 17 to 32, 12 x 16 for at most 16. AVX2+FMA: up to 6 rows x 16 columns (12 ymm accumulators),
- * 6 x 8 for a block of at most 8 (N = 24: 3136 x 24 x 144 with a residual, AMD Zen 4, best of
- * 600 alternating, 286 -> 229 us; N = 40: 784 x 40 x 240 166 -> 145 us). A call's rows
+ * up to 8 x 8 for a block of at most 8 (a 6 x 8 tile against 16 columns: N = 24: 3136 x 24 x 144
+ * with a residual, AMD Zen 4, best of 600 alternating, 286 -> 229 us; N = 40: 784 x 40 x 240
+ * 166 -> 145 us; eight rows instead of six: see tile256). A call's rows
  * are split into blocks as even as the tile allows (49 rows: 10+10+10+10+9, not 12+12+12+12
  * and a 1-row block whose 2 accumulators leave the FMA units idle for most of each FMA's
  * latency), and the tile is compiled once per row count so every block keeps its
@@ -39,6 +40,7 @@
    arrays of accumulators on the stack and stored them every k), and rows r >= R compile away. */
 #define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define FOR_ROWS6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define FOR_ROWS8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
 /* The tile's residual and output rows, fetched into cache while the k loop runs: the residual
    of a pointwise conv with few inputs (ResNet50's 64 -> 256 at 56x56) is read from beyond L2,
@@ -186,6 +188,13 @@ static inline void tile512_x4(const int R, const int V, int segs, int len, const
 #undef STORE
 }
 
+#define TILE8_CASES(CALL)                                                                  \
+    switch (R) {                                                                           \
+    case 8: CALL(8); break; case 7: CALL(7); break;                                        \
+    case 6: CALL(6); break; case 5: CALL(5); break; case 4: CALL(4); break;                \
+    case 3: CALL(3); break; case 2: CALL(2); break; default: CALL(1); break;               \
+    }
+
 #define TILE6_CASES(CALL)                                                                  \
     switch (R) {                                                                           \
     case 6: CALL(6); break; case 5: CALL(5); break; case 4: CALL(4); break;                \
@@ -254,11 +263,15 @@ int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *p
     return stride;
 }
 
-/* R rows x 16 columns (V = 2) or x 8 (V = 1, a block of at most 8 columns: N = 24 or 40 leaves
-   one, whose second vector would be all FMAs for nothing): B's 8 V columns readable at b (a
-   panel, zero past the last column, or a full block of a row-major B); whole vectors stored
-   plainly, a narrower one masked (a masked store of a whole vector takes several times a plain
-   one on AMD cores).
+/* R <= 6 rows x 16 columns (V = 2) or R <= 8 rows x 8 (V = 1, a block of at most 8 columns: N =
+   24 or 40 leaves one, whose second vector would be all FMAs for nothing): B's 8 V columns
+   readable at b (a panel, zero past the last column, or a full block of a row-major B); whole
+   vectors stored plainly, a narrower one masked (a masked store of a whole vector takes several
+   times a plain one on AMD cores). Eight rows at V = 1: eight accumulators cover the FMA's
+   latency on two pipes (four cycles), where six left a quarter of them idle. Hot, AMD Zen 3,
+   GFLOP/s: 96 x 144 -> 8 71.1 -> 77.1 (16 columns: 99), 96 x 144 -> 24 87.2 -> 90.1,
+   3136 x 144 -> 24 83.1 -> 86.3, 96 x 240 -> 40 91.9 -> 95.1; twelve rows 77-80 / 89-91 (within
+   the noise of eight).
 
    TABLE, EPI and RES are constants of each instantiation, so a tile tests nothing per row that
    its call answers once. TABLE: A's rows from the pointer table (`segs` segments a row: the
@@ -278,7 +291,7 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
                            size_t lda, const float *const *rows, const float *b, int bs, int width, __m256i mask0,
                            __m256i mask1, __m256 bias0, __m256 bias1, const float *rr, float *c, int ldc, int elementwise) {
 #define DECLARE(r) __m256 lo##r = bias0, hi##r = bias1; const float *a##r = A;
-    FOR_ROWS6(DECLARE)
+    FOR_ROWS8(DECLARE)
 #undef DECLARE
     /* The prefetches only for a long enough sum (PREFETCH_MIN_K_AVX2): on a short one the tile
        ends before they could land, and they cost issue slots the FMAs need. */
@@ -286,14 +299,14 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
     if (prefetch) EPILOGUE_PREFETCH(FOR_ROWS6, 8)
     for (int s = 0; s < (TABLE ? segs : 1); s++) {
 #define ROW_POINTER256(r) if ((r) < R) a##r = TABLE ? rows[(size_t)(r) * segs + s] : A + (size_t)(r) * lda;
-        FOR_ROWS6(ROW_POINTER256)
+        FOR_ROWS8(ROW_POINTER256)
 #undef ROW_POINTER256
         for (int k = 0; k < len; k++, b += bs) {
             const __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;
             if (prefetch) _mm_prefetch((const char *)(b + PREFETCH_ROWS_AVX2 * bs), _MM_HINT_T0);
 #define FMA(r) if ((r) < R) { const __m256 x = _mm256_broadcast_ss(a##r + k); \
                               lo##r = _mm256_fmadd_ps(x, b0, lo##r); if (V > 1) hi##r = _mm256_fmadd_ps(x, b1, hi##r); }
-            FOR_ROWS6(FMA)
+            FOR_ROWS8(FMA)
 #undef FMA
         }
     }
@@ -303,7 +316,7 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
                    if (V > 1) hi##r = _mm256_add_ps(hi##r, _mm256_loadu_ps(rr + (size_t)(r) * ldc + 8)); }      \
         _mm256_storeu_ps(cr, bnk_act256(lo##r, EPI));                                                           \
         if (V > 1) _mm256_storeu_ps(cr + 8, bnk_act256(hi##r, EPI)); }
-        FOR_ROWS6(STORE)
+        FOR_ROWS8(STORE)
 #undef STORE
         return;
     }
@@ -313,7 +326,7 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
                   if (V > 1) hi##r = _mm256_add_ps(hi##r, bnk_load8(q + 8, width - 8, mask1)); }                  \
         bnk_store8(cr, width, mask0, bnk_act256(lo##r, elementwise));                                           \
         if (V > 1) bnk_store8(cr + 8, width - 8, mask1, bnk_act256(hi##r, elementwise)); }
-    FOR_ROWS6(STORE)
+    FOR_ROWS8(STORE)
 #undef STORE
 }
 
@@ -325,10 +338,12 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
 #define TILE256_BLOCKS(V, TABLE, EPI, RES)                                                                     \
     {                                                                                                          \
         enum { V_ = (V), TABLE_ = (TABLE), EPI_ = (EPI), RES_ = (RES) };                                       \
+        const int most = V_ > 1 ? 6 : 8, blocks = (M + most - 1) / most;                                      \
+        const int rows_each = M / blocks, rows_left = M % blocks;                                              \
         for (int block = 0, m = 0; block < blocks; block++) {                                                  \
             const int R = rows_each + (block < rows_left);                                                     \
             const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);                               \
-            TILE6_CASES(TILE256_CALL)                                                                          \
+            if (V_ > 1) { TILE6_CASES(TILE256_CALL) } else { TILE8_CASES(TILE256_CALL) }                       \
             m += R;                                                                                            \
         }                                                                                                      \
     }
@@ -350,7 +365,6 @@ void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A,
     const __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width - 8), lanes);
     const __m256 bias0 = bias ? _mm256_maskload_ps(bias + n0, mask0) : _mm256_setzero_ps();
     const __m256 bias1 = bias ? _mm256_maskload_ps(bias + n0 + 8, mask1) : _mm256_setzero_ps();
-    const int blocks = (M + 5) / 6, rows_each = M / blocks, rows_left = M % blocks;
     const int plain = width >= 16 &&
                       (elementwise == BNK_ACT_LINEAR || elementwise == BNK_ACT_RELU || elementwise == BNK_ACT_RELU6);
     if (plain && !R_) {

@@ -538,13 +538,15 @@ final class SplitAndFusionTests: XCTestCase {
     }
 
     /// Every row count a call can have (the microkernels split rows into even blocks of up to
-    /// 12 at AVX-512, 6 at AVX2, one tile per block size): each row's sums do not depend on the
-    /// rows beside it, so the whole product equals the product row by row, bit for bit, for
-    /// 32-column and narrower blocks, and the reference's within rounding.
+    /// 12 at AVX-512, 6 at AVX2 and 8 for an AVX2 block of at most 8 columns, one tile per block
+    /// size): each row's sums do not depend on the rows beside it, so the whole product equals the
+    /// product row by row, bit for bit, for 32-column and narrower blocks, and the reference's
+    /// within rounding.
     func testEveryRowBlockSizeGivesTheRowBySumsOfOneRow() {
-        // A 32-column block and a 13-column one; and with a K whose 64 columns of panels are over
-        // 1 MiB, 7 to 10 rows (one 12-row tile) go in 32-column blocks, one row in 64 (AVX-512).
-        for (n, k) in [(45, 70), (80, 4200)] { everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: n, k: k) }
+        // A 32-column block and a 13-column one; two 16-column blocks and an 8-column one (AVX2's
+        // 8-row tile); and with a K whose 64 columns of panels are over 1 MiB, 7 to 10 rows (one
+        // 12-row tile) go in 32-column blocks, one row in 64 (AVX-512).
+        for (n, k) in [(45, 70), (40, 50), (80, 4200)] { everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: n, k: k) }
     }
 
     private func everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: Int, k: Int) {
