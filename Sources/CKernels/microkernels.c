@@ -334,7 +334,8 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
 #define TILE256_CALL(ROWS) tile256(ROWS, V_, TABLE_, EPI_, RES_, segs, len, o.a, (size_t)lda, o.t, b, bs, width, mask0, mask1, \
                                    bias0, bias1, o.rr, o.c, ldc, elementwise)
 
-/* Every row block of one column block through one instantiation of the tile per row count. */
+/* Every row block of one column block through one instantiation of the tile per row count: up to
+   6 rows at V = 2 (TILE6_CASES), 8 at V = 1 (TILE8_CASES). */
 #define TILE256_BLOCKS(V, TABLE, EPI, RES)                                                                     \
     {                                                                                                          \
         enum { V_ = (V), TABLE_ = (TABLE), EPI_ = (EPI), RES_ = (RES) };                                       \
@@ -343,10 +344,12 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
         for (int block = 0, m = 0; block < blocks; block++) {                                                  \
             const int R = rows_each + (block < rows_left);                                                     \
             const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);                               \
-            if (V_ > 1) { TILE6_CASES(TILE256_CALL) } else { TILE8_CASES(TILE256_CALL) }                       \
+            TILE256_ROWS_##V(TILE256_CALL)                                                                     \
             m += R;                                                                                            \
         }                                                                                                      \
     }
+#define TILE256_ROWS_2 TILE6_CASES
+#define TILE256_ROWS_1 TILE8_CASES
 
 /* Sixteen whole columns: the activation a constant of the tile, and whether a residual is added. */
 #define TILE256_PLAIN(TABLE, RES)                                                                              \
@@ -379,6 +382,8 @@ void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A,
 }
 #undef TILE256_PLAIN
 #undef TILE256_BLOCKS
+#undef TILE256_ROWS_2
+#undef TILE256_ROWS_1
 #undef TILE256_CALL
 
 __attribute__((target("avx2,fma")))
