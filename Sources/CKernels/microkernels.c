@@ -144,13 +144,8 @@ static inline row_block block_at(int m, int n0, int segs, const float *A, int ld
    six row pointers (the 12 x 32 tile's twelve did not fit the general registers: reloaded from
    the stack every k): on AMD Zen 4, whose zmm FMAs take both 256-bit pipes, 3-16% faster than
    12 x 32 on ResNet50's and the MNIST CNNs' shapes (hot, best of 30). */
-/* The epilogue of a tile chosen at run time (the residual if any, masked stores, the activation
-   code tested per vector); otherwise an activation code fixed per instantiation (see tile256). */
-#define EPI_GENERAL (-1)
-
 __attribute__((target("avx512f"), always_inline))
-static inline void tile512_x4(const int R, const int V, const int TABLE, const int EPI, const int RES, int segs, int len,
-                              const float *A, size_t lda, const float *const *rows,
+static inline void tile512_x4(const int R, const int V, int segs, int len, const float *A, size_t lda, const float *const *rows,
                               const float *b, ptrdiff_t hoff, int bs, __mmask16 mask2, __mmask16 mask3, __m512 bias0,
                               __m512 bias1, __m512 bias2, __m512 bias3, const float *rr, float *c, int ldc, int elementwise) {
 #define DECLARE(r) __m512 v0##r = bias0, v1##r = bias1, v2##r = bias2, v3##r = bias3; const float *a##r = A;
@@ -158,18 +153,16 @@ static inline void tile512_x4(const int R, const int V, const int TABLE, const i
 #undef DECLARE
     _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
         _Pragma("GCC unroll 4") for (int j = 0; j < 16 * V; j += 16) {
-            if (EPI != EPI_GENERAL ? RES : rr != NULL) __builtin_prefetch(rr + (size_t)r * ldc + j, 0, 3);
+            if (rr) __builtin_prefetch(rr + (size_t)r * ldc + j, 0, 3);
             __builtin_prefetch(c + (size_t)r * ldc + j, 1, 3);
         }
     }
-    for (int s = 0; s < (TABLE ? segs : 1); s++) {
-#define ROW_POINTER512(r) if ((r) < R) a##r = TABLE ? rows[(size_t)(r) * segs + s] : A + (size_t)(r) * lda;
-        FOR_ROWS6(ROW_POINTER512)
-#undef ROW_POINTER512
+    for (int s = 0; s < segs; s++) {
+        FOR_ROWS6(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
             const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + hoff);
-            const __m512 b2 = EPI != EPI_GENERAL ? _mm512_loadu_ps(b + 2 * hoff) : _mm512_maskz_loadu_ps(mask2, b + 2 * hoff);
-            const __m512 b3 = V < 4 ? b2 : EPI != EPI_GENERAL ? _mm512_loadu_ps(b + 3 * hoff) : _mm512_maskz_loadu_ps(mask3, b + 3 * hoff);
+            const __m512 b2 = _mm512_maskz_loadu_ps(mask2, b + 2 * hoff);
+            const __m512 b3 = V > 3 ? _mm512_maskz_loadu_ps(mask3, b + 3 * hoff) : b2;
             _mm_prefetch((const char *)(b + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + 2 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
@@ -180,22 +173,6 @@ static inline void tile512_x4(const int R, const int V, const int TABLE, const i
             FOR_ROWS6(FMA)
 #undef FMA
         }
-    }
-    if (EPI != EPI_GENERAL) {
-        /* 16 V whole columns: plain stores, the activation and the residual known here. */
-#define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
-        if (RES) { const float *q = rr + (size_t)(r) * ldc;                                                     \
-                   v0##r = _mm512_add_ps(v0##r, _mm512_loadu_ps(q));                                            \
-                   v1##r = _mm512_add_ps(v1##r, _mm512_loadu_ps(q + 16));                                       \
-                   v2##r = _mm512_add_ps(v2##r, _mm512_loadu_ps(q + 32));                                       \
-                   if (V > 3) v3##r = _mm512_add_ps(v3##r, _mm512_loadu_ps(q + 48)); }                          \
-        _mm512_storeu_ps(cr, bnk_act512(v0##r, EPI));                                                           \
-        _mm512_storeu_ps(cr + 16, bnk_act512(v1##r, EPI));                                                      \
-        _mm512_storeu_ps(cr + 32, bnk_act512(v2##r, EPI));                                                      \
-        if (V > 3) _mm512_storeu_ps(cr + 48, bnk_act512(v3##r, EPI)); }
-        FOR_ROWS6(STORE)
-#undef STORE
-        return;
     }
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (rr) { const float *q = rr + (size_t)(r) * ldc;                                                      \
@@ -237,41 +214,16 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
         const __m512 bias1 = bias ? _mm512_loadu_ps(bias + n0 + 16) : _mm512_setzero_ps();
         const __m512 bias2 = bias ? _mm512_maskz_loadu_ps(mask2, bias + n0 + 32) : _mm512_setzero_ps();
         const __m512 bias3 = bias ? _mm512_maskz_loadu_ps(mask3, bias + n0 + 48) : _mm512_setzero_ps();
-        const int plain = width == 64 &&
-                          (elementwise == BNK_ACT_LINEAR || elementwise == BNK_ACT_RELU || elementwise == BNK_ACT_RELU6);
         const int blocks = (M + 5) / 6;
         for (int block = 0, m = 0; block < blocks; block++) {
             const int R = M / blocks + (block < M % blocks);
             const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
-#define X4(ROWS) tile512_x4(ROWS, 4, TABLE_, EPI_, RES_, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, \
-                            bias0, bias1, bias2, bias3, o.rr, o.c, ldc, elementwise)
-#define X3(ROWS) tile512_x4(ROWS, 3, TABLE_, EPI_GENERAL, 0, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, \
-                            bias0, bias1, bias2, bias3, o.rr, o.c, ldc, elementwise)
-#define X4_WITH(TABLE, EPI, RES) { enum { TABLE_ = (TABLE), EPI_ = (EPI), RES_ = (RES) }; TILE6_CASES(X4) }
-#define X3_WITH(TABLE) { enum { TABLE_ = (TABLE) }; TILE6_CASES(X3) }
-#define X4_PLAIN(TABLE, RES)                                                                                   \
-    switch (elementwise) {                                                                                     \
-    case BNK_ACT_RELU: X4_WITH(TABLE, BNK_ACT_RELU, RES) break;                                                \
-    case BNK_ACT_RELU6: X4_WITH(TABLE, BNK_ACT_RELU6, RES) break;                                              \
-    default: X4_WITH(TABLE, BNK_ACT_LINEAR, RES) break;                                                        \
-    }
-            /* 33 to 48 columns: three vectors (a fourth, all masked, would still cost its FMAs). 64
-               whole columns with a linear, ReLU or ReLU6 epilogue: the table, the activation and the
-               residual fixed per instantiation, plain stores (as tile256). bnk_gemm_panels with
-               ReLU6, hot, AMD Zen 4, 8 alternating pairs in a noisy stretch: 96 x 16 -> 96 faster in
-               every pair (median +8%); 96 x 24 -> 144, 96 x 32 -> 192 and K >= 64 within the noise. */
-            if (plain && !R_) {
-                if (rows) X4_PLAIN(1, 0) else X4_PLAIN(0, 0)
-            } else if (plain && !rows) {
-                X4_PLAIN(0, 1)
-            } else if (mask3) {
-                if (rows) X4_WITH(1, EPI_GENERAL, 0) else X4_WITH(0, EPI_GENERAL, 0)
-            } else {
-                if (rows) X3_WITH(1) else X3_WITH(0)
-            }
-#undef X3_WITH
-#undef X4_PLAIN
-#undef X4_WITH
+#define X4(ROWS) tile512_x4(ROWS, 4, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, bias0, bias1, bias2, bias3, \
+                            o.rr, o.c, ldc, elementwise)
+#define X3(ROWS) tile512_x4(ROWS, 3, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, bias0, bias1, bias2, bias3, \
+                            o.rr, o.c, ldc, elementwise)
+            /* 33 to 48 columns: three vectors (a fourth, all masked, would still cost its FMAs). */
+            if (mask3) { TILE6_CASES(X4) } else { TILE6_CASES(X3) }
 #undef X4
 #undef X3
             m += R;
@@ -332,6 +284,7 @@ int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *p
    alternating runs: 96 x 16 -> 96 77 -> 91 GFLOP/s (a hand-written tile of the same loop 96),
    96 x 24 -> 144 84 -> 95, 196 x 64 -> 384 92 -> 98, 3136 x 64 -> 256 with a residual 85 -> 90;
    K >= 384 within 1%. */
+#define EPI_GENERAL (-1)
 
 __attribute__((target("avx2,fma"), always_inline))
 static inline void tile256(const int R, const int V, const int TABLE, const int EPI, const int RES, int segs, int len, const float *A,
