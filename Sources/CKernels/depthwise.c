@@ -282,7 +282,12 @@ DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD2
    A pixel's taps still come in order (row by row, column by column within a row), so the sums are
    those of the kernel above, bit for bit.
    PREFETCH: the last window row's loads also fetch the rows the next output row adds and the next
-   output row (AVX-512, measured on AMD Zen 4: below). Not at AVX2: there they were 12 to 16 of
+   output row (AVX-512 always, measured on AMD Zen 4: below; on Zen 4 too, dropping them or
+   keeping them only for inputs over 1 MiB changed whole networks by 0.92-1.07x, medians of 6-20
+   alternating runs, though the hot harness ran 10-40% faster without). At AVX2 only when the
+   caller sets BNK_DW_PREFETCH (an input over 1 MiB, from L3: MobileNetV2 96's standalone depthwise
+   steps at batch 16, AMD Zen 4 capped at AVX2, 0.70-0.85 of their time with them, the steps fed
+   from L2 unchanged). Without the flag not at AVX2: there they were 12 to 16 of
    the group's 36 load-port operations beside its 18 loads, and without them, AMD Zen 3, hot
    (MobileNetV2's and EfficientNet's shapes, best of 3 alternating runs) 56x56x144 3x3 40.5 ->
    53.8 GFLOP/s, 28x28x192 34.0 -> 48.0, 112x112x96 stride 2 22.4 -> 27.8, 28x28x240 5x5 37.1 ->
@@ -389,18 +394,23 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     STORE512, _mm512_storeu_ps, \
     _mm512_setzero_ps, _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, KH, KH, SX, PIX, 1, \
     interior_avx512)
-#define DW_FIXED256(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, \
+#define DW_FIXED256(NAME, KH, SX, PIX, PF) DW_FIXED(NAME, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, \
     STORE256, _mm256_storeu_ps, \
-    _mm256_setzero_ps, _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, KH, KH, SX, PIX, 0, \
+    _mm256_setzero_ps, _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, KH, KH, SX, PIX, PF, \
     interior_avx2)
 DW_FIXED512(interior3_avx512, 3, 1, 8)
 DW_FIXED512(interior3s2_avx512, 3, 2, 8)
 DW_FIXED512(interior5_avx512, 5, 1, 4)
 DW_FIXED512(interior5s2_avx512, 5, 2, 4)
-DW_FIXED256(interior3_avx2, 3, 1, 4)
-DW_FIXED256(interior3s2_avx2, 3, 2, 4)
-DW_FIXED256(interior5_avx2, 5, 1, 4)
-DW_FIXED256(interior5s2_avx2, 5, 2, 4)
+DW_FIXED256(interior3_avx2, 3, 1, 4, 0)
+DW_FIXED256(interior3s2_avx2, 3, 2, 4, 0)
+DW_FIXED256(interior5_avx2, 5, 1, 4, 0)
+DW_FIXED256(interior5s2_avx2, 5, 2, 4, 0)
+/* With the prefetches, for inputs the caller does not expect in L2 (BNK_DW_PREFETCH). */
+DW_FIXED256(interior3_avx2_prefetch, 3, 1, 4, 1)
+DW_FIXED256(interior3s2_avx2_prefetch, 3, 2, 4, 1)
+DW_FIXED256(interior5_avx2_prefetch, 5, 1, 4, 1)
+DW_FIXED256(interior5s2_avx2_prefetch, 5, 2, 4, 1)
 
 /* Depth multiplier 1: per output row, the border pixels one at a time with the taps inside the
    image (`edge`), the interior by the vector kernel above. */
@@ -431,8 +441,9 @@ DW_VERSION(depthwise_avx512, __attribute__((target("avx512f"))))
 
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act) {
+    const int prefetch = (act & BNK_DW_PREFETCH) != 0;
     const int rin = act & BNK_DW_RELU_INPUT;
-    act &= ~BNK_DW_RELU_INPUT;
+    act &= ~(BNK_DW_RELU_INPUT | BNK_DW_PREFETCH);
     const int after = act == BNK_ACT_SIGMOID || act == BNK_ACT_SWISH || act == BNK_ACT_HARD_SWISH ? act : BNK_ACT_LINEAR;
     if (act != BNK_ACT_RELU && act != BNK_ACT_RELU6) act = BNK_ACT_LINEAR;
     act |= rin;    /* each version below takes the flag with the store's activation */
@@ -459,7 +470,10 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
         return;
     }
     if (m == 1 && bnk_use_avx2()) {
-        const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx2 : interior3s2_avx2)
+        const interior_fn interior = prefetch ? (fixed == 3 ? (sx == 1 ? interior3_avx2_prefetch : interior3s2_avx2_prefetch)
+                                                 : fixed == 5 ? (sx == 1 ? interior5_avx2_prefetch : interior5s2_avx2_prefetch)
+                                                 : interior_avx2)
+                                   : fixed == 3 ? (sx == 1 ? interior3_avx2 : interior3s2_avx2)
                                    : fixed == 5 ? (sx == 1 ? interior5_avx2 : interior5s2_avx2) : interior_avx2;
         depthwise_rows(interior_avx2_clipped, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
                        act, after);

@@ -441,6 +441,39 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// The depthwise row kernels with and without their prefetches (`BNK_DW_PREFETCH`: AVX2 has
+    /// both versions, AVX-512 always prefetches, the portable kernel never): at every level the
+    /// same values bit for bit, for 3×3 and 5×5 at strides 1 and 2 (each its own instantiation),
+    /// a ReLU read through and ReLU6 at the store, and the reference's within rounding.
+    func testDepthwiseWithAndWithoutPrefetchesGivesTheSameValues() throws {
+        defer { Kernels.limitInstructionSet(2) }
+        let (h, w, c) = (11, 23, 40)    // odd sides: "same" pads k / 2 on every side at strides 1 and 2
+        for (k, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            let pad = k / 2, oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1
+            let x = random.floats(h * w * c, in: -2...2), kernel = random.floats(k * k * c, in: -1...1), bias = random.floats(c, in: -1...1)
+            let expected = ReferenceOps.depthwise(x.map { max(Double($0), 0) }, h: h, w: w, c: c, kernel: kernel, kh: k, kw: k, multiplier: 1,
+                                                  bias: bias, stride: [stride, stride], dilation: [1, 1], same: true).values
+            for level in [2, 1, 0] {
+                Kernels.limitInstructionSet(level)
+                var outputs: [[Float]] = []
+                for prefetch in [0, Int32(BNK_DW_PREFETCH)] {
+                    var y = [Float](repeating: .nan, count: oh * ow * c)
+                    bnk_depthwise_conv2d(x, Int32(h), Int32(w), Int32(c), 1, Int32(k), Int32(k), Int32(stride), Int32(stride), 1, 1,
+                                         Int32(pad), Int32(pad), Int32(oh), Int32(ow), kernel, bias, &y,
+                                         Int32(BNK_ACT_RELU6) | Int32(BNK_DW_RELU_INPUT) | prefetch)
+                    outputs.append(y)
+                }
+                let name = "\(k)x\(k) stride \(stride) level \(level)"
+                let differing = zip(outputs[0], outputs[1]).filter { $0.bitPattern != $1.bitPattern }.count
+                XCTAssertEqual(differing, 0, "\(name): values differing with and without prefetches")
+                XCTAssertEqual(expected.count, outputs[1].count, name)
+                for (i, e) in expected.enumerated() {
+                    XCTAssertEqual(Double(outputs[1][i]), min(max(e, 0), 6), accuracy: 1e-5 * max(1, abs(e)), "\(name) [\(i)]")
+                }
+            }
+        }
+    }
+
     /// Depthwise convolutions with a multiplier of 1: border pixels one at a time, the interior
     /// four at a time, ReLU/ReLU6 at the store, other activations after; against the reference.
     func testDepthwiseInteriorBorderAndActivations() throws {

@@ -126,8 +126,10 @@ const char *bnk_channel_moments_isa(void);
    into (oh, ow, c*m): output channel ch*m + j; taps outside the image add nothing; then the
    activation `act` (ReLU, ReLU6 as outputs are stored; sigmoid, swish, hard-swish as bnk_activate
    computes them, row by row while the row is in cache). `act` | BNK_DW_RELU_INPUT: each input value
-   is read through a ReLU (a standalone ReLU before the conv, fused in; the same values). */
-enum { BNK_DW_RELU_INPUT = 0x100 };
+   is read through a ReLU (a standalone ReLU before the conv, fused in; the same values).
+   `act` | BNK_DW_PREFETCH: the input is not expected in L2 (the caller's map or batch is larger),
+   so the AVX2 row kernels prefetch the rows ahead as the AVX-512 ones always do (the same values). */
+enum { BNK_DW_RELU_INPUT = 0x100, BNK_DW_PREFETCH = 0x200 };
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act);
 /* Which version bnk_depthwise_conv2d runs under the current cap: "avx512", "avx2" or "generic". */
