@@ -470,11 +470,11 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
         return;
     }
     if (m == 1 && bnk_use_avx2()) {
-        const interior_fn interior = prefetch ? (fixed == 3 ? (sx == 1 ? interior3_avx2_prefetch : interior3s2_avx2_prefetch)
-                                                 : fixed == 5 ? (sx == 1 ? interior5_avx2_prefetch : interior5s2_avx2_prefetch)
-                                                 : interior_avx2)
-                                   : fixed == 3 ? (sx == 1 ? interior3_avx2 : interior3s2_avx2)
-                                   : fixed == 5 ? (sx == 1 ? interior5_avx2 : interior5s2_avx2) : interior_avx2;
+        /* [prefetch][5x5][stride 2] */
+        static const interior_fn fixed_avx2[2][2][2] = {
+            {{interior3_avx2, interior3s2_avx2}, {interior5_avx2, interior5s2_avx2}},
+            {{interior3_avx2_prefetch, interior3s2_avx2_prefetch}, {interior5_avx2_prefetch, interior5s2_avx2_prefetch}}};
+        const interior_fn interior = fixed ? fixed_avx2[prefetch][fixed == 5][sx == 2] : interior_avx2;
         depthwise_rows(interior_avx2_clipped, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
                        act, after);
         return;
