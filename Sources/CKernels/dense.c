@@ -275,57 +275,73 @@ static void row_avx2(int nnz, const int *index, const float *a, int N, const flo
     }
 }
 
-/* Batches in blocks of 64 rows, each block over the inputs in parts of about 32 KB of weight rows
+/* The calling thread's buffer for the sums below, grown as needed (kept: a call per batch). */
+static _Thread_local void *sparse_memory;
+static _Thread_local size_t sparse_capacity;
+
+static void *sparse_buffer(size_t bytes) {
+    if (bytes <= sparse_capacity) return sparse_memory;
+    free(sparse_memory);
+    sparse_memory = malloc(bytes);
+    sparse_capacity = sparse_memory ? bytes : 0;
+    return sparse_memory;
+}
+
+/* Batches in blocks of 32 rows, each block over the inputs in parts of about 32 KB of weight rows
    before the next part: a row's nonzeros reach weight rows anywhere in the matrix (the seed MLP's
    is 157 KB). On an AMD Zen 3, MNIST rows, seed MLP's first layer, ns a row at batch 64 / 1024:
    whole rows 805 / 638, parts of 8 KB 671 / 670, 16 KB 665 / 646, 32 KB 586 / 574, 64 KB 581 /
-   570. Between parts a block's sums wait in a padded scratch as float32: the same values as
-   summed in registers. One row (or no scratch) sums all its inputs at once. */
+   570 (on an AMD Zen 4 capped at AVX2, best of 7: 24 and 32 KB best). Between parts a
+   block's sums wait in a padded scratch as float32: the same values as summed in registers. One
+   row (or no scratch) sums all its inputs at once.
+   The block's nonzero positions are gathered first, row after row, each row whole and in order
+   (its parts' positions one after another, each part's start kept): the reads of the batch are
+   sequential, which the CPU's own prefetchers follow. Gathered per part within the parts' loop,
+   the reads jumped a part (640 bytes) at a time from row to row and waited on memory even with
+   software prefetches a few rows ahead: on an AMD Zen 4 capped at AVX2, 10,000 MNIST rows in
+   calls of 64, 15 rounds alternating, median ns a row 661 -> 600 (best 622 -> 575; rows already
+   in cache: 456 -> 452). Blocks of 32 rather than 64 rows keep the block's rows (100 KB), whose
+   values the sums broadcast, in L2 beside the weights on a 512 KB L2 (AMD Zen 2); the same
+   speed here as 64 with the next block prefetched during the sums. */
 __attribute__((target("avx2,fma")))
-static void sparse_rows_avx2(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
-                             float *C, int ldc, int act, int *index) {
+static int sparse_rows_avx2(int M, int N, int K, const float *A, int lda, const float *B, const float *bias,
+                            float *C, int ldc, int act) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const int padded = (N + 7) / 8 * 8;
     int part = 32768 / (4 * N) / 8 * 8;
     if (part < 64) part = 64;
-    const int block = 64;
-    float *scratch = M > 1 && part < K ? malloc(sizeof(float) * (size_t)block * padded) : NULL;
-    if (!scratch) part = K;
+    if (M == 1 || part > K) part = K;
+    const int block = M < 32 ? M : 32, parts = (K + part - 1) / part;
+    /* positions (8 spare slots for whole-vector stores), each row's parts' starts, the scratch */
+    const size_t positions = (size_t)block * K + 8, starts = (size_t)block * parts + 1;
+    const size_t scratch_floats = parts > 1 ? (size_t)block * padded : 0;
+    void *memory = sparse_buffer(sizeof(int) * (positions + starts) + sizeof(float) * scratch_floats);
+    if (!memory) return 0;
+    int *index = memory, *start = index + positions;
+    float *scratch = parts > 1 ? (float *)(start + starts) : NULL;
     for (int m0 = 0; m0 < M; m0 += block) {
         const int rows = M - m0 < block ? M - m0 : block;
-        for (int k0 = 0; k0 < K; k0 += part) {
-            const int length = K - k0 < part ? K - k0 : part, first = k0 == 0, last = k0 + length == K;
+        int total = 0;
+        for (int r = 0; r < rows; r++) {
+            const float *a = A + (size_t)(m0 + r) * lda;
+            for (int p = 0, k0 = 0; p < parts; p++, k0 += part) {
+                start[r * parts + p] = total;
+                total += gather_nonzero_avx2(K - k0 < part ? K - k0 : part, a + k0, index + total);
+            }
+        }
+        start[rows * parts] = total;
+        for (int p = 0, k0 = 0; p < parts; p++, k0 += part) {
+            const int first = p == 0, last = p + 1 == parts;
             for (int r = 0; r < rows; r++) {
-                /* The part of a row the sums read AHEAD parts of rows later, while this one sums (each
-                   part of a row is read once): just in time, so it does not wait in L2 beside the
-                   weights. Before, the same part of the next block's row, a block ahead: 400 KB of
-                   rows in flight, with the seed MLP's 157 KB of weights over an AMD Zen 3's 512 KB
-                   L2. Its first layer on MNIST rows, both versions in one process, calls of 64 /
-                   256 / 10,000 rows alternating, 40 rounds, ns a row (best, mean): 1139, 1239 ->
-                   1033, 1062 / 739, 861 -> 696, 779 / 719, 851 -> 699, 837 (the new one faster in
-                   40, 36 and 26 of the rounds). */
-                enum { AHEAD = 8 };
-                int ar = r + AHEAD, ak = k0, am = m0, alength = length;
-                if (ar >= rows) {
-                    ar -= rows;
-                    ak += part;
-                    if (ak >= K) { ak = 0; am += block; }
-                    alength = K - ak < part ? K - ak : part;
-                }
-                if (am + ar < M) {    /* inside the batch: rows short of AHEAD land a little further */
-                    const char *ahead = (const char *)(A + (size_t)(am + ar) * lda + ak);
-                    for (size_t byte = 0; byte < (size_t)alength * sizeof(float); byte += 64) _mm_prefetch(ahead + byte, _MM_HINT_T0);
-                }
-                const float *a = A + (size_t)(m0 + r) * lda + k0;
-                const int nnz = gather_nonzero_avx2(length, a, index);
+                const int from = start[r * parts + p], to = start[r * parts + p + 1];
                 float *c = C + (size_t)(m0 + r) * ldc, *s = scratch ? scratch + (size_t)r * padded : NULL;
-                row_avx2(nnz, index, a, N, B + (size_t)k0 * N, first ? bias : s, !first, last ? c : s, !last,
-                         last ? elementwise : BNK_ACT_LINEAR);
+                row_avx2(to - from, index + from, A + (size_t)(m0 + r) * lda + k0, N, B + (size_t)k0 * N,
+                         first ? bias : s, !first, last ? c : s, !last, last ? elementwise : BNK_ACT_LINEAR);
             }
         }
         if (act == BNK_ACT_SIGMOID) bnk_sigmoid_rows(C + (size_t)m0 * ldc, rows, N, ldc);    /* the block's rows, in L1/L2 */
     }
-    free(scratch);
+    return 1;
 }
 #endif
 
@@ -351,14 +367,7 @@ void bnk_dense_sparse(int M, int N, int K, const float *A, int lda, const float 
         if (big) { free(index); free(value); }
         if (ok) return;
     }
-    if (bnk_use_avx2() && M > 0 && N > 0) {
-        int stack_index[1024];
-        const int big = K + 8 > 1024;
-        int *index = big ? malloc(sizeof(int) * (size_t)(K + 8)) : stack_index;
-        if (index) sparse_rows_avx2(M, N, K, A, lda, B, bias, C, ldc, act, index);
-        if (big) free(index);
-        if (index) return;
-    }
+    if (bnk_use_avx2() && M > 0 && N > 0 && sparse_rows_avx2(M, N, K, A, lda, B, bias, C, ldc, act)) return;
 #endif
     bnk_gemm(M, N, K, A, lda, B, bias, C, ldc, act);
 }
@@ -415,14 +424,17 @@ void bnk_dense(int M, int N, int K, const float *A, int lda, const float *B, con
 #if BNK_X86
     /* Eligible when at most a third of the inputs are nonzero. */
     const int isa = bnk_use_avx512() ? 2 : bnk_use_avx2() ? 1 : 0;
-    /* The share of zeros from every eighth row (at most 8 rows when M >= 64): counting every row
-       read the whole batch from memory ahead of the sums, a third of the seed MLP's time at batch
-       64 on AMD Zen 5; the sparse path now prefetches its next rows itself. Either path gives the
-       same values, so a sample that misjudges a batch changes only the speed. */
-    const int stride = M >= 64 ? M / 8 : 8;
-    const int sampled = (M + stride - 1) / stride;
+    /* The share of zeros from the first 8 rows: counting every row read the whole batch from
+       memory ahead of the sums, a third of the seed MLP's time at batch 64 on AMD Zen 5. The first
+       rows are the ones the sums read first, so the count's reads are not lost; every eighth row
+       (the sample before) cost the sums a stall on each: on an AMD Zen 4, 10,000 MNIST rows in
+       calls of 64, count and sums, best of 9 per process, 5-6 processes alternating, ns a row at
+       AVX-512 458-507 -> 438-462; at AVX2, with the sums before and after gathering a block's
+       positions first (above), 602-746 -> 585-603. Either path gives the same values, so a sample that
+       misjudges a batch changes only the speed. */
+    const int sampled = M < 8 ? M : 8;
     if (K >= 64 && M > 0 && isa
-        && (isa == 2 ? count_nonzero(sampled, K, A, (size_t)lda * stride) : count_nonzero_avx2(sampled, K, A, (size_t)lda * stride)) * 3 <= (size_t)sampled * K) {
+        && (isa == 2 ? count_nonzero(sampled, K, A, (size_t)lda) : count_nonzero_avx2(sampled, K, A, (size_t)lda)) * 3 <= (size_t)sampled * K) {
         int entry;
         const int sparse = choose_sparse(N, K, isa, &entry);
         const double start = entry >= 0 ? seconds_now() : 0;
