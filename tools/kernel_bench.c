@@ -2,7 +2,8 @@
  *   - the FMA peak of one core (independent 8-wide FMAs, no loads; x86 with AVX2 + FMA);
  *   - GEMM throughput (GFLOP/s) on the shapes the fixture models run;
  *   - the prepacked-panel GEMM (1x1 convs) on MobileNetV2's, NASNetMobile's and ResNet50's
- *     shapes, and the depthwise conv on MobileNetV2's and EfficientNet's, at every
+ *     shapes, the depthwise conv on MobileNetV2's and EfficientNet's, and the one-channel conv
+ *     (the MNIST CNNs' first layer), at every
  *     instruction-set level this CPU has (AVX-512, AVX2, portable C), data hot;
  *   - the Dense layer's sparse path against the GEMM, by share of nonzero inputs.
  * Built and run by tools/kernel_bench.sh against Sources/CKernels. */
@@ -96,6 +97,26 @@ static void pointwise_and_depthwise(void) {
             if (t < best) best = t;
         }
         printf("  depthwise %3dx%3dx%-4d %dx%d stride %d  %6.1f GFLOP/s\n", h, h, c, k, k, st, 2 * macs / best / 1e9);
+        free(x); free(w); free(b); free(y);
+    }
+    /* The one-channel conv (+ ReLU, fused 2x2 max pooling): the MNIST CNNs' first layer; every
+       input row nonzero (no blank rows skipped). Only at AVX-512 and AVX2 (else im2col + GEMM). */
+    const int c1[][3] = {{28, 16, 1}, {28, 32, 1}, {28, 16, 0}};
+    for (size_t s = 0; s < sizeof c1 / sizeof c1[0] && bnk_conv2d_single_channel_available(BNK_ACT_RELU); s++) {
+        const int h = c1[s][0], n = c1[s][1], pool = c1[s][2];
+        float *x = random_floats((size_t)h * h, 0.1f, 1), *w = random_floats((size_t)9 * n, -1, 1), *b = random_floats(n, -1, 1);
+        float *y = malloc(sizeof(float) * h * h * n);
+        const double macs = (double)h * h * n * 9;
+        const int reps = (int)(2e7 / macs) + 3;
+        double best = 1e9;
+        for (int r = 0; r < 20; r++) {
+            double t = now();
+            for (int i = 0; i < reps; i++) bnk_conv2d_single_channel(x, h, h, 3, 3, 1, 1, 1, 1, 1, 1, h, h, w, b, n, BNK_ACT_RELU, pool, y);
+            t = (now() - t) / reps;
+            if (t < best) best = t;
+        }
+        printf("  one-channel conv %dx%d 3x3 -> %d + ReLU%s  %6.1f GFLOP/s\n", h, h, n, pool ? " + 2x2 max pool" : "              ",
+               2 * macs / best / 1e9);
         free(x); free(w); free(b); free(y);
     }
 }
