@@ -275,18 +275,6 @@ static void row_avx2(int nnz, const int *index, const float *a, int N, const flo
     }
 }
 
-/* The calling thread's buffer for the sums below, grown as needed (kept: a call per batch). */
-static _Thread_local void *sparse_memory;
-static _Thread_local size_t sparse_capacity;
-
-static void *sparse_buffer(size_t bytes) {
-    if (bytes <= sparse_capacity) return sparse_memory;
-    free(sparse_memory);
-    sparse_memory = malloc(bytes);
-    sparse_capacity = sparse_memory ? bytes : 0;
-    return sparse_memory;
-}
-
 /* Batches in blocks of 32 rows, each block over the inputs in parts of about 32 KB of weight rows
    before the next part: a row's nonzeros reach weight rows anywhere in the matrix (the seed MLP's
    is 157 KB). On an AMD Zen 3, MNIST rows, seed MLP's first layer, ns a row at batch 64 / 1024:
@@ -312,10 +300,11 @@ static int sparse_rows_avx2(int M, int N, int K, const float *A, int lda, const 
     if (part < 64) part = 64;
     if (M == 1 || part > K) part = K;
     const int block = M < 32 ? M : 32, parts = (K + part - 1) / part;
-    /* positions (8 spare slots for whole-vector stores), each row's parts' starts, the scratch */
+    /* positions (8 spare slots for whole-vector stores), each row's parts' starts, the scratch: in
+       the thread's panel buffer (gemm.c; no GEMM runs while these sums do) */
     const size_t positions = (size_t)block * K + 8, starts = (size_t)block * parts + 1;
     const size_t scratch_floats = parts > 1 ? (size_t)block * padded : 0;
-    void *memory = sparse_buffer(sizeof(int) * (positions + starts) + sizeof(float) * scratch_floats);
+    void *memory = bnk_panel(positions + starts + scratch_floats);    /* int and float: 4 bytes each */
     if (!memory) return 0;
     int *index = memory, *start = index + positions;
     float *scratch = parts > 1 ? (float *)(start + starts) : NULL;

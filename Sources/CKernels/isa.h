@@ -74,8 +74,9 @@ static inline void bnk_store8(float *p, int left, __m256i mask, __m256 v) {
         else NAME##_generic ARGS;                                                      \
     }
 
-/* The calling thread's buffer for packed GEMM panels, at least `floats` long and 64-byte
-   aligned (kept and grown; NULL when memory runs out, and then the kernels read B in place). */
+/* The calling thread's buffer for packed GEMM panels (and the AVX2 sparse Dense's gathered
+   positions), at least `floats` long and 64-byte aligned (kept and grown; NULL when memory runs
+   out, and then the kernels read B in place). */
 float *bnk_panel(size_t floats);
 
 /* Columns per block of the AVX-512 GEMM over M rows and K rows of B: 64 (6-row tiles), but 32

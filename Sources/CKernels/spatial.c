@@ -126,15 +126,18 @@ void global_pool_body(const float *image, int pixels, int c, int is_max, float *
  * zmm (at AVX2 six or four pixels, 16 channels in two ymm). */
 #if BNK_X86
 #include <immintrin.h>
-/* One row of eight output pixels (ox0..ox0+7, all inside the padded image),
- * 16 output channels (masked), into acc[0..7]. */
+/* One row of P output pixels (ox0..ox0+P-1, all inside the padded image; P 8, or 12 in whole
+ * blocks), 16 output channels (masked), into acc[0..P-1]. Twelve pixels give twelve independent
+ * sums, where eight left the FMA pipes waiting on the FMA's latency: on an AMD Zen 4, 28x28 MNIST
+ * digits, 3x3 -> 16 + ReLU + 2x2 pooling, 15 rounds alternating, median ns an image: eight pixels
+ * at a time 2,451 - 2,488, twelve 1,976 - 2,074. The same sums in the same order either way. */
 __attribute__((target("avx512f")))
-static inline void conv_c1_row8(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
-                                const float *kernel, int n, int n0, __mmask16 mask, __m512 b, __m512 *acc) {
-    for (int j = 0; j < 8; j++) acc[j] = b;
+static inline void conv_c1_row(const int P, const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy,
+                               int dx, const float *kernel, int n, int n0, __mmask16 mask, __m512 b, __m512 *acc) {
+    for (int j = 0; j < P; j++) acc[j] = b;
     /* Input rows that are all zero (the border, and the blank parts of a digit) add nothing:
      * skip them (exactly: b + 0 * w == b for finite weights; NaNs compare unequal and are kept). */
-    const int span = 7 * sx + (kw - 1) * dx + 1;
+    const int span = (P - 1) * sx + (kw - 1) * dx + 1;
     const __mmask16 spanMask = span >= 16 ? 0xFFFF : (__mmask16)((1u << span) - 1);
     for (int ky = 0; ky < kh; ky++) {
         const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
@@ -143,29 +146,7 @@ static inline void conv_c1_row8(const float *padded, int pw, int oy, int ox0, in
         for (int kx = 0; kx < kw; kx++) {
             __m512 wv = _mm512_maskz_loadu_ps(mask, kernel + (size_t)(ky * kw + kx) * n + n0);
             const float *p = line + kx * dx;
-            for (int j = 0; j < 8; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(p[j * sx]), wv, acc[j]);
-        }
-    }
-}
-
-/* Twelve output pixels, as the above (whole blocks only, so inside the padded image): twelve
- * independent sums, where eight left the FMA pipes waiting on the FMA's latency. On an AMD Zen 4,
- * 28x28 MNIST digits, 3x3 -> 16 + ReLU + 2x2 pooling, 15 rounds alternating, median ns an image:
- * eight pixels at a time 2,451 - 2,488, twelve 1,976 - 2,074. The same sums in the same order. */
-__attribute__((target("avx512f")))
-static inline void conv_c1_row12(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
-                                 const float *kernel, int n, int n0, __mmask16 mask, __m512 b, __m512 *acc) {
-    for (int j = 0; j < 12; j++) acc[j] = b;
-    const int span = 11 * sx + (kw - 1) * dx + 1;
-    const __mmask16 spanMask = span >= 16 ? 0xFFFF : (__mmask16)((1u << span) - 1);
-    for (int ky = 0; ky < kh; ky++) {
-        const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
-        if (span <= 16 && !_mm512_mask_cmp_ps_mask(spanMask, _mm512_maskz_loadu_ps(spanMask, line), _mm512_setzero_ps(), _CMP_NEQ_UQ))
-            continue;
-        for (int kx = 0; kx < kw; kx++) {
-            __m512 wv = _mm512_maskz_loadu_ps(mask, kernel + (size_t)(ky * kw + kx) * n + n0);
-            const float *p = line + kx * dx;
-            for (int j = 0; j < 12; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(p[j * sx]), wv, acc[j]);
+            for (int j = 0; j < P; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(p[j * sx]), wv, acc[j]);
         }
     }
 }
@@ -184,14 +165,14 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
                 int start = 0;
                 for (; start + 12 <= ow; start += 12) {
                     __m512 acc[12];
-                    conv_c1_row12(padded, pw, oy, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
+                    conv_c1_row(12, padded, pw, oy, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
                     for (int j = 0; j < 12; j++)
                         _mm512_mask_storeu_ps(out + ((size_t)oy * ow + start + j) * n + n0, mask, bnk_act512(acc[j], act));
                 }
                 for (int ox0 = start; ox0 < ow; ox0 += 8) {
                     int count = ow - ox0 < 8 ? ow - ox0 : 8;
                     __m512 acc[8];
-                    conv_c1_row8(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
+                    conv_c1_row(8, padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
                     for (int j = 0; j < count; j++)
                         _mm512_mask_storeu_ps(out + ((size_t)oy * ow + ox0 + j) * n + n0, mask, bnk_act512(acc[j], act));
                 }
@@ -205,9 +186,9 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
             int start = 0;
             for (; start + 12 <= 2 * pwo; start += 12) {
                 __m512 acc[12], top[6];
-                conv_c1_row12(padded, pw, 2 * py, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
+                conv_c1_row(12, padded, pw, 2 * py, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
                 for (int j = 0; j < 6; j++) top[j] = _mm512_max_ps(acc[2 * j], acc[2 * j + 1]);
-                conv_c1_row12(padded, pw, 2 * py + 1, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
+                conv_c1_row(12, padded, pw, 2 * py + 1, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, acc);
                 for (int j = 0; j < 6; j++)
                     _mm512_mask_storeu_ps(out + ((size_t)py * pwo + start / 2 + j) * n + n0, mask,
                                           bnk_act512(_mm512_max_ps(top[j], _mm512_max_ps(acc[2 * j], acc[2 * j + 1])), act));
@@ -215,8 +196,8 @@ static void conv_c1_avx512(const float *padded, int pw, int kh, int kw, int sy, 
             for (int ox0 = start; ox0 < 2 * pwo; ox0 += 8) {
                 int count = (2 * pwo - ox0 < 8 ? 2 * pwo - ox0 : 8) / 2;
                 __m512 top[8], bottom[8];
-                conv_c1_row8(padded, pw, 2 * py, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, top);
-                conv_c1_row8(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, bottom);
+                conv_c1_row(8, padded, pw, 2 * py, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, top);
+                conv_c1_row(8, padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask, b, bottom);
                 for (int j = 0; j < count; j++) {
                     __m512 m = _mm512_max_ps(_mm512_max_ps(top[2 * j], top[2 * j + 1]), _mm512_max_ps(bottom[2 * j], bottom[2 * j + 1]));
                     _mm512_mask_storeu_ps(out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0, mask, bnk_act512(m, act));
@@ -256,15 +237,18 @@ static inline void conv_c1_row8_avx2(const float *padded, int pw, int oy, int ox
     }
 }
 
-/* Four output pixels x 16 output channels (the second eight masked), into acc[2 j + v] (pixel j,
- * vector v): per tap two weight loads and four broadcasts for eight FMAs, where eight pixels x 8
- * channels take eight broadcasts (and read the input and test its blank rows once per 8 channels).
- * The same sums in the same order. */
+/* P output pixels (4, or 6 in whole blocks) x 16 output channels (the second eight masked), into
+ * acc[2 j + v] (pixel j, vector v): per tap two weight loads and P broadcasts for 2 P FMAs, where
+ * eight pixels x 8 channels take eight broadcasts (and read the input and test its blank rows once
+ * per 8 channels). Six pixels give twelve independent sums, enough to keep both FMA pipes busy
+ * through the FMA's latency (4-5 cycles), where four pixels' eight were not. The same sums in the
+ * same order. */
 __attribute__((target("avx2,fma")))
-static inline void conv_c1_row4x2_avx2(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
-                                       const float *kernel, int n, int n0, __m256i mask1, __m256 b0, __m256 b1, __m256 *acc) {
-    for (int j = 0; j < 4; j++) { acc[2 * j] = b0; acc[2 * j + 1] = b1; }
-    const int span = 3 * sx + (kw - 1) * dx + 1;
+static inline void conv_c1_row_x2_avx2(const int P, const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx,
+                                       int dy, int dx, const float *kernel, int n, int n0, __m256i mask1, __m256 b0, __m256 b1,
+                                       __m256 *acc) {
+    for (int j = 0; j < P; j++) { acc[2 * j] = b0; acc[2 * j + 1] = b1; }
+    const int span = (P - 1) * sx + (kw - 1) * dx + 1;
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(span), lanes);
     const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
@@ -275,7 +259,7 @@ static inline void conv_c1_row4x2_avx2(const float *padded, int pw, int oy, int 
             const float *w = kernel + (size_t)(ky * kw + kx) * n + n0;
             const __m256 w0 = _mm256_loadu_ps(w), w1 = bnk_load8(w + 8, n - n0 - 8, mask1);
             const float *p = line + kx * dx;
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < P; j++) {
                 const __m256 x = _mm256_broadcast_ss(p + j * sx);
                 acc[2 * j] = _mm256_fmadd_ps(x, w0, acc[2 * j]);
                 acc[2 * j + 1] = _mm256_fmadd_ps(x, w1, acc[2 * j + 1]);
@@ -284,35 +268,8 @@ static inline void conv_c1_row4x2_avx2(const float *padded, int pw, int oy, int 
     }
 }
 
-/* Six output pixels x 16 output channels, as the above: twelve independent sums, enough to keep
- * both FMA pipes busy through the FMA's latency (4-5 cycles), where four pixels' eight were not.
- * The same sums in the same order. */
-__attribute__((target("avx2,fma")))
-static inline void conv_c1_row6x2_avx2(const float *padded, int pw, int oy, int ox0, int kh, int kw, int sy, int sx, int dy, int dx,
-                                       const float *kernel, int n, int n0, __m256i mask1, __m256 b0, __m256 b1, __m256 *acc) {
-    for (int j = 0; j < 6; j++) { acc[2 * j] = b0; acc[2 * j + 1] = b1; }
-    const int span = 5 * sx + (kw - 1) * dx + 1;
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(span), lanes);
-    const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(span - 8), lanes);
-    for (int ky = 0; ky < kh; ky++) {
-        const float *line = padded + (size_t)(oy * sy + ky * dy) * pw + ox0 * sx;
-        if (span <= 16 && blank_span_avx2(line, lo, hi)) continue;
-        for (int kx = 0; kx < kw; kx++) {
-            const float *w = kernel + (size_t)(ky * kw + kx) * n + n0;
-            const __m256 w0 = _mm256_loadu_ps(w), w1 = bnk_load8(w + 8, n - n0 - 8, mask1);
-            const float *p = line + kx * dx;
-            for (int j = 0; j < 6; j++) {
-                const __m256 x = _mm256_broadcast_ss(p + j * sx);
-                acc[2 * j] = _mm256_fmadd_ps(x, w0, acc[2 * j]);
-                acc[2 * j + 1] = _mm256_fmadd_ps(x, w1, acc[2 * j + 1]);
-            }
-        }
-    }
-}
-
-/* Blocks of 16 channels (9 or more left) go six pixels at a time (conv_c1_row6x2_avx2), the rest
- * of a row four at a time (conv_c1_row4x2_avx2); the last 8 or fewer channels eight pixels at a
+/* Blocks of 16 channels (9 or more left) go six pixels at a time (conv_c1_row_x2_avx2), the rest
+ * of a row four at a time; the last 8 or fewer channels eight pixels at a
  * time. With the pooling, a block's first row is pooled across its pairs before the second row's
  * sums (six sums kept, not twelve). On an AMD Zen 4 capped at AVX2, 28x28 MNIST digits, 3x3 ->
  * 16 + ReLU + 2x2 pooling, 15 rounds alternating, median ns an image: four pixels at a time 3,635
@@ -331,7 +288,7 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
                 int start = 0;
                 for (; start + 6 <= ow; start += 6) {
                     __m256 acc[12];
-                    conv_c1_row6x2_avx2(padded, pw, oy, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
+                    conv_c1_row_x2_avx2(6, padded, pw, oy, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
                     for (int j = 0; j < 6; j++) {
                         float *o = out + ((size_t)oy * ow + start + j) * n + n0;
                         _mm256_storeu_ps(o, bnk_act256(acc[2 * j], act));
@@ -341,7 +298,7 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
                 for (int ox0 = start; ox0 < ow; ox0 += 4) {
                     const int count = ow - ox0 < 4 ? ow - ox0 : 4;
                     __m256 acc[8];
-                    conv_c1_row4x2_avx2(padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
+                    conv_c1_row_x2_avx2(4, padded, pw, oy, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
                     for (int j = 0; j < count; j++) {
                         float *o = out + ((size_t)oy * ow + ox0 + j) * n + n0;
                         _mm256_storeu_ps(o, bnk_act256(acc[2 * j], act));
@@ -356,10 +313,10 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
             int start = 0;
             for (; start + 6 <= 2 * pwo; start += 6) {
                 __m256 acc[12], top[6];
-                conv_c1_row6x2_avx2(padded, pw, 2 * py, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
+                conv_c1_row_x2_avx2(6, padded, pw, 2 * py, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
                 for (int j = 0; j < 3; j++)
                     for (int v = 0; v < 2; v++) top[2 * j + v] = _mm256_max_ps(acc[4 * j + v], acc[4 * j + 2 + v]);
-                conv_c1_row6x2_avx2(padded, pw, 2 * py + 1, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
+                conv_c1_row_x2_avx2(6, padded, pw, 2 * py + 1, start, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, acc);
                 for (int j = 0; j < 3; j++) {
                     float *o = out + ((size_t)py * pwo + start / 2 + j) * n + n0;
                     const __m256 m0 = _mm256_max_ps(top[2 * j], _mm256_max_ps(acc[4 * j], acc[4 * j + 2]));
@@ -371,8 +328,8 @@ static void conv_c1_avx2(const float *padded, int pw, int kh, int kw, int sy, in
             for (int ox0 = start; ox0 < 2 * pwo; ox0 += 4) {
                 const int count = (2 * pwo - ox0 < 4 ? 2 * pwo - ox0 : 4) / 2;
                 __m256 top[8], bottom[8];
-                conv_c1_row4x2_avx2(padded, pw, 2 * py, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, top);
-                conv_c1_row4x2_avx2(padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, bottom);
+                conv_c1_row_x2_avx2(4, padded, pw, 2 * py, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, top);
+                conv_c1_row_x2_avx2(4, padded, pw, 2 * py + 1, ox0, kh, kw, sy, sx, dy, dx, kernel, n, n0, mask1, b0, b1, bottom);
                 for (int j = 0; j < count; j++) {
                     float *o = out + ((size_t)py * pwo + ox0 / 2 + j) * n + n0;
                     for (int v = 0; v < 2; v++) {
