@@ -391,7 +391,8 @@ public final class Executor: @unchecked Sendable {
                   case let next = graph.consumers(of: filtered), next.count == 1, let projection = graph.node(named: next[0]),
                   projection.inputs == [filtered], case .conv2d(let pconv) = projection.operation, pconv.groups == 1,
                   pooledInto[projection.name] == nil, paddingFor[projection.name] == nil, kept(projection.name),
-                  Kernels.isPointwise(convGeometry(pconv.window, projection, shapes[projection.name]!)) else { continue }
+                  Kernels.isPointwise(convGeometry(pconv.window, projection, shapes[projection.name]!)),
+                  InvertedBottleneck.pays(middle: geometry.outChannels, outputs: pconv.outputChannels) else { continue }
             if let residual = residualInto[projection.name] {
                 // The residual must exist before the block's first step.
                 guard let other = index[aliasOf[residual.other] ?? residual.other], other < position,

@@ -976,6 +976,33 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertLessThan(zip(found, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 2e-6)
     }
 
+    /// A block whose expansion's two maps are no wider than the partial sums its parts would add
+    /// (MobileNet's 512 → 512 → 512 and 512 → 1024 → 1024) runs as its three steps; wider
+    /// expansions (MobileNetV2's 6×) run as one. The bound is strict.
+    func testBlockWithoutAWideExpansionStaysApart() throws {
+        func chain(_ widths: [Int]) throws -> Executor {
+            var layers: [(String, Op)] = []
+            for (i, (from, to)) in zip(widths, widths.dropFirst()).enumerated() {
+                let pw = try Conv2D(kernel: Tensor(shape: [1, 1, from, to], values: random.floats(from * to, in: -0.3...0.3)),
+                                    bias: Tensor(random.floats(to, in: -0.1...0.1)), padding: .valid, activation: .relu6)
+                layers.append(("pw\(i)", .conv2d(pw)))
+                if i + 2 < widths.count {
+                    let dw = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, to, 1], values: random.floats(9 * to, in: -0.3...0.3)),
+                                                 bias: Tensor(random.floats(to, in: -0.1...0.1)), padding: .same, activation: .relu6)
+                    layers.append(("dw\(i)", .depthwiseConv2d(dw)))
+                }
+            }
+            return try Executor(graph: Graph.sequential(name: "chain", inputShape: [5, 5, widths[0]],
+                                                        layers: layers + [("pool", .globalPool(kind: .average, keepDims: false))]))
+        }
+        let apart = ["conv2d", "depthwise", "conv2d", "globalPool"], together = ["invertedBottleneck", "globalPool"]
+        XCTAssertEqual(try chain([128, 128, 128]).stepProfile.map(\.operation), apart)      // four parts: 256 against 384
+        XCTAssertEqual(try chain([16, 144, 96]).stepProfile.map(\.operation), apart)        // four parts (9 panels): 288 against 288
+        XCTAssertEqual(try chain([16, 144, 95]).stepProfile.map(\.operation), together)     // 288 against 285
+        XCTAssertEqual(try chain([32, 128, 32]).stepProfile.map(\.operation), together)
+        XCTAssertEqual(try chain([16, 64, 64]).stepProfile.map(\.operation), together)      // two parts: 128 against 64
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
