@@ -110,6 +110,29 @@ static inline __attribute__((always_inline)) void scale_body(const float *x, con
     }
 }
 
+/* Each of `rows` rows of `c` channels scaled and shifted per channel, then the activation, in one
+   pass (a BatchNormalization no conv can absorb, and the ReLU after it: DenseNet's pre-activations).
+   The product is rounded before the shift is added (no FMA), as the plain x * s + t: the same
+   values at every instruction-set level. */
+static inline __attribute__((always_inline)) void affine_body(const float *x, const float *s, const float *t, float *y, size_t rows,
+                                                               size_t c, int act) {
+#pragma clang fp contract(off)
+#define AFFINE(ACT)                                                                              \
+    for (size_t r = 0; r < rows; r++) {                                                          \
+        const float *restrict scale = s, *restrict shift = t;                                    \
+        if (x == y) {                                                                            \
+            float *restrict d = y + r * c;                                                       \
+            for (size_t j = 0; j < c; j++) d[j] = act1(d[j] * scale[j] + shift[j], ACT);         \
+        } else {                                                                                 \
+            const float *restrict in = x + r * c;                                                \
+            float *restrict out = y + r * c;                                                     \
+            for (size_t j = 0; j < c; j++) out[j] = act1(in[j] * scale[j] + shift[j], ACT);     \
+        }                                                                                        \
+    }
+    ACT_CASES(AFFINE)
+#undef AFFINE
+}
+
 /* Softmax over each of `rows` rows of `c` values, in place: the row's maximum subtracted, exp,
    each divided by the sum (as Keras: exp(x - max) / sum). Differences below -87 give 0 (exp_poly
    would stop at exp(-86); libm's expf gives a subnormal there, under 1.2e-38 either way). The
@@ -146,10 +169,14 @@ BNK_VARIANTS(activate, (const float *x, float *y, size_t n, int act), (x, y, n, 
 BNK_VARIANTS(softmax, (float *x, size_t rows, size_t c), (x, rows, c))
 BNK_VARIANTS(add, (const float *a, const float *b, float *y, size_t n, int act), (a, b, y, n, act))
 BNK_VARIANTS(scale, (const float *x, const float *s, float *y, size_t rows, size_t c), (x, s, y, rows, c))
+BNK_VARIANTS(affine, (const float *x, const float *s, const float *t, float *y, size_t rows, size_t c, int act), (x, s, t, y, rows, c, act))
 
 void bnk_activate(const float *x, float *y, size_t n, int act) { activate_dispatch(x, y, n, act); }
 void bnk_add(const float *a, const float *b, float *y, size_t n, int act) { add_dispatch(a, b, y, n, act); }
 void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, size_t c) { scale_dispatch(x, s, y, rows, c); }
 void bnk_softmax(float *x, size_t rows, size_t c) { softmax_dispatch(x, rows, c); }
+void bnk_affine(const float *x, const float *s, const float *t, float *y, size_t rows, size_t c, int act) {
+    affine_dispatch(x, s, t, y, rows, c, act);
+}
 
 const char *bnk_elementwise_isa(void) { return bnk_isa_name(); }

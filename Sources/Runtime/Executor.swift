@@ -114,7 +114,7 @@ public final class Executor: @unchecked Sendable {
         case zeroPad(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int, value: Float)
         /// Output axis i is input axis perm[i] (per-sample shapes).
         case transpose(input: [Int], perm: [Int])
-        case affine(scale: [Float], shift: [Float], channels: Int)
+        case affine(scale: [Float], shift: [Float], channels: Int, activation: ActivationKind)
         /// BatchNormalization with the batch's own statistics (`BatchNormStatistics.batch`).
         case batchNormFromBatch(gamma: [Double]?, beta: [Double]?, epsilon: Double, channels: Int)
         case activation(ActivationKind, channels: Int)
@@ -186,7 +186,11 @@ public final class Executor: @unchecked Sendable {
         }
         for node in graph.nodes {
             switch node.operation {
-            case .dense, .conv2d, .depthwiseConv2d, .separableConv2d: break
+            case .dense, .conv2d, .depthwiseConv2d, .separableConv2d, .affine: break
+            // A BatchNormalization no conv absorbed, then its activation (DenseNet's BN, ReLU,
+            // 1×1 conv): one pass. Not with the batch's statistics (recalibration), whose step
+            // applies none.
+            case .batchNorm where batchNormStatistics != .batch: break
             case .add where node.inputs.count == 2 && Set(node.inputs.map { shapes[$0]! }).count == 1: break
             default: continue
             }
@@ -577,9 +581,11 @@ public final class Executor: @unchecked Sendable {
                 do { coefficients = try bn.affineCoefficients() } catch let error as ModelError {
                     throw RuntimeError.unsupported(node: node.name, detail: "\(error)")
                 }
-                kind = .affine(scale: coefficients.scale.map { Float($0) }, shift: coefficients.shift.map { Float($0) }, channels: bn.channels)
+                kind = .affine(scale: coefficients.scale.map { Float($0) }, shift: coefficients.shift.map { Float($0) }, channels: bn.channels,
+                               activation: Self.kind(fused?.activation ?? .linear))
             case .affine(let affine):
-                kind = .affine(scale: affine.scale.values, shift: affine.shift.values, channels: affine.channels)
+                kind = .affine(scale: affine.scale.values, shift: affine.shift.values, channels: affine.channels,
+                               activation: Self.kind(fused?.activation ?? .linear))
             case .activation(let activation):
                 kind = .activation(Self.kind(activation), channels: outShape.last ?? 1)
             case .add where inShapes.contains(where: { $0 != outShape }):
@@ -1247,7 +1253,7 @@ public final class Executor: @unchecked Sendable {
             return splitElements(count: count, align: channels, parallel: parallel) { part in
                 Kernels.activate(from: x + part.lowerBound, to: y + part.lowerBound, count: part.count, channels: channels, kind: activation)
             }
-        case let .affine(scale, shift, channels):
+        case let .affine(scale, shift, channels, activation):
             // Parts of whole rows of channels (bounds multiples of the channel count and of 16).
             var align = channels
             while align % 16 != 0 { align += channels }
@@ -1255,7 +1261,7 @@ public final class Executor: @unchecked Sendable {
                 shift.withUnsafeBufferPointer { t in
                     splitElements(count: count, align: align, parallel: parallel) { part in
                         Kernels.affine(from: x + part.lowerBound, to: y + part.lowerBound, count: part.count, channels: channels,
-                                       scale: s.baseAddress!, shift: t.baseAddress!)
+                                       scale: s.baseAddress!, shift: t.baseAddress!, activation: activation)
                     }
                 }
             }
@@ -1518,10 +1524,11 @@ public final class Executor: @unchecked Sendable {
                             top: top, left: left, outHeight: outHeight, outWidth: outWidth, value: value, output: y)
         case let .transpose(shape, perm):
             Kernels.transpose(x, y, batch: batch, shape: shape, perm: perm)
-        case let .affine(scale, shift, channels):
+        case let .affine(scale, shift, channels, activation):
             scale.withUnsafeBufferPointer { s in
                 shift.withUnsafeBufferPointer { t in
-                    Kernels.affine(from: x, to: y, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!)
+                    Kernels.affine(from: x, to: y, count: count, channels: channels, scale: s.baseAddress!, shift: t.baseAddress!,
+                                   activation: activation)
                 }
             }
         case let .batchNormFromBatch(gamma, beta, epsilon, channels):

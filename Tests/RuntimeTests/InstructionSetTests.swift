@@ -46,6 +46,7 @@ final class InstructionSetTests: XCTestCase {
         try split.testDepthwiseInteriorBorderAndActivations()
         try split.testReLUBeforeDepthwiseOrSeparableIsAppliedAsTheConvReads()
         try split.testActivationsOfAConcatenationAppliedAsItCopies()
+        try split.testActivationAfterABatchNormAppliedAsItScales()
         try split.testSeveralReadersOfOneActivationShareTheFusedStep()
         split.testGEMMPanelsTailsAndColumnBlocks()
         split.testPrepackedPanelsEqualTheGEMM()

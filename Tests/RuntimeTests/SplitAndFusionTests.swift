@@ -379,6 +379,52 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// A BatchNormalization no conv absorbs (after a Concatenate: DenseNet's BN, ReLU, 1×1 conv)
+    /// or an Affine applies the activation after it as it scales: no activation step, the values
+    /// of the separate steps bit for bit (NaN and -0 in the input included), one and two threads,
+    /// with many channels (the vectorized kernel) and with three (the repeated pattern), for
+    /// activations the element-wise kernels compute and for one they do not (tanh). With the
+    /// batch's statistics (recalibration) the steps stay apart.
+    func testActivationAfterABatchNormAppliedAsItScales() throws {
+        for c in [3, 24] {
+            let (h, w) = (5, 7), width = 2 * c
+            let pointwise = try Conv2D(kernel: Tensor(shape: [1, 1, c, c], values: random.floats(c * c, in: -1...1)),
+                                       bias: Tensor(random.floats(c, in: -1...1)), padding: .valid)
+            let head = try Conv2D(kernel: Tensor(shape: [1, 1, width, 4], values: random.floats(width * 4, in: -1...1)),
+                                  bias: nil, padding: .valid)
+            let bn = try BatchNorm(gamma: Tensor(random.floats(width, in: 0.5...1.5)), beta: Tensor(random.floats(width, in: -0.5...0.5)),
+                                   movingMean: Tensor(random.floats(width, in: -0.5...0.5)),
+                                   movingVariance: Tensor(random.floats(width, in: 0.5...2)), epsilon: 1e-3)
+            let affine = try Affine(scale: Tensor(random.floats(width, in: -1.5...1.5)), shift: Tensor(random.floats(width, in: -1...1)))
+            var input = random.floats(2 * h * w * c, in: -3...3)
+            for i in stride(from: 5, to: input.count, by: 37) { input[i] = i % 2 == 0 ? .nan : -0.0 }
+            for (label, normalization) in [("BatchNorm", Op.batchNorm(bn)), ("Affine", .affine(affine))] {
+                for activation in [Activation.relu, .relu6, .swish, .tanh] {
+                    let graph = try Graph(name: "dense", nodes: [
+                        Node(name: "x", operation: .input(shape: [h, w, c]), inputs: []),
+                        Node(name: "a", operation: .conv2d(pointwise), inputs: ["x"]),
+                        Node(name: "cat", operation: .concatenate(axis: 2), inputs: ["x", "a"]),
+                        Node(name: "bn", operation: normalization, inputs: ["cat"]),
+                        Node(name: "act", operation: .activation(activation), inputs: ["bn"]),
+                        Node(name: "out", operation: .conv2d(head), inputs: ["act"]),
+                    ], outputs: ["out"])
+                    let name = "\(c) channels, \(label), \(activation)"
+                    let fused = try Executor(graph: graph), separate = try Executor(graph: graph, observing: ["bn"])
+                    XCTAssertFalse(fused.stepProfile.contains { $0.operation == "activation" }, name)
+                    XCTAssertTrue(separate.stepProfile.contains { $0.operation == "activation" }, name)
+                    for threads in [1, 2] {
+                        XCTAssertEqual(try fused.run(input, threads: threads).map(\.bitPattern),
+                                       try separate.run(input, threads: threads).map(\.bitPattern), "\(name), \(threads) threads")
+                    }
+                    if case .batchNorm = normalization {
+                        let recalibrating = try Executor(graph: graph, batchNormStatistics: .batch)
+                        XCTAssertTrue(recalibrating.stepProfile.contains { $0.operation == "activation" }, name)
+                    }
+                }
+            }
+        }
+    }
+
     /// A conv read by several activations, all the same, applies it once as it writes (the
     /// others read that buffer); a max pooling reading one of them is then not fused into the
     /// conv (the activated map must exist for the others). Bit for bit the separate steps' values.

@@ -142,6 +142,9 @@ void bnk_activate(const float *x, float *y, size_t n, int act);
 void bnk_add(const float *a, const float *b, float *y, size_t n, int act);
 /* y[r][j] = x[r][j] * s[j] for rows x c values (y may be x): squeeze-and-excitation's product. */
 void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, size_t c);
+/* y[r][j] = act(x[r][j] * s[j] + t[j]) for rows x c values (y may be x), the product rounded
+   before the shift is added (no FMA, at every level). */
+void bnk_affine(const float *x, const float *s, const float *t, float *y, size_t rows, size_t c, int act);
 /* Softmax over each of `rows` rows of `c` values, in place: exp(x - max) / sum, exp by the same
    polynomial (differences below -87 give 0), the sum reassociated in vector lanes. */
 void bnk_softmax(float *x, size_t rows, size_t c);
