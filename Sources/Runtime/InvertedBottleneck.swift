@@ -60,11 +60,15 @@ struct InvertedBottleneck {
     /// block whose expansion is no wider than its partial sums (`partCount - 1` maps of `outputs`
     /// channels) runs faster as its three steps. MobileNet's 512 → 512 → 512 and 512 → 1024 → 1024
     /// blocks at 10×10 and 5×5 (160×160 input), AMD Zen 4, best of 5 passes a process, 5–7
-    /// alternating processes, three steps over one step (median): batch 1 one thread 1.055 (AVX2
-    /// 1.040), batch 16 1.048 (1.049), two threads batch 1 1.012 (0.990), batch 16 1.058 (1.134).
+    /// alternating processes, with the rule over without (median): batch 1 one thread 1.041 (AVX2
+    /// 1.040), batch 16 1.031 (1.049), two threads batch 1 0.996 (0.990), batch 16 1.074 (1.134).
     static func pays(middle: Int, outputs: Int) -> Bool {
-        let panels = (middle + Kernels.panelWidth - 1) / Kernels.panelWidth
-        return 2 * middle > (partCount(panels: panels) - 1) * outputs
+        2 * middle > (partCount(middle: middle) - 1) * outputs
+    }
+
+    /// The parts a block of `middle` expansion channels goes in (`partCount(panels:)` of its panels).
+    static func partCount(middle: Int) -> Int {
+        partCount(panels: (middle + Kernels.panelWidth - 1) / Kernels.panelWidth)
     }
 
     /// Whether a block of these sizes can run this way: a small map, at least two panels of
@@ -82,8 +86,7 @@ struct InvertedBottleneck {
          activation: ActivationKind) {
         precondition(Self.fits(g, multiplier: 1), "a small map and at least two panels of channels")
         let middle = g.inChannels, taps = g.kernelHeight * g.kernelWidth
-        let panels = (middle + Kernels.panelWidth - 1) / Kernels.panelWidth
-        let count = Self.partCount(panels: panels)
+        let count = Self.partCount(middle: middle)
         parts = (0..<count).map { p in
             let channels = StepParallelism.range(part: p, of: count, count: middle, align: Kernels.panelWidth)
             let width = channels.count

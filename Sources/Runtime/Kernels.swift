@@ -492,7 +492,6 @@ package enum Kernels {
             if code == nil { activate(y, count: count, channels: channels, kind: activation) }
             return
         }
-        defer { activate(y, count: count, channels: channels, kind: activation) }
         let period = channels * 16
         var pattern = [Float](repeating: 0, count: 2 * period)
         for j in 0..<period {
@@ -509,6 +508,7 @@ package enum Kernels {
             }
             for j in 0..<(count - offset) { y[offset + j] = x[offset + j] * s[j] + t[j] }
         }
+        activate(y, count: count, channels: channels, kind: activation)
     }
 
     /// Per-channel mean and sum of squared deviations (M2) of `rows` samples of
