@@ -2,12 +2,15 @@
 """PyTorch models exported to ONNX with their BatchNormalization nodes kept, and PyTorch's
 eval-mode outputs, made by real torch and torchvision; optionally checked against bnkit.
 
-Usage: tools/make_torch_fixtures.sh [--out DIR] [--models NAME ...] [--check --bnconv PATH --bnrun PATH]
+Usage: tools/make_torch_fixtures.sh [--out DIR] [--models NAME ...] [--size 96] [--check --bnconv PATH --bnrun PATH]
 
 Models: small_cnn (MNIST-sized: Conv → BN → ReLU → MaxPool twice, Flatten, Linear → BN1d → ReLU →
 Linear), se_mobile (depthwise-separable blocks with squeeze-and-excitation, hard-swish, SiLU,
 upsampling and a residual Add), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
-(weights=None). Every BatchNorm gets non-trivial statistics: a training-mode pass over random
+(weights=None) by default; any torchvision.models classifier by name (densenet121,
+shufflenet_v2_x1_0, googlenet, inception_v3, regnet_y_400mf, ...) and segmentation models as
+segmentation.NAME (fcn_resnet50, deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large: the
+"out" map), at --size. Every BatchNorm gets non-trivial statistics: a training-mode pass over random
 images with momentum 1 sets the running mean and variance to those of each layer's input (as a
 trained network has them), then they are perturbed (mean + U(-0.1, 0.1)·std, variance ·
 U(0.8, 1.25)) and gamma ~ U(0.5, 1.5), beta ~ U(-0.5, 0.5). The export keeps BN as nodes
@@ -17,7 +20,9 @@ With --check, `bnconv fold` + `bnrun` run each and are compared with PyTorch: ma
 <= 1e-4 of the largest output and the same class for every input; when that fails, the same
 model in float64 says whether PyTorch's own float32 answer is off too (random networks amplify
 rounding): when two float32 evaluations by PyTorch itself (oneDNN; plain kernels on one thread)
-differ by more than the tolerance, bnkit passes if it is within twice PyTorch's distance from float64.
+differ by more than the tolerance, or PyTorch on the folded network (BN folded into the convs in
+float64 by torch.fx, weights rounded to float32) is further than the tolerance from float64,
+bnkit passes if it is within twice PyTorch's largest distance from float64.
 """
 import argparse
 import os
@@ -64,13 +69,25 @@ class SEMobile(nn.Module):
         return torch.softmax(self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1)), dim=1)
 
 
-def build(name):
+def build(name, size):
     import torchvision
     if name == "small_cnn":
         return SmallCNN(), (1, 28, 28)
     if name == "se_mobile":
         return SEMobile(), (3, 32, 32)
-    return getattr(torchvision.models, name)(weights=None), (3, 96, 96)
+    if name.startswith("segmentation."):
+        # torchvision.models.segmentation: the dict's "out" map (per-pixel classes at input size).
+        inner = getattr(torchvision.models.segmentation, name.split(".", 1)[1])(weights=None, weights_backbone=None, aux_loss=False)
+
+        class Out(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return self.inner(x)["out"]
+        return Out(), (3, size, size)
+    return getattr(torchvision.models, name)(weights=None), (3, size, size)
 
 
 def randomize_statistics(model, shape, seed):
@@ -115,12 +132,13 @@ def main():
     parser.add_argument("--bnconv")
     parser.add_argument("--bnrun")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=96, help="input height and width of the torchvision models")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
     failed = 0
     for index, name in enumerate(args.models):
-        model, shape = build(name)
+        model, shape = build(name, args.size)
         count = randomize_statistics(model, shape, args.seed + index)
         base = os.path.join(args.out, name)
         x = (torch.rand((4,) + shape, generator=torch.Generator().manual_seed(args.seed + 100 + index)) * 2 - 1)
@@ -160,13 +178,23 @@ def main():
                     torch.backends.mkldnn.enabled = mkldnn
                     torch.set_num_threads(threads)
                     y64 = model.double()(x.double()).numpy()
+                    # PyTorch on the folded network: each BN folded into its conv in float64 (torch.fx's
+                    # fuse), the weights rounded to float32 once, as bnkit's are.
+                    try:
+                        from torch.fx.experimental.optimization import fuse
+                        y_folded = fuse(model.double().eval()).float()(x).numpy()
+                    except Exception:  # noqa: BLE001 (a model fx cannot trace)
+                        y_folded = None
+                    model.float()
                 scale64 = float(np.abs(y64).max())
                 off = lambda a: float(np.abs(a - y64).max()) / scale64  # noqa: E731
                 spread = float(np.abs(y - y_plain).max()) / scale64
-                torch_off, bnkit_off = max(off(y), off(y_plain)), off(got)
-                exact = (f"; float64 reference: PyTorch float32 is {off(y):.1e} (oneDNN) and {off(y_plain):.1e} (plain, 1 thread) "
-                         f"from it, {spread:.1e} from each other; bnkit {bnkit_off:.1e}")
-                if spread > 1e-4 and bnkit_off <= 2 * torch_off:
+                folded_off = off(y_folded) if y_folded is not None else 0.0
+                torch_off, bnkit_off = max(off(y), off(y_plain), folded_off), off(got)
+                exact = (f"; float64 reference: PyTorch float32 is {off(y):.1e} (oneDNN), {off(y_plain):.1e} (plain, 1 thread) and "
+                         + (f"{folded_off:.1e} (BN folded)" if y_folded is not None else "(BN folded: not traceable)")
+                         + f" from it, {spread:.1e} between the first two; bnkit {bnkit_off:.1e}")
+                if max(spread, folded_off) > 1e-4 and bnkit_off <= 2 * torch_off:
                     verdict, ok = "PASS (float32-indeterminate)", True
             failed += not ok
             print(f"{verdict} {name}: max abs error {error:.2e} (relative {error / max(scale, 1e-30):.1e}), "

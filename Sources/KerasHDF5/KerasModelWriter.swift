@@ -359,6 +359,9 @@ struct KerasConfigGenerator {
         case .add: return ("Add", [:], [])
         case .multiply: return ("Multiply", [:], [])
         case .concatenate(let axis): return ("Concatenate", ["axis": axis + 1], [])
+        case .slice:
+            throw KerasFileError.unsupportedFeature(path: "", layer: node.name, className: "slice",
+                                                    feature: "writing a slice of an axis (Keras has no such layer; write .bin or .onnx)")
         case .flatten: return ("Flatten", ["data_format": "channels_last"], [])
         case .reshape(let shape): return ("Reshape", ["target_shape": shape], [])
         case .identity: return ("Activation", ["activation": "linear"], [])

@@ -268,6 +268,13 @@ public struct Graph: Equatable, Sendable {
             var shape = inputShapes[0]
             shape[axis] = inputShapes.reduce(0) { $0 + $1[axis] }
             return shape
+        case .slice(let axis, let start, let end):
+            var shape = try single()
+            guard axis >= 0, axis < shape.count, start >= 0, start < end, end <= shape[axis] else {
+                throw fail("a slice \(start)..<\(end) of axis \(axis) does not fit the input \(shape)")
+            }
+            shape[axis] = end - start
+            return shape
         case .flatten:
             let shape = try single()
             return [shape.reduce(1, *)]

@@ -323,6 +323,9 @@ public enum Op: Equatable, Sendable {
     case cropping2d([Int])
     /// Joins inputs along `axis` (counted without the batch axis).
     case concatenate(axis: Int)
+    /// Keeps indices `start..<end` of one sample axis (ONNX Slice and Split of the channels:
+    /// ShuffleNet's channel split).
+    case slice(axis: Int, start: Int, end: Int)
     /// Collapses all non-batch axes into one.
     case flatten
     /// Reshapes the non-batch axes; one dimension may be -1.
@@ -354,6 +357,7 @@ public enum Op: Equatable, Sendable {
         case .transpose: "transpose"
         case .pad2d: "pad2d"
         case .concatenate: "concatenate"
+        case .slice: "slice"
         case .flatten: "flatten"
         case .reshape: "reshape"
         case .identity: "identity"

@@ -27,6 +27,9 @@ enum OpCodec {
         case .globalPool(_, let keepDims): json.keep_dims = keepDims
         case .zeroPadding2d(let pads): json.pads = pads
         case .concatenate(let axis): json.axis = axis
+        case .slice(let axis, let start, let end):
+            json.axis = axis
+            json.pads = [start, end]
         case .reshape(let shape): json.shape = shape
         case .separableConv2d(let c):
             window(c.window, withSize: false)
@@ -171,6 +174,9 @@ enum OpCodec {
         case "concatenate":
             guard let axis = json.axis else { throw Failure(detail: "concatenate without axis") }
             return (.concatenate(axis: axis), [])
+        case "slice":
+            guard let axis = json.axis, let range = json.pads, range.count == 2 else { throw Failure(detail: "slice without an axis or a range") }
+            return (.slice(axis: axis, start: range[0], end: range[1]), [])
         case "flatten": return (.flatten, [])
         case "reshape":
             guard let shape = json.shape else { throw Failure(detail: "reshape without a shape") }

@@ -62,6 +62,18 @@ extension Importer {
             return ConstantArray(shape: [all.count], floats: all)
         case "Shape":
             return ConstantArray(shape: [inputs[0].shape.count], ints: inputs[0].shape.map(Int64.init))
+        case "Slice":
+            // A vector's run (a shape's trailing dimensions: the segmentation heads' resize target).
+            let data = inputs[0]
+            guard data.shape.count <= 1, inputs.count >= 3, inputs[1].count == 1, inputs[2].count == 1,
+                  inputs.count < 4 || inputs[3].asInts.allSatisfy({ $0 == 0 || $0 == -1 }),
+                  inputs.count < 5 || inputs[4].asInts == [1] else { throw unsupported(node, "a slice of a constant other than a vector's run") }
+            let size = Int64(data.count)
+            func clamp(_ v: Int64) -> Int { Int(max(0, min(size, v < 0 ? v + size : v))) }
+            let (b, e) = (clamp(inputs[1].asInts[0]), clamp(inputs[2].asInts[0]))
+            let range = b..<max(b, e)
+            if let ints = data.ints { return ConstantArray(shape: [range.count], ints: Array(ints[range])) }
+            return ConstantArray(shape: [range.count], floats: Array(data.asFloats[range]))
         case "Transpose":
             // Weights transposed in the graph (PyTorch's Linear without constant folding).
             let input = inputs[0], shape = input.shape, rank = shape.count
@@ -99,7 +111,7 @@ extension Importer {
         guard group >= 1, cin == cinPerGroup * group, cout % group == 0, bias.map({ $0.count == cout }) ?? true else {
             throw unsupported(node, "weights \(w.shape) with group \(group) on \(cin) channels")
         }
-        let (window, pads) = try self.window(node, spatial: Array(shape.dropFirst()), kernel: kernelShape)
+        let (window, pads, _) = try self.window(node, spatial: Array(shape.dropFirst()), kernel: kernelShape)
         var input = x
         if let pads { input = try emit(baseName(node) + "/pad", .zeroPadding2d(pads), [x], for: node) }
         let taps = kernelShape.reduce(1, *), values = w.asFloats
@@ -250,24 +262,110 @@ extension Importer {
             throw unsupported(node, "pooling without kernel_shape or of a rank-\(shape.count + 1) tensor")
         }
         if let d = node.ints("dilations"), d.contains(where: { $0 != 1 }) { throw unsupported(node, "dilations \(d)") }
-        let (window, pads) = try self.window(node, spatial: Array(shape.dropFirst()), kernel: kernel)
-        let isMax = node.opType == "MaxPool"
+        let isMax = node.opType == "MaxPool", includePads = !isMax && (node.int("count_include_pad") ?? 0) != 0
+        // Pads counted in an average are zeros in the input, read by a valid window.
+        let (window, pads, overhang) = try self.window(node, spatial: Array(shape.dropFirst()), kernel: kernel, explicit: includePads)
+        if overhang, !isMax {
+            // PyTorch and onnxruntime leave the overhang out of the count, pads or not: no IR form.
+            throw unsupported(node, "ceil_mode=1 where the last window overhangs the input (average pooling)")
+        }
         var input = x
         if let pads {
             if isMax {
                 input = try emit(baseName(node) + "/pad", .pad2d(pads: pads, value: -.infinity), [x], for: node)
-            } else if (node.int("count_include_pad") ?? 0) != 0 {
+            } else if includePads {
                 input = try emit(baseName(node) + "/pad", .zeroPadding2d(pads), [x], for: node)
             } else {
                 throw unsupported(node, "average pooling with explicit pads excluded from the count (other than TensorFlow's same)")
             }
-        } else if !isMax, window.padding == .same, (node.int("count_include_pad") ?? 0) != 0 {
-            throw unsupported(node, "count_include_pad=1 with padding")
         }
         let pool = try Pool2D(kind: isMax ? .max : .average, size: window.size, strides: window.strides, padding: window.padding)
         let out = try emit(baseName(node), .pool2d(pool), [input], for: node)
         let irOut = shapes[out]!
         try setTensor(node, out, shape: [irOut.last!] + irOut.dropLast())
+    }
+
+    /// The IR axis (channels last, batch excluded) of ONNX axis `axis` (batch included) of a tensor
+    /// whose per-sample ONNX shape has `rank` axes; nil for the batch axis or out of range.
+    static func irAxis(_ axis: Int64, rank: Int) -> Int? {
+        let a = Int(axis < 0 ? axis + Int64(rank + 1) : axis)
+        guard a >= 1, a <= rank else { return nil }
+        return a == 1 ? rank - 1 : a - 2
+    }
+
+    mutating func slice(_ node: Onnx_NodeProto) throws {
+        let (x, shape) = try tensorInput(node, 0)
+        guard opset >= 10, let starts = try constantInput(node, 1)?.asInts, let ends = try constantInput(node, 2)?.asInts else {
+            throw unsupported(node, "a slice without constant starts and ends")
+        }
+        let axes = try constantInput(node, 3)?.asInts ?? (0..<Int64(starts.count)).map { $0 }
+        let steps = try constantInput(node, 4)?.asInts ?? [Int64](repeating: 1, count: starts.count)
+        guard axes.count == starts.count, ends.count == starts.count, steps.count == starts.count, steps.allSatisfy({ $0 == 1 }) else {
+            throw unsupported(node, "a slice with steps other than 1")
+        }
+        let rank = shape.count
+        var crops = [0, 0, 0, 0], cropped = false
+        var ranges: [(axis: Int, start: Int, end: Int)] = []
+        var outShape = shape
+        for (i, raw) in axes.enumerated() {
+            let normalized = raw < 0 ? raw + Int64(rank + 1) : raw
+            if normalized == 0 {
+                // The batch axis: only all of it.
+                guard starts[i] == 0, ends[i] >= Int64(Int32.max) else { throw unsupported(node, "a slice of the batch axis") }
+                continue
+            }
+            guard let irAxis = Self.irAxis(raw, rank: rank) else { throw unsupported(node, "a slice of axis \(raw) of a rank-\(rank + 1) tensor") }
+            let onnxAxis = Int(normalized) - 1
+            let size = Int64(shape[onnxAxis])
+            func clamp(_ v: Int64) -> Int64 { max(0, min(size, v < 0 ? v + size : v)) }
+            let (b, e) = (clamp(starts[i]), clamp(ends[i]))
+            guard e > b else { throw unsupported(node, "an empty slice") }
+            if b == 0, e == size { continue }
+            outShape[onnxAxis] = Int(e - b)
+            if (rank == 3 && onnxAxis >= 1) || (rank == 2 && onnxAxis == 1) {
+                // Height and width (or a 1-D input's steps): a cropping.
+                let slot = rank == 3 ? (onnxAxis == 1 ? 0 : 2) : 2
+                crops[slot] = Int(b)
+                crops[slot + 1] = Int(size - e)
+                cropped = true
+            } else {
+                ranges.append((irAxis, Int(b), Int(e)))
+            }
+        }
+        var current = x
+        if cropped { current = try emit(baseName(node), .cropping2d(crops), [current], for: node) }
+        for (k, range) in ranges.enumerated() {
+            let name = baseName(node) + (cropped || k > 0 ? "/slice\(k)" : "")
+            current = try emit(name, .slice(axis: range.axis, start: range.start, end: range.end), [current], for: node)
+        }
+        try setTensor(node, current, shape: outShape)
+    }
+
+    /// Split: each output a slice of the input along one axis.
+    mutating func split(_ node: Onnx_NodeProto) throws {
+        let (x, shape) = try tensorInput(node, 0)
+        let rank = shape.count, raw = node.int("axis") ?? 0
+        guard let irAxis = Self.irAxis(raw, rank: rank) else { throw unsupported(node, "a split of axis \(raw) (the batch, or beyond the rank)") }
+        let onnxAxis = Int(raw < 0 ? raw + Int64(rank + 1) : raw) - 1
+        let size = shape[onnxAxis], outputs = node.output.count
+        guard outputs >= 1, !node.output.contains(where: \.isEmpty) else { throw unsupported(node, "unnamed outputs") }
+        var sizes = try constantInput(node, 1)?.asInts.map { Int($0) } ?? node.ints("split")?.map { Int($0) } ?? []
+        if sizes.isEmpty {
+            // Equal parts; with num_outputs (opset 18) the last may be smaller.
+            let part = (size + outputs - 1) / outputs
+            sizes = (0..<outputs).map { min(part, max(size - $0 * part, 0)) }
+        }
+        guard sizes.count == outputs, sizes.allSatisfy({ $0 > 0 }), sizes.reduce(0, +) == size else {
+            throw unsupported(node, "split sizes \(sizes) of an axis of \(size) into \(outputs) outputs")
+        }
+        var start = 0
+        for (k, (output, count)) in zip(node.output, sizes).enumerated() {
+            var outShape = shape
+            outShape[onnxAxis] = count
+            let part = count == size ? x : try emit(baseName(node) + "/\(k)", .slice(axis: irAxis, start: start, end: start + count), [x], for: node)
+            values[output] = .tensor(node: part, shape: outShape)
+            start += count
+        }
     }
 
     /// The per-sample ONNX shape a Reshape / Squeeze / Unsqueeze asks for.

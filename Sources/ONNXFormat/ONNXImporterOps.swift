@@ -16,7 +16,7 @@ extension Importer {
         "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid",
         "HardSwish", "Tanh", "Softmax", "Elu", "Selu", "Softplus", "Softsign", "Exp", "Add", "Sub", "Mul", "Div", "Concat",
         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Pad", "Squeeze",
-        "Unsqueeze", "Identity", "Dropout", "Slice", "LayerNormalization", "Erf", "Constant", "Resize", "Upsample", "ReduceMean", "Shape", "Gather", "Cast", "Max", "Min", "Sum", "Mean",
+        "Unsqueeze", "Identity", "Dropout", "Slice", "Split", "LayerNormalization", "Erf", "Constant", "Resize", "Upsample", "ReduceMean", "Shape", "Gather", "Cast", "Max", "Min", "Sum", "Mean",
     ]
 
     mutating func set(_ node: Onnx_NodeProto, _ value: ImportedValue) throws {
@@ -34,8 +34,12 @@ extension Importer {
 
     /// kernel_shape/strides/dilations/pads/auto_pad of a conv or pool over `spatial` (1 or 2 axes):
     /// the IR window (a [1, k] window for 1-D) and any explicit padding that is neither valid
-    /// nor TensorFlow's same ([top, bottom, left, right]).
-    func window(_ node: Onnx_NodeProto, spatial: [Int], kernel: [Int]) throws -> (window: Window, pads: [Int]?) {
+    /// nor TensorFlow's same ([top, bottom, left, right]); with `explicit`, any non-zero padding.
+    /// A pool's ceil_mode=1 (PyTorch's ceil_mode=True) becomes padding after the end, as much as
+    /// the last window overhangs (a window starting past the input and its leading padding is
+    /// dropped, as PyTorch and onnxruntime do); `overhang` says whether there was any.
+    func window(_ node: Onnx_NodeProto, spatial: [Int], kernel: [Int], explicit: Bool = false) throws
+        -> (window: Window, pads: [Int]?, overhang: Bool) {
         let n = spatial.count
         guard kernel.count == n else { throw unsupported(node, "kernel_shape \(kernel) for an input with \(n) spatial axes") }
         let strides = (node.ints("strides") ?? []).map { Int($0) }, dilations = (node.ints("dilations") ?? []).map { Int($0) }
@@ -43,7 +47,7 @@ extension Importer {
         guard s.count == n, d.count == n, (s + d + kernel).allSatisfy({ $0 >= 1 && $0 < 1 << 16 }) else {
             throw unsupported(node, "strides \(strides), dilations \(dilations) or kernel \(kernel)")
         }
-        if node.int("ceil_mode") ?? 0 != 0 { throw unsupported(node, "ceil_mode=1") }
+        let ceilMode = node.int("ceil_mode") ?? 0 != 0
         var pads = (node.ints("pads") ?? []).map { Int($0) }
         let autoPad = node.string("auto_pad") ?? "NOTSET"
         let size2 = n == 2 ? kernel : [1] + kernel, strides2 = n == 2 ? s : [1] + s, dilation2 = n == 2 ? d : [1] + d
@@ -67,11 +71,22 @@ extension Importer {
         default: throw unsupported(node, "auto_pad \(autoPad)")
         }
         guard pads.count == 2 * n, pads.allSatisfy({ $0 >= 0 && $0 < 1 << 16 }) else { throw unsupported(node, "pads \(pads)") }
+        var overhang = false
+        if ceilMode, autoPad == "NOTSET" || autoPad == "VALID" {
+            for i in 0..<n {
+                let effective = (kernel[i] - 1) * d[i] + 1, padded = spatial[i] + pads[i] + pads[n + i]
+                guard padded >= effective else { throw unsupported(node, "a window larger than its padded input") }
+                var count = (padded - effective + s[i] - 1) / s[i] + 1
+                if (count - 1) * s[i] >= spatial[i] + pads[i] { count -= 1 }
+                let extra = (count - 1) * s[i] + effective - padded
+                if extra > 0 { pads[n + i] += extra; overhang = true }
+            }
+        }
         let valid = try Window(size: size2, strides: strides2, dilation: dilation2, padding: .valid)
-        if pads.allSatisfy({ $0 == 0 }) { return (valid, nil) }
-        if pads == same { return (sameWindow, nil) }
+        if pads.allSatisfy({ $0 == 0 }) { return (valid, nil, overhang) }
+        if pads == same, !explicit { return (sameWindow, nil, overhang) }
         // Explicit: [top, bottom, left, right] for the IR.
-        return (valid, n == 2 ? [pads[0], pads[2], pads[1], pads[3]] : [0, 0, pads[0], pads[1]])
+        return (valid, n == 2 ? [pads[0], pads[2], pads[1], pads[3]] : [0, 0, pads[0], pads[1]], overhang)
     }
 
     // MARK: - Nodes
@@ -133,6 +148,8 @@ extension Importer {
         case "Gemm", "MatMul": try dense(node)
         case "Concat":
             let tensors = try node.input.indices.map { try tensorInput(node, $0) }
+            // torch.cat of a one-element list (DenseNet's first layer of each block).
+            if tensors.count == 1 { return try setTensor(node, tensors[0].node, shape: tensors[0].shape) }
             let rank = tensors[0].shape.count
             guard tensors.allSatisfy({ $0.shape.count == rank }), var axis = node.int("axis").map(Int.init) else {
                 throw unsupported(node, "joining tensors of different ranks, or no axis")
@@ -198,31 +215,8 @@ extension Importer {
             for i in 1..<shape.count { outShape[i] += pads[i + 1] + pads[r + i + 1] }
             try setTensor(node, out, shape: outShape)
         case "Resize", "Upsample": try resize(node)
-        case "Slice":
-            let (x, shape) = try tensorInput(node, 0)
-            guard opset >= 10, let starts = try constantInput(node, 1)?.asInts, let ends = try constantInput(node, 2)?.asInts else {
-                throw unsupported(node, "a slice without constant starts and ends")
-            }
-            let axes = try constantInput(node, 3)?.asInts ?? (0..<Int64(starts.count)).map { $0 }
-            let steps = try constantInput(node, 4)?.asInts ?? [Int64](repeating: 1, count: starts.count)
-            guard shape.count == 2 || shape.count == 3, axes.count == starts.count, ends.count == starts.count, steps.allSatisfy({ $0 == 1 }) else {
-                throw unsupported(node, "a slice with steps or of a rank-\(shape.count + 1) tensor")
-            }
-            var crops = [0, 0, 0, 0]
-            var outShape = shape
-            for (i, raw) in axes.enumerated() {
-                let axis = Int(raw < 0 ? raw + Int64(shape.count + 1) : raw)
-                guard axis >= 2, axis <= shape.count else { throw unsupported(node, "a slice of axis \(raw) (the spatial axes are supported)") }
-                let size = Int64(shape[axis - 1])
-                func clamp(_ v: Int64) -> Int64 { max(0, min(size, v < 0 ? v + size : v)) }
-                let (b, e) = (clamp(starts[i]), clamp(ends[i]))
-                guard e > b else { throw unsupported(node, "an empty slice") }
-                let slot = shape.count == 3 ? (axis == 2 ? 0 : 2) : 2
-                crops[slot] = Int(b)
-                crops[slot + 1] = Int(size - e)
-                outShape[axis - 1] = Int(e - b)
-            }
-            try setTensor(node, try emit(baseName(node), .cropping2d(crops), [x], for: node), shape: outShape)
+        case "Slice": try slice(node)
+        case "Split": try split(node)
         case "LayerNormalization":
             let (x, shape) = try tensorInput(node, 0)
             var axis = Int(node.int("axis") ?? -1)

@@ -164,6 +164,9 @@ extension Builder {
             }
         case .concatenate(let axis):
             out = add("Concat", inputs, name: node.name, ["axis": .int(Self.axis(axis, rank: rank))])
+        case .slice(let axis, let start, let end):
+            out = add("Slice", [x, constantInt64(node.name + "/starts", [Int64(start)]), constantInt64(node.name + "/ends", [Int64(end)]),
+                                constantInt64(node.name + "/axes", [Self.axis(axis, rank: rank)])], name: node.name)
         case .flatten:
             let last = rank == 1 ? x : add("Transpose", [x], name: node.name, ["perm": .ints(Self.toChannelsLast(rank: rank))])
             out = add("Flatten", [last], name: node.name, ["axis": .int(1)])

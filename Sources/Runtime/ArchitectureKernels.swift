@@ -173,6 +173,15 @@ extension Kernels {
 }
 
 extension Kernels {
+    /// Copies values `start..<start + count` of each of `blocks` runs of `size` values.
+    static func slice(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, blocks: Int, size: Int, start: Int, count: Int) {
+        for block in 0..<blocks {
+            (y + block * count).update(from: x + block * size + start, count: count)
+        }
+    }
+}
+
+extension Kernels {
     /// Permutes the axes of each sample: output axis i is input axis `perm[i]`. The last output
     /// axis is copied as a strided run; the others step an odometer.
     static func transpose(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, shape: [Int], perm: [Int]) {

@@ -129,6 +129,8 @@ public final class Executor: @unchecked Sendable {
         /// Per sample: `outer` blocks, each the inputs' chunks of the given sizes.
         /// Each input's chunk copied in turn, through an element-wise `activation` (all its readers' one, fused in).
         case concatenate(outer: Int, chunks: [Int], activation: ActivationKind)
+        /// Per sample: `outer` blocks of `size` values, of which `start..<start + count` are kept.
+        case slice(outer: Int, size: Int, start: Int, count: Int)
         case copy
     }
 
@@ -605,6 +607,9 @@ public final class Executor: @unchecked Sendable {
                 let outer = outShape[..<axis].reduce(1, *)
                 kind = .concatenate(outer: outer, chunks: inShapes.map { $0[axis...].reduce(1, *) },
                                     activation: Self.kind(activatedConcatenation[node.name] ?? .linear))
+            case .slice(let axis, let start, let end):
+                let shape = inShapes[0], inner = shape[(axis + 1)...].reduce(1, *)
+                kind = .slice(outer: shape[..<axis].reduce(1, *), size: shape[axis] * inner, start: start * inner, count: (end - start) * inner)
             case .flatten, .reshape, .identity:
                 kind = .copy
             }
@@ -1560,6 +1565,8 @@ public final class Executor: @unchecked Sendable {
                     target += chunk
                 }
             }
+        case let .slice(outer, size, start, kept):
+            Kernels.slice(x, y, blocks: batch * outer, size: size, start: start, count: kept)
         case .copy:
             y.update(from: x, count: count)
         }

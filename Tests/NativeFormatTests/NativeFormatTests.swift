@@ -87,6 +87,12 @@ final class NativeFormatTests: XCTestCase {
         }
     }
 
+    func testSliceRoundTrips() throws {
+        let graph = try Graph.sequential(name: "s", inputShape: [5, 4, 6], layers: [("split", .slice(axis: 2, start: 1, end: 4))])
+        let decoded = try NativeFormat.decode(try NativeFormat.encode(NativeModel(graph: graph))).graph
+        XCTAssertEqual(decoded.nodes.map(\.operation), graph.nodes.map(\.operation))
+    }
+
     func testFoldedModelRoundTripsAndIsAligned() throws {
         let folded = try BNFolder.fold(try seedGraph("keras2")).graph
         let data = try NativeFormat.encode(NativeModel(graph: folded))

@@ -113,6 +113,70 @@ final class ONNXReaderTests: XCTestCase {
         }
     }
 
+    /// What PyTorch exports for torchvision's classifiers beyond the plain convs: a channel Split
+    /// and Slice (ShuffleNet), a one-input Concat (DenseNet), MaxPool with ceil_mode=1 whose last
+    /// window overhangs (GoogLeNet, SqueezeNet), AveragePool counting its pads (Inception v3), and
+    /// a Slice of a Shape (the segmentation heads), against a plain NCHW reference.
+    func testPyTorchChannelSplitsCeilPoolingAndCountedPads() throws {
+        let (c, h, w) = (4, 8, 7)
+        var split = node("Split", ["x", "sizes"], "a", int: ["axis": 1])
+        split.output = ["a", "b"]
+        let nodes = [
+            split,
+            node("Slice", ["b", "one", "three", "channel"], "b2"),
+            node("Concat", ["a"], "a1", int: ["axis": 1]),
+            node("Concat", ["a1", "b2"], "joined", int: ["axis": 1]),
+            node("MaxPool", ["joined"], "pooled", ints: ["kernel_shape": [3, 3], "strides": [2, 2]], int: ["ceil_mode": 1]),
+            node("AveragePool", ["pooled"], "averaged", ints: ["kernel_shape": [3, 3], "pads": [1, 1, 1, 1]], int: ["count_include_pad": 1]),
+            node("Shape", ["averaged"], "shape"),
+            node("Slice", ["shape", "zero", "one"], "n"),
+            node("Concat", ["n", "minus1"], "target", int: ["axis": 0]),
+            node("Reshape", ["averaged", "target"], "y"),
+        ]
+        let data = try model(input: [c, h, w], nodes: nodes, initializers: [
+            ints("sizes", [1, 3]), ints("one", [1]), ints("three", [3]), ints("channel", [1]), ints("zero", [0]), ints("minus1", [-1]),
+        ], output: "y")
+        let imported = try ONNXReader.decode(data, name: "torch.onnx").graph
+        let executor = try Executor(graph: imported)
+        // 8 rows: floor 3 windows, ceil 4 (the last one overhangs by one row); 7 columns: 3 either way.
+        let (ph, pw) = (4, 3), channels = [0, 2, 3]
+        XCTAssertEqual(executor.outputShape, [channels.count * ph * pw])
+        let x = random.floats(2 * c * h * w, in: -1...1)
+        let got = try executor.run(x)
+        for b in 0..<2 {
+            var pooled = [Float](repeating: 0, count: channels.count * ph * pw)
+            for (k, ch) in channels.enumerated() { for py in 0..<ph { for px in 0..<pw {
+                var m = -Float.infinity
+                for dy in 0..<3 { for dx in 0..<3 {
+                    let (iy, ix) = (py * 2 + dy, px * 2 + dx)
+                    if iy < h, ix < w { m = max(m, x[((b * c + ch) * h + iy) * w + ix]) }
+                } }
+                pooled[(k * ph + py) * pw + px] = m
+            } } }
+            for k in 0..<channels.count { for py in 0..<ph { for px in 0..<pw {
+                var sum = 0.0
+                for dy in -1...1 { for dx in -1...1 {
+                    let (iy, ix) = (py + dy, px + dx)
+                    if iy >= 0, iy < ph, ix >= 0, ix < pw { sum += Double(pooled[(k * ph + iy) * pw + ix]) }
+                } }
+                // The pads count: always nine.
+                XCTAssertEqual(Double(got[b * pooled.count + (k * ph + py) * pw + px]), sum / 9, accuracy: 1e-6)
+            } } }
+        }
+        // Written back to ONNX (the slice as a Slice) and read again: the same numbers.
+        let again = try Executor(graph: try ONNXReader.decode(try ONNXWriter.encode(imported), name: "again.onnx").graph)
+        XCTAssertEqual(try again.run(x), got)
+        // An average whose ceil-mode window overhangs has no IR form: refused, named.
+        let overhang = try model(input: [c, h, w], nodes: [
+            node("AveragePool", ["x"], "y", ints: ["kernel_shape": [3, 3], "strides": [2, 2]], int: ["ceil_mode": 1]),
+        ], initializers: [], output: "y")
+        expectRefusal(overhang, ["y_node", "ceil_mode=1"])
+        // A split whose sizes do not add up to the axis.
+        var bad = node("Split", ["x", "sizes"], "a", int: ["axis": 1])
+        bad.output = ["a", "b"]
+        expectRefusal(try model(input: [c, h, w], nodes: [bad], initializers: [ints("sizes", [1, 2])], output: "a"), ["a_node", "split sizes"])
+    }
+
     private func expectRefusal(_ data: Data, _ fragments: [String], line: UInt = #line) {
         XCTAssertThrowsError(try ONNXReader.decode(data, name: "bad.onnx"), line: line) { error in
             let text = "\(error)"

@@ -251,6 +251,19 @@ final class ArchitectureKernelTests: XCTestCase {
             for yy in 1..<5 { for xx in 0..<3 { for ch in 0..<2 { y.append(x[(yy * 6 + xx) * 2 + ch]) } } }
             return y
         }
+        // A run of one axis: the channels (ShuffleNet's split), a middle axis, the first.
+        for (axis, start, end) in [(2, 1, 2), (1, 2, 5), (0, 3, 7)] {
+            let slice = try Graph.sequential(name: "s", inputShape: [7, 6, 2], layers: [("slice", .slice(axis: axis, start: start, end: end))])
+            try check(slice, batch: 2) { x in
+                var y: [Double] = []
+                for yy in 0..<7 { for xx in 0..<6 { for ch in 0..<2 {
+                    let index = [yy, xx, ch][axis]
+                    if index >= start, index < end { y.append(x[(yy * 6 + xx) * 2 + ch]) }
+                } } }
+                return y
+            }
+        }
+        XCTAssertThrowsError(try Graph.sequential(name: "s", inputShape: [7, 6, 2], layers: [("slice", .slice(axis: 2, start: 1, end: 3))]))
         let crop1 = try Graph.sequential(name: "c1", inputShape: [9, 3], layers: [("crop", .cropping2d([0, 0, 2, 1]))])
         try check(crop1, batch: 2) { x in Array(x[6..<24]) }
         let pad1 = try Graph.sequential(name: "p1", inputShape: [4, 2], layers: [("pad", .zeroPadding2d([0, 0, 1, 2]))])
