@@ -14,7 +14,11 @@ kernels on an AVX-512 machine) and OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2 (onnxru
 adds bnrun's ratio to OpenVINO at the same level. Peak memory (max RSS) of one bnrun process per case is reported.
 
 Usage: tools/bench_applications.sh [--models ResNet50 MobileNetV2 EfficientNetB0] [--sizes 224 96]
-       [--batches 1 16] [--threads 1 2] [--repeats 5] [--isa avx2]
+       [--batches 1 16] [--threads 1 2] [--repeats 5] [--isa avx2] [--onnx FILE.onnx ...]
+
+`--onnx` adds ONNX files run as they are (PyTorch's exports from tools/make_torch_fixtures.sh,
+NCHW with the BN nodes kept: bnrun runs `bnconv fold`'s output, each peer folds them its own way;
+inputs standard normal; `--models` with no names runs only these).
 """
 import argparse
 import os
@@ -55,12 +59,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bnconv", required=True)
     parser.add_argument("--bnrun", required=True)
-    parser.add_argument("--models", nargs="+", default=["ResNet50", "MobileNetV2", "EfficientNetB0"])
+    parser.add_argument("--models", nargs="*", default=["ResNet50", "MobileNetV2", "EfficientNetB0"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[224, 96])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--isa", choices=["avx512", "avx2", "generic"], default=None)
+    parser.add_argument("--onnx", nargs="+", default=[], help="ONNX files to run as they are (PyTorch exports, BN kept), after --models")
     args = parser.parse_args()
     import onnxruntime as ort
     import openvino as ov
@@ -93,58 +98,77 @@ def main():
                 maker.keras_module("keras2").backend.clear_session()
                 count = max(args.batches) * 2
                 x = np.random.default_rng(1).uniform(0, 255, (count, size, size, 3)).astype(np.float32)
-                images = os.path.join(tmp, f"x{size}.idx")
-                write_idx_float32(images, x)
-                for threads in args.threads:
-                    options = ort.SessionOptions()
-                    options.intra_op_num_threads = threads
-                    options.inter_op_num_threads = 1
-                    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
-                    input_name = session.get_inputs()[0].name
-                    for batch in args.batches:
-                        ov_model = core.read_model(onnx_path)
-                        ov_model.reshape({ov_model.inputs[0].any_name: [batch, size, size, 3]})
-                        compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                                   "INFERENCE_PRECISION_HINT": "f32"})
-                        request = compiled.create_infer_request()
-                        tiles = [x[i:i + batch] for i in range(0, count, batch)]
+                compare(args, env, core, tmp, name, size, binary, onnx_path, x)
+        for onnx_path in args.onnx:
+            # An ONNX file as it is (PyTorch's NCHW, BN nodes kept: each peer folds them its own way).
+            name = os.path.splitext(os.path.basename(onnx_path))[0]
+            binary = os.path.join(tmp, name + ".bin")
+            subprocess.run([args.bnconv, "fold", onnx_path, "-o", binary], check=True, capture_output=True)
+            dims = [d.dim_value for d in __import__("onnx").load(onnx_path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim[1:]]
+            count = max(args.batches) * 2
+            x = np.random.default_rng(1).standard_normal((count, *dims)).astype(np.float32)
+            compare(args, env, core, tmp, name, dims[-1], binary, onnx_path, x)
 
-                        def run_ort():
-                            return np.concatenate([session.run(None, {input_name: t})[0] for t in tiles])
 
-                        def run_ov():
-                            return np.concatenate([request.infer({0: t})[0].copy() for t in tiles])
+def compare(args, env, core, tmp, name, size, binary, onnx_path, x):
+    """bnrun on `binary` against onnxruntime and OpenVINO on `onnx_path`, for each thread count and batch."""
+    import onnxruntime as ort
+    count = len(x)
+    images = os.path.join(tmp, f"x{name}.idx")
+    write_idx_float32(images, x)
+    for threads in args.threads:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        for batch in args.batches:
+            ov_model = core.read_model(onnx_path)
+            ov_model.reshape({ov_model.inputs[0].any_name: [batch, *x.shape[1:]]})
+            compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                       "INFERENCE_PRECISION_HINT": "f32"})
+            request = compiled.create_infer_request()
+            tiles = [x[i:i + batch] for i in range(0, count, batch)]
 
-                        # Classes must agree (bnrun's from its npy output).
-                        out = os.path.join(tmp, "out.npy")
-                        subprocess.run([args.bnrun, binary, images, "--scale", "1", "--format", "npy", "--output", out], check=True, env=env)
-                        mine = np.load(out).reshape(count, -1)
-                        same = (mine.argmax(1) == run_ort().reshape(count, -1).argmax(1)).all() and (mine.argmax(1) == run_ov().reshape(count, -1).argmax(1)).all()
-                        rates = {"bnrun": [], "ort": [], "ov": []}
-                        for _ in range(args.repeats):
-                            # The peers' worker threads spin for a while after a run: let them park, so
-                            # bnrun's threads do not share the cores with them.
-                            time.sleep(0.5)
-                            bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
-                                                    "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
-                            rates["bnrun"].append(float(bench.stdout.split("images/s:")[1].split()[0]))
-                            for key, run in (("ort", run_ort), ("ov", run_ov)):
-                                run()  # warm
-                                start = time.perf_counter()
-                                run()
-                                rates[key].append(count / (time.perf_counter() - start))
-                        # Peak memory of a bnrun process running the batch.
-                        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-                        timed = subprocess.run(["/usr/bin/time", "-f", "%M", args.bnrun, binary, images, "--scale", "1", "--batch", str(batch),
-                                                "--threads", str(threads), "--format", "summary"], capture_output=True, text=True, env=env)
-                        rss = int(timed.stderr.strip().splitlines()[-1]) // 1024 if timed.returncode == 0 else before
-                        median = {k: statistics.median(v) for k, v in rates.items()}
-                        best = max(median["ort"], median["ov"])
-                        print(f"| {name} | {size} | {threads} | {batch} | {median['bnrun']:,.1f} | {median['ort']:,.1f} | {median['ov']:,.1f} | "
-                              f"{median['bnrun'] / best:.2f}×{'' if same else ' (CLASSES DIFFER)'} |"
-                              + (f" {median['bnrun'] / median['ov']:.2f}× |" if args.isa else "") + f" {rss} MB |", flush=True)
+            def run_ort():
+                return np.concatenate([session.run(None, {input_name: t})[0] for t in tiles])
 
+            def run_ov():
+                return np.concatenate([request.infer({0: t})[0].copy() for t in tiles])
+
+            # Classes must agree (bnrun's from its npy output).
+            out = os.path.join(tmp, "out.npy")
+            subprocess.run([args.bnrun, binary, images, "--scale", "1", "--format", "npy", "--output", out], check=True, env=env)
+            mine = np.load(out).reshape(count, -1).argmax(1)
+            theirs = run_ort().reshape(count, -1).argmax(1), run_ov().reshape(count, -1).argmax(1)
+            same = (mine == theirs[0]).all() and (mine == theirs[1]).all()
+            # Where they differ, how many each pair (a random network's near-ties split the peers too).
+            differ = (f" (classes differ of {count}: bnrun/onnxruntime {(mine != theirs[0]).sum()}, bnrun/OpenVINO "
+                      f"{(mine != theirs[1]).sum()}, onnxruntime/OpenVINO {(theirs[0] != theirs[1]).sum()})")
+            rates = {"bnrun": [], "ort": [], "ov": []}
+            for _ in range(args.repeats):
+                # The peers' worker threads spin for a while after a run: let them park, so
+                # bnrun's threads do not share the cores with them.
+                time.sleep(0.5)
+                bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
+                                        "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
+                rates["bnrun"].append(float(bench.stdout.split("images/s:")[1].split()[0]))
+                for key, run in (("ort", run_ort), ("ov", run_ov)):
+                    run()  # warm
+                    start = time.perf_counter()
+                    run()
+                    rates[key].append(count / (time.perf_counter() - start))
+            # Peak memory of a bnrun process running the batch.
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            timed = subprocess.run(["/usr/bin/time", "-f", "%M", args.bnrun, binary, images, "--scale", "1", "--batch", str(batch),
+                                    "--threads", str(threads), "--format", "summary"], capture_output=True, text=True, env=env)
+            rss = int(timed.stderr.strip().splitlines()[-1]) // 1024 if timed.returncode == 0 else before
+            median = {k: statistics.median(v) for k, v in rates.items()}
+            best = max(median["ort"], median["ov"])
+            print(f"| {name} | {size} | {threads} | {batch} | {median['bnrun']:,.1f} | {median['ort']:,.1f} | {median['ov']:,.1f} | "
+                  f"{median['bnrun'] / best:.2f}×{'' if same else differ} |"
+                  + (f" {median['bnrun'] / median['ov']:.2f}× |" if args.isa else "") + f" {rss} MB |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -97,6 +97,8 @@ public final class Executor: @unchecked Sendable {
                        units: Int, activation: ActivationKind, reluInput: Bool)
         /// A pointwise conv and the depthwise conv reading it, in strips of rows (`PointwiseDepthwise`).
         case pointwiseDepthwise(PointwiseDepthwise)
+        /// A grouped conv with more than one input channel per group, its weights packed (`GroupedConvolution`).
+        case grouped(GroupedConvolution)
         /// A small map's inverted-residual block (expansion, depthwise conv, projection, residual) in parts.
         case invertedBottleneck(InvertedBottleneck)
         /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
@@ -454,6 +456,9 @@ public final class Executor: @unchecked Sendable {
                 kind = .depthwise(kernel: conv.kernel, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
                                   multiplier: conv.outputChannels / conv.groups, activation: Self.kind(fused?.activation ?? conv.activation),
                                   reluInput: false)
+            case .conv2d(let conv) where conv.groups > 1:
+                kind = .grouped(GroupedConvolution(kernel: conv.kernel, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
+                                                   groups: conv.groups, activation: Self.kind(fused?.activation ?? conv.activation)))
             case .conv2d(let conv):
                 let geometry = convGeometry(conv.window, node, outShape)
                 let panels = conv.groups == 1 && geometry.inChannels > 1
@@ -693,6 +698,7 @@ public final class Executor: @unchecked Sendable {
         case let .separable(_, _, _, _, g, _, _, _, _): g.outHeight * g.outWidth
         case let .pointwiseDepthwise(p): p.geometry.inHeight * p.geometry.inWidth
         case let .invertedBottleneck(p): p.geometry.inHeight * p.geometry.inWidth
+        case let .grouped(conv): conv.geometry.outHeight * conv.geometry.outWidth
         default: nil
         }
     }
@@ -719,6 +725,7 @@ public final class Executor: @unchecked Sendable {
         case let .conv2dMaxPool(_, _, g, _): g.outHeight * g.outWidth * g.outChannels * g.kernelHeight * g.kernelWidth * g.inChannels
         case let .winograd(_, _, g, _, _): g.outHeight * g.outWidth * g.outChannels * 9 * g.inChannels
         case let .depthwise(_, _, g, _, _, _): outputSize * g.kernelHeight * g.kernelWidth
+        case let .grouped(conv): outputSize * conv.geometry.kernelHeight * conv.geometry.kernelWidth * conv.geometry.inChannels / conv.groups
         case let .separable(_, _, _, _, g, multiplier, units, _, _):
             g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
         case let .pointwiseDepthwise(p):
@@ -1122,6 +1129,10 @@ public final class Executor: @unchecked Sendable {
                              activation: elementwise ? activation : .linear, x, y, parallel: parallel)
             if !elementwise { Kernels.activate(y, count: count, channels: units, kind: activation) }
             return true
+        case let .grouped(conv):
+            return splitRows(conv.geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
+                conv.run(xi, batch: 1, part, output: yo, scratch: arenas[worker].scratch(GroupedConvolution.scratchFloats(part)))
+            }
         case let .conv2d(kernel, panels, bias, geometry, 1, activation):
             return kernel.withUnsafeValues { w in
                 var split = false
@@ -1515,6 +1526,8 @@ public final class Executor: @unchecked Sendable {
             } else {
                 Kernels.upsampleNearest(x, y, batch: batch, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
             }
+        case let .grouped(conv):
+            conv.run(x, batch: batch, conv.geometry, output: y, scratch: arena.scratch(GroupedConvolution.scratchFloats(conv.geometry)))
         case let .crop(height, width, channels, top, left, outHeight, outWidth):
             Kernels.crop(x, y, batch: batch, height: height, width: width, channels: channels, top: top, left: left,
                          outHeight: outHeight, outWidth: outWidth)

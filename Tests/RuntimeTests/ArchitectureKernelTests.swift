@@ -114,6 +114,42 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
+    /// Grouped convs with several input channels per group (ResNeXt's 4 to 32, RegNet's 8, and
+    /// widths whose last vector is partial: 12, 40, 72), strides, dilation, both paddings, fused
+    /// and separate activations, on one and two threads (the last case is split by rows).
+    func testGroupedConvolutionsOverGroupWidths() throws {
+        let cases: [(h: Int, w: Int, c: Int, out: Int, groups: Int, k: [Int], stride: Int, dilation: Int, same: Bool, activation: Activation, batch: Int)] = [
+            (9, 13, 16, 16, 4, [3, 3], 1, 1, true, .relu, 2),
+            (8, 14, 16, 16, 2, [3, 3], 2, 1, true, .linear, 2),
+            (7, 11, 24, 24, 2, [3, 3], 1, 2, false, .relu6, 2),
+            (10, 12, 32, 32, 2, [3, 3], 1, 1, true, .sigmoid, 2),
+            (6, 9, 64, 64, 2, [3, 3], 1, 1, true, .relu, 2),
+            (5, 7, 80, 80, 2, [3, 3], 2, 1, true, .linear, 2),
+            (5, 6, 128, 128, 2, [1, 1], 1, 1, false, .linear, 1),
+            (6, 5, 36, 144, 2, [3, 2], 1, 1, true, .relu, 2),
+            (28, 28, 64, 64, 8, [3, 3], 1, 1, true, .relu, 1),
+        ]
+        for t in cases {
+            let perGroup = t.c / t.groups
+            let kernel = random.floats(t.k[0] * t.k[1] * perGroup * t.out, in: -1...1), bias = random.floats(t.out, in: -1...1)
+            let conv = try Conv2D(kernel: Tensor(shape: t.k + [perGroup, t.out], values: kernel), bias: Tensor(bias),
+                                  strides: [t.stride, t.stride], dilation: [t.dilation, t.dilation], padding: t.same ? .same : .valid,
+                                  groups: t.groups, activation: t.activation)
+            let graph = try Graph.sequential(name: "g", inputShape: [t.h, t.w, t.c], layers: [("conv", .conv2d(conv))])
+            try check(graph, batch: t.batch) { x in
+                ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: t.k[0], kw: t.k[1], out: t.out, bias: bias,
+                                    stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation], same: t.same, groups: t.groups).values.map { v in
+                    switch t.activation {
+                    case .relu: max(v, 0)
+                    case .relu6: min(max(v, 0), 6)
+                    case .sigmoid: 1 / (1 + Foundation.exp(-v))
+                    default: v
+                    }
+                }
+            }
+        }
+    }
+
     /// Depthwise 1-D and grouped convs with one input channel per group (run as depthwise).
     func testDepthwise1DAndOneChannelGroups() throws {
         let kernel = random.floats(5 * 6 * 2, in: -1...1), bias = random.floats(12, in: -1...1)

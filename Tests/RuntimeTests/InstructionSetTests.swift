@@ -26,6 +26,7 @@ final class InstructionSetTests: XCTestCase {
         try architecture.testConv1DOverPaddingsStridesDilationsAndGroups()
         try architecture.testSeparableConvolutions()
         try architecture.testDepthwise1DAndOneChannelGroups()
+        try architecture.testGroupedConvolutionsOverGroupWidths()
         try architecture.testTransposedConvolutions()
         try architecture.testLayerNormalizationOverAxisSets()
         try architecture.testUpsamplingNearestAndBilinear()

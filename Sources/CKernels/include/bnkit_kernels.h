@@ -135,6 +135,20 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
 /* Which version bnk_depthwise_conv2d runs under the current cap: "avx512", "avx2" or "generic". */
 const char *bnk_depthwise_isa(void);
 
+/* Grouped convolution, NHWC (grouped.c): c input channels in `groups` groups, groups * opg
+   outputs, each group's from its own c / groups inputs. The kernel (kh, kw, c / groups,
+   groups * opg, Keras's layout) and bias (or NULL) packed once by bnk_grouped_pack into
+   bnk_grouped_packed_size floats. `scratch`: bnk_grouped_scratch floats (one bordered image).
+   act: linear, ReLU or ReLU6 (others applied by the caller). */
+size_t bnk_grouped_packed_size(int groups, int taps, int cpg, int opg);
+void bnk_grouped_pack(const float *kernel, const float *bias, int groups, int taps, int cpg, int opg, float *packed);
+size_t bnk_grouped_scratch(int c, int kh, int kw, int sy, int sx, int dy, int dx, int oh, int ow);
+void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx, int dy,
+                        int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act, float *out,
+                        float *scratch);
+/* The version bnk_grouped_conv2d runs for groups of opg outputs under the current cap. */
+const char *bnk_grouped_isa(int opg);
+
 /* y = act(x) for n values (x == y allowed): linear (a copy), ReLU, ReLU6, sigmoid, swish
    x·sigmoid(x), hard swish x·(relu6(x + 3) / 6); exp by a polynomial (max rel. error ~2e-7). */
 void bnk_activate(const float *x, float *y, size_t n, int act);

@@ -1,0 +1,332 @@
+/* Grouped convolution (ResNeXt's 32 groups of 4 to 32 channels, RegNet's groups of 8 or more,
+ * ShuffleNet v1): each group's output channels from its own input channels only, NHWC.
+ *
+ * Direct, vectorized over a group's output channels: for a tile of R output pixels of one row and
+ * V vectors of one group's outputs, each input value of the window (one tap, one input channel of
+ * the group) is broadcast and multiplied into the V weight vectors, so the accumulators stay in
+ * registers over the whole window (taps x channels per group). The weights are packed once per
+ * model (bnk_grouped_pack): group by group, tap by tap, input channel by input channel, the
+ * group's outputs padded to a multiple of 8, then the biases padded the same way.
+ *
+ * AVX2+FMA: 8-lane vectors, tiles of 12 x 1, 6 x 2, 4 x 3 or 2 x 4 vectors (up to 12 accumulators
+ * of 16 registers). AVX-512: 16-lane vectors where a group has a multiple of 16 outputs (up to
+ * 24 accumulators of 32 registers); groups of fewer (RegNet's 8, ResNeXt's first stage's 4) run
+ * the 8-lane tiles, since a 16-lane vector would be half empty and a 512-bit FMA costs two
+ * 256-bit ones on AMD Zen 4. Baseline: plain loops over the same packing. Every output is
+ * summed from its bias, tap by tap and channel by channel, in float32 (FMA on the vector paths).
+ *
+ * Padding: the image is copied inside a zero border (as the indirect convolution does) unless
+ * every window lies inside it.
+ */
+#include "bnkit_kernels.h"
+#include "isa.h"
+#include <stdlib.h>
+#include <string.h>
+
+static int round8(int n) { return (n + 7) / 8 * 8; }
+
+size_t bnk_grouped_packed_size(int groups, int taps, int cpg, int opg) {
+    return (size_t)groups * ((size_t)taps * cpg + 1) * round8(opg);
+}
+
+void bnk_grouped_pack(const float *kernel, const float *bias, int groups, int taps, int cpg, int opg, float *packed) {
+    const int n = groups * opg, stride = round8(opg);
+    float *w = packed;
+    memset(packed, 0, bnk_grouped_packed_size(groups, taps, cpg, opg) * sizeof(float));
+    for (int g = 0; g < groups; g++)
+        for (int t = 0; t < taps; t++)
+            for (int ci = 0; ci < cpg; ci++, w += stride)
+                for (int o = 0; o < opg; o++) w[o] = kernel[((size_t)t * cpg + ci) * n + (size_t)g * opg + o];
+    if (bias)
+        for (int g = 0; g < groups; g++)
+            for (int o = 0; o < opg; o++) w[(size_t)g * stride + o] = bias[(size_t)g * opg + o];
+}
+
+/* The geometry of one call, the input already bordered or in place: row r of the window grid
+   starts at x + r * ld (floats), pixels c floats apart. */
+typedef struct {
+    const float *x;
+    size_t ld;
+    int c, cpg, opg, stride, groups, kh, kw, sy, sx, dy, dx, oh, ow, act;
+    const float *packed, *bias;
+    float *y;
+} grouped_call;
+
+static void grouped_generic(const grouped_call *p) {
+    const int taps = p->kh * p->kw, n = p->groups * p->opg;
+    for (int oy = 0; oy < p->oh; oy++)
+        for (int ox = 0; ox < p->ow; ox++) {
+            float *out = p->y + ((size_t)oy * p->ow + ox) * n;
+            for (int g = 0; g < p->groups; g++) {
+                const float *w = p->packed + (size_t)g * taps * p->cpg * p->stride;
+                float acc[64];
+                for (int o0 = 0; o0 < p->opg; o0 += 64) {
+                    const int width = p->opg - o0 < 64 ? p->opg - o0 : 64;
+                    for (int o = 0; o < width; o++) acc[o] = p->bias[(size_t)g * p->stride + o0 + o];
+                    for (int ky = 0; ky < p->kh; ky++)
+                        for (int kx = 0; kx < p->kw; kx++) {
+                            const float *in = p->x + (size_t)(oy * p->sy + ky * p->dy) * p->ld + (size_t)(ox * p->sx + kx * p->dx) * p->c + (size_t)g * p->cpg;
+                            const float *wt = w + (size_t)(ky * p->kw + kx) * p->cpg * p->stride + o0;
+                            for (int ci = 0; ci < p->cpg; ci++)
+                                for (int o = 0; o < width; o++) acc[o] += in[ci] * wt[(size_t)ci * p->stride + o];
+                        }
+                    for (int o = 0; o < width; o++) {
+                        float v = acc[o];
+                        if (p->act == BNK_ACT_RELU || p->act == BNK_ACT_RELU6) v = v > 0 ? v : 0;
+                        if (p->act == BNK_ACT_RELU6) v = v < 6 ? v : 6;
+                        out[(size_t)g * p->opg + o0 + o] = v;
+                    }
+                }
+            }
+        }
+}
+
+#if BNK_X86
+#define FOR_R12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+/* R pixels x V (<= 4) vectors of 8 outputs of one group, from output pixel `first` of a row. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void tile8(const int R, const int V, const grouped_call *p, const float *row, const float *w, const float *bias,
+                         float *out, int left) {
+    const size_t xs = (size_t)p->sx * p->c;
+    const __m256 b0 = _mm256_loadu_ps(bias), b1 = V > 1 ? _mm256_loadu_ps(bias + 8) : b0,
+                 b2 = V > 2 ? _mm256_loadu_ps(bias + 16) : b0, b3 = V > 3 ? _mm256_loadu_ps(bias + 24) : b0;
+#define DECLARE(r) __m256 a##r##_0 = b0, a##r##_1 = b1, a##r##_2 = b2, a##r##_3 = b3;
+    FOR_R12(DECLARE)
+#undef DECLARE
+    for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++) {
+            const float *in = row + (size_t)ky * p->dy * p->ld + (size_t)kx * p->dx * p->c;
+            const float *wt = w + (size_t)(ky * p->kw + kx) * p->cpg * p->stride;
+            for (int ci = 0; ci < p->cpg; ci++, wt += p->stride) {
+                const __m256 w0 = _mm256_loadu_ps(wt), w1 = V > 1 ? _mm256_loadu_ps(wt + 8) : w0,
+                             w2 = V > 2 ? _mm256_loadu_ps(wt + 16) : w0, w3 = V > 3 ? _mm256_loadu_ps(wt + 24) : w0;
+#define FMA(r) if ((r) < R) { const __m256 v = _mm256_broadcast_ss(in + (r) * xs + ci);        \
+                              a##r##_0 = _mm256_fmadd_ps(v, w0, a##r##_0);                     \
+                              if (V > 1) a##r##_1 = _mm256_fmadd_ps(v, w1, a##r##_1);          \
+                              if (V > 2) a##r##_2 = _mm256_fmadd_ps(v, w2, a##r##_2);          \
+                              if (V > 3) a##r##_3 = _mm256_fmadd_ps(v, w3, a##r##_3); }
+                FOR_R12(FMA)
+#undef FMA
+            }
+        }
+    /* Lanes < left of the last vector exist (the group's outputs past 8 (V - 1)). */
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const size_t n = (size_t)p->groups * p->opg;
+#define STORE(r) if ((r) < R) { float *o = out + (r) * n;                                                   \
+        if (V == 1) bnk_store8(o, left, mask, bnk_act256(a##r##_0, p->act));                                \
+        else _mm256_storeu_ps(o, bnk_act256(a##r##_0, p->act));                                             \
+        if (V == 2) bnk_store8(o + 8, left, mask, bnk_act256(a##r##_1, p->act));                            \
+        else if (V > 2) _mm256_storeu_ps(o + 8, bnk_act256(a##r##_1, p->act));                              \
+        if (V == 3) bnk_store8(o + 16, left, mask, bnk_act256(a##r##_2, p->act));                           \
+        else if (V > 3) _mm256_storeu_ps(o + 16, bnk_act256(a##r##_2, p->act));                             \
+        if (V == 4) bnk_store8(o + 24, left, mask, bnk_act256(a##r##_3, p->act)); }
+    FOR_R12(STORE)
+#undef STORE
+}
+
+/* One group's vectors v0..v0+V of a whole output row, in tiles of up to 12 / V pixels. */
+#define ROW8(V, TILE)                                                                                    \
+    __attribute__((target("avx2,fma"))) static void row8_##V(const grouped_call *p, const float *row, const float *w, \
+                                                             const float *bias, float *out, int left) {  \
+        const int most = (TILE);                                                                         \
+        const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;                          \
+        int ox = 0;                                                                                      \
+        for (; ox + most <= p->ow; ox += most) tile8(most, V, p, row + ox * xs, w, bias, out + ox * n, left); \
+        const int rest = p->ow - ox;                                                                     \
+        switch (rest) {                                                                                  \
+        case 11: tile8(11 < most ? 11 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;  \
+        case 10: tile8(10 < most ? 10 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;  \
+        case 9: tile8(9 < most ? 9 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
+        case 8: tile8(8 < most ? 8 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
+        case 7: tile8(7 < most ? 7 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
+        case 6: tile8(6 < most ? 6 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
+        case 5: tile8(5 < most ? 5 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
+        case 4: tile8(4 < most ? 4 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
+        case 3: tile8(3 < most ? 3 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
+        case 2: tile8(2, V, p, row + ox * xs, w, bias, out + ox * n, left); break;                       \
+        case 1: tile8(1, V, p, row + ox * xs, w, bias, out + ox * n, left); break;                       \
+        default: break;                                                                                  \
+        }                                                                                                \
+    }
+ROW8(1, 12)
+ROW8(2, 6)
+ROW8(3, 4)
+ROW8(4, 2)
+#undef ROW8
+
+__attribute__((target("avx2,fma")))
+static void grouped_avx2(const grouped_call *p) {
+    const int taps = p->kh * p->kw, vectors = p->stride / 8;
+    const size_t n = (size_t)p->groups * p->opg;
+    for (int oy = 0; oy < p->oh; oy++) {
+        const float *row = p->x + (size_t)oy * p->sy * p->ld;
+        for (int g = 0; g < p->groups; g++) {
+            const float *w = p->packed + (size_t)g * taps * p->cpg * p->stride;
+            const float *bias = p->bias + (size_t)g * p->stride;
+            float *out = p->y + (size_t)oy * p->ow * n + (size_t)g * p->opg;
+            for (int v0 = 0; v0 < vectors; v0 += 4) {
+                const int V = vectors - v0 < 4 ? vectors - v0 : 4;
+                const int left = p->opg - 8 * (v0 + V - 1);
+                const float *in = row + (size_t)g * p->cpg;
+                switch (V) {
+                case 1: row8_1(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                case 2: row8_2(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                case 3: row8_3(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                default: row8_4(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                }
+            }
+        }
+    }
+}
+
+/* AVX-512: R pixels x V (<= 4) vectors of 16 outputs (the group's outputs a multiple of 16). */
+__attribute__((target("avx512f"), always_inline))
+static inline void tile16(const int R, const int V, const grouped_call *p, const float *row, const float *w, const float *bias,
+                          float *out) {
+    const size_t xs = (size_t)p->sx * p->c;
+    const __m512 b0 = _mm512_loadu_ps(bias), b1 = V > 1 ? _mm512_loadu_ps(bias + 16) : b0,
+                 b2 = V > 2 ? _mm512_loadu_ps(bias + 32) : b0, b3 = V > 3 ? _mm512_loadu_ps(bias + 48) : b0;
+#define DECLARE(r) __m512 a##r##_0 = b0, a##r##_1 = b1, a##r##_2 = b2, a##r##_3 = b3;
+    FOR_R12(DECLARE)
+#undef DECLARE
+    for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++) {
+            const float *in = row + (size_t)ky * p->dy * p->ld + (size_t)kx * p->dx * p->c;
+            const float *wt = w + (size_t)(ky * p->kw + kx) * p->cpg * p->stride;
+            for (int ci = 0; ci < p->cpg; ci++, wt += p->stride) {
+                const __m512 w0 = _mm512_loadu_ps(wt), w1 = V > 1 ? _mm512_loadu_ps(wt + 16) : w0,
+                             w2 = V > 2 ? _mm512_loadu_ps(wt + 32) : w0, w3 = V > 3 ? _mm512_loadu_ps(wt + 48) : w0;
+#define FMA(r) if ((r) < R) { const __m512 v = _mm512_set1_ps(in[(r) * xs + ci]);                \
+                              a##r##_0 = _mm512_fmadd_ps(v, w0, a##r##_0);                     \
+                              if (V > 1) a##r##_1 = _mm512_fmadd_ps(v, w1, a##r##_1);          \
+                              if (V > 2) a##r##_2 = _mm512_fmadd_ps(v, w2, a##r##_2);          \
+                              if (V > 3) a##r##_3 = _mm512_fmadd_ps(v, w3, a##r##_3); }
+                FOR_R12(FMA)
+#undef FMA
+            }
+        }
+    const size_t n = (size_t)p->groups * p->opg;
+#define STORE(r) if ((r) < R) { float *o = out + (r) * n;                                   \
+        _mm512_storeu_ps(o, bnk_act512(a##r##_0, p->act));                                  \
+        if (V > 1) _mm512_storeu_ps(o + 16, bnk_act512(a##r##_1, p->act));                  \
+        if (V > 2) _mm512_storeu_ps(o + 32, bnk_act512(a##r##_2, p->act));                  \
+        if (V > 3) _mm512_storeu_ps(o + 48, bnk_act512(a##r##_3, p->act)); }
+    FOR_R12(STORE)
+#undef STORE
+}
+
+#define ROW16(V, TILE)                                                                                   \
+    __attribute__((target("avx512f"))) static void row16_##V(const grouped_call *p, const float *row, const float *w, \
+                                                             const float *bias, float *out) {            \
+        const int most = (TILE);                                                                         \
+        const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;                          \
+        int ox = 0;                                                                                      \
+        for (; ox + most <= p->ow; ox += most) tile16(most, V, p, row + ox * xs, w, bias, out + ox * n); \
+        const int rest = p->ow - ox;                                                                     \
+        switch (rest) {                                                                                  \
+        case 11: tile16(11 < most ? 11 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;       \
+        case 10: tile16(10 < most ? 10 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;       \
+        case 9: tile16(9 < most ? 9 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 8: tile16(8 < most ? 8 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 7: tile16(7 < most ? 7 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 6: tile16(6 < most ? 6 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 5: tile16(5 < most ? 5 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 4: tile16(4 < most ? 4 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 3: tile16(3 < most ? 3 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 2: tile16(2 < most ? 2 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
+        case 1: tile16(1, V, p, row + ox * xs, w, bias, out + ox * n); break;                            \
+        default: break;                                                                                  \
+        }                                                                                                \
+    }
+ROW16(1, 12)
+ROW16(2, 12)
+ROW16(3, 7)
+ROW16(4, 6)
+#undef ROW16
+
+__attribute__((target("avx512f")))
+static void grouped_avx512(const grouped_call *p) {
+    const int taps = p->kh * p->kw, vectors = p->stride / 16;
+    const size_t n = (size_t)p->groups * p->opg;
+    for (int oy = 0; oy < p->oh; oy++) {
+        const float *row = p->x + (size_t)oy * p->sy * p->ld;
+        for (int g = 0; g < p->groups; g++) {
+            const float *w = p->packed + (size_t)g * taps * p->cpg * p->stride;
+            const float *bias = p->bias + (size_t)g * p->stride;
+            float *out = p->y + (size_t)oy * p->ow * n + (size_t)g * p->opg;
+            const float *in = row + (size_t)g * p->cpg;
+            for (int v0 = 0; v0 < vectors; v0 += 4) {
+                const int V = vectors - v0 < 4 ? vectors - v0 : 4;
+                switch (V) {
+                case 1: row16_1(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                case 2: row16_2(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                case 3: row16_3(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                default: row16_4(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                }
+            }
+        }
+    }
+}
+#endif
+
+/* The bordered input's rows and columns: the window grid. */
+static void bordered_size(int kh, int kw, int sy, int sx, int dy, int dx, int oh, int ow, int *ph, int *pw) {
+    *ph = (oh - 1) * sy + (kh - 1) * dy + 1;
+    *pw = (ow - 1) * sx + (kw - 1) * dx + 1;
+}
+
+size_t bnk_grouped_scratch(int c, int kh, int kw, int sy, int sx, int dy, int dx, int oh, int ow) {
+    int ph, pw;
+    bordered_size(kh, kw, sy, sx, dy, dx, oh, ow, &ph, &pw);
+    return (size_t)ph * pw * c;
+}
+
+void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx, int dy,
+                        int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act, float *out,
+                        float *scratch) {
+    const int cpg = c / groups, taps = kh * kw;
+    int ph, pw;
+    bordered_size(kh, kw, sy, sx, dy, dx, oh, ow, &ph, &pw);
+    const int inside = pad_top == 0 && pad_left == 0 && ph <= h && pw <= w;
+    grouped_call p = {0};
+    p.c = c; p.cpg = cpg; p.opg = opg; p.stride = round8(opg); p.groups = groups;
+    p.kh = kh; p.kw = kw; p.sy = sy; p.sx = sx; p.dy = dy; p.dx = dx; p.oh = oh; p.ow = ow; p.act = act;
+    p.packed = packed;
+    p.bias = packed + (size_t)groups * taps * cpg * p.stride;
+    for (int b = 0; b < batch; b++) {
+        const float *image = input + (size_t)b * h * w * c;
+        if (inside) {
+            p.x = image;
+            p.ld = (size_t)w * c;
+        } else {
+            /* Row y, column x of the window grid is image (y - pad_top, x - pad_left). */
+            memset(scratch, 0, (size_t)ph * pw * c * sizeof(float));
+            for (int y = 0; y < ph; y++) {
+                const int iy = y - pad_top;
+                if (iy < 0 || iy >= h) continue;
+                const int from = pad_left < 0 ? -pad_left : 0, x0 = pad_left > 0 ? pad_left : 0;
+                int cols = w - from;
+                if (x0 + cols > pw) cols = pw - x0;
+                if (cols > 0) memcpy(scratch + ((size_t)y * pw + x0) * c, image + ((size_t)iy * w + from) * c, (size_t)cols * c * sizeof(float));
+            }
+            p.x = scratch;
+            p.ld = (size_t)pw * c;
+        }
+        p.y = out + (size_t)b * oh * ow * groups * opg;
+#if BNK_X86
+        if (bnk_use_avx512() && opg % 16 == 0) { grouped_avx512(&p); continue; }
+        if (bnk_use_avx2()) { grouped_avx2(&p); continue; }
+#endif
+        grouped_generic(&p);
+    }
+}
+
+const char *bnk_grouped_isa(int opg) {
+#if BNK_X86
+    if (bnk_use_avx512() && opg % 16 == 0) return "avx512";
+    if (bnk_use_avx2()) return "avx2";
+#endif
+    (void)opg;
+    return "generic";
+}
