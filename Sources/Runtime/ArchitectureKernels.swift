@@ -184,8 +184,48 @@ extension Kernels {
 extension Kernels {
     /// Permutes the axes of each sample: output axis i is input axis `perm[i]`. The last output
     /// axis is copied as a strided run; the others step an odometer.
-    static func transpose(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, shape: [Int], perm: [Int]) {
-        let rank = shape.count, size = shape.reduce(1, *)
+    static func transpose(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, shape original: [Int], perm moved: [Int]) {
+        // Input axes that stay next to each other, in order, move as one.
+        var shape: [Int] = [], perm: [Int] = []
+        var merged: [Int: Int] = [:]  // first input axis of each run -> its merged axis
+        var runStarts: [Int] = []
+        for (k, axis) in moved.enumerated() {
+            if k > 0, axis == moved[k - 1] + 1 { continue }
+            runStarts.append(axis)
+        }
+        for axis in runStarts.sorted() {
+            var end = axis + 1
+            while let k = moved.firstIndex(of: end - 1), k + 1 < moved.count, moved[k + 1] == end { end += 1 }
+            merged[axis] = shape.count
+            shape.append(original[axis..<end].reduce(1, *))
+        }
+        perm = runStarts.map { merged[$0]! }
+        let size = shape.reduce(1, *)
+        if perm == [1, 0] || perm == [0, 2, 1] {
+            // Matrices (a × b) to (b × a), one per leading index, in 16 × 16 tiles.
+            let (outer, a, b) = perm.count == 2 ? (1, shape[0], shape[1]) : (shape[0], shape[1], shape[2])
+            for m in 0..<(batch * outer) {
+                let source = x + m * a * b, target = y + m * a * b
+                if a == 2 {
+                    // Two rows interleaved (a channel shuffle of two groups).
+                    let second = source + b
+                    for j in 0..<b {
+                        target[2 * j] = source[j]
+                        target[2 * j + 1] = second[j]
+                    }
+                    continue
+                }
+                for i0 in stride(from: 0, to: a, by: 16) {
+                    for j0 in stride(from: 0, to: b, by: 16) {
+                        for j in j0..<min(j0 + 16, b) {
+                            for i in i0..<min(i0 + 16, a) { target[j * a + i] = source[i * b + j] }
+                        }
+                    }
+                }
+            }
+            return
+        }
+        let rank = shape.count
         var inputStrides = [Int](repeating: 1, count: rank)
         for d in stride(from: rank - 2, through: 0, by: -1) { inputStrides[d] = inputStrides[d + 1] * shape[d + 1] }
         let outShape = perm.map { shape[$0] }, strides = perm.map { inputStrides[$0] }

@@ -150,7 +150,8 @@ public final class Executor: @unchecked Sendable {
         let shapes: [String: [Int]]
         let input: Node
         do {
-            graph = try GraphRewrites.propagatingStrides(try GraphRewrites.fusingHardSwish(original, keeping: Set(observing)),
+            let collapsed = try GraphRewrites.collapsingMovements(original, keeping: Set(observing))
+            graph = try GraphRewrites.propagatingStrides(try GraphRewrites.fusingHardSwish(collapsed, keeping: Set(observing)),
                                                          keeping: Set(observing), batchStatistics: batchNormStatistics == .batch)
             shapes = try graph.inferShapes()
             input = try graph.inputNode()
