@@ -144,6 +144,41 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// PyTorch's SiLU, `x · sigmoid(x)` (a Sigmoid and a Mul of its input), becomes one swish
+    /// fused into the conv; left apart when the Sigmoid is observed, read elsewhere, or of another input.
+    func testSigmoidTimesItsInputBecomesOneSwish() throws {
+        let (h, w, c, out) = (6, 5, 8, 16)
+        let kernel = random.floats(9 * c * out, in: -0.5...0.5), bias = random.floats(out, in: -1...1)
+        for (swapped, observing, extraReader, otherInput, fused) in [
+            (false, [String](), false, false, true), (true, [], false, false, true), (false, ["sig"], false, false, false),
+            (false, [], true, false, false), (false, [], false, true, false),
+        ] {
+            var nodes = [Node(name: "in", operation: .input(shape: [h, w, c]), inputs: [])]
+            nodes.append(Node(name: "conv", operation: .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel),
+                                                                           bias: Tensor(bias), padding: .same)), inputs: ["in"]))
+            nodes.append(Node(name: "other", operation: .activation(.tanh), inputs: ["conv"]))
+            nodes.append(Node(name: "sig", operation: .activation(.sigmoid), inputs: [otherInput ? "other" : "conv"]))
+            nodes.append(Node(name: "silu", operation: .multiply, inputs: swapped ? ["sig", "conv"] : ["conv", "sig"]))
+            nodes.append(Node(name: "y", operation: extraReader ? .add : .merge(.maximum), inputs: extraReader ? ["silu", "sig"] : ["silu", "other"]))
+            let executor = try Executor(graph: try Graph(name: "silu", nodes: nodes, outputs: ["y"]), observing: observing)
+            let operations = executor.stepProfile.map(\.operation)
+            XCTAssertEqual(!operations.contains("multiply"), fused, "\(operations)")
+            let input = random.floats(2 * h * w * c, in: -1...1)
+            let ignore: ExecutionObserver = { _, _, _ in }
+            let y = try executor.run(input, observer: observing.isEmpty ? nil : ignore)
+            for b in 0..<2 {
+                let x = input[(b * h * w * c)..<((b + 1) * h * w * c)].map(Double.init)
+                let conv = ReferenceOps.conv2d(x, h: h, w: w, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias, stride: [1, 1],
+                                               dilation: [1, 1], same: true, groups: 1).values
+                for (k, v) in conv.enumerated() {
+                    let other = Foundation.tanh(v), sig = 1 / (1 + Foundation.exp(-(otherInput ? other : v)))
+                    let e = extraReader ? v * sig + sig : max(v * sig, other)
+                    XCTAssertEqual(Double(y[b * conv.count + k]), e, accuracy: 1e-5 * max(1, abs(e)), "\(observing) k\(k)")
+                }
+            }
+        }
+    }
+
     /// A ZeroPadding2D read only by a conv is folded into the conv's own padding: no padded
     /// copy, the same values as padding first (uneven pads, strides, a depthwise and a separable conv too).
     func testZeroPaddingFoldsIntoTheNextConvolution() throws {
