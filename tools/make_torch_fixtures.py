@@ -6,7 +6,8 @@ Usage: tools/make_torch_fixtures.sh [--out DIR] [--models NAME ...] [--size 96] 
 
 Models: small_cnn (MNIST-sized: Conv → BN → ReLU → MaxPool twice, Flatten, Linear → BN1d → ReLU →
 Linear), se_mobile (depthwise-separable blocks with squeeze-and-excitation, hard-swish, SiLU,
-upsampling and a residual Add), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
+upsampling and a residual Add), shuffle_pool (a channel split and shuffle, ceil-mode max pooling,
+a grouped conv, an average pooling counting its pads), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
 (weights=None) by default; any torchvision.models classifier by name (densenet121,
 shufflenet_v2_x1_0, googlenet, inception_v3, regnet_y_400mf, ...) and segmentation models as
 segmentation.NAME (fcn_resnet50, deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large: the
@@ -69,12 +70,42 @@ class SEMobile(nn.Module):
         return torch.softmax(self.fc(torch.flatten(torch.mean(x, dim=(2, 3), keepdim=True), 1)), dim=1)
 
 
+class ShufflePool(nn.Module):
+    """What torchvision's ShuffleNet, GoogLeNet, Inception and ResNeXt export beyond plain convs,
+    small: SiLU, MaxPool with ceil_mode (the last window overhanging), a channel split (chunk), a
+    one-input torch.cat, the channel shuffle (view / transpose / view on the runtime batch size),
+    a grouped conv (4 groups of 4 inputs) and an AvgPool counting its padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.SiLU())
+        self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.branch = nn.Sequential(nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                    nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8),
+                                    nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.grouped = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.avg = nn.AvgPool2d(3, stride=1, padding=1)
+        self.fc = nn.Linear(32, 6)
+
+    def forward(self, x):
+        x = self.pool(self.stem(x))
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, self.branch(b)], 1)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        x = torch.cat([x], 1)
+        x = self.avg(self.grouped(x))
+        return self.fc(torch.flatten(torch.mean(x, dim=(2, 3)), 1))
+
+
 def build(name, size):
     import torchvision
     if name == "small_cnn":
         return SmallCNN(), (1, 28, 28)
     if name == "se_mobile":
         return SEMobile(), (3, 32, 32)
+    if name == "shuffle_pool":
+        return ShufflePool(), (3, 30, 30)
     if name.startswith("segmentation."):
         # torchvision.models.segmentation: the dict's "out" map (per-pixel classes at input size).
         inner = getattr(torchvision.models.segmentation, name.split(".", 1)[1])(weights=None, weights_backbone=None, aux_loss=False)

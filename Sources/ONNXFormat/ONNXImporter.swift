@@ -11,7 +11,9 @@ struct ConstantArray {
 
     var count: Int { floats?.count ?? ints?.count ?? 0 }
     var asFloats: [Float] { floats ?? (ints ?? []).map { Float($0) } }
-    var asInts: [Int64] { ints ?? (floats ?? []).map { Int64($0) } }
+    /// Float values as integers (a hostile NaN or infinity saturates instead of trapping; the
+    /// callers' range checks then refuse it).
+    var asInts: [Int64] { ints ?? (floats ?? []).map { $0.isNaN ? 0 : Int64(max(-9.0e18, min(9.0e18, $0))) } }
 }
 
 /// An ONNX value while importing: a constant, or a runtime tensor held by an IR node, whose

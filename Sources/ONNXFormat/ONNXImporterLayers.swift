@@ -65,7 +65,8 @@ extension Importer {
         case "Slice":
             // A vector's run (a shape's trailing dimensions: the segmentation heads' resize target).
             let data = inputs[0]
-            guard data.shape.count <= 1, inputs.count >= 3, inputs[1].count == 1, inputs[2].count == 1,
+            guard data.shape.count <= 1, inputs.count >= 3, inputs[1].count == 1, inputs[2].count == 1, inputs[1].ints != nil, inputs[2].ints != nil,
+                  inputs.dropFirst(3).allSatisfy({ $0.ints != nil }),
                   inputs.count < 4 || inputs[3].asInts.allSatisfy({ $0 == 0 || $0 == -1 }),
                   inputs.count < 5 || inputs[4].asInts == [1] else { throw unsupported(node, "a slice of a constant other than a vector's run") }
             let size = Int64(data.count)
@@ -349,13 +350,15 @@ extension Importer {
         let onnxAxis = Int(raw < 0 ? raw + Int64(rank + 1) : raw) - 1
         let size = shape[onnxAxis], outputs = node.output.count
         guard outputs >= 1, !node.output.contains(where: \.isEmpty) else { throw unsupported(node, "unnamed outputs") }
-        var sizes = try constantInput(node, 1)?.asInts.map { Int($0) } ?? node.ints("split")?.map { Int($0) } ?? []
+        let given = try constantInput(node, 1)
+        guard given.map({ $0.ints != nil }) ?? true else { throw unsupported(node, "split sizes that are not integers") }
+        var sizes = (given?.ints ?? node.ints("split") ?? []).map { Int(clamping: $0) }
         if sizes.isEmpty {
             // Equal parts; with num_outputs (opset 18) the last may be smaller.
             let part = (size + outputs - 1) / outputs
             sizes = (0..<outputs).map { min(part, max(size - $0 * part, 0)) }
         }
-        guard sizes.count == outputs, sizes.allSatisfy({ $0 > 0 }), sizes.reduce(0, +) == size else {
+        guard sizes.count == outputs, sizes.allSatisfy({ $0 > 0 && $0 <= size }), sizes.reduce(0, +) == size else {
             throw unsupported(node, "split sizes \(sizes) of an axis of \(size) into \(outputs) outputs")
         }
         var start = 0
