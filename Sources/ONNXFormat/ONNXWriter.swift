@@ -115,15 +115,14 @@ struct Builder {
     // MARK: - Layout
 
     /// ONNX layout → channels last (with the batch axis), and back.
-    static func toChannelsLast(rank: Int) -> [Int64] { rank == 3 ? [0, 2, 3, 1] : [0, 2, 1] }
-    static func toChannelsFirst(rank: Int) -> [Int64] { rank == 3 ? [0, 3, 1, 2] : [0, 2, 1] }
+    static func toChannelsLast(rank: Int) -> [Int64] { [0] + Array(stride(from: 2, through: Int64(rank), by: 1)) + [1] }
+    static func toChannelsFirst(rank: Int) -> [Int64] { [0, Int64(rank)] + (1..<Int64(rank)).map { $0 } }
 
     /// An IR axis (batch excluded) of a rank-`rank` tensor, as an ONNX-layout axis.
     static func axis(_ axis: Int, rank: Int) -> Int64 {
         switch rank {
         case 1: 1
-        case 2: axis == 1 ? 1 : 2
-        default: axis == 2 ? 1 : Int64(axis + 2)
+        default: axis == rank - 1 ? 1 : Int64(axis + 2)
         }
     }
 

@@ -43,7 +43,12 @@ extension Builder {
         }
         let inShapes = node.inputs.map { shapes[$0]! }
         let outShape = shapes[node.name]!
-        guard outShape.count <= 3, inShapes.allSatisfy({ $0.count <= 3 }) else {
+        // Moving values between layouts works at any rank (a channel shuffle's (H, W, 2, C/2) views).
+        let anyRank: Bool = switch node.operation {
+        case .transpose, .reshape, .flatten, .identity, .slice, .concatenate: true
+        default: false
+        }
+        guard anyRank || (outShape.count <= 3 && inShapes.allSatisfy({ $0.count <= 3 })) else {
             throw fail(node, "tensors of rank \(max(outShape.count, inShapes.map(\.count).max() ?? 0)) (up to (height, width, channels) is written)")
         }
         let x = inputs.first ?? ""
