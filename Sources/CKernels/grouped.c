@@ -9,9 +9,10 @@
  * group's outputs padded to a multiple of 8, then the biases padded the same way.
  *
  * AVX2+FMA: 8-lane vectors, tiles of 12 x 1, 6 x 2, 4 x 3 or 2 x 4 vectors (up to 12 accumulators
- * of 16 registers). AVX-512: 16-lane vectors where a group has a multiple of 16 outputs (up to
+ * of 16 registers); groups of 4 outputs (4k inputs, an even number of groups) two a vector, each
+ * group's input values broadcast into its half by an in-lane shuffle, tiles of 8 pixels. AVX-512: 16-lane vectors where a group has a multiple of 16 outputs (up to
  * 24 accumulators of 32 registers); groups of fewer (RegNet's 8, ResNeXt's first stage's 4) run
- * the 8-lane tiles, since a 16-lane vector would be half empty and a 512-bit FMA costs two
+ * the 8-lane tiles and pairs, since a 16-lane vector would be half empty and a 512-bit FMA costs two
  * 256-bit ones on AMD Zen 4. Baseline: plain loops over the same packing. Every output is
  * summed from its bias, tap by tap and channel by channel, in float32 (FMA on the vector paths).
  *
@@ -25,21 +26,34 @@
 
 static int round8(int n) { return (n + 7) / 8 * 8; }
 
+/* Groups of 4 outputs (ResNeXt 32x4d's first stage) go in pairs: one 8-lane vector holds two
+   groups' outputs, lanes 0-3 the even group's, 4-7 the odd one's, and the two groups' input
+   values are broadcast into their halves by one in-lane shuffle each (bnk_grouped_conv2d). */
+static int paired(int groups, int cpg, int opg) { return opg == 4 && cpg % 4 == 0 && groups % 2 == 0; }
+
+/* Where group g's packed weights (rows 8 floats apart, or round8(opg)) and bias start. */
+static size_t weights_at(int g, int taps, int cpg, int opg, int pair) {
+    return pair ? (size_t)(g / 2) * taps * cpg * 8 + (size_t)(g % 2) * 4 : (size_t)g * taps * cpg * round8(opg);
+}
+static size_t bias_at(int g, int opg, int pair) { return pair ? (size_t)(g / 2) * 8 + (size_t)(g % 2) * 4 : (size_t)g * round8(opg); }
+
 size_t bnk_grouped_packed_size(int groups, int taps, int cpg, int opg) {
+    if (paired(groups, cpg, opg)) return (size_t)groups / 2 * ((size_t)taps * cpg + 1) * 8;
     return (size_t)groups * ((size_t)taps * cpg + 1) * round8(opg);
 }
 
 void bnk_grouped_pack(const float *kernel, const float *bias, int groups, int taps, int cpg, int opg, float *packed) {
-    const int n = groups * opg, stride = round8(opg);
-    float *w = packed;
+    const int n = groups * opg, stride = round8(opg), pair = paired(groups, cpg, opg);
+    const size_t biases = pair ? (size_t)groups / 2 * taps * cpg * 8 : (size_t)groups * taps * cpg * stride;
     memset(packed, 0, bnk_grouped_packed_size(groups, taps, cpg, opg) * sizeof(float));
-    for (int g = 0; g < groups; g++)
+    for (int g = 0; g < groups; g++) {
+        float *w = packed + weights_at(g, taps, cpg, opg, pair);
         for (int t = 0; t < taps; t++)
             for (int ci = 0; ci < cpg; ci++, w += stride)
                 for (int o = 0; o < opg; o++) w[o] = kernel[((size_t)t * cpg + ci) * n + (size_t)g * opg + o];
-    if (bias)
-        for (int g = 0; g < groups; g++)
-            for (int o = 0; o < opg; o++) w[(size_t)g * stride + o] = bias[(size_t)g * opg + o];
+        if (bias)
+            for (int o = 0; o < opg; o++) packed[biases + bias_at(g, opg, pair) + o] = bias[(size_t)g * opg + o];
+    }
 }
 
 /* The geometry of one call, the input already bordered or in place: row r of the window grid
@@ -47,7 +61,7 @@ void bnk_grouped_pack(const float *kernel, const float *bias, int groups, int ta
 typedef struct {
     const float *x;
     size_t ld;
-    int c, cpg, opg, stride, groups, kh, kw, sy, sx, dy, dx, oh, ow, act;
+    int c, cpg, opg, stride, groups, kh, kw, sy, sx, dy, dx, oh, ow, act, pair;
     const float *packed, *bias;
     float *y;
 } grouped_call;
@@ -58,11 +72,11 @@ static void grouped_generic(const grouped_call *p) {
         for (int ox = 0; ox < p->ow; ox++) {
             float *out = p->y + ((size_t)oy * p->ow + ox) * n;
             for (int g = 0; g < p->groups; g++) {
-                const float *w = p->packed + (size_t)g * taps * p->cpg * p->stride;
+                const float *w = p->packed + weights_at(g, taps, p->cpg, p->opg, p->pair);
                 float acc[64];
                 for (int o0 = 0; o0 < p->opg; o0 += 64) {
                     const int width = p->opg - o0 < 64 ? p->opg - o0 : 64;
-                    for (int o = 0; o < width; o++) acc[o] = p->bias[(size_t)g * p->stride + o0 + o];
+                    for (int o = 0; o < width; o++) acc[o] = p->bias[bias_at(g, p->opg, p->pair) + o0 + o];
                     for (int ky = 0; ky < p->kh; ky++)
                         for (int kx = 0; kx < p->kw; kx++) {
                             const float *in = p->x + (size_t)(oy * p->sy + ky * p->dy) * p->ld + (size_t)(ox * p->sx + kx * p->dx) * p->c + (size_t)g * p->cpg;
@@ -180,6 +194,66 @@ static void grouped_avx2(const grouped_call *p) {
     }
 }
 
+/* Pairs of groups of 4 outputs: R (<= 8) pixels of one pair. For each tap and each 4 input
+   channels, one load puts the even group's 4 values in lanes 0-3 and the odd group's in 4-7
+   (one 8-float load when the groups have 4 inputs), and an in-lane shuffle per channel
+   broadcasts each group's value into its half. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void tile_pair(const int R, const grouped_call *p, const float *row, const float *w, const float *bias, float *out) {
+    const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;
+    const __m256 b = _mm256_loadu_ps(bias);
+#define DECLARE(r) __m256 a##r = b;
+    FOR_R12(DECLARE)
+#undef DECLARE
+    for (int ky = 0; ky < p->kh; ky++)
+        for (int kx = 0; kx < p->kw; kx++) {
+            const float *in = row + (size_t)ky * p->dy * p->ld + (size_t)kx * p->dx * p->c;
+            const float *wt = w + (size_t)(ky * p->kw + kx) * p->cpg * 8;
+            for (int ci = 0; ci < p->cpg; ci += 4, wt += 32) {
+                const __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8), w2 = _mm256_loadu_ps(wt + 16),
+                             w3 = _mm256_loadu_ps(wt + 24);
+#define FMA(r) if ((r) < R) { const float *x = in + (r) * xs + ci;                                                      \
+                              const __m256 v = p->cpg == 4 ? _mm256_loadu_ps(x)                                          \
+                                  : _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(x)), _mm_loadu_ps(x + p->cpg), 1); \
+                              a##r = _mm256_fmadd_ps(_mm256_permute_ps(v, 0x00), w0, a##r);                             \
+                              a##r = _mm256_fmadd_ps(_mm256_permute_ps(v, 0x55), w1, a##r);                             \
+                              a##r = _mm256_fmadd_ps(_mm256_permute_ps(v, 0xAA), w2, a##r);                             \
+                              a##r = _mm256_fmadd_ps(_mm256_permute_ps(v, 0xFF), w3, a##r); }
+                FOR_R12(FMA)
+#undef FMA
+            }
+        }
+#define STORE(r) if ((r) < R) _mm256_storeu_ps(out + (r) * n, bnk_act256(a##r, p->act));
+    FOR_R12(STORE)
+#undef STORE
+}
+
+__attribute__((target("avx2,fma")))
+static void grouped_pairs_avx2(const grouped_call *p) {
+    const int taps = p->kh * p->kw;
+    const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;
+    for (int oy = 0; oy < p->oh; oy++) {
+        const float *row = p->x + (size_t)oy * p->sy * p->ld;
+        for (int q = 0; q < p->groups / 2; q++) {
+            const float *w = p->packed + (size_t)q * taps * p->cpg * 8, *bias = p->bias + (size_t)q * 8;
+            const float *in = row + (size_t)2 * q * p->cpg;
+            float *out = p->y + (size_t)oy * p->ow * n + (size_t)q * 8;
+            int ox = 0;
+            for (; ox + 8 <= p->ow; ox += 8) tile_pair(8, p, in + ox * xs, w, bias, out + ox * n);
+            switch (p->ow - ox) {
+            case 7: tile_pair(7, p, in + ox * xs, w, bias, out + ox * n); break;
+            case 6: tile_pair(6, p, in + ox * xs, w, bias, out + ox * n); break;
+            case 5: tile_pair(5, p, in + ox * xs, w, bias, out + ox * n); break;
+            case 4: tile_pair(4, p, in + ox * xs, w, bias, out + ox * n); break;
+            case 3: tile_pair(3, p, in + ox * xs, w, bias, out + ox * n); break;
+            case 2: tile_pair(2, p, in + ox * xs, w, bias, out + ox * n); break;
+            case 1: tile_pair(1, p, in + ox * xs, w, bias, out + ox * n); break;
+            default: break;
+            }
+        }
+    }
+}
+
 /* AVX-512: R pixels x V (<= 4) vectors of 16 outputs (the group's outputs a multiple of 16). */
 __attribute__((target("avx512f"), always_inline))
 static inline void tile16(const int R, const int V, const grouped_call *p, const float *row, const float *w, const float *bias,
@@ -292,8 +366,9 @@ void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int 
     grouped_call p = {0};
     p.c = c; p.cpg = cpg; p.opg = opg; p.stride = round8(opg); p.groups = groups;
     p.kh = kh; p.kw = kw; p.sy = sy; p.sx = sx; p.dy = dy; p.dx = dx; p.oh = oh; p.ow = ow; p.act = act;
+    p.pair = paired(groups, cpg, opg);
     p.packed = packed;
-    p.bias = packed + (size_t)groups * taps * cpg * p.stride;
+    p.bias = packed + (p.pair ? (size_t)groups / 2 * taps * cpg * 8 : (size_t)groups * taps * cpg * p.stride);
     for (int b = 0; b < batch; b++) {
         const float *image = input + (size_t)b * h * w * c;
         if (inside) {
@@ -315,6 +390,7 @@ void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int 
         }
         p.y = out + (size_t)b * oh * ow * groups * opg;
 #if BNK_X86
+        if (p.pair && bnk_use_avx2()) { grouped_pairs_avx2(&p); continue; }
         if (bnk_use_avx512() && opg % 16 == 0) { grouped_avx512(&p); continue; }
         if (bnk_use_avx2()) { grouped_avx2(&p); continue; }
 #endif
@@ -324,6 +400,7 @@ void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int 
 
 const char *bnk_grouped_isa(int opg) {
 #if BNK_X86
+    if (opg == 4 && bnk_use_avx2()) return "avx2";
     if (bnk_use_avx512() && opg % 16 == 0) return "avx512";
     if (bnk_use_avx2()) return "avx2";
 #endif

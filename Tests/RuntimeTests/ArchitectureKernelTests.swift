@@ -115,11 +115,14 @@ final class ArchitectureKernelTests: XCTestCase {
     }
 
     /// Grouped convs with several input channels per group (ResNeXt's 4 to 32, RegNet's 8, and
-    /// widths whose last vector is partial: 12, 40, 72), strides, dilation, both paddings, fused
+    /// widths whose last vector is partial: 12, 40, 72; groups of 4 outputs in pairs, with 4 or 8
+    /// inputs, and alone: an odd number of groups, 2 inputs), strides, dilation, both paddings, fused
     /// and separate activations, on one and two threads (the last case is split by rows).
     func testGroupedConvolutionsOverGroupWidths() throws {
         let cases: [(h: Int, w: Int, c: Int, out: Int, groups: Int, k: [Int], stride: Int, dilation: Int, same: Bool, activation: Activation, batch: Int)] = [
             (9, 13, 16, 16, 4, [3, 3], 1, 1, true, .relu, 2),
+            (8, 11, 32, 16, 4, [3, 3], 2, 1, true, .linear, 2),
+            (7, 9, 6, 12, 3, [3, 3], 1, 1, true, .relu6, 2),
             (8, 14, 16, 16, 2, [3, 3], 2, 1, true, .linear, 2),
             (7, 11, 24, 24, 2, [3, 3], 1, 2, false, .relu6, 2),
             (10, 12, 32, 32, 2, [3, 3], 1, 1, true, .sigmoid, 2),
