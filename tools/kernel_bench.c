@@ -119,6 +119,32 @@ static void pointwise_and_depthwise(void) {
                2 * macs / best / 1e9);
         free(x); free(w); free(b); free(y);
     }
+    /* Grouped 3x3 convs ("same"), ResNeXt50 32x4d's four stages at 224 (groups of 4, 8, 16, 32
+       outputs) and RegNetY-400MF's groups of 8, the version bnk_grouped_isa names. */
+    const int gc[][4] = {{56, 128, 32, 1}, {28, 256, 32, 1}, {14, 512, 32, 1}, {7, 1024, 32, 1}, {56, 256, 32, 2}, {14, 208, 26, 1}};
+    for (size_t s = 0; s < sizeof gc / sizeof gc[0]; s++) {
+        const int h = gc[s][0], c = gc[s][1], groups = gc[s][2], st = gc[s][3], cpg = c / groups;
+        const int oh = st == 2 ? h / 2 : h;
+        float *x = random_floats((size_t)h * h * c, -1, 1), *w = random_floats((size_t)9 * cpg * c, -1, 1), *b = random_floats(c, -1, 1);
+        float *packed = malloc(sizeof(float) * bnk_grouped_packed_size(groups, 9, cpg, cpg));
+        float *scratch = malloc(sizeof(float) * bnk_grouped_scratch(c, 3, 3, st, st, 1, 1, oh, oh));
+        float *y = malloc(sizeof(float) * oh * oh * c);
+        bnk_grouped_pack(w, b, groups, 9, cpg, cpg, packed);
+        const double macs = (double)oh * oh * c * 9 * cpg;
+        const int reps = (int)(2e7 / macs) + 3;
+        double best = 1e9;
+        for (int r = 0; r < 20; r++) {
+            double t = now();
+            for (int i = 0; i < reps; i++)
+                bnk_grouped_conv2d(x, 1, h, h, c, groups, 3, 3, st, st, 1, 1, st == 2 ? 0 : 1, st == 2 ? 0 : 1, oh, oh, packed, cpg,
+                                   BNK_ACT_RELU, y, scratch);
+            t = (now() - t) / reps;
+            if (t < best) best = t;
+        }
+        printf("  grouped 3x3 %3dx%3dx%-4d %2d groups of %2d stride %d (%s)  %6.1f GFLOP/s\n", h, h, c, groups, cpg, st,
+               bnk_grouped_isa(cpg), 2 * macs / best / 1e9);
+        free(x); free(w); free(b); free(packed); free(scratch); free(y);
+    }
 }
 
 int main(void) {
@@ -131,7 +157,7 @@ int main(void) {
         bnk_limit_isa(level);
         const char *isa = bnk_gemm_isa();
         if ((level == 2 && strcmp(isa, "avx512") != 0) || (level == 1 && strcmp(isa, "avx2") != 0)) continue;
-        printf("Pointwise and depthwise convs (%s), ReLU6, hot, best of 20:\n", isa);
+        printf("Pointwise, depthwise and grouped convs (%s), ReLU6 (grouped: ReLU), hot, best of 20:\n", isa);
         pointwise_and_depthwise();
     }
     bnk_limit_isa(2);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Kernel measurements (GEMM GFLOP/s on the fixture shapes; sparse vs dense Dense by density).
+# Kernel measurements (GEMM GFLOP/s on the fixture shapes; pointwise, depthwise and grouped convs at
+# each level; sparse vs dense Dense by density).
 # Compiles tools/kernel_bench.c with the project's C kernels and runs it. Results: docs/PERFORMANCE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
