@@ -38,8 +38,9 @@ static size_t weights_at(int g, int taps, int cpg, int opg, int pair) {
 static size_t bias_at(int g, int opg, int pair) { return pair ? (size_t)(g / 2) * 8 + (size_t)(g % 2) * 4 : (size_t)g * round8(opg); }
 
 size_t bnk_grouped_packed_size(int groups, int taps, int cpg, int opg) {
-    if (paired(groups, cpg, opg)) return (size_t)groups / 2 * ((size_t)taps * cpg + 1) * 8;
-    return (size_t)groups * ((size_t)taps * cpg + 1) * round8(opg);
+    /* + 8: the portable loops read whole rows of 8 past a group's last output. */
+    if (paired(groups, cpg, opg)) return (size_t)groups / 2 * ((size_t)taps * cpg + 1) * 8 + 8;
+    return (size_t)groups * ((size_t)taps * cpg + 1) * round8(opg) + 8;
 }
 
 void bnk_grouped_pack(const float *kernel, const float *bias, int groups, int taps, int cpg, int opg, float *packed) {
@@ -66,29 +67,44 @@ typedef struct {
     float *y;
 } grouped_call;
 
+/* Portable: 4 pixels x 8 outputs at a time, loops of fixed length over the packed rows (which
+   the compiler vectorizes, with NEON on arm64); lanes past a group's outputs read padding or the
+   next group's weights (the packing keeps 8 floats of slack) and are not stored. */
 static void grouped_generic(const grouped_call *p) {
     const int taps = p->kh * p->kw, n = p->groups * p->opg;
+    const size_t xs = (size_t)p->sx * p->c;
     for (int oy = 0; oy < p->oh; oy++)
-        for (int ox = 0; ox < p->ow; ox++) {
-            float *out = p->y + ((size_t)oy * p->ow + ox) * n;
-            for (int g = 0; g < p->groups; g++) {
-                const float *w = p->packed + weights_at(g, taps, p->cpg, p->opg, p->pair);
-                float acc[64];
-                for (int o0 = 0; o0 < p->opg; o0 += 64) {
-                    const int width = p->opg - o0 < 64 ? p->opg - o0 : 64;
-                    for (int o = 0; o < width; o++) acc[o] = p->bias[bias_at(g, p->opg, p->pair) + o0 + o];
+        for (int g = 0; g < p->groups; g++) {
+            const float *w = p->packed + weights_at(g, taps, p->cpg, p->opg, p->pair);
+            const float *bias = p->bias + bias_at(g, p->opg, p->pair);
+            for (int o0 = 0; o0 < p->opg; o0 += 8) {
+                const int width = p->opg - o0 < 8 ? p->opg - o0 : 8;
+                for (int ox0 = 0; ox0 < p->ow; ox0 += 4) {
+                    const int pixels = p->ow - ox0 < 4 ? p->ow - ox0 : 4;
+                    float acc[4][8];
+                    for (int r = 0; r < 4; r++)
+                        for (int o = 0; o < 8; o++) acc[r][o] = bias[o0 + o];
                     for (int ky = 0; ky < p->kh; ky++)
                         for (int kx = 0; kx < p->kw; kx++) {
-                            const float *in = p->x + (size_t)(oy * p->sy + ky * p->dy) * p->ld + (size_t)(ox * p->sx + kx * p->dx) * p->c + (size_t)g * p->cpg;
+                            const float *in = p->x + (size_t)(oy * p->sy + ky * p->dy) * p->ld + (size_t)(ox0 * p->sx + kx * p->dx) * p->c
+                                              + (size_t)g * p->cpg;
                             const float *wt = w + (size_t)(ky * p->kw + kx) * p->cpg * p->stride + o0;
-                            for (int ci = 0; ci < p->cpg; ci++)
-                                for (int o = 0; o < width; o++) acc[o] += in[ci] * wt[(size_t)ci * p->stride + o];
+                            for (int ci = 0; ci < p->cpg; ci++) {
+                                const float *wr = wt + (size_t)ci * p->stride;
+                                for (int r = 0; r < pixels; r++) {
+                                    const float xv = in[r * xs + ci];
+                                    for (int o = 0; o < 8; o++) acc[r][o] += xv * wr[o];
+                                }
+                            }
                         }
-                    for (int o = 0; o < width; o++) {
-                        float v = acc[o];
-                        if (p->act == BNK_ACT_RELU || p->act == BNK_ACT_RELU6) v = v > 0 ? v : 0;
-                        if (p->act == BNK_ACT_RELU6) v = v < 6 ? v : 6;
-                        out[(size_t)g * p->opg + o0 + o] = v;
+                    for (int r = 0; r < pixels; r++) {
+                        float *out = p->y + ((size_t)oy * p->ow + ox0 + r) * n + (size_t)g * p->opg + o0;
+                        for (int o = 0; o < width; o++) {
+                            float v = acc[r][o];
+                            if (p->act == BNK_ACT_RELU || p->act == BNK_ACT_RELU6) v = v > 0 ? v : 0;
+                            if (p->act == BNK_ACT_RELU6) v = v < 6 ? v : 6;
+                            out[o] = v;
+                        }
                     }
                 }
             }
