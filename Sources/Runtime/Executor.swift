@@ -1444,21 +1444,14 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .conv2d(kernel, panels, bias, geometry, groups, activation):
-            if groups == 1 {
-                let scratch = arena.scratch(Kernels.patchScratch(geometry, batch: batch))
-                kernel.withUnsafeValues { w in
-                    Weights.optional(bias) { b in
-                        Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
-                                           residual: residual(inputs), activation: activation, output: y, scratch: scratch)
-                    }
+            // Grouped convs are planned as `.depthwise` or `.grouped`.
+            precondition(groups == 1, "a grouped conv planned as a GEMM")
+            let scratch = arena.scratch(Kernels.patchScratch(geometry, batch: batch))
+            kernel.withUnsafeValues { w in
+                Weights.optional(bias) { b in
+                    Kernels.conv2dGEMM(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
+                                       residual: residual(inputs), activation: activation, output: y, scratch: scratch)
                 }
-            } else {
-                kernel.withUnsafeValues { w in
-                    Weights.optional(bias) { b in
-                        Kernels.conv2d(input: x, batch: batch, geometry, groups: groups, kernel: w.baseAddress!, bias: b, output: y)
-                    }
-                }
-                Kernels.activate(y, count: count, channels: geometry.outChannels, kind: activation)
             }
         case let .conv2dMaxPool(kernel, bias, geometry, activation):
             kernel.withUnsafeValues { w in

@@ -3,8 +3,8 @@ import Foundation
 
 /// The CPU kernels. Tensors are batches of samples laid out contiguously,
 /// channels (the last axis) fastest: (N, features) or (N, H, W, C).
-/// Dense, Conv2D (groups = 1) and pooling call the SIMD kernels in CKernels;
-/// grouped and depthwise convolutions, padding and activations are here.
+/// Dense, Conv2D, depthwise and pooling call the SIMD kernels in CKernels (grouped
+/// convolutions through `GroupedConvolution`); padding and some element-wise steps are here.
 /// Only this file and the executor touch raw pointers.
 package enum Kernels {
     /// The GEMM epilogue code for an activation (linear, ReLU, ReLU6, sigmoid), or nil when it runs separately.
@@ -363,53 +363,6 @@ package enum Kernels {
             g.padTop += top
             g.padLeft += left
             return g
-        }
-    }
-
-    /// Calls `body(output, input, tap)` for every output pixel of every image and
-    /// every kernel tap whose input pixel lies inside the image (the padding adds
-    /// nothing); each output pixel starts as the bias or zeros.
-    @inline(__always)
-    private static func forEachTap(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, bias: UnsafePointer<Float>?,
-                                   output: UnsafeMutablePointer<Float>,
-                                   _ body: (UnsafeMutablePointer<Float>, UnsafePointer<Float>, Int) -> Void) {
-        let inImage = g.inHeight * g.inWidth * g.inChannels
-        let outImage = g.outHeight * g.outWidth * g.outChannels
-        for b in 0..<batch {
-            let image = input + b * inImage
-            for oy in 0..<g.outHeight {
-                for ox in 0..<g.outWidth {
-                    let y = output + b * outImage + (oy * g.outWidth + ox) * g.outChannels
-                    if let bias { y.update(from: bias, count: g.outChannels) } else { y.update(repeating: 0, count: g.outChannels) }
-                    for ky in 0..<g.kernelHeight {
-                        let iy = oy * g.strideY - g.padTop + ky * g.dilationY
-                        if iy < 0 || iy >= g.inHeight { continue }
-                        for kx in 0..<g.kernelWidth {
-                            let ix = ox * g.strideX - g.padLeft + kx * g.dilationX
-                            if ix < 0 || ix >= g.inWidth { continue }
-                            body(y, image + (iy * g.inWidth + ix) * g.inChannels, ky * g.kernelWidth + kx)
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Grouped 2-D convolution, kernel (kh, kw, in/groups, out).
-    static func conv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, groups: Int,
-                       kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
-        let cpg = g.inChannels / groups, opg = g.outChannels / groups
-        forEachTap(input: input, batch: batch, g, bias: bias, output: output) { y, x, tap in
-            let taps = kernel + tap * cpg * g.outChannels
-            for group in 0..<groups {
-                let yg = y + group * opg
-                for ci in 0..<cpg {
-                    let xv = x[group * cpg + ci]
-                    if xv == 0 { continue }
-                    let w = taps + ci * g.outChannels + group * opg
-                    for o in 0..<opg { yg[o] += xv * w[o] }
-                }
-            }
         }
     }
 
