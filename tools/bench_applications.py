@@ -67,6 +67,7 @@ def main():
     parser.add_argument("--isa", choices=["avx512", "avx2", "generic"], default=None)
     parser.add_argument("--onnx", nargs="+", default=[], help="ONNX files to run as they are (PyTorch exports, BN kept), after --models")
     args = parser.parse_args()
+    import onnx
     import onnxruntime as ort
     import openvino as ov
     import tf2onnx
@@ -104,7 +105,8 @@ def main():
             name = os.path.splitext(os.path.basename(onnx_path))[0]
             binary = os.path.join(tmp, name + ".bin")
             subprocess.run([args.bnconv, "fold", onnx_path, "-o", binary], check=True, capture_output=True)
-            dims = [d.dim_value for d in __import__("onnx").load(onnx_path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim[1:]]
+            graph_input = onnx.load(onnx_path, load_external_data=False).graph.input[0]
+            dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim[1:]]
             count = max(args.batches) * 2
             x = np.random.default_rng(1).standard_normal((count, *dims)).astype(np.float32)
             compare(args, env, core, tmp, name, dims[-1], binary, onnx_path, x)

@@ -113,6 +113,15 @@ static void grouped_generic(const grouped_call *p) {
 
 #if BNK_X86
 #define FOR_R12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+/* CALL(r) for the r (1 to 11) pixels a row has left after its whole tiles, r a constant in each
+   case so every tile keeps its accumulators in registers. */
+#define REST_CASES(rest, CALL)                                                                  \
+    switch (rest) {                                                                             \
+    case 11: CALL(11); break; case 10: CALL(10); break; case 9: CALL(9); break;                 \
+    case 8: CALL(8); break; case 7: CALL(7); break; case 6: CALL(6); break;                     \
+    case 5: CALL(5); break; case 4: CALL(4); break; case 3: CALL(3); break;                     \
+    case 2: CALL(2); break; case 1: CALL(1); break; default: break;                             \
+    }
 
 /* R pixels x V (<= 4) vectors of 8 outputs of one group, from output pixel `first` of a row. */
 __attribute__((target("avx2,fma"), always_inline))
@@ -155,35 +164,17 @@ static inline void tile8(const int R, const int V, const grouped_call *p, const 
 #undef STORE
 }
 
-/* One group's vectors v0..v0+V of a whole output row, in tiles of up to 12 / V pixels. */
-#define ROW8(V, TILE)                                                                                    \
-    __attribute__((target("avx2,fma"))) static void row8_##V(const grouped_call *p, const float *row, const float *w, \
-                                                             const float *bias, float *out, int left) {  \
-        const int most = (TILE);                                                                         \
-        const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;                          \
-        int ox = 0;                                                                                      \
-        for (; ox + most <= p->ow; ox += most) tile8(most, V, p, row + ox * xs, w, bias, out + ox * n, left); \
-        const int rest = p->ow - ox;                                                                     \
-        switch (rest) {                                                                                  \
-        case 11: tile8(11 < most ? 11 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;  \
-        case 10: tile8(10 < most ? 10 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;  \
-        case 9: tile8(9 < most ? 9 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
-        case 8: tile8(8 < most ? 8 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
-        case 7: tile8(7 < most ? 7 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
-        case 6: tile8(6 < most ? 6 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
-        case 5: tile8(5 < most ? 5 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
-        case 4: tile8(4 < most ? 4 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
-        case 3: tile8(3 < most ? 3 : most, V, p, row + ox * xs, w, bias, out + ox * n, left); break;     \
-        case 2: tile8(2, V, p, row + ox * xs, w, bias, out + ox * n, left); break;                       \
-        case 1: tile8(1, V, p, row + ox * xs, w, bias, out + ox * n, left); break;                       \
-        default: break;                                                                                  \
-        }                                                                                                \
-    }
-ROW8(1, 12)
-ROW8(2, 6)
-ROW8(3, 4)
-ROW8(4, 2)
-#undef ROW8
+/* One group's vectors v0..v0+V of a whole output row, in tiles of `most` pixels (12 / V). */
+__attribute__((target("avx2,fma"), always_inline))
+static inline void row8(const int V, const int most, const grouped_call *p, const float *row, const float *w, const float *bias,
+                        float *out, int left) {
+    const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;
+    int ox = 0;
+    for (; ox + most <= p->ow; ox += most) tile8(most, V, p, row + ox * xs, w, bias, out + ox * n, left);
+#define TAIL(r) tile8((r) < most ? (r) : most, V, p, row + ox * xs, w, bias, out + ox * n, left)
+    REST_CASES(p->ow - ox, TAIL)
+#undef TAIL
+}
 
 __attribute__((target("avx2,fma")))
 static void grouped_avx2(const grouped_call *p) {
@@ -200,10 +191,10 @@ static void grouped_avx2(const grouped_call *p) {
                 const int left = p->opg - 8 * (v0 + V - 1);
                 const float *in = row + (size_t)g * p->cpg;
                 switch (V) {
-                case 1: row8_1(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
-                case 2: row8_2(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
-                case 3: row8_3(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
-                default: row8_4(p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                case 1: row8(1, 12, p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                case 2: row8(2, 6, p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                case 3: row8(3, 4, p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
+                default: row8(4, 2, p, in, w + 8 * v0, bias + 8 * v0, out + 8 * v0, left); break;
                 }
             }
         }
@@ -256,16 +247,9 @@ static void grouped_pairs_avx2(const grouped_call *p) {
             float *out = p->y + (size_t)oy * p->ow * n + (size_t)q * 8;
             int ox = 0;
             for (; ox + 8 <= p->ow; ox += 8) tile_pair(8, p, in + ox * xs, w, bias, out + ox * n);
-            switch (p->ow - ox) {
-            case 7: tile_pair(7, p, in + ox * xs, w, bias, out + ox * n); break;
-            case 6: tile_pair(6, p, in + ox * xs, w, bias, out + ox * n); break;
-            case 5: tile_pair(5, p, in + ox * xs, w, bias, out + ox * n); break;
-            case 4: tile_pair(4, p, in + ox * xs, w, bias, out + ox * n); break;
-            case 3: tile_pair(3, p, in + ox * xs, w, bias, out + ox * n); break;
-            case 2: tile_pair(2, p, in + ox * xs, w, bias, out + ox * n); break;
-            case 1: tile_pair(1, p, in + ox * xs, w, bias, out + ox * n); break;
-            default: break;
-            }
+#define TAIL(r) tile_pair((r) < 8 ? (r) : 8, p, in + ox * xs, w, bias, out + ox * n)
+            REST_CASES(p->ow - ox, TAIL)
+#undef TAIL
         }
     }
 }
@@ -306,34 +290,17 @@ static inline void tile16(const int R, const int V, const grouped_call *p, const
 #undef STORE
 }
 
-#define ROW16(V, TILE)                                                                                   \
-    __attribute__((target("avx512f"))) static void row16_##V(const grouped_call *p, const float *row, const float *w, \
-                                                             const float *bias, float *out) {            \
-        const int most = (TILE);                                                                         \
-        const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;                          \
-        int ox = 0;                                                                                      \
-        for (; ox + most <= p->ow; ox += most) tile16(most, V, p, row + ox * xs, w, bias, out + ox * n); \
-        const int rest = p->ow - ox;                                                                     \
-        switch (rest) {                                                                                  \
-        case 11: tile16(11 < most ? 11 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;       \
-        case 10: tile16(10 < most ? 10 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;       \
-        case 9: tile16(9 < most ? 9 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 8: tile16(8 < most ? 8 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 7: tile16(7 < most ? 7 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 6: tile16(6 < most ? 6 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 5: tile16(5 < most ? 5 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 4: tile16(4 < most ? 4 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 3: tile16(3 < most ? 3 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 2: tile16(2 < most ? 2 : most, V, p, row + ox * xs, w, bias, out + ox * n); break;          \
-        case 1: tile16(1, V, p, row + ox * xs, w, bias, out + ox * n); break;                            \
-        default: break;                                                                                  \
-        }                                                                                                \
-    }
-ROW16(1, 12)
-ROW16(2, 12)
-ROW16(3, 7)
-ROW16(4, 6)
-#undef ROW16
+/* One group's 16-lane vectors v0..v0+V of a whole output row, in tiles of `most` pixels. */
+__attribute__((target("avx512f"), always_inline))
+static inline void row16(const int V, const int most, const grouped_call *p, const float *row, const float *w, const float *bias,
+                         float *out) {
+    const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;
+    int ox = 0;
+    for (; ox + most <= p->ow; ox += most) tile16(most, V, p, row + ox * xs, w, bias, out + ox * n);
+#define TAIL(r) tile16((r) < most ? (r) : most, V, p, row + ox * xs, w, bias, out + ox * n)
+    REST_CASES(p->ow - ox, TAIL)
+#undef TAIL
+}
 
 __attribute__((target("avx512f")))
 static void grouped_avx512(const grouped_call *p) {
@@ -349,10 +316,10 @@ static void grouped_avx512(const grouped_call *p) {
             for (int v0 = 0; v0 < vectors; v0 += 4) {
                 const int V = vectors - v0 < 4 ? vectors - v0 : 4;
                 switch (V) {
-                case 1: row16_1(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
-                case 2: row16_2(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
-                case 3: row16_3(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
-                default: row16_4(p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                case 1: row16(1, 12, p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                case 2: row16(2, 12, p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                case 3: row16(3, 7, p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
+                default: row16(4, 6, p, in, w + 16 * v0, bias + 16 * v0, out + 16 * v0); break;
                 }
             }
         }
