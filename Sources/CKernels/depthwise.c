@@ -444,7 +444,7 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
     const int prefetch = (act & BNK_DW_PREFETCH) != 0;
     const int rin = act & BNK_DW_RELU_INPUT;
     act &= ~(BNK_DW_RELU_INPUT | BNK_DW_PREFETCH);
-    const int after = act == BNK_ACT_SIGMOID || act == BNK_ACT_SWISH || act == BNK_ACT_HARD_SWISH ? act : BNK_ACT_LINEAR;
+    const int after = act == BNK_ACT_SIGMOID || act == BNK_ACT_SWISH || act == BNK_ACT_HARD_SWISH || act == BNK_ACT_GELU ? act : BNK_ACT_LINEAR;
     if (act != BNK_ACT_RELU && act != BNK_ACT_RELU6) act = BNK_ACT_LINEAR;
     act |= rin;    /* each version below takes the flag with the store's activation */
 #if BNK_X86

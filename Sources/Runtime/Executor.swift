@@ -151,7 +151,8 @@ public final class Executor: @unchecked Sendable {
         let input: Node
         do {
             let collapsed = try GraphRewrites.collapsingMovements(original, keeping: Set(observing))
-            let swish = try GraphRewrites.fusingSwish(collapsed, keeping: Set(observing))
+            let swish = try GraphRewrites.fusingGelu(try GraphRewrites.fusingSwish(collapsed, keeping: Set(observing)),
+                                                     keeping: Set(observing))
             graph = try GraphRewrites.propagatingStrides(try GraphRewrites.fusingHardSwish(swish, keeping: Set(observing)),
                                                          keeping: Set(observing), batchStatistics: batchNormStatistics == .batch)
             shapes = try graph.inferShapes()

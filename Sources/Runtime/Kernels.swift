@@ -21,6 +21,7 @@ package enum Kernels {
         case .sigmoid: Int32(BNK_ACT_SIGMOID)
         case .swish: Int32(BNK_ACT_SWISH)
         case .hardSwish: Int32(BNK_ACT_HARD_SWISH)
+        case .gelu: Int32(BNK_ACT_GELU)
         default: nil
         }
     }

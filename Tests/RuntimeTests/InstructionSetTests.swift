@@ -40,6 +40,7 @@ final class InstructionSetTests: XCTestCase {
         try executor.testConcurrentCallsAndThreadCountsGiveTheSameOutputs()
         let split = SplitAndFusionTests(name: "level \(level)", testClosure: { _ in })
         try split.testElementwiseActivationsAgainstFormulasWithoutSubnormals()
+        try split.testGeluIsRelativelyAccurateOnItsNegativeSide()
         try split.testActivationsFusedIntoDenseAndAdd()
         try split.testChannelScaleInEitherOrder()
         try split.testZeroPaddingFoldsIntoTheNextConvolution()

@@ -18,6 +18,7 @@ final class SplitAndFusionTests: XCTestCase {
         (.sigmoid, { 1 / (1 + Foundation.exp(-$0)) }),
         (.swish, { $0 / (1 + Foundation.exp(-$0)) }),
         (.hardSwish, { $0 * min(max($0 + 3, 0), 6) / 6 }),
+        (.gelu(approximate: false), { 0.5 * $0 * (1 + Foundation.erf($0 / 2.0.squareRoot())) }),
     ]
 
     /// Relative to the value, absolute near zero.
@@ -36,6 +37,18 @@ final class SplitAndFusionTests: XCTestCase {
                 assertClose(value, formula(Double(input)), "\(activation)(\(input))")
                 XCTAssertFalse(value.isSubnormal, "\(activation)(\(input)) = \(value) is subnormal")
             }
+        }
+    }
+
+    /// The exact GELU's vectorized form (through erfc) keeps its relative accuracy where
+    /// 1 + erf(x/√2) is tiny: within 1e-6 of the value in Double down to x = −12.
+    func testGeluIsRelativelyAccurateOnItsNegativeSide() throws {
+        let x = (0..<241).map { Float(-12 + Double($0) * 0.1) } + random.floats(59, in: -12...3)
+        let graph = try Graph.sequential(name: "g", inputShape: [x.count], layers: [("g", .activation(.gelu(approximate: false)))])
+        let y = try Executor(graph: graph).run(x)
+        for (value, input) in zip(y, x) {
+            let v = Double(input), expected = v < 0 ? 0.5 * v * Foundation.erfc(-v / 2.0.squareRoot()) : 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot()))
+            XCTAssertEqual(Double(value), expected, accuracy: 1e-6 * abs(expected), "gelu(\(input))")
         }
     }
 
@@ -176,6 +189,43 @@ final class SplitAndFusionTests: XCTestCase {
                     XCTAssertEqual(Double(y[b * conv.count + k]), e, accuracy: 1e-5 * max(1, abs(e)), "\(observing) k\(k)")
                 }
             }
+        }
+    }
+
+    /// The exact GELU as PyTorch exports it (x/√2, erf, +1, times x, halved) and as bnkit's ONNX
+    /// writer does (x halved first) becomes one gelu fused into the Dense; not when a step of the
+    /// chain is observed.
+    func testErfChainsBecomeOneGelu() throws {
+        let (inputs, units) = (5, 12)
+        let kernel = random.floats(inputs * units, in: -1...1), bias = random.floats(units, in: -1...1)
+        func uniform(_ scale: Float, _ shift: Float) throws -> Op {
+            .affine(try Affine(scale: Tensor([Float](repeating: scale, count: units)), shift: Tensor([Float](repeating: shift, count: units))))
+        }
+        for (halvedFirst, observing, fused) in [(false, [String](), true), (true, [], true), (false, ["erf"], false)] {
+            var nodes = [
+                Node(name: "in", operation: .input(shape: [inputs]), inputs: []),
+                Node(name: "x", operation: .dense(try Dense(kernel: Tensor(shape: [inputs, units], values: kernel), bias: Tensor(bias),
+                                                            activation: .linear)), inputs: ["in"]),
+                Node(name: "scaled", operation: try uniform(Float(0.5.squareRoot()), 0), inputs: ["x"]),
+                Node(name: "erf", operation: .activation(.erf), inputs: ["scaled"]),
+                Node(name: "shifted", operation: try uniform(1, 1), inputs: ["erf"]),
+            ]
+            if halvedFirst {
+                nodes.append(Node(name: "half", operation: try uniform(0.5, 0), inputs: ["x"]))
+                nodes.append(Node(name: "y", operation: .multiply, inputs: ["half", "shifted"]))
+            } else {
+                nodes.append(Node(name: "product", operation: .multiply, inputs: ["shifted", "x"]))
+                nodes.append(Node(name: "y", operation: try uniform(0.5, 0), inputs: ["product"]))
+            }
+            let executor = try Executor(graph: try Graph(name: "gelu", nodes: nodes, outputs: ["y"]), observing: observing)
+            XCTAssertEqual(executor.stepProfile.map(\.operation) == ["dense"], fused, "\(executor.stepProfile.map(\.operation))")
+            let input = random.floats(3 * inputs, in: -2...2)
+            let ignore: ExecutionObserver = { _, _, _ in }
+            let y = try executor.run(input, observer: observing.isEmpty ? nil : ignore)
+            for b in 0..<3 { for o in 0..<units {
+                let v = (0..<inputs).reduce(Double(bias[o])) { $0 + Double(input[b * inputs + $1]) * Double(kernel[$1 * units + o]) }
+                assertClose(y[b * units + o], 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot())), "\(halvedFirst) \(observing) o\(o)")
+            } }
         }
     }
 

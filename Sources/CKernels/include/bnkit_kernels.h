@@ -11,7 +11,9 @@ enum {
     BNK_ACT_SIGMOID = 3,
     /* Only in bnk_activate / bnk_add (the GEMMs take codes 0-3). */
     BNK_ACT_SWISH = 4,
-    BNK_ACT_HARD_SWISH = 5
+    BNK_ACT_HARD_SWISH = 5,
+    /* GELU, exact (erf) form: 0.5·x·(1 + erf(x/√2)), by erfc (max rel. error ~4e-7). */
+    BNK_ACT_GELU = 6
 };
 
 /* C[m][n] = act(bias[n] + sum_k A[m][k] * B[k][n]) for m < M, n < N.
@@ -150,7 +152,7 @@ void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int 
 const char *bnk_grouped_isa(int opg);
 
 /* y = act(x) for n values (x == y allowed): linear (a copy), ReLU, ReLU6, sigmoid, swish
-   x·sigmoid(x), hard swish x·(relu6(x + 3) / 6); exp by a polynomial (max rel. error ~2e-7). */
+   x·sigmoid(x), hard swish x·(relu6(x + 3) / 6), GELU; exp by a polynomial (max rel. error ~2e-7). */
 void bnk_activate(const float *x, float *y, size_t n, int act);
 /* y = act(a + b) for n values (y may be a or b). */
 void bnk_add(const float *a, const float *b, float *y, size_t n, int act);
