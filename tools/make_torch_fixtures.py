@@ -7,7 +7,9 @@ Usage: tools/make_torch_fixtures.sh [--out DIR] [--models NAME ...] [--size 96] 
 Models: small_cnn (MNIST-sized: Conv → BN → ReLU → MaxPool twice, Flatten, Linear → BN1d → ReLU →
 Linear), se_mobile (depthwise-separable blocks with squeeze-and-excitation, hard-swish, SiLU,
 upsampling and a residual Add), shuffle_pool (a channel split and shuffle, ceil-mode max pooling,
-a grouped conv, an average pooling counting its pads), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
+a grouped conv, an average pooling counting its pads), convnext_blocks (torchvision's own ConvNeXt
+block and LayerNorm2d after a Conv → BN stem: permutes to channels-last, LayerNorm, Linear, the
+exact GELU, a layer scale), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
 (weights=None) by default; any torchvision.models classifier by name (densenet121,
 shufflenet_v2_x1_0, googlenet, inception_v3, regnet_y_400mf, ...) and segmentation models as
 segmentation.NAME (fcn_resnet50, deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large: the
@@ -98,6 +100,34 @@ class ShufflePool(nn.Module):
         return self.fc(torch.flatten(torch.mean(x, dim=(2, 3)), 1))
 
 
+class ConvNeXtBlocks(nn.Module):
+    """torchvision's ConvNeXt parts (CNBlock: a 7×7 depthwise conv, then channels-last LayerNorm,
+    Linear, GELU, Linear and a per-channel layer scale; LayerNorm2d; a 2×2 stride-2 downsampling
+    conv), after a Conv → BN stem so that there is a BN to fold; layer scales and LayerNorm
+    parameters random, as trained ones are."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.convnext import CNBlock, LayerNorm2d
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 2, stride=2, bias=False), nn.BatchNorm2d(16))
+        self.stage1 = CNBlock(16, layer_scale=1.0, stochastic_depth_prob=0.0)
+        self.down = nn.Sequential(LayerNorm2d(16, eps=1e-6), nn.Conv2d(16, 32, 2, stride=2))
+        self.stage2 = CNBlock(32, layer_scale=1.0, stochastic_depth_prob=0.0)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), LayerNorm2d(32, eps=1e-6), nn.Flatten(1), nn.Linear(32, 7))
+        generator = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.endswith("layer_scale"):
+                    p.copy_(torch.rand(p.shape, generator=generator) + 0.5)
+            for m in self.modules():
+                if isinstance(m, nn.LayerNorm):
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=generator) + 0.5)
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)
+
+    def forward(self, x):
+        return self.head(self.stage2(self.down(self.stage1(self.stem(x)))))
+
+
 def build(name, size):
     import torchvision
     if name == "small_cnn":
@@ -106,6 +136,8 @@ def build(name, size):
         return SEMobile(), (3, 32, 32)
     if name == "shuffle_pool":
         return ShufflePool(), (3, 30, 30)
+    if name == "convnext_blocks":
+        return ConvNeXtBlocks(), (3, 24, 24)
     if name.startswith("segmentation."):
         # torchvision.models.segmentation: the dict's "out" map (per-pixel classes at input size).
         inner = getattr(torchvision.models.segmentation, name.split(".", 1)[1])(weights=None, weights_backbone=None, aux_loss=False)

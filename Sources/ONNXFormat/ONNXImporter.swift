@@ -35,6 +35,11 @@ struct Importer {
     var names: Set<String> = []
     /// The static batch size the input declares (1 for most PyTorch exports), if any.
     var declaredBatch: Int64?
+    /// Values held in another axis order than the standard one (ONNXImporterArrangement).
+    var arranged: [String: [Int]] = [:]
+    /// How many node inputs read each value, and the graph's outputs.
+    var readers: [String: Int] = [:]
+    var graphOutputs: Set<String> = []
 
     init(path: String, opset: Int) {
         self.path = path
@@ -215,12 +220,15 @@ struct Importer {
         // The one change of layout: (C, H, W) as fed → channels-last.
         let irInput = sample.count >= 2 ? try permute(inputNode, Self.toIROrder(rank: sample.count), base: input.name + "/to_nhwc") : inputNode
         values[input.name] = .tensor(node: irInput, shape: sample)
+        for node in graph.node { for name in node.input { readers[name, default: 0] += 1 } }
+        graphOutputs = Set(graph.output.map(\.name))
         for node in graph.node {
             try importNode(node)
         }
         guard graph.output.count == 1, let output = graph.output.first else {
             throw damaged("the graph has \(graph.output.count) outputs; one is supported")
         }
+        try standardize(output.name, base: output.name)
         guard case let .tensor(node, shape)? = values[output.name] else { throw damaged("output '\(output.name)' is not computed by the graph") }
         // A map output in the layout the graph declares.
         let last = shape.count >= 2 ? try permute(node, Self.toONNXOrder(rank: shape.count), base: output.name + "/to_nchw") : node

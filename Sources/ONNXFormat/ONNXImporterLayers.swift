@@ -196,22 +196,25 @@ extension Importer {
 
     // MARK: - Element-wise
 
-    /// The per-channel values of a constant broadcast against a tensor of per-sample shape `shape`:
-    /// a scalar, or (C, 1, …, 1) with optional leading ones. nil for anything else.
-    func perChannel(_ c: ConstantArray, shape: [Int]) -> [Float]? {
+    /// The per-channel values of a constant broadcast (NumPy's rules) against a tensor of
+    /// per-sample shape `shape` along its axis `channelAxis`: a scalar, or ones but there. nil
+    /// for anything else.
+    func perChannel(_ c: ConstantArray, shape: [Int], channelAxis: Int = 0) -> [Float]? {
         var dims = c.shape
         while dims.count > shape.count, dims.first == 1 { dims.removeFirst() }
         let values = c.asFloats
-        if values.count == 1 { return [Float](repeating: values[0], count: shape[0]) }
-        guard dims.count == shape.count, dims[0] == shape[0], dims.dropFirst().allSatisfy({ $0 == 1 }) else {
-            // (N, F) with a (F,) constant.
-            if shape.count == 1, dims == shape { return values }
-            return nil
-        }
+        if values.count == 1 { return [Float](repeating: values[0], count: shape[channelAxis]) }
+        while dims.count < shape.count { dims.insert(1, at: 0) }
+        guard dims.count == shape.count, dims[channelAxis] == shape[channelAxis],
+              dims.indices.allSatisfy({ $0 == channelAxis || dims[$0] == 1 }) else { return nil }
         return values
     }
 
-    mutating func elementwise(_ node: Onnx_NodeProto) throws {
+    /// Add, Sub, Mul, Div, Max, Min, Sum, Mean. With `channelAxis` (a value in another axis order,
+    /// whose last IR axis is that ONNX axis), false instead of an error for a constant that is not
+    /// per channel.
+    @discardableResult
+    mutating func elementwise(_ node: Onnx_NodeProto, channelAxis: Int? = nil) throws -> Bool {
         let base = baseName(node)
         let inputs = try node.input.map { try value($0, of: node) }
         let tensors = inputs.compactMap { if case let .tensor(n, s) = $0 { (n, s) } else { nil } }
@@ -230,14 +233,19 @@ extension Importer {
             case "Mean": op = .merge(.average)
             default: throw unsupported(node, "dividing by a computed tensor")
             }
-            if tensors.count == 1 { return try setTensor(node, tensors[0].0, shape: tensors[0].1) }
-            return try setTensor(node, try emit(base, op, tensors.map(\.0), for: node), shape: shape)
+            if tensors.count == 1 {
+                try setTensor(node, tensors[0].0, shape: tensors[0].1)
+            } else {
+                try setTensor(node, try emit(base, op, tensors.map(\.0), for: node), shape: shape)
+            }
+            return true
         }
         // One tensor and one constant: a per-channel scale and shift.
         guard inputs.count == 2, tensors.count == 1 else { throw unsupported(node, "\(inputs.count) inputs with \(tensors.count) computed") }
         let tensorFirst: Bool = { if case .tensor = inputs[0] { true } else { false } }()
         let (x, shape) = tensors[0]
-        guard case let .constant(c) = inputs[tensorFirst ? 1 : 0], let v = perChannel(c, shape: shape) else {
+        guard case let .constant(c) = inputs[tensorFirst ? 1 : 0], let v = perChannel(c, shape: shape, channelAxis: channelAxis ?? 0) else {
+            if channelAxis != nil { return false }
             throw unsupported(node, "a constant operand that is neither a scalar nor one value per channel")
         }
         let ones = [Float](repeating: 1, count: v.count), zeros = [Float](repeating: 0, count: v.count)
@@ -251,8 +259,20 @@ extension Importer {
             (scale, shift) = (v.map { 1 / $0 }, zeros)
         default: throw unsupported(node, "\(node.opType) with a constant")
         }
+        // A bias added to a MatMul's product (PyTorch's Linear): the Dense's own bias, when the
+        // product has no other reader.
+        let source = node.input[tensorFirst ? 0 : 1]
+        if node.opType == "Add" || node.opType == "Sum", let last = nodes.indices.last, nodes[last].name == x,
+           case .dense(var dense) = nodes[last].operation, dense.bias == nil, dense.activation == .linear,
+           readers[source] == 1, !graphOutputs.contains(source), shift.count == dense.units {
+            dense.bias = try Tensor(shift)
+            nodes[last].operation = .dense(dense)
+            try setTensor(node, x, shape: shape)
+            return true
+        }
         let op = Op.affine(try Affine(scale: Tensor(scale), shift: Tensor(shift)))
         try setTensor(node, try emit(base, op, [x], for: node), shape: shape)
+        return true
     }
 
     // MARK: - Pooling, reshaping, resizing

@@ -22,6 +22,7 @@ extension Importer {
     mutating func set(_ node: Onnx_NodeProto, _ value: ImportedValue) throws {
         guard let output = node.output.first, !output.isEmpty else { throw unsupported(node, "a node without an output") }
         values[output] = value
+        arranged[output] = nil
     }
 
     mutating func setTensor(_ node: Onnx_NodeProto, _ irNode: String, shape: [Int]) throws {
@@ -101,6 +102,8 @@ extension Importer {
            inputValues.allSatisfy({ if case .constant = $0 { true } else { false } }) {
             return try set(node, .constant(try fold(node, inputValues.map { if case .constant(let c) = $0 { c } else { fatalError() } })))
         }
+        if try importArranged(node) { return }
+        for name in node.input where arranged[name] != nil { try standardize(name, base: base) }
         switch node.opType {
         case "Constant":
             guard let attribute = node.attribute.first else { throw unsupported(node, "a Constant without a value") }
@@ -185,19 +188,6 @@ extension Importer {
             let target = try reshapeTarget(node, shape: shape)
             guard target.reduce(1, *) == shape.reduce(1, *) else { throw unsupported(node, "reshaping \(shape) to \(target)") }
             try setTensor(node, try reshape(x, from: shape, to: target, base: base), shape: target)
-        case "Transpose":
-            let (x, shape) = try tensorInput(node, 0)
-            let perm = (node.ints("perm") ?? Array((0...Int64(shape.count)).reversed())).map { Int($0) }
-            guard perm.count == shape.count + 1, perm.first == 0, perm.sorted() == Array(0...shape.count) else {
-                throw unsupported(node, "perm \(perm) (the batch axis must stay first)")
-            }
-            let sample = perm.dropFirst().map { $0 - 1 }
-            let outShape = sample.map { shape[$0] }
-            // In ONNX order, permuted, back to the IR's.
-            var current = shape.count >= 2 ? try permute(x, Self.toONNXOrder(rank: shape.count), base: base + "/to_nchw") : x
-            current = try permute(current, sample, base: base)
-            if outShape.count >= 2 { current = try permute(current, Self.toIROrder(rank: outShape.count), base: base + "/to_nhwc") }
-            try setTensor(node, current, shape: outShape)
         case "Pad":
             let (x, shape) = try tensorInput(node, 0)
             let padsInput = try constantInput(node, 1)?.asInts, fillInput = try constantInput(node, 2)?.asFloats.first
@@ -217,32 +207,6 @@ extension Importer {
         case "Resize", "Upsample": try resize(node)
         case "Slice": try slice(node)
         case "Split": try split(node)
-        case "LayerNormalization":
-            let (x, shape) = try tensorInput(node, 0)
-            var axis = Int(node.int("axis") ?? -1)
-            let r = shape.count + 1
-            if axis < 0 { axis += r }
-            guard axis >= 1, axis < r else { throw unsupported(node, "normalizing from axis \(axis) (the batch)") }
-            let onnxAxes = Array((axis - 1)..<shape.count)  // sample axes, ONNX order
-            let irAxes = shape.count == 1 ? [0] : onnxAxes.map { $0 == 0 ? shape.count - 1 : $0 - 1 }.sorted()
-            let parameterShape = onnxAxes.map { shape[$0] }
-            let count = parameterShape.reduce(1, *)
-            func parameter(_ c: ConstantArray?) throws -> Tensor? {
-                guard let c else { return nil }
-                guard c.count == count else { throw unsupported(node, "a scale or bias of shape \(c.shape)") }
-                // ONNX order → the IR's: the channel axis (when normalized with others) goes last.
-                let values = c.asFloats
-                if onnxAxes.first == 0, onnxAxes.count > 1 {
-                    let channels = parameterShape[0], rest = count / channels
-                    var permuted = [Float](repeating: 0, count: count)
-                    for ch in 0..<channels { for j in 0..<rest { permuted[j * channels + ch] = values[ch * rest + j] } }
-                    return try Tensor(shape: irAxes.map { Self.irShape(shape)[$0] }, values: permuted)
-                }
-                return try Tensor(shape: irAxes.map { Self.irShape(shape)[$0] }, values: values)
-            }
-            let ln = try LayerNorm(axes: irAxes, epsilon: Double(node.float("epsilon") ?? 1e-5), gamma: try parameter(try constantInput(node, 1)),
-                                   beta: try parameter(try constantInput(node, 2)))
-            try setTensor(node, try emit(baseName(node), .layerNorm(ln), [x], for: node), shape: shape)
         default:
             throw unsupported(node, "the operator")
         }

@@ -177,6 +177,94 @@ final class ONNXReaderTests: XCTestCase {
         expectRefusal(try model(input: [c, h, w], nodes: [bad], initializers: [ints("sizes", [1, 2])], output: "a"), ["a_node", "split sizes"])
     }
 
+    /// PyTorch's channels-last blocks (ConvNeXt's: permute to NHWC, LayerNorm over the channels,
+    /// Linear, the exact GELU as Div/Erf/Add/Mul/Mul, Linear, permute back, a per-channel layer
+    /// scale, the residual) plan with no transpose, the Linears as Dense steps with their biases
+    /// and the GELU in the first one; against a plain NCHW reference in Double.
+    func testChannelsLastBlocksPlanWithoutTransposes() throws {
+        let (c, h, w, hidden) = (4, 3, 5, 6)
+        let gamma = random.floats(c, in: 0.5...1.5), beta = random.floats(c, in: -1...1)
+        let w1 = random.floats(c * hidden, in: -1...1), b1 = random.floats(hidden, in: -1...1)
+        let w2 = random.floats(hidden * c, in: -1...1), b2 = random.floats(c, in: -1...1), scale = random.floats(c, in: -2...2)
+        let nodes = [
+            node("Transpose", ["x"], "nhwc", ints: ["perm": [0, 2, 3, 1]]),
+            node("LayerNormalization", ["nhwc", "gamma", "beta"], "ln", int: ["axis": -1]),
+            node("MatMul", ["ln", "w1"], "fc1"),
+            node("Add", ["b1", "fc1"], "fc1b"),
+            node("Div", ["fc1b", "sqrt2"], "scaled"),
+            node("Erf", ["scaled"], "erf"),
+            node("Add", ["erf", "one"], "shifted"),
+            node("Mul", ["fc1b", "shifted"], "product"),
+            node("Mul", ["product", "half"], "gelu"),
+            node("MatMul", ["gelu", "w2"], "fc2"),
+            node("Add", ["fc2", "b2"], "fc2b"),
+            node("Transpose", ["fc2b"], "nchw", ints: ["perm": [0, 3, 1, 2]]),
+            node("Mul", ["layer_scale", "nchw"], "scaledBlock"),
+            node("Add", ["scaledBlock", "x"], "y"),
+        ]
+        let data = try model(input: [c, h, w], nodes: nodes, initializers: [
+            tensor("gamma", [c], gamma), tensor("beta", [c], beta), tensor("w1", [c, hidden], w1), tensor("b1", [hidden], b1),
+            tensor("w2", [hidden, c], w2), tensor("b2", [c], b2), tensor("layer_scale", [c, 1, 1], scale),
+            tensor("sqrt2", [], [1.4142135]), tensor("one", [], [1]), tensor("half", [], [0.5]),
+        ], output: "y")
+        let imported = try ONNXReader.decode(data, name: "convnext.onnx").graph
+        let executor = try Executor(graph: imported)
+        let operations = executor.stepProfile.map(\.operation)
+        // Only the NCHW input and output change layout (the block's two permutes move nothing).
+        XCTAssertEqual(operations.filter { $0 == "transpose" }.count, 2, "\(operations)")
+        XCTAssertEqual(operations.filter { $0 == "dense" }.count, 2, "\(operations)")
+        XCTAssertFalse(operations.contains("multiply"), "the GELU is one activation, fused: \(operations)")
+        let x = random.floats(2 * c * h * w, in: -2...2)
+        let got = try executor.run(x)
+        for b in 0..<2 { for yy in 0..<h { for xx in 0..<w {
+            let pixel = (0..<c).map { Double(x[((b * c + $0) * h + yy) * w + xx]) }
+            let mean = pixel.reduce(0, +) / Double(c)
+            let variance = pixel.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(c)
+            let ln = (0..<c).map { (pixel[$0] - mean) / (variance + 1e-5).squareRoot() * Double(gamma[$0]) + Double(beta[$0]) }
+            let g = (0..<hidden).map { j -> Double in
+                let v = (0..<c).reduce(Double(b1[j])) { $0 + ln[$1] * Double(w1[$1 * hidden + j]) }
+                return 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot()))
+            }
+            for k in 0..<c {
+                let fc2 = (0..<hidden).reduce(Double(b2[k])) { $0 + g[$1] * Double(w2[$1 * c + k]) }
+                let e = fc2 * Double(scale[k]) + pixel[k]
+                XCTAssertEqual(Double(got[((b * c + k) * h + yy) * w + xx]), e, accuracy: 1e-5 * max(1, abs(e)), "b\(b) y\(yy) x\(xx) c\(k)")
+            }
+        } } }
+    }
+
+    /// A transposed value read by an operator that needs the standard layout (a Flatten, in the
+    /// transposed order), and a MatMul over the last axis of an NCHW map (its width).
+    func testTransposedValuesKeepTheirOrderWhereReadOtherwise() throws {
+        let (c, h, w, units) = (3, 2, 4, 5)
+        let dense = random.floats(units * h * w * c, in: -1...1), wide = random.floats(w * units, in: -1...1)
+        let flattened = try model(input: [c, h, w], nodes: [
+            node("Transpose", ["x"], "nhwc", ints: ["perm": [0, 2, 3, 1]]),
+            node("Relu", ["nhwc"], "relu"),
+            node("Flatten", ["relu"], "flat"),
+            node("Gemm", ["flat", "d"], "y", int: ["transB": 1]),
+        ], initializers: [tensor("d", [units, h * w * c], dense)], output: "y")
+        let byWidth = try model(input: [c, h, w], nodes: [node("MatMul", ["x", "wide"], "y")],
+                                initializers: [tensor("wide", [w, units], wide)], output: "y")
+        let x = random.floats(2 * c * h * w, in: -1...1)
+        let first = try Executor(graph: try ONNXReader.decode(flattened, name: "flat.onnx").graph).run(x)
+        let second = try Executor(graph: try ONNXReader.decode(byWidth, name: "wide.onnx").graph)
+        XCTAssertEqual(second.outputShape, [c, h, units])
+        let product = try second.run(x)
+        for b in 0..<2 {
+            // (H, W, C) order, through a ReLU.
+            let nhwc = (0..<(h * w * c)).map { i in max(0, Double(x[((b * c + i % c) * h + i / (w * c)) * w + (i / c) % w])) }
+            for j in 0..<units {
+                let e = (0..<nhwc.count).reduce(0.0) { $0 + nhwc[$1] * Double(dense[j * nhwc.count + $1]) }
+                XCTAssertEqual(Double(first[b * units + j]), e, accuracy: 1e-5 * max(1, abs(e)))
+            }
+            for k in 0..<c { for yy in 0..<h { for j in 0..<units {
+                let e = (0..<w).reduce(0.0) { $0 + Double(x[((b * c + k) * h + yy) * w + $1]) * Double(wide[$1 * units + j]) }
+                XCTAssertEqual(Double(product[((b * c + k) * h + yy) * units + j]), e, accuracy: 1e-5 * max(1, abs(e)))
+            } } }
+        }
+    }
+
     private func expectRefusal(_ data: Data, _ fragments: [String], line: UInt = #line) {
         XCTAssertThrowsError(try ONNXReader.decode(data, name: "bad.onnx"), line: line) { error in
             let text = "\(error)"
