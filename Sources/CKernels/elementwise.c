@@ -197,11 +197,49 @@ static inline __attribute__((always_inline)) void softmax_body(float *x, size_t 
     }
 }
 
+/* Layer normalization of each of `rows` rows of n values (y may be x): the mean and variance in
+   double, summed in vector lanes (reassociated, so the last bits may differ from a sequential
+   sum and between levels), each value normalized, scaled by gamma and shifted by beta (either
+   NULL for none) in double and rounded once. Against the Swift loop it replaces (the same
+   arithmetic one value at a time), torchvision's convnext_tiny at 96×96, batch 1, one thread,
+   AMD Zen 4 (AVX-512): its 23 LayerNorms 1.55 -> 0.33 ms an image. */
+static inline __attribute__((always_inline)) void layer_norm_body(const float *x, float *y, size_t rows, size_t n, const float *gamma,
+                                                                  const float *beta, double epsilon) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *s = x + r * n;
+        float *d = y + r * n;
+        double sum = 0.0, squares = 0.0;
+        {
+#pragma clang fp reassociate(on)
+            for (size_t j = 0; j < n; j++) sum += (double)s[j];
+        }
+        const double mean = sum / (double)n;
+        {
+#pragma clang fp reassociate(on)
+            for (size_t j = 0; j < n; j++) {
+                const double v = (double)s[j] - mean;
+                squares += v * v;
+            }
+        }
+        const double inv = 1.0 / sqrt(squares / (double)n + epsilon);
+        if (gamma && beta)
+            for (size_t j = 0; j < n; j++) d[j] = (float)(((double)s[j] - mean) * inv * (double)gamma[j] + (double)beta[j]);
+        else if (gamma)
+            for (size_t j = 0; j < n; j++) d[j] = (float)(((double)s[j] - mean) * inv * (double)gamma[j]);
+        else if (beta)
+            for (size_t j = 0; j < n; j++) d[j] = (float)(((double)s[j] - mean) * inv + (double)beta[j]);
+        else
+            for (size_t j = 0; j < n; j++) d[j] = (float)(((double)s[j] - mean) * inv);
+    }
+}
+
 BNK_VARIANTS(activate, (const float *x, float *y, size_t n, int act), (x, y, n, act))
 BNK_VARIANTS(softmax, (float *x, size_t rows, size_t c), (x, rows, c))
 BNK_VARIANTS(add, (const float *a, const float *b, float *y, size_t n, int act), (a, b, y, n, act))
 BNK_VARIANTS(scale, (const float *x, const float *s, float *y, size_t rows, size_t c), (x, s, y, rows, c))
 BNK_VARIANTS(affine, (const float *x, const float *s, const float *t, float *y, size_t rows, size_t c, int act), (x, s, t, y, rows, c, act))
+BNK_VARIANTS(layer_norm, (const float *x, float *y, size_t rows, size_t n, const float *gamma, const float *beta, double epsilon),
+             (x, y, rows, n, gamma, beta, epsilon))
 
 void bnk_activate(const float *x, float *y, size_t n, int act) { activate_dispatch(x, y, n, act); }
 void bnk_add(const float *a, const float *b, float *y, size_t n, int act) { add_dispatch(a, b, y, n, act); }
@@ -209,6 +247,10 @@ void bnk_scale_channels(const float *x, const float *s, float *y, size_t rows, s
 void bnk_softmax(float *x, size_t rows, size_t c) { softmax_dispatch(x, rows, c); }
 void bnk_affine(const float *x, const float *s, const float *t, float *y, size_t rows, size_t c, int act) {
     affine_dispatch(x, s, t, y, rows, c, act);
+}
+
+void bnk_layer_norm(const float *x, float *y, size_t rows, size_t n, const float *gamma, const float *beta, double epsilon) {
+    layer_norm_dispatch(x, y, rows, n, gamma, beta, epsilon);
 }
 
 const char *bnk_elementwise_isa(void) { return bnk_isa_name(); }

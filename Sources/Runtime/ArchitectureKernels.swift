@@ -68,21 +68,7 @@ extension Kernels {
     /// `y = (x − mean) · (1 / sqrt(var + eps)) · gamma[j] + beta[j]`.
     static func layerNormTrailing(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, inner: Int,
                                   gamma: UnsafePointer<Float>?, beta: UnsafePointer<Float>?, epsilon: Double) {
-        for r in 0..<rows {
-            let source = x + r * inner, target = y + r * inner
-            var sum = 0.0
-            for j in 0..<inner { sum += Double(source[j]) }
-            let mean = sum / Double(inner)
-            var squares = 0.0
-            for j in 0..<inner { let d = Double(source[j]) - mean; squares += d * d }
-            let inv = 1 / (squares / Double(inner) + epsilon).squareRoot()
-            for j in 0..<inner {
-                var value = (Double(source[j]) - mean) * inv
-                if let gamma { value *= Double(gamma[j]) }
-                if let beta { value += Double(beta[j]) }
-                target[j] = Float(value)
-            }
-        }
+        bnk_layer_norm(x, y, rows, inner, gamma, beta, epsilon)
     }
 
     /// Layer normalization over any axis set: `group[e]` is the statistics group of element e of

@@ -448,7 +448,11 @@ public final class Executor: @unchecked Sendable {
             case .input:
                 continue
             case .dense(let dense):
-                let panels = dense.kernel.count >= Self.densePanelFloats
+                // Over a map (a Dense on the last axis of each pixel: PyTorch's Linear in ConvNeXt,
+                // transformers' MLPs) it is a 1×1 conv and packs its panels as one does; on
+                // vectors only a large kernel does (smaller ones keep the sparse-input path).
+                let overMap = (shapes[node.inputs[0]]?.count ?? 1) >= 2 && dense.inputs > 1
+                let panels = dense.kernel.count >= Self.densePanelFloats || overMap
                     ? dense.kernel.withUnsafeValues { Panels($0.baseAddress!, rows: dense.inputs, columns: dense.units) } : nil
                 if panels != nil { dense.kernel.releaseResidency() }
                 kind = .dense(kernel: dense.kernel, panels: panels, bias: dense.bias,

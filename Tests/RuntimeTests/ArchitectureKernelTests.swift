@@ -224,6 +224,7 @@ final class ArchitectureKernelTests: XCTestCase {
         let cases: [(shape: [Int], axes: [Int], gamma: Bool, beta: Bool)] = [
             ([5, 4, 6], [2], true, true), ([5, 4, 6], [1, 2], true, false), ([5, 4, 6], [0, 1, 2], false, true),
             ([5, 4, 6], [0], true, true), ([5, 4, 6], [0, 2], true, true), ([7], [0], true, true), ([3, 8], [1], false, false),
+            ([2, 3, 77], [2], true, true),  // long rows: the vector lanes and a tail
         ]
         for t in cases {
             let parameterShape = t.axes.map { t.shape[$0] }, count = parameterShape.reduce(1, *)

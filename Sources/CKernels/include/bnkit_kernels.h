@@ -164,6 +164,9 @@ void bnk_affine(const float *x, const float *s, const float *t, float *y, size_t
 /* Softmax over each of `rows` rows of `c` values, in place: exp(x - max) / sum, exp by the same
    polynomial (differences below -87 give 0), the sum reassociated in vector lanes. */
 void bnk_softmax(float *x, size_t rows, size_t c);
+/* Layer normalization over each row of n values (y may be x): (x − mean) / sqrt(var + epsilon)
+   · gamma + beta (gamma, beta: n values or NULL), statistics and arithmetic in double. */
+void bnk_layer_norm(const float *x, float *y, size_t rows, size_t n, const float *gamma, const float *beta, double epsilon);
 /* Which version the element-wise kernels run under the current cap: "avx512", "avx2" or "generic". */
 const char *bnk_elementwise_isa(void);
 
