@@ -41,13 +41,19 @@ static inline __attribute__((always_inline)) float exp_poly(float x) {
    Numerical Recipes' erfcc, t·exp(−z² + P(t)) with t = 1/(1 + z/2) (fractional error < 1.2e-7
    everywhere); 1 + erf(u) is 2 − erfc(z) for x ≥ 0 and erfc(z) below. The exponent −x²/2 + P(t)
    reaches −80, where one float rounding of it (or of z) alone is a relative error of 5e-6 in the
-   result: it is summed in double from x (x² is exact there) and exp_poly takes its float part,
-   times 1 + the rest. z is clamped at 9 (erfc(9) = 4e-37) and the negative side beyond it is 0, so no
-   value is subnormal. Branch-free, so the loops vectorize; within ~4e-7 of erf in double. */
+   result: −x²/2 is taken from x with its rounding error (an FMA: exact), exp_poly gets the
+   rounded sum and the result is multiplied by 1 + the sum's error. z is clamped at 9 (erfc(9) =
+   4e-37) and the negative side beyond it is 0, so no value is subnormal. Branch-free, so the loops
+   vectorize; within 4e-7 of erf in double over [−12, 12]. The same error term in double instead
+   (exact too) took 4.8 cycles a value at AVX-512 and 9.7 at AVX2 against 3.5 and 5.7 (AMD Zen 4,
+   32768 values, best of 300); without it 2.9 and 4.9, but 1.4e-5 off at x = −12. Where there is
+   no FMA instruction (x86 below AVX2) fmaf is a library call: slow, but exact. */
 static inline __attribute__((always_inline)) float gelu1(float x) {
-    float z = (x < 0.0f ? -x : x) * 0.70710678118654752f;
+    const float ax = x < 0.0f ? -x : x;
+    float z = ax * 0.70710678118654752f;
     const int far = z > 9.0f;
     z = far ? 9.0f : z;
+    const float xc = far ? 12.727922f : ax;  /* 9·√2 */
     const float t = 1.0f / (1.0f + 0.5f * z);
     float p = 0.17087277f;
     p = p * t - 0.82215223f;
@@ -59,8 +65,11 @@ static inline __attribute__((always_inline)) float gelu1(float x) {
     p = p * t + 0.37409196f;
     p = p * t + 1.00002368f;
     p = p * t - 1.26551223f;
-    const double exponent = (double)p - 0.5 * (double)x * (double)x;   /* x² is exact in double */
-    const float high = (float)exponent, low = (float)(exponent - (double)high);
+    const float h = -0.5f * xc;
+    const float square = h * xc;                          /* −x²/2, rounded */
+    const float squareError = __builtin_fmaf(h, xc, -square);
+    const float high = square + p;
+    const float low = (square - high) + p + squareError;  /* what high lost (exact once |x²/2| ≥ |p|) */
     const float e = t * exp_poly(high) * (1.0f + low);
     const float upper = x < 0.0f ? (far ? 0.0f : e) : 2.0f - e;
     return 0.5f * x * upper;
