@@ -79,9 +79,11 @@ static void pointwise_and_depthwise(void) {
         free(A); free(B); free(bias); free(R); free(C); free(P);
     }
     printf("  1x1 all shapes: %.1f GFLOP/s\n", flops / seconds / 1e9);
-    /* side, channels, kernel, stride ("same" padding; stride 2 on an even side pads below and right). */
+    /* side, channels, kernel, stride ("same" padding; stride 2 on an even side pads below and right):
+       MobileNetV2's and EfficientNet's, and ConvNeXt's 7x7. */
     const int dw[][4] = {{56, 144, 3, 1}, {28, 192, 3, 1}, {14, 384, 3, 1}, {7, 960, 3, 1}, {112, 96, 3, 2},
-                         {56, 144, 3, 2}, {28, 240, 5, 1}, {14, 672, 5, 1}, {7, 1152, 5, 1}};
+                         {56, 144, 3, 2}, {28, 240, 5, 1}, {14, 672, 5, 1}, {7, 1152, 5, 1},
+                         {56, 96, 7, 1}, {14, 384, 7, 1}};
     for (size_t s = 0; s < sizeof dw / sizeof dw[0]; s++) {
         const int h = dw[s][0], c = dw[s][1], k = dw[s][2], st = dw[s][3];
         const int oh = st == 2 ? h / 2 : h, pad = st == 2 ? 0 : k / 2;

@@ -4,6 +4,7 @@
    Channels are taken in blocks of 64 accumulated in registers over all taps, so each output
    value is stored once. Taps outside the image add nothing (zero padding). */
 #include "isa.h"
+#include <string.h>
 #include "bnkit_kernels.h"
 #include <math.h>
 
@@ -402,10 +403,12 @@ DW_FIXED512(interior3_avx512, 3, 1, 8)
 DW_FIXED512(interior3s2_avx512, 3, 2, 8)
 DW_FIXED512(interior5_avx512, 5, 1, 4)
 DW_FIXED512(interior5s2_avx512, 5, 2, 4)
+DW_FIXED512(interior7_avx512, 7, 1, 6)
 DW_FIXED256(interior3_avx2, 3, 1, 4, 0)
 DW_FIXED256(interior3s2_avx2, 3, 2, 4, 0)
 DW_FIXED256(interior5_avx2, 5, 1, 4, 0)
 DW_FIXED256(interior5s2_avx2, 5, 2, 4, 0)
+DW_FIXED256(interior7_avx2, 7, 1, 8, 0)
 /* With the prefetches, for inputs the caller does not expect in L2 (BNK_DW_PREFETCH). */
 DW_FIXED256(interior3_avx2_prefetch, 3, 1, 4, 1)
 DW_FIXED256(interior3s2_avx2_prefetch, 3, 2, 4, 1)
@@ -439,6 +442,46 @@ DW_VERSION(depthwise_avx2, __attribute__((target("avx2,fma"))))
 DW_VERSION(depthwise_avx512, __attribute__((target("avx512f"))))
 #endif
 
+/* The (ph x pw x c) window the output reads, input pixel (iy, ix) at (iy + pad_top, ix + pad_left),
+   zero elsewhere, in the calling thread's buffer (kept and grown; NULL when memory runs out). A
+   7x7 conv with its 3-pixel border spends much of a map in the clipped per-pixel path (a 14x14
+   map has 64 interior pixels of 196), which a copy with the border in place avoids: every pixel
+   then runs in the row kernel (maps of 8 pixels and more a side; below, most of each window is
+   border, which the clipped path skips). ConvNeXt's maps, stride 1, AMD Zen 4, hot, best of 30,
+   two alternating runs, the four-pixel kernel with the clipped border before -> the 7x7 row
+   kernel on the bordered copy, us: AVX-512 56x56x96 768-776 -> 401, 28x28x192 406-416 -> 216,
+   14x14x384 190-192 -> 137-138, 24x24x96 138 -> 78-79, 12x12x192 75 -> 45-46, 8x8x384 76 -> 54;
+   AVX2 840-843 -> 355-356, 447-460 -> 204-205, 203-206 -> 142, 148-149 -> 72, 80 -> 47, 80 -> 46;
+   7x7 and smaller maps unchanged. Six pixels a group at AVX-512 (eight: 56x56x96 489-493 us,
+   twelve 407), eight at AVX2 (six 411-436, twelve 386-388): Zen 4 runs a 512-bit FMA as two
+   256-bit halves, and the 49 weights do not fit the registers at either level. */
+static _Thread_local float *border_buffer;
+static _Thread_local size_t border_capacity;
+static const float *bordered(const float *x, int h, int w, int c, int pad_top, int pad_left, int ph, int pw) {
+    const size_t floats = (size_t)ph * pw * c;
+    if (floats > border_capacity) {
+        free(border_buffer);
+        border_buffer = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        border_capacity = border_buffer ? floats : 0;
+    }
+    if (!border_buffer) return NULL;
+    const size_t pixel = (size_t)c * sizeof(float);
+    int left = pad_left < pw ? pad_left : pw;
+    int copied = pw - left < w ? pw - left : w;
+    for (int r = 0; r < ph; r++) {
+        float *row = border_buffer + (size_t)r * pw * c;
+        const int iy = r - pad_top;
+        if (iy < 0 || iy >= h) {
+            memset(row, 0, pw * pixel);
+            continue;
+        }
+        memset(row, 0, left * pixel);
+        memcpy(row + (size_t)left * c, x + (size_t)iy * w * c, copied * pixel);
+        memset(row + (size_t)(left + copied) * c, 0, (pw - left - copied) * pixel);
+    }
+    return border_buffer;
+}
+
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act) {
     const int prefetch = (act & BNK_DW_PREFETCH) != 0;
@@ -461,10 +504,21 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
        vector is several times a plain store on AMD cores), same machine, AVX2, best of 300:
        56x56x144 508-533 -> 189-195 us, 112x112x96 stride 2 474-487 -> 293-313, 28x28x192
        178-180 -> 79-103, 12x12x192 21.5-33.8 -> 13.8-18.2 (AVX-512 unchanged). */
-    const int fixed = dy == 1 && dx == 1 && kh == kw && (kh == 3 || kh == 5) && (sx == 1 || sx == 2) ? kh : 0;
+    const int fixed = dy == 1 && dx == 1 && kh == kw && (((kh == 3 || kh == 5) && (sx == 1 || sx == 2)) || (kh == 7 && sx == 1)) ? kh : 0;
+    if (fixed == 7 && m == 1 && oh > kh && ow > kw && (bnk_use_avx512() || bnk_use_avx2())) {
+        const int ph = (oh - 1) * sy + kh, pw = (ow - 1) * sx + kw;
+        const float *padded = pad_top > 0 || pad_left > 0 || ph > h || pw > w ? bordered(x, h, w, c, pad_top, pad_left, ph, pw) : x;
+        if (padded) {
+            x = padded;
+            h = ph;
+            w = pw;
+            pad_top = pad_left = 0;
+        }
+    }
     if (m == 1 && bnk_use_avx512()) {
         const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx512 : interior3s2_avx512)
-                                   : fixed == 5 ? (sx == 1 ? interior5_avx512 : interior5s2_avx512) : interior_avx512;
+                                   : fixed == 5 ? (sx == 1 ? interior5_avx512 : interior5s2_avx512)
+                                   : fixed == 7 ? interior7_avx512 : interior_avx512;
         depthwise_rows(interior_avx512_clipped, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
                        act, after);
         return;
@@ -474,7 +528,7 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
         static const interior_fn fixed_avx2[2][2][2] = {
             {{interior3_avx2, interior3s2_avx2}, {interior5_avx2, interior5s2_avx2}},
             {{interior3_avx2_prefetch, interior3s2_avx2_prefetch}, {interior5_avx2_prefetch, interior5s2_avx2_prefetch}}};
-        const interior_fn interior = fixed ? fixed_avx2[prefetch][fixed == 5][sx == 2] : interior_avx2;
+        const interior_fn interior = fixed == 7 ? interior7_avx2 : fixed ? fixed_avx2[prefetch][fixed == 5][sx == 2] : interior_avx2;
         depthwise_rows(interior_avx2_clipped, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
                        act, after);
         return;

@@ -546,7 +546,7 @@ final class SplitAndFusionTests: XCTestCase {
         let h = 5
         for w in 1...21 {
             // Channels: one vector, a partial one, several with a partial last (37, 100), whole blocks of 8 and 4 (64, 136).
-            for (k, stride, dilation, c) in [(3, 1, 1, 16), (5, 1, 1, 20), (3, 2, 1, 100), (5, 2, 1, 64), (3, 1, 2, 37), (3, 1, 1, 136)] {
+            for (k, stride, dilation, c) in [(3, 1, 1, 16), (5, 1, 1, 20), (3, 2, 1, 100), (5, 2, 1, 64), (3, 1, 2, 37), (3, 1, 1, 136), (7, 1, 1, 24)] {
                 let reluInput = (w + k) % 2 == 0
                 let kernel = random.floats(k * k * c, in: -1...1), bias = random.floats(c, in: -1...1)
                 let conv = try DepthwiseConv2D(kernel: Tensor(shape: [k, k, c, 1], values: kernel), bias: Tensor(bias),
@@ -620,6 +620,8 @@ final class SplitAndFusionTests: XCTestCase {
             (8, 9, 16, 3, 2, 1, true, .sigmoid),
             (9, 37, 24, 3, 2, 1, true, .relu6),     // 3×3 stride 2: the row kernel, eight (AVX2: four) pixels at a time and a remainder
             (11, 27, 20, 5, 2, 1, false, .swish),   // 5×5 stride 2, valid: every pixel inside, four at a time
+            (13, 29, 40, 7, 1, 1, true, .gelu(approximate: false)),  // 7×7 (ConvNeXt's): eight pixels, a remainder, a masked block
+            (9, 20, 16, 7, 1, 1, false, .relu),     // 7×7 valid: every row inside
         ]
         for t in cases {
             let kernel = random.floats(t.k * t.k * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
