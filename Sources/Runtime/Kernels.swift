@@ -251,8 +251,11 @@ package enum Kernels {
     }
 
     /// Whether Winograd runs this conv with an activation applied after it (not fused with a pooling).
-    /// Maps of 100 pixels or more, and smaller ones of whole 2×2 tiles only (even sides, from 36
-    /// pixels). On a small map the transformed kernel, 16/9 the size of the kernel, is read for
+    /// Maps of 81 pixels or more, and smaller ones of whole 2×2 tiles only (even sides, from 36
+    /// pixels). 9×9 maps (25 tiles for 81 pixels): ResNet50 at 288×288, the two 512 → 512 convs of
+    /// layer4 that take it, 225-228 → 192-195 ms at batch 1 and 217-221 → 143-153 at batch 16 in
+    /// profiled runs (AMD Zen 4, AVX-512, one thread); Inception v3 at 96×96 (Mixed_5b-d's 3×3
+    /// convs), the network 1.00-1.02× at batch 1 and 1.04-1.05× at batch 16 at both levels. On a small map the transformed kernel, 16/9 the size of the kernel, is read for
     /// few tiles; measured per layer on AMD Zen 4 (one thread, AVX-512, the three convs of a stage
     /// together): ResNet50 at 96×96, 6×6 maps at 256 channels (9 whole tiles), Winograd took 17%
     /// less time than the direct conv at batch 1 and 45% less at batch 16; ResNet50 at 224×224,
@@ -264,7 +267,7 @@ package enum Kernels {
     static func canUseWinograd(_ g: Spatial, groups: Int) -> Bool {
         let pixels = g.outHeight * g.outWidth
         let wholeTiles = g.outHeight % 2 == 0 && g.outWidth % 2 == 0
-        return (pixels >= 100 || (pixels >= 36 && wholeTiles)) && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1
+        return (pixels >= 81 || (pixels >= 36 && wholeTiles)) && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideY == 1
             && g.strideX == 1 && g.dilationY == 1 && g.dilationX == 1 && groups == 1 && g.inChannels >= 8 && g.outChannels >= 8
     }
 

@@ -104,6 +104,7 @@ final class SpatialKernelTests: XCTestCase {
             (13, 13, 40, 12, false, .linear, true, true),
             (6, 6, 24, 40, true, .relu, false, true),     // 36 pixels in 9 whole tiles
             (8, 10, 16, 20, false, .linear, false, true), // 6×8 output, valid padding: 12 whole tiles
+            (9, 9, 16, 24, true, .relu, false, true),     // 81 pixels, odd sides: 25 tiles, the last row and column half outside
             (9, 7, 8, 20, true, .linear, false, false),   // 63 pixels, odd sides: the direct conv
             (7, 7, 24, 40, true, .relu, false, false),    // 49 pixels, odd sides: the direct conv
             (4, 8, 16, 16, true, .linear, false, false),  // 32 pixels: the direct conv
