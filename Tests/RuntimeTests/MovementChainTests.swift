@@ -43,6 +43,20 @@ final class MovementChainTests: XCTestCase {
         } } } }
     }
 
+    /// Matrix transposes of every few-rows form (2, 3 and 4 rows interleaved: a channel shuffle, an
+    /// RGB or RGBA image fed NCHW) and the tiled one, bit for bit against the definition.
+    func testFewRowTransposesInterleaveExactly() throws {
+        for (a, b) in [(2, 37), (3, 41), (4, 23), (5, 19), (3, 1), (17, 33)] {
+            let graph = try Graph.sequential(name: "t", inputShape: [a, b], layers: [("t", .transpose([1, 0]))])
+            let x = random.floats(3 * a * b, in: -1...1)
+            let y = try Executor(graph: graph).run(x)
+            for n in 0..<3 {
+                XCTAssertEqual(Array(y[(n * a * b)..<((n + 1) * a * b)]),
+                               transposed(Array(x[(n * a * b)..<((n + 1) * a * b)]), shape: [a, b], perm: [1, 0]), "\(a) × \(b)")
+            }
+        }
+    }
+
     /// Random chains of transposes and reshapes (axes of size 1 included) against the plain
     /// definition, and a chain whose middle is read twice (not collapsed past it).
     func testRandomChainsEqualTheirDefinition() throws {
