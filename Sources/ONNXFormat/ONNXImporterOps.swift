@@ -127,7 +127,8 @@ extension Importer {
             if node.opType == "Cast", let to = node.int("to"), to != Int64(Onnx_TensorProto.DataType.float.rawValue) {
                 throw unsupported(node, "a cast of a computed tensor to type \(to)")
             }
-            try set(node, try value(node.input[0], of: node))
+            guard let first = node.input.first, !first.isEmpty else { throw unsupported(node, "a missing input 0") }
+            try set(node, try value(first, of: node))
         case "Conv": try convolution(node)
         case "ConvTranspose": try transposedConvolution(node)
         case "BatchNormalization":

@@ -289,6 +289,11 @@ final class ONNXReaderTests: XCTestCase {
         // A Gemm whose weights do not fit the input: the node is named.
         expectRefusal(try model(input: [4], nodes: [node("Gemm", ["x", "w"], "y")], initializers: [tensor("w", [3, 2], random.floats(6, in: -1...1))], output: "y"),
                       ["y_node", "Gemm"])
+        // An Identity, Dropout or Cast without an input (found by fuzz-onnx: it trapped).
+        for op in ["Identity", "Dropout", "Cast"] {
+            expectRefusal(try model(input: [4], nodes: [node("Relu", ["x"], "r"), node(op, [], "y")], initializers: [], output: "y"),
+                          ["y_node", op, "missing input"])
+        }
         // Garbage, truncation, an empty file.
         let good = try model(input: [4], nodes: [node("Relu", ["x"], "y")], initializers: [], output: "y")
         XCTAssertNoThrow(try ONNXReader.decode(good, name: "good.onnx"))
