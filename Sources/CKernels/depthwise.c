@@ -4,6 +4,7 @@
    Channels are taken in blocks of 64 accumulated in registers over all taps, so each output
    value is stored once. Taps outside the image add nothing (zero padding). */
 #include "isa.h"
+#include <stdlib.h>
 #include <string.h>
 #include "bnkit_kernels.h"
 #include <math.h>
@@ -442,6 +443,7 @@ DW_VERSION(depthwise_avx2, __attribute__((target("avx2,fma"))))
 DW_VERSION(depthwise_avx512, __attribute__((target("avx512f"))))
 #endif
 
+#if BNK_X86
 /* The (ph x pw x c) window the output reads, input pixel (iy, ix) at (iy + pad_top, ix + pad_left),
    zero elsewhere, in the calling thread's buffer (kept and grown; NULL when memory runs out). A
    7x7 conv with its 3-pixel border spends much of a map in the clipped per-pixel path (a 14x14
@@ -481,10 +483,13 @@ static const float *bordered(const float *x, int h, int w, int c, int pad_top, i
     }
     return border_buffer;
 }
+#endif
 
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act) {
+#if BNK_X86
     const int prefetch = (act & BNK_DW_PREFETCH) != 0;
+#endif
     const int rin = act & BNK_DW_RELU_INPUT;
     act &= ~(BNK_DW_RELU_INPUT | BNK_DW_PREFETCH);
     const int after = act == BNK_ACT_SIGMOID || act == BNK_ACT_SWISH || act == BNK_ACT_HARD_SWISH || act == BNK_ACT_GELU ? act : BNK_ACT_LINEAR;

@@ -231,8 +231,8 @@ static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, co
 /* One chunk of rows, every column block; `elementwise` is linear, ReLU or ReLU6 (a sigmoid comes after). */
 static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *R,
                              float *C, int ldc, int elementwise) {
-    const size_t panel = (size_t)K * BNK_PANEL;
 #if BNK_X86
+    const size_t panel = (size_t)K * BNK_PANEL;
     if (bnk_use_avx512()) {
         /* bnk_avx512_block_columns (isa.h): 7 to 10 rows whose 64-column blocks of panels are over
            1 MiB (more than L2) take 32-column blocks of one 12-row tile, which reads the weights
