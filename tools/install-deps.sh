@@ -10,10 +10,12 @@ pkg-config --exists libdeflate 2>/dev/null || missing+=(libdeflate-dev)
 pkg-config --exists libpng 2>/dev/null || missing+=(libpng-dev)
 [ -f /usr/include/jpeglib.h ] || missing+=(libjpeg-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# Headers for compiling the C kernels for arm64 (tools/arm64_compile_check.sh).
+[ -d /usr/aarch64-linux-gnu/include ] || missing+=(libc6-dev-arm64-cross)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing ${missing[*]} (and pkg-config)" >&2
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libhdf5-dev zlib1g-dev libdeflate-dev libpng-dev libjpeg-dev pkg-config >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libhdf5-dev zlib1g-dev libdeflate-dev libpng-dev libjpeg-dev pkg-config libc6-dev-arm64-cross >/dev/null
 fi

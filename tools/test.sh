@@ -5,7 +5,8 @@
 #   2. the smallest keras.applications model of each family, folded and run against Keras (tools/applications_check.py),
 #      and the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
 #   3. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
-#   4. the Swift tests, in release (the end-to-end tests run real models over 10,000 images).
+#   4. the Swift tests, in release (the end-to-end tests run real models over 10,000 images);
+# and first, the C kernels compiled for arm64 (tools/arm64_compile_check.sh: compiles, runs nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -15,6 +16,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 tools/venv.sh >"$logs/venv.log" 2>&1 &
 venv=$!
 swift build -c release --build-tests
+echo "== [${SECONDS} s] the C kernels compiled for arm64"
+tools/arm64_compile_check.sh
 if ! wait "$venv"; then echo "tools/venv.sh failed:"; cat "$logs/venv.log"; exit 1; fi
 # The sanitized fuzz targets build at low priority in the background while the Python checks below
 # run (they keep about one of two cores busy): waited for before the fuzzing itself.
