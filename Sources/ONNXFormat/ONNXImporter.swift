@@ -14,6 +14,24 @@ struct ConstantArray {
     /// Float values as integers (a hostile NaN or infinity saturates instead of trapping; the
     /// callers' range checks then refuse it).
     var asInts: [Int64] { ints ?? (floats ?? []).map { $0.isNaN ? 0 : Int64(max(-9.0e18, min(9.0e18, $0))) } }
+
+    /// The values with their axes permuted: output axis j is axis `perm[j]` (a permutation of the axes).
+    func transposed(_ perm: [Int]) -> ConstantArray {
+        let rank = shape.count
+        var strides = [Int](repeating: 1, count: rank)
+        for d in stride(from: rank - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
+        let outShape = perm.map { shape[$0] }
+        var order = [Int](), coordinate = [Int](repeating: 0, count: rank)
+        order.reserveCapacity(count)
+        for _ in 0..<count {
+            order.append(zip(coordinate, perm).reduce(0) { $0 + $1.0 * strides[$1.1] })
+            var d = rank - 1
+            while d >= 0 { coordinate[d] += 1; if coordinate[d] < outShape[d] { break }; coordinate[d] = 0; d -= 1 }
+        }
+        if let ints { return ConstantArray(shape: outShape, ints: order.map { ints[$0] }) }
+        let floats = asFloats
+        return ConstantArray(shape: outShape, floats: order.map { floats[$0] })
+    }
 }
 
 /// An ONNX value while importing: a constant, or a runtime tensor held by an IR node, whose

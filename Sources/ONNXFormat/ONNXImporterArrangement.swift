@@ -120,35 +120,11 @@ extension Importer {
             guard let c else { return nil }
             guard c.count == count else { throw unsupported(node, "a scale or bias of shape \(c.shape)") }
             // ONNX order → the IR's: output axis j is ONNX parameter axis axes[irAxes[j]] − first.
-            let order = irAxes.map { axes[$0] - first }
-            return try Tensor(shape: order.map { onnxParameterShape[$0] },
-                              values: Self.transposed(c.asFloats, shape: onnxParameterShape, order: order))
+            let ordered = ConstantArray(shape: onnxParameterShape, floats: c.asFloats).transposed(irAxes.map { axes[$0] - first })
+            return try Tensor(shape: ordered.shape, values: ordered.asFloats)
         }
         let ln = try LayerNorm(axes: irAxes, epsilon: Double(node.float("epsilon") ?? 1e-5), gamma: try parameter(try constantInput(node, 1)),
                                beta: try parameter(try constantInput(node, 2)))
         setArranged(output, try emit(baseName(node), .layerNorm(ln), [x], for: node), shape: shape, axes: axes)
-    }
-
-    /// `values` of row-major `shape` with its axes in `order` (output axis j is input axis order[j]).
-    static func transposed(_ values: [Float], shape: [Int], order: [Int]) -> [Float] {
-        if order == Array(order.indices) { return values }
-        var strides = [Int](repeating: 1, count: shape.count)
-        for i in stride(from: shape.count - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
-        let outShape = order.map { shape[$0] }, outStrides = order.map { strides[$0] }
-        var out = [Float](repeating: 0, count: values.count)
-        var index = [Int](repeating: 0, count: outShape.count)
-        for o in out.indices {
-            var source = 0
-            for j in index.indices { source += index[j] * outStrides[j] }
-            out[o] = values[source]
-            var j = index.count - 1
-            while j >= 0 {
-                index[j] += 1
-                if index[j] < outShape[j] { break }
-                index[j] = 0
-                j -= 1
-            }
-        }
-        return out
     }
 }

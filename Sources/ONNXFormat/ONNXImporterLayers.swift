@@ -80,19 +80,7 @@ extension Importer {
             let input = inputs[0], shape = input.shape, rank = shape.count
             let perm = (node.ints("perm") ?? (0..<Int64(rank)).reversed().map { $0 }).map { Int($0) }
             guard perm.sorted() == Array(0..<rank) else { throw unsupported(node, "perm \(perm)") }
-            var strides = [Int](repeating: 1, count: rank)
-            for d in stride(from: rank - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * shape[d + 1] }
-            let outShape = perm.map { shape[$0] }
-            var order = [Int](), coordinate = [Int](repeating: 0, count: rank)
-            order.reserveCapacity(input.count)
-            for _ in 0..<input.count {
-                order.append(zip(coordinate, perm).reduce(0) { $0 + $1.0 * strides[$1.1] })
-                var d = rank - 1
-                while d >= 0 { coordinate[d] += 1; if coordinate[d] < outShape[d] { break }; coordinate[d] = 0; d -= 1 }
-            }
-            if let ints = input.ints { return ConstantArray(shape: outShape, ints: order.map { ints[$0] }) }
-            let floats = input.asFloats
-            return ConstantArray(shape: outShape, floats: order.map { floats[$0] })
+            return input.transposed(perm)
         default:
             throw unsupported(node, "computing on constants only")
         }

@@ -4,6 +4,23 @@ import ModelIR
 /// executor plans it. Each keeps every node name that can be asked for (the outputs and the
 /// observed nodes) and the values up to float32 rounding.
 enum GraphRewrites {
+    /// `graph` with the nodes in `replaced` put in place of those of the same names and the nodes in
+    /// `removed` left out (the graph itself when nothing is replaced).
+    private static func rebuilt(_ graph: Graph, replacing replaced: [String: Node], removing removed: Set<String>) throws -> Graph {
+        guard !replaced.isEmpty else { return graph }
+        let nodes = graph.nodes.compactMap { node in removed.contains(node.name) ? nil : replaced[node.name] ?? node }
+        return try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
+    }
+
+    /// The node `name` when it is a per-channel affine map of one input with every scale within
+    /// `tolerance` of `scale` and every shift `shift`; nil otherwise.
+    private static func uniformAffine(_ name: String, in graph: Graph, scale: Float, shift: Float, tolerance: Float = 0) -> Node? {
+        guard let node = graph.node(named: name), case .affine(let affine) = node.operation, node.inputs.count == 1,
+              affine.scale.values.allSatisfy({ abs($0 - scale) <= tolerance }), affine.shift.values.allSatisfy({ $0 == shift })
+        else { return nil }
+        return node
+    }
+
     /// tf.keras's MobileNetV3 writes hard-swish as four layers: `x + 3` and `· (1/6)` (two
     /// TFOpLambdas, read as per-channel affine maps), a ReLU(6) between them, and a Multiply of the
     /// result with `x`. Each such chain becomes one hard-swish activation of `x` under the Multiply's
@@ -17,19 +34,15 @@ enum GraphRewrites {
         func only(_ name: String, readBy reader: String) -> Bool {
             !kept.contains(name) && graph.consumers(of: name) == [reader]
         }
-        func isUniformAffine(_ node: Node, scale: Float, shift: Float) -> Bool {
-            guard case .affine(let affine) = node.operation, node.inputs.count == 1 else { return false }
-            return affine.scale.values.allSatisfy { $0 == scale } && affine.shift.values.allSatisfy { $0 == shift }
-        }
         var replaced: [String: Node] = [:]
         var removed: Set<String> = []
         for node in graph.nodes {
             guard case .multiply = node.operation, node.inputs.count == 2 else { continue }
             for (x, gate) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
-                guard x != gate, let scaled = graph.node(named: gate), isUniformAffine(scaled, scale: Float(1.0 / 6.0), shift: 0),
+                guard x != gate, let scaled = uniformAffine(gate, in: graph, scale: Float(1.0 / 6.0), shift: 0),
                       only(scaled.name, readBy: node.name), let clipped = graph.node(named: scaled.inputs[0]),
                       case .activation(.relu6) = clipped.operation, clipped.inputs.count == 1, only(clipped.name, readBy: scaled.name),
-                      let shifted = graph.node(named: clipped.inputs[0]), isUniformAffine(shifted, scale: 1, shift: 3),
+                      let shifted = uniformAffine(clipped.inputs[0], in: graph, scale: 1, shift: 3),
                       shifted.inputs == [x], only(shifted.name, readBy: clipped.name),
                       removed.isDisjoint(with: [scaled.name, clipped.name, shifted.name]) else { continue }
                 replaced[node.name] = Node(name: node.name, operation: .activation(.hardSwish), inputs: [x])
@@ -37,9 +50,7 @@ enum GraphRewrites {
                 break
             }
         }
-        guard !replaced.isEmpty else { return graph }
-        let nodes = graph.nodes.compactMap { node in removed.contains(node.name) ? nil : replaced[node.name] ?? node }
-        return try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
+        return try rebuilt(graph, replacing: replaced, removing: removed)
     }
 
     /// PyTorch exports SiLU (EfficientNet's, and Swish in its SE blocks) as `x · sigmoid(x)`: a
@@ -61,9 +72,7 @@ enum GraphRewrites {
                 break
             }
         }
-        guard !replaced.isEmpty else { return graph }
-        let nodes = graph.nodes.compactMap { node in removed.contains(node.name) ? nil : replaced[node.name] ?? node }
-        return try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
+        return try rebuilt(graph, replacing: replaced, removing: removed)
     }
 
     /// PyTorch exports the exact GELU (ConvNeXt's, a transformer MLP's) as five element-wise
@@ -80,17 +89,11 @@ enum GraphRewrites {
         func only(_ name: String, readBy reader: String) -> Bool {
             !kept.contains(name) && graph.consumers(of: name) == [reader]
         }
-        func uniformAffine(_ name: String, scale: Float, shift: Float, tolerance: Float = 0) -> Node? {
-            guard let node = graph.node(named: name), case .affine(let affine) = node.operation, node.inputs.count == 1,
-                  affine.scale.values.allSatisfy({ abs($0 - scale) <= tolerance }), affine.shift.values.allSatisfy({ $0 == shift })
-            else { return nil }
-            return node
-        }
         /// `1 + erf(x/√2)` computed from x by `name`'s chain: its nodes (the Add(1) first) and x.
         func shiftedErf(_ name: String) -> (nodes: [String], x: String)? {
-            guard let plusOne = uniformAffine(name, scale: 1, shift: 1), let erf = graph.node(named: plusOne.inputs[0]),
+            guard let plusOne = uniformAffine(name, in: graph, scale: 1, shift: 1), let erf = graph.node(named: plusOne.inputs[0]),
                   case .activation(.erf) = erf.operation, erf.inputs.count == 1, only(erf.name, readBy: plusOne.name),
-                  let scaled = uniformAffine(erf.inputs[0], scale: Float(0.5.squareRoot()), shift: 0, tolerance: 1e-7),
+                  let scaled = uniformAffine(erf.inputs[0], in: graph, scale: Float(0.5.squareRoot()), shift: 0, tolerance: 1e-7),
                   only(scaled.name, readBy: erf.name) else { return nil }
             return ([plusOne.name, erf.name, scaled.name], scaled.inputs[0])
         }
@@ -103,13 +106,13 @@ enum GraphRewrites {
                 if other == x {
                     // PyTorch's: the product halved by the one reader of the Mul.
                     guard only(node.name, readBy: graph.consumers(of: node.name).first ?? ""),
-                          let half = uniformAffine(graph.consumers(of: node.name)[0], scale: 0.5, shift: 0),
+                          let half = uniformAffine(graph.consumers(of: node.name)[0], in: graph, scale: 0.5, shift: 0),
                           removed.isDisjoint(with: chain + [node.name]) else { continue }
                     replaced[half.name] = Node(name: half.name, operation: .activation(.gelu(approximate: false)), inputs: [x])
                     removed.formUnion(chain + [node.name])
                 } else {
                     // bnkit's: x halved first.
-                    guard let half = uniformAffine(other, scale: 0.5, shift: 0), half.inputs == [x], only(half.name, readBy: node.name),
+                    guard let half = uniformAffine(other, in: graph, scale: 0.5, shift: 0), half.inputs == [x], only(half.name, readBy: node.name),
                           removed.isDisjoint(with: chain + [half.name]) else { continue }
                     replaced[node.name] = Node(name: node.name, operation: .activation(.gelu(approximate: false)), inputs: [x])
                     removed.formUnion(chain + [half.name])
@@ -117,9 +120,7 @@ enum GraphRewrites {
                 break
             }
         }
-        guard !replaced.isEmpty else { return graph }
-        let nodes = graph.nodes.compactMap { node in removed.contains(node.name) ? nil : replaced[node.name] ?? node }
-        return try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
+        return try rebuilt(graph, replacing: replaced, removing: removed)
     }
 
     /// A map read only by 1×1 convolutions of stride s (ResNet's stage transitions: conv2_block3_out
