@@ -80,10 +80,12 @@ static void pointwise_and_depthwise(void) {
     }
     printf("  1x1 all shapes: %.1f GFLOP/s\n", flops / seconds / 1e9);
     /* side, channels, kernel, stride ("same" padding; stride 2 on an even side pads below and right):
-       MobileNetV2's and EfficientNet's, and ConvNeXt's 7x7. */
+       MobileNetV2's and EfficientNet's, and ConvNeXt's 7x7; small maps (MnasNet and EfficientNet at
+       96, ConvNeXt 224's last stage) run the small-map kernel, marked. */
     const int dw[][4] = {{56, 144, 3, 1}, {28, 192, 3, 1}, {14, 384, 3, 1}, {7, 960, 3, 1}, {112, 96, 3, 2},
                          {56, 144, 3, 2}, {28, 240, 5, 1}, {14, 672, 5, 1}, {7, 1152, 5, 1},
-                         {56, 96, 7, 1}, {14, 384, 7, 1}};
+                         {56, 96, 7, 1}, {14, 384, 7, 1}, {6, 480, 5, 1}, {6, 672, 5, 1}, {3, 1152, 3, 1},
+                         {7, 768, 7, 1}};
     for (size_t s = 0; s < sizeof dw / sizeof dw[0]; s++) {
         const int h = dw[s][0], c = dw[s][1], k = dw[s][2], st = dw[s][3];
         const int oh = st == 2 ? h / 2 : h, pad = st == 2 ? 0 : k / 2;
@@ -98,7 +100,9 @@ static void pointwise_and_depthwise(void) {
             t = (now() - t) / reps;
             if (t < best) best = t;
         }
-        printf("  depthwise %3dx%3dx%-4d %dx%d stride %d  %6.1f GFLOP/s\n", h, h, c, k, k, st, 2 * macs / best / 1e9);
+        const int small = strcmp(bnk_depthwise_isa(), "generic") != 0 && bnk_depthwise_small_map(h, h, c, k, k, st, st, 1, 1, pad, pad, oh, oh);
+        printf("  depthwise %3dx%3dx%-4d %dx%d stride %d  %6.1f GFLOP/s%s\n", h, h, c, k, k, st, 2 * macs / best / 1e9,
+               small ? "  (small-map kernel)" : "");
         free(x); free(w); free(b); free(y);
     }
     /* The one-channel conv (+ ReLU, fused 2x2 max pooling): the MNIST CNNs' first layer; every

@@ -416,6 +416,93 @@ DW_FIXED256(interior3s2_avx2_prefetch, 3, 2, 4, 1)
 DW_FIXED256(interior5_avx2_prefetch, 5, 1, 4, 1)
 DW_FIXED256(interior5s2_avx2_prefetch, 5, 2, 4, 1)
 
+/* Small maps (depth multiplier 1, any window, stride and dilation): most pixels of a 6x6 or 3x3
+   map are border pixels, which the row kernels above leave to the clipped one-pixel path (two
+   loads an FMA, no weight reused across pixels), and a bordered copy of the whole map costs more
+   than the conv. Here channel blocks are outermost: one block of W channels of the window grid
+   (input inside its zero border, through the fused input ReLU) is copied into a tile of ph x pw
+   vectors that stays in L1, the block's weights into kh*kw vectors beside it, and the outputs are
+   computed P pixels at a time in raster order across rows (so a 3x3 map still has P independent
+   sums), each tap's weight loaded once for the P pixels. Taps in the border multiply zeros; the
+   taps come in the body's order (row by row, column by column), so the sums are those of the
+   other paths (a zero product adds +0: only a -0 sum or a non-finite weight could differ). */
+#define DW_SMALL(NAME, TARGET, VEC, W, LOAD, LOADU, LOADA, STORE, STOREU, STOREA, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, P)            \
+TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int R, const int full, const float *tile,        \
+        const int *pixel, const int *tap, int taps, const float *wk, VEC b, float *out, size_t c, int act, MASK_T mask) { \
+    VEC a[P];                                                                                                             \
+    const float *at[P];                                                                                                   \
+    for (int r = 0; r < R; r++) { a[r] = b; at[r] = tile + pixel[r]; }                                                    \
+    for (int t = 0; t < taps; t++) {                                                                                      \
+        const VEC wt = LOADA(wk + (size_t)t * W);               \
+        const int o = tap[t];                                                                                             \
+        for (int r = 0; r < R; r++)                                                                                       \
+            a[r] = FMA(LOADA(at[r] + o), wt, a[r]);               \
+    }                                                                                                                     \
+    const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                       \
+    for (int r = 0; r < R; r++) {                                                                                         \
+        const VEC v = act == BNK_ACT_LINEAR ? a[r] : MIN(MAX(a[r], SETZERO()), upper);                                    \
+        if (full) STOREU(out + (size_t)r * c, v); else STORE(out + (size_t)r * c, mask, v);                               \
+    }                                                                                                                     \
+}                                                                                                                         \
+TARGET static inline __attribute__((always_inline)) void NAME##_block(const int full, const float *tile, const int *pixel,    \
+        int pixels, const int *tap, int taps, const float *wk, VEC b, float *out, size_t c, int act, MASK_T mask) {       \
+    int i = 0;                                                                                                            \
+    for (; i + P <= pixels; i += P) NAME##_pixels(P, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); \
+    switch (pixels - i) {                                                                                                 \
+    case 7: if (P > 7) NAME##_pixels(7, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break; \
+    case 6: if (P > 6) NAME##_pixels(6, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break; \
+    case 5: if (P > 5) NAME##_pixels(5, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break; \
+    case 4: if (P > 4) NAME##_pixels(4, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break; \
+    case 3: NAME##_pixels(3, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;           \
+    case 2: NAME##_pixels(2, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;           \
+    case 1: NAME##_pixels(1, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;           \
+    default: break;                                                                                                       \
+    }                                                                                                                     \
+}                                                                                                                         \
+/* tile: ph * pw + kh * kw vectors (64-byte aligned, the border zero), pixel: oh * ow, tap: kh * kw. */                   \
+TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,    \
+                        int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act,           \
+                        float *tile, int *pixel, int *tap) {                                                               \
+    const int rin = (act & BNK_DW_RELU_INPUT) != 0;                                                                       \
+    act &= ~BNK_DW_RELU_INPUT;                                                                                            \
+    const int ph = (oh - 1) * sy + (kh - 1) * dy + 1, pw = (ow - 1) * sx + (kw - 1) * dx + 1, taps = kh * kw;          \
+    float *wk = tile + (size_t)ph * pw * W;                                                                               \
+    for (int oy = 0, i = 0; oy < oh; oy++)                                                                                \
+        for (int ox = 0; ox < ow; ox++, i++) pixel[i] = (oy * sy * pw + ox * sx) * W;                                     \
+    for (int ky = 0, t = 0; ky < kh; ky++)                                                                                \
+        for (int kx = 0; kx < kw; kx++, t++) tap[t] = (ky * dy * pw + kx * dx) * W;                                      \
+    memset(tile, 0, (size_t)ph * pw * W * sizeof(float));                                                                 \
+    /* The input rows and columns inside the tile. */                                                                     \
+    const int y0 = pad_top, x0 = pad_left, rows = h < ph - y0 ? h : ph - y0, cols = w < pw - x0 ? w : pw - x0;           \
+    for (int c0 = 0; c0 < c; c0 += W) {                                                                                   \
+        const int full = c - c0 >= W;                                                                                     \
+        const MASK_T mask = MASK_OF(full ? W : c - c0);                                                                   \
+        for (int iy = 0; iy < rows; iy++) {                                                                               \
+            const float *in = x + (size_t)iy * w * c + c0;                                                                \
+            float *t = tile + ((size_t)(iy + y0) * pw + x0) * W;                                                          \
+            for (int ix = 0; ix < cols; ix++, in += c, t += W) {                                                          \
+                VEC v = full ? LOADU(in) : LOAD(in, mask); \
+                if (rin) v = MAX(v, SETZERO());                                                                           \
+                STOREA(t, v);                                     \
+            }                                                                                                             \
+        }                                                                                                                 \
+        for (int t = 0; t < taps; t++)                                                                                    \
+            STOREA(wk + (size_t)t * W,                    \
+                full ? LOADU(kernel + (size_t)t * c + c0)  \
+                     : LOAD(kernel + (size_t)t * c + c0, mask));                                                          \
+        const VEC b = bias ? (full ? LOADU(bias + c0)      \
+                                   : LOAD(bias + c0, mask)) : SETZERO();                                                  \
+        if (full) NAME##_block(1, tile, pixel, oh * ow, tap, taps, wk, b, y + c0, (size_t)c, act, mask);                  \
+        else NAME##_block(0, tile, pixel, oh * ow, tap, taps, wk, b, y + c0, (size_t)c, act, mask);                       \
+    }                                                                                                                     \
+}
+DW_SMALL(small_avx512, __attribute__((target("avx512f"))), __m512, 16, LOAD512, _mm512_loadu_ps, _mm512_load_ps, STORE512,
+         _mm512_storeu_ps, _mm512_store_ps, _mm512_setzero_ps,
+         _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, 8)
+DW_SMALL(small_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, _mm256_load_ps, STORE256,
+         _mm256_storeu_ps, _mm256_store_ps, _mm256_setzero_ps,
+         _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, 8)
+
 /* Depth multiplier 1: per output row, the border pixels one at a time with the taps inside the
    image (`edge`), the interior by the vector kernel above. */
 typedef void (*interior_fn)(const float *, int, int, int, int, int, int, int, int, int, int, int, int, int, int, const float *,
@@ -459,14 +546,17 @@ DW_VERSION(depthwise_avx512, __attribute__((target("avx512f"))))
    256-bit halves, and the 49 weights do not fit the registers at either level. */
 static _Thread_local float *border_buffer;
 static _Thread_local size_t border_capacity;
-static const float *bordered(const float *x, int h, int w, int c, int pad_top, int pad_left, int ph, int pw) {
-    const size_t floats = (size_t)ph * pw * c;
+/* The calling thread's buffer of at least `floats` floats, 64-byte aligned (NULL when memory runs out). */
+static float *thread_buffer(size_t floats) {
     if (floats > border_capacity) {
         free(border_buffer);
         border_buffer = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
         border_capacity = border_buffer ? floats : 0;
     }
-    if (!border_buffer) return NULL;
+    return border_buffer;
+}
+static const float *bordered(const float *x, int h, int w, int c, int pad_top, int pad_left, int ph, int pw) {
+    if (!thread_buffer((size_t)ph * pw * c)) return NULL;
     const size_t pixel = (size_t)c * sizeof(float);
     int left = pad_left < pw ? pad_left : pw;
     int copied = pw - left < w ? pw - left : w;
@@ -485,6 +575,47 @@ static const float *bordered(const float *x, int h, int w, int c, int pad_top, i
 }
 #endif
 
+/* Taps of one axis inside the input, summed over the outputs, and the outputs whose whole window
+   lies inside. */
+static void axis_taps(int n, int k, int s, int d, int pad, int outs, long *inside_taps, int *inside_outputs) {
+    *inside_taps = 0;
+    *inside_outputs = 0;
+    for (int o = 0; o < outs; o++) {
+        int count = 0;
+        for (int t = 0; t < k; t++) {
+            const int i = o * s - pad + t * d;
+            count += i >= 0 && i < n;
+        }
+        *inside_taps += count;
+        *inside_outputs += count == k;
+    }
+}
+
+/* Whether a map runs in the small-map kernel (DW_SMALL): its window grid fits a tile of 400
+   vectors (25 KB at AVX-512, in L1), at least half the taps it multiplies lie inside the image
+   (a 3x3 map under a 5x5 window: 36%, left to the clipped path), and either under two thirds of
+   its pixels are interior ones (the row kernels' pixels) or the kh input rows the row kernels
+   sweep per output row spill L1. AMD Zen 4, hot, best of 40 alternating, us, row kernels ->
+   small-map kernel, AVX-512 / AVX2: 6x6x480 5x5 23.0 -> 12.4 / 24.2 -> 13.0; 3x3x1152 3x3 5.5
+   -> 4.4 / 5.8 -> 4.9; 7x7x1152 5x5 83.6 -> 41.7 / 86.5 -> 46.1; 7x7x768 7x7 111.5 -> 49.7 /
+   128.5 -> 54.5; 6x6x576 5x5 stride 2 7.7 -> 5.8 / 7.9 -> 7.0; 14x14x672 5x5 161 -> 98 / 145 ->
+   99; 14x14x256 3x3 27.6 -> 18.3 / 38.5 -> 24.5; 6x6x576 3x3 8.4 -> 7.3 / 8.2 -> 8.4. Not taken,
+   forced: 3x3x1152 5x5 7.8 -> 9.0 / 7.3 -> 11.5; 12x12x192 3x3 9.7 -> 9.9 / 9.9 -> 12.0;
+   24x24x72 3x3 (a 676-vector tile) 14.2 -> 17.7 / 12.9 -> 19.5. */
+int bnk_depthwise_small_map(int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oh, int ow) {
+    if (pad_top < 0 || pad_left < 0 || oh < 1 || ow < 1) return 0;
+    const long ph = (long)(oh - 1) * sy + (long)(kh - 1) * dy + 1, pw = (long)(ow - 1) * sx + (long)(kw - 1) * dx + 1;
+    if (ph * pw > 400) return 0;
+    long ty, tx;
+    int iy, ix;
+    axis_taps(h, kh, sy, dy, pad_top, oh, &ty, &iy);
+    axis_taps(w, kw, sx, dx, pad_left, ow, &tx, &ix);
+    const int interior_few = 3 * (long)iy * ix < 2 * (long)oh * ow;
+    /* The row kernels sweep kh input rows, all channels, per output row: past 32 KB they come from L2. */
+    const int rows_spill = (long)kh * w * c * (long)sizeof(float) > 32 * 1024;
+    return 2 * ty * tx >= (long)oh * ow * kh * kw && (interior_few || rows_spill);
+}
+
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act) {
 #if BNK_X86
@@ -496,6 +627,20 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
     if (act != BNK_ACT_RELU && act != BNK_ACT_RELU6) act = BNK_ACT_LINEAR;
     act |= rin;    /* each version below takes the flag with the store's activation */
 #if BNK_X86
+    /* Small maps: the tile kernel (before the 7x7 bordered copy, whose buffer the tile would reuse). */
+    if (m == 1 && (bnk_use_avx512() || bnk_use_avx2()) && bnk_depthwise_small_map(h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow)) {
+        const int W = bnk_use_avx512() ? 16 : 8;
+        const int ph = (oh - 1) * sy + (kh - 1) * dy + 1, pw = (ow - 1) * sx + (kw - 1) * dx + 1;
+        const size_t vectors = (size_t)ph * pw + (size_t)kh * kw, ints = (size_t)oh * ow + (size_t)kh * kw;
+        float *tile = thread_buffer(vectors * W + ints);
+        if (tile) {
+            int *pixel = (int *)(tile + vectors * W), *tap = pixel + (size_t)oh * ow;
+            if (W == 16) small_avx512(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act, tile, pixel, tap);
+            else small_avx2(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y, act, tile, pixel, tap);
+            if (after != BNK_ACT_LINEAR) bnk_activate(y, y, (size_t)oh * ow * c, after);
+            return;
+        }
+    }
     /* 3x3 and 5x5, no dilation: the unrolled row kernels (weights in registers). At stride 1
        they measured 10-25% faster than the four-pixel kernel (Intel Xeon, AVX-512). At stride 2
        they measured 13% slower there in an earlier version, but 1.2-1.8x faster on AMD Zen 5 at

@@ -572,6 +572,65 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// The small-map depthwise kernel (channel blocks outermost, each block's window grid in an L1
+    /// tile, P pixels at a time across rows): maps where it runs (and two where it must not), any
+    /// window, stride and dilation, a masked last block, a ReLU read through, ReLU6 at the store
+    /// and an activation after; against the reference at every level, and AVX-512 and AVX2 bit for
+    /// bit; one and two threads (each thread's rows its own smaller map) the same values.
+    func testDepthwiseSmallMapsAgreeAcrossLevelsAndThreads() throws {
+        defer { Kernels.limitInstructionSet(2) }
+        let cases: [(h: Int, w: Int, c: Int, k: Int, stride: Int, dilation: Int, activation: Activation, small: Bool)] = [
+            (6, 6, 40, 5, 1, 1, .relu6, true),       // MnasNet's 6×6 5×5 maps: 4 interior pixels of 36
+            (3, 3, 37, 3, 1, 1, .linear, true),      // fewer pixels than a group, a masked block
+            (7, 7, 24, 7, 1, 1, .gelu(approximate: false), true),  // ConvNeXt 224's last stage
+            (6, 6, 20, 5, 2, 1, .relu, true),        // stride 2: 3×3 outputs
+            (9, 7, 16, 3, 1, 2, .swish, true),       // dilation 2
+            (5, 11, 8, 3, 2, 1, .hardSwish, true),
+            (8, 8, 520, 3, 1, 1, .relu6, true),      // most pixels interior, but the rows spill L1
+            (3, 3, 48, 5, 1, 1, .relu, false),       // 36% of the taps inside: the clipped path
+            (24, 24, 24, 3, 1, 1, .relu, false),     // a tile past 400 vectors
+        ]
+        for t in cases {
+            let pad = (t.k - 1) * t.dilation / 2
+            let oh = (t.h + 2 * pad - (t.k - 1) * t.dilation - 1) / t.stride + 1, ow = (t.w + 2 * pad - (t.k - 1) * t.dilation - 1) / t.stride + 1
+            XCTAssertEqual(bnk_depthwise_small_map(Int32(t.h), Int32(t.w), Int32(t.c), Int32(t.k), Int32(t.k), Int32(t.stride), Int32(t.stride),
+                                                   Int32(t.dilation), Int32(t.dilation), Int32(pad), Int32(pad), Int32(oh), Int32(ow)) != 0,
+                           t.small, "\(t): the small-map kernel")
+            let reluInput = t.k != 7
+            let kernel = random.floats(t.k * t.k * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
+            let conv = try DepthwiseConv2D(kernel: Tensor(shape: [t.k, t.k, t.c, 1], values: kernel), bias: Tensor(bias),
+                                           strides: [t.stride, t.stride], dilation: [t.dilation, t.dilation], padding: .same)
+            let layers: [(String, Op)] = (reluInput ? [("relu", .activation(.relu))] : [])
+                + [("dw", .depthwiseConv2d(conv)), ("act", .activation(t.activation))]
+            let graph = try Graph.sequential(name: "small", inputShape: [t.h, t.w, t.c], layers: layers)
+            let one = try Executor(graph: graph)
+            let batch = 2
+            let input = random.floats(batch * t.h * t.w * t.c, in: -2...2)
+            var outputs: [[Float]] = []
+            for level in [2, 1, 0] {
+                Kernels.limitInstructionSet(level)
+                let y = try one.run(input)
+                XCTAssertEqual(try one.run(input, threads: 2).map(\.bitPattern), y.map(\.bitPattern), "\(t) level \(level): two threads")
+                outputs.append(y)
+            }
+            if [.linear, .relu, .relu6].contains(t.activation) {    // the others' vector versions may differ in the last bit
+                XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "\(t): AVX-512 and AVX2")
+            }
+            let formula = Self.formulas.first { $0.0 == t.activation }?.1 ?? { $0 }
+            for (level, y) in zip([2, 1, 0], outputs) {
+                for b in 0..<batch {
+                    let x = input[(b * t.h * t.w * t.c)..<((b + 1) * t.h * t.w * t.c)].map { reluInput ? max(Double($0), 0) : Double($0) }
+                    let expected = ReferenceOps.depthwise(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: t.k, kw: t.k, multiplier: 1, bias: bias,
+                                                          stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation], same: true).values
+                    XCTAssertEqual(expected.count, one.outputSize, "\(t)")
+                    for (i, e) in expected.enumerated() {
+                        XCTAssertEqual(Double(y[b * one.outputSize + i]), formula(e), accuracy: 1e-5 * max(1, abs(e)), "\(t) level \(level) [\(i)]")
+                    }
+                }
+            }
+        }
+    }
+
     /// The depthwise row kernels with and without their prefetches (`BNK_DW_PREFETCH`: AVX2 has
     /// both versions, AVX-512 always prefetches, the portable kernel never): at every level the
     /// same values bit for bit, for 3×3 and 5×5 at strides 1 and 2 (each its own instantiation),

@@ -136,6 +136,10 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
                           int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act);
 /* Which version bnk_depthwise_conv2d runs under the current cap: "avx512", "avx2" or "generic". */
 const char *bnk_depthwise_isa(void);
+/* Whether bnk_depthwise_conv2d (depth multiplier 1, at the AVX2 and AVX-512 levels) runs this map in its
+   small-map kernel: channel blocks outermost, each block's window grid in an L1 tile (depthwise.c). */
+int bnk_depthwise_small_map(int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oh,
+                            int ow);
 
 /* Grouped convolution, NHWC (grouped.c): c input channels in `groups` groups, groups * opg
    outputs, each group's from its own c / groups inputs. The kernel (kh, kw, c / groups,
