@@ -594,14 +594,19 @@ static void axis_taps(int n, int k, int s, int d, int pad, int outs, long *insid
 /* Whether a map runs in the small-map kernel (DW_SMALL): its window grid fits a tile of 400
    vectors (25 KB at AVX-512, in L1), at least half the taps it multiplies lie inside the image
    (a 3x3 map under a 5x5 window: 36%, left to the clipped path), and either under two thirds of
-   its pixels are interior ones (the row kernels' pixels) or the kh input rows the row kernels
-   sweep per output row spill L1. AMD Zen 4, hot, best of 40 alternating, us, row kernels ->
-   small-map kernel, AVX-512 / AVX2: 6x6x480 5x5 23.0 -> 12.4 / 24.2 -> 13.0; 3x3x1152 3x3 5.5
-   -> 4.4 / 5.8 -> 4.9; 7x7x1152 5x5 83.6 -> 41.7 / 86.5 -> 46.1; 7x7x768 7x7 111.5 -> 49.7 /
-   128.5 -> 54.5; 6x6x576 5x5 stride 2 7.7 -> 5.8 / 7.9 -> 7.0; 14x14x672 5x5 161 -> 98 / 145 ->
-   99; 14x14x256 3x3 27.6 -> 18.3 / 38.5 -> 24.5; 6x6x576 3x3 8.4 -> 7.3 / 8.2 -> 8.4. Not taken,
-   forced: 3x3x1152 5x5 7.8 -> 9.0 / 7.3 -> 11.5; 12x12x192 3x3 9.7 -> 9.9 / 9.9 -> 12.0;
-   24x24x72 3x3 (a 676-vector tile) 14.2 -> 17.7 / 12.9 -> 19.5. */
+   its columns are the row kernels' (window inside horizontally) with a copy under 0.35 of the
+   FMAs, or, for windows over 3x3, the row kernels' kh input rows spill L1 (or two thirds of the
+   columns are theirs) and the copy is under 0.15 of the FMAs. AMD Zen 4, hot, best of 40
+   alternating, us, row kernels -> small-map kernel, AVX-512 / AVX2, whole maps: 6x6x480 5x5 22.8
+   -> 12.0 / 24.0 -> 13.0; 7x7x1152 5x5 83.4 -> 41.6 / 87.0 -> 46.8; 7x7x768 7x7 113.3 -> 49.6 /
+   129.1 -> 54.6; 14x14x672 5x5 161.8 -> 98.5 / 143.3 -> 101.6; 14x14x384 7x7 136.7 -> 95.0 /
+   138.9 -> 97.1; 3x3x1152 3x3 5.5 -> 4.1 / 5.9 -> 4.8; 12x12x120 5x5 18.6 -> 13.4 / 16.8 ->
+   12.9. Strips of rows (the fused pointwise-depthwise steps' calls), two output rows: 14 wide x
+   384, 7x7 window 30.7 -> 17.3 / 25.8 -> 18.9; 28 wide x 240 5x5 13.4 -> 11.6 / 11.2 -> 11.7.
+   Not taken, forced: 3x3 windows elsewhere (two rows of 56x144 4.4 -> 7.5 / 4.0 -> 6.7; 8x8x512
+   19.9 -> 14.7 / 16.3 -> 17.6; 6x6x576 8.1 -> 6.9 / 8.2 -> 7.9, and slower in MnasNet at batch 16),
+   5x5 stride 2 on two rows 28 wide 8.0 -> 8.5 / 6.6 -> 8.2, 3x3x1152 5x5 7.8 -> 9.0 / 7.3 ->
+   11.5; 24x24x72 3x3 (a 676-vector tile) 14.2 -> 17.7 / 12.9 -> 19.5. */
 int bnk_depthwise_small_map(int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oh, int ow) {
     if (pad_top < 0 || pad_left < 0 || oh < 1 || ow < 1) return 0;
     const long ph = (long)(oh - 1) * sy + (long)(kh - 1) * dy + 1, pw = (long)(ow - 1) * sx + (long)(kw - 1) * dx + 1;
@@ -610,10 +615,19 @@ int bnk_depthwise_small_map(int h, int w, int c, int kh, int kw, int sy, int sx,
     int iy, ix;
     axis_taps(h, kh, sy, dy, pad_top, oh, &ty, &iy);
     axis_taps(w, kw, sx, dx, pad_left, ow, &tx, &ix);
-    const int interior_few = 3 * (long)iy * ix < 2 * (long)oh * ow;
-    /* The row kernels sweep kh input rows, all channels, per output row: past 32 KB they come from L2. */
+    (void)iy;
+    /* The row kernels' pixels: those whose window lies inside horizontally (a row above or below
+       the image only takes their slower four-pixel kernel; the others go one at a time, clipped). */
+    const int columns_few = 3 * ix < 2 * ow, columns_some = 3 * ix <= 2 * ow;
+    /* Those kernels sweep kh input rows, all channels, per output row: past 32 KB, from L2. */
     const int rows_spill = (long)kh * w * c * (long)sizeof(float) > 32 * 1024;
-    return 2 * ty * tx >= (long)oh * ow * kh * kw && (interior_few || rows_spill);
+    /* The tile's copy against the FMAs it feeds (a strip of two rows copies four for 28 outputs). */
+    const long taps = (long)oh * ow * kh * kw, copied = ph * pw;
+    const int fits = 20 * copied <= 7 * taps, lean = 20 * copied <= 3 * taps;
+    /* 3x3 windows only on maps with few such pixels: elsewhere their row kernels (nine weights in
+       registers, each input column loaded once for three taps) held their own, strips of rows
+       included. */
+    return 2 * ty * tx >= taps && ((columns_few && fits) || (kh * kw > 9 && (rows_spill || columns_some) && lean));
 }
 
 void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, int kw, int sy, int sx, int dy, int dx,

@@ -583,10 +583,12 @@ final class SplitAndFusionTests: XCTestCase {
             (6, 6, 40, 5, 1, 1, .relu6, true),       // MnasNet's 6×6 5×5 maps: 4 interior pixels of 36
             (3, 3, 37, 3, 1, 1, .linear, true),      // fewer pixels than a group, a masked block
             (7, 7, 24, 7, 1, 1, .gelu(approximate: false), true),  // ConvNeXt 224's last stage
-            (6, 6, 20, 5, 2, 1, .relu, true),        // stride 2: 3×3 outputs
+            (9, 9, 20, 5, 2, 1, .relu, true),        // stride 2
             (9, 7, 16, 3, 1, 2, .swish, true),       // dilation 2
-            (5, 11, 8, 3, 2, 1, .hardSwish, true),
-            (8, 8, 520, 3, 1, 1, .relu6, true),      // most pixels interior, but the rows spill L1
+            (14, 14, 136, 5, 1, 1, .relu6, true),    // most columns interior, but the row kernels' rows spill L1
+            (6, 6, 20, 5, 2, 1, .relu, false),       // stride 2 onto 3×3: the copy outweighs the gain
+            (5, 11, 8, 3, 2, 1, .hardSwish, false),
+            (8, 8, 520, 3, 1, 1, .relu6, false),     // 3×3 with most columns interior: the row kernels
             (3, 3, 48, 5, 1, 1, .relu, false),       // 36% of the taps inside: the clipped path
             (24, 24, 24, 3, 1, 1, .relu, false),     // a tile past 400 vectors
         ]
