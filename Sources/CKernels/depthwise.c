@@ -426,17 +426,17 @@ DW_FIXED256(interior5s2_avx2_prefetch, 5, 2, 4, 1)
    sums), each tap's weight loaded once for the P pixels. Taps in the border multiply zeros; the
    taps come in the body's order (row by row, column by column), so the sums are those of the
    other paths (a zero product adds +0: only a -0 sum or a non-finite weight could differ). */
-#define DW_SMALL(NAME, TARGET, VEC, W, LOAD, LOADU, LOADA, STORE, STOREU, STOREA, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, P)            \
-TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int R, const int full, const float *tile,        \
+#define DW_SMALL(NAME, TARGET, VEC, W, LOAD, LOADU, LOADA, STORE, STOREU, STOREA, SETZERO, SET1, MIN, MAX, FMA, MASK_T, MASK_OF, P) \
+TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int R, const int full, const float *tile,    \
         const int *pixel, const int *tap, int taps, const float *wk, VEC b, float *out, size_t c, int act, MASK_T mask) { \
     VEC a[P];                                                                                                             \
     const float *at[P];                                                                                                   \
     for (int r = 0; r < R; r++) { a[r] = b; at[r] = tile + pixel[r]; }                                                    \
     for (int t = 0; t < taps; t++) {                                                                                      \
-        const VEC wt = LOADA(wk + (size_t)t * W);               \
+        const VEC wt = LOADA(wk + (size_t)t * W);                                                                         \
         const int o = tap[t];                                                                                             \
         for (int r = 0; r < R; r++)                                                                                       \
-            a[r] = FMA(LOADA(at[r] + o), wt, a[r]);               \
+            a[r] = FMA(LOADA(at[r] + o), wt, a[r]);                                                                       \
     }                                                                                                                     \
     const VEC upper = SET1(act == BNK_ACT_RELU6 ? 6.0f : INFINITY);                                                       \
     for (int r = 0; r < R; r++) {                                                                                         \
@@ -444,7 +444,7 @@ TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int
         if (full) STOREU(out + (size_t)r * c, v); else STORE(out + (size_t)r * c, mask, v);                               \
     }                                                                                                                     \
 }                                                                                                                         \
-TARGET static inline __attribute__((always_inline)) void NAME##_block(const int full, const float *tile, const int *pixel,    \
+TARGET static inline __attribute__((always_inline)) void NAME##_block(const int full, const float *tile, const int *pixel, \
         int pixels, const int *tap, int taps, const float *wk, VEC b, float *out, size_t c, int act, MASK_T mask) {       \
     int i = 0;                                                                                                            \
     for (; i + P <= pixels; i += P) NAME##_pixels(P, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); \
@@ -453,27 +453,27 @@ TARGET static inline __attribute__((always_inline)) void NAME##_block(const int 
     case 6: if (P > 6) NAME##_pixels(6, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break; \
     case 5: if (P > 5) NAME##_pixels(5, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break; \
     case 4: if (P > 4) NAME##_pixels(4, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break; \
-    case 3: NAME##_pixels(3, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;           \
-    case 2: NAME##_pixels(2, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;           \
-    case 1: NAME##_pixels(1, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;           \
+    case 3: NAME##_pixels(3, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;          \
+    case 2: NAME##_pixels(2, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;          \
+    case 1: NAME##_pixels(1, full, tile, pixel + i, tap, taps, wk, b, out + (size_t)i * c, c, act, mask); break;          \
     default: break;                                                                                                       \
     }                                                                                                                     \
 }                                                                                                                         \
 /* tile: ph * pw + kh * kw vectors (64-byte aligned, the border zero), pixel: oh * ow, tap: kh * kw. */                   \
-TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,    \
-                        int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act,           \
-                        float *tile, int *pixel, int *tap) {                                                               \
+TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, \
+                        int pad_left, int oh, int ow, const float *kernel, const float *bias, float *y, int act,          \
+                        float *tile, int *pixel, int *tap) {                                                              \
     const int rin = (act & BNK_DW_RELU_INPUT) != 0;                                                                       \
     act &= ~BNK_DW_RELU_INPUT;                                                                                            \
-    const int ph = (oh - 1) * sy + (kh - 1) * dy + 1, pw = (ow - 1) * sx + (kw - 1) * dx + 1, taps = kh * kw;          \
+    const int ph = (oh - 1) * sy + (kh - 1) * dy + 1, pw = (ow - 1) * sx + (kw - 1) * dx + 1, taps = kh * kw;             \
     float *wk = tile + (size_t)ph * pw * W;                                                                               \
     for (int oy = 0, i = 0; oy < oh; oy++)                                                                                \
         for (int ox = 0; ox < ow; ox++, i++) pixel[i] = (oy * sy * pw + ox * sx) * W;                                     \
     for (int ky = 0, t = 0; ky < kh; ky++)                                                                                \
-        for (int kx = 0; kx < kw; kx++, t++) tap[t] = (ky * dy * pw + kx * dx) * W;                                      \
+        for (int kx = 0; kx < kw; kx++, t++) tap[t] = (ky * dy * pw + kx * dx) * W;                                       \
     memset(tile, 0, (size_t)ph * pw * W * sizeof(float));                                                                 \
     /* The input rows and columns inside the tile. */                                                                     \
-    const int y0 = pad_top, x0 = pad_left, rows = h < ph - y0 ? h : ph - y0, cols = w < pw - x0 ? w : pw - x0;           \
+    const int y0 = pad_top, x0 = pad_left, rows = h < ph - y0 ? h : ph - y0, cols = w < pw - x0 ? w : pw - x0;            \
     for (int c0 = 0; c0 < c; c0 += W) {                                                                                   \
         const int full = c - c0 >= W;                                                                                     \
         const MASK_T mask = MASK_OF(full ? W : c - c0);                                                                   \
@@ -481,16 +481,16 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
             const float *in = x + (size_t)iy * w * c + c0;                                                                \
             float *t = tile + ((size_t)(iy + y0) * pw + x0) * W;                                                          \
             for (int ix = 0; ix < cols; ix++, in += c, t += W) {                                                          \
-                VEC v = full ? LOADU(in) : LOAD(in, mask); \
+                VEC v = full ? LOADU(in) : LOAD(in, mask);                                                                \
                 if (rin) v = MAX(v, SETZERO());                                                                           \
-                STOREA(t, v);                                     \
+                STOREA(t, v);                                                                                             \
             }                                                                                                             \
         }                                                                                                                 \
         for (int t = 0; t < taps; t++)                                                                                    \
-            STOREA(wk + (size_t)t * W,                    \
-                full ? LOADU(kernel + (size_t)t * c + c0)  \
+            STOREA(wk + (size_t)t * W,                                                                                    \
+                full ? LOADU(kernel + (size_t)t * c + c0)                                                                 \
                      : LOAD(kernel + (size_t)t * c + c0, mask));                                                          \
-        const VEC b = bias ? (full ? LOADU(bias + c0)      \
+        const VEC b = bias ? (full ? LOADU(bias + c0)                                                                     \
                                    : LOAD(bias + c0, mask)) : SETZERO();                                                  \
         if (full) NAME##_block(1, tile, pixel, oh * ow, tap, taps, wk, b, y + c0, (size_t)c, act, mask);                  \
         else NAME##_block(0, tile, pixel, oh * ow, tap, taps, wk, b, y + c0, (size_t)c, act, mask);                       \
