@@ -345,7 +345,7 @@ public final class Executor: @unchecked Sendable {
             absorbed.insert(add.name)
         }
         // A pointwise Conv2D (the prepacked GEMM, an element-wise activation) whose map — over
-        // `smallestStripedMap`, more than L2 holds — only a DepthwiseConv2D reads (directly, or
+        // `smallestStripedMap`, more than L2 holds for a batch — only a DepthwiseConv2D reads (directly, or
         // through a zero padding folded into it): the two run together in strips of rows
         // (`PointwiseDepthwise`), the map never written whole (MobileNetV2's and EfficientNet's
         // 112×112×96 expansions at 224: 4.8 MB written and read back an image otherwise).
@@ -718,8 +718,15 @@ public final class Executor: @unchecked Sendable {
     static let densePanelFloats = 1 << 20
 
     /// The smallest map (floats per sample) a pointwise conv and its depthwise reader go in strips
-    /// for: 1 MiB, the L2 of the AMD Zen 4 measured (a smaller map stays in L2 between the steps).
-    static let smallestStripedMap = 1 << 18
+    /// for: 256 KiB, a quarter of the L2 of the AMD Zen 4 measured. Each step runs over a tile of
+    /// samples (`samplesPerTile`: 8 or more where a sample's maps are under 1 MiB), so such a map is
+    /// 2 MiB or more a step, written to L3 and read back: MobileNetV2 96's first blocks (48×48×96
+    /// and 24×24×144 expansions, 221K and 83K floats an image), batch 16, one thread, from 1 MiB:
+    /// 0.43–0.51 → 0.35 ms an image and the network 707–755 → 811–830 img/s (profiles, two
+    /// alternating runs); best passes of alternating runs 0.98–1.16× at AVX-512 (ten rounds), 1.03–
+    /// 1.07× at AVX2 (six); batch 1 1.00–1.06× (profiles); EfficientNetB0 96 0.99–1.03× at batch 1
+    /// and 16; torchvision's MnasNet and MobileNetV3-Large 96 0.98–1.02×. 16K floats: within 1%.
+    static let smallestStripedMap = 1 << 16
 
     /// Multiply-adds per sample from which a sample's steps are split even with small activations.
     static let smallestSplitWork = 4_000_000

@@ -1021,7 +1021,7 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
-    /// A pointwise conv whose map (over 1 MiB) only a depthwise conv reads runs with it in strips
+    /// A pointwise conv whose map (over 256 KiB) only a depthwise conv reads runs with it in strips
     /// of rows, the map never written whole: one step, and the same values, bit for bit, as the
     /// two steps apart (planned apart when the map is observed) — on one, two and three threads,
     /// one and two images; strides 1 and 2, 3×3 and 5×5, a dilation, a depth multiplier, a zero
