@@ -575,20 +575,22 @@ static const float *bordered(const float *x, int h, int w, int c, int pad_top, i
 }
 #endif
 
-/* Taps of one axis inside the input, summed over the outputs, and the outputs whose whole window
-   lies inside. */
-static void axis_taps(int n, int k, int s, int d, int pad, int outs, long *inside_taps, int *inside_outputs) {
-    *inside_taps = 0;
-    *inside_outputs = 0;
+/* Taps of one axis inside the input, summed over the outputs; with `inside_outputs`, also the
+   outputs whose whole window lies inside. */
+static long axis_taps(int n, int k, int s, int d, int pad, int outs, int *inside_outputs) {
+    long inside_taps = 0;
+    int whole = 0;
     for (int o = 0; o < outs; o++) {
         int count = 0;
         for (int t = 0; t < k; t++) {
             const int i = o * s - pad + t * d;
             count += i >= 0 && i < n;
         }
-        *inside_taps += count;
-        *inside_outputs += count == k;
+        inside_taps += count;
+        whole += count == k;
     }
+    if (inside_outputs) *inside_outputs = whole;
+    return inside_taps;
 }
 
 /* Whether a map runs in the small-map kernel (DW_SMALL): its window grid fits a tile of 400
@@ -611,11 +613,8 @@ int bnk_depthwise_small_map(int h, int w, int c, int kh, int kw, int sy, int sx,
     if (pad_top < 0 || pad_left < 0 || oh < 1 || ow < 1) return 0;
     const long ph = (long)(oh - 1) * sy + (long)(kh - 1) * dy + 1, pw = (long)(ow - 1) * sx + (long)(kw - 1) * dx + 1;
     if (ph * pw > 400) return 0;
-    long ty, tx;
-    int iy, ix;
-    axis_taps(h, kh, sy, dy, pad_top, oh, &ty, &iy);
-    axis_taps(w, kw, sx, dx, pad_left, ow, &tx, &ix);
-    (void)iy;
+    int ix;
+    const long ty = axis_taps(h, kh, sy, dy, pad_top, oh, NULL), tx = axis_taps(w, kw, sx, dx, pad_left, ow, &ix);
     /* The row kernels' pixels: those whose window lies inside horizontally (a row above or below
        the image only takes their slower four-pixel kernel; the others go one at a time, clipped). */
     const int columns_few = 3 * ix < 2 * ow, columns_some = 3 * ix <= 2 * ow;
