@@ -101,9 +101,9 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
         int width = N - n0 < 16 ? N - n0 : 16;
         if (width < 16 || M >= 12) {
             bnk_pack_block_avx2(B + n0, ldb, (size_t)K, width, pk);
-            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, pk, 16, bias, NULL, C, ldc, elementwise);
+            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, pk, 16, bias, NULL, C, ldc, elementwise, NULL);
         } else {
-            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, B + n0, ldb, bias, NULL, C, ldc, elementwise);
+            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, B + n0, ldb, bias, NULL, C, ldc, elementwise, NULL);
         }
     }
     if (act == BNK_ACT_SIGMOID)
@@ -230,7 +230,7 @@ static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, co
 
 /* One chunk of rows, every column block; `elementwise` is linear, ReLU or ReLU6 (a sigmoid comes after). */
 static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *R,
-                             float *C, int ldc, int elementwise) {
+                             float *C, int ldc, int elementwise, int ahead) {
 #if BNK_X86
     const size_t panel = (size_t)K * BNK_PANEL;
     if (bnk_use_avx512()) {
@@ -254,7 +254,9 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
     if (bnk_use_avx2()) {
         for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
             const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
-            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, panels + (size_t)(n0 / BNK_PANEL) * panel, BNK_PANEL, bias, R, C, ldc, elementwise);
+            const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
+            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, p, BNK_PANEL, bias, R, C, ldc, elementwise,
+                           ahead && n0 + BNK_PANEL < N ? p + panel : NULL);
         }
         return;
     }
@@ -291,12 +293,13 @@ void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *
                      float *C, int ldc, int act) {
     if (M <= 0 || N <= 0) return;
     const int chunk = rows_per_chunk(M, N, K);
+    const int ahead = bnk_stream_panels(M, K, N);   /* the whole call's rows: not a chunk's */
     const int stored = act == BNK_ACT_RELU || act == BNK_ACT_RELU6 ? act : BNK_ACT_LINEAR;
     for (int m0 = 0; m0 < M; m0 += chunk) {
         const int rows = M - m0 < chunk ? M - m0 : chunk;
         float *c = C + (size_t)m0 * ldc;
         gemm_panels_rows(rows, N, K, A + (size_t)m0 * lda, lda, panels, bias, residual ? residual + (size_t)m0 * ldc : NULL,
-                         c, ldc, stored);
+                         c, ldc, stored, ahead);
         if (act == stored) continue;
         if (ldc == N) bnk_activate(c, c, (size_t)rows * N, act);
         else for (int m = 0; m < rows; m++) bnk_activate(c + (size_t)m * ldc, c + (size_t)m * ldc, (size_t)N, act);

@@ -54,11 +54,13 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
     const int K = segs * len;
     float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
     if (!panels && !pk) return;
+    const int ahead = panels && bnk_stream_panels(M, K, N);
     for (int n0 = 0; n0 < N; n0 += 16) {
         const int width = N - n0 < 16 ? N - n0 : 16;
         const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
         if (!panels) bnk_pack_block_avx2(B + n0, ldb, (size_t)K, width, pk);
-        bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise);
+        bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise,
+                       ahead && n0 + 16 < N ? panel + (size_t)K * 16 : NULL);
     }
     if (act == BNK_ACT_SIGMOID)
         bnk_sigmoid_rows(C, M, N, ldc);

@@ -35,6 +35,17 @@
    76 -> 81, all 19 shapes 86.5 -> 89.0; without any prefetch 89.5, but ResNet50's weights,
    K >= 64, are streamed from L3 at batch 1, where the B prefetch pays). */
 #define PREFETCH_MIN_K_AVX2 64
+/* The next panel (when the caller names one) is prefetched by the last NEXT_PANEL_BLOCKS row
+   blocks of this one (all of them when fewer), a share each, spread over their k loops in place
+   of the prefetch of B's rows ahead. Weights streamed from memory (batch 1 on small maps: 9 rows
+   x 1024 -> 2048, two blocks of 5 and 4 rows) were otherwise read by the first block at memory
+   speed, the second computing from L2 with memory idle. Still one prefetch per k, its pointer
+   stepped by the tile: a second prefetch, or a branch on one, at every k cost 1-3% on shapes
+   that do not stream (3136 x 64 -> 256 hot 1088 -> 1118 us). tools/kernel_bench.sh "weights
+   streamed from memory", AMD Zen 3, two runs: 9 x 1024 -> 2048 733, 656 -> 615, 596 us;
+   9 x 2048 -> 1024 751, 658 -> 656, 576; 36 x 1024 -> 1024 901, 894 -> 849, 815; the hot 1x1
+   shapes 86.6, 92.4 -> 89.4, 90.8 GFLOP/s. */
+#define NEXT_PANEL_BLOCKS 4
 
 /* The tiles keep one named accumulator per row and column vector (not arrays: clang kept
    arrays of accumulators on the stack and stored them every k), and rows r >= R compile away. */
@@ -289,7 +300,8 @@ int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *p
 __attribute__((target("avx2,fma"), always_inline))
 static inline void tile256(const int R, const int V, const int TABLE, const int EPI, const int RES, int segs, int len, const float *A,
                            size_t lda, const float *const *rows, const float *b, int bs, int width, __m256i mask0,
-                           __m256i mask1, __m256 bias0, __m256 bias1, const float *rr, float *c, int ldc, int elementwise) {
+                           __m256i mask1, __m256 bias0, __m256 bias1, const float *rr, float *c, int ldc, int elementwise,
+                           const float *pf, int pfs) {
 #define DECLARE(r) __m256 lo##r = bias0, hi##r = bias1; const float *a##r = A;
     FOR_ROWS8(DECLARE)
 #undef DECLARE
@@ -297,13 +309,17 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
        ends before they could land, and they cost issue slots the FMAs need. */
     const int prefetch = (TABLE ? segs * len : len) >= PREFETCH_MIN_K_AVX2;
     if (prefetch) EPILOGUE_PREFETCH(FOR_ROWS6, 8)
+    /* What the tile prefetches at each k: B's row PREFETCH_ROWS_AVX2 ahead, or (pf) its share of
+       the next panel, pfs floats further each k (one prefetch either way, as in the loop before). */
+    const float *q = pf ? pf : b + (size_t)PREFETCH_ROWS_AVX2 * bs;
+    const size_t qs = pf ? (size_t)pfs : (size_t)bs;
     for (int s = 0; s < (TABLE ? segs : 1); s++) {
 #define ROW_POINTER256(r) if ((r) < R) a##r = TABLE ? rows[(size_t)(r) * segs + s] : A + (size_t)(r) * lda;
         FOR_ROWS8(ROW_POINTER256)
 #undef ROW_POINTER256
-        for (int k = 0; k < len; k++, b += bs) {
+        for (int k = 0; k < len; k++, b += bs, q += qs) {
             const __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;
-            if (prefetch) _mm_prefetch((const char *)(b + PREFETCH_ROWS_AVX2 * bs), _MM_HINT_T0);
+            if (prefetch) _mm_prefetch((const char *)q, _MM_HINT_T0);
 #define FMA(r) if ((r) < R) { const __m256 x = _mm256_broadcast_ss(a##r + k); \
                               lo##r = _mm256_fmadd_ps(x, b0, lo##r); if (V > 1) hi##r = _mm256_fmadd_ps(x, b1, hi##r); }
             FOR_ROWS8(FMA)
@@ -332,7 +348,7 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
 
 /* One tile call of R rows (the constants V, TABLE, EPI, RES of the enclosing TILE256_BLOCKS). */
 #define TILE256_CALL(ROWS) tile256(ROWS, V_, TABLE_, EPI_, RES_, segs, len, o.a, (size_t)lda, o.t, b, bs, width, mask0, mask1, \
-                                   bias0, bias1, o.rr, o.c, ldc, elementwise)
+                                   bias0, bias1, o.rr, o.c, ldc, elementwise, pf, pfs)
 
 /* Every row block of one column block through one instantiation of the tile per row count: up to
    6 rows at V = 2 (TILE6_CASES), 8 at V = 1 (TILE8_CASES). */
@@ -341,9 +357,16 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
         enum { V_ = (V), TABLE_ = (TABLE), EPI_ = (EPI), RES_ = (RES) };                                       \
         const int most = V_ > 1 ? 6 : 8, blocks = (M + most - 1) / most;                                      \
         const int rows_each = M / blocks, rows_left = M % blocks;                                              \
+        const int fetching = !next ? 0 : blocks < NEXT_PANEL_BLOCKS ? blocks : NEXT_PANEL_BLOCKS;                 \
+        const int lines = segs * len, share = fetching ? (lines + fetching - 1) / fetching : 0;              \
         for (int block = 0, m = 0; block < blocks; block++) {                                                  \
             const int R = rows_each + (block < rows_left);                                                     \
             const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);                               \
+            const int part = block - (blocks - fetching);                                                      \
+            const int first = part * share, count = lines - first < share ? lines - first : share;            \
+            const float *pf = part >= 0 && count > 0 ? next + (size_t)first * 16 : NULL;                      \
+            int pfs = 1;                                                                                       \
+            while (pfs < 16 && (long long)pfs * lines < 16LL * count) pfs *= 2;                                \
             TILE256_ROWS_##V(TILE256_CALL)                                                                     \
             m += R;                                                                                            \
         }                                                                                                      \
@@ -361,7 +384,8 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
 
 __attribute__((target("avx2,fma")))
 void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
-                    const float *b, int bs, const float *bias, const float *R_, float *C, int ldc, int elementwise) {
+                    const float *b, int bs, const float *bias, const float *R_, float *C, int ldc, int elementwise,
+                    const float *next) {
     if (M <= 0 || width <= 0) return;
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(width), lanes);
