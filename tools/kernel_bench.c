@@ -153,6 +153,32 @@ static void pointwise_and_depthwise(void) {
     }
 }
 
+/* 1x1 convs at batch 1 on small maps (ResNet50 and ResNeXt50 at 96: 3x3 and 6x6 maps): weights
+   of 2 to 8 MiB cycled through copies of 96 MiB in all, so each call reads its weights from memory,
+   as a network too large for L3 does. Mean of 48 calls. */
+static void streamed_weights(void) {
+    const int shapes[][3] = {{9, 1024, 2048}, {9, 2048, 1024}, {9, 2048, 512}, {36, 1024, 1024}, {49, 512, 2048}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        const size_t floats = bnk_panels_floats(K, N);
+        const int copies = (int)(((size_t)96 << 20) / (floats * sizeof(float)));
+        float *A = random_floats((size_t)M * K, -1, 1), *B = random_floats((size_t)K * N, -1, 1), *bias = random_floats(N, -1, 1);
+        float *C = malloc(sizeof(float) * M * N), **P = malloc(sizeof(float *) * copies);
+        for (int c = 0; c < copies; c++) {
+            P[c] = malloc(sizeof(float) * floats);
+            bnk_pack_panels(K, N, B, N, P[c]);
+        }
+        for (int c = 0; c < copies; c++) bnk_gemm_panels(M, N, K, A, K, P[c], bias, NULL, C, N, BNK_ACT_RELU);
+        double t = now();
+        for (int r = 0; r < 48; r++) bnk_gemm_panels(M, N, K, A, K, P[r % copies], bias, NULL, C, N, BNK_ACT_RELU);
+        t = (now() - t) / 48;
+        printf("  1x1 %2d x %4d -> %4d, weights from memory  %7.1f us  %5.1f GB/s of weights  %5.1f GFLOP/s\n", M, K, N, t * 1e6,
+               floats * sizeof(float) / t / 1e9, 2.0 * M * N * K / t / 1e9);
+        for (int c = 0; c < copies; c++) free(P[c]);
+        free(P); free(A); free(B); free(bias); free(C);
+    }
+}
+
 int main(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -165,6 +191,8 @@ int main(void) {
         if ((level == 2 && strcmp(isa, "avx512") != 0) || (level == 1 && strcmp(isa, "avx2") != 0)) continue;
         printf("Pointwise, depthwise and grouped convs (%s), ReLU6 (grouped: ReLU), hot, best of 20:\n", isa);
         pointwise_and_depthwise();
+        printf("Weights streamed from memory (%s):\n", isa);
+        streamed_weights();
     }
     bnk_limit_isa(2);
     printf("GEMM (%s), best of 5:\n", bnk_gemm_isa());
