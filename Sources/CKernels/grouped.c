@@ -63,6 +63,7 @@ typedef struct {
     const float *x;
     size_t ld;
     int c, cpg, opg, stride, groups, kh, kw, sy, sx, dy, dx, oh, ow, act, pair;
+    int g0, g1;   /* the groups computed: g0..<g1 (even bounds for pairs) */
     const float *packed, *bias;
     float *y;
 } grouped_call;
@@ -74,7 +75,7 @@ static void grouped_generic(const grouped_call *p) {
     const int taps = p->kh * p->kw, n = p->groups * p->opg;
     const size_t xs = (size_t)p->sx * p->c;
     for (int oy = 0; oy < p->oh; oy++)
-        for (int g = 0; g < p->groups; g++) {
+        for (int g = p->g0; g < p->g1; g++) {
             const float *w = p->packed + weights_at(g, taps, p->cpg, p->opg, p->pair);
             const float *bias = p->bias + bias_at(g, p->opg, p->pair);
             for (int o0 = 0; o0 < p->opg; o0 += 8) {
@@ -182,7 +183,7 @@ static void grouped_avx2(const grouped_call *p) {
     const size_t n = (size_t)p->groups * p->opg;
     for (int oy = 0; oy < p->oh; oy++) {
         const float *row = p->x + (size_t)oy * p->sy * p->ld;
-        for (int g = 0; g < p->groups; g++) {
+        for (int g = p->g0; g < p->g1; g++) {
             const float *w = p->packed + (size_t)g * taps * p->cpg * p->stride;
             const float *bias = p->bias + (size_t)g * p->stride;
             float *out = p->y + (size_t)oy * p->ow * n + (size_t)g * p->opg;
@@ -241,7 +242,7 @@ static void grouped_pairs_avx2(const grouped_call *p) {
     const size_t xs = (size_t)p->sx * p->c, n = (size_t)p->groups * p->opg;
     for (int oy = 0; oy < p->oh; oy++) {
         const float *row = p->x + (size_t)oy * p->sy * p->ld;
-        for (int q = 0; q < p->groups / 2; q++) {
+        for (int q = p->g0 / 2; q < p->g1 / 2; q++) {
             const float *w = p->packed + (size_t)q * taps * p->cpg * 8, *bias = p->bias + (size_t)q * 8;
             const float *in = row + (size_t)2 * q * p->cpg;
             float *out = p->y + (size_t)oy * p->ow * n + (size_t)q * 8;
@@ -308,7 +309,7 @@ static void grouped_avx512(const grouped_call *p) {
     const size_t n = (size_t)p->groups * p->opg;
     for (int oy = 0; oy < p->oh; oy++) {
         const float *row = p->x + (size_t)oy * p->sy * p->ld;
-        for (int g = 0; g < p->groups; g++) {
+        for (int g = p->g0; g < p->g1; g++) {
             const float *w = p->packed + (size_t)g * taps * p->cpg * p->stride;
             const float *bias = p->bias + (size_t)g * p->stride;
             float *out = p->y + (size_t)oy * p->ow * n + (size_t)g * p->opg;
@@ -342,6 +343,13 @@ size_t bnk_grouped_scratch(int c, int kh, int kw, int sy, int sx, int dy, int dx
 void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx, int dy,
                         int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act, float *out,
                         float *scratch) {
+    bnk_grouped_conv2d_groups(input, batch, h, w, c, groups, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, packed, opg, act,
+                              0, groups, out, scratch);
+}
+
+void bnk_grouped_conv2d_groups(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx,
+                               int dy, int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act,
+                               int g0, int g1, float *out, float *scratch) {
     const int cpg = c / groups, taps = kh * kw;
     int ph, pw;
     bordered_size(kh, kw, sy, sx, dy, dx, oh, ow, &ph, &pw);
@@ -350,6 +358,10 @@ void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int 
     p.c = c; p.cpg = cpg; p.opg = opg; p.stride = round8(opg); p.groups = groups;
     p.kh = kh; p.kw = kw; p.sy = sy; p.sx = sx; p.dy = dy; p.dx = dx; p.oh = oh; p.ow = ow; p.act = act;
     p.pair = paired(groups, cpg, opg);
+    p.g0 = g0 < 0 ? 0 : g0;
+    p.g1 = g1 > groups ? groups : g1;
+    if (p.pair) { p.g0 -= p.g0 % 2; p.g1 -= p.g1 % 2; }   /* pairs: bounds down to even ones (still a partition) */
+    if (p.g0 >= p.g1) return;
     p.packed = packed;
     p.bias = packed + (p.pair ? (size_t)groups / 2 * taps * cpg * 8 : (size_t)groups * taps * cpg * p.stride);
     for (int b = 0; b < batch; b++) {

@@ -153,6 +153,50 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
+    /// Grouped convs on small maps with many groups, which two threads share by groups at batch 1
+    /// (the rule asserted; maps of 32K floats or more, so the sample's steps are split): groups of
+    /// 32, 16 and 24 outputs, groups of 4 in pairs (even bounds), an odd number of groups, and
+    /// activations applied after the kernel (sigmoid, swish) over each worker's channels only.
+    /// Against the reference, and one thread's output equal to two threads'.
+    func testGroupedConvolutionsSharedByGroups() throws {
+        let cases: [(h: Int, w: Int, c: Int, groups: Int, stride: Int, activation: Activation, batch: Int)] = [
+            (3, 3, 4096, 128, 1, .relu, 1),
+            (3, 3, 4096, 1024, 1, .linear, 1),
+            (4, 4, 2200, 275, 2, .sigmoid, 1),
+            (6, 6, 1024, 64, 1, .swish, 1),
+            (3, 5, 2400, 100, 1, .relu6, 1),
+        ]
+        for t in cases {
+            let perGroup = t.c / t.groups
+            let kernel = random.floats(9 * perGroup * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
+            XCTAssertTrue(Executor.sharesGroups(groups: t.groups, weightFloats: 9 * perGroup * t.c, inputFloats: t.batch * t.h * t.w * t.c,
+                                                elementwise: t.activation != .softmax, workers: 2), "\(t)")
+            let conv = try Conv2D(kernel: Tensor(shape: [3, 3, perGroup, t.c], values: kernel), bias: Tensor(bias),
+                                  strides: [t.stride, t.stride], padding: .same, groups: t.groups, activation: t.activation)
+            let graph = try Graph.sequential(name: "g", inputShape: [t.h, t.w, t.c], layers: [("conv", .conv2d(conv))])
+            try check(graph, batch: t.batch) { x in
+                ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: kernel, kh: 3, kw: 3, out: t.c, bias: bias,
+                                    stride: [t.stride, t.stride], dilation: [1, 1], same: true, groups: t.groups).values.map { v in
+                    switch t.activation {
+                    case .relu: max(v, 0)
+                    case .relu6: min(max(v, 0), 6)
+                    case .sigmoid: 1 / (1 + Foundation.exp(-v))
+                    case .swish: v / (1 + Foundation.exp(-v))
+                    default: v
+                    }
+                }
+            }
+            let executor = try Executor(graph: graph)
+            XCTAssertTrue(executor.splitsSamples)
+            let input = random.floats(t.batch * executor.inputSize, in: -2...2)
+            let one = try executor.run(input, threads: 1), two = try executor.run(input, threads: 2)
+            XCTAssertTrue(one == two, "one and two threads differ: \(t)")
+        }
+        // Larger maps with few weights stay split by rows.
+        XCTAssertFalse(Executor.sharesGroups(groups: 32, weightFloats: 9 * 8 * 256, inputFloats: 12 * 12 * 256, elementwise: true, workers: 2))
+        XCTAssertFalse(Executor.sharesGroups(groups: 32, weightFloats: 9 * 32 * 1024, inputFloats: 9 * 1024, elementwise: true, workers: 1))
+    }
+
     /// Depthwise 1-D and grouped convs with one input channel per group (run as depthwise).
     func testDepthwise1DAndOneChannelGroups() throws {
         let kernel = random.floats(5 * 6 * 2, in: -1...1), bias = random.floats(12, in: -1...1)

@@ -27,6 +27,7 @@ final class InstructionSetTests: XCTestCase {
         try architecture.testSeparableConvolutions()
         try architecture.testDepthwise1DAndOneChannelGroups()
         try architecture.testGroupedConvolutionsOverGroupWidths()
+        try architecture.testGroupedConvolutionsSharedByGroups()
         try architecture.testTransposedConvolutions()
         try architecture.testLayerNormalizationOverAxisSets()
         try architecture.testUpsamplingNearestAndBilinear()

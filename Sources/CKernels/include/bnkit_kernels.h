@@ -152,6 +152,13 @@ size_t bnk_grouped_scratch(int c, int kh, int kw, int sy, int sx, int dy, int dx
 void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx, int dy,
                         int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act, float *out,
                         float *scratch);
+/* Groups g0..<g1 only of bnk_grouped_conv2d (their output channels written, the others left
+   alone), each value the same as the whole call's: threads share a conv on a small map by groups.
+   Where groups of 4 outputs go in pairs, the bounds are taken down to even ones (ranges that
+   partition the groups still do). */
+void bnk_grouped_conv2d_groups(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx,
+                               int dy, int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act,
+                               int g0, int g1, float *out, float *scratch);
 /* The version bnk_grouped_conv2d runs for groups of opg outputs under the current cap. */
 const char *bnk_grouped_isa(int opg);
 
