@@ -87,6 +87,19 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
     return M > 6 && M <= 10 && K * 64 * sizeof(float) > (1u << 20) ? 32 : 64;
 }
 
+/* Whether the AVX2 tiles fetch each next panel of prepacked weights into L2 as they go (the
+   `next` of bnk_block_avx2): few rows (64 at most: about 32 FLOPs a byte of weights, where a core
+   computes faster than memory delivers) over long sums and weights larger than L2 (1 MiB and
+   more), which at batch 1 come from L3 or memory. bnrun, batch 1, one thread, AMD Zen 3,
+   alternating runs, medians: ResNeXt50 96 46.0 -> 51.0 img/s, ResNet50 96 60.5 -> 66.6,
+   ConvNeXt-T 96 39.5 -> 43.2, ResNet50 224 14.6 -> 14.9; MobileNetV2 224, RegNetX-400MF 96
+   (batch 16) and ResNet50 224 at batch 16 unchanged. Earlier forms of the rule, on every
+   chunk of up to 64 rows (ResNet50 224 at batch 16) or on smaller weights (MobileNetV2), were
+   slower by 3-5%. */
+static inline int bnk_stream_panels(int M, int K, int N) {
+    return M <= 64 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 18);
+}
+
 #if BNK_X86
 /* The GEMM microkernels (microkernels.c). Rows m < M of C's columns n0..n0+width (AVX-512:
    width <= 64, B's columns n0 + 16 j.. read at b_lo + j * (b_hi - b_lo); AVX2: width <= 16, read
@@ -105,18 +118,6 @@ int bnk_pack_block_avx512(const float *B, int ldb, size_t K, int width, float *p
 /* Columns 0..<width (at most 16) of K rows of a row-major B packed for bnk_block_avx2: rows of 16
    floats, zero past the last column. */
 void bnk_pack_block_avx2(const float *B, int ldb, size_t K, int width, float *pk);
-/* Whether the AVX2 tiles fetch each next panel of prepacked weights into L2 as they go (the
-   `next` of bnk_block_avx2): few rows (64 at most: about 32 FLOPs a byte of weights, where a core
-   computes faster than memory delivers) over long sums and weights larger than L2 (1 MiB and
-   more), which at batch 1 come from L3 or memory. bnrun, batch 1, one thread, AMD Zen 3,
-   alternating runs, medians: ResNeXt50 96 46.0 -> 51.0 img/s, ResNet50 96 60.5 -> 66.6,
-   ConvNeXt-T 96 39.5 -> 43.2, ResNet50 224 14.6 -> 14.9; MobileNetV2 224, RegNetX-400MF 96
-   (batch 16) and ResNet50 224 at batch 16 unchanged. Earlier forms of the rule, on every
-   chunk of up to 64 rows (ResNet50 224 at batch 16) or on smaller weights (MobileNetV2), were
-   slower by 3-5%. */
-static inline int bnk_stream_panels(int M, int K, int N) {
-    return M <= 64 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 18);
-}
 void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
                     const float *b, int bs, const float *bias, const float *R, float *C, int ldc, int elementwise,
                     const float *next);
