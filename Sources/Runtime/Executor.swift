@@ -268,13 +268,17 @@ public final class Executor: @unchecked Sendable {
         // so the padded copy is never made. Likewise before a max pooling of values >= 0 (ResNet's
         // stem: ReLU, a 1-pixel border, a 3x3 stride-2 max pool) when every window keeps at least
         // one input pixel: the pooling skips taps outside the input, and a zero never exceeds the
-        // maximum of values >= 0 (a 112x112x64 copy saved per ResNet50 image).
+        // maximum of values >= 0 (a 112x112x64 copy saved per ResNet50 image). A border of -inf
+        // (an ONNX MaxPool's own pads, as the importer writes them) before a max pooling, whatever
+        // the values: a tap of -inf never is the maximum (torchvision's ResNet stems at 96, batch
+        // 1: a 50x50x64 copy, 57 µs an image on one thread and 152 on two, AMD Zen 3).
         var paddingFor: [String: (source: String, top: Int, left: Int)] = [:]
         for node in graph.nodes {
-            let pads: [Int]
+            let pads: [Int], lowest: Bool
             switch node.operation {
-            case .zeroPadding2d(let p): pads = p
-            case .pad2d(let p, let value) where value == 0: pads = p
+            case .zeroPadding2d(let p): pads = p; lowest = false
+            case .pad2d(let p, let value) where value == 0: pads = p; lowest = false
+            case .pad2d(let p, let value) where value == -.infinity: pads = p; lowest = true
             default: continue
             }
             guard pads.count == 4, pads.allSatisfy({ $0 >= 0 }), shapes[node.name]!.count == 3, node.inputs.count == 1,
@@ -282,8 +286,8 @@ public final class Executor: @unchecked Sendable {
             let readers = graph.consumers(of: node.name)
             guard readers.count == 1, let reader = graph.node(named: readers[0]), reader.inputs == [node.name] else { continue }
             switch reader.operation {
-            case .conv2d, .depthwiseConv2d, .separableConv2d: break
-            case .pool2d(let pool) where pool.kind == .max && nonNegative(node.inputs[0]):
+            case .conv2d, .depthwiseConv2d, .separableConv2d: guard !lowest else { continue }
+            case .pool2d(let pool) where pool.kind == .max && (lowest || nonNegative(node.inputs[0])):
                 guard let source = shapes[node.inputs[0]], source.count == 3 else { continue }
                 let g = Self.geometry(pool.window, shapes[node.name]!, shapes[reader.name]!)
                     .unpadded(height: source[0], width: source[1], top: pads[0], left: pads[2])
