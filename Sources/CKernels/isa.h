@@ -89,15 +89,18 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
 
 /* Whether the AVX2 tiles fetch each next panel of prepacked weights into L2 as they go (the
    `next` of bnk_block_avx2): few rows (64 at most: about 32 FLOPs a byte of weights, where a core
-   computes faster than memory delivers) over long sums and weights larger than L2 (1 MiB and
-   more), which at batch 1 come from L3 or memory. bnrun, batch 1, one thread, AMD Zen 3,
-   alternating runs, medians: ResNeXt50 96 46.0 -> 51.0 img/s, ResNet50 96 60.5 -> 66.6,
-   ConvNeXt-T 96 39.5 -> 43.2, ResNet50 224 14.6 -> 14.9; MobileNetV2 224, RegNetX-400MF 96
-   (batch 16) and ResNet50 224 at batch 16 unchanged. Earlier forms of the rule, on every
-   chunk of up to 64 rows (ResNet50 224 at batch 16) or on smaller weights (MobileNetV2), were
-   slower by 3-5%. */
+   computes faster than memory delivers) over long sums and weights of 256 KiB or more, which at
+   batch 1 come from L3 or memory (a call may be one worker's share of a step's columns:
+   ResNet50's 512 -> 2048 goes in 8 parts of 512 KiB). bnrun, batch 1, AMD Zen 3, alternating
+   runs, medians, one thread (1 MiB at first): ResNeXt50 96 46.0 -> 51.0 img/s, ResNet50 96
+   60.5 -> 66.6, ConvNeXt-T 96 39.5 -> 43.2, ResNet50 224 14.6 -> 14.9; MobileNetV2 224,
+   RegNetX-400MF 96 (batch 16) and ResNet50 224 at batch 16 unchanged. 1 MiB -> 256 KiB: two
+   threads ResNeXt50 96 84.1 -> 87.3, ResNet50 96 110.2 -> 111.1; one thread ResNet50 96
+   68.3 -> 70.6, MobileNetV2 224 124.7 -> 123.8. Earlier forms of the rule, on every chunk of
+   up to 64 rows (ResNet50 224 at batch 16) or with a test of the prefetch at every k
+   (MobileNetV2), were slower by 3-5%. */
 static inline int bnk_stream_panels(int M, int K, int N) {
-    return M <= 64 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 18);
+    return M <= 64 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 16);
 }
 
 #if BNK_X86
