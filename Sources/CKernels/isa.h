@@ -87,7 +87,7 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
     return M > 6 && M <= 10 && K * 64 * sizeof(float) > (1u << 20) ? 32 : 64;
 }
 
-/* Whether the AVX2 tiles fetch each next panel of prepacked weights into L2 as they go (the
+/* Whether the AVX2 tiles prefetch each next panel of prepacked weights as they go (the
    `next` of bnk_block_avx2): few rows (64 at most: about 32 FLOPs a byte of weights, where a core
    computes faster than memory delivers) over long sums and weights of 256 KiB or more, which at
    batch 1 come from L3 or memory (a call may be one worker's share of a step's columns:
