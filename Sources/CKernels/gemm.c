@@ -230,7 +230,7 @@ static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, co
 
 /* One chunk of rows, every column block; `elementwise` is linear, ReLU or ReLU6 (a sigmoid comes after). */
 static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *R,
-                             float *C, int ldc, int elementwise, int ahead) {
+                             float *C, int ldc, int elementwise, int ahead, const float *then) {
 #if BNK_X86
     const size_t panel = (size_t)K * BNK_PANEL;
     if (bnk_use_avx512()) {
@@ -256,7 +256,7 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
             const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
             const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
             bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, p, BNK_PANEL, bias, R, C, ldc, elementwise,
-                           ahead && n0 + BNK_PANEL < N ? p + panel : NULL);
+                           !ahead ? NULL : n0 + BNK_PANEL < N ? p + panel : then);
         }
         return;
     }
@@ -291,15 +291,25 @@ static int rows_per_chunk(int M, int N, int K) {
    memory). */
 void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *residual,
                      float *C, int ldc, int act) {
+    /* the whole call's rows decide, not a chunk's */
+    bnk_gemm_panels_streamed(M, N, K, A, lda, panels, bias, residual, C, ldc, act, bnk_stream_panels(M, K, N), NULL);
+}
+
+void bnk_gemm_panels_part(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
+                          const float *residual, float *C, int ldc, int act, int whole) {
+    bnk_gemm_panels_streamed(M, N, K, A, lda, panels, bias, residual, C, ldc, act, bnk_stream_panels(M, K, whole), NULL);
+}
+
+void bnk_gemm_panels_streamed(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
+                              const float *residual, float *C, int ldc, int act, int ahead, const float *then) {
     if (M <= 0 || N <= 0) return;
     const int chunk = rows_per_chunk(M, N, K);
-    const int ahead = bnk_stream_panels(M, K, N);   /* the whole call's rows: not a chunk's */
     const int stored = act == BNK_ACT_RELU || act == BNK_ACT_RELU6 ? act : BNK_ACT_LINEAR;
     for (int m0 = 0; m0 < M; m0 += chunk) {
         const int rows = M - m0 < chunk ? M - m0 : chunk;
         float *c = C + (size_t)m0 * ldc;
         gemm_panels_rows(rows, N, K, A + (size_t)m0 * lda, lda, panels, bias, residual ? residual + (size_t)m0 * ldc : NULL,
-                         c, ldc, stored, ahead);
+                         c, ldc, stored, ahead, m0 + rows >= M ? then : NULL);
         if (act == stored) continue;
         if (ldc == N) bnk_activate(c, c, (size_t)rows * N, act);
         else for (int m = 0; m < rows; m++) bnk_activate(c + (size_t)m * ldc, c + (size_t)m * ldc, (size_t)N, act);

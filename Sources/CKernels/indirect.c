@@ -49,12 +49,12 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
 /* AVX2: B always from a 16-wide packed panel (prepacked, or per call). */
 __attribute__((target("avx2,fma")))
 static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act) {
+                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act, int whole) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const int K = segs * len;
     float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
     if (!panels && !pk) return;
-    const int ahead = panels && bnk_stream_panels(M, K, N);
+    const int ahead = panels && bnk_stream_panels(M, K, whole);   /* the conv's weights: a call may be a part of them */
     for (int n0 = 0; n0 < N; n0 += 16) {
         const int width = N - n0 < 16 ? N - n0 : 16;
         const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
@@ -138,7 +138,7 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
         float *c0 = out + (size_t)first * pixels * n + n0;
         const float *r0 = residual ? residual + (size_t)first * pixels * n + n0 : NULL;
         if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act);
-        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act);
+        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n);
     }
     free(rows);
     return 1;

@@ -96,12 +96,25 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
    60.5 -> 66.6, ConvNeXt-T 96 39.5 -> 43.2, ResNet50 224 14.6 -> 14.9; MobileNetV2 224,
    RegNetX-400MF 96 (batch 16) and ResNet50 224 at batch 16 unchanged. 1 MiB -> 256 KiB: two
    threads ResNeXt50 96 84.1 -> 87.3, ResNet50 96 110.2 -> 111.1; one thread ResNet50 96
-   68.3 -> 70.6, MobileNetV2 224 124.7 -> 123.8. Earlier forms of the rule, on every chunk of
+   68.3 -> 70.6, MobileNetV2 224 124.7 -> 123.8. A part of a step's columns (two threads) is
+   decided on the whole step's weights (bnk_gemm_panels_part, the indirect conv's n): RegNetX-400MF
+   96's 9-row 400 -> 400 1x1 convs go in 6 parts of 100 KiB, which the rule alone left unstreamed;
+   9 x 384 -> 384 from memory in 3 parts a worker, medians of 6: 33.8 -> 29.0 us; the network at
+   batch 1 on two threads, 8 alternating runs: 778 -> 796 img/s. Earlier forms of the rule, on every chunk of
    up to 64 rows (ResNet50 224 at batch 16) or with a test of the prefetch at every k
    (MobileNetV2), were slower by 3-5%. */
 static inline int bnk_stream_panels(int M, int K, int N) {
     return M <= 64 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 16);
 }
+
+/* bnk_gemm_panels with the caller's decision `ahead` (bnk_stream_panels over all the weights it
+   streams, not this call's alone) and, when streaming, `then`: the panel to prefetch during the
+   last one (the first of the caller's next call; NULL for none). A Winograd conv's 16 products
+   are one stream of weights: ResNet50 96's 6x6 maps at 256 channels, two threads, 128 columns
+   each (128 KiB a product, under the rule alone), weights from memory, AMD Zen 3, medians of 6
+   alternating runs: 288 -> 234 us; one thread 378 -> 356. (The AVX-512 tiles take no `then`.) */
+void bnk_gemm_panels_streamed(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
+                              const float *residual, float *C, int ldc, int act, int ahead, const float *then);
 
 #if BNK_X86
 /* The GEMM microkernels (microkernels.c). Rows m < M of C's columns n0..n0+width (AVX-512:

@@ -283,9 +283,12 @@ void bnk_conv3x3_winograd_columns(const float *input, int batch, int h, int w, i
             input_transform_chosen(rows, cin, block, t, V);
         }
         const size_t per_position = bnk_panels_floats(cin, cout);
-        for (int k = 0; k < 16; k++)
-            bnk_gemm_panels(count, cols, cin, V + (size_t)k * block * cin, cin, U + (size_t)k * per_position + (size_t)n0 * cin,
-                            NULL, NULL, Mt + (size_t)k * block * cols, cols, BNK_ACT_LINEAR);
+        const int stream = bnk_stream_panels(count, cin, 16 * cols);   /* all 16 products' weights */
+        for (int k = 0; k < 16; k++) {
+            const float *u = U + (size_t)k * per_position + (size_t)n0 * cin;
+            bnk_gemm_panels_streamed(count, cols, cin, V + (size_t)k * block * cin, cin, u, NULL, NULL,
+                                     Mt + (size_t)k * block * cols, cols, BNK_ACT_LINEAR, stream, k < 15 ? u + per_position : NULL);
+        }
         for (int t = 0; t < count; t++) {
             const int g = first + t, n = g / per_image, ty = (g % per_image) / tiles_x, tx = g % tiles_x;
             float *image = output_part + (size_t)n * out_h * out_w * cout;

@@ -89,8 +89,9 @@ package enum Kernels {
         let n0 = columns.lowerBound
         if let panels {
             precondition(n0 % panelWidth == 0, "a column range of panels starts at a panel")
-            bnk_gemm_panels(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), panels + n0 * inputs,
-                            bias.map { $0 + n0 }, residual.map { $0 + n0 }, output + n0, Int32(units), code ?? Int32(BNK_ACT_LINEAR))
+            bnk_gemm_panels_part(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), panels + n0 * inputs,
+                                 bias.map { $0 + n0 }, residual.map { $0 + n0 }, output + n0, Int32(units),
+                                 code ?? Int32(BNK_ACT_LINEAR), Int32(units))
         } else {
             precondition(residual == nil, "a residual is added by the prepacked GEMM only")
             bnk_gemm_strided(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), kernel + n0, Int32(units),

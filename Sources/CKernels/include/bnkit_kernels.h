@@ -41,6 +41,11 @@ void bnk_pack_panels(int K, int N, const float *B, int ldb, float *panels);
    hard-swish applied as bnk_activate would, to each chunk of rows as it is done). */
 void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias, const float *residual,
                      float *C, int ldc, int activation);
+/* bnk_gemm_panels for N columns of a product `whole` columns wide (a thread's part of one step):
+   the same sums; whether the tiles prefetch each next panel as they go is decided on the whole
+   product's weights, as one call over them all would (isa.h, bnk_stream_panels). */
+void bnk_gemm_panels_part(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
+                          const float *residual, float *C, int ldc, int activation, int whole);
 
 /* Caps the instruction sets the kernels use: 2 AVX-512 (the default: whatever the CPU has),
    1 AVX2+FMA, 0 portable C. Plans made after the call follow it (tests run each level). */
