@@ -902,7 +902,7 @@ public final class Executor: @unchecked Sendable {
         // The activation buffers are per executor: concurrent calls take turns.
         runLock.lock()
         defer { runLock.unlock() }
-        // Equal tiles, a multiple of the thread count of them, so no worker gets more than another.
+        // Tiles of at most `samplesPerTile`, as many on each worker.
         let threads = batchNormStatistics == .batch ? 1 : max(threads, 1)
         let tileSize = batchNormStatistics == .batch ? batch : samplesPerTile
         let rounds = (batch + threads * tileSize - 1) / (threads * tileSize)
@@ -933,8 +933,8 @@ public final class Executor: @unchecked Sendable {
             guard let xBase = UnsafePointer<Float>(bitPattern: xAddress),
                   let yBase = UnsafeMutablePointer<Float>(bitPattern: yAddress) else { return }
             let handOff = UnsafeMutablePointer<Float>(bitPattern: boundaryAddress)
-            for t in stride(from: worker, to: tiles, by: workers) {
-                let start = t * tile, end = min(batch, start + tile)
+            for samples in Self.tiles(worker: worker, of: workers, batch: batch, most: tile) {
+                let start = samples.lowerBound, end = samples.upperBound
                 self.runPart(xBase + start * inputSize, yBase + start * outputSize, batch: end - start, worker: worker, observer: observer,
                              handOff: handOff.map { (boundary, $0 + start * boundarySize) })
             }
@@ -942,6 +942,20 @@ public final class Executor: @unchecked Sendable {
         if workers == 1 { work(0) } else { self.pool(threads).run { worker in if worker < workers { work(worker) } } }
         if let head, let headMemory {
             runHead(from: head, buffers: headMemory, output: output.baseAddress!, batch: batch, threads: threads)
+        }
+    }
+
+    /// The tiles worker `worker` of `workers` runs, in order: its share of the batch (the batch split
+    /// as evenly as the workers go) in tiles of at most `most` samples, as even as they go. Tiles of
+    /// `most` from the start of the batch, dealt in turn, left MobileNetV2 224 at batch 16 on two
+    /// threads (tiles of 3) one worker 9 samples and the other 7: 215 -> 224 img/s, AMD Zen 3,
+    /// medians of 8 alternating runs.
+    package static func tiles(worker: Int, of workers: Int, batch: Int, most: Int) -> [Range<Int>] {
+        let samples = StepParallelism.range(part: worker, of: workers, count: batch)
+        let count = (samples.count + most - 1) / max(most, 1)
+        return (0..<count).map { t in
+            let part = StepParallelism.range(part: t, of: count, count: samples.count)
+            return samples.lowerBound + part.lowerBound..<samples.lowerBound + part.upperBound
         }
     }
 

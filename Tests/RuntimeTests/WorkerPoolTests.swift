@@ -69,6 +69,31 @@ final class WorkerPoolTests: XCTestCase {
         XCTAssertEqual(Executor.wholeShares(1, workers: 3), 3)
     }
 
+    /// A batch's tiles: each worker's samples differ from another's by one at most, every tile holds
+    /// at most the tile size, a worker's tiles are as few and as even as they go, and together the workers'
+    /// tiles cover the batch once, in order.
+    func testBatchTilesShareTheSamplesEvenly() {
+        for workers in 1...4 {
+            for most in [1, 2, 3, 5, 8] {
+                for batch in workers...40 {
+                    let tiles = (0..<workers).map { Executor.tiles(worker: $0, of: workers, batch: batch, most: most) }
+                    let counts = tiles.map { $0.reduce(0) { $0 + $1.count } }
+                    XCTAssertLessThanOrEqual(counts.max()! - counts.min()!, 1, "batch \(batch), tiles of \(most), \(workers) workers: \(counts)")
+                    XCTAssertEqual(tiles.joined().flatMap { Array($0) }, Array(0..<batch), "batch \(batch), tiles of \(most)")
+                    for own in tiles {
+                        let sizes = own.map(\.count)
+                        XCTAssertEqual(sizes.count, (sizes.reduce(0, +) + most - 1) / most, "as few tiles as fit: \(sizes)")
+                        XCTAssert(sizes.allSatisfy { (1...most).contains($0) }, "batch \(batch), tiles of \(most): \(sizes)")
+                        if let large = sizes.max(), let small = sizes.min() { XCTAssertLessThanOrEqual(large - small, 1, "\(sizes)") }
+                    }
+                }
+            }
+        }
+        // MobileNetV2 224's tiles of 3 at batch 16 on two threads: 8 samples each (were 9 and 7).
+        XCTAssertEqual(Executor.tiles(worker: 0, of: 2, batch: 16, most: 3), [0..<2, 2..<5, 5..<8])
+        XCTAssertEqual(Executor.tiles(worker: 1, of: 2, batch: 16, most: 3), [8..<10, 10..<13, 13..<16])
+    }
+
     /// A worker held up in its first part: the other runs its own share in order, then takes the
     /// held-up worker's remaining parts from the end of that share.
     func testAFinishedWorkerTakesTheRestOfAHeldUpWorkersShare() {
