@@ -951,8 +951,8 @@ public final class Executor: @unchecked Sendable {
     /// threads (tiles of 3) one worker 9 samples and the other 7: 215 -> 224 img/s, AMD Zen 3,
     /// medians of 8 alternating runs.
     package static func tiles(worker: Int, of workers: Int, batch: Int, most: Int) -> [Range<Int>] {
-        let samples = StepParallelism.range(part: worker, of: workers, count: batch)
-        let count = (samples.count + most - 1) / max(most, 1)
+        let samples = StepParallelism.range(part: worker, of: workers, count: batch), most = max(most, 1)
+        let count = (samples.count + most - 1) / most
         return (0..<count).map { t in
             let part = StepParallelism.range(part: t, of: count, count: samples.count)
             return samples.lowerBound + part.lowerBound..<samples.lowerBound + part.upperBound
