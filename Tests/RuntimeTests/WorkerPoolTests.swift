@@ -119,4 +119,61 @@ final class WorkerPoolTests: XCTestCase {
         XCTAssertEqual(order.withLock { $0[1] }, [8])
         XCTAssertEqual(order.withLock { $0[0] }, Array(0..<8) + Array((9..<16).reversed()))
     }
+
+    /// A batch for workers to claim: tiles covering it once in order, as even as they go, none over
+    /// the cache plan's tile, at least two a worker and a multiple of the workers (or one a sample),
+    /// and no more than that takes.
+    func testTileQueueCutsTheBatchEvenlyInTwoOrMoreTilesAWorker() {
+        for workers in 1...4 {
+            for most in [1, 2, 3, 5, 8, 256] {
+                for batch in 1...70 {
+                    let sizes = TileQueue(batch: batch, workers: workers, most: most).tiles.map(\.count)
+                    let label = "batch \(batch), tiles of at most \(most), \(workers) workers: \(sizes)"
+                    XCTAssertEqual(TileQueue(batch: batch, workers: workers, most: most).tiles.flatMap { Array($0) }, Array(0..<batch), label)
+                    XCTAssert(sizes.allSatisfy { (1...most).contains($0) }, label)
+                    XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1, label)
+                    if sizes.count < batch {
+                        XCTAssertEqual(sizes.count % workers, 0, label)
+                        XCTAssertGreaterThanOrEqual(sizes.count, 2 * workers, label)
+                        XCTAssert(sizes.count == 2 * workers || sizes.count - workers < (batch + most - 1) / most, "as few as fit: \(label)")
+                    }
+                }
+            }
+        }
+        // MobileNetV2 96 at batch 16 on two threads (tiles of 8 by the cache plan): four of 4.
+        XCTAssertEqual(TileQueue(batch: 16, workers: 2, most: 8).tiles, [0..<4, 4..<8, 8..<12, 12..<16])
+        XCTAssertEqual(TileQueue(batch: 16, workers: 2, most: 3).tiles.map(\.count), [2, 3, 3, 2, 3, 3])
+    }
+
+    /// A worker held up on the tile it claimed: the other claims and runs every other tile, each
+    /// tile runs once.
+    func testAWorkerHeldUpOnItsTileLeavesTheOthersToTheOtherWorker() {
+        let pool = WorkerPool(count: 2)
+        defer { pool.shutdown() }
+        let queue = TileQueue(batch: 16, workers: 2, most: 8)
+        let ran = Mutex([[Range<Int>]](repeating: [], count: 2))
+        let started = Atomic<Bool>(false), done = Atomic<Int>(0)
+        @Sendable func wait(until condition: () -> Bool) {
+            let deadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
+            while !condition() && DispatchTime.now().uptimeNanoseconds < deadline { usleep(100) }
+        }
+        pool.run { worker in
+            while let tile = queue.claim() {
+                ran.withLock { $0[worker].append(tile) }
+                if worker == 1 {
+                    // Held up until worker 0 has run every other tile (or 10 s).
+                    started.store(true, ordering: .sequentiallyConsistent)
+                    wait { done.load(ordering: .sequentiallyConsistent) == queue.tiles.count - 1 }
+                } else {
+                    wait { started.load(ordering: .sequentiallyConsistent) }
+                    done.add(1, ordering: .sequentiallyConsistent)
+                }
+            }
+        }
+        let (zero, one) = ran.withLock { ($0[0], $0[1]) }
+        XCTAssertEqual(one.count, 1)
+        XCTAssertEqual(zero.count, queue.tiles.count - 1)
+        XCTAssertEqual((zero + one).sorted { $0.lowerBound < $1.lowerBound }, queue.tiles)
+        XCTAssertNil(queue.claim())
+    }
 }
