@@ -120,29 +120,37 @@ final class WorkerPoolTests: XCTestCase {
         XCTAssertEqual(order.withLock { $0[0] }, Array(0..<8) + Array((9..<16).reversed()))
     }
 
-    /// A batch for workers to claim: tiles covering it once in order, as even as they go, none over
-    /// the cache plan's tile, at least two a worker and a multiple of the workers (or one a sample),
-    /// and no more than that takes.
-    func testTileQueueCutsTheBatchEvenlyInTwoOrMoreTilesAWorker() {
+    /// A batch for workers to claim: tiles covering it once in order, in rounds of one a worker,
+    /// each round's tiles of one size, none over the cache plan's tile nor under a quarter of it
+    /// (but the batch's last), shrinking; dealt in turn, the workers' shares differ by at most a
+    /// tile of the last round.
+    func testTileQueueCutsTheBatchInShrinkingRoundsOfOneTileAWorker() {
         for workers in 1...4 {
             for most in [1, 2, 3, 5, 8, 256] {
-                for batch in 1...70 {
-                    let sizes = TileQueue(batch: batch, workers: workers, most: most).tiles.map(\.count)
+                let least = max(1, most / 4)
+                for batch in 1...300 {
+                    let tiles = TileQueue(batch: batch, workers: workers, most: most).tiles, sizes = tiles.map(\.count)
                     let label = "batch \(batch), tiles of at most \(most), \(workers) workers: \(sizes)"
-                    XCTAssertEqual(TileQueue(batch: batch, workers: workers, most: most).tiles.flatMap { Array($0) }, Array(0..<batch), label)
-                    XCTAssert(sizes.allSatisfy { (1...most).contains($0) }, label)
-                    XCTAssertLessThanOrEqual(sizes.max()! - sizes.min()!, 1, label)
-                    if sizes.count < batch {
-                        XCTAssertEqual(sizes.count % workers, 0, label)
-                        XCTAssertGreaterThanOrEqual(sizes.count, 2 * workers, label)
-                        XCTAssert(sizes.count == 2 * workers || sizes.count - workers < (batch + most - 1) / most, "as few as fit: \(label)")
+                    XCTAssertEqual(tiles.flatMap { Array($0) }, Array(0..<batch), label)
+                    XCTAssert(sizes.allSatisfy { $0 <= most }, label)
+                    XCTAssert(sizes.dropLast().allSatisfy { $0 >= least }, label)
+                    XCTAssertEqual(sizes, sizes.sorted(by: >), label)
+                    let rounds = stride(from: 0, to: sizes.count, by: workers).map { Array(sizes[$0..<min(sizes.count, $0 + workers)]) }
+                    for (r, round) in rounds.enumerated() {
+                        // The batch's last tile takes what is left.
+                        XCTAssertLessThanOrEqual(Set(r == rounds.count - 1 ? round.dropLast() : round[...]).count, 1, "round \(r): \(label)")
                     }
+                    let shares = (0..<workers).map { w in stride(from: w, to: sizes.count, by: workers).reduce(0) { $0 + sizes[$1] } }
+                    XCTAssertLessThanOrEqual(shares.max()! - shares.min()!, rounds.last!.max()!, label)
+                    XCTAssertLessThanOrEqual(sizes.count, workers * (2 + (batch + least - 1) / least), label)
                 }
             }
         }
-        // MobileNetV2 96 at batch 16 on two threads (tiles of 8 by the cache plan): four of 4.
-        XCTAssertEqual(TileQueue(batch: 16, workers: 2, most: 8).tiles, [0..<4, 4..<8, 8..<12, 12..<16])
-        XCTAssertEqual(TileQueue(batch: 16, workers: 2, most: 3).tiles.map(\.count), [2, 3, 3, 2, 3, 3])
+        // MobileNetV2 96 at batch 16 on two threads (tiles of 8 by the cache plan), and MobileNetV2 224 (tiles of 3).
+        XCTAssertEqual(TileQueue(batch: 16, workers: 2, most: 8).tiles.map(\.count), [6, 6, 2, 2])
+        XCTAssertEqual(TileQueue(batch: 16, workers: 2, most: 3).tiles.map(\.count), [3, 3, 3, 3, 2, 2])
+        XCTAssertEqual(TileQueue(batch: 64, workers: 2, most: 8).tiles.map(\.count), [8, 8, 8, 8, 8, 8, 6, 6, 2, 2])
+        XCTAssertEqual(TileQueue(batch: 1, workers: 2, most: 8).tiles, [0..<1])
     }
 
     /// A worker held up on the tile it claimed: the other claims and runs every other tile, each
