@@ -1,5 +1,4 @@
 import CKernels
-import Foundation
 
 /// A kernel repacked once, when a model is planned, into the GEMM's panel layout
 /// (`bnk_pack_panels`: 16 columns per panel, rows contiguous), in memory aligned to
@@ -32,25 +31,13 @@ final class Panels: @unchecked Sendable {
         }
     }
 
-    /// Panels of 2 MiB or more are aligned to 2 MiB and, on Linux, asked for as transparent huge
-    /// pages (`MADV_HUGEPAGE`; nothing changes where THP is off, or on for all memory): a stream
-    /// of weights then walks one page table entry per 2 MiB instead of one per 4 KiB. One core read
-    /// 256 MiB at 19.0 GB/s in 4 KiB pages and 21.2 in huge pages. At batch 1, one thread:
-    /// ResNet50 96 (100 MB of weights streamed for every image) 66.7 -> 69.2 img/s, MobileNetV2 96
-    /// 563 -> 591, MobileNetV2 224 120 -> 124; two threads, bound by memory, 115.3 -> 115.6,
-    /// 1,031 -> 1,057 (AMD Zen 3 under KVM, THP on madvise; medians of 6-8 alternating runs).
-    private static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride, huge = 2 << 20
-        let large = bytes >= huge, size = large ? (bytes + huge - 1) / huge * huge : bytes
-        var memory: UnsafeMutableRawPointer?
-        guard posix_memalign(&memory, large ? huge : 64, size) == 0, let memory else { fatalError("out of memory for \(count) floats of panels") }
-        #if os(Linux)
-        if large { _ = madvise(memory, size, MADV_HUGEPAGE) }
-        #endif
-        return memory.bindMemory(to: Float.self, capacity: max(count, 1))
-    }
+    /// In huge pages where large (`FloatMemory`): at batch 1, one thread, ResNet50 96 (100 MB of
+    /// weights streamed for every image) 66.7 -> 69.2 img/s, MobileNetV2 96 563 -> 591,
+    /// MobileNetV2 224 120 -> 124; two threads, bound by memory, 115.3 -> 115.6 and 1,031 -> 1,057
+    /// (AMD Zen 3 under KVM, THP on madvise; medians of 6-8 alternating runs).
+    private static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> { FloatMemory.allocate(count) }
 
-    deinit { free(base) }
+    deinit { FloatMemory.release(base) }
 
     /// The packed floats (immutable once packed).
     var pointer: UnsafePointer<Float> { UnsafePointer(base) }
