@@ -6,11 +6,11 @@ import Foundation
 /// memory): a stream through them walks one page table entry per 2 MiB instead of one per 4 KiB.
 /// One core read 256 MiB at 19.0 GB/s in 4 KiB pages and 21.2 in huge pages (AMD Zen 3 under KVM,
 /// THP on madvise). Release with `release`.
-enum FloatMemory {
-    static let hugePage = 2 << 20
+package enum FloatMemory {
+    package static let hugePage = 2 << 20
 
     /// At least `count` floats (one when `count` is 0), uninitialized.
-    static func allocate(_ count: Int, huge: Bool = true) -> UnsafeMutablePointer<Float> {
+    package static func allocate(_ count: Int, huge: Bool = true) -> UnsafeMutablePointer<Float> {
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         let large = huge && bytes >= hugePage, size = large ? (bytes + hugePage - 1) / hugePage * hugePage : bytes
         var memory: UnsafeMutableRawPointer?
@@ -24,7 +24,7 @@ enum FloatMemory {
     }
 
     /// Frees a buffer from `allocate`.
-    static func release(_ buffer: UnsafeMutablePointer<Float>?) {
+    package static func release(_ buffer: UnsafeMutablePointer<Float>?) {
         free(buffer)
     }
 }
