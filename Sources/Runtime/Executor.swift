@@ -930,11 +930,11 @@ public final class Executor: @unchecked Sendable {
         let boundaryAddress = Int(bitPattern: headMemory?[boundary])
         let inputSize = self.inputSize, outputSize = self.outputSize
         // Samples of real work (those whose steps are split when one runs alone) go in tiles
-        // claimed as workers come free (`TileQueue`). Small ones keep fixed shares: the seed MLP at
-        // batch 64 on two threads, claimed in tiles of 16 down to 3 samples (a few µs each), ran
-        // 611K img/s against 940K in fixed shares (AMD Zen 3).
-        // So does a run with an observer, so what each worker observes (and the sums callers make
-        // of it) is the same from run to run.
+        // claimed as workers come free (`TileQueue`). Small samples keep fixed shares: the seed MLP
+        // at batch 64 on two threads, claimed in tiles of 16 down to 3 samples (a few µs each), ran
+        // 611K img/s against 940K in fixed shares (AMD Zen 3). A run with an observer keeps them
+        // too, so what each worker observes (and the sums callers make of it) is the same from run
+        // to run.
         let queue = workers > 1 && splitsSamples && observer == nil ? TileQueue(batch: batch, workers: workers, most: tile) : nil
         let work: @Sendable (Int) -> Void = { worker in
             guard let xBase = UnsafePointer<Float>(bitPattern: xAddress),

@@ -11,14 +11,14 @@ package enum FloatMemory {
 
     /// At least `count` floats (one when `count` is 0), uninitialized.
     package static func allocate(_ count: Int, huge: Bool = true) -> UnsafeMutablePointer<Float> {
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let large = huge && bytes >= hugePage, size = large ? (bytes + hugePage - 1) / hugePage * hugePage : bytes
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride, large = huge && bytes >= hugePage
         var memory: UnsafeMutableRawPointer?
-        guard posix_memalign(&memory, large ? hugePage : 64, size) == 0, let memory else {
+        guard posix_memalign(&memory, large ? hugePage : 64, bytes) == 0, let memory else {
             fatalError("out of memory: \(bytes) bytes")
         }
         #if os(Linux)
-        if large { _ = madvise(memory, size, MADV_HUGEPAGE) }
+        // The whole huge pages only: a tail in one would take a whole 2 MiB of memory.
+        if large { _ = madvise(memory, bytes / hugePage * hugePage, MADV_HUGEPAGE) }
         #endif
         return memory.bindMemory(to: Float.self, capacity: max(count, 1))
     }

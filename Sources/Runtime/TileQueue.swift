@@ -13,7 +13,8 @@ import Synchronization
 /// Measured on an AMD Zen 3 (2 vCPUs), batch 16 on two threads, medians of alternating runs.
 /// Fixed shares left these networks one tile of 8 a worker. With another process busy on one vCPU
 /// at nice 3 (our thread there getting about two thirds of it) the batch ran at 1.3× one thread;
-/// so did this VM's slow stretches (RegNetX 96: 686–704 img/s for a few passes, 1,040 after).
+/// so did this VM's slow stretches (RegNetX 96: 686–704 img/s for four passes, 946–1,030
+/// after).
 ///
 /// | schedule | RegNetX-400MF 96, quiet | busy vCPU | MobileNetV2 96, busy vCPU |
 /// |---|---|---|---|
