@@ -100,9 +100,9 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
    decided on the whole step's weights (bnk_gemm_panels_part, the indirect conv's n): RegNetX-400MF
    96's 9-row 400 -> 400 1x1 convs go in 6 parts of 100 KiB, which the rule alone left unstreamed;
    9 x 384 -> 384 from memory in 3 parts a worker, medians of 6: 33.8 -> 29.0 us; the network at
-   batch 1 on two threads, 8 alternating runs: 778 -> 796 img/s. Earlier forms of the rule, on every chunk of
-   up to 64 rows (ResNet50 224 at batch 16) or with a test of the prefetch at every k
-   (MobileNetV2), were slower by 3-5%. */
+   batch 1 on two threads, 8 alternating runs: 778 -> 796 img/s. Earlier forms of the rule, on
+   every chunk of up to 64 rows (ResNet50 224 at batch 16) or with a test of the prefetch at every
+   k (MobileNetV2), were slower by 3-5%. */
 static inline int bnk_stream_panels(int M, int K, int N) {
     return M <= 64 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 16);
 }

@@ -17,12 +17,11 @@ final class AlignedWeights: @unchecked Sendable {
     /// `count` floats, `value(i)` each.
     init(count: Int, _ value: (Int) -> Float) {
         self.count = count
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: max(count, 1))
+        base = FloatMemory.allocate(count, huge: false)
         for i in 0..<count { base[i] = value(i) }
     }
 
-    deinit { base.deallocate() }
+    deinit { FloatMemory.release(base) }
 
     var pointer: UnsafePointer<Float> { UnsafePointer(base) }
 }
