@@ -5,13 +5,19 @@
  *     shapes, the depthwise conv on MobileNetV2's and EfficientNet's, and the one-channel conv
  *     (the MNIST CNNs' first layer), at every
  *     instruction-set level this CPU has (AVX-512, AVX2, portable C), data hot;
- *   - the Dense layer's sparse path against the GEMM, by share of nonzero inputs.
+ *   - the Dense layer's sparse path against the GEMM, by share of nonzero inputs;
+ *   - one and two threads on weights streamed from memory: the machine's read rate and ResNet50
+ *     96's last 3x3 convs at batch 1 as a GEMM, each thread its half of the columns.
  * Built and run by tools/kernel_bench.sh against Sources/CKernels. */
 #include "bnkit_kernels.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -179,6 +185,113 @@ static void streamed_weights(void) {
     }
 }
 
+/* One and two threads on weights streamed from memory. Every image at batch 1 reads all of a
+   large network's weights from memory (ResNet50: 100 MB), so where a step's weights outrun its
+   compute, two threads can go no faster than two cores read memory. Measured here: the read
+   rate of 256 MiB (each thread its half), and 9 x 4608 -> 512 (ResNet50 96's last 3x3 convs,
+   9.4 MB of panels, as the indirect conv runs them) with each thread its half of the columns
+   (bnk_gemm_panels_part), cycled through 128 MiB of copies in huge pages where Linux gives them,
+   as the runtime's panels are (FloatMemory). Medians of 5. */
+typedef struct {
+    const float *data;
+    size_t floats;
+    float sum;
+    int M, K, N, n0, width, calls, copies;
+    const float *A, *bias;
+    float *C;
+    float *const *P;
+} stream_job;
+
+static float *huge_floats(size_t floats) {
+    const size_t page = (size_t)2 << 20, bytes = (floats * sizeof(float) + page - 1) / page * page;
+    void *p = NULL;
+    if (posix_memalign(&p, page, bytes) != 0) return NULL;
+#ifdef __linux__
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void *read_share(void *arg) {
+    stream_job *j = arg;
+    float s[16] = {0};
+    for (size_t i = 0; i + 16 <= j->floats; i += 16)
+        for (int l = 0; l < 16; l++) s[l] += j->data[i + l];
+    for (int l = 0; l < 16; l++) j->sum += s[l];
+    return NULL;
+}
+
+static void *gemm_share(void *arg) {
+    stream_job *j = arg;
+    for (int c = 0; c < j->calls; c++)
+        bnk_gemm_panels_part(j->M, j->width, j->K, j->A, j->K, j->P[c % j->copies] + (size_t)j->n0 * j->K, j->bias + j->n0,
+                             NULL, j->C + j->n0, j->N, BNK_ACT_RELU, j->N);
+    return NULL;
+}
+
+/* Seconds for `threads` threads to run `body` over their jobs at once. */
+static double on_threads(int threads, stream_job *jobs, void *(*body)(void *)) {
+    pthread_t t[2];
+    double start = now();
+    for (int w = 1; w < threads; w++) pthread_create(&t[w], NULL, body, &jobs[w]);
+    body(&jobs[0]);
+    for (int w = 1; w < threads; w++) pthread_join(t[w], NULL);
+    return now() - start;
+}
+
+static int by_value(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void two_threads_streaming(void) {
+    const size_t floats = (size_t)64 << 20;
+    float *data = huge_floats(floats);
+    if (!data) return;
+    for (size_t i = 0; i < floats; i++) data[i] = (float)(i & 1023);
+    double rate[3] = {0};
+    for (int threads = 1; threads <= 2; threads++) {
+        double runs[5];
+        for (int r = 0; r < 5; r++) {
+            stream_job jobs[2] = {{0}};
+            for (int w = 0; w < threads; w++) jobs[w] = (stream_job){.data = data + floats / threads * w, .floats = floats / threads};
+            runs[r] = floats * sizeof(float) / on_threads(threads, jobs, read_share) / 1e9;
+            if (jobs[0].sum < 0) printf("?");
+        }
+        qsort(runs, 5, sizeof *runs, by_value);
+        rate[threads] = runs[2];
+    }
+    free(data);
+    printf("  memory read, 256 MiB: one thread %.1f GB/s, two %.1f GB/s (%.2fx)\n", rate[1], rate[2], rate[2] / rate[1]);
+
+    const int M = 9, K = 4608, N = 512;
+    const size_t panel_floats = bnk_panels_floats(K, N);
+    const int copies = (int)(((size_t)128 << 20) / (panel_floats * sizeof(float)));
+    float *A = random_floats((size_t)M * K, -1, 1), *B = random_floats((size_t)K * N, -1, 1), *bias = random_floats(N, -1, 1);
+    float *C = malloc(sizeof(float) * M * N), **P = malloc(sizeof(float *) * copies);
+    int made = 0;
+    while (made < copies && (P[made] = huge_floats(panel_floats)) != NULL) bnk_pack_panels(K, N, B, N, P[made++]);
+    double seconds[3] = {0};
+    for (int threads = 1; threads <= 2 && made > 1; threads++) {
+        double runs[5];
+        for (int r = 0; r < 5; r++) {
+            stream_job jobs[2] = {{0}};
+            for (int w = 0; w < threads; w++)
+                jobs[w] = (stream_job){.M = M, .K = K, .N = N, .n0 = N / threads * w, .width = N / threads, .calls = 4 * made,
+                                       .copies = made, .A = A, .bias = bias, .C = C, .P = P};
+            runs[r] = on_threads(threads, jobs, gemm_share) / (4 * made);
+        }
+        qsort(runs, 5, sizeof *runs, by_value);
+        seconds[threads] = runs[2];
+    }
+    if (made > 1)
+        printf("  %d x %d -> %d, weights from memory: one thread %.1f us (%.1f GB/s), two %.1f us (%.1f GB/s): %.2fx\n", M, K, N,
+               seconds[1] * 1e6, panel_floats * sizeof(float) / seconds[1] / 1e9, seconds[2] * 1e6,
+               panel_floats * sizeof(float) / seconds[2] / 1e9, seconds[1] / seconds[2]);
+    for (int c = 0; c < made; c++) free(P[c]);
+    free(P); free(A); free(B); free(bias); free(C);
+}
+
 int main(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -193,6 +306,8 @@ int main(void) {
         pointwise_and_depthwise();
         printf("Weights streamed from memory (%s):\n", isa);
         streamed_weights();
+        printf("One and two threads on weights streamed from memory (%s), medians of 5:\n", isa);
+        two_threads_streaming();
     }
     bnk_limit_isa(2);
     printf("GEMM (%s), best of 5:\n", bnk_gemm_isa());
