@@ -225,7 +225,7 @@ static void *gemm_share(void *arg) {
     stream_job *j = arg;
     for (int c = 0; c < j->calls; c++)
         bnk_gemm_panels_part(j->M, j->width, j->K, j->A, j->K, j->P[c % j->copies] + (size_t)j->n0 * j->K, j->bias + j->n0,
-                             NULL, j->C + j->n0, j->N, BNK_ACT_RELU, j->N);
+                             NULL, j->C + j->n0, j->N, BNK_ACT_RELU, j->N, NULL);
     return NULL;
 }
 

@@ -296,8 +296,8 @@ void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *
 }
 
 void bnk_gemm_panels_part(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
-                          const float *residual, float *C, int ldc, int act, int whole) {
-    bnk_gemm_panels_streamed(M, N, K, A, lda, panels, bias, residual, C, ldc, act, bnk_stream_panels(M, K, whole), NULL);
+                          const float *residual, float *C, int ldc, int act, int whole, const float *then) {
+    bnk_gemm_panels_streamed(M, N, K, A, lda, panels, bias, residual, C, ldc, act, bnk_stream_panels(M, K, whole), then);
 }
 
 void bnk_gemm_panels_streamed(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,

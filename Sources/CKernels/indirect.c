@@ -49,7 +49,8 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
 /* AVX2: B always from a 16-wide packed panel (prepacked, or per call). */
 __attribute__((target("avx2,fma")))
 static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act, int whole) {
+                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act, int whole,
+                               const float *then) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const int K = segs * len;
     float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
@@ -60,7 +61,7 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
         const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
         if (!panels) bnk_pack_block_avx2(B + n0, ldb, (size_t)K, width, pk);
         bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise,
-                       ahead && n0 + 16 < N ? panel + (size_t)K * 16 : NULL);
+                       !ahead ? NULL : n0 + 16 < N ? panel + (size_t)K * 16 : then);
     }
     if (act == BNK_ACT_SIGMOID)
         bnk_sigmoid_rows(C, M, N, ldc);
@@ -88,13 +89,13 @@ int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int 
                         int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, int act,
                         float *out, float *scratch) {
     return bnk_conv2d_indirect_columns(input, batch, h, w, c, kh, kw, sy, sx, dy, pad_top, pad_left, oh, ow, kernel, NULL, bias, NULL,
-                                       n, 0, n, act, out, scratch);
+                                       n, 0, n, act, out, scratch, NULL);
 }
 
 int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                                 int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *panels,
                                 const float *bias, const float *residual, int n, int n0, int cols, int act, float *out,
-                                float *scratch) {
+                                float *scratch, const float *then) {
 #if BNK_X86
     const int avx512 = bnk_use_avx512();
     if ((!avx512 && !bnk_use_avx2()) || batch <= 0) return 0;
@@ -138,13 +139,14 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
         float *c0 = out + (size_t)first * pixels * n + n0;
         const float *r0 = residual ? residual + (size_t)first * pixels * n + n0 : NULL;
         if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act);
-        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n);
+        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n,
+                                first + count >= batch ? then : NULL);
     }
     free(rows);
     return 1;
 #else
     (void)input; (void)batch; (void)h; (void)w; (void)c; (void)kh; (void)kw; (void)sy; (void)sx; (void)dy; (void)pad_top;
-    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)panels; (void)bias; (void)residual; (void)n; (void)n0; (void)cols; (void)act; (void)out; (void)scratch;
+    (void)pad_left; (void)oh; (void)ow; (void)kernel; (void)panels; (void)bias; (void)residual; (void)n; (void)n0; (void)cols; (void)act; (void)out; (void)scratch; (void)then;
     return 0;
 #endif
 }

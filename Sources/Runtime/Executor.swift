@@ -1156,7 +1156,8 @@ public final class Executor: @unchecked Sendable {
                         guard !columns.isEmpty else { return }
                         _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
                                                   residual: residual(inputs), columns: columns, activation: activation, output: y,
-                                                  scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)))
+                                                  scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)),
+                                                  continued: parallel.continues(after: part, of: parts))
                     }
                 }
             }
@@ -1474,7 +1475,8 @@ public final class Executor: @unchecked Sendable {
                     let columns = StepParallelism.range(part: part, of: parts, count: units, align: Kernels.panelWidth)
                     guard !columns.isEmpty else { return }
                     Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
-                                        residual: residual, units: units, columns: columns, activation: activation, output: y)
+                                        residual: residual, units: units, columns: columns, activation: activation, output: y,
+                                        continued: parallel.continues(after: part, of: parts))
                 }
             }
         }

@@ -82,16 +82,20 @@ package enum Kernels {
 
     /// Columns `columns` of `output = act(input · kernel + bias)` (rows × units, kernel inputs × units),
     /// so threads can share one product; false (nothing done) for activations that need whole rows.
+    /// `continued`: the caller goes on to the columns after these (the next part of its share), whose
+    /// first panel the last one prefetches when the weights stream (only prefetches change).
     static func gemmColumns(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
                             panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
-                            units: Int, columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>) {
+                            units: Int, columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
+                            continued: Bool = false) {
         let code = fusedCode(activation)
         let n0 = columns.lowerBound
         if let panels {
             precondition(n0 % panelWidth == 0, "a column range of panels starts at a panel")
             bnk_gemm_panels_part(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), panels + n0 * inputs,
                                  bias.map { $0 + n0 }, residual.map { $0 + n0 }, output + n0, Int32(units),
-                                 code ?? Int32(BNK_ACT_LINEAR), Int32(units))
+                                 code ?? Int32(BNK_ACT_LINEAR), Int32(units),
+                                 continued && columns.upperBound < units ? panels + columns.upperBound * inputs : nil)
         } else {
             precondition(residual == nil, "a residual is added by the prepacked GEMM only")
             bnk_gemm_strided(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), kernel + n0, Int32(units),
@@ -104,17 +108,19 @@ package enum Kernels {
 
     /// Output channels `columns` of a Conv2D (groups 1, no horizontal dilation) by the indirect
     /// GEMM, so threads can share one conv's channels; false (nothing done) where this machine
-    /// has no indirect path. `scratch` holds `patchScratch` floats.
+    /// has no indirect path. `scratch` holds `patchScratch` floats. `continued` as for `gemmColumns`.
     static func conv2dColumns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
                               panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
                               columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
-                              scratch: UnsafeMutablePointer<Float>) -> Bool {
+                              scratch: UnsafeMutablePointer<Float>, continued: Bool = false) -> Bool {
         let code = fusedCode(activation)
+        let depth = g.kernelHeight * g.kernelWidth * g.inChannels
+        let then = panels.flatMap { continued && columns.upperBound < g.outChannels ? $0 + columns.upperBound * depth : nil }
         let done = bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                                Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
                                                Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
                                                kernel, panels, bias, residual, Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count),
-                                               code ?? Int32(BNK_ACT_LINEAR), output, scratch) != 0
+                                               code ?? Int32(BNK_ACT_LINEAR), output, scratch, then) != 0
         if done, code == nil {
             for row in 0..<(batch * g.outHeight * g.outWidth) {
                 activate(output + row * g.outChannels + columns.lowerBound, count: columns.count, channels: columns.count, kind: activation)
@@ -189,7 +195,7 @@ package enum Kernels {
                                               Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
                                               Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
                                               kernel, panels, bias, residual, Int32(g.outChannels), 0, Int32(g.outChannels), code, output,
-                                              scratch) != 0 {
+                                              scratch, nil) != 0 {
             // Done as an indirect GEMM, reading the input in place (no patch matrix).
         } else {
             // The patches of several images in one GEMM: whole row blocks for the

@@ -51,8 +51,27 @@ package struct StepParallelism {
         }
     }
 
+    /// Whether the worker running `part` of `run(parts:)` from its own share goes on to `part + 1`
+    /// (both in that share), so the part may prefetch the next one's first weights as it ends. A
+    /// step whose weights stream from memory (a small map's 1×1 or 3×3 conv at batch 1, in four
+    /// parts a worker) otherwise starts each part on weights not yet fetched: 9 × 4608 → 512 from
+    /// memory in 8 parts on two threads, AMD Zen 3, medians of 6 alternating runs: 513 µs, 442 µs
+    /// with the next part's first panel prefetched, 433 µs as one call a worker.
+    func continues(after part: Int, of parts: Int) -> Bool {
+        Self.continues(after: part, of: parts, workers: workers)
+    }
+
+    package static func continues(after part: Int, of parts: Int, workers: Int) -> Bool {
+        guard part >= 0, part + 1 < parts else { return false }
+        let shares = max(workers, 1)
+        return (0..<shares).contains { worker in
+            let share = range(part: worker, of: shares, count: parts)
+            return share.contains(part) && share.contains(part + 1)
+        }
+    }
+
     /// Part `part` of `0..<count` split into `workers` ranges whose bounds are multiples of `align`.
-    static func range(part: Int, of parts: Int, count: Int, align: Int = 1) -> Range<Int> {
+    package static func range(part: Int, of parts: Int, count: Int, align: Int = 1) -> Range<Int> {
         let units = (count + align - 1) / align
         let start = min(count, units * part / parts * align), end = min(count, units * (part + 1) / parts * align)
         return start..<end

@@ -54,7 +54,7 @@ final class IndirectConvTests: XCTestCase {
                 let cols = min(width, n - n0)
                 _ = bnk_conv2d_indirect_columns(input, Int32(batch), Int32(h), Int32(w), Int32(c), Int32(kh), Int32(kw), Int32(stride),
                                                 Int32(stride), Int32(dy), Int32(padTop), Int32(padLeft), Int32(oh), Int32(ow), nil, panels,
-                                                bias, nil, Int32(n), Int32(n0), Int32(cols), Int32(BNK_ACT_RELU), &packed, &scratch)
+                                                bias, nil, Int32(n), Int32(n0), Int32(cols), Int32(BNK_ACT_RELU), &packed, &scratch, nil)
                 n0 += cols
             }
             XCTAssertEqual(packed.map(\.bitPattern), expected.map(\.bitPattern), "\(h)x\(w)x\(c) -> \(n), kernel \(kh)x\(kw), panels")

@@ -69,6 +69,28 @@ final class WorkerPoolTests: XCTestCase {
         XCTAssertEqual(Executor.wholeShares(1, workers: 3), 3)
     }
 
+    /// A part prefetches the next part's first weights only when its worker goes on to that part
+    /// from its own share (`run(parts:)` gives worker w the parts `range(part: w, ...)`, front to
+    /// back): never across two workers' shares, never past the last part.
+    func testAPartContinuesOnlyToTheNextPartOfItsWorkersShare() {
+        func continuing(_ parts: Int, _ workers: Int) -> [Int] {
+            (0..<parts).filter { StepParallelism.continues(after: $0, of: parts, workers: workers) }
+        }
+        XCTAssertEqual(continuing(8, 2), [0, 1, 2, 4, 5, 6])
+        XCTAssertEqual(continuing(4, 2), [0, 2])
+        XCTAssertEqual(continuing(2, 2), [])
+        XCTAssertEqual(continuing(3, 1), [0, 1])
+        XCTAssertEqual(continuing(7, 3), [0, 2, 4, 5])
+        XCTAssertEqual(continuing(1, 1), [])
+        XCTAssertEqual(continuing(0, 2), [])
+        for workers in 1...5 {
+            for parts in 0...40 {
+                let shares = (0..<workers).map { StepParallelism.range(part: $0, of: workers, count: parts) }.filter { !$0.isEmpty }
+                XCTAssertEqual(continuing(parts, workers), shares.flatMap { $0.dropLast() }, "\(parts) parts, \(workers) workers")
+            }
+        }
+    }
+
     /// A batch's tiles: each worker's samples differ from another's by one at most, every tile holds
     /// at most the tile size, a worker's tiles are as few and as even as they go, and together the workers'
     /// tiles cover the batch once, in order.

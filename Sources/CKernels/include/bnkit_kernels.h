@@ -43,9 +43,11 @@ void bnk_gemm_panels(int M, int N, int K, const float *A, int lda, const float *
                      float *C, int ldc, int activation);
 /* bnk_gemm_panels for N columns of a product `whole` columns wide (a thread's part of one step):
    the same sums; whether the tiles prefetch each next panel as they go is decided on the whole
-   product's weights, as one call over them all would (isa.h, bnk_stream_panels). */
+   product's weights, as one call over them all would (isa.h, bnk_stream_panels). `then`: the
+   panel the caller goes on to (the first of its next part), prefetched during this part's last
+   panel when the tiles stream; NULL for none. Only prefetches depend on it. */
 void bnk_gemm_panels_part(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
-                          const float *residual, float *C, int ldc, int activation, int whole);
+                          const float *residual, float *C, int ldc, int activation, int whole, const float *then);
 
 /* Caps the instruction sets the kernels use: 2 AVX-512 (the default: whatever the CPU has),
    1 AVX2+FMA, 0 portable C. Plans made after the call follow it (tests run each level). */
@@ -102,11 +104,12 @@ int bnk_conv2d_indirect(const float *input, int batch, int h, int w, int c, int 
 /* Output columns n0..<n0+cols of bnk_conv2d_indirect (kernel and bias still the whole (…, n) ones,
    out rows n floats apart), so threads can share one conv's output channels. With `panels` (the
    kernel as (kh*kw*c, n) prepacked by bnk_pack_panels; n0 a multiple of 16) the kernel is not read. A
-   residual (shaped like out; may be NULL) is added before the activation, as in bnk_gemm_panels. */
+   residual (shaped like out; may be NULL) is added before the activation, as in bnk_gemm_panels.
+   `then`: as for bnk_gemm_panels_part (panels only; the AVX-512 tiles take none). */
 int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int c, int kh, int kw, int sy, int sx, int dy,
                                 int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *panels,
                                 const float *bias, const float *residual, int n, int n0, int cols, int act, float *out,
-                                float *scratch);
+                                float *scratch, const float *then);
 size_t bnk_conv2d_indirect_scratch(int batch, int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow);
 
 /* 3x3 stride-1 conv of a batch by Winograd F(2x2, 3x3): U is the transformed kernel, for each of the 16
