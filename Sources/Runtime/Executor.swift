@@ -1100,7 +1100,10 @@ public final class Executor: @unchecked Sendable {
             let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
             defer { if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started } }
             let destination = step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!]
-            let count = runStep(step, step.sources.map(pointer), destination, batch: batch, parallel: parallel, arenas: arenas, arena: arena)
+            let next = position + 1 < steps.count ? steps[position + 1] : nil
+            let count = runStep(step, step.sources.map(pointer), destination, batch: batch, parallel: parallel, arenas: arenas, arena: arena) { worker in
+                next.flatMap { Self.leadingWeights($0.kind, batch: batch, count: batch * self.sizes[$0.destination], workers: parallel.workers, worker: worker) }
+            }
             if let observer, let observation = observedAfterStep[position] {
                 observer(observation, UnsafeBufferPointer(start: destination, count: count), worker)
             }
@@ -1113,10 +1116,11 @@ public final class Executor: @unchecked Sendable {
     /// its scratch in `arenas`), else whole on the caller (scratch in `arena`). Returns the floats written.
     @discardableResult
     private func runStep(_ step: Step, _ sources: [UnsafePointer<Float>], _ destination: UnsafeMutablePointer<Float>, batch: Int,
-                         parallel: StepParallelism, arenas: [Arena], arena: Arena) -> Int {
+                         parallel: StepParallelism, arenas: [Arena], arena: Arena,
+                         lead: (Int) -> UnsafePointer<Float>? = { _ in nil }) -> Int {
         let count = batch * sizes[step.destination]
         if parallel.workers == 1
-            || !Self.executeSplit(step.kind, sources, destination, batch: batch, count: count, parallel: parallel, arenas: arenas) {
+            || !Self.executeSplit(step.kind, sources, destination, batch: batch, count: count, parallel: parallel, arenas: arenas, lead: lead) {
             Self.execute(step.kind, sources, destination, batch: batch, count: count, arena: arena)
         }
         return count
@@ -1132,20 +1136,18 @@ public final class Executor: @unchecked Sendable {
     /// elements), each part computed exactly as in the whole step; false (nothing done) for
     /// steps that are not split or too small to split.
     private static func executeSplit(_ kind: Kind, _ inputs: [UnsafePointer<Float>], _ y: UnsafeMutablePointer<Float>,
-                                     batch: Int, count: Int, parallel: StepParallelism, arenas: [Arena]) -> Bool {
+                                     batch: Int, count: Int, parallel: StepParallelism, arenas: [Arena],
+                                     lead: (Int) -> UnsafePointer<Float>?) -> Bool {
         let x = inputs[0]
         switch kind {
         case let .conv2d(kernel, panels, bias, geometry, 1, activation)
-            where Kernels.isPointwise(geometry) && Kernels.isElementwise(activation)
-                && batch * geometry.outHeight * geometry.outWidth <= 256 && geometry.outChannels >= 32 * parallel.workers:
+            where Kernels.isPointwise(geometry) && sharesColumns(geometry, batch: batch, activation: activation, workers: parallel.workers):
             // Few pixels (the last stages at batch 1): the output channels are shared instead.
             return splitColumns(rows: batch * geometry.outHeight * geometry.outWidth, inputs: geometry.inChannels, kernel: kernel,
                                 panels: panels, bias: bias, residual: residual(inputs), units: geometry.outChannels,
-                                activation: activation, x, y, parallel: parallel)
+                                activation: activation, x, y, parallel: parallel, lead: lead)
         case let .conv2d(kernel, panels, bias, geometry, 1, activation)
-            where !Kernels.isPointwise(geometry) && geometry.dilationX == 1 && Kernels.hasIndirectConvolution
-                && Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
-                && geometry.outChannels >= 32 * parallel.workers:
+            where !Kernels.isPointwise(geometry) && sharesColumns(geometry, batch: batch, activation: activation, workers: parallel.workers):
             // Few pixels (7×7 maps at batch 1): the output channels are shared, each worker reading
             // its part of the kernel once, instead of every worker reading all of it.
             kernel.withUnsafeValues { w in
@@ -1157,18 +1159,18 @@ public final class Executor: @unchecked Sendable {
                         _ = Kernels.conv2dColumns(input: x, batch: batch, geometry, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
                                                   residual: residual(inputs), columns: columns, activation: activation, output: y,
                                                   scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)),
-                                                  continued: parallel.continues(after: part, of: parts))
+                                                  then: parallel.continues(after: part, of: parts) ? .nextColumns : lead(worker).map { .panel($0) })
                     }
                 }
             }
             return true
         case let .dense(kernel, panels, bias, inputs, units, activation)
-            where count / max(units, 1) < 24 * parallel.workers && units >= 32 * parallel.workers:
+            where sharesColumns(rows: count / max(units, 1), units: units, workers: parallel.workers):
             // A softmax head (1280 -> 1000 at batch 1: a quarter of a millisecond of weights
             // streamed) is shared by columns too, the softmax over each whole row after.
             let elementwise = Kernels.isElementwise(activation)
             _ = splitColumns(rows: count / max(units, 1), inputs: inputs, kernel: kernel, panels: panels, bias: bias, units: units,
-                             activation: elementwise ? activation : .linear, x, y, parallel: parallel)
+                             activation: elementwise ? activation : .linear, x, y, parallel: parallel, lead: lead)
             if !elementwise { Kernels.activate(y, count: count, channels: units, kind: activation) }
             return true
         case let .grouped(conv)
@@ -1260,7 +1262,7 @@ public final class Executor: @unchecked Sendable {
                 }
             }
             return splitColumns(rows: pixels, inputs: geometry.outChannels, kernel: pointwise, panels: panels, bias: bias, units: units,
-                                activation: activation, UnsafePointer(middle), y, parallel: parallel)
+                                activation: activation, UnsafePointer(middle), y, parallel: parallel, lead: lead)
         case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput):
             return depthwise.withUnsafeValues { dw in
                 pointwise.withUnsafeValues { pw in
@@ -1443,6 +1445,42 @@ public final class Executor: @unchecked Sendable {
         workers > 1 && groups >= 4 * workers && elementwise && weightFloats >= 2 * inputFloats
     }
 
+    /// Whether a conv over few pixels (at most 256 a call: the last stages at batch 1; a 1×1 conv, or
+    /// one the indirect conv runs) is split by output channels: each worker reads its columns'
+    /// weights once, instead of every worker all of them.
+    static func sharesColumns(_ g: Kernels.Spatial, batch: Int, activation: ActivationKind, workers: Int) -> Bool {
+        (Kernels.isPointwise(g) || (g.dilationX == 1 && Kernels.hasIndirectConvolution)) && Kernels.isElementwise(activation)
+            && batch * g.outHeight * g.outWidth <= 256 && g.outChannels >= 32 * workers
+    }
+
+    /// Whether a Dense step of `rows` rows is split by output columns: a classifier head at a small
+    /// batch (1280 -> 1000 at batch 1: a quarter of a millisecond of weights streamed).
+    static func sharesColumns(rows: Int, units: Int, workers: Int) -> Bool {
+        rows < 24 * workers && units >= 32 * workers
+    }
+
+    /// The first weights `worker` reads in a step split by output columns (the first panel of its
+    /// share), for the step before to prefetch as it ends; nil for other steps. A step's first
+    /// panel otherwise comes from memory with nothing prefetched: 9 × 4608 → 512 from memory in 8
+    /// parts on two threads, one step after another, AMD Zen 3, medians of 10 alternating runs:
+    /// 411 → 385 µs; 9 × 2048 → 512 171 → 164 µs.
+    private static func leadingWeights(_ kind: Kind, batch: Int, count: Int, workers: Int, worker: Int) -> UnsafePointer<Float>? {
+        let panels: Panels?, units: Int, depth: Int
+        switch kind {
+        case let .conv2d(_, p, _, g, 1, activation) where sharesColumns(g, batch: batch, activation: activation, workers: workers):
+            (panels, units, depth) = (p, g.outChannels, g.kernelHeight * g.kernelWidth * g.inChannels)
+        case let .dense(_, p, _, inputs, n, _) where sharesColumns(rows: count / max(n, 1), units: n, workers: workers):
+            (panels, units, depth) = (p, n, inputs)
+        default:
+            return nil
+        }
+        guard let panels else { return nil }
+        let parts = columnParts(units, workers: workers)
+        let first = StepParallelism.range(part: worker, of: workers, count: parts).lowerBound
+        let columns = StepParallelism.range(part: first, of: parts, count: units, align: Kernels.panelWidth)
+        return columns.isEmpty ? nil : panels.pointer + columns.lowerBound * depth
+    }
+
     /// How many parts `splitRows` cuts a map's output rows into (taken by the workers as in
     /// `StepParallelism.run(parts:)`): up to four per worker, each of at least 256 output pixels.
     package static func rowParts(outHeight: Int, outWidth: Int, align: Int, workers: Int) -> Int {
@@ -1467,16 +1505,17 @@ public final class Executor: @unchecked Sendable {
     /// `y = act(x · kernel + bias)` with the output columns split across the workers (bounds multiples of 16).
     private static func splitColumns(rows: Int, inputs: Int, kernel: Tensor, panels: Panels? = nil, bias: Tensor?,
                                      residual: UnsafePointer<Float>? = nil, units: Int, activation: ActivationKind,
-                                     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism) -> Bool {
+                                     _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, parallel: StepParallelism,
+                                     lead: (Int) -> UnsafePointer<Float>?) -> Bool {
         kernel.withUnsafeValues { w in
             Weights.optional(bias) { b in
                 let parts = columnParts(units, workers: parallel.workers)
-                parallel.run(parts: parts) { part, _ in
+                parallel.run(parts: parts) { part, worker in
                     let columns = StepParallelism.range(part: part, of: parts, count: units, align: Kernels.panelWidth)
                     guard !columns.isEmpty else { return }
                     Kernels.gemmColumns(input: x, rows: rows, inputs: inputs, kernel: w.baseAddress!, panels: panels?.pointer, bias: b,
                                         residual: residual, units: units, columns: columns, activation: activation, output: y,
-                                        continued: parallel.continues(after: part, of: parts))
+                                        then: parallel.continues(after: part, of: parts) ? .nextColumns : lead(worker).map { .panel($0) })
                 }
             }
         }

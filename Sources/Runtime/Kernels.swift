@@ -82,12 +82,12 @@ package enum Kernels {
 
     /// Columns `columns` of `output = act(input · kernel + bias)` (rows × units, kernel inputs × units),
     /// so threads can share one product; false (nothing done) for activations that need whole rows.
-    /// `continued`: the caller goes on to the columns after these (the next part of its share), whose
-    /// first panel the last one prefetches when the weights stream (only prefetches change).
+    /// `then`: the weights the caller reads next, whose first panel the last one prefetches when
+    /// the weights stream (only prefetches change).
     static func gemmColumns(input: UnsafePointer<Float>, rows: Int, inputs: Int, kernel: UnsafePointer<Float>,
                             panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
                             units: Int, columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
-                            continued: Bool = false) {
+                            then: NextWeights? = nil) {
         let code = fusedCode(activation)
         let n0 = columns.lowerBound
         if let panels {
@@ -95,7 +95,7 @@ package enum Kernels {
             bnk_gemm_panels_part(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), panels + n0 * inputs,
                                  bias.map { $0 + n0 }, residual.map { $0 + n0 }, output + n0, Int32(units),
                                  code ?? Int32(BNK_ACT_LINEAR), Int32(units),
-                                 continued && columns.upperBound < units ? panels + columns.upperBound * inputs : nil)
+                                 then?.pointer(after: columns, of: units, in: panels, depth: inputs))
         } else {
             precondition(residual == nil, "a residual is added by the prepacked GEMM only")
             bnk_gemm_strided(Int32(rows), Int32(columns.count), Int32(inputs), input, Int32(inputs), kernel + n0, Int32(units),
@@ -108,14 +108,14 @@ package enum Kernels {
 
     /// Output channels `columns` of a Conv2D (groups 1, no horizontal dilation) by the indirect
     /// GEMM, so threads can share one conv's channels; false (nothing done) where this machine
-    /// has no indirect path. `scratch` holds `patchScratch` floats. `continued` as for `gemmColumns`.
+    /// has no indirect path. `scratch` holds `patchScratch` floats. `then` as for `gemmColumns`.
     static func conv2dColumns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, kernel: UnsafePointer<Float>,
                               panels: UnsafePointer<Float>? = nil, bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>? = nil,
                               columns: Range<Int>, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
-                              scratch: UnsafeMutablePointer<Float>, continued: Bool = false) -> Bool {
+                              scratch: UnsafeMutablePointer<Float>, then: NextWeights? = nil) -> Bool {
         let code = fusedCode(activation)
         let depth = g.kernelHeight * g.kernelWidth * g.inChannels
-        let then = panels.flatMap { continued && columns.upperBound < g.outChannels ? $0 + columns.upperBound * depth : nil }
+        let then = panels.flatMap { then?.pointer(after: columns, of: g.outChannels, in: $0, depth: depth) }
         let done = bnk_conv2d_indirect_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                                Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
                                                Int32(g.dilationY), Int32(g.padTop), Int32(g.padLeft), Int32(g.outHeight), Int32(g.outWidth),
@@ -127,6 +127,23 @@ package enum Kernels {
             }
         }
         return done
+    }
+
+    /// What a part of a step split by output columns reads after its own weights, for its last
+    /// panel to prefetch the first of them: the columns after its own (the next part of the
+    /// worker's share), or a panel of the next step (the first of the worker's share there).
+    enum NextWeights {
+        case nextColumns
+        case panel(UnsafePointer<Float>)
+
+        /// The panel to prefetch after `columns` of a product `units` wide whose panels (`depth`
+        /// rows each) start at `panels`; nil past the last column.
+        func pointer(after columns: Range<Int>, of units: Int, in panels: UnsafePointer<Float>, depth: Int) -> UnsafePointer<Float>? {
+            switch self {
+            case .nextColumns: columns.upperBound < units ? panels + columns.upperBound * depth : nil
+            case let .panel(first): first
+            }
+        }
     }
 
     /// Whether this machine has the indirect convolution (AVX-512 or AVX2 + FMA under the cap).
