@@ -1114,6 +1114,8 @@ public final class Executor: @unchecked Sendable {
 
     /// One step over `batch` samples: split across `parallel`'s workers where it pays (each with
     /// its scratch in `arenas`), else whole on the caller (scratch in `arena`). Returns the floats written.
+    /// `lead(worker)`: the first weights that worker reads in the next step (`leadingWeights`), which
+    /// a step split by columns prefetches as the worker's share ends.
     @discardableResult
     private func runStep(_ step: Step, _ sources: [UnsafePointer<Float>], _ destination: UnsafeMutablePointer<Float>, batch: Int,
                          parallel: StepParallelism, arenas: [Arena], arena: Arena,
