@@ -253,7 +253,7 @@ extension Importer {
         if node.opType == "Add" || node.opType == "Sum", let last = nodes.indices.last, nodes[last].name == x,
            case .dense(var dense) = nodes[last].operation, dense.bias == nil, dense.activation == .linear,
            readers[source] == 1, !graphOutputs.contains(source), shift.count == dense.units {
-            dense.bias = try Tensor(shift)
+            dense.bias = Tensor(shift)
             nodes[last].operation = .dense(dense)
             try setTensor(node, x, shape: shape)
             return true

@@ -71,7 +71,7 @@ final class NativeFormatTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(CRC32C.portableChecksum(UnsafeRawBufferPointer(start: Array("123456789".utf8), count: 9)), 0xE306_9283)
+        XCTAssertEqual(Array("123456789".utf8).withUnsafeBytes { CRC32C.portableChecksum($0) }, 0xE306_9283)
     }
 
     func testUnfoldedSeedModelsRoundTripBitExactly() throws {
