@@ -113,7 +113,7 @@ final class InputFormatsTests: XCTestCase {
         let large = folder.appendingPathComponent("600k.idx").path
         var data = Data([0, 0, 0x08, 3])
         for d in [600_000, 28, 28] { withUnsafeBytes(of: UInt32(d).bigEndian) { data.append(contentsOf: $0) } }
-        FileManager.default.createFile(atPath: large, contents: data)
+        XCTAssertTrue(FileManager.default.createFile(atPath: large, contents: data), large)
         let handle = try XCTUnwrap(FileHandle(forWritingAtPath: large))
         try handle.seekToEnd()
         let chunk = Data(bytes)
