@@ -1100,9 +1100,11 @@ public final class Executor: @unchecked Sendable {
             let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
             defer { if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started } }
             let destination = step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!]
-            let next = position + 1 < steps.count ? steps[position + 1] : nil
             let count = runStep(step, step.sources.map(pointer), destination, batch: batch, parallel: parallel, arenas: arenas, arena: arena) { worker in
-                next.flatMap { Self.leadingWeights($0.kind, batch: batch, count: batch * self.sizes[$0.destination], workers: parallel.workers, worker: worker) }
+                // Looked up only when a split step asks (never on one thread).
+                guard position + 1 < self.steps.count else { return nil }
+                let next = self.steps[position + 1]
+                return Self.leadingWeights(next.kind, batch: batch, count: batch * self.sizes[next.destination], workers: parallel.workers, worker: worker)
             }
             if let observer, let observation = observedAfterStep[position] {
                 observer(observation, UnsafeBufferPointer(start: destination, count: count), worker)
