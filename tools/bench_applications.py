@@ -12,6 +12,8 @@ images/s of each and bnrun's ratio to the faster peer are printed as Markdown. T
 predict the same class for every image. `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
 kernels on an AVX-512 machine) and OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2 (onnxruntime cannot be capped), and
 adds bnrun's ratio to OpenVINO at the same level. Peak memory (max RSS) of one bnrun process per case is reported.
+A second table gives, for bnrun and each peer, the most threads over the fewest at batch 1 with the two
+counts alternating in every round (the first table's cells for them are minutes apart).
 
 Usage: tools/bench_applications.sh [--models ResNet50 MobileNetV2 EfficientNetB0] [--sizes 224 96]
        [--batches 1 16] [--threads 1 2] [--repeats 5] [--isa avx2] [--onnx FILE.onnx ...]
@@ -100,6 +102,7 @@ def main():
                 count = max(args.batches) * 2
                 x = np.random.default_rng(1).uniform(0, 255, (count, size, size, 3)).astype(np.float32)
                 compare(args, env, core, tmp, name, size, binary, onnx_path, x)
+                scaling(args, env, core, name, size, binary, onnx_path, x)
         for onnx_path in args.onnx:
             # An ONNX file as it is (PyTorch's NCHW, BN nodes kept: each peer folds them its own way).
             name = os.path.splitext(os.path.basename(onnx_path))[0]
@@ -110,6 +113,71 @@ def main():
             count = max(args.batches) * 2
             x = np.random.default_rng(1).standard_normal((count, *dims)).astype(np.float32)
             compare(args, env, core, tmp, name, dims[-1], binary, onnx_path, x)
+            scaling(args, env, core, name, dims[-1], binary, onnx_path, x)
+    if SCALING:
+        low, high = min(args.threads), max(args.threads)
+        print(f"\n{high} threads over {low} at batch 1, the thread counts alternating in each round "
+              f"(median images/s of {args.repeats} rounds; both counts measured in the same minutes):\n")
+        print(f"| model | size | bnrun {low} thread | bnrun {high} threads | bnrun {high} over {low} | onnxruntime {high} over {low} "
+              f"| OpenVINO {high} over {low} |")
+        print("|---|---|---|---|---|---|---|")
+        for row in SCALING:
+            print(row)
+
+
+SCALING = []
+
+
+def bnrun_rate(args, env, binary, images, batch, threads):
+    """Images/s of one `bnrun --bench 1` process (a warm pass, then one timed pass)."""
+    bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
+                            "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
+    return float(bench.stdout.split("images/s:")[1].split()[0])
+
+
+def scaling(args, env, core, name, size, binary, onnx_path, x):
+    """The fewest and most threads at batch 1, alternating within each round for bnrun and each peer.
+
+    The table's cells for one and two threads are minutes apart, and a shared VM's speed drifts by
+    a third in minutes: their quotient measures the drift as much as the threads. Here each round
+    runs both counts back to back, so the ratio compares like with like.
+    """
+    import onnxruntime as ort
+    low, high = min(args.threads), max(args.threads)
+    if 1 not in args.batches or low == high:
+        return
+    images = os.path.join(os.path.dirname(binary), "scaling.idx")
+    write_idx_float32(images, x)
+    runners = {}
+    for threads in (low, high):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        ov_model = core.read_model(onnx_path)
+        ov_model.reshape({ov_model.inputs[0].any_name: [1, *x.shape[1:]]})
+        request = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                       "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+        runners[("ort", threads)] = lambda s=session, n=input_name: [s.run(None, {n: x[i:i + 1]}) for i in range(len(x))]
+        runners[("ov", threads)] = lambda r=request: [r.infer({0: x[i:i + 1]}) for i in range(len(x))]
+    rates = {(key, threads): [] for key in ("bnrun", "ort", "ov") for threads in (low, high)}
+    for _ in range(args.repeats):
+        for threads in (low, high):
+            time.sleep(0.5)
+            rates[("bnrun", threads)].append(bnrun_rate(args, env, binary, images, 1, threads))
+        for key in ("ort", "ov"):
+            for threads in (low, high):
+                run = runners[(key, threads)]
+                run()  # warm
+                start = time.perf_counter()
+                run()
+                rates[(key, threads)].append(len(x) / (time.perf_counter() - start))
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    SCALING.append(f"| {name} | {size} | {median[('bnrun', low)]:,.1f} | {median[('bnrun', high)]:,.1f} | "
+                   f"{median[('bnrun', high)] / median[('bnrun', low)]:.2f} | {median[('ort', high)] / median[('ort', low)]:.2f} | "
+                   f"{median[('ov', high)] / median[('ov', low)]:.2f} |")
 
 
 def compare(args, env, core, tmp, name, size, binary, onnx_path, x):
@@ -153,9 +221,7 @@ def compare(args, env, core, tmp, name, size, binary, onnx_path, x):
                 # The peers' worker threads spin for a while after a run: let them park, so
                 # bnrun's threads do not share the cores with them.
                 time.sleep(0.5)
-                bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
-                                        "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
-                rates["bnrun"].append(float(bench.stdout.split("images/s:")[1].split()[0]))
+                rates["bnrun"].append(bnrun_rate(args, env, binary, images, batch, threads))
                 for key, run in (("ort", run_ort), ("ov", run_ov)):
                     run()  # warm
                     start = time.perf_counter()
