@@ -1206,8 +1206,8 @@ public final class Executor: @unchecked Sendable {
                 return split
             }
         case let .winograd(transformed, bias, geometry, activation, false)
-            where Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
-                && geometry.outChannels >= 32 * parallel.workers:
+            where winogradSharesColumns(outHeight: geometry.outHeight, outWidth: geometry.outWidth, outChannels: geometry.outChannels,
+                                        batch: batch, elementwise: Kernels.isElementwise(activation), workers: parallel.workers):
             // Few tiles (a 6×6 map at batch 1 is three rows of 2×2 tiles, split 2 + 1 by rows): the
             // output channels are shared instead, every worker transforming all of the input.
             Weights.optional(bias) { b in
@@ -1455,6 +1455,19 @@ public final class Executor: @unchecked Sendable {
     static func sharesColumns(_ g: Kernels.Spatial, batch: Int, activation: ActivationKind, workers: Int) -> Bool {
         (Kernels.isPointwise(g) || (g.dilationX == 1 && Kernels.hasIndirectConvolution)) && Kernels.isElementwise(activation)
             && batch * g.outHeight * g.outWidth <= 256 && g.outChannels >= 32 * workers
+    }
+
+    /// Whether a Winograd conv on a small map (at most 256 pixels a call) is split by output
+    /// channels, every worker transforming all of the input, rather than by rows of 2×2 tiles: when
+    /// an image's tile rows do not go evenly to the workers (a 6×6 map is three, 2 + 1 on two), or
+    /// more than one image runs (a split by rows goes image by image). Where they go evenly, rows are
+    /// faster: ResNet50 96's 12×12×128 steps at batch 1 on two threads (six tile rows, 3 + 3), AMD
+    /// Zen 3, 7 alternating profiles of 320 images, the three steps 182 → 164 ms (medians).
+    /// Either way every tile's sums are the same: the values do not depend on the split.
+    package static func winogradSharesColumns(outHeight: Int, outWidth: Int, outChannels: Int, batch: Int, elementwise: Bool,
+                                              workers: Int) -> Bool {
+        elementwise && batch * outHeight * outWidth <= 256 && outChannels >= 32 * workers
+            && (batch > 1 || (outHeight / 2) % workers != 0)
     }
 
     /// Whether a Dense step of `rows` rows is split by output columns: a classifier head at a small

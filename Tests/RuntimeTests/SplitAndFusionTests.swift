@@ -1028,6 +1028,47 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// Which way a Winograd conv on a small map is split: by output channels when an image's rows of
+    /// 2×2 tiles do not go evenly to the workers or more than one image runs, else by tile rows
+    /// (12×12 at batch 1: six rows, 3 + 3 on two threads, 2 + 2 + 2 on three). Both ways, on two,
+    /// three and four threads, the values are one thread's bit for bit.
+    func testSmallMapWinogradSplitByTileRowsWhenTheyGoEvenly() throws {
+        func columns(_ h: Int, batch: Int = 1, workers: Int) -> Bool {
+            Executor.winogradSharesColumns(outHeight: h, outWidth: h, outChannels: 128, batch: batch, elementwise: true, workers: workers)
+        }
+        XCTAssertTrue(columns(6, workers: 2))            // three tile rows
+        XCTAssertFalse(columns(12, workers: 2))          // six
+        XCTAssertFalse(columns(12, workers: 3))
+        XCTAssertTrue(columns(12, workers: 4))
+        XCTAssertFalse(columns(8, workers: 2))           // four
+        XCTAssertTrue(columns(10, workers: 2))           // five
+        XCTAssertTrue(columns(8, batch: 2, workers: 2))  // two images
+        XCTAssertFalse(columns(12, batch: 2, workers: 3)) // 288 pixels: by rows, image by image
+        XCTAssertFalse(Executor.winogradSharesColumns(outHeight: 6, outWidth: 6, outChannels: 128, batch: 1, elementwise: false, workers: 2))
+        for (side, out) in [(12, 80), (8, 96)] {
+            let c = 48
+            let kernel = random.floats(9 * c * out, in: -0.3...0.3), bias = random.floats(out, in: -0.1...0.1)
+            let conv = try Conv2D(kernel: Tensor(shape: [3, 3, c, out], values: kernel), bias: Tensor(bias), padding: .same,
+                                  activation: .relu)
+            let graph = try Graph.sequential(name: "wr", inputShape: [side, side, c], layers: [("conv", .conv2d(conv))])
+            let executor = try Executor(graph: graph)
+            XCTAssertEqual(executor.stepProfile.map(\.operation), ["winograd"])
+            for batch in [1, 2] {
+                let input = random.floats(batch * side * side * c, in: -1...1)
+                let one = try executor.run(input, threads: 1)
+                for threads in 2...4 {
+                    XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads), one, "\(side)×\(side) batch \(batch), \(threads) threads")
+                }
+                let x = input[0..<(side * side * c)].map(Double.init)
+                let (y, _, _) = ReferenceOps.conv2d(x, h: side, w: side, c: c, kernel: kernel, kh: 3, kw: 3, out: out, bias: bias,
+                                                    stride: [1, 1], dilation: [1, 1], same: true, groups: 1)
+                for (k, v) in y.enumerated() {
+                    XCTAssertEqual(Double(one[k]), max(v, 0), accuracy: 1e-4 * max(1, abs(v)), "\(side)×\(side) k\(k)")
+                }
+            }
+        }
+    }
+
     /// A pointwise conv whose map (over 256 KiB) only a depthwise conv reads runs with it in strips
     /// of rows, the map never written whole: one step, and the same values, bit for bit, as the
     /// two steps apart (planned apart when the map is observed) — on one, two and three threads,
