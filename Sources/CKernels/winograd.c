@@ -239,14 +239,14 @@ typedef void (*output_fn)(const float *, int, int, int, const float *, int, floa
 void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top, int pad_left,
                           const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch) {
     bnk_conv3x3_winograd_columns(input, batch, h, w, cin, oh, ow, pad_top, pad_left, U, bias, cout, 0, cout, act, pool, output,
-                                 scratch);
+                                 scratch, NULL);
 }
 
 /* Every tile's input transform, then the products and output transforms of columns n0..<n0+cols only:
    a column's sums are those of the whole conv (the same tile blocks, the same GEMM order over cin). */
 void bnk_conv3x3_winograd_columns(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top,
                                   int pad_left, const float *U, const float *bias, int cout, int n0, int cols, int act,
-                                  int pool, float *output, float *scratch) {
+                                  int pool, float *output, float *scratch, const float *then) {
     const int tiles_y = pool ? oh / 2 : (oh + 1) / 2, tiles_x = pool ? ow / 2 : (ow + 1) / 2;
     const int per_image = tiles_y * tiles_x;
     const int total = batch * per_image;
@@ -284,10 +284,13 @@ void bnk_conv3x3_winograd_columns(const float *input, int batch, int h, int w, i
         }
         const size_t per_position = bnk_panels_floats(cin, cout);
         const int stream = bnk_stream_panels(count, cin, 16 * cols);   /* all 16 products' weights */
+        /* Each product's last panel prefetches the next product's first; the last product's, the
+           first product's again for the next block of tiles, or after the last block `then`. */
+        const float *after = first + block < total ? U + (size_t)n0 * cin : then;
         for (int k = 0; k < 16; k++) {
             const float *u = U + (size_t)k * per_position + (size_t)n0 * cin;
             bnk_gemm_panels_streamed(count, cols, cin, V + (size_t)k * block * cin, cin, u, NULL, NULL,
-                                     Mt + (size_t)k * block * cols, cols, BNK_ACT_LINEAR, stream, k < 15 ? u + per_position : NULL);
+                                     Mt + (size_t)k * block * cols, cols, BNK_ACT_LINEAR, stream, k < 15 ? u + per_position : after);
         }
         for (int t = 0; t < count; t++) {
             const int g = first + t, n = g / per_image, ty = (g % per_image) / tiles_x, tx = g % tiles_x;

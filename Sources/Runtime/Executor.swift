@@ -1217,7 +1217,8 @@ public final class Executor: @unchecked Sendable {
                     guard !columns.isEmpty else { return }
                     Kernels.winogradConv3x3Columns(input: x, batch: batch, geometry, transformed: transformed.pointer, bias: b,
                                                    activation: activation, columns: columns, output: y,
-                                                   scratch: arenas[worker].scratch(Kernels.winogradScratch(geometry)))
+                                                   scratch: arenas[worker].scratch(Kernels.winogradScratch(geometry)),
+                                                   then: lead(worker))
                 }
             }
             return true
@@ -1488,6 +1489,12 @@ public final class Executor: @unchecked Sendable {
             (panels, units, depth) = (p, g.outChannels, g.kernelHeight * g.kernelWidth * g.inChannels)
         case let .dense(_, p, _, inputs, n, _) where sharesColumns(rows: count / max(n, 1), units: n, workers: workers):
             (panels, units, depth) = (p, n, inputs)
+        case let .winograd(transformed, _, g, activation, false)
+            where winogradSharesColumns(outHeight: g.outHeight, outWidth: g.outWidth, outChannels: g.outChannels, batch: batch,
+                                        elementwise: Kernels.isElementwise(activation), workers: workers):
+            // One part a worker; the first product's panels come first.
+            let columns = StepParallelism.range(part: worker, of: workers, count: g.outChannels, align: Kernels.panelWidth)
+            return columns.isEmpty ? nil : transformed.pointer + columns.lowerBound * g.inChannels
         default:
             return nil
         }

@@ -342,14 +342,15 @@ package enum Kernels {
     /// without a pooling, each exactly as the whole conv computes it; `activation` element-wise.
     static func winogradConv3x3Columns(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, transformed: UnsafePointer<Float>,
                                        bias: UnsafePointer<Float>?, activation: ActivationKind, columns: Range<Int>,
-                                       output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                                       output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                                       then: UnsafePointer<Float>? = nil) {
         precondition(columns.lowerBound % panelWidth == 0 && isElementwise(activation), "Winograd columns on a panel, element-wise")
         let code = fusedCode(activation)
         let epilogue = code == nil || code == Int32(BNK_ACT_SIGMOID) ? Int32(BNK_ACT_LINEAR) : code!
         bnk_conv3x3_winograd_columns(input, Int32(batch), Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
                                      Int32(g.outHeight), Int32(g.outWidth), Int32(g.padTop), Int32(g.padLeft), transformed, bias,
                                      Int32(g.outChannels), Int32(columns.lowerBound), Int32(columns.count), epilogue, 0, output,
-                                     scratch)
+                                     scratch, then)
         if epilogue != code {
             for pixel in 0..<batch * g.outHeight * g.outWidth {
                 let row = output + pixel * g.outChannels + columns.lowerBound

@@ -119,10 +119,11 @@ void bnk_conv3x3_winograd(const float *input, int batch, int h, int w, int cin, 
                           const float *U, const float *bias, int cout, int act, int pool, float *output, float *scratch);
 /* Output channels n0..<n0+cols of bnk_conv3x3_winograd (n0 a multiple of 16; U, bias and output still
    the whole conv's), each exactly as the whole conv computes it, so threads can share one conv's
-   channels; every call transforms all of the input. */
+   channels; every call transforms all of the input. `then` (may be NULL): weights the caller reads
+   next, prefetched during the last product's last panel (only prefetches: the sums are the same). */
 void bnk_conv3x3_winograd_columns(const float *input, int batch, int h, int w, int cin, int oh, int ow, int pad_top,
                                   int pad_left, const float *U, const float *bias, int cout, int n0, int cols, int act,
-                                  int pool, float *output, float *scratch);
+                                  int pool, float *output, float *scratch, const float *then);
 size_t bnk_winograd_scratch(int cin, int cout);
 
 /* Batch-normalization statistics of a tile of `rows` samples of `channels` values (channels
