@@ -1460,15 +1460,18 @@ public final class Executor: @unchecked Sendable {
 
     /// Whether a Winograd conv on a small map (at most 256 pixels a call) is split by output
     /// channels, every worker transforming all of the input, rather than by rows of 2×2 tiles: when
-    /// an image's tile rows do not go evenly to the workers (a 6×6 map is three, 2 + 1 on two), or
-    /// more than one image runs (a split by rows goes image by image). Where they go evenly, rows are
-    /// faster: ResNet50 96's 12×12×128 steps at batch 1 on two threads (six tile rows, 3 + 3), AMD
-    /// Zen 3, 7 alternating profiles of 320 images, the three steps 182 → 164 ms (medians).
-    /// Either way every tile's sums are the same: the values do not depend on the split.
+    /// an image's tile rows do not go evenly to the workers (a 6×6 map is three, 2 + 1 on two), a
+    /// worker would get one tile row (by rows every worker reads all of the weights: 4 MB for
+    /// 6×6×256, from memory at batch 1), or more than one image runs (a split by rows goes image by
+    /// image). Otherwise rows are faster: ResNet50 96's 12×12×128 steps at batch 1 on two threads
+    /// (six tile rows, 3 + 3), AMD Zen 3, 7 alternating profiles of 320 images, the three steps
+    /// 182 → 164 ms (medians). Either way every tile's sums are the same: the values do not depend
+    /// on the split.
     package static func winogradSharesColumns(outHeight: Int, outWidth: Int, outChannels: Int, batch: Int, elementwise: Bool,
                                               workers: Int) -> Bool {
-        elementwise && batch * outHeight * outWidth <= 256 && outChannels >= 32 * workers
-            && (batch > 1 || (outHeight / 2) % workers != 0)
+        let tileRows = (outHeight + 1) / 2
+        return elementwise && batch * outHeight * outWidth <= 256 && outChannels >= 32 * workers
+            && (batch > 1 || tileRows % workers != 0 || tileRows < 2 * workers)
     }
 
     /// Whether a Dense step of `rows` rows is split by output columns: a classifier head at a small

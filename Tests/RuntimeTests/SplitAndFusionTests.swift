@@ -1029,19 +1029,21 @@ final class SplitAndFusionTests: XCTestCase {
     }
 
     /// Which way a Winograd conv on a small map is split: by output channels when an image's rows of
-    /// 2×2 tiles do not go evenly to the workers or more than one image runs, else by tile rows
-    /// (12×12 at batch 1: six rows, 3 + 3 on two threads, 2 + 2 + 2 on three). Both ways, on two,
-    /// three and four threads, the values are one thread's bit for bit.
+    /// 2×2 tiles do not go evenly to the workers, a worker would get one, or more than one image
+    /// runs; else by tile rows (12×12 at batch 1: six rows, 3 + 3 on two threads, 2 + 2 + 2 on
+    /// three). Both ways, on two, three and four threads, the values are one thread's bit for bit.
     func testSmallMapWinogradSplitByTileRowsWhenTheyGoEvenly() throws {
         func columns(_ h: Int, batch: Int = 1, workers: Int) -> Bool {
             Executor.winogradSharesColumns(outHeight: h, outWidth: h, outChannels: 128, batch: batch, elementwise: true, workers: workers)
         }
         XCTAssertTrue(columns(6, workers: 2))            // three tile rows
+        XCTAssertTrue(columns(6, workers: 3))            // one a worker: all the weights each
         XCTAssertFalse(columns(12, workers: 2))          // six
         XCTAssertFalse(columns(12, workers: 3))
         XCTAssertTrue(columns(12, workers: 4))
         XCTAssertFalse(columns(8, workers: 2))           // four
         XCTAssertTrue(columns(10, workers: 2))           // five
+        XCTAssertTrue(columns(13, workers: 2))           // seven, the last one row
         XCTAssertTrue(columns(8, batch: 2, workers: 2))  // two images
         XCTAssertFalse(columns(12, batch: 2, workers: 3)) // 288 pixels: by rows, image by image
         XCTAssertFalse(Executor.winogradSharesColumns(outHeight: 6, outWidth: 6, outChannels: 128, batch: 1, elementwise: false, workers: 2))
