@@ -135,6 +135,24 @@ def bnrun_rate(args, env, binary, images, batch, threads):
     return float(bench.stdout.split("images/s:")[1].split()[0])
 
 
+def ort_session(onnx_path, threads):
+    """An onnxruntime CPU session on `threads` intra-op threads, all graph optimizations."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+
+
+def ov_request(core, onnx_path, sample_shape, batch, threads):
+    """An OpenVINO CPU infer request for `batch` samples (LATENCY hint, float32 precision)."""
+    ov_model = core.read_model(onnx_path)
+    ov_model.reshape({ov_model.inputs[0].any_name: [batch, *sample_shape]})
+    return core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+
+
 def scaling(args, env, core, name, size, binary, onnx_path, x):
     """The fewest and most threads at batch 1, alternating within each round for bnrun and each peer.
 
@@ -142,7 +160,6 @@ def scaling(args, env, core, name, size, binary, onnx_path, x):
     a third in minutes: their quotient measures the drift as much as the threads. Here each round
     runs both counts back to back, so the ratio compares like with like.
     """
-    import onnxruntime as ort
     low, high = min(args.threads), max(args.threads)
     if 1 not in args.batches or low == high:
         return
@@ -150,16 +167,9 @@ def scaling(args, env, core, name, size, binary, onnx_path, x):
     write_idx_float32(images, x)
     runners = {}
     for threads in (low, high):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        session = ort_session(onnx_path, threads)
         input_name = session.get_inputs()[0].name
-        ov_model = core.read_model(onnx_path)
-        ov_model.reshape({ov_model.inputs[0].any_name: [1, *x.shape[1:]]})
-        request = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                       "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+        request = ov_request(core, onnx_path, x.shape[1:], 1, threads)
         runners[("ort", threads)] = lambda s=session, n=input_name: [s.run(None, {n: x[i:i + 1]}) for i in range(len(x))]
         runners[("ov", threads)] = lambda r=request: [r.infer({0: x[i:i + 1]}) for i in range(len(x))]
     rates = {(key, threads): [] for key in ("bnrun", "ort", "ov") for threads in (low, high)}
@@ -182,23 +192,14 @@ def scaling(args, env, core, name, size, binary, onnx_path, x):
 
 def compare(args, env, core, tmp, name, size, binary, onnx_path, x):
     """bnrun on `binary` against onnxruntime and OpenVINO on `onnx_path`, for each thread count and batch."""
-    import onnxruntime as ort
     count = len(x)
     images = os.path.join(tmp, f"x{name}.idx")
     write_idx_float32(images, x)
     for threads in args.threads:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        session = ort_session(onnx_path, threads)
         input_name = session.get_inputs()[0].name
         for batch in args.batches:
-            ov_model = core.read_model(onnx_path)
-            ov_model.reshape({ov_model.inputs[0].any_name: [batch, *x.shape[1:]]})
-            compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                       "INFERENCE_PRECISION_HINT": "f32"})
-            request = compiled.create_infer_request()
+            request = ov_request(core, onnx_path, x.shape[1:], batch, threads)
             tiles = [x[i:i + batch] for i in range(0, count, batch)]
 
             def run_ort():
