@@ -15,11 +15,18 @@ package final class WorkerPool: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     /// Workers (other than the caller) still running the current job.
     private let pending = Atomic<Int>(0)
+    /// Workers asleep on `sleep` (or about to be): the submitter signals only when there are any.
+    private let sleepers = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let sleep = NSCondition()
-    /// Written by the submitter before the generation is bumped (release) and
-    /// read by workers after they see the bump (acquire).
-    private var job: (@Sendable (Int) -> Void)?
+    /// The current job's address: a `(Int) -> Void` on the submitter's stack, valid while `run`
+    /// waits for the workers. Written before the generation is bumped (release) and read by
+    /// workers after they see the bump (acquire). A raw address, not a stored closure: a closure
+    /// kept in a property is retained by the submitter and by each worker that calls it, and its
+    /// reference count's cache line then crosses between the cores at every job (with the lock
+    /// and the broadcast that woke no one, 1.25 µs a job on two vCPUs of AMD Zen 3, against
+    /// 0.1 µs for the bare hand-over in C).
+    private let job = Atomic<Int>(0)
     private let submit = NSLock()
 
     /// How long a waiting thread spins before it sleeps: 200 µs, by the clock. A count of PAUSEs
@@ -52,30 +59,38 @@ package final class WorkerPool: @unchecked Sendable {
     package func shutdown() {
         stopping.store(true, ordering: .releasing)
         sleep.lock()
-        generation.add(1, ordering: .releasing)
+        generation.add(1, ordering: .sequentiallyConsistent)
         sleep.broadcast()
         sleep.unlock()
     }
 
     /// Runs `body(worker)` for every worker in 0..<count, in parallel, and returns when all are done.
-    package func run(_ body: @escaping @Sendable (Int) -> Void) {
+    package func run(_ body: (Int) -> Void) {
         if count == 1 { body(0); return }
         submit.lock()
         defer { submit.unlock() }
-        job = body
-        pending.store(count - 1, ordering: .relaxed)
-        sleep.lock()
-        generation.add(1, ordering: .releasing)
-        sleep.broadcast()
-        sleep.unlock()
-        body(0)
-        var spun = 0
-        var spinning = true
-        let started = DispatchTime.now().uptimeNanoseconds
-        while pending.load(ordering: .acquiring) != 0 {
-            if spinning { bnk_cpu_relax(); spinning = Self.stillSpinning(since: started, &spun) } else { sched_yield() }
+        withoutActuallyEscaping(body) { body in
+            var current = body
+            withUnsafeMutablePointer(to: &current) { address in
+                job.store(Int(bitPattern: address), ordering: .relaxed)
+                pending.store(count - 1, ordering: .relaxed)
+                // Sequentially consistent with the workers' `sleepers` count: either a worker going
+                // to sleep sees this generation, or this sees it and wakes it.
+                generation.add(1, ordering: .sequentiallyConsistent)
+                if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                    sleep.lock()
+                    sleep.broadcast()
+                    sleep.unlock()
+                }
+                address.pointee(0)
+                var spun = 0
+                var spinning = true
+                let started = DispatchTime.now().uptimeNanoseconds
+                while pending.load(ordering: .acquiring) != 0 {
+                    if spinning { bnk_cpu_relax(); spinning = Self.stillSpinning(since: started, &spun) } else { sched_yield() }
+                }
+            }
         }
-        job = nil
     }
 
     private func loop(worker: Int) {
@@ -89,17 +104,19 @@ package final class WorkerPool: @unchecked Sendable {
                 current = generation.load(ordering: .acquiring)
             }
             if current == seen {
+                sleepers.add(1, ordering: .sequentiallyConsistent)
                 sleep.lock()
-                current = generation.load(ordering: .acquiring)
+                current = generation.load(ordering: .sequentiallyConsistent)
                 while current == seen {
                     sleep.wait()
-                    current = generation.load(ordering: .acquiring)
+                    current = generation.load(ordering: .sequentiallyConsistent)
                 }
                 sleep.unlock()
+                sleepers.subtract(1, ordering: .relaxed)
             }
             seen = current
             if stopping.load(ordering: .acquiring) { return }
-            job?(worker)
+            UnsafeMutablePointer<(Int) -> Void>(bitPattern: job.load(ordering: .relaxed))!.pointee(worker)
             pending.subtract(1, ordering: .releasing)
         }
     }

@@ -25,6 +25,30 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
+    /// Jobs submitted as the workers fall asleep (gaps around the 200 µs spin window) all run: a
+    /// worker going to sleep as a job is submitted either sees it or is woken for it (the pool
+    /// signals only when a worker is asleep). A lost wake-up hangs `run`; the jobs run on a thread
+    /// of their own so that a hang fails the test instead of stopping it.
+    func testJobsSubmittedAsWorkersFallAsleepAllRun() {
+        for count in [2, 3] {
+            let pool = WorkerPool(count: count)
+            let ran = Atomic<Int>(0), finished = DispatchSemaphore(value: 0)
+            let jobs = 600
+            let thread = Thread {
+                var generator = SystemRandomNumberGenerator()
+                for _ in 0..<jobs {
+                    usleep(UInt32.random(in: 150...260, using: &generator))
+                    pool.run { _ in ran.add(1, ordering: .relaxed) }
+                }
+                finished.signal()
+            }
+            thread.start()
+            XCTAssertEqual(finished.wait(timeout: .now() + 60), .success, "\(count) workers: run did not return (a lost wake-up)")
+            XCTAssertEqual(ran.load(ordering: .relaxed), jobs * count, "\(count) workers")
+            pool.shutdown()
+        }
+    }
+
     /// `StepParallelism.run(parts:)` runs every part exactly once, for any count of workers and parts.
     func testEveryPartRunsExactlyOnce() {
         for count in [1, 2, 3, 5] {
