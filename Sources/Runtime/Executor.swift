@@ -1020,6 +1020,12 @@ public final class Executor: @unchecked Sendable {
     /// Threads kept between calls (guarded by `runLock`); replaced when the thread count changes.
     private var workerPool: WorkerPool?
 
+    /// The shares of the work split in fixed ranges that the `threads` workers start from (for
+    /// tests: the values must not depend on them).
+    package func setBalance(_ shares: [Double], threads: Int) {
+        pool(threads).balance = shares
+    }
+
     private func pool(_ threads: Int) -> WorkerPool {
         if let workerPool, workerPool.count == threads { return workerPool }
         workerPool?.shutdown()
@@ -1283,12 +1289,11 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .pointwiseDepthwise(plan) where plan.geometry.outHeight >= parallel.workers:
-            // Each worker its share of the output rows, in strips, with its own window (the rows
-            // its strips share with the other worker's computed by both: the same values).
+            // Each worker its share of the output rows (in proportion to the workers' measured
+            // speeds), in strips, with its own window (the rows its strips share with the other
+            // worker's computed by both: the same values).
             for b in 0..<batch {
-                parallel.run { worker in
-                    let rows = StepParallelism.range(part: worker, of: parallel.workers, count: plan.geometry.outHeight)
-                    guard !rows.isEmpty else { return }
+                parallel.run(balancing: plan.geometry.outHeight) { rows, worker in
                     plan.run(x + b * plan.inputFloats, rows: rows, y + b * plan.outputFloats, scratch: arenas[worker].scratch(plan.scratchFloats))
                 }
             }
@@ -1302,8 +1307,8 @@ public final class Executor: @unchecked Sendable {
                 plan.runPart(part, x, residual: residual(inputs), batch: batch, sums: sums, work: arenas[worker].scratch(work))
             }
             let total = batch * plan.outputFloats
-            parallel.run { worker in
-                plan.combine(sums, batch: batch, range: StepParallelism.range(part: worker, of: parallel.workers, count: total, align: 16), y)
+            parallel.run(balancing: total, align: 16) { range, _ in
+                plan.combine(sums, batch: batch, range: range, y)
             }
             return true
         case let .pool(geometry, isMax):
@@ -1315,9 +1320,7 @@ public final class Executor: @unchecked Sendable {
             guard rows >= 24 * parallel.workers else { return false }
             kernel.withUnsafeValues { w in
                 Weights.optional(bias) { b in
-                    parallel.run { worker in
-                        let part = StepParallelism.range(part: worker, of: parallel.workers, count: rows, align: 12)
-                        guard !part.isEmpty else { return }
+                    parallel.run(balancing: rows, align: 12) { part, _ in
                         Kernels.denseGEMM(input: x + part.lowerBound * inputs, rows: part.count, inputs: inputs, kernel: w.baseAddress!,
                                           panels: panels?.pointer, bias: b, units: units, activation: activation,
                                           output: y + part.lowerBound * units)
@@ -1355,8 +1358,7 @@ public final class Executor: @unchecked Sendable {
             guard pixels >= 16 * parallel.workers else { return false }
             let features = inputs[scaled], scales = inputs[1 - scaled]
             for b in 0..<batch {
-                parallel.run { worker in
-                    let part = StepParallelism.range(part: worker, of: parallel.workers, count: pixels)
+                parallel.run(balancing: pixels) { part, _ in
                     let offset = (b * pixels + part.lowerBound) * channels
                     Kernels.scaleChannels(features + offset, scales: scales + b * channels, into: y + offset, batch: 1, pixels: part.count,
                                           channels: channels)
@@ -1552,10 +1554,7 @@ public final class Executor: @unchecked Sendable {
     /// `0..<count` split across the workers (bounds multiples of `align`); false when too small to pay.
     private static func splitElements(count: Int, align: Int, parallel: StepParallelism, _ body: (Range<Int>) -> Void) -> Bool {
         guard count >= 8192 * parallel.workers else { return false }
-        parallel.run { worker in
-            let part = StepParallelism.range(part: worker, of: parallel.workers, count: count, align: max(align, 16))
-            if !part.isEmpty { body(part) }
-        }
+        parallel.run(balancing: count, align: max(align, 16)) { part, _ in body(part) }
         return true
     }
 

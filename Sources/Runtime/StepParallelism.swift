@@ -24,6 +24,14 @@ package struct StepParallelism {
         pool.run(body)
     }
 
+    /// Runs `body(range, worker)` on every worker, `0..<count` cut at multiples of `align` in
+    /// proportion to the workers' measured speeds (`WorkerPool.run(balancing:)`); on one worker,
+    /// the whole range.
+    func run(balancing count: Int, align: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+        guard let pool, pool.count > 1 else { return body(0..<count, 0) }
+        pool.run(balancing: count, align: align, body)
+    }
+
     /// Runs `body(part, worker)` for every part in `0..<parts`, each once, on the workers: each
     /// starts on its own contiguous share (worker w the parts `range(part: w, of: workers, count:
     /// parts)`, in order) and, done with it, takes parts from the end of the others' shares. The

@@ -29,6 +29,15 @@ package final class WorkerPool: @unchecked Sendable {
     private let job = Atomic<Int>(0)
     private let submit = NSLock()
 
+    /// Each worker's share of the work of a balanced job (`run(balancing:)`), from the speeds
+    /// measured in the last ones (sums to 1). Read and written by the submitter only.
+    private let shares: UnsafeMutablePointer<Double>
+    /// Each worker's time on its share of the current balanced job (ns), one a cache line.
+    private let elapsed: UnsafeMutablePointer<UInt64>
+    private static let elapsedStride = 16
+    /// The bounds of the current balanced job's ranges (`count + 1`).
+    private let bounds: UnsafeMutablePointer<Int>
+
     /// How long a waiting thread spins before it sleeps: 200 µs, by the clock. A count of PAUSEs
     /// is no measure of time across CPUs (PAUSE's latency differs by tens of times between CPU
     /// generations; 28 ns measured on AMD Zen 5), and a worker that fell asleep during a step run
@@ -47,6 +56,12 @@ package final class WorkerPool: @unchecked Sendable {
 
     package init(count: Int) {
         self.count = max(1, count)
+        shares = .allocate(capacity: self.count)
+        shares.initialize(repeating: 1 / Double(self.count), count: self.count)
+        elapsed = .allocate(capacity: self.count * Self.elapsedStride)
+        elapsed.initialize(repeating: 0, count: self.count * Self.elapsedStride)
+        bounds = .allocate(capacity: self.count + 1)
+        bounds.initialize(repeating: 0, count: self.count + 1)
         for worker in 1..<self.count {
             // Each thread keeps the pool alive until `shutdown` lets it return.
             let thread = Thread { self.loop(worker: worker) }
@@ -91,6 +106,68 @@ package final class WorkerPool: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Runs `body(range, worker)` on every worker, the ranges cutting `0..<count` at multiples of
+    /// `align` in proportion to the workers' speeds as measured in the balanced jobs before (equal
+    /// at first), and returns when all are done; then updates the speeds from this job's times.
+    /// For work split in fixed shares (each worker one contiguous range): when one core runs slower
+    /// than the other for a while (a vCPU whose host core is shared), equal halves leave the faster
+    /// one waiting at every join.
+    package func run(balancing count: Int, align: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+        let workers = self.count, align = max(align, 1)
+        let units = (count + align - 1) / align
+        let bounds = self.bounds, elapsed = self.elapsed
+        var sum = 0.0
+        for w in 0..<workers {
+            sum += shares[w]
+            bounds[w + 1] = w == workers - 1 ? count : min(count, Int((sum * Double(units)).rounded()) * align)
+        }
+        run { worker in
+            let range = bounds[worker]..<max(bounds[worker], bounds[worker + 1])
+            let started = DispatchTime.now().uptimeNanoseconds
+            if !range.isEmpty { body(range, worker) }
+            elapsed[worker * Self.elapsedStride] = DispatchTime.now().uptimeNanoseconds - started
+        }
+        rebalance()
+    }
+
+    /// Moves the shares a fifth of the way toward the speeds of the job just run (units of work a
+    /// nanosecond, each worker's own), within a quarter and four times an equal share. Jobs of
+    /// under 20 µs, or with a worker that had nothing to do, are too short to measure.
+    private func rebalance() {
+        var total = 0.0, longest: UInt64 = 0
+        for w in 0..<count {
+            let time = elapsed[w * Self.elapsedStride], units = bounds[w + 1] - bounds[w]
+            guard units > 0, time > 0 else { return }
+            total += Double(units) / Double(time)
+            longest = max(longest, time)
+        }
+        guard longest >= 20_000 else { return }
+        let equal = 1 / Double(count)
+        var sum = 0.0
+        for w in 0..<count {
+            let speed = Double(bounds[w + 1] - bounds[w]) / Double(elapsed[w * Self.elapsedStride])
+            shares[w] = min(4 * equal, max(equal / 4, 0.8 * shares[w] + 0.2 * speed / total))
+            sum += shares[w]
+        }
+        for w in 0..<count { shares[w] /= sum }
+    }
+
+    /// Each worker's share of the next balanced job (set for tests: shares that sum to 1).
+    package var balance: [Double] {
+        get { (0..<count).map { shares[$0] } }
+        set {
+            precondition(newValue.count == count && newValue.allSatisfy { $0 > 0 }, "one positive share a worker")
+            let sum = newValue.reduce(0, +)
+            for w in 0..<count { shares[w] = newValue[w] / sum }
+        }
+    }
+
+    deinit {
+        shares.deallocate()
+        elapsed.deallocate()
+        bounds.deallocate()
     }
 
     private func loop(worker: Int) {

@@ -1105,11 +1105,15 @@ final class SplitAndFusionTests: XCTestCase {
             for batch in [1, 2] {
                 let input = random.floats(batch * t.h * t.w * t.c, in: -1...1)
                 let expected = try apart.run(input)
-                for threads in [1, 2, 3] {
-                    let found = try Executor(graph: graph).run(input, threads: threads)
+                // Two and three workers with equal shares of the rows and with the shares the
+                // measured speeds of unequal cores give.
+                for shares in [[1.0], [1, 1], [1, 1, 1], [0.15, 0.85], [0.8, 0.2], [0.6, 0.1, 0.3]] {
+                    let executor = try Executor(graph: graph)
+                    executor.setBalance(shares, threads: shares.count)
+                    let found = try executor.run(input, threads: shares.count)
                     XCTAssertEqual(found.count, expected.count, name)
                     let differing = zip(found, expected).filter { $0.bitPattern != $1.bitPattern }.count
-                    XCTAssertEqual(differing, 0, "\(name), batch \(batch), \(threads) threads: values unlike the two steps'")
+                    XCTAssertEqual(differing, 0, "\(name), batch \(batch), shares \(shares): values unlike the two steps'")
                 }
                 if batch == 2 { continue }
                 // The reference: the expansion in Double, then the depthwise conv.
@@ -1297,6 +1301,12 @@ final class SplitAndFusionTests: XCTestCase {
             // Fresh executors: buffers that still held the one-thread run's values would hide a value left unwritten.
             XCTAssertEqual(try Executor(graph: graph).run(input, threads: 2), one, "batch \(batch), 2 threads")
             XCTAssertEqual(try Executor(graph: graph).run(input, threads: 3), one, "batch \(batch), 3 threads")
+            // Work split in fixed ranges goes by the workers' measured speeds: any shares, the same values.
+            for shares in [[0.15, 0.85], [0.8, 0.2], [0.6, 0.1, 0.3]] {
+                let skewed = try Executor(graph: graph)
+                skewed.setBalance(shares, threads: shares.count)
+                XCTAssertEqual(try skewed.run(input, threads: shares.count), one, "batch \(batch), shares \(shares)")
+            }
         }
         // And the values are the reference's: a plain evaluation of the first steps (the folded padding, the swish).
         let stemOnly = try Graph(name: "stem", nodes: Array(nodes.prefix(4)), outputs: ["stem_act"])

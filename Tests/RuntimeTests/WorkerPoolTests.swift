@@ -49,6 +49,48 @@ final class WorkerPoolTests: XCTestCase {
         }
     }
 
+    /// `run(balancing:)` cuts `0..<count` into one contiguous range a worker, in order, bounded at
+    /// multiples of `align` (but the end), each in proportion to the worker's share.
+    func testBalancedRangesCoverTheWorkOnceInProportionToTheShares() {
+        for shares in [[1.0, 1], [0.2, 0.8], [0.7, 0.3], [0.2, 0.5, 0.3], [1, 1, 1, 1, 1]] {
+            let pool = WorkerPool(count: shares.count)
+            defer { pool.shutdown() }
+            pool.balance = shares
+            let total = shares.reduce(0, +)
+            for count in [0, 1, 7, 16, 100, 1001] {
+                for align in [1, 12, 16] {
+                    let ranges = Mutex([Range<Int>?](repeating: nil, count: shares.count))
+                    pool.run(balancing: count, align: align) { range, worker in ranges.withLock { $0[worker] = range } }
+                    let found = ranges.withLock { $0 }.map { $0 ?? 0..<0 }
+                    let label = "shares \(shares), count \(count), align \(align): \(found)"
+                    XCTAssertEqual(found.flatMap { Array($0) }, Array(0..<count), label)
+                    for (w, range) in found.enumerated() {
+                        if range.upperBound < count { XCTAssertEqual(range.upperBound % align, 0, label) }
+                        XCTAssertLessThanOrEqual(abs(Double(range.count) - shares[w] / total * Double(count)), Double(2 * align), label)
+                    }
+                }
+            }
+            // Jobs of a few microseconds are too short to measure: the shares stay.
+            XCTAssertEqual(pool.balance.map { ($0 * 1000).rounded() }, shares.map { ($0 / total * 1000).rounded() })
+        }
+    }
+
+    /// The shares follow the workers' speeds: with worker 1 four times as slow per unit of work
+    /// (sleeping 4 µs a unit against 1 µs), worker 0's share grows from a half to over 0.65;
+    /// with both as fast, it comes back to a half.
+    func testBalancedSharesFollowTheWorkersSpeeds() {
+        let pool = WorkerPool(count: 2)
+        defer { pool.shutdown() }
+        for _ in 0..<25 {
+            pool.run(balancing: 1_000) { range, worker in usleep(UInt32(range.count * (worker == 0 ? 1 : 4))) }
+        }
+        XCTAssertGreaterThan(pool.balance[0], 0.65, "\(pool.balance)")
+        for _ in 0..<40 {
+            pool.run(balancing: 1_000) { range, _ in usleep(UInt32(range.count * 2)) }
+        }
+        XCTAssertEqual(pool.balance[0], 0.5, accuracy: 0.1, "\(pool.balance)")
+    }
+
     /// `StepParallelism.run(parts:)` runs every part exactly once, for any count of workers and parts.
     func testEveryPartRunsExactlyOnce() {
         for count in [1, 2, 3, 5] {
