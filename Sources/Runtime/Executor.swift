@@ -1188,9 +1188,7 @@ public final class Executor: @unchecked Sendable {
                                inputFloats: batch * conv.geometry.inHeight * conv.geometry.inWidth * conv.geometry.inChannels,
                                elementwise: Kernels.isElementwise(conv.activation), workers: parallel.workers):
             let g = conv.geometry
-            parallel.run { worker in
-                let groups = StepParallelism.range(part: worker, of: parallel.workers, count: conv.groups, align: conv.groups % 2 == 0 ? 2 : 1)
-                guard !groups.isEmpty else { return }
+            parallel.run(balancing: conv.groups, align: conv.groups % 2 == 0 ? 2 : 1) { groups, worker in
                 conv.run(x, batch: batch, g, only: groups, output: y, scratch: arenas[worker].scratch(GroupedConvolution.scratchFloats(g)))
             }
             return true
@@ -1217,10 +1215,7 @@ public final class Executor: @unchecked Sendable {
             // Few tiles (a 6×6 map at batch 1 is three rows of 2×2 tiles, split 2 + 1 by rows): the
             // output channels are shared instead, every worker transforming all of the input.
             Weights.optional(bias) { b in
-                parallel.run { worker in
-                    let columns = StepParallelism.range(part: worker, of: parallel.workers, count: geometry.outChannels,
-                                                        align: Kernels.panelWidth)
-                    guard !columns.isEmpty else { return }
+                parallel.run(balancing: geometry.outChannels, align: Kernels.panelWidth) { columns, worker in
                     Kernels.winogradConv3x3Columns(input: x, batch: batch, geometry, transformed: transformed.pointer, bias: b,
                                                    activation: activation, columns: columns, output: y,
                                                    scratch: arenas[worker].scratch(Kernels.winogradScratch(geometry)),
@@ -1412,7 +1407,8 @@ public final class Executor: @unchecked Sendable {
 
     /// Each image's output rows split into parts (`rowParts`; bounds multiples of `align`) that the
     /// workers share as `StepParallelism.run(parts:)` does, each part run by `body(geometry of the
-    /// part, its first input row, its first output row, worker)`.
+    /// part, its first input row, its first output row, worker)`. With one part a worker, the rows
+    /// go by the workers' measured speeds (`StepParallelism.run(balancing:)`).
     /// `pooled`: the step writes its output through a 2×2 stride-2 max pooling (`align` 2), so
     /// the output is half the rows and columns and a part's first output row is half its first row.
     private static func splitRows(_ g: Kernels.Spatial, batch: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
@@ -1431,6 +1427,18 @@ public final class Executor: @unchecked Sendable {
         let outChannels = outputChannels ?? g.outChannels
         let scale = pooled ? 2 : 1, outWidth = g.outWidth / scale
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight / scale * outWidth * outChannels
+        if pieces.count == parallel.workers, (0..<g.outHeight).allSatisfy({ g.rows($0..<($0 + 1)) != nil }) {
+            // One part a worker (a small map: parts of fewer than 256 pixels would not pay): the
+            // rows go by the workers' measured speeds instead of in equal parts.
+            for b in 0..<batch {
+                parallel.run(balancing: g.outHeight, align: align) { rows, worker in
+                    guard let (first, part) = g.rows(rows) else { preconditionFailure("every output row reads the input") }
+                    body(part, x + b * inImage + first * g.inWidth * g.inChannels, y + b * outImage + rows.lowerBound / scale * outWidth * outChannels,
+                         worker)
+                }
+            }
+            return true
+        }
         for b in 0..<batch {
             parallel.run(parts: pieces.count) { part, worker in
                 let piece = pieces[part]
@@ -1497,7 +1505,9 @@ public final class Executor: @unchecked Sendable {
         case let .winograd(transformed, _, g, activation, false)
             where winogradSharesColumns(outHeight: g.outHeight, outWidth: g.outWidth, outChannels: g.outChannels, batch: batch,
                                         elementwise: Kernels.isElementwise(activation), workers: workers):
-            // One part a worker; the first product's panels come first.
+            // One range a worker; the first product's panels come first. (The ranges go by the
+            // workers' measured speeds: this is the first panel of an equal share, at most a few
+            // panels from the worker's own.)
             let columns = StepParallelism.range(part: worker, of: workers, count: g.outChannels, align: Kernels.panelWidth)
             return columns.isEmpty ? nil : transformed.pointer + columns.lowerBound * g.inChannels
         default:

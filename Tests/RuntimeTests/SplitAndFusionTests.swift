@@ -1028,6 +1028,31 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// Splits with one range a worker go by the workers' measured speeds: a small map's rows (a
+    /// Winograd conv with the max pooling fused, 14×14: whole tile rows and pooling windows) and a
+    /// Winograd conv's output channels on a 6×6 map. Under skewed shares on two and three threads,
+    /// one thread's values bit for bit.
+    func testSmallMapSplitsUnderSkewedSharesGiveOneThreadsValues() throws {
+        let cases: [(h: Int, c: Int, out: Int, pool: Bool)] = [(14, 64, 192, true), (6, 128, 112, false)]
+        for t in cases {
+            let conv = try Conv2D(kernel: Tensor(shape: [3, 3, t.c, t.out], values: random.floats(9 * t.c * t.out, in: -0.3...0.3)),
+                                  bias: Tensor(random.floats(t.out, in: -0.1...0.1)), padding: .same, activation: .relu)
+            let layers: [(String, Op)] = [("conv", .conv2d(conv))]
+                + (t.pool ? [("pool", .pool2d(try Pool2D(kind: .max, size: [2, 2], strides: [2, 2], padding: .valid)))] : [])
+            let graph = try Graph.sequential(name: "skew", inputShape: [t.h, t.h, t.c], layers: layers)
+            let executor = try Executor(graph: graph)
+            XCTAssertTrue(executor.splitsSamples, "\(t)")
+            XCTAssertEqual(executor.stepProfile.map(\.operation), ["winograd"], "\(t)")
+            let input = random.floats(t.h * t.h * t.c, in: -1...1)
+            let one = try executor.run(input, threads: 1)
+            for shares in [[0.15, 0.85], [0.8, 0.2], [0.6, 0.1, 0.3], [0.2, 0.3, 0.5]] {
+                let skewed = try Executor(graph: graph)
+                skewed.setBalance(shares, threads: shares.count)
+                XCTAssertEqual(try skewed.run(input, threads: shares.count), one, "\(t), shares \(shares)")
+            }
+        }
+    }
+
     /// Which way a Winograd conv on a small map is split: by output channels when an image's rows of
     /// 2×2 tiles do not go evenly to the workers, a worker would get one, or more than one image
     /// runs; else by tile rows (12×12 at batch 1: six rows, 3 + 3 on two threads, 2 + 2 + 2 on
