@@ -84,6 +84,11 @@ package final class WorkerPool: @unchecked Sendable {
         if count == 1 { body(0); return }
         submit.lock()
         defer { submit.unlock() }
+        dispatch(body)
+    }
+
+    /// `run` without the submitter's lock (held by the caller).
+    private func dispatch(_ body: (Int) -> Void) {
         withoutActuallyEscaping(body) { body in
             var current = body
             withUnsafeMutablePointer(to: &current) { address in
@@ -115,6 +120,10 @@ package final class WorkerPool: @unchecked Sendable {
     /// than the other for a while (a vCPU whose host core is shared), equal halves leave the faster
     /// one waiting at every join.
     package func run(balancing count: Int, align: Int = 1, _ body: (Range<Int>, Int) -> Void) {
+        if self.count == 1 { return body(0..<count, 0) }
+        // The shares and bounds belong to one submitter at a time.
+        submit.lock()
+        defer { submit.unlock() }
         let workers = self.count, align = max(align, 1)
         let units = (count + align - 1) / align
         let bounds = self.bounds, elapsed = self.elapsed
@@ -123,7 +132,7 @@ package final class WorkerPool: @unchecked Sendable {
             sum += shares[w]
             bounds[w + 1] = w == workers - 1 ? count : min(count, Int((sum * Double(units)).rounded()) * align)
         }
-        run { worker in
+        dispatch { worker in
             let range = bounds[worker]..<max(bounds[worker], bounds[worker + 1])
             let started = DispatchTime.now().uptimeNanoseconds
             if !range.isEmpty { body(range, worker) }
@@ -156,11 +165,11 @@ package final class WorkerPool: @unchecked Sendable {
 
     /// Each worker's share of the next balanced job (set for tests: shares that sum to 1).
     package var balance: [Double] {
-        get { (0..<count).map { shares[$0] } }
+        get { submit.withLock { (0..<count).map { shares[$0] } } }
         set {
             precondition(newValue.count == count && newValue.allSatisfy { $0 > 0 }, "one positive share a worker")
             let sum = newValue.reduce(0, +)
-            for w in 0..<count { shares[w] = newValue[w] / sum }
+            submit.withLock { for w in 0..<count { shares[w] = newValue[w] / sum } }
         }
     }
 
