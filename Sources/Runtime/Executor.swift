@@ -1427,7 +1427,7 @@ public final class Executor: @unchecked Sendable {
         let outChannels = outputChannels ?? g.outChannels
         let scale = pooled ? 2 : 1, outWidth = g.outWidth / scale
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight / scale * outWidth * outChannels
-        if pieces.count == parallel.workers, (0..<g.outHeight).allSatisfy({ g.rows($0..<($0 + 1)) != nil }) {
+        if pieces.count == parallel.workers, g.everyOutputRowReadsInput {
             // One part a worker (a small map: parts of fewer than 256 pixels would not pay): the
             // rows go by the workers' measured speeds instead of in equal parts.
             for b in 0..<batch {

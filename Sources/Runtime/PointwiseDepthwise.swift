@@ -31,7 +31,7 @@ struct PointwiseDepthwise {
     /// Whether the depthwise conv of `g` can go in strips: every output row reads a row of the
     /// expansion (not so with a padding taller than the kernel; then the steps stay apart).
     static func fits(_ g: Kernels.Spatial) -> Bool {
-        g.outHeight > 0 && (0..<g.outHeight).allSatisfy { g.rows($0..<($0 + 1)) != nil }
+        g.everyOutputRowReadsInput
     }
 
     /// The plan for `geometry` (one that `fits`).

@@ -90,6 +90,12 @@ package struct StepParallelism {
 }
 
 extension Kernels.Spatial {
+    /// Whether every output row on its own reads a row of the input (not so with a padding taller
+    /// than the kernel): then any cut of the output rows gives parts that `rows` can describe.
+    var everyOutputRowReadsInput: Bool {
+        outHeight > 0 && (0..<outHeight).allSatisfy { rows($0..<($0 + 1)) != nil }
+    }
+
     /// Output rows `rows` of this conv or pooling as one of its own: the first input row they
     /// read and the geometry over just the input rows they read (the padding above becomes the
     /// rows before the first one; rows past the input stay padding). Nil when the rows read no
