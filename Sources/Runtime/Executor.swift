@@ -1295,15 +1295,20 @@ public final class Executor: @unchecked Sendable {
             return true
         case let .invertedBottleneck(plan):
             // The parts shared by the workers (each its own work space; the sums in the first
-            // worker's scratch, after its work space); then the parts' sums added by all.
+            // worker's scratch, after its work space); then the parts' sums added, by the caller
+            // alone on a small map (`combinesAlone`), else by all.
             let work = plan.workFloats(batch: batch)
             let sums = arenas[0].scratch(work + plan.sumsFloats(batch: batch)) + work
             parallel.run(parts: plan.parts.count) { part, worker in
                 plan.runPart(part, x, residual: residual(inputs), batch: batch, sums: sums, work: arenas[worker].scratch(work))
             }
             let total = batch * plan.outputFloats
-            parallel.run(balancing: total, align: 16) { range, _ in
-                plan.combine(sums, batch: batch, range: range, y)
+            if InvertedBottleneck.combinesAlone(floats: total) {
+                plan.combine(sums, batch: batch, range: 0..<total, y)
+            } else {
+                parallel.run(balancing: total, align: 16) { range, _ in
+                    plan.combine(sums, batch: batch, range: range, y)
+                }
             }
             return true
         case let .pool(geometry, isMax):
