@@ -1283,6 +1283,17 @@ public final class Executor: @unchecked Sendable {
                     return split
                 }
             }
+        case let .pointwiseDepthwise(plan) where plan.geometry.outHeight >= parallel.workers && plan.sharesExpansion(workers: parallel.workers):
+            // A small map whose strips would compute many rows twice: the workers expand their
+            // shares of its rows into one map (in the first worker's scratch), then filter their
+            // shares of the output rows from it, each by the workers' measured speeds.
+            let expanded = arenas[0].scratch(plan.expansionFloats)
+            for b in 0..<batch {
+                let image = x + b * plan.inputFloats, out = y + b * plan.outputFloats
+                parallel.run(balancing: plan.geometry.inHeight) { rows, _ in plan.expand(image, rows: rows, into: expanded) }
+                parallel.run(balancing: plan.geometry.outHeight) { rows, _ in plan.filter(UnsafePointer(expanded), rows: rows, out) }
+            }
+            return true
         case let .pointwiseDepthwise(plan) where plan.geometry.outHeight >= parallel.workers:
             // Each worker its share of the output rows (in proportion to the workers' measured
             // speeds), in strips, with its own window (the rows its strips share with the other

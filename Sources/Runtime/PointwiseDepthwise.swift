@@ -61,6 +61,51 @@ struct PointwiseDepthwise {
     var inputFloats: Int { geometry.inHeight * geometry.inWidth * inputs }
     var outputFloats: Int { geometry.outHeight * geometry.outWidth * geometry.outChannels }
 
+    /// Whether `workers` workers sharing one image go through one map of the expansion (each
+    /// expanding its share of the rows into it, then each filtering its share of the output rows
+    /// from it: `expand` then `filter`, two hand-overs) rather than each running its own strips
+    /// (`run`, one hand-over), whose windows compute again the rows a neighbouring worker's strips
+    /// also read (`reach - stride` rows at each boundary): when those are a tenth of the map or
+    /// more, and the expansion of an image is at most 1 MiB (256K floats; the strips exist to keep
+    /// larger maps in L2). EfficientNet's 5×5 on 14×14 (four rows of 14 again: 29% more
+    /// expansion) and 28×28, MobileNetV2 224's 3×3 on 14×14 (14%); not 3×3 on 24×24 and larger (8%
+    /// or less), nor stride 2 on a map of 20 rows or more.
+    func sharesExpansion(workers: Int) -> Bool {
+        let g = geometry
+        let halo = max((g.kernelHeight - 1) * g.dilationY + 1 - g.strideY, 0)
+        return workers > 1 && g.inHeight * g.inWidth * g.inChannels <= 1 << 18 && halo * (workers - 1) * 10 >= g.inHeight
+    }
+
+    /// Rows `rows` of one image's expansion, into their place in `expanded` (inHeight × inWidth ×
+    /// inChannels): the same values as in `run`'s windows (a GEMM's rows do not depend on the
+    /// rows that go with them).
+    func expand(_ x: UnsafePointer<Float>, rows: Range<Int>, into expanded: UnsafeMutablePointer<Float>) {
+        guard !rows.isEmpty else { return }
+        let g = geometry
+        Weights.optional(pointwiseBias) { pb in
+            Kernels.panelGEMM(input: x + rows.lowerBound * g.inWidth * inputs, rows: rows.count * g.inWidth, inputs: inputs,
+                              panels: panels.pointer, bias: pb, units: g.inChannels, activation: pointwiseActivation,
+                              output: expanded + rows.lowerBound * g.inWidth * g.inChannels)
+        }
+    }
+
+    /// Output rows `rows` of one image's depthwise conv from the whole expansion (`expand`).
+    func filter(_ expanded: UnsafePointer<Float>, rows: Range<Int>, _ y: UnsafeMutablePointer<Float>) {
+        let g = geometry
+        guard !rows.isEmpty else { return }
+        guard let (first, part) = g.rows(rows) else { preconditionFailure("every output row reads the expansion") }
+        depthwise.withUnsafeValues { dw in
+            Weights.optional(bias) { b in
+                Kernels.depthwiseConv2d(input: expanded + first * g.inWidth * g.inChannels, batch: 1, part, multiplier: multiplier,
+                                        kernel: dw.baseAddress!, bias: b, activation: activation,
+                                        output: y + rows.lowerBound * g.outWidth * g.outChannels)
+            }
+        }
+    }
+
+    /// Floats of one image's whole expansion (`expand`).
+    var expansionFloats: Int { geometry.inHeight * geometry.inWidth * geometry.inChannels }
+
     /// Output rows `rows` of one image: `x` the expansion's input (inHeight × inWidth × inputs),
     /// `y` the depthwise output (outHeight × outWidth × outChannels).
     func run(_ x: UnsafePointer<Float>, rows: Range<Int>, _ y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {

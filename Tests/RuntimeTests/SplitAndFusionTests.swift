@@ -1101,7 +1101,8 @@ final class SplitAndFusionTests: XCTestCase {
     /// two steps apart (planned apart when the map is observed) — on one, two and three threads,
     /// one and two images; strides 1 and 2, 3×3 and 5×5, a dilation, a depth multiplier, a zero
     /// padding folded into the depthwise conv (Keras's stride-2 blocks), activations stored by
-    /// either conv or applied after (swish, hard swish); and the reference's values.
+    /// either conv or applied after (swish, hard swish); and the reference's values. On small
+    /// maps one image's expansion is shared by the workers (`sharesExpansion`), the same values.
     func testPointwiseThenDepthwiseInStripsEqualsTheTwoSteps() throws {
         let cases: [(h: Int, w: Int, c: Int, middle: Int, k: Int, stride: Int, dilation: Int, multiplier: Int, pad: Bool,
                      expand: Activation, after: Activation)] = [
@@ -1110,6 +1111,12 @@ final class SplitAndFusionTests: XCTestCase {
             (65, 61, 5, 80, 5, 2, 1, 1, false, .hardSwish, .relu),    // 5×5 stride 2, same
             (60, 60, 7, 80, 3, 1, 2, 1, false, .relu, .linear),       // dilation 2
             (64, 64, 4, 64, 3, 1, 1, 2, false, .linear, .sigmoid),    // depth multiplier 2
+            // Small maps whose strips would compute many rows twice: the workers share one
+            // expansion of the image (EfficientNet's 5×5 on 14×14; a stride 2 over a folded
+            // padding; MobileNetV2 224's 3×3 on 14×14 with a depth multiplier).
+            (14, 14, 112, 672, 5, 1, 1, 1, false, .swish, .swish),
+            (15, 15, 64, 320, 5, 2, 1, 1, true, .relu6, .relu),
+            (14, 14, 48, 384, 3, 1, 1, 2, false, .relu6, .linear),
         ]
         for t in cases {
             let pw = try Conv2D(kernel: Tensor(shape: [1, 1, t.c, t.middle], values: random.floats(t.c * t.middle, in: -0.5...0.5)),
