@@ -1326,7 +1326,8 @@ final class SplitAndFusionTests: XCTestCase {
         add("squeeze", .globalPool(kind: .average, keepDims: true), ["pool"])
         add("gate", .activation(.sigmoid), ["squeeze"])
         add("excite", .multiply, ["pool", "gate"])                                            // channel scale
-        add("small", try conv(3, 40, 96, stride: 2, activation: .swish), ["excite"])          // few pixels, 3×3/2: indirect by columns
+        add("odd", try conv(1, 40, 112, activation: .relu), ["excite"])                       // few pixels, 7 panels: rows on 2, columns on 3
+        add("small", try conv(3, 112, 96, stride: 2, activation: .swish), ["odd"])            // few pixels, 3×3/2: indirect by columns
         add("wide", try conv(1, 96, 96, activation: .relu), ["small"])                        // few pixels, 1×1: GEMM by columns
         add("gap", .globalPool(kind: .average, keepDims: false), ["wide"])
         add("head", .dense(head), ["gap"])                                                    // one row: columns
