@@ -38,7 +38,7 @@ struct PointwiseDepthwise {
     init(inputs: Int, panels: Panels, pointwiseBias: Tensor?, pointwiseActivation: ActivationKind, depthwise: Tensor, bias: Tensor?,
           geometry g: Kernels.Spatial, multiplier: Int, activation: ActivationKind) {
         let rowFloats = max(g.inWidth * g.inChannels, 1)
-        let reach = (g.kernelHeight - 1) * g.dilationY + 1
+        let reach = g.reach
         let strip = max(1, (max(Self.windowFloats / rowFloats, reach) - reach) / max(g.strideY, 1) + 1)
         precondition(Self.fits(g), "every output row reads the expansion")
         self.inputs = inputs
@@ -75,7 +75,7 @@ struct PointwiseDepthwise {
     /// did not move (two rounds).
     func sharesExpansion(workers: Int) -> Bool {
         let g = geometry
-        let halo = max((g.kernelHeight - 1) * g.dilationY + 1 - g.strideY, 0)
+        let halo = max(g.reach - g.strideY, 0)
         return workers > 1 && g.inHeight * g.inWidth * g.inChannels <= 1 << 18 && halo * (workers - 1) * 10 >= g.inHeight
     }
 

@@ -90,10 +90,15 @@ package struct StepParallelism {
 }
 
 extension Kernels.Spatial {
+    /// Input rows one output row's window spans, first tap to last.
+    var reach: Int { (kernelHeight - 1) * dilationY + 1 }
+
     /// Whether every output row on its own reads a row of the input (not so with a padding taller
     /// than the kernel): then any cut of the output rows gives parts that `rows` can describe.
+    /// The windows move down with the rows and are all as tall, so when the first and the last
+    /// read the input, every one between does (checked per call of a split step: no loop).
     var everyOutputRowReadsInput: Bool {
-        outHeight > 0 && (0..<outHeight).allSatisfy { rows($0..<($0 + 1)) != nil }
+        outHeight > 0 && rows(0..<1) != nil && rows((outHeight - 1)..<outHeight) != nil
     }
 
     /// Output rows `rows` of this conv or pooling as one of its own: the first input row they
@@ -103,7 +108,7 @@ extension Kernels.Spatial {
     /// in the whole step.
     func rows(_ rows: Range<Int>) -> (firstInputRow: Int, geometry: Kernels.Spatial)? {
         let start = rows.lowerBound * strideY - padTop
-        let end = (rows.upperBound - 1) * strideY - padTop + (kernelHeight - 1) * dilationY + 1
+        let end = (rows.upperBound - 1) * strideY - padTop + reach
         let first = max(start, 0), last = min(end, inHeight)
         guard last > first, !rows.isEmpty else { return nil }
         var part = self
