@@ -88,9 +88,20 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
 }
 
 /* Whether the AVX2 tiles prefetch each next panel of prepacked weights as they go (the
-   `next` of bnk_block_avx2): few rows (64 at most: about 32 FLOPs a byte of weights, where a core
-   computes faster than memory delivers) over long sums and weights of 256 KiB or more, which at
-   batch 1 come from L3 or memory (a call may be one worker's share of a step's columns:
+   `next` of bnk_block_avx2): up to 1024 rows over long sums and weights of 256 KiB or more,
+   which at batch 1 come from L3 or memory. Without it, the first row block of each panel waits
+   on memory for the panel while the rest read it from cache: a stall of about 13/M of the
+   panel's time at 15 GB/s and 100 GFLOP/s, partly hidden by the prefetch of B's rows ahead. Up
+   to 64 rows at first (about 32 FLOPs a byte of weights); from 64 to 1024 rows (1x1 shapes,
+   24 sets of weights in turn from memory, AMD Zen 3, best of 12 alternating runs): K x N 512 x
+   512, 728 x 728, 256 x 1024, 1024 x 256 at 100 rows 1.04-1.05x, 196 rows 1.02-1.03x, 400
+   rows 1.01x, 784 rows 1.01x, 1600 rows 1.00x; the same weights hot 0.99-1.01x (the
+   prefetches replace the ones of B's rows ahead, in the last row blocks only).
+   Xception 160 at batch 1 (10 x 10 maps, 728 -> 728: 100 rows), one thread, profiles of its
+   middle flow's blocks, two pairs: 1.03-1.04x and 1.09-1.10x; six alternating runs 19.1 ->
+   19.5 img/s; ResNet50 96 batch 16 (144 rows) 82.8 -> 83.6; ResNet50, MobileNetV2,
+   EfficientNetB0, DenseNet121 and MobileNet at 224, batch 1, unchanged. Before, with 64 rows
+   at most (a call may be one worker's share of a step's columns:
    ResNet50's 512 -> 2048 goes in 8 parts of 512 KiB). bnrun, batch 1, AMD Zen 3, alternating
    runs, medians, one thread (1 MiB at first): ResNeXt50 96 46.0 -> 51.0 img/s, ResNet50 96
    60.5 -> 66.6, ConvNeXt-T 96 39.5 -> 43.2, ResNet50 224 14.6 -> 14.9; MobileNetV2 224,
@@ -104,7 +115,7 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
    every chunk of up to 64 rows (ResNet50 224 at batch 16) or with a test of the prefetch at every
    k (MobileNetV2), were slower by 3-5%. */
 static inline int bnk_stream_panels(int M, int K, int N) {
-    return M <= 64 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 16);
+    return M <= 1024 && K >= 256 && (size_t)K * (size_t)((N + 15) / 16) * 16 >= ((size_t)1 << 16);
 }
 
 /* bnk_gemm_panels with the caller's decision `ahead` (bnk_stream_panels over all the weights it
