@@ -95,7 +95,7 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
    to 64 rows at first (about 32 FLOPs a byte of weights); from 64 to 1024 rows (1x1 shapes,
    24 sets of weights in turn from memory, AMD Zen 3, best of 12 alternating runs): K x N 512 x
    512, 728 x 728, 256 x 1024, 1024 x 256 at 100 rows 1.04-1.05x, 196 rows 1.02-1.03x, 400
-   rows 1.01x, 784 rows 1.01x, 1600 rows 1.00x; the same weights hot 0.99-1.01x (the
+   rows 1.01-1.02x, 784 1.01-1.02x, 1600 1.00-1.01x; the same weights hot 0.99-1.01x (the
    prefetches replace the ones of B's rows ahead, in the last row blocks only).
    Xception 160 at batch 1 (10 x 10 maps, 728 -> 728: 100 rows), one thread, profiles of its
    middle flow's blocks, two pairs: 1.03-1.04x and 1.09-1.10x; six alternating runs 19.1 ->
