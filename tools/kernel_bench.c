@@ -159,11 +159,13 @@ static void pointwise_and_depthwise(void) {
     }
 }
 
-/* 1x1 convs at batch 1 on small maps (ResNet50 and ResNeXt50 at 96: 3x3 and 6x6 maps): weights
-   of 2 to 8 MiB cycled through copies of 96 MiB in all, so each call reads its weights from memory,
-   as a network too large for L3 does. Mean of 48 calls. */
+/* 1x1 convs at batch 1 on small maps (ResNet50 and ResNeXt50 at 96: 3x3 and 6x6 maps; Xception
+   160's middle flow, 10x10; MobileNet 224's 14x14): weights of 1 to 8 MiB cycled through copies
+   of 96 MiB in all, so each call reads its weights from memory, as a network too large for L3
+   does. Mean of 48 calls. */
 static void streamed_weights(void) {
-    const int shapes[][3] = {{9, 1024, 2048}, {9, 2048, 1024}, {9, 2048, 512}, {36, 1024, 1024}, {49, 512, 2048}};
+    const int shapes[][3] = {{9, 1024, 2048}, {9, 2048, 1024}, {9, 2048, 512}, {36, 1024, 1024}, {49, 512, 2048},
+                             {100, 728, 728}, {196, 512, 512}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         const size_t floats = bnk_panels_floats(K, N);
