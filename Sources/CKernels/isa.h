@@ -97,9 +97,9 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
    `then`, AMD Zen 3, best of 12 alternating runs): K x N 512 x 512, 728 x 728, 256 x 1024,
    1024 x 256 at 100 rows 1.04-1.05x, 196 rows 1.02-1.03x, 400 rows 1.01-1.02x, 784 1.01-1.02x,
    1600 1.00-1.01x; the same weights hot 0.99-1.01x (the prefetches replace the ones of B's
-   rows ahead, in the last row blocks only). Plain calls
-   (no `then`), tools/kernel_bench.sh, two runs: 100 x 728 -> 728 1282, 1285 -> 1236, 1174 us;
-   196 x 512 -> 512 1223, 1218 -> 1158, 1128 us.
+   rows ahead, in the last row blocks only). Plain calls (no `then`), tools/kernel_bench.sh,
+   two runs: 100 x 728 -> 728 1282, 1285 -> 1236, 1174 us; 196 x 512 -> 512 1223, 1218 -> 1158,
+   1128 us.
    Xception 160 at batch 1 (10 x 10 maps, 728 -> 728: 100 rows), one thread, profiles of its
    middle flow's blocks, two pairs: 1.03-1.04x and 1.09-1.10x; six alternating runs 19.1 ->
    19.5 img/s; ResNet50 96 batch 16 (144 rows) 82.8 -> 83.6; ResNet50, MobileNetV2,
