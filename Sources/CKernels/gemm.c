@@ -77,10 +77,10 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
         int width = N - n0 < 64 ? N - n0 : 64;
         if (pk) {
             const int stride = bnk_pack_block_avx512(B + n0, ldb, (size_t)K, width, pk);
-            bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, pk, pk + 16, stride, bias, NULL, C, ldc, elementwise);
+            bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, pk, pk + 16, stride, bias, NULL, C, ldc, elementwise, NULL);
         } else {
             /* Few rows: B read in place (the narrow kernel masks its loads; a wide block has 16 full columns). */
-            bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, B + n0, B + n0 + 16, ldb, bias, NULL, C, ldc, elementwise);
+            bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, B + n0, B + n0 + 16, ldb, bias, NULL, C, ldc, elementwise, NULL);
         }
     }
     if (act == BNK_ACT_SIGMOID)
@@ -247,7 +247,8 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
         for (int n0 = 0; n0 < N; n0 += step) {
             const int width = N - n0 < step ? N - n0 : step;
             const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
-            bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, p, width > 16 ? p + panel : p, BNK_PANEL, bias, R, C, ldc, elementwise);
+            bnk_block_avx512(M, n0, width, 1, K, A, lda, NULL, p, width > 16 ? p + panel : p, BNK_PANEL, bias, R, C, ldc, elementwise,
+                             !ahead ? NULL : n0 + step < N ? p + (size_t)(step / BNK_PANEL) * panel : then);
         }
         return;
     }

@@ -22,9 +22,11 @@
    it, or (AVX-512, few rows) read in place. */
 __attribute__((target("avx512f")))
 static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                                 const float *panels, const float *bias, const float *R, float *C, int ldc, int act) {
+                                 const float *panels, const float *bias, const float *R, float *C, int ldc, int act, int whole,
+                                 const float *then) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const size_t K = (size_t)segs * len;
+    const int ahead = panels && bnk_stream_panels(M, (int)K, whole);   /* the conv's weights: a call may be a part of them */
     float *pk = !panels && M > 12 ? bnk_panel(K * 64) : NULL;
     const int step = bnk_avx512_block_columns(M, K);
     for (int n0 = 0; n0 < N; n0 += step) {
@@ -40,7 +42,8 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
             bs = bnk_pack_block_avx512(B + n0, ldb, K, width, pk);
             bp = pk;
         }
-        bnk_block_avx512(M, n0, width, segs, len, NULL, 0, rows, bp, bp + hoff, bs, bias, R, C, ldc, elementwise);
+        bnk_block_avx512(M, n0, width, segs, len, NULL, 0, rows, bp, bp + hoff, bs, bias, R, C, ldc, elementwise,
+                         !ahead ? NULL : n0 + step < N ? bp + (size_t)(step / 16) * K * 16 : then);
     }
     if (act == BNK_ACT_SIGMOID)
         bnk_sigmoid_rows(C, M, N, ldc);
@@ -138,7 +141,8 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
         const float *p = panels ? panels + (size_t)(n0 / 16) * kh * kw * c * 16 : NULL;
         float *c0 = out + (size_t)first * pixels * n + n0;
         const float *r0 = residual ? residual + (size_t)first * pixels * n + n0 : NULL;
-        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act);
+        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n,
+                                         first + count >= batch ? then : NULL);
         else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n,
                                 first + count >= batch ? then : NULL);
     }

@@ -87,8 +87,8 @@ static inline int bnk_avx512_block_columns(int M, size_t K) {
     return M > 6 && M <= 10 && K * 64 * sizeof(float) > (1u << 20) ? 32 : 64;
 }
 
-/* Whether the AVX2 tiles prefetch each next panel of prepacked weights as they go (the
-   `next` of bnk_block_avx2): up to 1024 rows over long sums and weights of 256 KiB or more,
+/* Whether the GEMM tiles prefetch each next panel of prepacked weights as they go (the
+   `next` of bnk_block_avx2, and of bnk_block_avx512's 6 x 64 tile, a block of four panels): up to 1024 rows over long sums and weights of 256 KiB or more,
    which at batch 1 come from L3 or memory. Without it, the first row block of each panel waits
    on memory for the panel while the rest read it from cache: a stall of about 13/M of the
    panel's time at 15 GB/s and 100 GFLOP/s, partly hidden by the prefetch of B's rows ahead. Up
@@ -126,7 +126,8 @@ static inline int bnk_stream_panels(int M, int K, int N) {
    last one (the first of the caller's next call; NULL for none). A Winograd conv's 16 products
    are one stream of weights: ResNet50 96's 6x6 maps at 256 channels, two threads, 128 columns
    each (128 KiB a product, under the rule alone), weights from memory, AMD Zen 3, medians of 6
-   alternating runs: 288 -> 234 us; one thread 378 -> 356. (The AVX-512 tiles take no `then`.) */
+   alternating runs: 288 -> 234 us; one thread 378 -> 356. The AVX-512 6 x 64 tile takes `next`
+   and `then` too, a block of four panels at a time (bnk_block_avx512). */
 void bnk_gemm_panels_streamed(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
                               const float *residual, float *C, int ldc, int act, int ahead, const float *then);
 
@@ -137,10 +138,12 @@ void bnk_gemm_panels_streamed(int M, int N, int K, const float *A, int lda, cons
    C[m][n0 + j] = act(bias[n0 + j] + sum over segments s < segs, k < len of a_m,s[k] * B[s * len + k][j]
                       (+ R[m][n0 + j]))
    where a_m,s = rows[m * segs + s] (the indirect convolution's pointer table), or A + m * lda
-   when rows is NULL (then segs is 1). `elementwise`: linear, ReLU or ReLU6. */
+   when rows is NULL (then segs is 1). `elementwise`: linear, ReLU or ReLU6. `next` (or NULL):
+   the weights the caller reads after these, prefetched by the last row blocks (bnk_stream_panels;
+   AVX-512: a block of four panels, by the 6 x 64 tile only; AVX2: one panel). */
 void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
                       const float *b_lo, const float *b_hi, int bs, const float *bias, const float *R, float *C, int ldc,
-                      int elementwise);
+                      int elementwise, const float *next);
 /* Columns 0..<width (at most 64) of K rows of a row-major B (rows ldb apart) packed for
    bnk_block_avx512: rows of 16, 32 or 64 floats (as many vectors as the width needs, zero past
    the last column), the vectors 16 floats apart (b_hi = b_lo + 16). Returns the row stride. */
