@@ -1484,10 +1484,17 @@ public final class Executor: @unchecked Sendable {
     /// EfficientNetB0 224's 1×1 projections to 112 and 80 channels on 14×14 at batch 1, two
     /// threads, AMD Zen 3, three alternating profiles: the six steps 84.0, 88.0, 84.7 → 74.4,
     /// 80.1, 85.5 ms (the rest of the network 746–801 → 762–918 ms in the same runs).
+    /// At AVX-512 a worker's share is at least one 64-column block of the GEMM's tile
+    /// (`Kernels.fewestColumnsPerWorker`): MobileNetV2 224's 14×14 projections to 64 and 96
+    /// channels (196 rows) went in 32- and 48-column shares, each worker reading all of the
+    /// input for a narrower tile; by rows instead, batch 1, two threads, Intel Xeon (family 6
+    /// model 207), medians of 6 alternating runs: 313.5 → 344.7 img/s (MobileNetV2 96 1212 →
+    /// 1221, EfficientNetB0 224 165.8 → 168.6, ResNet50 224 44.8 → 45.4). At AVX2 on the same
+    /// machine the rule was no gain (MobileNetV2 225.0 → 220.7): two panels stay enough there.
     static func sharesColumns(_ g: Kernels.Spatial, batch: Int, activation: ActivationKind, workers: Int) -> Bool {
         let panels = (g.outChannels + Kernels.panelWidth - 1) / Kernels.panelWidth
         return (Kernels.isPointwise(g) || (g.dilationX == 1 && Kernels.hasIndirectConvolution)) && Kernels.isElementwise(activation)
-            && batch * g.outHeight * g.outWidth <= 256 && g.outChannels >= 32 * workers
+            && batch * g.outHeight * g.outWidth <= 256 && g.outChannels >= Kernels.fewestColumnsPerWorker * workers
             && (panels % workers == 0 || panels >= 8 * workers || g.outHeight < 4 * workers)
     }
 

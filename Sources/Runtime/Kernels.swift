@@ -146,6 +146,10 @@ package enum Kernels {
         }
     }
 
+    /// The fewest output columns of a worker's share when a conv over few pixels is split by
+    /// columns: one block of the AVX-512 tile (64), else two panels (32). (`Executor.sharesColumns`.)
+    static var fewestColumnsPerWorker: Int { strcmp(bnk_gemm_isa(), "avx512") == 0 ? 64 : 32 }
+
     /// Whether this machine has the indirect convolution (AVX-512 or AVX2 + FMA under the cap).
     static var hasIndirectConvolution: Bool { gemmImplementation != "generic" }
 
