@@ -449,6 +449,15 @@ package enum Kernels {
         }
     }
 
+    /// `globalPool` for the channels `only` of every image (the same values).
+    static func globalPool(input: UnsafePointer<Float>, batch: Int, pixels: Int, channels: Int, only: Range<Int>, isMax: Bool,
+                           output: UnsafeMutablePointer<Float>) {
+        for b in 0..<batch {
+            bnk_global_pool_channels(input + b * pixels * channels, Int32(pixels), Int32(channels), Int32(only.lowerBound),
+                                     Int32(only.count), isMax ? 1 : 0, output + b * channels)
+        }
+    }
+
     /// Copies each image into a larger one filled with `value` (zero padding; −∞ before a max pooling).
     static func zeroPad(input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
                         top: Int, left: Int, outHeight: Int, outWidth: Int, value: Float = 0, output: UnsafeMutablePointer<Float>) {

@@ -170,6 +170,43 @@ final class SpatialKernelTests: XCTestCase {
         }
     }
 
+    /// Global pooling in blocks of 64 and 16 channels and the rest, the sums in registers: each
+    /// channel's value is its pixels' float32 sum in order (then divided) or their maximum, bit
+    /// for bit at every instruction-set level, and the same split by channels on two threads.
+    func testGlobalPoolingChannelBlocksExactAtEveryLevelAndSplit() throws {
+        defer { Kernels.limitInstructionSet(2) }
+        for c in [3, 16, 44, 64, 100, 150, 1152] {
+            let pixels = c >= 1000 ? 49 : 333
+            for kind in [Pool2D.Kind.max, .average] {
+                let graph = try Graph.sequential(name: "g", inputShape: [pixels, 1, c], layers: [("gp", .globalPool(kind: kind, keepDims: false))])
+                let executor = try Executor(graph: graph)
+                let input = random.floats(2 * pixels * c, in: -3...3)
+                var expected: [Float] = []
+                for b in 0..<2 {
+                    for ch in 0..<c {
+                        var acc: Float = kind == .max ? -.infinity : 0
+                        for p in 0..<pixels {
+                            let v = input[(b * pixels + p) * c + ch]
+                            acc = kind == .max ? (v > acc ? v : acc) : acc + v
+                        }
+                        expected.append(kind == .max ? acc : acc / Float(pixels))
+                    }
+                }
+                for level in [2, 1, 0] {
+                    Kernels.limitInstructionSet(level)
+                    XCTAssertEqual(try executor.run(input).map(\.bitPattern), expected.map(\.bitPattern), "c \(c) \(kind) level \(level)")
+                    // One image on two threads: the step itself split (a batch would go an image a worker).
+                    XCTAssertEqual(try executor.run(Array(input[..<(pixels * c)]), threads: 2).map(\.bitPattern),
+                                   expected[..<c].map(\.bitPattern), "c \(c) \(kind) level \(level), two threads")
+                }
+            }
+        }
+        XCTAssertTrue(Executor.sharesChannels(pixels: 112 * 112, channels: 32, workers: 2))
+        XCTAssertFalse(Executor.sharesChannels(pixels: 112 * 112, channels: 24, workers: 2))   // 12 a worker
+        XCTAssertFalse(Executor.sharesChannels(pixels: 49, channels: 320, workers: 2))          // 61 KiB
+        XCTAssertFalse(Executor.sharesChannels(pixels: 112 * 112, channels: 32, workers: 1))
+    }
+
     func testGlobalPoolingPaddingAndJoins() throws {
         let (h, w, c) = (3, 5, 4)
         for kind in [Pool2D.Kind.max, .average] {
