@@ -179,8 +179,10 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
             _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + 2 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             if (V > 3) _mm_prefetch((const char *)(b + 3 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
-            _Pragma("GCC unroll 4") for (int i = 0; i < NEXT; i++) _mm_prefetch((const char *)(pf + 16 * i), _MM_HINT_T0);
-            pf += 16 * NEXT;
+            if (NEXT) {   /* (pf is NULL otherwise: not stepped) */
+                _Pragma("GCC unroll 4") for (int i = 0; i < NEXT; i++) _mm_prefetch((const char *)(pf + 16 * i), _MM_HINT_T0);
+                pf += 16 * NEXT;
+            }
 #define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]);                                        \
                               v0##r = _mm512_fmadd_ps(x, b0, v0##r); v1##r = _mm512_fmadd_ps(x, b1, v1##r);   \
                               v2##r = _mm512_fmadd_ps(x, b2, v2##r); if (V > 3) v3##r = _mm512_fmadd_ps(x, b3, v3##r); }
