@@ -557,10 +557,6 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
     pool2d_dispatch(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out);
 }
 
-void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out) {
-    global_pool_dispatch(image, pixels, c, c, is_max, out);
-}
-
-void bnk_global_pool_channels(const float *image, int pixels, int c, int c0, int count, int is_max, float *out) {
+void bnk_global_pool(const float *image, int pixels, int c, int c0, int count, int is_max, float *out) {
     if (count > 0) global_pool_dispatch(image + c0, pixels, c, count, is_max, out + c0);
 }

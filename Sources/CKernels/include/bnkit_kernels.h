@@ -73,10 +73,9 @@ void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy,
 void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out);
 
-/* Mean or max over all pixels of one image. */
-void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out);
-/* Channels c0..<c0 + count of it (out[c0..]), each the same value as bnk_global_pool's. */
-void bnk_global_pool_channels(const float *image, int pixels, int c, int c0, int count, int is_max, float *out);
+/* Mean or max over all pixels of one image of c channels, for channels c0..<c0 + count (out[c0..]);
+   each channel's value is the same whatever the range. */
+void bnk_global_pool(const float *image, int pixels, int c, int c0, int count, int is_max, float *out);
 /* Direct conv of a one-channel image, kernel (kh*kw, n), then the activation (linear, ReLU or
    ReLU6); with pool != 0, a 2x2 stride-2 max pooling too (output (oh/2, ow/2, n)). Returns 0
    (and does nothing) when this machine has no fast path for it, so the caller falls back. */
