@@ -97,6 +97,9 @@ public final class Executor: @unchecked Sendable {
                        units: Int, activation: ActivationKind, reluInput: Bool)
         /// A pointwise conv and the depthwise conv reading it, in strips of rows (`PointwiseDepthwise`).
         case pointwiseDepthwise(PointwiseDepthwise)
+        /// Squeeze-and-excitation's product and the pointwise conv reading it (`ScaledPointwise`);
+        /// sources the features, the scales and the residual, if any.
+        case scaledPointwise(ScaledPointwise)
         /// A grouped conv with more than one input channel per group, its weights packed (`GroupedConvolution`).
         case grouped(GroupedConvolution)
         /// A small map's inverted-residual block (expansion, depthwise conv, projection, residual) in parts.
@@ -419,6 +422,23 @@ public final class Executor: @unchecked Sendable {
             absorbed.insert(depthwise.name)
             absorbed.insert(projection.name)
         }
+        // Squeeze-and-excitation's product (a two-input Multiply by one value per channel) whose
+        // only reader is a pointwise Conv2D run by the prepacked GEMM: the conv scales its rows a
+        // chunk at a time as it goes (`ScaledPointwise`), the product's map never written.
+        var scaledInput: [String: (features: String, scales: String)] = [:]
+        for node in graph.nodes {
+            guard case .conv2d(let conv) = node.operation, conv.groups == 1, !absorbed.contains(node.name), pooledInto[node.name] == nil,
+                  paddingFor[node.name] == nil, depthwiseAfter[node.name] == nil, bottleneckAfter[node.name] == nil,
+                  node.inputs.count == 1, case let product = node.inputs[0], aliasOf[product] == nil, kept(product),
+                  !absorbed.contains(product), fusedActivation[product] == nil, graph.consumers(of: product) == [node.name],
+                  let multiply = graph.node(named: product), case .multiply = multiply.operation, multiply.inputs.count == 2,
+                  case let inShapes = multiply.inputs.map({ shapes[$0]! }), let scaled = Self.channelScale(inShapes, shapes[product]!)
+            else { continue }
+            let geometry = convGeometry(conv.window, node, shapes[node.name]!)
+            guard Kernels.isPointwise(geometry), geometry.inChannels > 1 else { continue }
+            scaledInput[node.name] = (multiply.inputs[scaled], multiply.inputs[1 - scaled])
+            absorbed.insert(product)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
@@ -511,6 +531,18 @@ public final class Executor: @unchecked Sendable {
                     pconv.kernel.releaseResidency()
                     let residualSource = residual.map { [index[aliasOf[$0.other] ?? $0.other]!] } ?? []
                     steps.append(Step(kind: .invertedBottleneck(plan), sources: sources(node) + residualSource, destination: index[last]!))
+                    continue
+                }
+                if let (features, scales) = scaledInput[node.name], let panels {
+                    // The channel scale fused in: sources the features, the scales (and the residual).
+                    let residual = residualInto[node.name]
+                    let activation = residual.map { Self.kind(fusedActivation[$0.add]?.activation ?? .linear) }
+                        ?? Self.kind(fused?.activation ?? conv.activation)
+                    let last = residual.map { fusedActivation[$0.add]?.into ?? $0.add } ?? fused?.into ?? node.name
+                    let read = [features, scales] + (residual.map { [$0.other] } ?? [])
+                    steps.append(Step(kind: .scaledPointwise(ScaledPointwise(panels: panels, bias: conv.bias, geometry: geometry,
+                                                                             activation: activation)),
+                                      sources: read.map { index[aliasOf[$0] ?? $0]! }, destination: index[last]!))
                     continue
                 }
                 if let residual = residualInto[node.name], panels != nil {
@@ -708,6 +740,7 @@ public final class Executor: @unchecked Sendable {
         case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
         case let .separable(_, _, _, _, g, _, _, _, _): g.outHeight * g.outWidth
         case let .pointwiseDepthwise(p): p.geometry.inHeight * p.geometry.inWidth
+        case let .scaledPointwise(p): p.pixels
         case let .invertedBottleneck(p): p.geometry.inHeight * p.geometry.inWidth
         case let .grouped(conv): conv.geometry.outHeight * conv.geometry.outWidth
         default: nil
@@ -748,6 +781,7 @@ public final class Executor: @unchecked Sendable {
             g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
         case let .pointwiseDepthwise(p):
             p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels + outputSize * p.geometry.kernelHeight * p.geometry.kernelWidth
+        case let .scaledPointwise(p): outputSize * p.inputs
         case let .invertedBottleneck(p):
             p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels
                 + p.geometry.outHeight * p.geometry.outWidth * p.geometry.inChannels * (p.geometry.kernelHeight * p.geometry.kernelWidth + p.outputs)
@@ -1190,6 +1224,23 @@ public final class Executor: @unchecked Sendable {
             let g = conv.geometry
             parallel.run(balancing: conv.groups, align: conv.groups % 2 == 0 ? 2 : 1) { groups, worker in
                 conv.run(x, batch: batch, g, only: groups, output: y, scratch: arenas[worker].scratch(GroupedConvolution.scratchFloats(g)))
+            }
+            return true
+        case let .scaledPointwise(plan):
+            let rows = batch * plan.pixels, shortcut = inputs.count > 2 ? inputs[2] : nil
+            if sharesColumns(plan.geometry, batch: batch, activation: plan.activation, workers: parallel.workers) {
+                // Few pixels: the output channels are shared, each worker scaling all of the rows
+                // (at most 256) into its own scratch.
+                parallel.run(balancing: plan.units, align: Kernels.panelWidth) { columns, worker in
+                    guard !columns.isEmpty else { return }
+                    plan.runColumns(x, scales: inputs[1], residual: shortcut, batch: batch, columns: columns, y,
+                                    scratch: arenas[worker].scratch(rows * plan.inputs), then: lead(worker).map { .panel($0) })
+                }
+                return true
+            }
+            guard rows >= 16 * parallel.workers else { return false }
+            parallel.run(balancing: rows) { part, worker in
+                plan.run(x, scales: inputs[1], residual: shortcut, rows: part, y, scratch: arenas[worker].scratch(plan.chunkFloats))
             }
             return true
         case let .globalPool(pixels, channels, isMax) where sharesChannels(pixels: batch * pixels, channels: channels, workers: parallel.workers):
@@ -1673,6 +1724,9 @@ public final class Executor: @unchecked Sendable {
                 plan.runPart(part, x, residual: residual(inputs), batch: batch, sums: scratch + work, work: scratch)
             }
             plan.combine(scratch + work, batch: batch, range: 0..<(batch * plan.outputFloats), y)
+        case let .scaledPointwise(plan):
+            plan.run(x, scales: inputs[1], residual: inputs.count > 2 ? inputs[2] : nil, rows: 0..<(batch * plan.pixels), y,
+                     scratch: arena.scratch(plan.chunkFloats))
         case let .pointwiseDepthwise(plan):
             let scratch = arena.scratch(plan.scratchFloats)
             for b in 0..<batch {
