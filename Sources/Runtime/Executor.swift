@@ -153,7 +153,8 @@ public final class Executor: @unchecked Sendable {
         let shapes: [String: [Int]]
         let input: Node
         do {
-            let collapsed = try GraphRewrites.collapsingMovements(original, keeping: Set(observing))
+            let collapsed = try GraphRewrites.collapsingMovements(try GraphRewrites.bypassingIdentities(original, keeping: Set(observing)),
+                                                                  keeping: Set(observing))
             let swish = try GraphRewrites.fusingGelu(try GraphRewrites.fusingSwish(collapsed, keeping: Set(observing)),
                                                      keeping: Set(observing))
             graph = try GraphRewrites.propagatingStrides(try GraphRewrites.fusingHardSwish(swish, keeping: Set(observing)),

@@ -12,6 +12,25 @@ enum GraphRewrites {
         return try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
     }
 
+    /// An identity (Keras's Dropout, SpatialDropout and GaussianNoise at inference, ONNX's
+    /// Identity) that is neither an output nor in `keeping` is left out, its readers reading its
+    /// input: no copy of the map, and what computes the input meets its readers (EfficientNet's
+    /// projection, its batch norm folded, then Dropout and the residual Add: the Add is fused into
+    /// the projection's GEMM). Nothing is computed: the values are the same bit for bit.
+    static func bypassingIdentities(_ graph: Graph, keeping: Set<String>) throws -> Graph {
+        let kept = keeping.union(graph.outputs)
+        var source: [String: String] = [:]
+        for node in graph.nodes {
+            guard case .identity = node.operation, node.inputs.count == 1, !kept.contains(node.name) else { continue }
+            source[node.name] = source[node.inputs[0]] ?? node.inputs[0]
+        }
+        guard !source.isEmpty else { return graph }
+        let nodes = graph.nodes.compactMap { node in
+            source[node.name] != nil ? nil : Node(name: node.name, operation: node.operation, inputs: node.inputs.map { source[$0] ?? $0 })
+        }
+        return try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs)
+    }
+
     /// The node `name` when it is a per-channel affine map of one input with every scale within
     /// `tolerance` of `scale` and every shift `shift`; nil otherwise.
     private static func uniformAffine(_ name: String, in graph: Graph, scale: Float, shift: Float, tolerance: Float = 0) -> Node? {

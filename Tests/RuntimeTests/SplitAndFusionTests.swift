@@ -1289,6 +1289,54 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(try chain([16, 64, 64]).stepProfile.map(\.operation), together)      // two parts: 128 against 64
     }
 
+    /// Squeeze-and-excitation's product is not a step of its own: the pointwise conv reading it
+    /// scales its rows chunk by chunk (`ScaledPointwise`), and a Dropout between the conv and its
+    /// residual Add is left out, so the Add is fused into the conv. On a map of several chunks a
+    /// sample (by rows across threads, chunks cut at the samples' ends) and on a small map (by
+    /// output columns across threads), with a residual and without, the outputs are the separate
+    /// steps' (the product and the Dropout observed, which keeps them) bit for bit, on 1, 2 and 3
+    /// threads, at batch 1 and 3.
+    func testSqueezeExcitationProductFusedIntoTheProjectionEqualsSeparateSteps() throws {
+        func conv(_ k: Int, _ cin: Int, _ cout: Int, stride: Int = 1, activation: Activation = .linear) throws -> Op {
+            .conv2d(try Conv2D(kernel: Tensor(shape: [k, k, cin, cout], values: random.floats(k * k * cin * cout, in: -0.3...0.3)),
+                               bias: Tensor(random.floats(cout, in: -0.1...0.1)), strides: [stride, stride], padding: .same,
+                               activation: activation))
+        }
+        var nodes = [Node(name: "in", operation: .input(shape: [40, 37, 16]), inputs: [])]
+        func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+        func squeezeExcite(_ prefix: String, _ map: String, channels: Int) throws {
+            add("\(prefix)_squeeze", .globalPool(kind: .average, keepDims: true), [map])
+            add("\(prefix)_reduce", try conv(1, channels, 8, activation: .swish), ["\(prefix)_squeeze"])
+            add("\(prefix)_expand", try conv(1, 8, channels, activation: .sigmoid), ["\(prefix)_reduce"])
+            add("\(prefix)_excite", .multiply, [map, "\(prefix)_expand"])
+        }
+        // 1480 pixels of 48 channels: chunks of 682 rows (three a sample).
+        add("features", try conv(3, 16, 48, activation: .swish), ["in"])
+        try squeezeExcite("a", "features", channels: 48)
+        add("a_project", try conv(1, 48, 16), ["a_excite"])
+        add("a_drop", .identity, ["a_project"])
+        add("a_add", .add, ["a_drop", "in"])                                            // residual, through the Dropout
+        // 10 × 10 pixels: few enough to share the output columns.
+        add("small", try conv(3, 16, 48, stride: 4, activation: .relu), ["a_add"])
+        try squeezeExcite("b", "small", channels: 48)
+        add("b_project", try conv(1, 48, 256, activation: .relu6), ["b_excite"])        // no residual
+        let graph = try Graph(name: "se", nodes: nodes, outputs: ["b_project"])
+        let fused = try Executor(graph: graph), separate = try Executor(graph: graph, observing: ["a_excite", "a_drop", "b_excite"])
+        let operations = fused.stepProfile.map(\.operation)
+        XCTAssertEqual(operations.filter { $0 == "scaledPointwise" }.count, 2, "\(operations)")
+        XCTAssertFalse(operations.contains("scaleChannels") || operations.contains("copy") || operations.contains("add"), "\(operations)")
+        XCTAssertEqual(fused.stepProfile.first { $0.operation == "scaledPointwise" }?.layer, "a_add")
+        XCTAssertEqual(separate.stepProfile.map(\.operation).filter { ["scaleChannels", "copy", "add"].contains($0) },
+                       ["scaleChannels", "copy", "add", "scaleChannels"])
+        for batch in [1, 3] {
+            let input = random.floats(batch * 40 * 37 * 16, in: -1...1)
+            let expected = try separate.run(input, threads: 1)
+            for threads in [1, 2, 3] {
+                XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads), expected, "batch \(batch), \(threads) threads")
+            }
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
