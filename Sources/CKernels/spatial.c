@@ -119,33 +119,70 @@ void pool2d_body(const float *image, int h, int w, int c, int kh, int kw, int sy
    AVX-512 12544 x 32 43.9 -> 38.7, 3136 x 96 26.5 -> 21.1, 3136 x 144 47.8 -> 37.3, 784 x 240
    16.6 -> 13.0, 196 x 480 8.2 -> 6.1, 49 x 1152 5.3 -> 3.5; AVX2 52.4 -> 38.2, 28.4 -> 20.9,
    43.6 -> 38.8, 16.7 -> 13.1, 8.6 -> 6.4, 5.6 -> 3.7; portable 12544 x 32 75.8 -> 43.9. With 32
-   channels two chains of adds a pixel bound it (another order of the sums would change the
-   values). */
+   channels two chains of adds a pixel bound it.
+   A sum is taken block by block (BNK_POOL_BLOCK pixels each, in order), the blocks' sums added in
+   order from zero: the order threads splitting the pixels by whole blocks keep
+   (bnk_global_pool_blocks, bnk_global_pool_combine), so the values do not depend on the split.
+   `mode`: 0 mean, 1 max, 2 the sum. */
 static inline __attribute__((always_inline))
-void global_pool_channels(const float *image, int pixels, int ld, const int W, int rest, const int is_max, float *out) {
+void global_pool_channels(const float *image, int pixels, int ld, const int W, int rest, const int mode, float *out) {
     const int width = W ? W : rest;
     float acc[64];
-    for (int k = 0; k < width; k++) acc[k] = is_max ? -FLT_MAX * 2 : 0.0f;
-    for (int p = 0; p < pixels; p++) {
-        const float *x = image + (size_t)p * ld;
-        if (is_max) { for (int k = 0; k < width; k++) acc[k] = x[k] > acc[k] ? x[k] : acc[k]; }
-        else { for (int k = 0; k < width; k++) acc[k] += x[k]; }
+    for (int k = 0; k < width; k++) acc[k] = mode == 1 ? -FLT_MAX * 2 : 0.0f;
+    if (mode == 1) {
+        for (int p = 0; p < pixels; p++) {
+            const float *x = image + (size_t)p * ld;
+            for (int k = 0; k < width; k++) acc[k] = x[k] > acc[k] ? x[k] : acc[k];
+        }
+    } else {
+        int p0 = 0;
+        if (W != 64) {
+            /* At most 16 channels: four blocks at a time, four chains of adds (one was bound by the
+               add's latency, a pixel each 4 cycles), each block's sum and the order the same. */
+            for (; p0 + 4 * BNK_POOL_BLOCK <= pixels; p0 += 4 * BNK_POOL_BLOCK) {
+                float q0[16], q1[16], q2[16], q3[16];
+                for (int k = 0; k < width; k++) q0[k] = q1[k] = q2[k] = q3[k] = 0.0f;
+                for (int p = p0; p < p0 + BNK_POOL_BLOCK; p++) {
+                    const float *x = image + (size_t)p * ld;
+                    const size_t block = (size_t)BNK_POOL_BLOCK * ld;
+                    for (int k = 0; k < width; k++) {
+                        q0[k] += x[k];
+                        q1[k] += x[block + k];
+                        q2[k] += x[2 * block + k];
+                        q3[k] += x[3 * block + k];
+                    }
+                }
+                for (int k = 0; k < width; k++) acc[k] = (((acc[k] + q0[k]) + q1[k]) + q2[k]) + q3[k];
+            }
+        }
+        for (; p0 < pixels; p0 += BNK_POOL_BLOCK) {
+            const int p1 = pixels - p0 < BNK_POOL_BLOCK ? pixels : p0 + BNK_POOL_BLOCK;
+            float part[64];
+            for (int k = 0; k < width; k++) part[k] = 0.0f;
+            for (int p = p0; p < p1; p++) {
+                const float *x = image + (size_t)p * ld;
+                for (int k = 0; k < width; k++) part[k] += x[k];
+            }
+            for (int k = 0; k < width; k++) acc[k] += part[k];
+        }
     }
     const float n = (float)pixels;
-    for (int k = 0; k < width; k++) out[k] = is_max ? acc[k] : acc[k] / n;
+    for (int k = 0; k < width; k++) out[k] = mode == 0 ? acc[k] / n : acc[k];
 }
 
 /* Channels c0..<c0 + count of pixels `ld` floats apart, in blocks of 64 and 16, then the rest. */
 static inline __attribute__((always_inline))
-void global_pool_body(const float *image, int pixels, int ld, int count, int is_max, float *out) {
+void global_pool_body(const float *image, int pixels, int ld, int count, int mode, float *out) {
     int k = 0;
     for (; k + 64 <= count; k += 64)
-        if (is_max) global_pool_channels(image + k, pixels, ld, 64, 0, 1, out + k);
+        if (mode == 1) global_pool_channels(image + k, pixels, ld, 64, 0, 1, out + k);
+        else if (mode == 2) global_pool_channels(image + k, pixels, ld, 64, 0, 2, out + k);
         else global_pool_channels(image + k, pixels, ld, 64, 0, 0, out + k);
     for (; k + 16 <= count; k += 16)
-        if (is_max) global_pool_channels(image + k, pixels, ld, 16, 0, 1, out + k);
+        if (mode == 1) global_pool_channels(image + k, pixels, ld, 16, 0, 1, out + k);
+        else if (mode == 2) global_pool_channels(image + k, pixels, ld, 16, 0, 2, out + k);
         else global_pool_channels(image + k, pixels, ld, 16, 0, 0, out + k);
-    if (k < count) global_pool_channels(image + k, pixels, ld, 0, count - k, is_max, out + k);
+    if (k < count) global_pool_channels(image + k, pixels, ld, 0, count - k, mode, out + k);
 }
 
 /* Direct convolution for one input channel (grayscale images): no patch
@@ -438,8 +475,8 @@ int bnk_conv2d_single_channel_available(int act) {
 BNK_VARIANTS(pool2d, (const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int pad_top, int pad_left, int oh, int ow,
                       int is_max, float *out),
              (image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out))
-BNK_VARIANTS(global_pool, (const float *image, int pixels, int ld, int count, int is_max, float *out),
-             (image, pixels, ld, count, is_max, out))
+BNK_VARIANTS(global_pool, (const float *image, int pixels, int ld, int count, int mode, float *out),
+             (image, pixels, ld, count, mode, out))
 
 #if BNK_X86
 /* Pooling with each output value's sum (or maximum) in a register, up to four vectors of channels
@@ -558,5 +595,27 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
 }
 
 void bnk_global_pool(const float *image, int pixels, int c, int c0, int count, int is_max, float *out) {
-    if (count > 0) global_pool_dispatch(image + c0, pixels, c, count, is_max, out + c0);
+    if (count > 0) global_pool_dispatch(image + c0, pixels, c, count, is_max ? 1 : 0, out + c0);
+}
+
+int bnk_global_pool_block_count(int pixels) { return pixels <= 0 ? 0 : (pixels + BNK_POOL_BLOCK - 1) / BNK_POOL_BLOCK; }
+
+void bnk_global_pool_blocks(const float *image, int pixels, int c, int first, int count, int is_max, float *partial) {
+    for (int b = first; b < first + count; b++) {
+        const int p0 = b * BNK_POOL_BLOCK, n = pixels - p0 < BNK_POOL_BLOCK ? pixels - p0 : BNK_POOL_BLOCK;
+        if (n > 0) global_pool_dispatch(image + (size_t)p0 * c, n, c, c, is_max ? 1 : 2, partial + (size_t)b * c);
+    }
+}
+
+void bnk_global_pool_combine(const float *partial, int pixels, int c, int is_max, float *out) {
+    const int blocks = bnk_global_pool_block_count(pixels);
+    const float n = (float)pixels;
+    for (int k = 0; k < c; k++) {
+        float acc = is_max ? -FLT_MAX * 2 : 0.0f;
+        for (int b = 0; b < blocks; b++) {
+            const float v = partial[(size_t)b * c + k];
+            acc = is_max ? (v > acc ? v : acc) : acc + v;
+        }
+        out[k] = is_max ? acc : acc / n;
+    }
 }

@@ -1244,10 +1244,15 @@ public final class Executor: @unchecked Sendable {
                 plan.run(x, scales: inputs[1], residual: shortcut, rows: part, y, scratch: arenas[worker].scratch(plan.chunkFloats))
             }
             return true
-        case let .globalPool(pixels, channels, isMax) where sharesChannels(pixels: batch * pixels, channels: channels, workers: parallel.workers):
-            parallel.run(balancing: channels, align: 16) { only, _ in
-                Kernels.globalPool(input: x, batch: batch, pixels: pixels, channels: channels, only: only, isMax: isMax, output: y)
+        case let .globalPool(pixels, channels, isMax) where sharesPixels(pixels: pixels, channels: channels, batch: batch, workers: parallel.workers):
+            // Each worker the blocks of pixels it (most likely) wrote in the step before; their
+            // sums added in order after.
+            let blocks = batch * Kernels.globalPoolBlocks(pixels: pixels)
+            let partial = arenas[0].scratch(blocks * channels)
+            parallel.run(balancing: blocks) { part, _ in
+                Kernels.globalPoolBlocks(input: x, pixels: pixels, channels: channels, blocks: part, isMax: isMax, partial: partial)
             }
+            Kernels.globalPoolCombine(partial: partial, batch: batch, pixels: pixels, channels: channels, isMax: isMax, output: y)
             return true
         case let .grouped(conv):
             return splitRows(conv.geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, worker in
@@ -1571,15 +1576,16 @@ public final class Executor: @unchecked Sendable {
             && (batch > 1 || tileRows % workers != 0 || tileRows < 2 * workers)
     }
 
-    /// Whether a global pooling is split by channels (each channel's value from all of its pixels
-    /// in order, as one worker computes it): at least 16 channels a worker and 128 KiB of input
-    /// (EfficientNetB0 224's squeezes before their excitations, 112 × 112 × 32 down to 7 × 7 × 1152:
-    /// worker 0 alone read the half of each map the other worker had just written, from that core's
-    /// cache, and the squeezes took 79 of 1327 ms on two threads against 44 of 2352 on one). Split,
-    /// with the kernel's sums in registers, Intel Xeon (family 6 model 207), batch 1, three
-    /// alternating profiles: the squeezes 69–70 → 50–53 ms of about 1100.
-    package static func sharesChannels(pixels: Int, channels: Int, workers: Int) -> Bool {
-        workers > 1 && channels >= 16 * workers && pixels * channels >= 1 << 15
+    /// Whether a global pooling is split across the workers by blocks of pixels (each block's sums
+    /// then added in order: the values do not depend on the split): at least two blocks a worker
+    /// and 128 KiB of input. A split by channels (each channel's pixels all read by one worker)
+    /// had each worker read the half of every map the other core had just written, from that
+    /// core's cache: EfficientNetB0 224's squeezes (112 × 112 × 32 down to 7 × 7 × 1152), batch 1,
+    /// Intel Xeon (family 6 model 207), took 46–54 ms of about 1,100 on two threads against 34–43
+    /// of about 1,800 on one (profiles of 160 images); split by channels before that, worker 0
+    /// alone read them all.
+    package static func sharesPixels(pixels: Int, channels: Int, batch: Int, workers: Int) -> Bool {
+        workers > 1 && batch * Kernels.globalPoolBlocks(pixels: pixels) >= 2 * workers && batch * pixels * channels >= 1 << 15
     }
 
     /// Whether a Dense step of `rows` rows is split by output columns: a classifier head at a small

@@ -452,6 +452,34 @@ package enum Kernels {
         }
     }
 
+    /// Blocks of pixels of a global pooling per image (`BNK_POOL_BLOCK` pixels each, the last the rest).
+    static func globalPoolBlocks(pixels: Int) -> Int { Int(bnk_global_pool_block_count(Int32(pixels))) }
+
+    /// Blocks `blocks` (numbered over the batch: image b's are b · globalPoolBlocks(pixels)...)
+    /// of a global pooling, each block's sums (or maxima) over its pixels into `partial` (block i
+    /// at partial + i · channels), for `globalPoolCombine`.
+    static func globalPoolBlocks(input: UnsafePointer<Float>, pixels: Int, channels: Int, blocks: Range<Int>, isMax: Bool,
+                                 partial: UnsafeMutablePointer<Float>) {
+        let each = globalPoolBlocks(pixels: pixels)
+        var block = blocks.lowerBound
+        while block < blocks.upperBound {
+            let image = block / each, end = min(blocks.upperBound, (image + 1) * each)
+            bnk_global_pool_blocks(input + image * pixels * channels, Int32(pixels), Int32(channels), Int32(block - image * each),
+                                   Int32(end - block), isMax ? 1 : 0, partial + image * each * channels)
+            block = end
+        }
+    }
+
+    /// Each image's pooled values from all of its blocks' (`globalPoolBlocks`): the values of
+    /// `globalPool` bit for bit.
+    static func globalPoolCombine(partial: UnsafePointer<Float>, batch: Int, pixels: Int, channels: Int, isMax: Bool,
+                                  output: UnsafeMutablePointer<Float>) {
+        let each = globalPoolBlocks(pixels: pixels)
+        for b in 0..<batch {
+            bnk_global_pool_combine(partial + b * each * channels, Int32(pixels), Int32(channels), isMax ? 1 : 0, output + b * channels)
+        }
+    }
+
     /// Copies each image into a larger one filled with `value` (zero padding; −∞ before a max pooling).
     static func zeroPad(input: UnsafePointer<Float>, batch: Int, height: Int, width: Int, channels: Int,
                         top: Int, left: Int, outHeight: Int, outWidth: Int, value: Float = 0, output: UnsafeMutablePointer<Float>) {

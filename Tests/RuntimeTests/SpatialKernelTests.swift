@@ -173,10 +173,11 @@ final class SpatialKernelTests: XCTestCase {
     /// Global pooling in blocks of 64 and 16 channels and the rest, the sums in registers: each
     /// channel's value is its pixels' float32 sum in order (then divided) or their maximum, bit
     /// for bit at every instruction-set level, and the same split by channels on two threads.
-    func testGlobalPoolingChannelBlocksExactAtEveryLevelAndSplit() throws {
+    func testGlobalPoolingBlocksExactAtEveryLevelAndSplit() throws {
         defer { Kernels.limitInstructionSet(2) }
         for c in [3, 16, 44, 64, 100, 150, 1152] {
-            let pixels = c >= 1000 ? 49 : 333
+            // 1100 pixels: 17 blocks of 64 and one of 12; 49: one block.
+            let pixels = c >= 1000 ? 49 : 1100
             for kind in [Pool2D.Kind.max, .average] {
                 let graph = try Graph.sequential(name: "g", inputShape: [pixels, 1, c], layers: [("gp", .globalPool(kind: kind, keepDims: false))])
                 let executor = try Executor(graph: graph)
@@ -184,10 +185,15 @@ final class SpatialKernelTests: XCTestCase {
                 var expected: [Float] = []
                 for b in 0..<2 {
                     for ch in 0..<c {
+                        // Each block's sum in pixel order, the blocks' sums in order from zero.
                         var acc: Float = kind == .max ? -.infinity : 0
-                        for p in 0..<pixels {
-                            let v = input[(b * pixels + p) * c + ch]
-                            acc = kind == .max ? (v > acc ? v : acc) : acc + v
+                        for start in stride(from: 0, to: pixels, by: 64) {
+                            var block: Float = kind == .max ? -.infinity : 0
+                            for p in start..<min(start + 64, pixels) {
+                                let v = input[(b * pixels + p) * c + ch]
+                                block = kind == .max ? (v > block ? v : block) : block + v
+                            }
+                            acc = kind == .max ? (block > acc ? block : acc) : acc + block
                         }
                         expected.append(kind == .max ? acc : acc / Float(pixels))
                     }
@@ -195,16 +201,19 @@ final class SpatialKernelTests: XCTestCase {
                 for level in [2, 1, 0] {
                     Kernels.limitInstructionSet(level)
                     XCTAssertEqual(try executor.run(input).map(\.bitPattern), expected.map(\.bitPattern), "c \(c) \(kind) level \(level)")
-                    // One image on two threads: the step itself split (a batch would go an image a worker).
-                    XCTAssertEqual(try executor.run(Array(input[..<(pixels * c)]), threads: 2).map(\.bitPattern),
-                                   expected[..<c].map(\.bitPattern), "c \(c) \(kind) level \(level), two threads")
+                    // One image on two and three threads: the step itself split (a batch would go an image a worker).
+                    for threads in [2, 3] {
+                        XCTAssertEqual(try executor.run(Array(input[..<(pixels * c)]), threads: threads).map(\.bitPattern),
+                                       expected[..<c].map(\.bitPattern), "c \(c) \(kind) level \(level), \(threads) threads")
+                    }
                 }
             }
         }
-        XCTAssertTrue(Executor.sharesChannels(pixels: 112 * 112, channels: 32, workers: 2))
-        XCTAssertFalse(Executor.sharesChannels(pixels: 112 * 112, channels: 24, workers: 2))   // 12 a worker
-        XCTAssertFalse(Executor.sharesChannels(pixels: 49, channels: 320, workers: 2))          // 61 KiB
-        XCTAssertFalse(Executor.sharesChannels(pixels: 112 * 112, channels: 32, workers: 1))
+        XCTAssertTrue(Executor.sharesPixels(pixels: 112 * 112, channels: 32, batch: 1, workers: 2))
+        XCTAssertTrue(Executor.sharesPixels(pixels: 1100, channels: 30, batch: 1, workers: 2))
+        XCTAssertFalse(Executor.sharesPixels(pixels: 1100, channels: 29, batch: 1, workers: 2))   // under 128 KiB
+        XCTAssertFalse(Executor.sharesPixels(pixels: 49, channels: 1152, batch: 1, workers: 2))   // one block
+        XCTAssertFalse(Executor.sharesPixels(pixels: 112 * 112, channels: 32, batch: 1, workers: 1))
     }
 
     func testGlobalPoolingPaddingAndJoins() throws {

@@ -76,6 +76,16 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
 /* Mean or max over all pixels of one image of c channels, for channels c0..<c0 + count (out[c0..]);
    each channel's value is the same whatever the range. */
 void bnk_global_pool(const float *image, int pixels, int c, int c0, int count, int is_max, float *out);
+/* A mean is the blocks' sums added in order from zero, each block's sum BNK_POOL_BLOCK pixels in
+   order (the last block the rest), divided by the pixels; a maximum any order's. Threads share a
+   pooling by whole blocks: bnk_global_pool_blocks writes blocks first..<first + count of one
+   image (all c channels; partial + b * c for block b: their sums, or maxima), and
+   bnk_global_pool_combine makes the image's c values from all its blocks', the values of
+   bnk_global_pool bit for bit. */
+#define BNK_POOL_BLOCK 64
+int bnk_global_pool_block_count(int pixels);
+void bnk_global_pool_blocks(const float *image, int pixels, int c, int first, int count, int is_max, float *partial);
+void bnk_global_pool_combine(const float *partial, int pixels, int c, int is_max, float *out);
 /* Direct conv of a one-channel image, kernel (kh*kw, n), then the activation (linear, ReLU or
    ReLU6); with pool != 0, a 2x2 stride-2 max pooling too (output (oh/2, ow/2, n)). Returns 0
    (and does nothing) when this machine has no fast path for it, so the caller falls back. */
