@@ -93,8 +93,8 @@ public final class Executor: @unchecked Sendable {
                        reluInput: Bool)
         /// Depthwise (into scratch, `geometry` its shape) then the pointwise GEMM, bias and activation,
         /// `panels` the pointwise kernel prepacked (more than one depthwise output channel).
-        case separable(depthwise: Tensor, pointwise: Tensor, panels: Panels?, bias: Tensor?, geometry: Kernels.Spatial, multiplier: Int,
-                       units: Int, activation: ActivationKind, reluInput: Bool)
+        case separable(depthwise: DepthwiseStage, pointwise: Tensor, panels: Panels?, bias: Tensor?, geometry: Kernels.Spatial,
+                       units: Int, activation: ActivationKind)
         /// A pointwise conv and the depthwise conv reading it, in strips of rows (`PointwiseDepthwise`).
         case pointwiseDepthwise(PointwiseDepthwise)
         /// Squeeze-and-excitation's product and the pointwise conv reading it (`ScaledPointwise`);
@@ -440,6 +440,27 @@ public final class Executor: @unchecked Sendable {
             scaledInput[node.name] = (multiply.inputs[scaled], multiply.inputs[1 - scaled])
             absorbed.insert(product)
         }
+        // A DepthwiseConv2D (element-wise activation) whose output only a pointwise Conv2D run by the
+        // prepacked GEMM reads (no residual or other fusion taking it): the two run as one
+        // `separable` step, the depthwise output written to scratch a few rows at a time and
+        // multiplied from cache (MobileNetV2's first block, 112 × 112 × 32 at 224: 1.6 MB written
+        // and read back an image otherwise; MobileNet's depthwise → 1×1 pairs on maps too small
+        // for their 1×1 → depthwise pairs to run in strips).
+        var pointwiseAfter: [String: String] = [:]
+        for node in graph.nodes {
+            guard case .depthwiseConv2d(let dconv) = node.operation, !absorbed.contains(node.name), kept(node.name),
+                  Kernels.elementwiseCode(Self.kind(fusedActivation[node.name]?.activation ?? dconv.activation)) != nil,
+                  case let produced = fusedActivation[node.name]?.into ?? node.name, kept(produced),
+                  case let readers = graph.consumers(of: produced), readers.count == 1, let pointwise = graph.node(named: readers[0]),
+                  pointwise.inputs == [produced], case .conv2d(let pconv) = pointwise.operation, pconv.groups == 1,
+                  !absorbed.contains(pointwise.name), pooledInto[pointwise.name] == nil,
+                  paddingFor[pointwise.name] == nil, residualInto[pointwise.name] == nil, depthwiseAfter[pointwise.name] == nil,
+                  bottleneckAfter[pointwise.name] == nil, scaledInput[pointwise.name] == nil else { continue }
+            let geometry = convGeometry(pconv.window, pointwise, shapes[pointwise.name]!)
+            guard Kernels.isPointwise(geometry), geometry.inChannels > 1 else { continue }
+            pointwiseAfter[node.name] = pointwise.name
+            absorbed.insert(pointwise.name)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
@@ -563,10 +584,11 @@ public final class Executor: @unchecked Sendable {
                 let panels = channels > 1
                     ? conv.pointwiseKernel.withUnsafeValues { Panels($0.baseAddress!, rows: channels, columns: conv.outputChannels) } : nil
                 if panels != nil { conv.pointwiseKernel.releaseResidency() }
-                kind = .separable(depthwise: conv.depthwiseKernel, pointwise: conv.pointwiseKernel, panels: panels, bias: conv.bias,
-                                  geometry: convGeometry(conv.window, node, Array(middle)), multiplier: conv.depthMultiplier,
-                                  units: conv.outputChannels, activation: Self.kind(fused?.activation ?? conv.activation),
-                                  reluInput: reluInputFor[node.name] != nil)
+                let stage = DepthwiseStage(kernel: conv.depthwiseKernel, bias: nil, multiplier: conv.depthMultiplier, activation: .linear,
+                                           reluInput: reluInputFor[node.name] != nil)
+                kind = .separable(depthwise: stage, pointwise: conv.pointwiseKernel, panels: panels, bias: conv.bias,
+                                  geometry: convGeometry(conv.window, node, Array(middle)), units: conv.outputChannels,
+                                  activation: Self.kind(fused?.activation ?? conv.activation))
             case .conv2dTranspose(let conv):
                 let input = inShapes[0]
                 let geometry = Kernels.Spatial(
@@ -603,6 +625,19 @@ public final class Executor: @unchecked Sendable {
                 case .average: .average
                 }
                 kind = .merge(operation, inputs: inShapes, output: outShape)
+            case .depthwiseConv2d(let conv) where pointwiseAfter[node.name] != nil:
+                let name = pointwiseAfter[node.name]!, pointwise = graph.node(named: name)!
+                guard case .conv2d(let pconv) = pointwise.operation else { continue }
+                let geometry = convGeometry(pconv.window, pointwise, shapes[name]!)
+                let panels = pconv.kernel.withUnsafeValues { Panels($0.baseAddress!, rows: geometry.inChannels, columns: geometry.outChannels) }
+                pconv.kernel.releaseResidency()
+                let stage = DepthwiseStage(kernel: conv.kernel, bias: conv.bias, multiplier: conv.depthMultiplier,
+                                           activation: Self.kind(fused?.activation ?? conv.activation), reluInput: reluInputFor[node.name] != nil)
+                steps.append(Step(kind: .separable(depthwise: stage, pointwise: pconv.kernel, panels: panels, bias: pconv.bias,
+                                                   geometry: convGeometry(conv.window, node, outShape), units: geometry.outChannels,
+                                                   activation: Self.kind(fusedActivation[name]?.activation ?? pconv.activation)),
+                                  sources: sources(node), destination: index[fusedActivation[name]?.into ?? name]!))
+                continue
             case .depthwiseConv2d(let conv):
                 kind = .depthwise(kernel: conv.kernel, bias: conv.bias,
                                   geometry: convGeometry(conv.window, node, outShape), multiplier: conv.depthMultiplier,
@@ -739,7 +774,7 @@ public final class Executor: @unchecked Sendable {
         switch kind {
         case let .dense(_, _, _, _, units, _): units > 0 ? outputSize / units : nil
         case let .conv2d(_, _, _, g, _, _), let .conv2dMaxPool(_, _, g, _), let .winograd(_, _, g, _, _): g.outHeight * g.outWidth
-        case let .separable(_, _, _, _, g, _, _, _, _): g.outHeight * g.outWidth
+        case let .separable(_, _, _, _, g, _, _): g.outHeight * g.outWidth
         case let .pointwiseDepthwise(p): p.geometry.inHeight * p.geometry.inWidth
         case let .scaledPointwise(p): p.pixels
         case let .invertedBottleneck(p): p.geometry.inHeight * p.geometry.inWidth
@@ -778,8 +813,8 @@ public final class Executor: @unchecked Sendable {
         case let .winograd(_, _, g, _, _): g.outHeight * g.outWidth * g.outChannels * 9 * g.inChannels
         case let .depthwise(_, _, g, _, _, _): outputSize * g.kernelHeight * g.kernelWidth
         case let .grouped(conv): outputSize * conv.geometry.kernelHeight * conv.geometry.kernelWidth * conv.geometry.inChannels / conv.groups
-        case let .separable(_, _, _, _, g, multiplier, units, _, _):
-            g.outHeight * g.outWidth * g.inChannels * multiplier * (g.kernelHeight * g.kernelWidth + units)
+        case let .separable(depthwise, _, _, _, g, units, _):
+            g.outHeight * g.outWidth * g.inChannels * depthwise.multiplier * (g.kernelHeight * g.kernelWidth + units)
         case let .pointwiseDepthwise(p):
             p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels + outputSize * p.geometry.kernelHeight * p.geometry.kernelWidth
         case let .scaledPointwise(p): outputSize * p.inputs
@@ -1310,7 +1345,7 @@ public final class Executor: @unchecked Sendable {
                 }
                 return split
             }
-        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput)
+        case let .separable(depthwise, pointwise, panels, bias, geometry, units, activation)
             where Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
                 && units >= 32 * parallel.workers:
             // Few pixels (Xception's middle and exit flows at batch 1): split by rows, every worker
@@ -1319,31 +1354,22 @@ public final class Executor: @unchecked Sendable {
             // the pointwise GEMM's output columns are shared, as for a 1x1 conv on a small map.
             let pixels = batch * geometry.outHeight * geometry.outWidth
             let middle = arenas[0].scratch(pixels * geometry.outChannels)
-            depthwise.withUnsafeValues { dw in
-                let rows = splitRows(geometry, batch: batch, x, middle, parallel: parallel) { part, xi, yo, _ in
-                    Kernels.depthwiseConv2d(input: xi, batch: 1, part, multiplier: multiplier, kernel: dw.baseAddress!, bias: nil,
-                                            reluInput: reluInput, output: yo)
-                }
-                if !rows {
-                    Kernels.depthwiseConv2d(input: x, batch: batch, geometry, multiplier: multiplier, kernel: dw.baseAddress!, bias: nil,
-                                            reluInput: reluInput, output: middle)
-                }
+            let rows = splitRows(geometry, batch: batch, x, middle, parallel: parallel) { part, xi, yo, _ in
+                depthwise.run(xi, batch: 1, part, output: yo)
             }
+            if !rows { depthwise.run(x, batch: batch, geometry, output: middle) }
             return splitColumns(rows: pixels, inputs: geometry.outChannels, kernel: pointwise, panels: panels, bias: bias, units: units,
                                 activation: activation, UnsafePointer(middle), y, parallel: parallel, lead: lead)
-        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput):
-            return depthwise.withUnsafeValues { dw in
-                pointwise.withUnsafeValues { pw in
-                    var split = false
-                    Weights.optional(bias) { b in
-                        split = splitRows(geometry, batch: batch, x, y, outputChannels: units, parallel: parallel) { part, xi, yo, worker in
-                            separable(xi, batch: 1, part, depthwise: dw.baseAddress!, multiplier: multiplier, reluInput: reluInput,
-                                      pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b, units: units, activation: activation, yo,
-                                      arena: arenas[worker])
-                        }
+        case let .separable(depthwise, pointwise, panels, bias, geometry, units, activation):
+            return pointwise.withUnsafeValues { pw in
+                var split = false
+                Weights.optional(bias) { b in
+                    split = splitRows(geometry, batch: batch, x, y, outputChannels: units, parallel: parallel) { part, xi, yo, worker in
+                        separable(xi, batch: 1, part, depthwise: depthwise, pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b,
+                                  units: units, activation: activation, yo, arena: arenas[worker])
                     }
-                    return split
                 }
+                return split
             }
         case let .pointwiseDepthwise(plan) where plan.geometry.outHeight >= parallel.workers && plan.sharesExpansion(workers: parallel.workers):
             // A small map whose strips would compute many rows twice: the workers expand their
@@ -1448,15 +1474,13 @@ public final class Executor: @unchecked Sendable {
     /// pointwise kernel goes a few output rows at a time (`separableRows`), so the GEMM reads
     /// it from L2 instead of L3 (Xception's 109×109×128 maps: 6 MB a image); each value is the
     /// same as in one pass over the image (`Spatial.rows`).
-    private static func separable(_ x: UnsafePointer<Float>, batch: Int, _ g: Kernels.Spatial, depthwise: UnsafePointer<Float>,
-                                  multiplier: Int, reluInput: Bool, pointwise: UnsafePointer<Float>, panels: UnsafePointer<Float>?,
-                                  bias: UnsafePointer<Float>?, units: Int, activation: ActivationKind, _ y: UnsafeMutablePointer<Float>,
-                                  arena: Arena) {
+    private static func separable(_ x: UnsafePointer<Float>, batch: Int, _ g: Kernels.Spatial, depthwise: DepthwiseStage,
+                                  pointwise: UnsafePointer<Float>, panels: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, units: Int,
+                                  activation: ActivationKind, _ y: UnsafeMutablePointer<Float>, arena: Arena) {
         func run(_ xi: UnsafePointer<Float>, images: Int, _ part: Kernels.Spatial, _ yo: UnsafeMutablePointer<Float>) {
             let pixels = images * part.outHeight * part.outWidth
             let middle = arena.scratch(pixels * part.outChannels)
-            Kernels.depthwiseConv2d(input: xi, batch: images, part, multiplier: multiplier, kernel: depthwise, bias: nil,
-                                    reluInput: reluInput, output: middle)
+            depthwise.run(xi, batch: images, part, output: middle)
             Kernels.denseGEMM(input: middle, rows: pixels, inputs: part.outChannels, kernel: pointwise, panels: panels, bias: bias,
                               units: units, activation: activation, output: yo)
         }
@@ -1714,14 +1738,11 @@ public final class Executor: @unchecked Sendable {
                                             activation: activation, reluInput: reluInput, output: y)
                 }
             }
-        case let .separable(depthwise, pointwise, panels, bias, geometry, multiplier, units, activation, reluInput):
-            depthwise.withUnsafeValues { dw in
-                pointwise.withUnsafeValues { pw in
-                    Weights.optional(bias) { b in
-                        separable(x, batch: batch, geometry, depthwise: dw.baseAddress!, multiplier: multiplier, reluInput: reluInput,
-                                  pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b, units: units, activation: activation, y,
-                                  arena: arena)
-                    }
+        case let .separable(depthwise, pointwise, panels, bias, geometry, units, activation):
+            pointwise.withUnsafeValues { pw in
+                Weights.optional(bias) { b in
+                    separable(x, batch: batch, geometry, depthwise: depthwise, pointwise: pw.baseAddress!, panels: panels?.pointer, bias: b,
+                              units: units, activation: activation, y, arena: arena)
                 }
             }
         case let .invertedBottleneck(plan):

@@ -1236,9 +1236,8 @@ final class SplitAndFusionTests: XCTestCase {
             XCTAssertLessThan(worst, t.middle > 256 ? 8e-6 : 2e-6, name)
         }
         // MobileNet's chain (1×1, depthwise, 1×1, depthwise, 1×1, each with its ReLU6): the first
-        // three are a block, the last 1×1 (a block's projection is not the next block's expansion)
-        // and the depthwise conv before it stay apart (the pooling after keeps the last 1×1 from
-        // being the graph's output, which no block ends in).
+        // three are a block; the last 1×1 (a block's projection is not the next block's expansion)
+        // and the depthwise conv before it are not, and run as one separable step.
         var chain: [(String, Op)] = []
         var channels = 32
         for i in 0..<2 {
@@ -1254,7 +1253,7 @@ final class SplitAndFusionTests: XCTestCase {
         let graph = try Graph.sequential(name: "chain", inputShape: [7, 7, 32], layers: chain + [("last", .conv2d(last)),
                                                                                                   ("pool", .globalPool(kind: .average, keepDims: false))])
         let executor = try Executor(graph: graph)
-        XCTAssertEqual(executor.stepProfile.map(\.operation), ["invertedBottleneck", "depthwise", "conv2d", "globalPool"])
+        XCTAssertEqual(executor.stepProfile.map(\.operation), ["invertedBottleneck", "separable", "globalPool"])
         let input = random.floats(7 * 7 * 32, in: -1...1)
         let found = try executor.run(input, threads: 2)
         XCTAssertEqual(found, try Executor(graph: graph).run(input, threads: 1))
@@ -1263,8 +1262,9 @@ final class SplitAndFusionTests: XCTestCase {
     }
 
     /// A block whose expansion's two maps are no wider than the partial sums its parts would add
-    /// (MobileNet's 512 → 512 → 512 and 512 → 1024 → 1024) runs as its three steps; wider
-    /// expansions (MobileNetV2's 6×) run as one. The bound is strict.
+    /// (MobileNet's 512 → 512 → 512 and 512 → 1024 → 1024) runs as its expansion and a separable
+    /// step (the depthwise conv and the projection); wider expansions (MobileNetV2's 6×) run as
+    /// one. The bound is strict.
     func testBlockWithoutAWideExpansionStaysApart() throws {
         func chain(_ widths: [Int]) throws -> Executor {
             var layers: [(String, Op)] = []
@@ -1281,7 +1281,7 @@ final class SplitAndFusionTests: XCTestCase {
             return try Executor(graph: Graph.sequential(name: "chain", inputShape: [5, 5, widths[0]],
                                                         layers: layers + [("pool", .globalPool(kind: .average, keepDims: false))]))
         }
-        let apart = ["conv2d", "depthwise", "conv2d", "globalPool"], together = ["invertedBottleneck", "globalPool"]
+        let apart = ["conv2d", "separable", "globalPool"], together = ["invertedBottleneck", "globalPool"]
         XCTAssertEqual(try chain([128, 128, 128]).stepProfile.map(\.operation), apart)      // four parts: 256 against 384
         XCTAssertEqual(try chain([16, 144, 96]).stepProfile.map(\.operation), apart)        // four parts (9 panels): 288 against 288
         XCTAssertEqual(try chain([16, 144, 95]).stepProfile.map(\.operation), together)     // 288 against 285
@@ -1330,6 +1330,48 @@ final class SplitAndFusionTests: XCTestCase {
                        ["scaleChannels", "copy", "add", "scaleChannels"])
         for batch in [1, 3] {
             let input = random.floats(batch * 40 * 37 * 16, in: -1...1)
+            let expected = try separate.run(input, threads: 1)
+            for threads in [1, 2, 3] {
+                XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads), expected, "batch \(batch), \(threads) threads")
+            }
+        }
+    }
+
+    /// A DepthwiseConv2D (its bias and activation, a ReLU before it read through, a depth
+    /// multiplier) whose only reader is a pointwise conv runs with it as one `separable` step: on a
+    /// map whose depthwise output is written a few rows at a time, split by rows across threads,
+    /// and on a small map whose product's columns are shared, the outputs equal the two steps'
+    /// (the depthwise output observed, which keeps them apart) bit for bit, on 1, 2 and 3 threads,
+    /// at batch 1 and 3.
+    func testDepthwiseThenPointwiseRunAsOneStepEqualsTwoSteps() throws {
+        func depthwise(_ channels: Int, multiplier: Int = 1, stride: Int = 1, activation: Activation) throws -> Op {
+            .depthwiseConv2d(try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, channels, multiplier],
+                                                                 values: random.floats(9 * channels * multiplier, in: -0.4...0.4)),
+                                                 bias: Tensor(random.floats(channels * multiplier, in: -0.2...0.2)), strides: [stride, stride],
+                                                 padding: .same, activation: activation))
+        }
+        func pointwise(_ cin: Int, _ cout: Int, activation: Activation = .linear) throws -> Op {
+            .conv2d(try Conv2D(kernel: Tensor(shape: [1, 1, cin, cout], values: random.floats(cin * cout, in: -0.3...0.3)),
+                               bias: Tensor(random.floats(cout, in: -0.1...0.1)), strides: [1, 1], padding: .valid, activation: activation))
+        }
+        var nodes = [Node(name: "in", operation: .input(shape: [60, 61, 40]), inputs: [])]
+        func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+        // 60 × 61 × 40 (143 K floats): the depthwise output in chunks of rows.
+        add("relu", .activation(.relu), ["in"])
+        add("dw", try depthwise(40, activation: .linear), ["relu"])
+        add("dw_act", .activation(.relu6), ["dw"])
+        add("pw", try pointwise(40, 24), ["dw_act"])
+        // 8 × 8 after a stride of 8, a depth multiplier of 2: the product's columns shared.
+        add("down", .pool2d(try Pool2D(kind: .max, size: [8, 8], strides: [8, 8], padding: .same)), ["pw"])
+        add("dw2", try depthwise(24, multiplier: 2, activation: .swish), ["down"])
+        add("pw2", try pointwise(48, 112, activation: .relu), ["dw2"])
+        let graph = try Graph(name: "dwpw", nodes: nodes, outputs: ["pw2"])
+        let fused = try Executor(graph: graph), separate = try Executor(graph: graph, observing: ["dw_act", "dw2"])
+        XCTAssertEqual(fused.stepProfile.map(\.operation), ["separable", "pool", "separable"])
+        XCTAssertEqual(fused.stepProfile.map(\.layer), ["pw", "down", "pw2"])
+        XCTAssertEqual(separate.stepProfile.map(\.operation), ["depthwise", "conv2d", "pool", "depthwise", "conv2d"])
+        for batch in [1, 3] {
+            let input = random.floats(batch * 60 * 61 * 40, in: -1...1)
             let expected = try separate.run(input, threads: 1)
             for threads in [1, 2, 3] {
                 XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads), expected, "batch \(batch), \(threads) threads")
