@@ -385,15 +385,35 @@ public final class Executor: @unchecked Sendable {
             depthwiseAfter[node.name] = depthwise.name
             absorbed.insert(depthwise.name)
         }
+        // The depthwise conv of such a pair whose output only a pointwise Conv2D reads (the block's
+        // projection, maybe with its residual Add fused, the residual computed before the pair):
+        // the strips are projected as they are made (`PointwiseDepthwise.Projection`).
+        func kept(_ name: String) -> Bool {
+            !aliasOf.values.contains(name) && !graph.outputs.contains(name) && !observedNames.contains(name)
+        }
+        var projectionAfter: [String: String] = [:]
+        for (position, node) in graph.nodes.enumerated() {
+            guard let name = depthwiseAfter[node.name], let depthwise = graph.node(named: name),
+                  case .depthwiseConv2d = depthwise.operation, kept(name), case let produced = fusedActivation[name]?.into ?? name,
+                  kept(produced), case let readers = graph.consumers(of: produced), readers.count == 1,
+                  let projection = graph.node(named: readers[0]), projection.inputs == [produced], case .conv2d(let pconv) = projection.operation,
+                  pconv.groups == 1, !absorbed.contains(projection.name), pooledInto[projection.name] == nil,
+                  paddingFor[projection.name] == nil, depthwiseAfter[projection.name] == nil else { continue }
+            let geometry = convGeometry(pconv.window, projection, shapes[projection.name]!)
+            guard Kernels.isPointwise(geometry), geometry.inChannels > 1 else { continue }
+            if let residual = residualInto[projection.name] {
+                // The residual must exist before the pair's step.
+                guard let other = index[aliasOf[residual.other] ?? residual.other], other < position else { continue }
+            }
+            projectionAfter[name] = projection.name
+            absorbed.insert(projection.name)
+        }
         // An inverted-residual block on a small map (`InvertedBottleneck.fits`): a pointwise Conv2D
         // (element-wise activation) read only by a DepthwiseConv2D (directly or through a folded zero
         // padding), read only by a pointwise Conv2D (the projection, maybe with its residual Add
         // fused): the three run as one step, in parts of the expansion's channels, so that across
         // threads only the block's narrow output crosses between the cores.
         var bottleneckAfter: [String: (depthwise: String, projection: String)] = [:]
-        func kept(_ name: String) -> Bool {
-            !aliasOf.values.contains(name) && !graph.outputs.contains(name) && !observedNames.contains(name)
-        }
         for (position, node) in graph.nodes.enumerated() {
             // (Not a conv another block took as its projection: MobileNet's chains of 1×1 and depthwise convs.)
             guard case .conv2d(let conv) = node.operation, conv.groups == 1, !absorbed.contains(node.name), pooledInto[node.name] == nil,
@@ -524,12 +544,26 @@ public final class Executor: @unchecked Sendable {
                 if let name = depthwiseAfter[node.name], let panels, let reader = graph.node(named: name),
                    case .depthwiseConv2d(let dconv) = reader.operation {
                     let readerFused = fusedActivation[name]
+                    var projection: PointwiseDepthwise.Projection?
+                    var destination = readerFused?.into ?? name, residualSource: [Int] = []
+                    if let projectionName = projectionAfter[name], let projectionNode = graph.node(named: projectionName),
+                       case .conv2d(let pconv) = projectionNode.operation {
+                        let units = pconv.outputChannels, middle = convGeometry(dconv.window, reader, shapes[name]!).outChannels
+                        let residual = residualInto[projectionName]
+                        projection = PointwiseDepthwise.Projection(
+                            panels: pconv.kernel.withUnsafeValues { Panels($0.baseAddress!, rows: middle, columns: units) }, bias: pconv.bias,
+                            units: units, activation: residual.map { Self.kind(fusedActivation[$0.add]?.activation ?? .linear) }
+                                ?? Self.kind(fusedActivation[projectionName]?.activation ?? pconv.activation))
+                        pconv.kernel.releaseResidency()
+                        destination = residual.map { fusedActivation[$0.add]?.into ?? $0.add } ?? fusedActivation[projectionName]?.into ?? projectionName
+                        residualSource = residual.map { [index[aliasOf[$0.other] ?? $0.other]!] } ?? []
+                    }
                     let plan = PointwiseDepthwise(
                         inputs: geometry.inChannels, panels: panels, pointwiseBias: conv.bias,
                         pointwiseActivation: Self.kind(fused?.activation ?? conv.activation), depthwise: dconv.kernel, bias: dconv.bias,
                         geometry: convGeometry(dconv.window, reader, shapes[name]!), multiplier: dconv.depthMultiplier,
-                        activation: Self.kind(readerFused?.activation ?? dconv.activation))
-                    steps.append(Step(kind: .pointwiseDepthwise(plan), sources: sources(node), destination: index[readerFused?.into ?? name]!))
+                        activation: Self.kind(readerFused?.activation ?? dconv.activation), projection: projection)
+                    steps.append(Step(kind: .pointwiseDepthwise(plan), sources: sources(node) + residualSource, destination: index[destination]!))
                     continue
                 }
                 if let (name, projectionName) = bottleneckAfter[node.name], let panels, let reader = graph.node(named: name),
@@ -816,7 +850,8 @@ public final class Executor: @unchecked Sendable {
         case let .separable(depthwise, _, _, _, g, units, _):
             g.outHeight * g.outWidth * g.inChannels * depthwise.multiplier * (g.kernelHeight * g.kernelWidth + units)
         case let .pointwiseDepthwise(p):
-            p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels + outputSize * p.geometry.kernelHeight * p.geometry.kernelWidth
+            p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels
+                + p.geometry.outHeight * p.geometry.outWidth * p.geometry.outChannels * (p.geometry.kernelHeight * p.geometry.kernelWidth + (p.projection?.units ?? 0))
         case let .scaledPointwise(p): outputSize * p.inputs
         case let .invertedBottleneck(p):
             p.geometry.inHeight * p.geometry.inWidth * p.inputs * p.geometry.inChannels
@@ -1375,11 +1410,17 @@ public final class Executor: @unchecked Sendable {
             // A small map whose strips would compute many rows twice: the workers expand their
             // shares of its rows into one map (in the first worker's scratch), then filter their
             // shares of the output rows from it, each by the workers' measured speeds.
-            let expanded = arenas[0].scratch(plan.expansionFloats)
+            // (With a projection, each worker's share of the depthwise output in its own scratch:
+            // the first worker's after the expansion.)
+            let share = plan.filterFloats(rows: plan.geometry.outHeight)
+            let expanded = arenas[0].scratch(plan.expansionFloats + share)
             for b in 0..<batch {
-                let image = x + b * plan.inputFloats, out = y + b * plan.outputFloats
+                let image = x + b * plan.inputFloats, out = y + b * plan.outputFloats, shortcut = residual(inputs).map { $0 + b * plan.outputFloats }
                 parallel.run(balancing: plan.geometry.inHeight) { rows, _ in plan.expand(image, rows: rows, into: expanded) }
-                parallel.run(balancing: plan.geometry.outHeight) { rows, _ in plan.filter(UnsafePointer(expanded), rows: rows, out) }
+                parallel.run(balancing: plan.geometry.outHeight) { rows, worker in
+                    plan.filter(UnsafePointer(expanded), rows: rows, residual: shortcut, out,
+                                scratch: worker == 0 ? expanded + plan.expansionFloats : arenas[worker].scratch(share))
+                }
             }
             return true
         case let .pointwiseDepthwise(plan) where plan.geometry.outHeight >= parallel.workers:
@@ -1388,7 +1429,8 @@ public final class Executor: @unchecked Sendable {
             // worker's computed by both: the same values).
             for b in 0..<batch {
                 parallel.run(balancing: plan.geometry.outHeight) { rows, worker in
-                    plan.run(x + b * plan.inputFloats, rows: rows, y + b * plan.outputFloats, scratch: arenas[worker].scratch(plan.scratchFloats))
+                    plan.run(x + b * plan.inputFloats, rows: rows, residual: residual(inputs).map { $0 + b * plan.outputFloats },
+                             y + b * plan.outputFloats, scratch: arenas[worker].scratch(plan.scratchFloats))
                 }
             }
             return true
@@ -1758,7 +1800,8 @@ public final class Executor: @unchecked Sendable {
         case let .pointwiseDepthwise(plan):
             let scratch = arena.scratch(plan.scratchFloats)
             for b in 0..<batch {
-                plan.run(x + b * plan.inputFloats, rows: 0..<plan.geometry.outHeight, y + b * plan.outputFloats, scratch: scratch)
+                plan.run(x + b * plan.inputFloats, rows: 0..<plan.geometry.outHeight, residual: residual(inputs).map { $0 + b * plan.outputFloats },
+                         y + b * plan.outputFloats, scratch: scratch)
             }
         case let .transposedConv(weights, bias, geometry, activation):
             let scratch = arena.scratch(Kernels.transposedConvScratch(geometry))

@@ -8,7 +8,20 @@ import ModelIR
 /// window's start, not computed again). Every value is the one the two steps give apart: the
 /// expansion's rows are the GEMM's rows (the same sums whatever rows go with them) and the
 /// depthwise strips are `Spatial.rows`.
+/// With a `projection` (a pointwise conv that alone reads the depthwise output: MobileNetV2's
+/// blocks on large maps), each strip of the depthwise output goes to scratch and is projected from
+/// there, maybe with a residual added: the depthwise output never exists whole either (56×56×144
+/// at 224: 1.8 MB written and read back an image otherwise), and its rows are the GEMM's rows.
 struct PointwiseDepthwise {
+    /// The projection: (middle, units) kernel prepacked, bias and activation (a residual, the
+    /// step's second source, is added before it).
+    struct Projection {
+        let panels: Panels
+        let bias: Tensor?
+        let units: Int
+        let activation: ActivationKind
+    }
+
     /// The expansion: (inputs, middle) kernel prepacked, bias, activation (element-wise).
     let inputs: Int
     let panels: Panels
@@ -20,6 +33,7 @@ struct PointwiseDepthwise {
     let geometry: Kernels.Spatial
     let multiplier: Int
     let activation: ActivationKind
+    let projection: Projection?
     /// Output rows per strip, and the window's rows (the most input rows a strip reads).
     let stripRows: Int
     let windowRows: Int
@@ -36,7 +50,7 @@ struct PointwiseDepthwise {
 
     /// The plan for `geometry` (one that `fits`).
     init(inputs: Int, panels: Panels, pointwiseBias: Tensor?, pointwiseActivation: ActivationKind, depthwise: Tensor, bias: Tensor?,
-          geometry g: Kernels.Spatial, multiplier: Int, activation: ActivationKind) {
+          geometry g: Kernels.Spatial, multiplier: Int, activation: ActivationKind, projection: Projection? = nil) {
         let rowFloats = max(g.inWidth * g.inChannels, 1)
         let reach = g.reach
         let strip = max(1, (max(Self.windowFloats / rowFloats, reach) - reach) / max(g.strideY, 1) + 1)
@@ -50,16 +64,33 @@ struct PointwiseDepthwise {
         self.geometry = g
         self.multiplier = multiplier
         self.activation = activation
+        self.projection = projection
         self.stripRows = strip
         // The most rows any strip of at most `strip` output rows reads.
         self.windowRows = min(g.inHeight, (strip - 1) * g.strideY + reach)
     }
 
-    /// Floats of scratch a call needs (the window).
-    var scratchFloats: Int { windowRows * geometry.inWidth * geometry.inChannels }
-    /// Floats of one image's input (the expansion's) and output (the depthwise conv's).
+    /// Floats of scratch a call needs (the window, and with a projection a strip of the depthwise output).
+    var scratchFloats: Int { windowFloats + stripFloats }
+    private var windowFloats: Int { windowRows * geometry.inWidth * geometry.inChannels }
+    private var stripFloats: Int { projection == nil ? 0 : stripRows * geometry.outWidth * geometry.outChannels }
+    /// Floats of scratch `filter` needs: a share of the depthwise output, with a projection.
+    func filterFloats(rows: Int) -> Int { projection == nil ? 0 : rows * geometry.outWidth * geometry.outChannels }
+    /// Floats of one image's input (the expansion's) and output (the depthwise conv's, or the projection's).
     var inputFloats: Int { geometry.inHeight * geometry.inWidth * inputs }
-    var outputFloats: Int { geometry.outHeight * geometry.outWidth * geometry.outChannels }
+    var outputFloats: Int { geometry.outHeight * geometry.outWidth * (projection?.units ?? geometry.outChannels) }
+
+    /// The depthwise output's rows `rows` (of `part`, at `middle`) projected into the output's
+    /// rows (`y` the image's output, `residual` the image's residual), or nothing without a projection.
+    private func project(_ middle: UnsafePointer<Float>, rows: Range<Int>, residual: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+        guard let projection, !rows.isEmpty else { return }
+        let g = geometry, offset = rows.lowerBound * g.outWidth * projection.units
+        Weights.optional(projection.bias) { b in
+            Kernels.panelGEMM(input: middle, rows: rows.count * g.outWidth, inputs: g.outChannels, panels: projection.panels.pointer, bias: b,
+                              residual: residual.map { $0 + offset }, units: projection.units, activation: projection.activation,
+                              output: y + offset)
+        }
+    }
 
     /// Whether `workers` workers sharing one image go through one map of the expansion (each
     /// expanding its share of the rows into it, then each filtering its share of the output rows
@@ -92,8 +123,10 @@ struct PointwiseDepthwise {
         }
     }
 
-    /// Output rows `rows` of one image's depthwise conv from the whole expansion (`expand`).
-    func filter(_ expanded: UnsafePointer<Float>, rows: Range<Int>, _ y: UnsafeMutablePointer<Float>) {
+    /// Output rows `rows` of one image's depthwise conv from the whole expansion (`expand`), and
+    /// their projection (`scratch`: `filterFloats(rows:)` floats).
+    func filter(_ expanded: UnsafePointer<Float>, rows: Range<Int>, residual: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
+                scratch: UnsafeMutablePointer<Float>) {
         let g = geometry
         guard !rows.isEmpty else { return }
         guard let (first, part) = g.rows(rows) else { preconditionFailure("every output row reads the expansion") }
@@ -101,17 +134,20 @@ struct PointwiseDepthwise {
             Weights.optional(bias) { b in
                 Kernels.depthwiseConv2d(input: expanded + first * g.inWidth * g.inChannels, batch: 1, part, multiplier: multiplier,
                                         kernel: dw.baseAddress!, bias: b, activation: activation,
-                                        output: y + rows.lowerBound * g.outWidth * g.outChannels)
+                                        output: projection == nil ? y + rows.lowerBound * g.outWidth * g.outChannels : scratch)
             }
         }
+        project(scratch, rows: rows, residual: residual, y)
     }
 
     /// Floats of one image's whole expansion (`expand`).
     var expansionFloats: Int { geometry.inHeight * geometry.inWidth * geometry.inChannels }
 
     /// Output rows `rows` of one image: `x` the expansion's input (inHeight × inWidth × inputs),
-    /// `y` the depthwise output (outHeight × outWidth × outChannels).
-    func run(_ x: UnsafePointer<Float>, rows: Range<Int>, _ y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+    /// `y` the depthwise output (outHeight × outWidth × outChannels), or the projection's (and
+    /// `residual` the image's residual, if any).
+    func run(_ x: UnsafePointer<Float>, rows: Range<Int>, residual: UnsafePointer<Float>? = nil, _ y: UnsafeMutablePointer<Float>,
+             scratch: UnsafeMutablePointer<Float>) {
         let g = geometry
         let rowFloats = g.inWidth * g.inChannels, inputRow = g.inWidth * inputs
         // The window holds the expansion's rows first..<last at scratch.
@@ -138,8 +174,11 @@ struct PointwiseDepthwise {
                                               output: scratch + (last - first) * rowFloats)
                             last = through
                         }
+                        let strip = scratch + windowFloats
                         Kernels.depthwiseConv2d(input: scratch, batch: 1, part, multiplier: multiplier, kernel: dw.baseAddress!, bias: b,
-                                                activation: activation, output: y + start * g.outWidth * g.outChannels)
+                                                activation: activation,
+                                                output: projection == nil ? y + start * g.outWidth * g.outChannels : strip)
+                        project(strip, rows: start..<end, residual: residual, y)
                         start = end
                     }
                 }

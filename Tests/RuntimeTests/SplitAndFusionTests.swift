@@ -1170,6 +1170,55 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// A pointwise conv and the depthwise conv after it, in strips, whose depthwise output only a
+    /// pointwise conv reads (the block's projection, maybe with the residual Add): each strip is
+    /// projected as it is made, one step, the same values bit for bit as the projection apart
+    /// (planned apart when the depthwise output is observed): on one to three threads with any
+    /// shares, one and two images, strides 1 and 2, a folded padding, a depth multiplier, and on
+    /// small maps whose expansion the workers share.
+    func testPointwiseDepthwiseStripsProjectedEqualTheProjectionApart() throws {
+        let cases: [(h: Int, w: Int, c: Int, middle: Int, k: Int, stride: Int, multiplier: Int, pad: Bool, units: Int, residual: Bool)] = [
+            (64, 64, 8, 64, 3, 1, 1, false, 8, true),          // strips of 14 rows, the residual added
+            (63, 65, 6, 72, 3, 2, 1, true, 20, false),         // Keras's stride 2 over a folded padding
+            (14, 14, 112, 672, 5, 1, 1, false, 112, true),     // one expansion shared, the residual added
+            (14, 14, 48, 384, 3, 1, 2, false, 40, false),      // shared, a depth multiplier
+        ]
+        for t in cases {
+            func conv(_ cin: Int, _ cout: Int, _ activation: Activation) throws -> Op {
+                .conv2d(try Conv2D(kernel: Tensor(shape: [1, 1, cin, cout], values: random.floats(cin * cout, in: -0.5...0.5)),
+                                   bias: Tensor(random.floats(cout, in: -0.2...0.2)), padding: .valid, activation: activation))
+            }
+            let dw = try DepthwiseConv2D(kernel: Tensor(shape: [t.k, t.k, t.middle, t.multiplier],
+                                                        values: random.floats(t.k * t.k * t.middle * t.multiplier, in: -0.5...0.5)),
+                                         bias: Tensor(random.floats(t.middle * t.multiplier, in: -0.2...0.2)), strides: [t.stride, t.stride],
+                                         padding: t.pad ? .valid : .same, activation: .relu6)
+            var nodes = [Node(name: "in", operation: .input(shape: [t.h, t.w, t.c]), inputs: [])]
+            func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+            add("expand", try conv(t.c, t.middle, .relu6), ["in"])
+            if t.pad { add("pad", .zeroPadding2d([0, 1, 0, 1]), ["expand"]) }
+            add("dw", .depthwiseConv2d(dw), [t.pad ? "pad" : "expand"])
+            add("project", try conv(t.middle * t.multiplier, t.units, t.residual ? .linear : .relu), ["dw"])
+            if t.residual { add("add", .add, ["project", "in"]) }
+            let graph = try Graph(name: "pdp", nodes: nodes, outputs: [t.residual ? "add" : "project"])
+            let name = "\(t)"
+            XCTAssertEqual(try Executor(graph: graph).stepProfile.map(\.operation), ["pointwiseDepthwise"], name)
+            let apart = try Executor(graph: graph, observing: ["dw"])
+            XCTAssertEqual(apart.stepProfile.map(\.operation), ["pointwiseDepthwise", "conv2d"], name)
+            for batch in [1, 2] {
+                let input = random.floats(batch * t.h * t.w * t.c, in: -1...1)
+                let expected = try apart.run(input)
+                for shares in [[1.0], [1, 1], [1, 1, 1], [0.15, 0.85], [0.6, 0.1, 0.3]] {
+                    let executor = try Executor(graph: graph)
+                    executor.setBalance(shares, threads: shares.count)
+                    let found = try executor.run(input, threads: shares.count)
+                    XCTAssertEqual(found.count, expected.count, name)
+                    let differing = zip(found, expected).filter { $0.bitPattern != $1.bitPattern }.count
+                    XCTAssertEqual(differing, 0, "\(name), batch \(batch), shares \(shares): values unlike the projection apart")
+                }
+            }
+        }
+    }
+
     /// An inverted-residual block on a small map (expansion, depthwise conv, projection, maybe the
     /// residual Add) runs as one step in parts of the expansion's channels (two to four, shared by
     /// the threads): the same values, bit for bit, on one to four threads and whatever images go
