@@ -1428,6 +1428,36 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// A channel concatenation (DenseNet's after each conv, Inception's of its branches) is split
+    /// across the threads by pixels, with or without the activation its readers share: the
+    /// outputs equal one thread's bit for bit, on 2 and 3 threads with any shares.
+    func testConcatenationSplitAcrossThreadsEqualsOneThread() throws {
+        func conv(_ k: Int, _ cin: Int, _ cout: Int) throws -> Op {
+            .conv2d(try Conv2D(kernel: Tensor(shape: [k, k, cin, cout], values: random.floats(k * k * cin * cout, in: -0.3...0.3)),
+                               bias: Tensor(random.floats(cout, in: -0.1...0.1)), padding: .same))
+        }
+        for activated in [false, true] {
+            var nodes = [Node(name: "in", operation: .input(shape: [30, 31, 8]), inputs: [])]
+            func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+            add("a", try conv(1, 8, 16), ["in"])
+            add("b", try conv(3, 8, 24), ["in"])
+            add("cat", .concatenate(axis: 2), ["a", "b", "in"])
+            if activated { add("cat_relu", .activation(.relu), ["cat"]) }
+            add("out", try conv(1, 48, 20), [activated ? "cat_relu" : "cat"])
+            let graph = try Graph(name: "cat", nodes: nodes, outputs: ["out"])
+            XCTAssertTrue(try Executor(graph: graph).stepProfile.contains { $0.operation == "concatenate" })
+            for batch in [1, 2] {
+                let input = random.floats(batch * 30 * 31 * 8, in: -1...1)
+                let one = try Executor(graph: graph).run(input, threads: 1)
+                for shares in [[1.0, 1], [1, 1, 1], [0.2, 0.8], [0.5, 0.1, 0.4]] {
+                    let executor = try Executor(graph: graph)
+                    executor.setBalance(shares, threads: shares.count)
+                    XCTAssertEqual(try executor.run(input, threads: shares.count), one, "activated \(activated), batch \(batch), shares \(shares)")
+                }
+            }
+        }
+    }
+
     /// One image (or fewer images than threads) runs each step split across the threads, by
     /// output rows, output channels or elements: the outputs equal one thread's bit for bit,
     /// for every kind of step that is split (odd sizes, strides, paddings, both Winograd and
