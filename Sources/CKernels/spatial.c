@@ -170,7 +170,7 @@ void global_pool_channels(const float *image, int pixels, int ld, const int W, i
     for (int k = 0; k < width; k++) out[k] = mode == 0 ? acc[k] / n : acc[k];
 }
 
-/* Channels c0..<c0 + count of pixels `ld` floats apart, in blocks of 64 and 16, then the rest. */
+/* `count` channels of pixels `ld` floats apart, in blocks of 64 and 16, then the rest. */
 static inline __attribute__((always_inline))
 void global_pool_body(const float *image, int pixels, int ld, int count, int mode, float *out) {
     int k = 0;
@@ -594,8 +594,8 @@ void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy,
     pool2d_dispatch(image, h, w, c, kh, kw, sy, sx, pad_top, pad_left, oh, ow, is_max, out);
 }
 
-void bnk_global_pool(const float *image, int pixels, int c, int c0, int count, int is_max, float *out) {
-    if (count > 0) global_pool_dispatch(image + c0, pixels, c, count, is_max ? 1 : 0, out + c0);
+void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out) {
+    if (c > 0) global_pool_dispatch(image, pixels, c, c, is_max ? 1 : 0, out);
 }
 
 int bnk_global_pool_block_count(int pixels) { return pixels <= 0 ? 0 : (pixels + BNK_POOL_BLOCK - 1) / BNK_POOL_BLOCK; }

@@ -441,14 +441,12 @@ package enum Kernels {
         }
     }
 
-    /// Mean or max over all pixels of each image, for the channels `only` (all when nil; a
-    /// channel's value is the same either way).
-    static func globalPool(input: UnsafePointer<Float>, batch: Int, pixels: Int, channels: Int, only: Range<Int>? = nil,
-                           isMax: Bool, output: UnsafeMutablePointer<Float>) {
-        let only = only ?? 0..<channels
+    /// Mean or max over all pixels of each image (a mean in `BNK_POOL_BLOCK` blocks: the values of
+    /// `globalPoolBlocks` then `globalPoolCombine`).
+    static func globalPool(input: UnsafePointer<Float>, batch: Int, pixels: Int, channels: Int, isMax: Bool,
+                           output: UnsafeMutablePointer<Float>) {
         for b in 0..<batch {
-            bnk_global_pool(input + b * pixels * channels, Int32(pixels), Int32(channels), Int32(only.lowerBound),
-                            Int32(only.count), isMax ? 1 : 0, output + b * channels)
+            bnk_global_pool(input + b * pixels * channels, Int32(pixels), Int32(channels), isMax ? 1 : 0, output + b * channels)
         }
     }
 

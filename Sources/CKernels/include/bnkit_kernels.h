@@ -73,9 +73,8 @@ void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy,
 void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out);
 
-/* Mean or max over all pixels of one image of c channels, for channels c0..<c0 + count (out[c0..]);
-   each channel's value is the same whatever the range. */
-void bnk_global_pool(const float *image, int pixels, int c, int c0, int count, int is_max, float *out);
+/* Mean or max over all pixels of one image of c channels. */
+void bnk_global_pool(const float *image, int pixels, int c, int is_max, float *out);
 /* A mean is the blocks' sums added in order from zero, each block's sum BNK_POOL_BLOCK pixels in
    order (the last block the rest), divided by the pixels; a maximum any order's. Threads share a
    pooling by whole blocks: bnk_global_pool_blocks writes blocks first..<first + count of one
