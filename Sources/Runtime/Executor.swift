@@ -560,9 +560,10 @@ public final class Executor: @unchecked Sendable {
                     }
                     let plan = PointwiseDepthwise(
                         inputs: geometry.inChannels, panels: panels, pointwiseBias: conv.bias,
-                        pointwiseActivation: Self.kind(fused?.activation ?? conv.activation), depthwise: dconv.kernel, bias: dconv.bias,
-                        geometry: convGeometry(dconv.window, reader, shapes[name]!), multiplier: dconv.depthMultiplier,
-                        activation: Self.kind(readerFused?.activation ?? dconv.activation), projection: projection)
+                        pointwiseActivation: Self.kind(fused?.activation ?? conv.activation),
+                        depthwise: DepthwiseStage(kernel: dconv.kernel, bias: dconv.bias, multiplier: dconv.depthMultiplier,
+                                                  activation: Self.kind(readerFused?.activation ?? dconv.activation), reluInput: false),
+                        geometry: convGeometry(dconv.window, reader, shapes[name]!), projection: projection)
                     steps.append(Step(kind: .pointwiseDepthwise(plan), sources: sources(node) + residualSource, destination: index[destination]!))
                     continue
                 }

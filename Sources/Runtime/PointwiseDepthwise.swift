@@ -27,12 +27,9 @@ struct PointwiseDepthwise {
     let panels: Panels
     let pointwiseBias: Tensor?
     let pointwiseActivation: ActivationKind
-    /// The depthwise conv over the expansion's output (`geometry.inChannels` its channels).
-    let depthwise: Tensor
-    let bias: Tensor?
+    /// The depthwise conv over the expansion's output (`geometry` its shape, `inChannels` the expansion's).
+    let depthwise: DepthwiseStage
     let geometry: Kernels.Spatial
-    let multiplier: Int
-    let activation: ActivationKind
     let projection: Projection?
     /// Output rows per strip, and the window's rows (the most input rows a strip reads).
     let stripRows: Int
@@ -49,8 +46,8 @@ struct PointwiseDepthwise {
     }
 
     /// The plan for `geometry` (one that `fits`).
-    init(inputs: Int, panels: Panels, pointwiseBias: Tensor?, pointwiseActivation: ActivationKind, depthwise: Tensor, bias: Tensor?,
-          geometry g: Kernels.Spatial, multiplier: Int, activation: ActivationKind, projection: Projection? = nil) {
+    init(inputs: Int, panels: Panels, pointwiseBias: Tensor?, pointwiseActivation: ActivationKind, depthwise: DepthwiseStage,
+         geometry g: Kernels.Spatial, projection: Projection? = nil) {
         let rowFloats = max(g.inWidth * g.inChannels, 1)
         let reach = g.reach
         let strip = max(1, (max(Self.windowFloats / rowFloats, reach) - reach) / max(g.strideY, 1) + 1)
@@ -60,10 +57,7 @@ struct PointwiseDepthwise {
         self.pointwiseBias = pointwiseBias
         self.pointwiseActivation = pointwiseActivation
         self.depthwise = depthwise
-        self.bias = bias
         self.geometry = g
-        self.multiplier = multiplier
-        self.activation = activation
         self.projection = projection
         self.stripRows = strip
         // The most rows any strip of at most `strip` output rows reads.
@@ -130,13 +124,8 @@ struct PointwiseDepthwise {
         let g = geometry
         guard !rows.isEmpty else { return }
         guard let (first, part) = g.rows(rows) else { preconditionFailure("every output row reads the expansion") }
-        depthwise.withUnsafeValues { dw in
-            Weights.optional(bias) { b in
-                Kernels.depthwiseConv2d(input: expanded + first * g.inWidth * g.inChannels, batch: 1, part, multiplier: multiplier,
-                                        kernel: dw.baseAddress!, bias: b, activation: activation,
-                                        output: projection == nil ? y + rows.lowerBound * g.outWidth * g.outChannels : scratch)
-            }
-        }
+        depthwise.run(expanded + first * g.inWidth * g.inChannels, batch: 1, part,
+                      output: projection == nil ? y + rows.lowerBound * g.outWidth * g.outChannels : scratch)
         project(scratch, rows: rows, residual: residual, y)
     }
 
@@ -152,36 +141,30 @@ struct PointwiseDepthwise {
         let rowFloats = g.inWidth * g.inChannels, inputRow = g.inWidth * inputs
         // The window holds the expansion's rows first..<last at scratch.
         var first = 0, last = 0
-        depthwise.withUnsafeValues { dw in
-            Weights.optional(bias) { b in
-                Weights.optional(pointwiseBias) { pb in
-                    var start = rows.lowerBound
-                    while start < rows.upperBound {
-                        let end = min(start + stripRows, rows.upperBound)
-                        guard let (needed, part) = g.rows(start..<end) else { preconditionFailure("planned strips read the expansion") }
-                        if needed >= first && needed < last {
-                            // The rows this strip shares with the last one, moved to the window's start.
-                            UnsafeMutableRawPointer(scratch).copyMemory(from: scratch + (needed - first) * rowFloats,
-                                                                        byteCount: (last - needed) * rowFloats * MemoryLayout<Float>.stride)
-                        } else {
-                            last = needed
-                        }
-                        first = needed
-                        let through = needed + part.inHeight
-                        if through > last {
-                            Kernels.panelGEMM(input: x + last * inputRow, rows: (through - last) * g.inWidth, inputs: inputs,
-                                              panels: panels.pointer, bias: pb, units: g.inChannels, activation: pointwiseActivation,
-                                              output: scratch + (last - first) * rowFloats)
-                            last = through
-                        }
-                        let strip = scratch + windowFloats
-                        Kernels.depthwiseConv2d(input: scratch, batch: 1, part, multiplier: multiplier, kernel: dw.baseAddress!, bias: b,
-                                                activation: activation,
-                                                output: projection == nil ? y + start * g.outWidth * g.outChannels : strip)
-                        project(strip, rows: start..<end, residual: residual, y)
-                        start = end
-                    }
+        Weights.optional(pointwiseBias) { pb in
+            var start = rows.lowerBound
+            while start < rows.upperBound {
+                let end = min(start + stripRows, rows.upperBound)
+                guard let (needed, part) = g.rows(start..<end) else { preconditionFailure("planned strips read the expansion") }
+                if needed >= first && needed < last {
+                    // The rows this strip shares with the last one, moved to the window's start.
+                    UnsafeMutableRawPointer(scratch).copyMemory(from: scratch + (needed - first) * rowFloats,
+                                                                byteCount: (last - needed) * rowFloats * MemoryLayout<Float>.stride)
+                } else {
+                    last = needed
                 }
+                first = needed
+                let through = needed + part.inHeight
+                if through > last {
+                    Kernels.panelGEMM(input: x + last * inputRow, rows: (through - last) * g.inWidth, inputs: inputs,
+                                      panels: panels.pointer, bias: pb, units: g.inChannels, activation: pointwiseActivation,
+                                      output: scratch + (last - first) * rowFloats)
+                    last = through
+                }
+                let strip = scratch + windowFloats
+                depthwise.run(scratch, batch: 1, part, output: projection == nil ? y + start * g.outWidth * g.outChannels : strip)
+                project(strip, rows: start..<end, residual: residual, y)
+                start = end
             }
         }
     }

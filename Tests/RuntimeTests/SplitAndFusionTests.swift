@@ -1338,6 +1338,19 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(try chain([16, 64, 64]).stepProfile.map(\.operation), together)      // two parts: 128 against 64
     }
 
+    /// `graph`'s plan on 1, 2 and 3 threads, at batch 1 and 3, gives the values of `apart` (the
+    /// same graph planned with the fused steps kept apart) on one thread, bit for bit.
+    private func assertFusedEqualsApart(_ graph: Graph, apart: Executor, sampleFloats: Int, line: UInt = #line) throws {
+        for batch in [1, 3] {
+            let input = random.floats(batch * sampleFloats, in: -1...1)
+            let expected = try apart.run(input, threads: 1)
+            for threads in [1, 2, 3] {
+                XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads), expected, "batch \(batch), \(threads) threads",
+                               line: line)
+            }
+        }
+    }
+
     /// Squeeze-and-excitation's product is not a step of its own: the pointwise conv reading it
     /// scales its rows chunk by chunk (`ScaledPointwise`), and a Dropout between the conv and its
     /// residual Add is left out, so the Add is fused into the conv. On a map of several chunks a
@@ -1377,13 +1390,7 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(fused.stepProfile.first { $0.operation == "scaledPointwise" }?.layer, "a_add")
         XCTAssertEqual(separate.stepProfile.map(\.operation).filter { ["scaleChannels", "copy", "add"].contains($0) },
                        ["scaleChannels", "copy", "add", "scaleChannels"])
-        for batch in [1, 3] {
-            let input = random.floats(batch * 40 * 37 * 16, in: -1...1)
-            let expected = try separate.run(input, threads: 1)
-            for threads in [1, 2, 3] {
-                XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads), expected, "batch \(batch), \(threads) threads")
-            }
-        }
+        try assertFusedEqualsApart(graph, apart: separate, sampleFloats: 40 * 37 * 16)
     }
 
     /// A DepthwiseConv2D (its bias and activation, a ReLU before it read through, a depth
@@ -1419,13 +1426,7 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(fused.stepProfile.map(\.operation), ["separable", "pool", "separable"])
         XCTAssertEqual(fused.stepProfile.map(\.layer), ["pw", "down", "pw2"])
         XCTAssertEqual(separate.stepProfile.map(\.operation), ["depthwise", "conv2d", "pool", "depthwise", "conv2d"])
-        for batch in [1, 3] {
-            let input = random.floats(batch * 60 * 61 * 40, in: -1...1)
-            let expected = try separate.run(input, threads: 1)
-            for threads in [1, 2, 3] {
-                XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads), expected, "batch \(batch), \(threads) threads")
-            }
-        }
+        try assertFusedEqualsApart(graph, apart: separate, sampleFloats: 60 * 61 * 40)
     }
 
     /// A channel concatenation (DenseNet's after each conv, Inception's of its branches) is split
