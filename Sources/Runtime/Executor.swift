@@ -1436,21 +1436,17 @@ public final class Executor: @unchecked Sendable {
             }
             return true
         case let .invertedBottleneck(plan):
-            // The parts shared by the workers (each its own work space; the sums in the first
-            // worker's scratch, after its work space); then the parts' sums added, by the caller
-            // alone on a small map (`combinesAlone`), else by all.
-            let work = plan.workFloats(batch: batch)
-            let sums = arenas[0].scratch(work + plan.sumsFloats(batch: batch)) + work
-            parallel.run(parts: plan.parts.count) { part, worker in
-                plan.runPart(part, x, residual: residual(inputs), batch: batch, sums: sums, work: arenas[worker].scratch(work))
-            }
-            let total = batch * plan.outputFloats
-            if InvertedBottleneck.combinesAlone(floats: total) {
-                plan.combine(sums, batch: batch, range: 0..<total, y)
-            } else {
-                parallel.run(balancing: total, align: 16) { range, _ in
-                    plan.combine(sums, batch: batch, range: range, y)
-                }
+            // The parts shared by the workers, each in its own scratch; then, once all are done,
+            // each worker adds its share of the output from the parts' sums (in the same hand-over).
+            let floats = plan.scratchFloats(batch: batch), total = batch * plan.outputFloats, workers = parallel.workers
+            plan.withLedger { ledger in
+                parallel.run(parts: plan.parts.count, { part, worker in
+                    plan.run(part: part, worker: worker, x, residual: residual(inputs), batch: batch, scratch: arenas[worker].scratch(floats),
+                             ledger: ledger)
+                }, then: { worker in
+                    plan.combine(ledger, batch: batch, range: StepParallelism.range(part: worker, of: workers, count: total, align: 16), y,
+                                 scratch: arenas[worker].scratch(floats))
+                })
             }
             return true
         case let .pool(geometry, isMax):
@@ -1817,12 +1813,7 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .invertedBottleneck(plan):
-            let work = plan.workFloats(batch: batch)
-            let scratch = arena.scratch(work + plan.sumsFloats(batch: batch))
-            for part in plan.parts.indices {
-                plan.runPart(part, x, residual: residual(inputs), batch: batch, sums: scratch + work, work: scratch)
-            }
-            plan.combine(scratch + work, batch: batch, range: 0..<(batch * plan.outputFloats), y)
+            plan.run(x, residual: residual(inputs), batch: batch, y, scratch: arena.scratch(plan.scratchFloats(batch: batch)))
         case let .scaledPointwise(plan):
             plan.run(x, scales: inputs[1], residual: inputs.count > 2 ? inputs[2] : nil, rows: 0..<(batch * plan.pixels), y,
                      scratch: arena.scratch(plan.chunkFloats))

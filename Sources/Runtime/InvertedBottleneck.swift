@@ -4,20 +4,23 @@ import ModelIR
 /// 96×96: a 1×1 expansion, a depthwise conv, a 1×1 projection, maybe the residual Add) run as one
 /// step, in parts of the expansion's channels. Part p expands into its channels, runs the
 /// depthwise conv over them and multiplies them by its rows of the projection: a partial sum of
-/// the projection. The block's output is the parts' sums added, then the activation (the
-/// projection's bias and the residual go into the first part's sums as its GEMM stores them).
+/// the projection. The block's output is the parts' sums added in pairs, act(p0 + p1) or
+/// act((p0 + p1) + (p2 + p3)) (the projection's bias and the residual go into the first part's
+/// sums as its GEMM stores them).
 ///
 /// Apart, the three steps hand two maps of the expansion's width between the cores at batch 1
 /// (the expansion's output channels split between two threads, the depthwise conv's rows, the
 /// projection's columns): on a 6×6 map each step is a few microseconds of work and as much again
 /// of moving cache lines from the other core. Here a thread keeps its part from the expansion to
-/// the partial sum, and only the partial sums (the block's narrow output) cross.
+/// the partial sum, and only the partial sums (the block's narrow output) cross: a thread that
+/// runs both parts of a pair leaves their sum (its GEMM adds the first's sums as it stores the
+/// second's), and once all parts are done each thread adds its share of the output, reading the
+/// other's pair sum (one map of the output's size each way, at once).
 ///
 /// The parts are fixed by the plan, not by the threads (`partCount`: two or four; each of four
 /// threads has one, and two threads share four by work stealing, a faster core taking a part of
-/// the slower one's): one thread computes them all in turn and
-/// adds them the same way, so an image's outputs are the same bit for bit on any number of
-/// threads and in any batch. They are not those of the three steps apart (the projection's sums
+/// the slower one's): one thread computes them all in turn and adds them in the same order, so
+/// an image's outputs are the same bit for bit on any number of threads and in any batch. They are not those of the three steps apart (the projection's sums
 /// taken in parts added): the same values to float32 rounding.
 struct InvertedBottleneck {
     /// One part of the expansion's channels and everything that reads only them.
@@ -40,6 +43,8 @@ struct InvertedBottleneck {
     let geometry: Kernels.Spatial
     let depthwiseActivation: ActivationKind
     let parts: [Part]
+    /// Channels of the widest part.
+    let widest: Int
     /// The projection: its bias (added to the first part's sums, with the residual when the step has
     /// a second source), its width, and the activation after (element-wise).
     let projectionBias: Tensor?
@@ -95,6 +100,7 @@ struct InvertedBottleneck {
                         depthwiseBias: depthwiseBias.map { b in AlignedWeights(count: width) { b[channels.lowerBound + $0] } },
                         projection: Panels(projection + channels.lowerBound * outputs, rows: channels.count, columns: outputs))
         }
+        widest = parts.map(\.channels.count).max() ?? 0
         self.inputs = inputs
         self.expansion = expansion
         self.expansionBias = expansionBias
@@ -108,24 +114,36 @@ struct InvertedBottleneck {
 
     var outputFloats: Int { geometry.outHeight * geometry.outWidth * outputs }
 
-    /// Floats of the parts' partial sums of `batch` images (all parts', one after another).
-    func sumsFloats(batch: Int) -> Int { parts.count * batch * outputFloats }
-    /// Scratch floats a part of `batch` images takes while it runs (its expansion and depthwise output).
-    func workFloats(batch: Int) -> Int {
-        let width = parts.map(\.channels.count).max() ?? 0
-        return batch * (geometry.inHeight * geometry.inWidth + geometry.outHeight * geometry.outWidth) * width
+    /// Floats of a thread's scratch for `batch` images: its work space while a part runs (the
+    /// part's expansion and depthwise output), a slot of sums for each part it may run, and a map
+    /// for the combine.
+    func scratchFloats(batch: Int) -> Int { workFloats(batch: batch) + (parts.count + 1) * batch * outputFloats }
+
+    /// Floats of the work space a part of `batch` images takes while it runs.
+    private func workFloats(batch: Int) -> Int {
+        batch * (geometry.inHeight * geometry.inWidth + geometry.outHeight * geometry.outWidth) * widest
     }
 
-    /// Part `p`'s partial sums of `batch` images in `sums` (the first part's with the projection's
-    /// bias and the residual added), using `work` (`workFloats`) in between.
-    func runPart(_ p: Int, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int, sums: UnsafeMutablePointer<Float>,
-                 work: UnsafeMutablePointer<Float>) {
+    /// Part `p`'s slot of sums in a thread's `scratch`.
+    private func slot(_ p: Int, _ scratch: UnsafeMutablePointer<Float>, batch: Int) -> UnsafeMutablePointer<Float> {
+        scratch + workFloats(batch: batch) + p * batch * outputFloats
+    }
+
+    /// Runs part `p` of `batch` images on thread `worker` (its `scratch`, `scratchFloats`): its
+    /// partial sums (the first part's with the projection's bias and the residual added) in its
+    /// slot, recorded in `ledger`. The parts go in pairs (0 and 1, 2 and 3): the second of a pair,
+    /// run by the thread that ran the first, adds the first's sums as it stores its own (the pair's
+    /// sum, bit for bit what the combine adds of the two), so that a pair run on one core leaves
+    /// one map of sums, not two, for the other core to read.
+    func run(part p: Int, worker: Int, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int,
+             scratch: UnsafeMutablePointer<Float>, ledger: Ledger) {
         let part = parts[p], width = part.channels.count
         var g = geometry
         g.inChannels = width
         g.outChannels = width
-        let expanded = work, filtered = work + batch * g.inHeight * g.inWidth * width
-        let sums = sums + p * batch * outputFloats
+        let expanded = scratch, filtered = scratch + batch * g.inHeight * g.inWidth * width
+        let sums = slot(p, scratch, batch: batch)
+        let pairs = p % 2 == 1 && ledger.worker(ranPart: p - 1) == worker
         Weights.optional(expansionBias) { eb in
             Kernels.panelGEMM(input: x, rows: batch * g.inHeight * g.inWidth, inputs: inputs,
                               panels: expansion.pointer + part.channels.lowerBound * inputs, bias: eb.map { $0 + part.channels.lowerBound },
@@ -133,31 +151,79 @@ struct InvertedBottleneck {
         }
         Kernels.depthwiseConv2d(input: expanded, batch: batch, g, multiplier: 1, kernel: part.depthwise.pointer,
                                 bias: part.depthwiseBias?.pointer, activation: depthwiseActivation, output: filtered)
-        // The projection's bias and the residual go with the first part's sums.
+        // The projection's bias and the residual go with the first part's sums; the first of a
+        // pair's with the second's when one thread runs both.
         Weights.optional(p == 0 ? projectionBias : nil) { pb in
             Kernels.panelGEMM(input: filtered, rows: batch * g.outHeight * g.outWidth, inputs: width, panels: part.projection.pointer,
-                              bias: pb, residual: p == 0 ? residual : nil, units: outputs, activation: .linear, output: sums)
+                              bias: pb, residual: p == 0 ? residual : pairs ? UnsafePointer(slot(p - 1, scratch, batch: batch)) : nil,
+                              units: outputs, activation: .linear, output: sums)
+        }
+        ledger.record(part: p, sums: sums, pairs: pairs, worker: worker)
+    }
+
+    /// Elements `range` of the output of `batch` images from the parts' sums in `ledger`: the
+    /// pairs' sums added (each pair's added already or its two parts here), then the activation:
+    /// act(p0 + p1), or act((p0 + p1) + (p2 + p3)), whichever threads ran the parts. `scratch`: the
+    /// thread's (`scratchFloats`).
+    func combine(_ ledger: Ledger, batch: Int, range: Range<Int>, _ y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        guard !range.isEmpty else { return }
+        let n = range.count, o = range.lowerBound
+        // The sum of pair j at `into` (linear), or where it already is.
+        func pair(_ j: Int, into: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+            if ledger.pairs(j) { return ledger.sums(part: 2 * j + 1) + o }
+            Kernels.add(ledger.sums(part: 2 * j) + o, ledger.sums(part: 2 * j + 1) + o, into: into, count: n, channels: outputs,
+                        activation: .linear)
+            return UnsafePointer(into)
+        }
+        if parts.count == 2 {
+            if ledger.pairs(0) {
+                Kernels.activate(from: ledger.sums(part: 1) + o, to: y + o, count: n, channels: outputs, kind: activation)
+            } else {
+                Kernels.add(ledger.sums(part: 0) + o, ledger.sums(part: 1) + o, into: y + o, count: n, channels: outputs,
+                            activation: activation)
+            }
+            return
+        }
+        let first = pair(0, into: y + o), second = pair(1, into: slot(parts.count, scratch, batch: batch))
+        Kernels.add(first, second, into: y + o, count: n, channels: outputs, activation: activation)
+    }
+
+    /// Where each part's sums are, written by the thread that ran it and read by the combine: a
+    /// cache line a part (its sums' address, whether they are its pair's sum, the thread that ran
+    /// it), in memory the caller owns for the step (`withLedger`).
+    struct Ledger {
+        fileprivate let base: UnsafeMutablePointer<Int>
+        fileprivate static let stride = StepParallelism.cacheLine / MemoryLayout<Int>.stride
+
+        fileprivate func record(part p: Int, sums: UnsafePointer<Float>, pairs: Bool, worker: Int) {
+            let line = base + p * Self.stride
+            line[0] = Int(bitPattern: sums)
+            line[1] = pairs ? 1 : 0
+            line[2] = worker
+        }
+        /// The thread that ran part `p` (-1 if none has yet); read by a thread about to run `p + 1`,
+        /// which can only find itself there once its own run of `p` is over.
+        fileprivate func worker(ranPart p: Int) -> Int { base[p * Self.stride + 2] }
+        fileprivate func sums(part p: Int) -> UnsafePointer<Float> { UnsafePointer(bitPattern: base[p * Self.stride])! }
+        fileprivate func pairs(_ j: Int) -> Bool { base[(2 * j + 1) * Self.stride + 1] != 0 }
+    }
+
+    /// Runs `body` with an empty ledger for this block's parts.
+    func withLedger<R>(_ body: (Ledger) -> R) -> R {
+        let count = parts.count * Ledger.stride
+        return withUnsafeTemporaryAllocation(byteCount: count * MemoryLayout<Int>.stride, alignment: StepParallelism.cacheLine) { bytes in
+            let base = bytes.baseAddress!.bindMemory(to: Int.self, capacity: count)
+            for p in 0..<parts.count { base[p * Ledger.stride + 2] = -1 }
+            return body(Ledger(base: base))
         }
     }
 
-    /// Whether the parts' sums of a split step (`floats` of output) are added by the caller alone
-    /// rather than shared by the workers: up to 8192 floats (every block of MobileNetV2 at 96 and
-    /// 224). A shared addition is one more hand-over to the workers, and each of them reads the
-    /// other's sums from its core either way. MobileNetV2 96 at batch 1 on two threads, AMD Zen 3,
-    /// 3 alternating processes of 6 passes each, the time of the addition per block (12×12×32,
-    /// 6×6×64 and 96, 3×3×160 and 320) 4.1–5.5 → 2.2–3.7 µs and the network 862, 877, 923 →
-    /// 945, 958, 960 img/s; MobileNetV2 224's 7×7×160 5.5 → 4.7 µs. (One thread: 0.8–1.3 µs.)
-    static func combinesAlone(floats: Int) -> Bool { floats <= 8192 }
-
-    /// Elements `range` of the output: the parts' sums added in order, then the activation.
-    func combine(_ sums: UnsafePointer<Float>, batch: Int, range: Range<Int>, _ y: UnsafeMutablePointer<Float>) {
-        guard !range.isEmpty else { return }
-        let stride = batch * outputFloats, last = parts.count - 1
-        var sum = sums + range.lowerBound
-        for p in 1...last {
-            Kernels.add(sum, sums + p * stride + range.lowerBound, into: y + range.lowerBound, count: range.count, channels: outputs,
-                        activation: p == last ? activation : .linear)
-            sum = UnsafePointer(y + range.lowerBound)
+    /// The block over `batch` images on one thread: the parts in order, then the combine.
+    func run(_ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int, _ y: UnsafeMutablePointer<Float>,
+             scratch: UnsafeMutablePointer<Float>) {
+        withLedger { ledger in
+            for p in parts.indices { run(part: p, worker: 0, x, residual: residual, batch: batch, scratch: scratch, ledger: ledger) }
+            combine(ledger, batch: batch, range: 0..<(batch * outputFloats), y, scratch: scratch)
         }
     }
 }

@@ -41,22 +41,48 @@ package struct StepParallelism {
     /// join; the parts each worker starts with are the ones a static split gives it, so the rows a
     /// worker wrote in one step are mostly the ones it reads in the next.
     package func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void) {
+        run(parts: parts, body, joined: false) { _ in }
+    }
+
+    /// `run(parts:)`, then, once every part is done (by whichever worker), `then(worker)` on each
+    /// worker in the same hand-over: a second phase that reads what all the parts wrote (a block's
+    /// partial sums added, each worker its share of the output) without a join and a second
+    /// dispatch between the two.
+    package func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void, then: (_ worker: Int) -> Void) {
+        run(parts: parts, body, joined: true, then: then)
+    }
+
+    private func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void, joined: Bool, then: (_ worker: Int) -> Void) {
         let workers = self.workers
-        guard workers > 1 else { return (0..<parts).forEach { body($0, 0) } }
+        guard workers > 1 else {
+            (0..<parts).forEach { body($0, 0) }
+            if joined { then(0) }
+            return
+        }
         // One share a cache line: a worker taking its own parts does not pull the line the other
-        // takes its parts from.
+        // takes its parts from. The count of parts done on a line of its own after them.
         let stride = Self.cacheLine / MemoryLayout<UInt64>.stride
-        withUnsafeTemporaryAllocation(byteCount: workers * Self.cacheLine, alignment: Self.cacheLine) { bytes in
-            let shares = bytes.baseAddress!.bindMemory(to: UInt64.self, capacity: workers * stride)
+        withUnsafeTemporaryAllocation(byteCount: (workers + 1) * Self.cacheLine, alignment: Self.cacheLine) { bytes in
+            let shares = bytes.baseAddress!.bindMemory(to: UInt64.self, capacity: (workers + 1) * stride)
+            let done = shares + workers * stride
+            done.pointee = 0
             for w in 0..<workers {
                 let share = Self.range(part: w, of: workers, count: parts)
                 shares[w * stride] = UInt64(share.lowerBound) | UInt64(share.upperBound) << 32
             }
             run { worker in
-                while case let part = bnk_take_front(shares + worker * stride), part >= 0 { body(Int(part), worker) }
+                func take(_ part: Int32) {
+                    body(Int(part), worker)
+                    if joined { bnk_count_done(done) }
+                }
+                while case let part = bnk_take_front(shares + worker * stride), part >= 0 { take(part) }
                 for k in 1..<workers {
                     let victim = shares + (worker + k) % workers * stride
-                    while case let part = bnk_take_back(victim), part >= 0 { body(Int(part), worker) }
+                    while case let part = bnk_take_back(victim), part >= 0 { take(part) }
+                }
+                if joined {
+                    bnk_wait_done(done, UInt64(parts))
+                    then(worker)
                 }
             }
         }

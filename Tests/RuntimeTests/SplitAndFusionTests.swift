@@ -1226,8 +1226,9 @@ final class SplitAndFusionTests: XCTestCase {
     /// depthwise output is observed) — with and without the residual (and an activation after the
     /// Add), a stride-2 block with Keras's folded zero padding, 5×5, odd maps, parts of unequal
     /// width (9 and 13 panels in four parts, 6 and 3 in two). Blocks of 4 M multiply-adds or more
-    /// split one image across the threads: their parts' sums added by the caller alone (a small
-    /// output) or shared (over 8192 floats).
+    /// split one image across the threads: their parts' sums added in pairs, each pair's by the
+    /// thread that ran both as it stores the second (one thread, two with their own pairs), else in
+    /// the combine (three and four threads, and two when a part is stolen), each thread its share.
     func testSmallMapBottleneckInPartsMatchesTheStepsApart() throws {
         let cases: [(h: Int, w: Int, c: Int, middle: Int, out: Int, k: Int, stride: Int, pad: Bool, residual: Bool,
                      expand: Activation, dw: Activation, after: Activation, splits: Bool)] = [

@@ -221,6 +221,20 @@ static inline int bnk_take_back(uint64_t *range) {
     }
 }
 
+/* A count of finished parts shared by the threads of one step: each adds one as it finishes a
+   part (publishing what the part wrote), and a thread waits, spinning, until all `n` are done
+   (then it reads every part's output). */
+static inline void bnk_count_done(uint64_t *count) { __atomic_add_fetch(count, 1, __ATOMIC_RELEASE); }
+static inline void bnk_wait_done(const uint64_t *count, uint64_t n) {
+    while (__atomic_load_n(count, __ATOMIC_ACQUIRE) < n) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
+    }
+}
+
 /* A spin-wait hint (PAUSE on x86-64, YIELD on arm64). */
 static inline void bnk_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
