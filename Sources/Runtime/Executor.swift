@@ -75,6 +75,10 @@ public final class Executor: @unchecked Sendable {
     private let observed: [Int: Int]
     /// The observed node written by each step (by step position), if any.
     private let observedAfterStep: [Int?]
+    /// For each step, where a chain of small-map bottleneck steps starting there ends (exclusive;
+    /// the step itself when it starts none): consecutive `invertedBottleneck` steps, none but the
+    /// last observed, that share one hand-over when one tile is split across the threads.
+    private let chainEnds: [Int]
 
     private enum Kind {
         /// `panels`: a large kernel (over `densePanelFloats`) prepacked, read sequentially by the GEMM.
@@ -738,6 +742,7 @@ public final class Executor: @unchecked Sendable {
         self.batchNormStatistics = batchNormStatistics
         self.observed = observed
         self.observedAfterStep = steps.map { observed[$0.destination] }
+        self.chainEnds = Self.bottleneckChains(steps, observed: observedAfterStep)
         self.nodeCount = graph.nodes.count
         self.nodeNames = graph.nodes.map(\.name)
         self.sizes = graph.nodes.map { shapes[$0.name]!.reduce(1, *) }
@@ -768,6 +773,23 @@ public final class Executor: @unchecked Sendable {
     /// pooled 2048), with at least `densePanelFloats` of weights (MobileNetV2's 1280 × 1000 is 5 MB;
     /// run per tile of 2 images at 224×224 it streamed 8 times a batch of 16: 2.8 against
     /// OpenVINO's 0.81 ms a batch, AMD Zen 3), none of them observed. Nil otherwise.
+    /// `chainEnds`: at each step, the end of the run of two or more consecutive bottleneck steps
+    /// starting there (the step's own position when none does), cut after an observed step.
+    private static func bottleneckChains(_ steps: [Step], observed: [Int?]) -> [Int] {
+        var ends = Array(steps.indices)
+        var position = 0
+        while position < steps.count {
+            var end = position
+            while end < steps.count, case .invertedBottleneck = steps[end].kind {
+                end += 1
+                if observed[end - 1] != nil { break }
+            }
+            if end - position >= 2 { ends[position] = end }
+            position = max(end, position + 1)
+        }
+        return ends
+    }
+
     private static func headStart(steps: [Step], sizes: [Int], observed: [Int?], external input: Int) -> Int? {
         var start = steps.count, weights = 0
         scan: while start > 0 {
@@ -1204,10 +1226,23 @@ public final class Executor: @unchecked Sendable {
             observer(observation, UnsafeBufferPointer(start: input, count: batch * inputSize), worker)
         }
         let timing = profiling && worker == 0
-        for (position, step) in steps.enumerated() {
+        var position = 0
+        while position < steps.count {
+            defer { position += 1 }
+            let step = steps[position]
             if let handOff, position == headStart {
                 handOff.to.update(from: pointer(handOff.node), count: batch * sizes[handOff.node])
                 return
+            }
+            if parallel.workers > 1, case let end = chainEnds[position], end > position, handOff == nil || end <= headStart! {
+                runBottlenecks(position..<end, pointer: pointer, batch: batch, parallel: parallel, arenas: arenas, arena: arena, output: output,
+                               timing: timing)
+                if let observer, let observation = observedAfterStep[end - 1] {
+                    observer(observation, UnsafeBufferPointer(start: pointer(steps[end - 1].destination), count: batch * sizes[steps[end - 1].destination]),
+                             worker)
+                }
+                position = end - 1
+                continue
             }
             let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
             defer { if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started } }
@@ -1223,6 +1258,28 @@ public final class Executor: @unchecked Sendable {
             }
         }
         if outputIndex == inputIndex { output.update(from: input, count: batch * outputSize) }
+    }
+
+    /// Bottleneck steps `range` of one tile, split across the workers in one hand-over
+    /// (`InvertedBottleneck.run(chain:)`); with `timing`, each step's time from the end of the one
+    /// before.
+    private func runBottlenecks(_ range: Range<Int>, pointer: (Int) -> UnsafePointer<Float>, batch: Int, parallel: StepParallelism,
+                                arenas: [Arena], arena: Arena, output: UnsafeMutablePointer<Float>, timing: Bool) {
+        var floats = 0
+        let chain = range.map { position -> InvertedBottleneck.Link in
+            let step = steps[position]
+            guard case let .invertedBottleneck(plan) = step.kind else { preconditionFailure("a chain of bottleneck steps") }
+            floats = max(floats, plan.scratchFloats(batch: batch))
+            return InvertedBottleneck.Link(plan: plan.plain, x: pointer(step.sources[0]), residual: step.sources.count > 1 ? pointer(step.sources[1]) : nil,
+                                           y: step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!])
+        }
+        var started = timing ? DispatchTime.now().uptimeNanoseconds : 0
+        InvertedBottleneck.run(chain: chain, batch: batch, parallel: parallel, scratch: { arenas[$0].scratch(floats) },
+                               ended: !timing ? nil : { k in
+                                   let now = DispatchTime.now().uptimeNanoseconds
+                                   self.stepNanoseconds[range.lowerBound + k] += now - started
+                                   started = now
+                               })
     }
 
 
@@ -1438,16 +1495,9 @@ public final class Executor: @unchecked Sendable {
         case let .invertedBottleneck(plan):
             // The parts shared by the workers, each in its own scratch; then, once all are done,
             // each worker adds its share of the output from the parts' sums (in the same hand-over).
-            let floats = plan.scratchFloats(batch: batch), total = batch * plan.outputFloats, workers = parallel.workers
-            plan.withLedger { ledger in
-                parallel.run(parts: plan.parts.count, { part, worker in
-                    plan.run(part: part, worker: worker, x, residual: residual(inputs), batch: batch, scratch: arenas[worker].scratch(floats),
-                             ledger: ledger)
-                }, then: { worker in
-                    plan.combine(ledger, batch: batch, range: StepParallelism.range(part: worker, of: workers, count: total, align: 16), y,
-                                 scratch: arenas[worker].scratch(floats))
-                })
-            }
+            let floats = plan.scratchFloats(batch: batch)
+            InvertedBottleneck.run(chain: [InvertedBottleneck.Link(plan: plan.plain, x: x, residual: residual(inputs), y: y)], batch: batch,
+                                   parallel: parallel, scratch: { arenas[$0].scratch(floats) })
             return true
         case let .pool(geometry, isMax):
             return splitRows(geometry, batch: batch, x, y, parallel: parallel) { part, xi, yo, _ in

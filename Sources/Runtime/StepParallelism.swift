@@ -41,7 +41,25 @@ package struct StepParallelism {
     /// join; the parts each worker starts with are the ones a static split gives it, so the rows a
     /// worker wrote in one step are mostly the ones it reads in the next.
     package func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void) {
-        run(parts: parts, body, joined: false) { _ in }
+        let workers = self.workers
+        guard workers > 1 else { return (0..<parts).forEach { body($0, 0) } }
+        // One share a cache line: a worker taking its own parts does not pull the line the other
+        // takes its parts from.
+        let stride = Self.cacheLine / MemoryLayout<UInt64>.stride
+        withUnsafeTemporaryAllocation(byteCount: workers * Self.cacheLine, alignment: Self.cacheLine) { bytes in
+            let shares = bytes.baseAddress!.bindMemory(to: UInt64.self, capacity: workers * stride)
+            for w in 0..<workers {
+                let share = Self.range(part: w, of: workers, count: parts)
+                shares[w * stride] = UInt64(share.lowerBound) | UInt64(share.upperBound) << 32
+            }
+            run { worker in
+                while case let part = bnk_take_front(shares + worker * stride), part >= 0 { body(Int(part), worker) }
+                for k in 1..<workers {
+                    let victim = shares + (worker + k) % workers * stride
+                    while case let part = bnk_take_back(victim), part >= 0 { body(Int(part), worker) }
+                }
+            }
+        }
     }
 
     /// `run(parts:)`, then, once every part is done (by whichever worker), `then(worker)` on each
@@ -49,42 +67,67 @@ package struct StepParallelism {
     /// partial sums added, each worker its share of the output) without a join and a second
     /// dispatch between the two.
     package func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void, then: (_ worker: Int) -> Void) {
-        run(parts: parts, body, joined: true, then: then)
+        run(phases: 1, parts: { _ in parts }, { _, part, worker in body(part, worker) }, then: { _, worker in then(worker) })
     }
 
-    private func run(parts: Int, _ body: (_ part: Int, _ worker: Int) -> Void, joined: Bool, then: (_ worker: Int) -> Void) {
+    /// `phases` rounds of `run(parts:then:)` in one hand-over: phase p's `parts(p)` parts shared
+    /// as by `run(parts:)`, then, once all are done, `then(p, worker)` on every worker, and once
+    /// every worker is through it, the next phase (a count of finished parts and one of finished
+    /// `then`s between, on lines of their own, instead of a join and a dispatch: on two vCPUs of
+    /// an Intel Xeon, family 6 model 207, the hand-over of a step took 1.5 µs from its submission
+    /// to both workers' parts and back, a count 0.2–0.3 µs). `ended(p)`, if given, runs on the
+    /// caller as phase p ends (after its `then`s; a step profile's times).
+    package func run(phases: Int, parts: (_ phase: Int) -> Int, _ body: (_ phase: Int, _ part: Int, _ worker: Int) -> Void,
+                     then: (_ phase: Int, _ worker: Int) -> Void, ended: ((_ phase: Int) -> Void)? = nil) {
         let workers = self.workers
         guard workers > 1 else {
-            (0..<parts).forEach { body($0, 0) }
-            if joined { then(0) }
+            for phase in 0..<phases {
+                for part in 0..<parts(phase) { body(phase, part, 0) }
+                then(phase, 0)
+                ended?(phase)
+            }
             return
         }
-        // One share a cache line: a worker taking its own parts does not pull the line the other
-        // takes its parts from. The count of parts done on a line of its own after them.
-        let stride = Self.cacheLine / MemoryLayout<UInt64>.stride
-        withUnsafeTemporaryAllocation(byteCount: (workers + 1) * Self.cacheLine, alignment: Self.cacheLine) { bytes in
-            let shares = bytes.baseAddress!.bindMemory(to: UInt64.self, capacity: (workers + 1) * stride)
-            let done = shares + workers * stride
-            done.pointee = 0
-            for w in 0..<workers {
-                let share = Self.range(part: w, of: workers, count: parts)
-                shares[w * stride] = UInt64(share.lowerBound) | UInt64(share.upperBound) << 32
+        // A phase's shares one a cache line (a worker taking its own parts does not pull the line
+        // the other takes its parts from), then the phase's count of parts done; after all phases,
+        // the count of `then`s done.
+        let stride = Self.cacheLine / MemoryLayout<UInt64>.stride, lines = phases * (workers + 1) + 1
+        withUnsafeTemporaryAllocation(byteCount: lines * Self.cacheLine, alignment: Self.cacheLine) { bytes in
+            let base = bytes.baseAddress!.bindMemory(to: UInt64.self, capacity: lines * stride)
+            func shares(_ phase: Int) -> UnsafeMutablePointer<UInt64> { base + phase * (workers + 1) * stride }
+            let combined = base + phases * (workers + 1) * stride
+            combined.pointee = 0
+            for phase in 0..<phases {
+                let count = parts(phase)
+                for w in 0..<workers {
+                    let share = Self.range(part: w, of: workers, count: count)
+                    shares(phase)[w * stride] = UInt64(share.lowerBound) | UInt64(share.upperBound) << 32
+                }
+                shares(phase)[workers * stride] = 0
             }
             run { worker in
-                func take(_ part: Int32) {
-                    body(Int(part), worker)
-                    if joined { bnk_count_done(done) }
-                }
-                while case let part = bnk_take_front(shares + worker * stride), part >= 0 { take(part) }
-                for k in 1..<workers {
-                    let victim = shares + (worker + k) % workers * stride
-                    while case let part = bnk_take_back(victim), part >= 0 { take(part) }
-                }
-                if joined {
-                    bnk_wait_done(done, UInt64(parts))
-                    then(worker)
+                for phase in 0..<phases {
+                    let own = shares(phase), done = own + workers * stride
+                    while case let part = bnk_take_front(own + worker * stride), part >= 0 {
+                        body(phase, Int(part), worker)
+                        bnk_count_done(done)
+                    }
+                    for k in 1..<workers {
+                        let victim = own + (worker + k) % workers * stride
+                        while case let part = bnk_take_back(victim), part >= 0 {
+                            body(phase, Int(part), worker)
+                            bnk_count_done(done)
+                        }
+                    }
+                    bnk_wait_done(done, UInt64(parts(phase)))
+                    then(phase, worker)
+                    guard phase + 1 < phases else { break }
+                    bnk_count_done(combined)
+                    bnk_wait_done(combined, UInt64(workers * (phase + 1)))
+                    if worker == 0 { ended?(phase) }
                 }
             }
+            ended?(phases - 1)
         }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import ModelIR
 import Runtime
 import TestSupport
+import Synchronization
 import XCTest
 
 /// The planner's fusions (an activation into the step before it, a zero padding into the
@@ -1309,6 +1310,69 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(found, try Executor(graph: graph).run(input, threads: 1))
         let expected = try Executor(graph: graph, observing: ["dw0"]).run(input)
         XCTAssertLessThan(zip(found, expected).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 1, 2e-6)
+    }
+
+    /// Consecutive small-map bottleneck blocks (MobileNetV2 96's 6×6×96 → 576 → 96 with their
+    /// residual Adds, then a stride-2 block without) split one image across the threads in one
+    /// hand-over (`InvertedBottleneck.run(chain:)`): the same values bit for bit on one to four
+    /// threads, at batch 1 and 3, with and without an observed block in the middle (which cuts the
+    /// chain there: its values and the output as in that plan's one-thread run); and each
+    /// block of a chain has its time in the step profile.
+    func testBottleneckChainMatchesOneThread() throws {
+        var nodes = [Node(name: "in", operation: .input(shape: [6, 6, 96]), inputs: [])]
+        func add(_ name: String, _ op: Op, _ inputs: [String]) { nodes.append(Node(name: name, operation: op, inputs: inputs)) }
+        var last = "in", blocks: [String] = []
+        for b in 0..<4 {
+            let stride = b == 3 ? 2 : 1, out = b == 3 ? 160 : 96
+            let expand = try Conv2D(kernel: Tensor(shape: [1, 1, 96, 576], values: random.floats(96 * 576, in: -0.2...0.2)),
+                                    bias: Tensor(random.floats(576, in: -0.2...0.2)), padding: .valid, activation: .relu6)
+            let dw = try DepthwiseConv2D(kernel: Tensor(shape: [3, 3, 576, 1], values: random.floats(9 * 576, in: -0.4...0.4)),
+                                         bias: Tensor(random.floats(576, in: -0.2...0.2)), strides: [stride, stride], padding: .same,
+                                         activation: .relu6)
+            let project = try Conv2D(kernel: Tensor(shape: [1, 1, 576, out], values: random.floats(576 * out, in: -0.1...0.1)),
+                                     bias: Tensor(random.floats(out, in: -0.2...0.2)), padding: .valid)
+            add("b\(b)_expand", .conv2d(expand), [last])
+            add("b\(b)_dw", .depthwiseConv2d(dw), ["b\(b)_expand"])
+            add("b\(b)_project", .conv2d(project), ["b\(b)_dw"])
+            if stride == 1 {
+                add("b\(b)_add", .add, ["b\(b)_project", last])
+                last = "b\(b)_add"
+            } else {
+                last = "b\(b)_project"
+            }
+            blocks.append(last)
+        }
+        add("pool", .globalPool(kind: .average, keepDims: false), [last])
+        let graph = try Graph(name: "chain", nodes: nodes, outputs: ["pool"])
+        let one = try Executor(graph: graph)
+        XCTAssertEqual(one.stepProfile.map(\.operation), Array(repeating: "invertedBottleneck", count: 4) + ["globalPool"])
+        XCTAssertTrue(one.splitsSamples)
+        let image = 6 * 6 * 96
+        let input = random.floats(3 * image, in: -1...1)
+        let expected = try one.run(input, threads: 1)
+        let first = Array(input[0..<image]), expectedFirst = Array(expected[0..<(expected.count / 3)])
+        let observedExpected = try Executor(graph: graph, observing: [blocks[1]])
+        let seenAlone = Mutex<[Float]>([])
+        // (Observed, the block's Add is a step of its own: its values and those after differ in
+        // the last bits from the fused block's.)
+        let observedFirst = try observedExpected.run(first, threads: 1) { _, values, _ in seenAlone.withLock { $0 = Array(values) } }
+        let middle = seenAlone.withLock { $0 }
+        XCTAssertEqual(middle.count, 6 * 6 * 96)
+        for threads in 1...4 {
+            XCTAssertTrue(try Executor(graph: graph).run(first, threads: threads).elementsEqual(expectedFirst) { $0.bitPattern == $1.bitPattern },
+                          "one image on \(threads) threads")
+            XCTAssertTrue(try Executor(graph: graph).run(input, threads: threads).elementsEqual(expected) { $0.bitPattern == $1.bitPattern },
+                          "three images on \(threads) threads")
+            let observing = try Executor(graph: graph, observing: [blocks[1]])
+            let seen = Mutex<[Float]>([])
+            let found = try observing.run(first, threads: threads) { _, values, _ in seen.withLock { $0 = Array(values) } }
+            XCTAssertTrue(found.elementsEqual(observedFirst) { $0.bitPattern == $1.bitPattern }, "observed, on \(threads) threads")
+            XCTAssertTrue(seen.withLock { $0 }.elementsEqual(middle) { $0.bitPattern == $1.bitPattern }, "the observed block on \(threads) threads")
+        }
+        let profiled = try Executor(graph: graph)
+        profiled.profiling = true
+        _ = try profiled.run(first, threads: 2)
+        XCTAssertTrue(profiled.stepProfile.prefix(4).allSatisfy { $0.seconds > 0 }, "\(profiled.stepProfile)")
     }
 
     /// A block whose expansion's two maps are no wider than the partial sums its parts would add
