@@ -768,11 +768,6 @@ public final class Executor: @unchecked Sendable {
                                         external: index[input.name]!)
     }
 
-    /// The last steps when they are a classifier head over a narrow map: Dense layers and activations
-    /// reading only each other and one node written before them (at most 16K floats a sample: a
-    /// pooled 2048), with at least `densePanelFloats` of weights (MobileNetV2's 1280 × 1000 is 5 MB;
-    /// run per tile of 2 images at 224×224 it streamed 8 times a batch of 16: 2.8 against
-    /// OpenVINO's 0.81 ms a batch, AMD Zen 3), none of them observed. Nil otherwise.
     /// `chainEnds`: at each step, the end of the run of two or more consecutive bottleneck steps
     /// starting there (the step's own position when none does), cut after an observed step.
     private static func bottleneckChains(_ steps: [Step], observed: [Int?]) -> [Int] {
@@ -790,6 +785,11 @@ public final class Executor: @unchecked Sendable {
         return ends
     }
 
+    /// The last steps when they are a classifier head over a narrow map: Dense layers and activations
+    /// reading only each other and one node written before them (at most 16K floats a sample: a
+    /// pooled 2048), with at least `densePanelFloats` of weights (MobileNetV2's 1280 × 1000 is 5 MB;
+    /// run per tile of 2 images at 224×224 it streamed 8 times a batch of 16: 2.8 against
+    /// OpenVINO's 0.81 ms a batch, AMD Zen 3), none of them observed. Nil otherwise.
     private static func headStart(steps: [Step], sizes: [Int], observed: [Int?], external input: Int) -> Int? {
         var start = steps.count, weights = 0
         scan: while start > 0 {
@@ -1234,7 +1234,7 @@ public final class Executor: @unchecked Sendable {
                 handOff.to.update(from: pointer(handOff.node), count: batch * sizes[handOff.node])
                 return
             }
-            if parallel.workers > 1, case let end = chainEnds[position], end > position, handOff == nil || end <= headStart! {
+            if parallel.workers > 1, case let end = chainEnds[position], end > position, end <= (handOff == nil ? steps.count : headStart ?? steps.count) {
                 runBottlenecks(position..<end, pointer: pointer, batch: batch, parallel: parallel, arenas: arenas, arena: arena, output: output,
                                timing: timing)
                 if let observer, let observation = observedAfterStep[end - 1] {

@@ -20,8 +20,9 @@ import ModelIR
 /// The parts are fixed by the plan, not by the threads (`partCount`: two or four; each of four
 /// threads has one, and two threads share four by work stealing, a faster core taking a part of
 /// the slower one's): one thread computes them all in turn and adds them in the same order, so
-/// an image's outputs are the same bit for bit on any number of threads and in any batch. They are not those of the three steps apart (the projection's sums
-/// taken in parts added): the same values to float32 rounding.
+/// an image's outputs are the same bit for bit on any number of threads and in any batch. They
+/// are not those of the three steps apart (the projection's sums taken in parts added): the same
+/// values to float32 rounding.
 struct InvertedBottleneck {
     /// One part of the expansion's channels and everything that reads only them.
     struct Part {

@@ -1,6 +1,7 @@
 #ifndef BNKIT_KERNELS_H
 #define BNKIT_KERNELS_H
 #include <stddef.h>
+#include <sched.h>
 #include <stdint.h>
 
 /* Activations fused into the GEMM epilogue. */
@@ -221,12 +222,15 @@ static inline int bnk_take_back(uint64_t *range) {
     }
 }
 
-/* A count of finished parts shared by the threads of one step: each adds one as it finishes a
-   part (publishing what the part wrote), and a thread waits, spinning, until all `n` are done
-   (then it reads every part's output). */
+/* A count of finished work shared by the threads of one step: each adds one as it finishes a
+   part (publishing what the part wrote), and a thread waits until all `n` are done (then it reads
+   every part's output): spinning, and after 4096 spins (about 0.1-0.2 ms) yielding its core at
+   each check, so that more threads than cores (the thread it waits for descheduled) do not spin
+   away whole time slices. */
 static inline void bnk_count_done(uint64_t *count) { __atomic_add_fetch(count, 1, __ATOMIC_RELEASE); }
 static inline void bnk_wait_done(const uint64_t *count, uint64_t n) {
-    while (__atomic_load_n(count, __ATOMIC_ACQUIRE) < n) {
+    for (unsigned spins = 0; __atomic_load_n(count, __ATOMIC_ACQUIRE) < n; spins++) {
+        if (spins >= 4096) { sched_yield(); continue; }
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #elif defined(__aarch64__)
