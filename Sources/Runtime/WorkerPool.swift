@@ -48,8 +48,9 @@ package final class WorkerPool: @unchecked Sendable {
     /// True while the wait is under the spin window: the clock is read once every 256 calls
     /// (`spun` counts them), the first time to set `started` (0 until then). A wait that ends
     /// within its first 256 PAUSEs, as most hand-overs between the steps of one image do, never
-    /// reads the clock: a read under a hypervisor was a sixth of the time of a no-op job on two
-    /// threads (1.13 µs; 0.83 µs without; Intel Xeon family 6 model 207, KVM, clock source tsc).
+    /// reads the clock: under a hypervisor the reads (one every 32 spins before) were a quarter
+    /// of the time of a no-op job on two threads, spinning without PAUSE (1.13 µs; 0.83 µs
+    /// without them; Intel Xeon family 6 model 207, KVM, clock source tsc).
     @inline(__always)
     private static func stillSpinning(since started: inout UInt64, _ spun: inout Int) -> Bool {
         spun += 1
