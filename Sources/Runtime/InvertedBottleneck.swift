@@ -35,24 +35,22 @@ struct InvertedBottleneck {
         let projection: Panels
     }
 
-    /// The expansion: (inputs × middle) prepacked, its bias and (element-wise) activation.
-    let inputs: Int
+    /// The weights: the expansion (inputs × middle) prepacked and its bias, the parts', the
+    /// projection's bias (added to the first part's sums, with the residual when the step has a
+    /// second source).
     let expansion: Panels
     let expansionBias: AlignedWeights?
-    let expansionActivation: ActivationKind
-    /// The depthwise conv over all `middle` channels (multiplier 1) and its element-wise activation.
-    let geometry: Kernels.Spatial
-    let depthwiseActivation: ActivationKind
     let parts: [Part]
-    /// Channels of the widest part.
-    let widest: Int
-    /// The projection: its bias (added to the first part's sums, with the residual when the step has
-    /// a second source), its width, and the activation after (element-wise).
     let projectionBias: AlignedWeights?
-    let outputs: Int
-    let activation: ActivationKind
-    /// The plan as plain values: what the threads read as they run it.
+    /// The plan as plain values (pointers into the weights above, the sizes and the activations):
+    /// what the threads read as they run it.
     let plain: Plain
+
+    /// The expansion's inputs; the depthwise conv over all `middle` channels (multiplier 1); the
+    /// projection's width.
+    var inputs: Int { plain.inputs }
+    var geometry: Kernels.Spatial { plain.geometry }
+    var outputs: Int { plain.outputs }
 
     /// The largest map (pixels) a block runs this way on: 16×16; larger maps split by rows well.
     static let largestMap = 256
@@ -103,16 +101,9 @@ struct InvertedBottleneck {
                         depthwiseBias: depthwiseBias.map { b in AlignedWeights(count: width) { b[channels.lowerBound + $0] } },
                         projection: Panels(projection + channels.lowerBound * outputs, rows: channels.count, columns: outputs))
         }
-        widest = parts.map(\.channels.count).max() ?? 0
-        self.inputs = inputs
         self.expansion = expansion
         self.expansionBias = expansionBias.map { b in b.withUnsafeValues { v in AlignedWeights(count: v.count) { v[$0] } } }
-        self.expansionActivation = expansionActivation
-        self.geometry = g
-        self.depthwiseActivation = depthwiseActivation
         self.projectionBias = projectionBias.map { b in b.withUnsafeValues { v in AlignedWeights(count: v.count) { v[$0] } } }
-        self.outputs = outputs
-        self.activation = activation
         precondition(parts.count <= Plain.Parts.capacity, "at most four parts")
         var plainParts = Plain.Parts()
         for (p, part) in parts.enumerated() {
@@ -121,7 +112,7 @@ struct InvertedBottleneck {
         }
         plain = Plain(inputs: inputs, expansion: expansion.pointer, expansionBias: self.expansionBias?.pointer,
                       expansionActivation: expansionActivation, geometry: g, depthwiseActivation: depthwiseActivation, parts: plainParts,
-                      partCount: parts.count, widest: widest, projectionBias: self.projectionBias?.pointer, outputs: outputs,
+                      partCount: parts.count, widest: parts.map(\.channels.count).max() ?? 0, projectionBias: self.projectionBias?.pointer, outputs: outputs,
                       activation: activation)
     }
 
