@@ -1140,14 +1140,8 @@ final class SplitAndFusionTests: XCTestCase {
                 let expected = try apart.run(input)
                 // Two and three workers with equal shares of the rows and with the shares the
                 // measured speeds of unequal cores give.
-                for shares in [[1.0], [1, 1], [1, 1, 1], [0.15, 0.85], [0.8, 0.2], [0.6, 0.1, 0.3]] {
-                    let executor = try Executor(graph: graph)
-                    executor.setBalance(shares, threads: shares.count)
-                    let found = try executor.run(input, threads: shares.count)
-                    XCTAssertEqual(found.count, expected.count, name)
-                    let differing = zip(found, expected).filter { $0.bitPattern != $1.bitPattern }.count
-                    XCTAssertEqual(differing, 0, "\(name), batch \(batch), shares \(shares): values unlike the two steps'")
-                }
+                try assertSharesGive(expected, graph, input, shares: [[1.0], [1, 1], [1, 1, 1], [0.15, 0.85], [0.8, 0.2], [0.6, 0.1, 0.3]],
+                                     "\(name), batch \(batch)", unlike: "the two steps'")
                 if batch == 2 { continue }
                 // The reference: the expansion in Double, then the depthwise conv.
                 let expand = Self.formulas.first { $0.0 == t.expand }?.1 ?? { $0 }
@@ -1208,14 +1202,8 @@ final class SplitAndFusionTests: XCTestCase {
             for batch in [1, 2] {
                 let input = random.floats(batch * t.h * t.w * t.c, in: -1...1)
                 let expected = try apart.run(input)
-                for shares in [[1.0], [1, 1], [1, 1, 1], [0.15, 0.85], [0.6, 0.1, 0.3]] {
-                    let executor = try Executor(graph: graph)
-                    executor.setBalance(shares, threads: shares.count)
-                    let found = try executor.run(input, threads: shares.count)
-                    XCTAssertEqual(found.count, expected.count, name)
-                    let differing = zip(found, expected).filter { $0.bitPattern != $1.bitPattern }.count
-                    XCTAssertEqual(differing, 0, "\(name), batch \(batch), shares \(shares): values unlike the projection apart")
-                }
+                try assertSharesGive(expected, graph, input, shares: [[1.0], [1, 1], [1, 1, 1], [0.15, 0.85], [0.6, 0.1, 0.3]],
+                                     "\(name), batch \(batch)", unlike: "the projection apart")
             }
         }
     }
@@ -1401,6 +1389,20 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(try chain([16, 144, 95]).stepProfile.map(\.operation), together)     // 288 against 285
         XCTAssertEqual(try chain([32, 128, 32]).stepProfile.map(\.operation), together)
         XCTAssertEqual(try chain([16, 64, 64]).stepProfile.map(\.operation), together)      // two parts: 128 against 64
+    }
+
+    /// `graph`'s plan on as many threads as each of `shares` has, the rows of split steps shared in
+    /// those proportions (the measured speeds of unequal cores), gives `expected` bit for bit.
+    private func assertSharesGive(_ expected: [Float], _ graph: Graph, _ input: [Float], shares: [[Double]], _ name: String,
+                                  unlike: String, line: UInt = #line) throws {
+        for share in shares {
+            let executor = try Executor(graph: graph)
+            executor.setBalance(share, threads: share.count)
+            let found = try executor.run(input, threads: share.count)
+            XCTAssertEqual(found.count, expected.count, name, line: line)
+            let differing = zip(found, expected).filter { $0.bitPattern != $1.bitPattern }.count
+            XCTAssertEqual(differing, 0, "\(name), shares \(share): values unlike \(unlike)", line: line)
+        }
     }
 
     /// `graph`'s plan on 1, 2 and 3 threads, at batch 1 and 3, gives the values of `apart` (the
