@@ -143,35 +143,35 @@ TARGET static inline __attribute__((always_inline)) void NAME##_pixels(const int
         if (full) STOREU(out + (size_t)j * c, v); else STORE(out + (size_t)j * c, mask, v);                               \
     }                                                                                                                     \
 }                                                                                                                         \
-TARGET static inline __attribute__((always_inline)) void NAME##_row(const int rin, const float *x, int h, int w, int c, int kh,  \
+TARGET static inline __attribute__((always_inline)) void NAME##_row(const int rin, const float *x, int h, int w, int c, int cn, int kh,  \
         int kw, int sy, int sx, int dy, int dx, int pad_top,                                                             \
                         int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
                         int act) {                                                                                         \
     int ox = ox_lo;                                                                                                       \
     /* Four pixels at a time, all their channels (the input rows read channel after channel). */                          \
     for (; ox + 4 <= ox_hi; ox += 4)                                                                                      \
-        for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
-            if (c - c0 >= W) NAME##_pixels(4, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
+        for (int c0 = 0; c0 < cn; c0 += W) {                                                                               \
+            if (cn - c0 >= W) NAME##_pixels(4, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
                                            ow, act, c0, MASK_OF(W), rin);                                                      \
             else NAME##_pixels(4, 0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, ow, act, \
-                               c0, MASK_OF(c - c0), rin);                                                                      \
+                               c0, MASK_OF(cn - c0), rin);                                                                      \
         }                                                                                                                 \
     for (; ox < ox_hi; ox++)                                                                                              \
-        for (int c0 = 0; c0 < c; c0 += W) {                                                                               \
-            if (c - c0 >= W) NAME##_pixels(1, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
+        for (int c0 = 0; c0 < cn; c0 += W) {                                                                               \
+            if (cn - c0 >= W) NAME##_pixels(1, 1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, \
                                            ow, act, c0, MASK_OF(W), rin);                                                      \
             else NAME##_pixels(1, 0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox, kernel, bias, y, ow, act, \
-                               c0, MASK_OF(c - c0), rin);                                                                      \
+                               c0, MASK_OF(cn - c0), rin);                                                                      \
         }                                                                                                                 \
 }                                                                                                                         \
-TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
+TARGET static void NAME(const float *x, int h, int w, int c, int cn, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
                         int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
                         int act) {                                                                                         \
     if (act & BNK_DW_RELU_INPUT)                                                                                          \
-        NAME##_row(1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow,         \
+        NAME##_row(1, x, h, w, c, cn, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow,         \
                    act & ~BNK_DW_RELU_INPUT);                                                                             \
     else                                                                                                                  \
-        NAME##_row(0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);    \
+        NAME##_row(0, x, h, w, c, cn, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);    \
 }                                                                                                                         \
 /* NV vectors of one pixel's channels from c0 (the last one partial unless `full`) with the taps    \
    inside the image only (border pixels): from the bias, the taps in the body's order (row by row,  \
@@ -201,7 +201,7 @@ TARGET static inline __attribute__((always_inline)) void NAME##_clipped_block(co
     }                                                                                                                     \
 }                                                                                                                         \
 TARGET static inline __attribute__((always_inline)) void NAME##_clipped_row(const int rin, const float *x, int h, int w,  \
-        int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oy, int ox_lo, int ox_hi,    \
+        int c, int cn, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top, int pad_left, int oy, int ox_lo, int ox_hi,    \
         const float *kernel, const float *bias, float *y, int ow, int act) {                                               \
     const int iy0 = oy * sy - pad_top;                                                                                    \
     const int ky_lo = iy0 < 0 ? (-iy0 + dy - 1) / dy : 0;                                                                 \
@@ -209,7 +209,7 @@ TARGET static inline __attribute__((always_inline)) void NAME##_clipped_row(cons
     while (ky_hi > ky_lo && iy0 + (ky_hi - 1) * dy >= h) ky_hi--;                                                         \
     /* NVMAX vectors at a time (enough independent sums for two FMAs a cycle of 4 cycles' latency), \
        then up to 4 whole ones, then the last one to four (the last of them partial unless last_full). */ \
-    const int rest = c % (NVMAX * W), four = NVMAX > 4 && rest > 4 * W, tail = four ? rest - 4 * W : rest;               \
+    const int rest = cn % (NVMAX * W), four = NVMAX > 4 && rest > 4 * W, tail = four ? rest - 4 * W : rest;               \
     const int vectors = (tail + W - 1) / W, last_full = tail % W == 0;                                                    \
     const MASK_T mask = MASK_OF(last_full ? W : tail % W);                                                                \
     for (int ox = ox_lo; ox < ox_hi; ox++) {                                                                              \
@@ -219,7 +219,7 @@ TARGET static inline __attribute__((always_inline)) void NAME##_clipped_row(cons
         while (kx_hi > kx_lo && ix0 + (kx_hi - 1) * dx >= w) kx_hi--;                                                     \
         float *out = y + ((size_t)oy * ow + ox) * c;                                                                      \
         int c0 = 0;                                                                                                       \
-        for (; c0 + NVMAX * W <= c; c0 += NVMAX * W)                                                                      \
+        for (; c0 + NVMAX * W <= cn; c0 += NVMAX * W)                                                                      \
             NAME##_clipped_block(NVMAX, 1, rin, x, w, c, kw, dy, dx, iy0, ix0, ky_lo, ky_hi, kx_lo, kx_hi, kernel, bias,  \
                                  out, act, c0, MASK_OF(W));                                                               \
         if (four) {                                                                                                       \
@@ -249,14 +249,14 @@ TARGET static inline __attribute__((always_inline)) void NAME##_clipped_row(cons
     }                                                                                                                     \
 }                                                                                                                         \
 /* Pixels ox_lo..<ox_hi of output row oy, any window (border pixels), one at a time. */                                   \
-TARGET static void NAME##_clipped(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx,    \
+TARGET static void NAME##_clipped(const float *x, int h, int w, int c, int cn, int kh, int kw, int sy, int sx, int dy, int dx,    \
                                   int pad_top, int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel,            \
                                   const float *bias, float *y, int ow, int act) {                                          \
     if (act & BNK_DW_RELU_INPUT)                                                                                          \
-        NAME##_clipped_row(1, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, \
+        NAME##_clipped_row(1, x, h, w, c, cn, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, \
                            act & ~BNK_DW_RELU_INPUT);                                                                     \
     else                                                                                                                  \
-        NAME##_clipped_row(0, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, \
+        NAME##_clipped_row(0, x, h, w, c, cn, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, \
                            act);                                                                                          \
 }
 
@@ -361,12 +361,12 @@ TARGET static inline __attribute__((always_inline)) void NAME##_block(const int 
         NAME##_group(1, full, base, out, c, row, pad_left, ox_lo, wt, b, mask, ahead1, ahead2, below, act, rin);          \
     }                                                                                                                     \
 }                                                                                                                         \
-TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
+TARGET static void NAME(const float *x, int h, int w, int c, int cn, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,     \
                         int pad_left, int oy, int ox_lo, int ox_hi, const float *kernel, const float *bias, float *y, int ow,  \
                         int act) {                                                                                         \
     const int iy0 = oy * sy - pad_top;                                                                                    \
     if (iy0 < 0 || iy0 + KH > h) {    /* act with its BNK_DW_RELU_INPUT bit */                                           \
-        FALLBACK(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);      \
+        FALLBACK(x, h, w, c, cn, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, ox_lo, ox_hi, kernel, bias, y, ow, act);      \
         return;                                                                                                           \
     }                                                                                                                     \
     const size_t row = (size_t)w * c;                                                                                     \
@@ -377,17 +377,17 @@ TARGET static void NAME(const float *x, int h, int w, int c, int kh, int kw, int
     const size_t below = iy0 + sy + KH <= h ? (size_t)ow * c : 0;                                                          \
     const int rin = (act & BNK_DW_RELU_INPUT) != 0;                                                                       \
     act &= ~BNK_DW_RELU_INPUT;                                                                                            \
-    for (int c0 = 0; c0 < c; c0 += W) {                                                                                   \
+    for (int c0 = 0; c0 < cn; c0 += W) {                                                                                   \
         const float *base = x + (size_t)iy0 * row + c0;                                                                   \
         float *out = y + (size_t)oy * ow * c + c0;                                                                        \
-        if (c - c0 >= W && rin)                                                                                           \
+        if (cn - c0 >= W && rin)                                                                                           \
             NAME##_block(1, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(W), ahead1, ahead2, below, act, \
                          1);                                                                                              \
-        else if (c - c0 >= W)                                                                                             \
+        else if (cn - c0 >= W)                                                                                             \
             NAME##_block(1, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(W), ahead1, ahead2, below, act, \
                          0);                                                                                              \
         else                                                                                                              \
-            NAME##_block(0, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(c - c0), ahead1, ahead2,  \
+            NAME##_block(0, base, out, c, row, pad_left, ox_lo, ox_hi, kernel, bias, c0, MASK_OF(cn - c0), ahead1, ahead2,  \
                          below, act, rin);                                                                                \
     }                                                                                                                     \
 }
@@ -503,11 +503,39 @@ DW_SMALL(small_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _m
          _mm256_storeu_ps, _mm256_store_ps, _mm256_setzero_ps,
          _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, 8)
 
-/* Depth multiplier 1: per output row, the border pixels one at a time with the taps inside the
-   image (`edge`), the interior by the vector kernel above. */
-typedef void (*interior_fn)(const float *, int, int, int, int, int, int, int, int, int, int, int, int, int, int, const float *,
+/* Depth multiplier 1: the interior of each output row by the vector kernels above, the border
+   pixels one at a time with the taps inside the image (`edge`). Each takes `cn` channels from the
+   pointers it is given, `c` apart (a pixel's stride). */
+typedef void (*interior_fn)(const float *, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, const float *,
                             const float *, float *, int, int);
 
+/* Input bytes a slab of channels may span over the rows one output row reads, and output bytes a
+   band of rows may hold when an activation comes after the rows (see depthwise_rows). */
+#define SLAB_BYTES (16 * 1024)
+#define BAND_BYTES (128 * 1024)
+/* Inputs over this size go row by row over all channels (see depthwise_rows). */
+#define SLAB_INPUT_BYTES ((size_t)1 << 20)
+
+/* The interior goes channel slab by channel slab over a band of output rows: a slab is as many
+   whole 16-channel blocks as keep the input rows one output row reads under SLAB_BYTES (at least
+   one block), so the rows each output row adds are read once from L2 and stay in L1 for the rows
+   below that read them again. Row by row over all channels, the kh input rows of a 28x28x192 map
+   (64 KB) left L1 before the next output row read them again. The border pixels then go row by
+   row over all channels (enough independent sums for a pixel's one chain of taps). Without an
+   activation after the rows, one band holds every row; with one (sigmoid, swish, hard-swish), a
+   band is one row when one slab holds every channel (activated while in L1), else at most
+   BAND_BYTES of output, activated once the band is done, while in L2. Every output is summed as
+   before: the same values whatever the slabs and bands.
+   Only inputs of at most SLAB_INPUT_BYTES (the fused steps' windows, maps that fit L2): a map from
+   L3 or memory read a slab at a time, 64 bytes of each pixel, took up to 1.8x its time row by
+   row (113x113x96 3x3 stride 2: 309 -> 566 us). Intel Xeon (family 6 model 207, AVX-512), hot,
+   3x3, ReLU6, best of 30, two alternating runs, us, row by row -> slabs, AVX-512 / AVX2:
+   28x28x192 45 -> 28-30 / 49 -> 39-40; 14x14x576 25 -> 19-23 / 39 -> 31; 14x14x384 16.5 ->
+   12.6-15.7 / 25.3 -> 20.1-20.5; 15x15x576 stride 2 10.3 -> 7.7 / 10.8 -> 9.1-9.5; a strip of
+   12 rows of 28x192 (the fused step's) 16.2 -> 9.7-10.5 / 16.6-17.3 -> 13.5; 12 rows of 112x32
+   and 7 rows of 113x96 stride 2 unchanged (one block a slab either way). Slabs of 8 KB / 16 KB /
+   24 KB / 32 KB of rows, AVX-512, 28x28x192: 31.8 / 26.2 / 26.0 / 42.8 us; 14x14x576 19.4 /
+   19.8 / 22.9 / 26.6. */
 static void depthwise_rows(interior_fn edge, interior_fn interior, const float *x, int h, int w, int c, int kh, int kw, int sy,
                            int sx, int dy, int dx, int pad_top, int pad_left, int oh, int ow, const float *kernel,
                            const float *bias, float *y, int act, int after) {
@@ -517,12 +545,29 @@ static void depthwise_rows(interior_fn edge, interior_fn interior, const float *
     if (lo > ow) lo = ow;
     if (hi > ow) hi = ow;
     if (hi < lo) hi = lo;
-    for (int oy = 0; oy < oh; oy++) {
-        if (lo > 0) edge(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, 0, lo, kernel, bias, y, ow, act);
-        if (hi > lo) interior(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, lo, hi, kernel, bias, y, ow, act);
-        if (hi < ow) edge(x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, hi, ow, kernel, bias, y, ow, act);
-        /* Sigmoid, swish, hard-swish over the row just stored, while it is in L1. */
-        if (after != BNK_ACT_LINEAR) bnk_activate(y + (size_t)oy * ow * c, y + (size_t)oy * ow * c, (size_t)ow * c, after);
+    const size_t span = (size_t)((kh - 1) * dy + 1) * (size_t)w * sizeof(float);
+    int slab = (int)(SLAB_BYTES / span) / 16 * 16;
+    if (slab < 16) slab = 16;
+    if (slab > c || (size_t)h * w * c * sizeof(float) > SLAB_INPUT_BYTES) slab = c;
+    const size_t row_bytes = (size_t)ow * c * sizeof(float);
+    int band = after == BNK_ACT_LINEAR ? oh : slab == c ? 1 : (int)(BAND_BYTES / row_bytes);
+    if (band < 1) band = 1;
+    for (int oy0 = 0; oy0 < oh; oy0 += band) {
+        const int oy1 = oh - oy0 < band ? oh : oy0 + band;
+        if (hi > lo)
+            for (int s0 = 0; s0 < c; s0 += slab) {
+                const int cn = c - s0 < slab ? c - s0 : slab;
+                for (int oy = oy0; oy < oy1; oy++)
+                    interior(x + s0, h, w, c, cn, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, lo, hi, kernel + s0,
+                             bias ? bias + s0 : NULL, y + s0, ow, act);
+            }
+        for (int oy = oy0; oy < oy1; oy++) {
+            if (lo > 0) edge(x, h, w, c, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, 0, lo, kernel, bias, y, ow, act);
+            if (hi < ow) edge(x, h, w, c, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oy, hi, ow, kernel, bias, y, ow, act);
+        }
+        /* Sigmoid, swish, hard-swish over the band just stored. */
+        if (after != BNK_ACT_LINEAR)
+            bnk_activate(y + (size_t)oy0 * ow * c, y + (size_t)oy0 * ow * c, (size_t)(oy1 - oy0) * ow * c, after);
     }
 }
 

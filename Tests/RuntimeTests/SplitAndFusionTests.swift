@@ -673,7 +673,8 @@ final class SplitAndFusionTests: XCTestCase {
     }
 
     /// Depthwise convolutions with a multiplier of 1: border pixels one at a time, the interior
-    /// four at a time, ReLU/ReLU6 at the store, other activations after; against the reference.
+    /// four at a time (in channel slabs on wide rows), ReLU/ReLU6 at the store, other activations
+    /// after; against the reference.
     func testDepthwiseInteriorBorderAndActivations() throws {
         let cases: [(h: Int, w: Int, c: Int, k: Int, stride: Int, dilation: Int, same: Bool, activation: Activation)] = [
             (9, 19, 20, 3, 1, 1, true, .relu6),     // groups of four, a remainder, a masked channel block
@@ -689,6 +690,10 @@ final class SplitAndFusionTests: XCTestCase {
             (11, 27, 20, 5, 2, 1, false, .swish),   // 5×5 stride 2, valid: every pixel inside, four at a time
             (13, 29, 40, 7, 1, 1, true, .gelu(approximate: false)),  // 7×7 (ConvNeXt's): eight pixels, a remainder, a masked block
             (9, 20, 16, 7, 1, 1, false, .relu),     // 7×7 valid: every row inside
+            // Channel slabs (rows of more than 16 KB a window): 3 slabs of 16 over bands of 10
+            // rows, swish after each band; 5×5 in slabs of 16, the last one 4 channels (masked).
+            (25, 64, 48, 3, 1, 1, true, .swish),
+            (12, 40, 100, 5, 1, 1, true, .relu6),
         ]
         for t in cases {
             let kernel = random.floats(t.k * t.k * t.c, in: -1...1), bias = random.floats(t.c, in: -1...1)
