@@ -92,12 +92,13 @@ final class SpatialKernelTests: XCTestCase {
 
     /// 3×3 stride-1 convs with 8 or more channels and 100 or more output pixels (or 36 or more in
     /// whole 2×2 tiles) run by Winograd F(2×2, 3×3): odd and even sizes, both paddings, channel
-    /// counts that are not multiples of 16, tiles from several images in one block, with and
-    /// without the fused pooling; other small maps by the direct conv.
+    /// counts that are not multiples of 16, tiles from several images in one block, blocks as even
+    /// as they go, with and without the fused pooling; other small maps by the direct conv.
     func testWinogradConvolutionsMatchTheDirectDefinition() throws {
         let cases: [(h: Int, w: Int, c: Int, out: Int, same: Bool, activation: Activation, pool: Bool, winograd: Bool)] = [
             (28, 28, 32, 64, true, .relu, true, true),
             (14, 14, 64, 128, true, .relu, false, true),
+            (12, 12, 128, 136, true, .relu, false, true), // a transformed kernel over 1 MiB: 180 tiles in two blocks of 90
             (11, 13, 8, 20, true, .linear, false, true),  // odd output: the last tiles are partly outside
             (13, 15, 13, 8, false, .relu6, false, true),  // valid padding: 11×13 output
             (11, 10, 9, 17, true, .relu, true, true),     // odd rows: the last conv row is dropped by the pooling
