@@ -464,4 +464,47 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertEqual(try executor.run(x), try values("out"))
         XCTAssertEqual(try executor.run(x, threads: 2), try values("out"))
     }
+
+    /// A 1×1 conv with its residual Add fused in writes its output into the residual's buffer when
+    /// nothing reads the residual after it (two buffers for the block instead of three), but not
+    /// when the conv reads the residual too (x + conv(x): its second column block would read what
+    /// the first wrote). Either way the values of a step-by-step evaluation, on one and two threads.
+    func testAResidualConvWritesOverItsResidualUnlessItReadsIt() throws {
+        var random = SeededGenerator(seed: 9)
+        let c = 96    // two column blocks of the GEMM (64 + 32)
+        let conv = { (activation: Activation) in
+            try Conv2D(kernel: Tensor(shape: [1, 1, c, c], values: random.floats(c * c, in: -0.2...0.2)),
+                       bias: Tensor(random.floats(c, in: -1...1)), padding: .same, activation: activation)
+        }
+        let block = [
+            Node(name: "in", operation: .input(shape: [6, 6, c]), inputs: []),
+            Node(name: "a", operation: .conv2d(try conv(.relu)), inputs: ["in"]),
+            Node(name: "b", operation: .conv2d(try conv(.relu)), inputs: ["a"]),
+            Node(name: "c", operation: .conv2d(try conv(.linear)), inputs: ["b"]),
+            Node(name: "sum", operation: .add, inputs: ["a", "c"]),
+            Node(name: "out", operation: .conv2d(try conv(.relu)), inputs: ["sum"]),
+        ]
+        let itself = [
+            Node(name: "in", operation: .input(shape: [6, 6, c]), inputs: []),
+            Node(name: "a", operation: .conv2d(try conv(.relu)), inputs: ["in"]),
+            Node(name: "c", operation: .conv2d(try conv(.linear)), inputs: ["a"]),
+            Node(name: "sum", operation: .add, inputs: ["a", "c"]),
+            Node(name: "out", operation: .conv2d(try conv(.relu)), inputs: ["sum"]),
+        ]
+        for (nodes, buffers) in [(block, 2), (itself, 2)] {    // (block: 3 without writing over the residual)
+            let graph = try Graph(name: "residual", nodes: nodes, outputs: ["out"])
+            let executor = try Executor(graph: graph)
+            XCTAssertFalse(executor.stepProfile.contains { $0.operation == "add" }, "the Add is fused into the conv")
+            XCTAssertEqual(executor.plannedFloatsPerSample.planned, buffers * 36 * c, nodes.map(\.name).joined(separator: " "))
+            // Observed, the conv's values must exist: the Add stays a step of its own, and nothing is overwritten.
+            let apart = try Executor(graph: graph, observing: ["c"])
+            XCTAssertTrue(apart.stepProfile.contains { $0.operation == "add" })
+            let x = random.floats(3 * 36 * c, in: -1...1)
+            let expected = try apart.run(x)
+            for threads in [1, 2] {
+                XCTAssertEqual(try executor.run(x, threads: threads).map(\.bitPattern), expected.map(\.bitPattern),
+                               "\(nodes.map(\.name)) threads \(threads)")
+            }
+        }
+    }
 }
