@@ -284,12 +284,18 @@ DW_INTERIOR(interior_avx2, __attribute__((target("avx2,fma"))), __m256, 8, LOAD2
    A pixel's taps still come in order (row by row, column by column within a row), so the sums are
    those of the kernel above, bit for bit.
    PREFETCH: the last window row's loads also fetch the rows the next output row adds and the next
-   output row (AVX-512 always, measured on AMD Zen 4: below; on Zen 4 too, dropping them or
-   keeping them only for inputs over 1 MiB changed whole networks by 0.92-1.07x, medians of 6-20
-   alternating runs, though the hot harness ran 10-40% faster without). At AVX2 only when the
-   caller sets BNK_DW_PREFETCH (an input over 1 MiB, from L3: MobileNetV2 96's standalone depthwise
-   steps at batch 16, AMD Zen 4 capped at AVX2, 0.70-0.85 of their time with them, the steps fed
-   from L2 unchanged). Without the flag not at AVX2: there they were 12 to 16 of
+   output row, only when the caller sets BNK_DW_PREFETCH (an input over 1 MiB, from L3: MobileNetV2
+   96's standalone depthwise steps at batch 16, AMD Zen 4 capped at AVX2, 0.70-0.85 of their time
+   with them, the steps fed from L2 unchanged). At AVX-512 they were always made until measured
+   on Intel Xeon (family 6 model 207): hot, every 3x3 shape 10-40% faster without them (28x28x192
+   26.5 -> 19.7 us, 48x48x32 12.0 -> 10.6, 112x112x32 from L2/L3 168 -> 139); whole networks, one
+   thread, alternating runs, img/s: without any, MobileNetV2 224 batch 1 258 -> 265, but 96 at
+   batch 16 1442 -> 1369 (its standalone depthwise steps read from L3); with the flag's rule,
+   MobileNetV2 224 batch 1 258 -> 267, 96 at batch 16 1422 -> 1456, 96 at batch 1 1017 -> 1020,
+   EfficientNetB0 224 batch 1 143 -> 144. (On AMD Zen 4, AVX-512, dropping them or keeping them
+   only for inputs over 1 MiB had changed whole networks by 0.92-1.07x, medians of 6-20
+   alternating runs, though the hot harness ran 10-40% faster without.) Without the flag not at
+   AVX2 either: there they were 12 to 16 of
    the group's 36 load-port operations beside its 18 loads, and without them, AMD Zen 3, hot
    (MobileNetV2's and EfficientNet's shapes, best of 3 alternating runs) 56x56x144 3x3 40.5 ->
    53.8 GFLOP/s, 28x28x192 34.0 -> 48.0, 112x112x96 stride 2 22.4 -> 27.8, 28x28x240 5x5 37.1 ->
@@ -392,19 +398,24 @@ TARGET static void NAME(const float *x, int h, int w, int c, int cn, int kh, int
     }                                                                                                                     \
 }
 
-#define DW_FIXED512(NAME, KH, SX, PIX) DW_FIXED(NAME, __attribute__((target("avx512f"))), __m512, 16, LOAD512, _mm512_loadu_ps, \
+#define DW_FIXED512(NAME, KH, SX, PIX, PF) DW_FIXED(NAME, __attribute__((target("avx512f"))), __m512, 16, LOAD512, _mm512_loadu_ps, \
     STORE512, _mm512_storeu_ps, \
-    _mm512_setzero_ps, _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, KH, KH, SX, PIX, 1, \
+    _mm512_setzero_ps, _mm512_set1_ps, _mm512_min_ps, _mm512_max_ps, _mm512_fmadd_ps, __mmask16, MASK512, KH, KH, SX, PIX, PF, \
     interior_avx512)
 #define DW_FIXED256(NAME, KH, SX, PIX, PF) DW_FIXED(NAME, __attribute__((target("avx2,fma"))), __m256, 8, LOAD256, _mm256_loadu_ps, \
     STORE256, _mm256_storeu_ps, \
     _mm256_setzero_ps, _mm256_set1_ps, _mm256_min_ps, _mm256_max_ps, _mm256_fmadd_ps, __m256i, MASK256, KH, KH, SX, PIX, PF, \
     interior_avx2)
-DW_FIXED512(interior3_avx512, 3, 1, 8)
-DW_FIXED512(interior3s2_avx512, 3, 2, 8)
-DW_FIXED512(interior5_avx512, 5, 1, 4)
-DW_FIXED512(interior5s2_avx512, 5, 2, 4)
-DW_FIXED512(interior7_avx512, 7, 1, 6)
+DW_FIXED512(interior3_avx512, 3, 1, 8, 0)
+DW_FIXED512(interior3s2_avx512, 3, 2, 8, 0)
+DW_FIXED512(interior5_avx512, 5, 1, 4, 0)
+DW_FIXED512(interior5s2_avx512, 5, 2, 4, 0)
+DW_FIXED512(interior7_avx512, 7, 1, 6, 0)
+DW_FIXED512(interior3_avx512_prefetch, 3, 1, 8, 1)
+DW_FIXED512(interior3s2_avx512_prefetch, 3, 2, 8, 1)
+DW_FIXED512(interior5_avx512_prefetch, 5, 1, 4, 1)
+DW_FIXED512(interior5s2_avx512_prefetch, 5, 2, 4, 1)
+DW_FIXED512(interior7_avx512_prefetch, 7, 1, 6, 1)
 DW_FIXED256(interior3_avx2, 3, 1, 4, 0)
 DW_FIXED256(interior3s2_avx2, 3, 2, 4, 0)
 DW_FIXED256(interior5_avx2, 5, 1, 4, 0)
@@ -724,9 +735,12 @@ void bnk_depthwise_conv2d(const float *x, int h, int w, int c, int m, int kh, in
         }
     }
     if (m == 1 && bnk_use_avx512()) {
-        const interior_fn interior = fixed == 3 ? (sx == 1 ? interior3_avx512 : interior3s2_avx512)
-                                   : fixed == 5 ? (sx == 1 ? interior5_avx512 : interior5s2_avx512)
-                                   : fixed == 7 ? interior7_avx512 : interior_avx512;
+        /* [prefetch][3x3, 5x5, 7x7][stride 2] */
+        static const interior_fn fixed_avx512[2][3][2] = {
+            {{interior3_avx512, interior3s2_avx512}, {interior5_avx512, interior5s2_avx512}, {interior7_avx512, interior7_avx512}},
+            {{interior3_avx512_prefetch, interior3s2_avx512_prefetch}, {interior5_avx512_prefetch, interior5s2_avx512_prefetch},
+             {interior7_avx512_prefetch, interior7_avx512_prefetch}}};
+        const interior_fn interior = fixed ? fixed_avx512[prefetch][fixed / 2 - 1][sx == 2] : interior_avx512;
         depthwise_rows(interior_avx512_clipped, interior, x, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, kernel, bias, y,
                        act, after);
         return;

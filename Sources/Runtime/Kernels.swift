@@ -421,8 +421,8 @@ package enum Kernels {
         }
     }
 
-    /// The input floats (all images of one call) above which `depthwiseConv2d` asks the AVX2 row
-    /// kernels to prefetch the rows ahead (BNK_DW_PREFETCH): 1 MiB, the L2 of the AMD Zen 4
+    /// The input floats (all images of one call) above which `depthwiseConv2d` asks the AVX-512 and
+    /// AVX2 row kernels to prefetch the rows ahead (BNK_DW_PREFETCH): 1 MiB, the L2 of the AMD Zen 4
     /// measured. A smaller input was just written by the step (or strip) before and is still in
     /// L2, where the prefetches only take load slots; a batch of larger maps (MobileNetV2 96's
     /// standalone depthwise convs at batch 16) comes from L3, where they pay.

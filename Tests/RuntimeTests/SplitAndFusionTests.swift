@@ -639,14 +639,14 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
-    /// The depthwise row kernels with and without their prefetches (`BNK_DW_PREFETCH`: AVX2 has
-    /// both versions, AVX-512 always prefetches, the portable kernel never): at every level the
-    /// same values bit for bit, for 3×3 and 5×5 at strides 1 and 2 (each its own instantiation),
+    /// The depthwise row kernels with and without their prefetches (`BNK_DW_PREFETCH`: AVX-512
+    /// and AVX2 have both versions, the portable kernel never prefetches): at every level the
+    /// same values bit for bit, for 3×3 and 5×5 at strides 1 and 2 and 7×7 (each its own instantiation),
     /// a ReLU read through and ReLU6 at the store, and the reference's within rounding.
     func testDepthwiseWithAndWithoutPrefetchesGivesTheSameValues() throws {
         defer { Kernels.limitInstructionSet(2) }
         let (h, w, c) = (11, 23, 40)    // odd sides: "same" pads k / 2 on every side at strides 1 and 2
-        for (k, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+        for (k, stride) in [(3, 1), (3, 2), (5, 1), (5, 2), (7, 1)] {
             let pad = k / 2, oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1
             let x = random.floats(h * w * c, in: -2...2), kernel = random.floats(k * k * c, in: -1...1), bias = random.floats(c, in: -1...1)
             let expected = ReferenceOps.depthwise(x.map { max(Double($0), 0) }, h: h, w: w, c: c, kernel: kernel, kh: k, kw: k, multiplier: 1,
