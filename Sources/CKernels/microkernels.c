@@ -150,8 +150,9 @@ static inline row_block block_at(int m, int n0, int segs, const float *A, int ld
     case 3: CALL(3); break; case 2: CALL(2); break; default: CALL(1); break;               \
     }
 
-/* R <= 6 rows x up to 16 V columns, V = 3 or 4: vector j of B's row at b + j * hoff (two full
-   vectors, the third and fourth masked by mask2 and mask3). Four B loads and six broadcasts per k for 24 FMAs, and
+/* R <= 6 rows x up to 16 V columns, V = 2, 3 or 4: vector j of B's row at b + j * hoff (the
+   first full, the last masked: the second by mask2 at V = 2, else the third and fourth by mask2
+   and mask3). Four B loads and six broadcasts per k for 24 FMAs, and
    six row pointers (the 12 x 32 tile's twelve did not fit the general registers: reloaded from
    the stack every k): on AMD Zen 4, whose zmm FMAs take both 256-bit pipes, 3-16% faster than
    12 x 32 on ResNet50's and the MNIST CNNs' shapes (hot, best of 30). */
@@ -172,12 +173,12 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
     for (int s = 0; s < segs; s++) {
         FOR_ROWS6(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
-            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + hoff);
-            const __m512 b2 = _mm512_maskz_loadu_ps(mask2, b + 2 * hoff);
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = V > 2 ? _mm512_loadu_ps(b + hoff) : _mm512_maskz_loadu_ps(mask2, b + hoff);
+            const __m512 b2 = V > 2 ? _mm512_maskz_loadu_ps(mask2, b + 2 * hoff) : b1;
             const __m512 b3 = V > 3 ? _mm512_maskz_loadu_ps(mask3, b + 3 * hoff) : b2;
             _mm_prefetch((const char *)(b + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + 2 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
+            if (V > 2) _mm_prefetch((const char *)(b + 2 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             if (V > 3) _mm_prefetch((const char *)(b + 3 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             if (NEXT) {   /* (pf is NULL otherwise: not stepped) */
                 _Pragma("GCC unroll 4") for (int i = 0; i < NEXT; i++) _mm_prefetch((const char *)(pf + 16 * i), _MM_HINT_T0);
@@ -185,7 +186,7 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
             }
 #define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]);                                        \
                               v0##r = _mm512_fmadd_ps(x, b0, v0##r); v1##r = _mm512_fmadd_ps(x, b1, v1##r);   \
-                              v2##r = _mm512_fmadd_ps(x, b2, v2##r); if (V > 3) v3##r = _mm512_fmadd_ps(x, b3, v3##r); }
+                              if (V > 2) v2##r = _mm512_fmadd_ps(x, b2, v2##r); if (V > 3) v3##r = _mm512_fmadd_ps(x, b3, v3##r); }
             FOR_ROWS6(FMA)
 #undef FMA
         }
@@ -193,12 +194,13 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (rr) { const float *q = rr + (size_t)(r) * ldc;                                                      \
                   v0##r = _mm512_add_ps(v0##r, _mm512_loadu_ps(q));                                             \
-                  v1##r = _mm512_add_ps(v1##r, _mm512_loadu_ps(q + 16));                                        \
-                  v2##r = _mm512_add_ps(v2##r, _mm512_maskz_loadu_ps(mask2, q + 32));                           \
+                  v1##r = _mm512_add_ps(v1##r, V > 2 ? _mm512_loadu_ps(q + 16) : _mm512_maskz_loadu_ps(mask2, q + 16)); \
+                  if (V > 2) v2##r = _mm512_add_ps(v2##r, _mm512_maskz_loadu_ps(mask2, q + 32));                \
                   if (V > 3) v3##r = _mm512_add_ps(v3##r, _mm512_maskz_loadu_ps(mask3, q + 48)); }              \
         _mm512_storeu_ps(cr, bnk_act512(v0##r, elementwise));                                                   \
-        _mm512_storeu_ps(cr + 16, bnk_act512(v1##r, elementwise));                                              \
-        _mm512_mask_storeu_ps(cr + 32, mask2, bnk_act512(v2##r, elementwise));                                  \
+        if (V > 2) _mm512_storeu_ps(cr + 16, bnk_act512(v1##r, elementwise));                                   \
+        else _mm512_mask_storeu_ps(cr + 16, mask2, bnk_act512(v1##r, elementwise));                             \
+        if (V > 2) _mm512_mask_storeu_ps(cr + 32, mask2, bnk_act512(v2##r, elementwise));                       \
         if (V > 3) _mm512_mask_storeu_ps(cr + 48, mask3, bnk_act512(v3##r, elementwise)); }
     FOR_ROWS6(STORE)
 #undef STORE
@@ -257,6 +259,28 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
             else { if (mask3) X4_BLOCKS(4, 2) else X4_BLOCKS(3, 2) }
 #undef X4_BLOCKS
 #undef X4
+            m += R;
+        }
+        return;
+    }
+    if (width > 16 && segs * len < 64) {
+        /* 17 to 32 columns over a short sum (a 3-channel stem's 27 products): 6-row tiles of two
+           vectors (12 sums) instead of 12-row ones (24): a tile's start and end weigh as much
+           as its products, and twelve row pointers do not fit the general registers. Hot, Intel
+           Xeon (family 6 model 207), best of 30, three alternating runs, GFLOP/s: 12544 x 27 ->
+           32 154-158 -> 184-186, 1024 x 27 -> 32 182-189 -> 191-195; over 96 products and more
+           the twelve rows were faster (96 x 96 -> 24 168 -> 164, 784 x 192 -> 32 228 -> 221). */
+        const __mmask16 mask2 = width >= 32 ? 0xFFFF : (__mmask16)((1u << (width - 16)) - 1);
+        const __m512 bias0 = bias ? _mm512_loadu_ps(bias + n0) : _mm512_setzero_ps();
+        const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(mask2, bias + n0 + 16) : _mm512_setzero_ps();
+        const int blocks = (M + 5) / 6;
+        for (int block = 0, m = 0; block < blocks; block++) {
+            const int R = M / blocks + (block < M % blocks);
+            const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
+#define X2(ROWS) tile512_x4(ROWS, 2, 0, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, 0, bias0, bias1, bias1, bias1, \
+                            o.rr, o.c, ldc, elementwise, NULL)
+            TILE6_CASES(X2)
+#undef X2
             m += R;
         }
         return;

@@ -722,7 +722,8 @@ final class SplitAndFusionTests: XCTestCase {
     /// columns (`bnk_gemm_strided`, as threads share one): the same values as the whole product,
     /// bit for bit, and the reference's within rounding.
     func testGEMMPanelsTailsAndColumnBlocks() {
-        for (m, n, k) in [(50, 37, 5), (25, 70, 300), (13, 96, 64), (1, 1000, 40), (97, 16, 9), (36, 8, 130)] {
+        // (29, 24, 27) and (7, 30, 9): 17 to 32 columns over a short sum, B packed and read in place.
+        for (m, n, k) in [(50, 37, 5), (25, 70, 300), (13, 96, 64), (1, 1000, 40), (97, 16, 9), (36, 8, 130), (29, 24, 27), (7, 30, 9)] {
             let a = random.floats(m * k, in: -1...1), b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
             for act in [BNK_ACT_LINEAR, BNK_ACT_RELU, BNK_ACT_RELU6, BNK_ACT_SIGMOID] {
                 var whole = [Float](repeating: .nan, count: m * n), reference = whole, blocks = whole
@@ -784,7 +785,8 @@ final class SplitAndFusionTests: XCTestCase {
         // A 32-column block and a 13-column one; two 16-column blocks and an 8-column one (AVX2's
         // 8-row tile); and with a K whose 64 columns of panels are over 1 MiB, 7 to 10 rows (one
         // 12-row tile) go in 32-column blocks, one row in 64 (AVX-512).
-        for (n, k) in [(45, 70), (40, 50), (80, 4200)] { everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: n, k: k) }
+        // A 24-column block over a sum of 27 (AVX-512: 6-row tiles of two vectors, the second masked).
+        for (n, k) in [(45, 70), (40, 50), (80, 4200), (24, 27)] { everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: n, k: k) }
     }
 
     private func everyRowBlockSizeGivesTheRowBySumsOfOneRow(n: Int, k: Int) {
