@@ -28,6 +28,9 @@ final class SpatialKernelTests: XCTestCase {
             (7, 9, 3, 5, [3, 3], [1, 1], [1, 1], false, 1, true),
             (7, 9, 3, 5, [3, 3], [1, 1], [1, 1], true, 1, false),
             (14, 14, 4, 6, [3, 3], [2, 2], [1, 1], true, 1, true),     // uneven: extra pixel bottom/right
+            // stems: only the window rows reaching into the border copied (bottom and right; all four sides)
+            (32, 30, 3, 24, [3, 3], [2, 2], [1, 1], true, 1, true),
+            (30, 30, 3, 16, [7, 7], [2, 2], [1, 1], true, 1, true),
             (8, 7, 2, 4, [4, 2], [2, 3], [1, 1], true, 1, true),
             (11, 10, 3, 4, [3, 3], [1, 1], [2, 3], true, 1, true),
             (11, 10, 3, 4, [3, 2], [1, 1], [2, 2], false, 1, false),
