@@ -12,12 +12,14 @@ struct DepthwiseStage {
     let activation: ActivationKind
     let reluInput: Bool
 
-    /// The depthwise conv of `batch` images of `g` (its output's shape) into `output`.
-    func run(_ x: UnsafePointer<Float>, batch: Int, _ g: Kernels.Spatial, output: UnsafeMutablePointer<Float>) {
+    /// The depthwise conv of `batch` images of `g` (its output's shape) into `output`; `streamed`:
+    /// whether the input comes from beyond L2 (`Kernels.depthwiseConv2d`; by default, judged by
+    /// this call's input alone).
+    func run(_ x: UnsafePointer<Float>, batch: Int, _ g: Kernels.Spatial, output: UnsafeMutablePointer<Float>, streamed: Bool? = nil) {
         kernel.withUnsafeValues { w in
             Weights.optional(bias) { b in
                 Kernels.depthwiseConv2d(input: x, batch: batch, g, multiplier: multiplier, kernel: w.baseAddress!, bias: b,
-                                        activation: activation, reluInput: reluInput, output: output)
+                                        activation: activation, reluInput: reluInput, output: output, streamed: streamed)
             }
         }
     }

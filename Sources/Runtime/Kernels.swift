@@ -402,13 +402,15 @@ package enum Kernels {
     /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m; then the
     /// activation (ReLU and ReLU6 as the outputs are stored, others after). `reluInput`: each
     /// input value read through a ReLU (the conv of the ReLU's output, the same values).
+    /// `streamed`: whether the input comes from beyond L2, so the row kernels prefetch the rows
+    /// ahead (by default: when this call's input is over `depthwisePrefetchFloats`).
     static func depthwiseConv2d(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, multiplier: Int,
                                 kernel: UnsafePointer<Float>, bias: UnsafePointer<Float>?, activation: ActivationKind = .linear,
-                                reluInput: Bool = false, output: UnsafeMutablePointer<Float>) {
+                                reluInput: Bool = false, output: UnsafeMutablePointer<Float>, streamed: Bool? = nil) {
         let inImage = g.inHeight * g.inWidth * g.inChannels, outImage = g.outHeight * g.outWidth * g.outChannels
         // The element-wise activations are applied by the kernel, row by row; others (softmax…) after.
         let code = elementwiseCode(activation)
-        let prefetch = batch * inImage > depthwisePrefetchFloats ? Int32(BNK_DW_PREFETCH) : 0
+        let prefetch = streamed ?? (batch * inImage > depthwisePrefetchFloats) ? Int32(BNK_DW_PREFETCH) : 0
         for b in 0..<batch {
             bnk_depthwise_conv2d(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels), Int32(multiplier),
                                  Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX), Int32(g.dilationY),

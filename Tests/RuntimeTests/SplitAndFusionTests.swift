@@ -1501,6 +1501,16 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertEqual(fused.stepProfile.map(\.layer), ["pw", "down", "pw2"])
         XCTAssertEqual(separate.stepProfile.map(\.operation), ["depthwise", "conv2d", "pool", "depthwise", "conv2d"])
         try assertFusedEqualsApart(graph, apart: separate, sampleFloats: 60 * 61 * 40)
+
+        // 24 × 24 × 96 (55 K floats an image): whole images a pass, two at most (512 KiB), so a
+        // batch of 3 goes in passes of 2 and 1.
+        let small = try Graph(name: "dwpw2", nodes: [
+            Node(name: "in", operation: .input(shape: [24, 24, 96]), inputs: []),
+            Node(name: "dw", operation: try depthwise(96, activation: .relu6), inputs: ["in"]),
+            Node(name: "pw", operation: try pointwise(96, 40), inputs: ["dw"]),
+        ], outputs: ["pw"])
+        XCTAssertEqual(try Executor(graph: small).stepProfile.map(\.operation), ["separable"])
+        try assertFusedEqualsApart(small, apart: try Executor(graph: small, observing: ["dw"]), sampleFloats: 24 * 24 * 96)
     }
 
     /// A channel concatenation (DenseNet's after each conv, Inception's of its branches) is split
