@@ -19,12 +19,13 @@
 #include <string.h>
 
 static int block_tiles(int cin, int cout) {
-    /* V and M of a block: 16 * tiles * (cin + cout) floats, about 512 KiB (the transformed kernel U
-       is streamed once per block, so blocks are as large as the caches allow); a multiple of 4
-       (the GEMM's row blocks), at least 12. A U over 1 MiB does not stay in L2 from one block to
-       the next: each block read it from L3, so its blocks hold up to 2 MiB of V and M
-       (ResNet50's 14x14x256 convs at batch 1: U 4 MiB, 49 tiles in blocks of 16, 16, 16 and 1
-       read 16 MiB of U a conv; in one block, 4 MiB). */
+    /* The most tiles a block holds (the scratch is sized for them; the blocks a call makes are then
+       as even as they go, see bnk_conv3x3_winograd_columns). V and M of a block: 16 * tiles *
+       (cin + cout) floats, about 512 KiB (the transformed kernel U is streamed once per block, so
+       blocks are as large as the caches allow); a multiple of 4, at least 12. A U over 1 MiB does
+       not stay in L2 from one block to the next: each block read it from L3, so its blocks hold
+       up to 2 MiB of V and M (ResNet50's 14x14x256 convs at batch 1: U 4 MiB, 49 tiles in blocks
+       of 16, 16, 16 and 1 read 16 MiB of U a conv; in one block, 4 MiB). */
     const int large = (size_t)16 * cin * cout > 262144;
     int tiles = (large ? 524288 : 131072) / (16 * (cin + cout));
     tiles = tiles / 4 * 4;
@@ -254,8 +255,8 @@ void bnk_conv3x3_winograd_columns(const float *input, int batch, int h, int w, i
     const int tiles_y = pool ? oh / 2 : (oh + 1) / 2, tiles_x = pool ? ow / 2 : (ow + 1) / 2;
     const int per_image = tiles_y * tiles_x;
     const int total = batch * per_image;
-    /* As many blocks as the scratch's allow, and as even as they go (49 tiles in blocks of at most
-       16: 13, 12, 12, 12; each block streams all of U). */
+    /* The fewest blocks the scratch allows, as even as they go (each block streams all of U: 49
+       tiles in blocks of at most 16 go as 13, 12, 12 and 12, not 16, 16, 16 and 1). */
     const int most = block_tiles(cin, cout), blocks = (total + most - 1) / most;
     const int block = blocks > 1 ? (total + blocks - 1) / blocks : total;
     float *V = scratch, *Mt = V + (size_t)16 * block * cin, *zero = Mt + (size_t)16 * block * cout;
