@@ -1636,8 +1636,11 @@ public final class Executor: @unchecked Sendable {
     /// pass wrote it to L3 and read it back: MobileNetV2 96's first separable step at batch 16
     /// (48×48×32 an image, 4.7 MB).
     static func separableImages(_ g: Kernels.Spatial, batch: Int) -> Int {
-        max(1, min(batch, (1 << 17) / max(g.outHeight * g.outWidth * g.outChannels, 1)))
+        max(1, min(batch, separablePassFloats / max(g.outHeight * g.outWidth * g.outChannels, 1)))
     }
+
+    /// The depthwise output (floats, 512 KiB) a pass of `separable` keeps in L2.
+    static let separablePassFloats = 1 << 17
 
     /// Output rows per pass of `separable`: all of them unless the depthwise output is over 512 KiB
     /// and the pointwise panels fit in 256 KiB (both then stay in L2: a chunk of about 256 KiB of
@@ -1645,7 +1648,7 @@ public final class Executor: @unchecked Sendable {
     /// 728 × 728, 2 MB) would be read again per chunk from L3, so the map goes in one pass.
     static func separableRows(_ g: Kernels.Spatial, units: Int) -> Int {
         let rowFloats = max(g.outWidth * g.outChannels, 1)
-        guard g.outChannels * units <= 1 << 16, g.outHeight * rowFloats > 1 << 17 else { return max(g.outHeight, 1) }
+        guard g.outChannels * units <= 1 << 16, g.outHeight * rowFloats > separablePassFloats else { return max(g.outHeight, 1) }
         return max(1, min(g.outHeight, (1 << 16) / rowFloats))
     }
 
