@@ -32,6 +32,7 @@ import onnx
 import onnxruntime as ort
 import openvino as ov
 from onnx import TensorProto, helper, numpy_helper
+import cpu_cap  # tools/cpu_cap.py: the CPUID cap for --isa
 
 # BNKIT_MAX_ISA -> oneDNN's ONEDNN_MAX_CPU_ISA, so OpenVINO runs at the same instruction-set level.
 ONEDNN_ISA = {"avx512": "AVX512_CORE", "avx2": "AVX2", "generic": "SSE41"}
@@ -274,10 +275,12 @@ def main():
     parser.add_argument("--isa", choices=["avx512", "avx2", "generic"], default=None,
                         help="cap bnrun's kernels (BNKIT_MAX_ISA): its AVX2 paths measured on an AVX-512 machine")
     args = parser.parse_args()
+    # The whole process under the CPUID cap (tools/cpu_cap.py), so onnxruntime runs at the level too.
+    ort_capped, cap_line = cpu_cap.cap_process(args.isa)
+    ov_column = bool(args.isa) and not ort_capped
     if args.isa:
         BNRUN_ENV["BNKIT_MAX_ISA"] = args.isa
-        # OpenVINO's CPU plugin (oneDNN) takes the same cap, read when its plugin first loads;
-        # onnxruntime has no such switch (its column stays at the CPU's best).
+        # OpenVINO's CPU plugin (oneDNN) takes the same cap, read when its plugin first loads.
         os.environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA[args.isa]
     bnconv, bnrun = os.path.join(args.bin, "bnconv"), os.path.join(args.bin, "bnrun")
     work = tempfile.mkdtemp(prefix="bnkit-bench-")
@@ -300,10 +303,12 @@ def main():
     print(f"CPU: {cpu}, {os.cpu_count()} logical cores; bnrun ISA cap: {args.isa or 'none (best available)'}; "
           f"onnxruntime {ort.__version__}, OpenVINO {ov.__version__}, numpy {np.__version__}")
     print()
+    if cap_line:
+        print(f"Instruction sets: {cap_line}.\n")
     capped = f" (capped {args.isa})" if args.isa else ""
-    print(f"| model | threads | batch | bnrun img/s{capped} | onnxruntime img/s | OpenVINO img/s{capped} | ratio to the faster |"
-          + (" ratio to OpenVINO, same ISA |" if args.isa else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if args.isa else ""))
+    print(f"| model | threads | batch | bnrun img/s{capped} | onnxruntime img/s{capped if ort_capped else ''} "
+          f"| OpenVINO img/s{capped} | ratio to the faster |" + (" ratio to OpenVINO, same ISA |" if ov_column else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if ov_column else ""))
     core = ov.Core()
     for name in args.models:
         folded = os.path.join(work, name + ".bin")
@@ -342,7 +347,7 @@ def main():
                     ours.append(bnrun_rate(bnrun, folded, batch, threads))
                 a, b, c = statistics.median(ours), statistics.median(theirs), statistics.median(openvino)
                 print(f"| {name} | {threads} | {batch} | {a:,.0f} | {b:,.0f} | {c:,.0f} | {a / max(b, c):.2f}× |"
-                      + (f" {a / c:.2f}× |" if args.isa else ""), flush=True)
+                      + (f" {a / c:.2f}× |" if ov_column else ""), flush=True)
         print(f"| {name} | | | classes equal (all three): {agree}/{len(x)} | | | |")
 
     print()

@@ -10,8 +10,9 @@ threads) and OpenVINO (CPU, the ONNX reshaped to the batch, INFERENCE_NUM_THREAD
 LATENCY hint, f32 inference precision: on CPUs with AMX or AVX512-BF16 its default is bfloat16) run the same float32 images in turn, `--repeats` rounds alternating, and the median
 images/s of each and bnrun's ratio to the faster peer are printed as Markdown. The three must
 predict the same class for every image. `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
-kernels on an AVX-512 machine) and OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2 (onnxruntime cannot be capped), and
-adds bnrun's ratio to OpenVINO at the same level. Peak memory (max RSS) of one bnrun process per case is reported.
+kernels on an AVX-512 machine), OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2, and the whole process under
+tools/cpu_cap.py's CPUID cap, so onnxruntime, OpenVINO and bnrun all see a CPU without AVX-512 (where the
+CPU cannot fault on CPUID, onnxruntime stays uncapped and a column adds bnrun's ratio to OpenVINO alone). Peak memory (max RSS) of one bnrun process per case is reported.
 A second table gives, for bnrun and each peer, the most threads over the fewest at batch 1 with the two
 counts alternating in every round (the first table's cells for them are minutes apart).
 
@@ -38,6 +39,7 @@ import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import cpu_cap  # noqa: E402
 import make_applications_model as maker  # noqa: E402
 
 
@@ -69,6 +71,7 @@ def main():
     parser.add_argument("--isa", choices=["avx512", "avx2", "generic"], default=None)
     parser.add_argument("--onnx", nargs="+", default=[], help="ONNX files to run as they are (PyTorch exports, BN kept), after --models")
     args = parser.parse_args()
+    ort_capped, cap_line = cpu_cap.cap_process(args.isa)
     import onnx
     import onnxruntime as ort
     import openvino as ov
@@ -78,15 +81,20 @@ def main():
     env = dict(os.environ)
     if args.isa:
         env["BNKIT_MAX_ISA"] = args.isa
-        # OpenVINO's CPU plugin (oneDNN) takes the same cap, read when the plugin first loads;
-        # onnxruntime has no such switch (its column stays at the CPU's best).
+        # OpenVINO's CPU plugin (oneDNN) takes the same cap, read when the plugin first loads (under
+        # the CPUID cap it sees the lower level anyway).
         os.environ["ONEDNN_MAX_CPU_ISA"] = {"avx512": "AVX512_CORE", "avx2": "AVX2", "generic": "SSE41"}[args.isa]
+    # Without the CPUID cap onnxruntime stays at the CPU's best: then a column compares with OpenVINO alone.
+    args.ov_column = bool(args.isa) and not ort_capped
     print(f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; bnrun ISA cap: {args.isa or 'none (best available)'}; "
           f"onnxruntime {ort.__version__}, OpenVINO {ov.__version__}, tf2onnx {tf2onnx.__version__}\n")
+    if cap_line:
+        print(f"Instruction sets: {cap_line}.\n")
     capped = f" (capped {args.isa})" if args.isa else ""
-    print(f"| model | size | threads | batch | bnrun img/s{capped} | onnxruntime img/s | OpenVINO img/s{capped} | ratio to the faster |"
-          + (" ratio to OpenVINO, same ISA |" if args.isa else "") + " bnrun max RSS |")
-    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.isa else ""))
+    print(f"| model | size | threads | batch | bnrun img/s{capped} | onnxruntime img/s{capped if ort_capped else ''} "
+          f"| OpenVINO img/s{capped} | ratio to the faster |"
+          + (" ratio to OpenVINO, same ISA |" if args.ov_column else "") + " bnrun max RSS |")
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.ov_column else ""))
     core = ov.Core()
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -254,7 +262,7 @@ def compare(args, env, core, tmp, name, size, binary, onnx_path, x):
             best = max(median["ort"], median["ov"])
             print(f"| {name} | {size} | {threads} | {batch} | {median['bnrun']:,.1f} | {median['ort']:,.1f} | {median['ov']:,.1f} | "
                   f"{median['bnrun'] / best:.2f}×{'' if same else differ} |"
-                  + (f" {median['bnrun'] / median['ov']:.2f}× |" if args.isa else "") + f" {rss} MB |", flush=True)
+                  + (f" {median['bnrun'] / median['ov']:.2f}× |" if args.ov_column else "") + f" {rss} MB |", flush=True)
 
 if __name__ == "__main__":
     main()
