@@ -5,7 +5,8 @@
 #   2. the smallest keras.applications model of each family, folded and run against Keras (tools/applications_check.py),
 #      and the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
 #   3. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
-#   4. the Swift tests, in release (the end-to-end tests run real models over 10,000 images);
+#   4. the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks AVX2 and portable kernels by itself),
+#   5. the Swift tests, in release (the end-to-end tests run real models over 10,000 images);
 # and first, the C kernels compiled for arm64 (tools/arm64_compile_check.sh: compiles, runs nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,5 +44,7 @@ done
 if ! wait "$fuzz_build"; then echo "building the fuzz targets failed:"; cat "$logs/fuzz-build.log"; exit 1; fi
 echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-6} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
 BNKIT_FUZZ_PREBUILT=1 BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-6}"
+echo "== [${SECONDS} s] the bench's CPUID cap (tools/cpuid_cap.c): bnrun chooses its AVX2 and portable kernels by itself under it"
+tools/cpu_cap_check.sh .build/release
 echo "== [${SECONDS} s] swift tests"
 swift test -c release --skip-build --disable-swift-testing

@@ -90,7 +90,7 @@ struct BNRun: ParsableCommand {
             help: "What BatchNormalization layers normalize with: running (the stored moving statistics; default) or batch (the statistics of each batch of --batch images; unfolded models only).")
     var bnStatistics: String = "running"
 
-    @Option(help: "Measure throughput instead: after one untimed pass, run all images this many times and print the median images/s.")
+    @Option(help: "Measure throughput instead: after one untimed pass, run all images this many times and print the median images/s (and the kernels' instruction set: avx512, avx2 or generic).")
     var bench: Int?
 
     @Flag(help: "With --bench: also print, to stderr, the time of each step of the run (the slowest first).")
@@ -142,7 +142,9 @@ struct BNRun: ParsableCommand {
                                                   profile: profile ? { Self.printProfile($0) } : nil)
                 // Slow models (a few images/s) keep a decimal.
                 let rate = { (value: Double) in value < 1000 ? String(format: "%.1f", value) : String(Int(value.rounded())) }
-                print("images/s: \(rate(median)) (median of \(all.count); batch \(batch), threads \(threads); runs: "
+                // The kernels' instruction set, as this CPU (and BNKIT_MAX_ISA) left it.
+                print("images/s: \(rate(median)) (median of \(all.count); batch \(batch), threads \(threads), "
+                      + "kernels \(Kernels.gemmImplementation); runs: "
                       + all.map(rate).joined(separator: " ") + ")")
                 return
             }
