@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--isa", choices=["avx512", "avx2", "generic"], default=None)
     parser.add_argument("--onnx", nargs="+", default=[], help="ONNX files to run as they are (PyTorch exports, BN kept), after --models")
     args = parser.parse_args()
-    ort_capped, cap_line = cpu_cap.cap_process(args.isa)
+    ort_capped, cap_line = cpu_cap.cap_process(args.isa, needs_avx=True)
     import onnx
     import onnxruntime as ort
     import openvino as ov

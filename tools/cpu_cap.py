@@ -46,12 +46,16 @@ def build():
     return path
 
 
-def cap_process(isa):
+def cap_process(isa, needs_avx=False):
     """Re-executes this script under the CPUID cap for `isa` if it needs one. Returns whether onnxruntime
-    runs at `isa` (capped, or on a CPU with nothing above it) and the report's line saying how."""
+    runs at `isa` (capped, or on a CPU with nothing above it) and the report's line saying how.
+    `needs_avx`: the script imports TensorFlow, whose wheels stop on a CPU without AVX, so `generic`
+    leaves onnxruntime uncapped."""
     if isa not in LEVEL:
         return False, None
     level = LEVEL[isa]
+    if level == "sse4" and needs_avx:
+        return False, "onnxruntime NOT capped: TensorFlow, which builds the models here, needs AVX"
     flags = cpu_flags()
     higher = "avx512f" in flags if level == "avx2" else bool({"avx", "avx2", "avx512f"} & flags)
     if platform.machine() != "x86_64" or not higher:
