@@ -8,8 +8,9 @@ which answers every CPUID of the process, its threads and its children with the 
 onnxruntime, OpenVINO, numpy and bnrun each choose their kernels as on that CPU.
 
 It returns whether onnxruntime is capped and a line for the report saying how, checked in the
-re-executed process by asking CPUID through the preloaded library. Where the cap cannot be had (no CPUID faulting: `cpuid_fault` missing
-from /proc/cpuinfo, not x86-64, no C compiler) the line says onnxruntime runs uncapped.
+re-executed process by asking CPUID through the preloaded library. Where the cap cannot be had (no
+CPUID faulting: `cpuid_fault` missing from /proc/cpuinfo; no C compiler) the line says onnxruntime
+runs uncapped.
 """
 import ctypes
 import hashlib
@@ -56,11 +57,13 @@ def cap_process(isa, needs_avx=False):
     level = LEVEL[isa]
     if level == "sse4" and needs_avx:
         return False, "onnxruntime NOT capped: TensorFlow, which builds the models here, needs AVX"
+    if platform.machine() != "x86_64":
+        return False, f"nothing capped: {isa} is an x86-64 level and this is {platform.machine()}"
     flags = cpu_flags()
     higher = "avx512f" in flags if level == "avx2" else bool({"avx", "avx2", "avx512f"} & flags)
-    if platform.machine() != "x86_64" or not higher:
+    if not higher:
         return True, f"nothing to cap: this CPU has no instruction set above {isa}"
-    if os.environ.get("BNKIT_CPUID_CAP") != level:
+    if os.environ.get("BNKIT_CPUID_CAP") != level or "BNKIT_CPUID_CAP_LIBRARY" not in os.environ:
         if "cpuid_fault" not in flags:
             return False, "onnxruntime NOT capped: this CPU or kernel has no CPUID faulting (`cpuid_fault`)"
         try:
@@ -74,6 +77,7 @@ def cap_process(isa, needs_avx=False):
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
     shim = ctypes.CDLL(os.environ["BNKIT_CPUID_CAP_LIBRARY"])
+    shim.cpuid_cap_trapped.restype = ctypes.c_long
     if shim.cpuid_cap_status() != 1:
         return False, "onnxruntime NOT capped: the kernel refused CPUID faulting (arch_prctl ARCH_SET_CPUID)"
     regs = (ctypes.c_uint * 4)()
