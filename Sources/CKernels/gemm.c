@@ -47,10 +47,29 @@ static void gemm_reference(int M, int N, int K, const float *A, int lda, const f
     }
 }
 
+/* The portable kernels' tile: acc[r][j] += a[r][k] * b[k][j], k increasing, for four rows of A
+   (lda apart) and n <= 8 columns of B (rows bstride apart). The 32 sums stay in registers (8 vectors
+   of 4: half of SSE2's 16 registers, a quarter of NEON's 32) and each value of B read serves four
+   rows; a whole 8 columns go with a fixed count, which the compiler makes vectors of. */
+static inline __attribute__((always_inline)) void sums_4x8(int K, const float *restrict a, int lda, const float *restrict b, size_t bstride,
+                                                          int n, float acc[restrict 4][8]) {
+    if (n == 8)
+        for (int k = 0; k < K; k++, b += bstride)
+            for (int r = 0; r < 4; r++) {
+                const float av = a[(size_t)r * lda + k];
+                for (int j = 0; j < 8; j++) acc[r][j] += av * b[j];
+            }
+    else
+        for (int k = 0; k < K; k++, b += bstride)
+            for (int r = 0; r < 4; r++) {
+                const float av = a[(size_t)r * lda + k];
+                for (int j = 0; j < n; j++) acc[r][j] += av * b[j];
+            }
+}
+
 /* The portable kernel: the reference's sums (from the bias, k increasing), four rows by eight
-   columns at a time so that each value of B read serves four rows and the 32 sums stay in
-   registers (vectors of 4 at SSE2 and NEON), not in C's rows, which the reference reads and
-   writes at every k; the last rows one at a time, eight columns at a time. */
+   columns at a time (sums_4x8) instead of the reference's row of C read and written at every k;
+   the last rows one at a time, eight columns at a time. */
 static void gemm_generic(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                          const float *bias, float *C, int ldc, int act) {
     enum { ROWS = 4, COLS = 8 };
@@ -61,23 +80,7 @@ static void gemm_generic(int M, int N, int K, const float *A, int lda, const flo
             float acc[ROWS][COLS];
             for (int r = 0; r < ROWS; r++)
                 for (int j = 0; j < COLS; j++) acc[r][j] = bias && j < n ? bias[n0 + j] : 0.0f;
-            const float *a = A + (size_t)m * lda;
-            if (n == COLS)
-                for (int k = 0; k < K; k++) {
-                    const float *b = B + (size_t)k * ldb + n0;
-                    for (int r = 0; r < ROWS; r++) {
-                        const float av = a[(size_t)r * lda + k];
-                        for (int j = 0; j < COLS; j++) acc[r][j] += av * b[j];
-                    }
-                }
-            else
-                for (int k = 0; k < K; k++) {
-                    const float *b = B + (size_t)k * ldb + n0;
-                    for (int r = 0; r < ROWS; r++) {
-                        const float av = a[(size_t)r * lda + k];
-                        for (int j = 0; j < n; j++) acc[r][j] += av * b[j];
-                    }
-                }
+            sums_4x8(K, A + (size_t)m * lda, lda, B + n0, (size_t)ldb, n, acc);
             for (int r = 0; r < ROWS; r++) {
                 float *c = C + (size_t)(m + r) * ldc + n0;
                 for (int j = 0; j < n; j++) c[j] = act == BNK_ACT_SIGMOID ? acc[r][j] : activate1(acc[r][j], act);
@@ -261,9 +264,8 @@ void bnk_pack_panels(int K, int N, const float *B, int ldb, float *panels) {
 }
 
 /* The portable kernel over panels: each sum from the bias, k increasing. Four rows by half a panel
-   (8 columns) at a time, so that each value of the panel read serves four rows and the 32 sums stay
-   in registers (16 vector registers at SSE2, 32 at NEON: the compiler's vectors of 4); the last
-   rows one at a time over the whole panel. The same sums, in the same order, either way. */
+   (8 columns) at a time (sums_4x8: the panel's zero padding read as whole columns); the last rows
+   one at a time over the whole panel. The same sums, in the same order, either way. */
 static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, const float *panels, const float *bias,
                                 const float *R, float *C, int ldc, int act) {
     enum { ROWS = 4, HALF = BNK_PANEL / 2 };
@@ -276,14 +278,7 @@ static void gemm_panels_generic(int M, int N, int K, const float *A, int lda, co
                 float acc[ROWS][HALF];
                 for (int r = 0; r < ROWS; r++)
                     for (int j = 0; j < HALF; j++) acc[r][j] = bias && h + j < width ? bias[n0 + h + j] : 0.0f;
-                const float *a = A + (size_t)m * lda;
-                for (int k = 0; k < K; k++) {
-                    const float *b = p + (size_t)k * BNK_PANEL + h;
-                    for (int r = 0; r < ROWS; r++) {
-                        const float av = a[(size_t)r * lda + k];
-                        for (int j = 0; j < HALF; j++) acc[r][j] += av * b[j];
-                    }
-                }
+                sums_4x8(K, A + (size_t)m * lda, lda, p + h, BNK_PANEL, HALF, acc);
                 const int n = width - h < HALF ? width - h : HALF;
                 for (int r = 0; r < ROWS; r++) {
                     float *c = C + (size_t)(m + r) * ldc + n0 + h;
