@@ -1462,12 +1462,13 @@ public final class Executor: @unchecked Sendable {
                 return split
             }
         case let .separable(depthwise, pointwise, panels, bias, geometry, units, activation)
-            where Kernels.isElementwise(activation) && batch * geometry.outHeight * geometry.outWidth <= 256
-                && units >= 32 * parallel.workers:
-            // Few pixels (Xception's middle and exit flows at batch 1): split by rows, every worker
-            // would read all of the pointwise kernel (1536 x 2048: 12 MB, from memory). The
-            // depthwise output goes whole into shared scratch (by rows across the workers), then
-            // the pointwise GEMM's output columns are shared, as for a 1x1 conv on a small map.
+            where separableSharesColumns(outHeight: geometry.outHeight, outWidth: geometry.outWidth, batch: batch, units: units,
+                                         elementwise: Kernels.isElementwise(activation), workers: parallel.workers):
+            // Few rows (Xception's exit flow at batch 1): split by rows, every worker would read
+            // all of the pointwise kernel (1536 x 2048: 12 MB, from memory) for a share of one or
+            // two rows. The depthwise output goes whole into shared scratch (by rows across the
+            // workers), then the pointwise GEMM's output columns are shared, as for a 1x1 conv on
+            // a small map.
             let pixels = batch * geometry.outHeight * geometry.outWidth
             let middle = arenas[0].scratch(pixels * geometry.outChannels)
             let rows = splitRows(geometry, batch: batch, x, middle, parallel: parallel) { part, xi, yo, _ in
@@ -1755,6 +1756,25 @@ public final class Executor: @unchecked Sendable {
     /// alone read them all.
     package static func sharesPixels(pixels: Int, channels: Int, batch: Int, workers: Int) -> Bool {
         workers > 1 && batch * Kernels.globalPoolBlocks(pixels: pixels) >= 2 * workers && batch * pixels * channels >= 1 << 15
+    }
+
+    /// Whether a depthwise → 1×1 step over few pixels (at most 256 a call) is split by the 1×1's
+    /// output columns (the depthwise output whole in shared scratch, every worker reading all of
+    /// it) rather than by output rows (each worker its rows through both convs, reading all of the
+    /// 1×1's weights): only when the rows are too few for every worker to get three. A share of
+    /// three rows or more keeps each worker on the rows it filtered, and the GEMM on rows of its
+    /// own; by columns each worker read half of the depthwise output from the other core's cache
+    /// and the shares went by 16-column panels (728 columns: 384 + 344). Batch 1, two threads,
+    /// Intel Xeon (family 6 model 207), AVX-512, medians of 5 alternating runs, img/s, by columns
+    /// → by rows: Xception 224 (14×14 middle flow) 40.1 → 43.2, 160 (10×10) 80.4 → 84.0, 128 (8×8)
+    /// 120.0 → 125.8, 96 (6×6) 203.4 → 207.2; MobileNet 160 (10×10) 551.0 → 591.4, 128 (8×8)
+    /// 796.7 → 848.8, 96 (6×6) 1261 → 1307, 224 (14×14) 306.2 → 305.9. Fewer rows went better by
+    /// columns: 5×5 (Xception 160's exit flow 83.6 vs 82.0 by rows, MobileNet 160's 1024-channel
+    /// blocks 592.7 vs 572.7) and 4×4 (Xception 128 124.8 vs 123.1, MobileNet 128 838.8 vs 822.5);
+    /// 7×7 (shares of 4 and 3 rows) went even (Xception 224 43.4 vs 43.1, MobileNet 224 309.6 vs 308.2).
+    package static func separableSharesColumns(outHeight: Int, outWidth: Int, batch: Int, units: Int, elementwise: Bool,
+                                               workers: Int) -> Bool {
+        elementwise && batch * outHeight * outWidth <= 256 && units >= 32 * workers && outHeight < 3 * workers
     }
 
     /// Whether a Dense step of `rows` rows is split by output columns: a classifier head at a small

@@ -1491,7 +1491,8 @@ final class SplitAndFusionTests: XCTestCase {
         add("dw", try depthwise(40, activation: .linear), ["relu"])
         add("dw_act", .activation(.relu6), ["dw"])
         add("pw", try pointwise(40, 24), ["dw_act"])
-        // 8 × 8 after a stride of 8, a depth multiplier of 2: the product's columns shared.
+        // 8 × 8 after a stride of 8, a depth multiplier of 2: by rows on two threads (four rows
+        // each), the product's columns shared on three (`separableSharesColumns`).
         add("down", .pool2d(try Pool2D(kind: .max, size: [8, 8], strides: [8, 8], padding: .same)), ["pw"])
         add("dw2", try depthwise(24, multiplier: 2, activation: .swish), ["down"])
         add("pw2", try pointwise(48, 112, activation: .relu), ["dw2"])
@@ -1511,6 +1512,42 @@ final class SplitAndFusionTests: XCTestCase {
         ], outputs: ["pw"])
         XCTAssertEqual(try Executor(graph: small).stepProfile.map(\.operation), ["separable"])
         try assertFusedEqualsApart(small, apart: try Executor(graph: small, observing: ["dw"]), sampleFloats: 24 * 24 * 96)
+    }
+
+    /// Which way a depthwise → 1×1 step on a small map (at most 256 pixels a call) is split: by
+    /// the 1×1's output columns only when the workers would get fewer than three rows each, else
+    /// by rows. On 5×5 (columns on two threads) and 6×6 (rows on two, columns on three) maps the
+    /// values are the two steps' apart bit for bit, on 1, 2 and 3 threads, at batch 1 and 3.
+    func testSmallMapSeparableSplitByRowsWhenEveryWorkerGetsThree() throws {
+        func columns(_ h: Int, batch: Int = 1, units: Int = 256, elementwise: Bool = true, workers: Int) -> Bool {
+            Executor.separableSharesColumns(outHeight: h, outWidth: h, batch: batch, units: units, elementwise: elementwise, workers: workers)
+        }
+        XCTAssertTrue(columns(4, workers: 2))
+        XCTAssertTrue(columns(5, workers: 2))             // 3 + 2 rows
+        XCTAssertFalse(columns(6, workers: 2))            // 3 + 3
+        XCTAssertTrue(columns(6, workers: 3))             // 2 + 2 + 2
+        XCTAssertFalse(columns(7, workers: 2))
+        XCTAssertFalse(columns(10, workers: 2))           // Xception 160's middle flow
+        XCTAssertFalse(columns(10, workers: 3))
+        XCTAssertTrue(columns(10, workers: 4))
+        XCTAssertTrue(columns(5, batch: 3, workers: 2))   // 75 pixels
+        XCTAssertFalse(columns(10, batch: 3, workers: 4)) // 300 pixels: by rows, image by image
+        XCTAssertFalse(columns(5, units: 48, workers: 2)) // too few columns to share
+        XCTAssertFalse(columns(5, elementwise: false, workers: 2))
+        for side in [5, 6] {
+            let c = 48, units = 112
+            let graph = try Graph(name: "dwpw\(side)", nodes: [
+                Node(name: "in", operation: .input(shape: [side, side, c]), inputs: []),
+                Node(name: "dw", operation: .depthwiseConv2d(try DepthwiseConv2D(
+                    kernel: Tensor(shape: [3, 3, c, 1], values: random.floats(9 * c, in: -0.4...0.4)),
+                    bias: Tensor(random.floats(c, in: -0.2...0.2)), padding: .same, activation: .relu6)), inputs: ["in"]),
+                Node(name: "pw", operation: .conv2d(try Conv2D(kernel: Tensor(shape: [1, 1, c, units], values: random.floats(c * units, in: -0.3...0.3)),
+                                                               bias: Tensor(random.floats(units, in: -0.1...0.1)), padding: .valid,
+                                                               activation: .relu)), inputs: ["dw"]),
+            ], outputs: ["pw"])
+            XCTAssertEqual(try Executor(graph: graph).stepProfile.map(\.operation), ["separable"])
+            try assertFusedEqualsApart(graph, apart: try Executor(graph: graph, observing: ["dw"]), sampleFloats: side * side * c)
+        }
     }
 
     /// A channel concatenation (DenseNet's after each conv, Inception's of its branches) is split
