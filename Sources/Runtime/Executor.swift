@@ -1709,25 +1709,24 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Whether a conv over few pixels (at most 256 a call: the last stages at batch 1; a 1×1 conv, or
-    /// one the indirect conv runs) is split by output channels: each worker reads its columns'
-    /// weights once, instead of every worker all of them. Not when the panels do not go evenly to
-    /// the workers and are few (7 panels: 4 + 3, one worker with 57% of the step) while the map
-    /// has rows enough (four a worker) to split by them in shares of the measured speeds.
-    /// EfficientNetB0 224's 1×1 projections to 112 and 80 channels on 14×14 at batch 1, two
-    /// threads, AMD Zen 3, three alternating profiles: the six steps 84.0, 88.0, 84.7 → 74.4,
-    /// 80.1, 85.5 ms (the rest of the network 746–801 → 762–918 ms in the same runs).
-    /// At AVX-512 a worker's share is at least one 64-column block of the GEMM's tile
-    /// (`Kernels.fewestColumnsPerWorker`): MobileNetV2 224's 14×14 projections to 64 and 96
-    /// channels (196 rows) went in 32- and 48-column shares, each worker reading all of the
-    /// input for a narrower tile; by rows instead, batch 1, two threads, Intel Xeon (family 6
-    /// model 207), medians of 6 alternating runs: 313.5 → 344.7 img/s (MobileNetV2 96 1212 →
-    /// 1221, EfficientNetB0 224 165.8 → 168.6, ResNet50 224 44.8 → 45.4). At AVX2 on the same
-    /// machine the rule was no gain (MobileNetV2 225.0 → 220.7): two panels stay enough there.
+    /// one the indirect conv runs) is split by output channels, each worker reading its columns'
+    /// weights once and all of the input, rather than by output rows (each worker its rows of the
+    /// input and all of the weights): only when the rows are too few for every worker to get
+    /// three (as `separableSharesColumns`). By rows, each worker's input is mostly the rows it
+    /// wrote in the step before, and the shares go by rows in the workers' measured speeds rather
+    /// than by panels (7 panels: 4 + 3, one worker with 57% of the step). Batch 1, two threads,
+    /// Intel Xeon (family 6 model 207), medians of 5 alternating runs, img/s, by columns → by
+    /// rows on maps of 6 to 14 rows: DenseNet121 160 123.8 → 130.2 (AVX2 80.9 → 82.7),
+    /// InceptionV3 160 143.4 → 148.6 (AVX2 96.5 → 96.3), ResNet50 96 264.3 → 269.2 (AVX2 187.0 →
+    /// 192.5), EfficientNetB0 160 446.8 → 453.1, EfficientNetV2B0 160 369.6 → 372.9, MobileNetV3Large
+    /// 160 770.1 → 774.5; even on MobileNetV2 224 (497.3, 497.2), ResNet50 224 (64.3, 64.8),
+    /// EfficientNetB0 224 (259.0, 259.8), and DenseNet121 160 at batch 2 (149.3, 148.6). Before, a
+    /// map of enough rows went by columns whenever its panels went evenly or were many (MobileNetV2
+    /// 224's 14×14 projections to 64 and 96 channels by rows already: 313.5 → 344.7 img/s then).
     static func sharesColumns(_ g: Kernels.Spatial, batch: Int, activation: ActivationKind, workers: Int) -> Bool {
-        let panels = (g.outChannels + Kernels.panelWidth - 1) / Kernels.panelWidth
-        return (Kernels.isPointwise(g) || (g.dilationX == 1 && Kernels.hasIndirectConvolution)) && Kernels.isElementwise(activation)
+        (Kernels.isPointwise(g) || (g.dilationX == 1 && Kernels.hasIndirectConvolution)) && Kernels.isElementwise(activation)
             && batch * g.outHeight * g.outWidth <= 256 && g.outChannels >= Kernels.fewestColumnsPerWorker * workers
-            && (panels % workers == 0 || panels >= 8 * workers || g.outHeight < 4 * workers)
+            && g.outHeight < 3 * workers
     }
 
     /// Whether a Winograd conv on a small map (at most 256 pixels a call) is split by output

@@ -355,11 +355,11 @@ final class SplitAndFusionTests: XCTestCase {
             (12, 14, 18, 4, 1, 1, 1, false, true),
             (11, 15, 9, 3, 1, 2, 1, false, false),
             (9, 10, 6, 3, 1, 1, 2, true, true),
-            (10, 12, 280, 3, 1, 1, 1, true, true),
+            (4, 6, 280, 3, 1, 1, 1, true, true),
         ]
         for t in cases {
             let kernel = random.floats(t.k * t.k * t.c * t.multiplier, in: -1...1)
-            // Many outputs from a small map (large enough to split): the pointwise columns shared by two threads.
+            // Many outputs from a map of five rows (fewer than three a thread): the pointwise columns shared by two threads.
             let units = t.separable && t.c >= 200 ? 80 : 11
             let pointwise = random.floats(t.c * t.multiplier * units, in: -1...1), bias = random.floats(units, in: -1...1)
             let padding: Padding = t.pad ? .valid : .same
@@ -1452,8 +1452,8 @@ final class SplitAndFusionTests: XCTestCase {
         add("a_project", try conv(1, 48, 16), ["a_excite"])
         add("a_drop", .identity, ["a_project"])
         add("a_add", .add, ["a_drop", "in"])                                            // residual, through the Dropout
-        // 10 × 10 pixels: few enough to share the output columns.
-        add("small", try conv(3, 16, 48, stride: 4, activation: .relu), ["a_add"])
+        // 5 × 5 pixels (fewer than three rows a thread): the output columns shared.
+        add("small", try conv(3, 16, 48, stride: 8, activation: .relu), ["a_add"])
         try squeezeExcite("b", "small", channels: 48)
         add("b_project", try conv(1, 48, 256, activation: .relu6), ["b_excite"])        // no residual
         let graph = try Graph(name: "se", nodes: nodes, outputs: ["b_project"])
