@@ -1721,13 +1721,20 @@ public final class Executor: @unchecked Sendable {
     /// 192.5), EfficientNetB0 160 446.8 → 453.1, EfficientNetV2B0 160 369.6 → 372.9, MobileNetV3Large
     /// 160 770.1 → 774.5; even on MobileNetV2 224 (497.3, 497.2), ResNet50 224 (64.3, 64.8),
     /// EfficientNetB0 224 (259.0, 259.8), and DenseNet121 160 at batch 2 (149.3, 148.6). Before, a
-    /// map of enough rows went by columns whenever its panels went evenly or were many (MobileNetV2
-    /// 224's 14×14 projections to 64 and 96 channels by rows already: 313.5 → 344.7 img/s then).
+    /// map of enough rows went by columns whenever its panels went evenly or were many. At AVX-512
+    /// a worker's share of columns is at least one 64-column block of the GEMM's tile
+    /// (`Kernels.fewestColumnsPerWorker`): MobileNetV2 224's 14×14 projections to 64 and 96
+    /// channels in 32- and 48-column shares were slower than by rows (313.5 → 344.7 img/s).
     static func sharesColumns(_ g: Kernels.Spatial, batch: Int, activation: ActivationKind, workers: Int) -> Bool {
         (Kernels.isPointwise(g) || (g.dilationX == 1 && Kernels.hasIndirectConvolution)) && Kernels.isElementwise(activation)
             && batch * g.outHeight * g.outWidth <= 256 && g.outChannels >= Kernels.fewestColumnsPerWorker * workers
-            && g.outHeight < 3 * workers
+            && rowsTooFewToShare(g.outHeight, workers: workers)
     }
+
+    /// Whether a small map's output rows are too few to split by (fewer than three a worker), so
+    /// that a 1×1 (or depthwise → 1×1) step over it is split by output columns instead
+    /// (`sharesColumns`, `separableSharesColumns`).
+    static func rowsTooFewToShare(_ outHeight: Int, workers: Int) -> Bool { outHeight < 3 * workers }
 
     /// Whether a Winograd conv on a small map (at most 256 pixels a call) is split by output
     /// channels, every worker transforming all of the input, rather than by rows of 2×2 tiles: when
@@ -1773,7 +1780,7 @@ public final class Executor: @unchecked Sendable {
     /// 7×7 (shares of 4 and 3 rows) went even (Xception 224 43.4 vs 43.1, MobileNet 224 309.6 vs 308.2).
     package static func separableSharesColumns(outHeight: Int, outWidth: Int, batch: Int, units: Int, elementwise: Bool,
                                                workers: Int) -> Bool {
-        elementwise && batch * outHeight * outWidth <= 256 && units >= 32 * workers && outHeight < 3 * workers
+        elementwise && batch * outHeight * outWidth <= 256 && units >= 32 * workers && rowsTooFewToShare(outHeight, workers: workers)
     }
 
     /// Whether a Dense step of `rows` rows is split by output columns: a classifier head at a small
