@@ -1288,14 +1288,13 @@ public final class Executor: @unchecked Sendable {
     /// before.
     private func runBottlenecks(_ range: Range<Int>, pointer: (Int) -> UnsafePointer<Float>, batch: Int, parallel: StepParallelism,
                                 arenas: [Arena], arena: Arena, output: UnsafeMutablePointer<Float>, timing: Bool) {
-        var floats = 0
         let chain = range.map { position -> InvertedBottleneck.Link in
             let step = steps[position]
             guard case let .invertedBottleneck(plan) = step.kind else { preconditionFailure("a chain of bottleneck steps") }
-            floats = max(floats, plan.scratchFloats(batch: batch))
             return InvertedBottleneck.Link(plan: plan.plain, x: pointer(step.sources[0]), residual: step.sources.count > 1 ? pointer(step.sources[1]) : nil,
                                            y: step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!])
         }
+        let floats = InvertedBottleneck.scratchFloats(chain: chain.map(\.plan), batch: batch, workers: parallel.workers)
         var started = timing ? DispatchTime.now().uptimeNanoseconds : 0
         InvertedBottleneck.run(chain: chain, batch: batch, parallel: parallel, scratch: { arenas[$0].scratch(floats) },
                                ended: !timing ? nil : { k in

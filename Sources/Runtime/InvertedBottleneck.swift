@@ -175,8 +175,11 @@ struct InvertedBottleneck {
 
         func scratchFloats(batch: Int) -> Int { workFloats(batch: batch) + (partCount + 1) * batch * outputFloats }
 
+        /// Floats of every part's slot of sums for `batch` images.
+        func slotsFloats(batch: Int) -> Int { partCount * batch * outputFloats }
+
         /// Floats of the work space a part of `batch` images takes while it runs.
-        private func workFloats(batch: Int) -> Int {
+        func workFloats(batch: Int) -> Int {
             batch * (geometry.inHeight * geometry.inWidth + geometry.outHeight * geometry.outWidth) * widest
         }
 
@@ -193,12 +196,19 @@ struct InvertedBottleneck {
         /// one core leaves one map of sums, not two, for the other core to read.
         func run(part p: Int, worker: Int, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int,
                  scratch: UnsafeMutablePointer<Float>, ledger: Ledger) {
+            run(part: p, worker: worker, x, residual: residual, batch: batch, work: scratch, slots: slot(0, scratch, batch: batch),
+                ledger: ledger)
+        }
+
+        /// `run(part:)` with the work space (`workFloats`) and the slots (`slotsFloats`) apart.
+        func run(part p: Int, worker: Int, _ x: UnsafePointer<Float>, residual: UnsafePointer<Float>?, batch: Int,
+                 work: UnsafeMutablePointer<Float>, slots: UnsafeMutablePointer<Float>, ledger: Ledger) {
             let part = parts[p], width = part.channels.count
             var g = geometry
             g.inChannels = width
             g.outChannels = width
-            let expanded = scratch, filtered = scratch + batch * g.inHeight * g.inWidth * width
-            let sums = slot(p, scratch, batch: batch)
+            let expanded = work, filtered = work + batch * g.inHeight * g.inWidth * width
+            let sums = slots + p * batch * outputFloats
             let pairs = p % 2 == 1 && ledger.worker(ranPart: p - 1) == worker
             Kernels.panelGEMM(input: x, rows: batch * g.inHeight * g.inWidth, inputs: inputs,
                               panels: expansion + part.channels.lowerBound * inputs, bias: expansionBias.map { $0 + part.channels.lowerBound },
@@ -209,7 +219,7 @@ struct InvertedBottleneck {
             // pair's with the second's when one thread runs both.
             Kernels.panelGEMM(input: filtered, rows: batch * g.outHeight * g.outWidth, inputs: width, panels: part.projection,
                               bias: p == 0 ? projectionBias : nil,
-                              residual: p == 0 ? residual : pairs ? UnsafePointer(slot(p - 1, scratch, batch: batch)) : nil,
+                              residual: p == 0 ? residual : pairs ? UnsafePointer(sums - batch * outputFloats) : nil,
                               units: outputs, activation: .linear, output: sums)
             ledger.record(part: p, sums: sums, pairs: pairs, worker: worker)
         }
@@ -219,6 +229,12 @@ struct InvertedBottleneck {
         /// activation: act(p0 + p1), or act((p0 + p1) + (p2 + p3)), whichever threads ran the
         /// parts. `scratch`: the thread's (`scratchFloats`).
         func combine(_ ledger: Ledger, batch: Int, range: Range<Int>, _ y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+            combine(ledger, batch: batch, range: range, y, temporary: slot(partCount, scratch, batch: batch))
+        }
+
+        /// `combine` with `temporary` (`batch * outputFloats` floats) for the second pair's sum.
+        func combine(_ ledger: Ledger, batch: Int, range: Range<Int>, _ y: UnsafeMutablePointer<Float>,
+                     temporary: UnsafeMutablePointer<Float>) {
             guard !range.isEmpty else { return }
             let n = range.count, o = range.lowerBound
             // The sum of pair j at `into` (linear), or where it already is.
@@ -237,7 +253,7 @@ struct InvertedBottleneck {
                 }
                 return
             }
-            let first = pair(0, into: y + o), second = pair(1, into: slot(partCount, scratch, batch: batch))
+            let first = pair(0, into: y + o), second = pair(1, into: temporary)
             Kernels.add(first, second, into: y + o, count: n, channels: outputs, activation: activation)
         }
     }
@@ -292,25 +308,99 @@ struct InvertedBottleneck {
 
     /// Consecutive blocks of one tile of `batch` images (each reading its input and residual from
     /// the blocks before it or earlier steps) on `parallel`'s workers in one hand-over: a block's
-    /// parts, once all are done its combine (each worker its share of the output), once every
-    /// worker is through that the next block (`StepParallelism.run(phases:)`): the same values as
-    /// the blocks one by one. `scratch(worker)`: that worker's scratch, `scratchFloats` of every
-    /// block. `ended(k)`: on the caller as block k ends.
+    /// parts, once all are done its combine, then the next block (`StepParallelism.run(phases:)`):
+    /// the same values as the blocks one by one. `scratch(worker)`: that worker's scratch
+    /// (`scratchFloats(chain:batch:workers:)`). `ended(k)`: on the caller as block k ends.
+    ///
+    /// On two workers (`combinesPrivately`), each adds up the whole output of every block but the
+    /// last, the first worker into the block's output and the other into a copy of its own, and
+    /// reads its own copy as a later block's input and residual; no worker waits for the other's
+    /// combine, and its sums go in one of two sets by block, so that the next block's parts, run
+    /// while the other worker still adds up this block's, do not overwrite them. Each worker reads
+    /// one map of sums from the other core a block, as before, but in the combine's stream rather
+    /// than in its first part's expansion. The last block's output is shared as on more workers:
+    /// each worker its share of it, after every part.
     static func run(chain: [Link], batch: Int, parallel: StepParallelism, scratch: (Int) -> UnsafeMutablePointer<Float>,
                     ended: ((Int) -> Void)? = nil) {
         let workers = parallel.workers
+        guard combinesPrivately(workers: workers), chain.count > 1 else {
+            withLedgers(parts: chain.map(\.plan.partCount)) { ledgers in
+                // The links are plain values: copying one touches no reference count.
+                parallel.run(phases: chain.count, parts: { chain[$0].plan.partCount }, { k, part, worker in
+                    let link = chain[k]
+                    link.plan.run(part: part, worker: worker, link.x, residual: link.residual, batch: batch, scratch: scratch(worker),
+                                  ledger: ledgers[k])
+                }, then: { k, worker in
+                    let link = chain[k], total = batch * link.plan.outputFloats
+                    link.plan.combine(ledgers[k], batch: batch, range: StepParallelism.range(part: worker, of: workers, count: total, align: 16),
+                                      link.y, scratch: scratch(worker))
+                }, ended: ended)
+            }
+            return
+        }
+        let layout = ChainLayout(chain.map(\.plan), batch: batch)
+        // For each block, the block before it in the chain whose output is its input, and the one
+        // whose output is its residual (the latest to write there), or -1.
+        func producer(_ k: Int, _ p: UnsafePointer<Float>?) -> Int {
+            guard let p else { return -1 }
+            return (0..<k).last { UnsafePointer(chain[$0].y) == p } ?? -1
+        }
+        let inputs = chain.indices.map { producer($0, chain[$0].x) }, residuals = chain.indices.map { producer($0, chain[$0].residual) }
+        let last = chain.count - 1
         withLedgers(parts: chain.map(\.plan.partCount)) { ledgers in
-            // The links are plain values: copying one touches no reference count.
-            parallel.run(phases: chain.count, parts: { chain[$0].plan.partCount }, { k, part, worker in
-                let link = chain[k]
-                link.plan.run(part: part, worker: worker, link.x, residual: link.residual, batch: batch, scratch: scratch(worker),
-                              ledger: ledgers[k])
+            parallel.run(phases: chain.count, lag: 2, parts: { chain[$0].plan.partCount }, { k, part, worker in
+                let link = chain[k], space = scratch(worker)
+                func output(_ j: Int) -> UnsafePointer<Float> { UnsafePointer(worker == 0 ? chain[j].y : space + layout.copies[j]) }
+                link.plan.run(part: part, worker: worker, inputs[k] < 0 ? link.x : output(inputs[k]),
+                              residual: residuals[k] < 0 ? link.residual : output(residuals[k]), batch: batch, work: space,
+                              slots: space + layout.slots(block: k), ledger: ledgers[k])
             }, then: { k, worker in
-                let link = chain[k], total = batch * link.plan.outputFloats
-                link.plan.combine(ledgers[k], batch: batch, range: StepParallelism.range(part: worker, of: workers, count: total, align: 16),
-                                  link.y, scratch: scratch(worker))
+                let link = chain[k], space = scratch(worker), total = batch * link.plan.outputFloats
+                let range = k == last ? StepParallelism.range(part: worker, of: workers, count: total, align: 16) : 0..<total
+                link.plan.combine(ledgers[k], batch: batch, range: range, worker == 0 || k == last ? link.y : space + layout.copies[k],
+                                  temporary: space + layout.temporary)
             }, ended: ended)
         }
+    }
+
+    /// Whether a chain's workers each add up every block's output into a copy of their own
+    /// (`run(chain:)`): on two, each then reads from the other core one map of sums a block, as it
+    /// does when each adds up its share and reads the other's share of the next block's input.
+    /// On more, each would read every other worker's sums whole.
+    static func combinesPrivately(workers: Int) -> Bool { workers == 2 }
+
+    /// Floats of scratch a worker needs to run `chain` over `batch` images on `workers` workers.
+    static func scratchFloats(chain: [Plain], batch: Int, workers: Int) -> Int {
+        guard combinesPrivately(workers: workers), chain.count > 1 else { return chain.map { $0.scratchFloats(batch: batch) }.max() ?? 0 }
+        return ChainLayout(chain, batch: batch).floats
+    }
+
+    /// A worker's scratch for a chain on two workers (offsets in floats, each region on cache
+    /// lines of its own): the work space of a part, two sets of slots of sums (a block's sums go
+    /// in set k % 2), the combine's temporary, and a copy of every block's output but the last.
+    struct ChainLayout {
+        private let work: Int, set: Int
+        let temporary: Int
+        let copies: [Int]
+        let floats: Int
+
+        init(_ chain: [Plain], batch: Int) {
+            let line = StepParallelism.cacheLine / MemoryLayout<Float>.stride
+            func lines(_ floats: Int) -> Int { (floats + line - 1) / line * line }
+            work = lines(chain.map { $0.workFloats(batch: batch) }.max() ?? 0)
+            set = lines(chain.map { $0.slotsFloats(batch: batch) }.max() ?? 0)
+            temporary = work + 2 * set
+            var offset = temporary + lines(chain.map { batch * $0.outputFloats }.max() ?? 0), copies: [Int] = []
+            for plan in chain.dropLast() {
+                copies.append(offset)
+                offset += lines(batch * plan.outputFloats)
+            }
+            self.copies = copies
+            floats = offset
+        }
+
+        /// The set of slots block `k` of the chain writes its sums in.
+        func slots(block k: Int) -> Int { work + k % 2 * set }
     }
 
     /// The block over `batch` images on one thread: the parts in order, then the combine.

@@ -65,14 +65,19 @@ package struct StepParallelism {
     /// `phases` rounds in one hand-over: phase p's `parts(p)` parts shared as by `run(parts:)`,
     /// then, once all are done (by whichever worker), `then(p, worker)` on every worker (a second
     /// pass that reads what all the parts wrote: a block's partial sums added, each worker its
-    /// share of the output), and once every worker is through it, the next phase. Between them, a
-    /// count of finished parts and one of finished `then`s, each on a line of its own, instead of
-    /// a join and a dispatch: on two vCPUs of an Intel Xeon, family 6 model 207, a count took
-    /// 0.2–0.3 µs from the last part's end to the other worker's going on, a join and the next
-    /// dispatch 0.7 µs (1.5 µs before the pool's changes of the same session). `ended(p)`, if
-    /// given, runs on the caller as phase p ends (after its `then`s; a step profile's times).
-    package func run(phases: Int, parts: (_ phase: Int) -> Int, _ body: (_ phase: Int, _ part: Int, _ worker: Int) -> Void,
+    /// share of the output). No worker starts a part of phase p before every worker is through
+    /// `then(p - lag)`: with a lag of 1 the phases follow each other whole; with 2, a worker may
+    /// run phase p + 1's parts while another still runs `then(p)` (which must then read nothing
+    /// phase p + 1 writes: a chain's double-buffered sums). Between them, a count of finished parts
+    /// and one of finished `then`s, each on a line of its own, instead of a join and a dispatch:
+    /// on two vCPUs of an Intel Xeon, family 6 model 207, a count took 0.2–0.3 µs from the last
+    /// part's end to the other worker's going on, a join and the next dispatch 0.7 µs (1.5 µs
+    /// before the pool's changes of the same session). `ended(p)`, if given, runs on the caller
+    /// once phase p's parts are done and its own `then(p)` (with a lag of 1, every worker's) is
+    /// through: a step profile's times.
+    package func run(phases: Int, lag: Int = 1, parts: (_ phase: Int) -> Int, _ body: (_ phase: Int, _ part: Int, _ worker: Int) -> Void,
                      then: (_ phase: Int, _ worker: Int) -> Void, ended: ((_ phase: Int) -> Void)? = nil) {
+        precondition(lag >= 1, "a phase's parts follow the `then`s of a phase before it")
         let workers = self.workers
         guard workers > 1 else {
             for phase in 0..<phases {
@@ -83,14 +88,13 @@ package struct StepParallelism {
             return
         }
         // A phase's shares one a cache line (a worker taking its own parts does not pull the line
-        // the other takes its parts from), then the phase's count of parts done; after all phases,
-        // the count of `then`s done.
-        let stride = Self.cacheLine / MemoryLayout<UInt64>.stride, lines = phases * (workers + 1) + 1
+        // the other takes its parts from), then the phase's count of parts done and its count of
+        // `then`s done.
+        let stride = Self.cacheLine / MemoryLayout<UInt64>.stride, lines = phases * (workers + 2)
         withUnsafeTemporaryAllocation(byteCount: lines * Self.cacheLine, alignment: Self.cacheLine) { bytes in
             let base = bytes.baseAddress!.bindMemory(to: UInt64.self, capacity: lines * stride)
-            func shares(_ phase: Int) -> UnsafeMutablePointer<UInt64> { base + phase * (workers + 1) * stride }
-            let combined = base + phases * (workers + 1) * stride
-            combined.pointee = 0
+            func shares(_ phase: Int) -> UnsafeMutablePointer<UInt64> { base + phase * (workers + 2) * stride }
+            func combined(_ phase: Int) -> UnsafeMutablePointer<UInt64> { shares(phase) + (workers + 1) * stride }
             for phase in 0..<phases {
                 let count = parts(phase)
                 for w in 0..<workers {
@@ -98,9 +102,12 @@ package struct StepParallelism {
                     shares(phase)[w * stride] = UInt64(share.lowerBound) | UInt64(share.upperBound) << 32
                 }
                 shares(phase)[workers * stride] = 0
+                combined(phase).pointee = 0
             }
             run { worker in
                 for phase in 0..<phases {
+                    if phase >= lag { bnk_wait_done(combined(phase - lag), UInt64(workers)) }
+                    if worker == 0, phase > 0 { ended?(phase - 1) }
                     let own = shares(phase), done = own + workers * stride
                     while case let part = bnk_take_front(own + worker * stride), part >= 0 {
                         body(phase, Int(part), worker)
@@ -115,10 +122,7 @@ package struct StepParallelism {
                     }
                     bnk_wait_done(done, UInt64(parts(phase)))
                     then(phase, worker)
-                    guard phase + 1 < phases else { break }
-                    bnk_count_done(combined)
-                    bnk_wait_done(combined, UInt64(workers * (phase + 1)))
-                    if worker == 0 { ended?(phase) }
+                    if phase + lag < phases { bnk_count_done(combined(phase)) }
                 }
             }
             ended?(phases - 1)

@@ -108,38 +108,43 @@ final class WorkerPoolTests: XCTestCase {
     }
 
     /// `StepParallelism.run(phases:)` runs every part of every phase exactly once; a phase's `then`
-    /// runs once on each worker, after every part of that phase and before any part of the next;
-    /// `ended` runs once a phase, in order, after the phase's `then`s (the other workers may be on
-    /// the next phase by then).
+    /// runs once on each worker, after every part of that phase; nothing of phase p + lag (a part
+    /// or a `then`) runs before every worker's `then` of phase p; `ended` runs once a phase, in
+    /// order, after the first worker's `then` of the phase (with a lag of 1, after every worker's;
+    /// the other workers may be on the next phase by then).
     func testPhasesRunInOrderWithEveryPartOnce() {
         for count in [1, 2, 3] {
             let pool = WorkerPool(count: count)
             defer { pool.shutdown() }
-            let partCounts = [4, 0, 2, 7, 1]
-            // Events in order: (phase, part) for a part, (phase, -1 - worker) for a `then`, (phase, -100) for `ended`.
-            let events = Mutex([(Int, Int)]())
-            StepParallelism(pool: pool).run(phases: partCounts.count, parts: { partCounts[$0] }, { phase, part, _ in
-                events.withLock { $0.append((phase, part)) }
-            }, then: { phase, worker in
-                events.withLock { $0.append((phase, -1 - worker)) }
-            }, ended: { phase in
-                events.withLock { $0.append((phase, -100)) }
-            })
-            let all = events.withLock { $0 }
-            for (phase, parts) in partCounts.enumerated() {
-                let mine = all.enumerated().filter { $0.element.0 == phase }
-                XCTAssertEqual(mine.filter { $0.element.1 >= 0 }.map(\.element.1).sorted(), Array(0..<parts), "phase \(phase), \(count) workers")
-                let thens = mine.filter { (-count ... -1).contains($0.element.1) }
-                XCTAssertEqual(thens.map { -1 - $0.element.1 }.sorted(), Array(0..<count), "phase \(phase), \(count) workers")
-                let lastPart = mine.filter { $0.element.1 >= 0 }.map(\.offset).max() ?? -1
-                XCTAssert(thens.allSatisfy { $0.offset > lastPart }, "a then before a part of its phase: \(all)")
-                let ended = mine.filter { $0.element.1 == -100 }.map(\.offset)
-                XCTAssertEqual(ended.count, 1)
-                XCTAssert(thens.allSatisfy { $0.offset < ended[0] }, "ended before a then: \(all)")
-                let later = all.enumerated().filter { $0.element.0 > phase }.map(\.offset).min() ?? all.count
-                XCTAssert(thens.allSatisfy { $0.offset < later }, "the next phase began early: \(all)")
+            for lag in [1, 2] {
+                let partCounts = [4, 0, 2, 7, 1, 3]
+                // Events in order: (phase, part) for a part, (phase, -1 - worker) for a `then`, (phase, -100) for `ended`.
+                let events = Mutex([(Int, Int)]())
+                StepParallelism(pool: pool).run(phases: partCounts.count, lag: lag, parts: { partCounts[$0] }, { phase, part, _ in
+                    events.withLock { $0.append((phase, part)) }
+                }, then: { phase, worker in
+                    events.withLock { $0.append((phase, -1 - worker)) }
+                }, ended: { phase in
+                    events.withLock { $0.append((phase, -100)) }
+                })
+                let all = events.withLock { $0 }
+                let context = "\(count) workers, lag \(lag): \(all)"
+                for (phase, parts) in partCounts.enumerated() {
+                    let mine = all.enumerated().filter { $0.element.0 == phase }
+                    XCTAssertEqual(mine.filter { $0.element.1 >= 0 }.map(\.element.1).sorted(), Array(0..<parts), "phase \(phase), \(context)")
+                    let thens = mine.filter { (-count ... -1).contains($0.element.1) }
+                    XCTAssertEqual(thens.map { -1 - $0.element.1 }.sorted(), Array(0..<count), "phase \(phase), \(context)")
+                    let lastPart = mine.filter { $0.element.1 >= 0 }.map(\.offset).max() ?? -1
+                    XCTAssert(thens.allSatisfy { $0.offset > lastPart }, "a then before a part of its phase: \(context)")
+                    let ended = mine.filter { $0.element.1 == -100 }.map(\.offset)
+                    XCTAssertEqual(ended.count, 1)
+                    let before = lag == 1 ? thens : thens.filter { $0.element.1 == -1 }
+                    XCTAssert(before.allSatisfy { $0.offset < ended[0] }, "ended before a then: \(context)")
+                    let later = all.enumerated().filter { $0.element.0 >= phase + lag }.map(\.offset).min() ?? all.count
+                    XCTAssert(thens.allSatisfy { $0.offset < later }, "phase \(phase + lag) began early: \(context)")
+                }
+                XCTAssertEqual(all.filter { $0.1 == -100 }.map(\.0), Array(partCounts.indices), "ended out of order: \(context)")
             }
-            XCTAssertEqual(all.filter { $0.1 == -100 }.map(\.0), Array(partCounts.indices), "ended out of order: \(all)")
         }
     }
 
