@@ -1518,7 +1518,7 @@ public final class Executor: @unchecked Sendable {
         case let .invertedBottleneck(plan):
             // The parts shared by the workers, each in its own scratch; then, once all are done,
             // each worker adds its share of the output from the parts' sums (in the same hand-over).
-            let floats = plan.scratchFloats(batch: batch)
+            let floats = InvertedBottleneck.scratchFloats(chain: [plan.plain], batch: batch, workers: parallel.workers)
             InvertedBottleneck.run(chain: [InvertedBottleneck.Link(plan: plan.plain, x: x, residual: residual(inputs), y: y)], batch: batch,
                                    parallel: parallel, scratch: { arenas[$0].scratch(floats) })
             return true

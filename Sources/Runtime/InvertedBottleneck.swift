@@ -322,76 +322,62 @@ struct InvertedBottleneck {
     /// each worker its share of it, after every part.
     static func run(chain: [Link], batch: Int, parallel: StepParallelism, scratch: (Int) -> UnsafeMutablePointer<Float>,
                     ended: ((Int) -> Void)? = nil) {
-        let workers = parallel.workers
-        guard combinesPrivately(workers: workers), chain.count > 1 else {
-            withLedgers(parts: chain.map(\.plan.partCount)) { ledgers in
-                // The links are plain values: copying one touches no reference count.
-                parallel.run(phases: chain.count, parts: { chain[$0].plan.partCount }, { k, part, worker in
-                    let link = chain[k]
-                    link.plan.run(part: part, worker: worker, link.x, residual: link.residual, batch: batch, scratch: scratch(worker),
-                                  ledger: ledgers[k])
-                }, then: { k, worker in
-                    let link = chain[k], total = batch * link.plan.outputFloats
-                    link.plan.combine(ledgers[k], batch: batch, range: StepParallelism.range(part: worker, of: workers, count: total, align: 16),
-                                      link.y, scratch: scratch(worker))
-                }, ended: ended)
-            }
-            return
-        }
-        let layout = ChainLayout(chain.map(\.plan), batch: batch)
+        let workers = parallel.workers, privately = combinesPrivately(workers: workers, blocks: chain.count)
+        let layout = ChainLayout(chain.map(\.plan), batch: batch, copies: privately)
         // For each block, the block before it in the chain whose output is its input, and the one
-        // whose output is its residual (the latest to write there), or -1.
+        // whose output is its residual (the latest to write there), or -1; read from the worker's
+        // own copy when it combines privately.
         func producer(_ k: Int, _ p: UnsafePointer<Float>?) -> Int {
-            guard let p else { return -1 }
+            guard privately, let p else { return -1 }
             return (0..<k).last { UnsafePointer(chain[$0].y) == p } ?? -1
         }
         let inputs = chain.indices.map { producer($0, chain[$0].x) }, residuals = chain.indices.map { producer($0, chain[$0].residual) }
         let last = chain.count - 1
         withLedgers(parts: chain.map(\.plan.partCount)) { ledgers in
-            parallel.run(phases: chain.count, lag: 2, parts: { chain[$0].plan.partCount }, { k, part, worker in
+            // The links are plain values: copying one touches no reference count.
+            parallel.run(phases: chain.count, lag: privately ? 2 : 1, parts: { chain[$0].plan.partCount }, { k, part, worker in
                 let link = chain[k], space = scratch(worker)
                 func output(_ j: Int) -> UnsafePointer<Float> { UnsafePointer(worker == 0 ? chain[j].y : space + layout.copies[j]) }
                 link.plan.run(part: part, worker: worker, inputs[k] < 0 ? link.x : output(inputs[k]),
                               residual: residuals[k] < 0 ? link.residual : output(residuals[k]), batch: batch, work: space,
                               slots: space + layout.slots(block: k), ledger: ledgers[k])
             }, then: { k, worker in
-                let link = chain[k], space = scratch(worker), total = batch * link.plan.outputFloats
-                let range = k == last ? StepParallelism.range(part: worker, of: workers, count: total, align: 16) : 0..<total
-                link.plan.combine(ledgers[k], batch: batch, range: range, worker == 0 || k == last ? link.y : space + layout.copies[k],
-                                  temporary: space + layout.temporary)
+                let link = chain[k], space = scratch(worker), total = batch * link.plan.outputFloats, whole = privately && k < last
+                link.plan.combine(ledgers[k], batch: batch,
+                                  range: whole ? 0..<total : StepParallelism.range(part: worker, of: workers, count: total, align: 16),
+                                  whole && worker > 0 ? space + layout.copies[k] : link.y, temporary: space + layout.temporary)
             }, ended: ended)
         }
     }
 
-    /// Whether a chain's workers each add up every block's output into a copy of their own
-    /// (`run(chain:)`): on two, each then reads from the other core one map of sums a block, as it
-    /// does when each adds up its share and reads the other's share of the next block's input.
-    /// On more, each would read every other worker's sums whole.
-    static func combinesPrivately(workers: Int) -> Bool { workers == 2 }
+    /// Whether the workers of a chain of `blocks` blocks each add up every block's output but the
+    /// last into a copy of their own (`run(chain:)`): on two, each then reads from the other core
+    /// one map of sums a block, as it does when each adds up its share and reads the other's share
+    /// of the next block's input. On more, each would read every other worker's sums whole.
+    static func combinesPrivately(workers: Int, blocks: Int) -> Bool { workers == 2 && blocks > 1 }
 
     /// Floats of scratch a worker needs to run `chain` over `batch` images on `workers` workers.
     static func scratchFloats(chain: [Plain], batch: Int, workers: Int) -> Int {
-        guard combinesPrivately(workers: workers), chain.count > 1 else { return chain.map { $0.scratchFloats(batch: batch) }.max() ?? 0 }
-        return ChainLayout(chain, batch: batch).floats
+        ChainLayout(chain, batch: batch, copies: combinesPrivately(workers: workers, blocks: chain.count)).floats
     }
 
-    /// A worker's scratch for a chain on two workers (offsets in floats, each region on cache
-    /// lines of its own): the work space of a part, two sets of slots of sums (a block's sums go
-    /// in set k % 2), the combine's temporary, and a copy of every block's output but the last.
+    /// A worker's scratch for a chain (offsets in floats, each region on cache lines of its own):
+    /// the work space of a part, two sets of slots of sums (a block's sums go in set k % 2), the
+    /// combine's temporary, and with `copies` a copy of every block's output but the last.
     struct ChainLayout {
         private let work: Int, set: Int
         let temporary: Int
         let copies: [Int]
         let floats: Int
 
-        init(_ chain: [Plain], batch: Int) {
+        init(_ chain: [Plain], batch: Int, copies withCopies: Bool) {
             let line = StepParallelism.cacheLine / MemoryLayout<Float>.stride
             func lines(_ floats: Int) -> Int { (floats + line - 1) / line * line }
             work = lines(chain.map { $0.workFloats(batch: batch) }.max() ?? 0)
             set = lines(chain.map { $0.slotsFloats(batch: batch) }.max() ?? 0)
             temporary = work + 2 * set
             var offset = temporary + lines(chain.map { batch * $0.outputFloats }.max() ?? 0), copies: [Int] = []
-            for plan in chain.dropLast() {
+            for plan in chain.dropLast() where withCopies {
                 copies.append(offset)
                 offset += lines(batch * plan.outputFloats)
             }
