@@ -1277,11 +1277,12 @@ public final class Executor: @unchecked Sendable {
             // core. EfficientNetB0 96 at batch 1 on two threads, Intel Xeon (family 6 model 207):
             // the caller's retains and releases 115 → 89 µs an image (perf), 749.6 → 776.5 img/s
             // (medians of 8 alternating runs).
+            let next = parallel.workers > 1 && position + 1 < steps.count ? steps[position + 1] : nil
             let count = withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: parallel.workers) { leads in
                 for worker in leads.indices {
-                    leads[worker] = parallel.workers == 1 || position + 1 == steps.count ? nil
-                        : Self.leadingWeights(steps[position + 1].kind, batch: batch, count: batch * sizes[steps[position + 1].destination],
-                                              workers: parallel.workers, worker: worker)
+                    leads[worker] = next.flatMap {
+                        Self.leadingWeights($0.kind, batch: batch, count: batch * sizes[$0.destination], workers: parallel.workers, worker: worker)
+                    }
                 }
                 return runStep(step, step.sources.map(pointer), destination, batch: batch, parallel: parallel, arenas: arenas, arena: arena) {
                     leads[$0]
