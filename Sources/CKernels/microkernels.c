@@ -46,6 +46,14 @@
    9 x 2048 -> 1024 751, 658 -> 656, 576; 36 x 1024 -> 1024 901, 894 -> 849, 815; the hot 1x1
    shapes 86.6, 92.4 -> 89.4, 90.8 GFLOP/s. */
 #define NEXT_PANEL_BLOCKS 4
+/* The next panel goes into L2, not L1 (T1, not T0): the whole of it (a panel of K lines at AVX2,
+   a block of four at AVX-512) is far more than L1 holds, and, prefetched into L1, it evicted the
+   tile's own rows of A and B there before they were read. Weights streamed from memory, one
+   thread, AMD Zen 4 (family 25 model 17), best of 5 (us, T0 -> T1): AVX2 9 x 4608 -> 512 783 ->
+   477, 9 x 2048 -> 512 361 -> 250, 9 x 512 -> 2048 372 -> 205, 9 x 1024 -> 2048 739 -> 391 (the
+   36- and 49-row shapes, which compute longer per byte, within 3%); AVX-512 (the 6 x 64 tile)
+   9 x 2048 -> 512 251 -> 196, 9 x 512 -> 2048 299 -> 182, 9 x 1024 -> 2048 596 -> 363. */
+#define NEXT_PANEL_HINT _MM_HINT_T1
 
 /* The tiles keep one named accumulator per row and column vector (not arrays: clang kept
    arrays of accumulators on the stack and stored them every k), and rows r >= R compile away. */
@@ -181,7 +189,7 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
             if (V > 2) _mm_prefetch((const char *)(b + 2 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             if (V > 3) _mm_prefetch((const char *)(b + 3 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             if (NEXT) {   /* (pf is NULL otherwise: not stepped) */
-                _Pragma("GCC unroll 4") for (int i = 0; i < NEXT; i++) _mm_prefetch((const char *)(pf + 16 * i), _MM_HINT_T0);
+                _Pragma("GCC unroll 4") for (int i = 0; i < NEXT; i++) _mm_prefetch((const char *)(pf + 16 * i), NEXT_PANEL_HINT);
                 pf += 16 * NEXT;
             }
 #define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]);                                        \
@@ -345,7 +353,7 @@ __attribute__((target("avx2,fma"), always_inline))
 static inline void tile256(const int R, const int V, const int TABLE, const int EPI, const int RES, int segs, int len, const float *A,
                            size_t lda, const float *const *rows, const float *b, int bs, int width, __m256i mask0,
                            __m256i mask1, __m256 bias0, __m256 bias1, const float *rr, float *c, int ldc, int elementwise,
-                           const float *pf, int pfs) {
+                           const float *pf, int pfs, int pf_l2) {
 #define DECLARE(r) __m256 lo##r = bias0, hi##r = bias1; const float *a##r = A;
     FOR_ROWS8(DECLARE)
 #undef DECLARE
@@ -357,19 +365,27 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
        the next panel, pfs floats further each k (one prefetch either way, as in the loop before). */
     const float *q = pf ? pf : b + (size_t)PREFETCH_ROWS_AVX2 * bs;
     const size_t qs = pf ? (size_t)pfs : (size_t)bs;
+    /* The k loop, once per hint (the next panel into L2 only when row blocks share it,
+       NEXT_PANEL_HINT; B's rows ahead, or the next panel fetched by a single block, into L1), so
+       that no k branches on which. A single block (at most 6 rows: ResNet50's 2048 -> 1000 head
+       at batch 1) is bound by its own reads of B, which the panel prefetched into L1 serves:
+       1 x 2048 -> 1000 from memory 322 -> 380 us with it in L2. */
+#define K_LOOP256(HINT)                                                                                          \
+        for (int k = 0; k < len; k++, b += bs, q += qs) {                                                     \
+            const __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;                   \
+            if (prefetch) _mm_prefetch((const char *)q, HINT);                                                 \
+            FOR_ROWS8(FMA)                                                                                     \
+        }
+#define FMA(r) if ((r) < R) { const __m256 x = _mm256_broadcast_ss(a##r + k); \
+                              lo##r = _mm256_fmadd_ps(x, b0, lo##r); if (V > 1) hi##r = _mm256_fmadd_ps(x, b1, hi##r); }
     for (int s = 0; s < (TABLE ? segs : 1); s++) {
 #define ROW_POINTER256(r) if ((r) < R) a##r = TABLE ? rows[(size_t)(r) * segs + s] : A + (size_t)(r) * lda;
         FOR_ROWS8(ROW_POINTER256)
 #undef ROW_POINTER256
-        for (int k = 0; k < len; k++, b += bs, q += qs) {
-            const __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;
-            if (prefetch) _mm_prefetch((const char *)q, _MM_HINT_T0);
-#define FMA(r) if ((r) < R) { const __m256 x = _mm256_broadcast_ss(a##r + k); \
-                              lo##r = _mm256_fmadd_ps(x, b0, lo##r); if (V > 1) hi##r = _mm256_fmadd_ps(x, b1, hi##r); }
-            FOR_ROWS8(FMA)
-#undef FMA
-        }
+        if (pf && pf_l2) K_LOOP256(NEXT_PANEL_HINT) else K_LOOP256(_MM_HINT_T0)
     }
+#undef FMA
+#undef K_LOOP256
     if (EPI != EPI_GENERAL) {
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (RES) { lo##r = _mm256_add_ps(lo##r, _mm256_loadu_ps(rr + (size_t)(r) * ldc));                       \
@@ -392,7 +408,7 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
 
 /* One tile call of R rows (the constants V, TABLE, EPI, RES of the enclosing TILE256_BLOCKS). */
 #define TILE256_CALL(ROWS) tile256(ROWS, V_, TABLE_, EPI_, RES_, segs, len, o.a, (size_t)lda, o.t, b, bs, width, mask0, mask1, \
-                                   bias0, bias1, o.rr, o.c, ldc, elementwise, pf, pfs)
+                                   bias0, bias1, o.rr, o.c, ldc, elementwise, pf, pfs, fetching >= 2)
 
 /* Every row block of one column block through one instantiation of the tile per row count: up to
    6 rows at V = 2 (TILE6_CASES), 8 at V = 1 (TILE8_CASES). */
