@@ -191,7 +191,8 @@ static void streamed_weights(void) {
    large network's weights from memory (ResNet50: 100 MB), so where a step's weights outrun its
    compute, two threads can go no faster than two cores read memory. Measured here: the read
    rate of 256 MiB (each thread its half), and 9 x 4608 -> 512 (ResNet50 96's last 3x3 convs,
-   9.4 MB of panels, as the indirect conv runs them) with each thread its half of the columns
+   9.4 MB of panels, as the indirect conv runs them), 9 x 1024 -> 2048 and 9 x 2048 -> 512 (its
+   last stage's 1x1 convs) with each thread its half of the columns
    (bnk_gemm_panels_part), cycled through 128 MiB of copies in huge pages where Linux gives them,
    as the runtime's panels are (FloatMemory). Medians of 5. */
 typedef struct {
@@ -246,27 +247,9 @@ static int by_value(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void two_threads_streaming(void) {
-    const size_t floats = (size_t)64 << 20;
-    float *data = huge_floats(floats);
-    if (!data) return;
-    for (size_t i = 0; i < floats; i++) data[i] = (float)(i & 1023);
-    double rate[3] = {0};
-    for (int threads = 1; threads <= 2; threads++) {
-        double runs[5];
-        for (int r = 0; r < 5; r++) {
-            stream_job jobs[2] = {{0}};
-            for (int w = 0; w < threads; w++) jobs[w] = (stream_job){.data = data + floats / threads * w, .floats = floats / threads};
-            runs[r] = floats * sizeof(float) / on_threads(threads, jobs, read_share) / 1e9;
-            if (jobs[0].sum < 0) printf("?");
-        }
-        qsort(runs, 5, sizeof *runs, by_value);
-        rate[threads] = runs[2];
-    }
-    free(data);
-    printf("  memory read, 256 MiB: one thread %.1f GB/s, two %.1f GB/s (%.2fx)\n", rate[1], rate[2], rate[2] / rate[1]);
-
-    const int M = 9, K = 4608, N = 512;
+/* M x K -> N (a last-stage conv at batch 1) with each of one and two threads its share of the
+   columns, the panels cycled through 128 MiB of copies (weights from memory). */
+static void streamed_gemm(const int M, const int K, const int N) {
     const size_t panel_floats = bnk_panels_floats(K, N);
     const int copies = (int)(((size_t)128 << 20) / (panel_floats * sizeof(float)));
     float *A = random_floats((size_t)M * K, -1, 1), *B = random_floats((size_t)K * N, -1, 1), *bias = random_floats(N, -1, 1);
@@ -292,6 +275,31 @@ static void two_threads_streaming(void) {
                panel_floats * sizeof(float) / seconds[2] / 1e9, seconds[1] / seconds[2]);
     for (int c = 0; c < made; c++) free(P[c]);
     free(P); free(A); free(B); free(bias); free(C);
+}
+
+static void two_threads_streaming(void) {
+    const size_t floats = (size_t)64 << 20;
+    float *data = huge_floats(floats);
+    if (!data) return;
+    for (size_t i = 0; i < floats; i++) data[i] = (float)(i & 1023);
+    double rate[3] = {0};
+    for (int threads = 1; threads <= 2; threads++) {
+        double runs[5];
+        for (int r = 0; r < 5; r++) {
+            stream_job jobs[2] = {{0}};
+            for (int w = 0; w < threads; w++) jobs[w] = (stream_job){.data = data + floats / threads * w, .floats = floats / threads};
+            runs[r] = floats * sizeof(float) / on_threads(threads, jobs, read_share) / 1e9;
+            if (jobs[0].sum < 0) printf("?");
+        }
+        qsort(runs, 5, sizeof *runs, by_value);
+        rate[threads] = runs[2];
+    }
+    free(data);
+    printf("  memory read, 256 MiB: one thread %.1f GB/s, two %.1f GB/s (%.2fx)\n", rate[1], rate[2], rate[2] / rate[1]);
+
+    streamed_gemm(9, 4608, 512);
+    streamed_gemm(9, 1024, 2048);
+    streamed_gemm(9, 2048, 512);
 }
 
 int main(void) {
