@@ -367,9 +367,9 @@ static inline void tile256(const int R, const int V, const int TABLE, const int 
     const size_t qs = pf ? (size_t)pfs : (size_t)bs;
     /* The k loop, once per hint (the next panel into L2 only when row blocks share it,
        NEXT_PANEL_HINT; B's rows ahead, or the next panel fetched by a single block, into L1), so
-       that no k branches on which. A single block (at most 6 rows: ResNet50's 2048 -> 1000 head
-       at batch 1) is bound by its own reads of B, which the panel prefetched into L1 serves:
-       1 x 2048 -> 1000 from memory 322 -> 380 us with it in L2. */
+       that no k branches on which. A single block (at most 6 rows of 16 columns, 8 of 8:
+       ResNet50's 2048 -> 1000 head at batch 1) is bound by its own reads of B, which the panel
+       prefetched into L1 serves: 1 x 2048 -> 1000 from memory 322 -> 380 us with it in L2. */
 #define K_LOOP256(HINT)                                                                                          \
         for (int k = 0; k < len; k++, b += bs, q += qs) {                                                     \
             const __m256 b0 = _mm256_loadu_ps(b), b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;                   \
