@@ -55,8 +55,9 @@ public final class Executor: @unchecked Sendable {
     private let bufferSizes: [Int]
     private let inputIndex: Int
     private let outputIndex: Int
-    /// Samples run through the steps together (a tile): about 1 MiB of the largest activation,
-    /// between 8 and 256; fewer, down to 1, when one sample's largest activation alone is over
+    /// Samples run through the steps together (a tile): about 1 MiB of the largest activation
+    /// where that is 8 to 256 samples; up to 4 MiB of it (4 to 8 samples) when one sample's is
+    /// 128 KiB to 1 MiB; fewer, down to 1, when one sample's largest activation alone is over
     /// 1 MiB (224×224 ImageNet networks), balancing the weights streamed per tile against the
     /// maps spilled from cache.
     public let samplesPerTile: Int
@@ -814,22 +815,32 @@ public final class Executor: @unchecked Sendable {
         return start
     }
 
-    /// See `samplesPerTile`. When one sample's largest map is over the 1 MiB budget, a tile of
-    /// T samples streams the weights W (floats) once per T samples but spills T maps of A floats
-    /// out of L2: the tile minimizing W / T + A · T, T = √(W / A), between 1 and 8 (ResNet50 at
-    /// 224×224, 25 M weights and 0.8 M-float maps: 6; MobileNetV2 and EfficientNetB0, 3.5 and 5 M
-    /// weights, 1.2 M-float maps: 2). Measured at batch 16 with tiles of 8: MobileNetV2 224 ran
-    /// slower per image than at batch 1 (117 vs 156 img/s on one thread), ResNet50 about the same.
-    /// And at least enough samples to give the steps doing most of the work 32 GEMM rows.
+    /// See `samplesPerTile`. Small maps (8 or more samples' largest in 1 MiB): as many samples as
+    /// that, up to 256. A largest map of 128 KiB to 1 MiB a sample: as many samples as keep the
+    /// tile's within 4 MiB (4 to 8), and enough for 32 GEMM rows in the steps doing the work. Tiles
+    /// of 8 there put 6.4 MB maps through every step, its memory-bound ones (concatenations,
+    /// pooling, padding, additions) reading them from L3: at 160×160 (an 80×80×32 map, 0.8 MB a
+    /// sample), batch 16, alternating runs, AMD Zen 4, tiles of 8 → 5: NASNetMobile one thread
+    /// 108 → 122–127 img/s, two 246 → 260; MobileNet 155–165 → 173, two threads 295 → 314; tiles
+    /// of 4 alike; ResNet50 96 (0.6 MB, 8 → 7) and ResNet50 224 (6, see below) unchanged within
+    /// the noise; MobileNetV2 and EfficientNetB0 96 (0.3 MB) keep 8, faster there than 4 or 2.
+    /// When one sample's largest map is over 1 MiB, a tile of T samples streams the weights W
+    /// (floats) once per T samples but spills T maps of A floats out of L2: the tile minimizing
+    /// W / T + A · T, T = √(W / A), between 1 and 8 (ResNet50 at 224×224, 25 M weights and 0.8
+    /// M-float maps: 6; MobileNetV2 and EfficientNetB0, 3.5 and 5 M weights, 1.2 M-float maps: 2).
+    /// Measured at batch 16 with tiles of 8: MobileNetV2 224 ran slower per image than at batch 1
+    /// (117 vs 156 img/s on one thread), ResNet50 about the same.
     private static func samplesPerTile(largest: Int, steps: [(multiplyAdds: Int, rows: Int?)]) -> Int {
         let byMemory = (1 << 18) / largest
-        if byMemory > 0 { return min(256, max(8, byMemory)) }
+        if byMemory >= 8 { return min(256, byMemory) }
+        // Samples for 32 GEMM rows in the steps doing at least 5% of the work, if any does (in
+        // a deep network none may: no such floor then).
+        let total = steps.reduce(0) { $0 + $1.multiplyAdds }
+        let forRows = steps.filter { $0.multiplyAdds * 20 >= total }.compactMap(\.rows).min().map { (32 + $0 - 1) / max($0, 1) } ?? 1
+        if byMemory > 0 { return min(8, max(forRows, (1 << 20) / largest)) }
         let weights = steps.reduce(0) { sum, step in sum + (step.rows.map { $0 > 0 ? step.multiplyAdds / $0 : 0 } ?? 0) }
         let balance = Int((Double(weights) / Double(largest)).squareRoot().rounded())
-        // The fewest GEMM rows per sample among the steps doing at least 5% of the work.
-        let total = steps.reduce(0) { $0 + $1.multiplyAdds }
-        let rows = steps.filter { $0.multiplyAdds * 20 >= total }.compactMap(\.rows).min() ?? 1
-        return min(8, max(1, balance, (32 + rows - 1) / max(rows, 1)))
+        return min(8, max(1, balance, forRows))
     }
 
     /// GEMM rows per sample of a step whose weights each row reuses (nil: no such product).

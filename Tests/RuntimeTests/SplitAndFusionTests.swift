@@ -924,9 +924,10 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertFalse(try Executor(graph: mlp).splitsSamples)
     }
 
-    /// Samples per tile: 1 MiB of the largest activation (8 to 256 samples); when one sample's
-    /// maps alone are larger, √(weights / largest map), at least enough samples for 32 GEMM rows
-    /// in the bulk of the work, at most 8. Tiles of any size give the same outputs.
+    /// Samples per tile: 1 MiB of the largest activation (8 to 256 samples); 4 MiB of it when one
+    /// sample's is 128 KiB to 1 MiB; when one sample's maps alone are larger, √(weights / largest
+    /// map); at least enough samples for 32 GEMM rows in the steps doing 5% of the work or more
+    /// (none in a deep chain of equal steps), at most 8. Tiles of any size give the same outputs.
     func testSamplesPerTileFollowTheActivationsAndTheRows() throws {
         func conv(_ cin: Int, _ cout: Int, stride: Int = 1) throws -> Op {
             .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, cin, cout], values: random.floats(9 * cin * cout, in: -0.2...0.2)),
@@ -940,6 +941,14 @@ final class SplitAndFusionTests: XCTestCase {
         // 64×64×16 maps (65,536 floats): 4 per MiB, raised to 8.
         let small = try Graph.sequential(name: "small", inputShape: [64, 64, 3], layers: [("c1", try conv(3, 16))])
         XCTAssertEqual(try Executor(graph: small).samplesPerTile, 8)
+        // 80×80×32 maps (204,800 floats, 0.8 MB): 5 in 4 MiB; with a strided conv of 4×4 = 16 rows
+        // doing a share of the work, still 5 (2 make 32 rows); of 2×2 = 4 rows, 8.
+        let middle = try Graph.sequential(name: "middle", inputShape: [80, 80, 3], layers: [("c1", try conv(3, 32))])
+        XCTAssertEqual(try Executor(graph: middle).samplesPerTile, 5)
+        for (stride, expected) in [(20, 5), (40, 8)] {
+            let few = try Graph.sequential(name: "few", inputShape: [80, 80, 3], layers: [("c1", try conv(3, 32)), ("c2", try conv(32, 512, stride: stride))])
+            XCTAssertEqual(try Executor(graph: few).samplesPerTile, expected, "stride \(stride)")
+        }
         // 160×160×16 maps (409,600 floats, over 1 MiB) and 6,400-row convs: one sample per tile.
         let large = try Graph.sequential(name: "large", inputShape: [160, 160, 3], layers: [("c1", try conv(3, 16)), ("c2", try conv(16, 16))])
         let executor = try Executor(graph: large)
@@ -951,6 +960,11 @@ final class SplitAndFusionTests: XCTestCase {
         for i in 0..<3 { alone += try executor.run(Array(input[(i * sample)..<((i + 1) * sample)]), threads: 1) }
         XCTAssertEqual(together, alone)
         XCTAssertEqual(try executor.run(input, threads: 2), together)
+        // A deep chain: 24 equal 3×3 convs over 160×160×16, none 5% of the work: no floor of rows,
+        // and light weights against the maps: one sample.
+        let deep = try Graph.sequential(name: "deep", inputShape: [160, 160, 3],
+                                        layers: try [("c0", conv(3, 16))] + (1...24).map { ("c\($0)", try conv(16, 16)) })
+        XCTAssertEqual(try Executor(graph: deep).samplesPerTile, 1)
         // Large maps, all the work in one strided conv: 8×8 = 64 output rows at stride 20 (one
         // sample is enough), 4×4 = 16 at stride 40 (two samples make 32 rows).
         for (stride, expected) in [(20, 1), (40, 2)] {
