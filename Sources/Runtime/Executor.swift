@@ -816,20 +816,20 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// See `samplesPerTile`. Small maps (8 or more samples' largest in 1 MiB): as many samples as
-    /// that, up to 256. A largest map of 128 KiB to 1 MiB a sample: as many samples as keep the
-    /// tile's within 4 MiB (4 to 8), and enough for 32 GEMM rows in the steps doing the work. Tiles
-    /// of 8 there put 6.4 MB maps through every step, its memory-bound ones (concatenations,
-    /// pooling, padding, additions) reading them from L3: at 160×160 (an 80×80×32 map, 0.8 MB a
-    /// sample), batch 16, alternating runs, AMD Zen 4, tiles of 8 → 5: NASNetMobile one thread
-    /// 108 → 122–127 img/s, two 246 → 260; MobileNet 155–165 → 173, two threads 295 → 314; tiles
-    /// of 4 alike; ResNet50 96 (0.6 MB, 8 → 7) and ResNet50 224 (6, see below) unchanged within
-    /// the noise; MobileNetV2 and EfficientNetB0 96 (0.3 MB) keep 8, faster there than 4 or 2.
-    /// When one sample's largest map is over 1 MiB, a tile of T samples streams the weights W
-    /// (floats) once per T samples but spills T maps of A floats out of L2: the tile minimizing
-    /// W / T + A · T, T = √(W / A), between 1 and 8 (ResNet50 at 224×224, 25 M weights and 0.8
-    /// M-float maps: 6; MobileNetV2 and EfficientNetB0, 3.5 and 5 M weights, 1.2 M-float maps: 2).
-    /// Measured at batch 16 with tiles of 8: MobileNetV2 224 ran slower per image than at batch 1
-    /// (117 vs 156 img/s on one thread), ResNet50 about the same.
+    /// that, up to 256. Larger: a tile of T samples streams the weights W (floats) once per T
+    /// samples but spills T maps of A floats out of L2: the tile minimizing W / T + A · T,
+    /// T = √(W / A), between 1 and 8 (ResNet50 at 224×224, 25 M weights and 0.8 M-float maps: 6;
+    /// at 96×96, 0.15 M: 8; MobileNetV2 and EfficientNetB0 224, 3.5 and 5 M weights, 1.2 M-float
+    /// maps: 2), and enough samples for 32 GEMM rows in the steps doing the work. Measured at
+    /// batch 16 with tiles of 8: MobileNetV2 224 ran slower per image than at batch 1 (117 vs 156
+    /// img/s on one thread), ResNet50 about the same. A largest map of 128 KiB to 1 MiB a sample
+    /// takes at least as many samples as keep the tile's within 4 MiB (4 to 8; it took 8 always
+    /// before): tiles of 8 put 6.4 MB maps through every step at 160×160 (an 80×80×32 map, 0.8 MB
+    /// a sample), its memory-bound steps (concatenations, pooling, padding, additions) reading them
+    /// from L3. Batch 16, alternating runs, AMD Zen 4, tiles of 8 → 5: NASNetMobile 160 one thread
+    /// 108 → 122–127 img/s, two 246 → 260; MobileNet 160 155–165 → 173, two threads 295 → 314
+    /// (tiles of 4 alike); MobileNetV2 and EfficientNetB0 96 (0.3 MB) keep 8, faster there than
+    /// 4 or 2, and ResNet50 96 keeps 8 by its weights (two threads: 200 img/s, 195 with 7).
     private static func samplesPerTile(largest: Int, steps: [(multiplyAdds: Int, rows: Int?)]) -> Int {
         let byMemory = (1 << 18) / largest
         if byMemory >= 8 { return min(256, byMemory) }
@@ -837,10 +837,11 @@ public final class Executor: @unchecked Sendable {
         // a deep network none may: no such floor then).
         let total = steps.reduce(0) { $0 + $1.multiplyAdds }
         let forRows = steps.filter { $0.multiplyAdds * 20 >= total }.compactMap(\.rows).min().map { (32 + $0 - 1) / max($0, 1) } ?? 1
-        if byMemory > 0 { return min(8, max(forRows, (1 << 20) / largest)) }
         let weights = steps.reduce(0) { sum, step in sum + (step.rows.map { $0 > 0 ? step.multiplyAdds / $0 : 0 } ?? 0) }
         let balance = Int((Double(weights) / Double(largest)).squareRoot().rounded())
-        return min(8, max(1, balance, forRows))
+        // From 128 KiB to 1 MiB a sample, at least as many as keep the tile's largest map within 4 MiB.
+        let inBudget = byMemory > 0 ? (1 << 20) / largest : 1
+        return min(8, max(1, balance, forRows, inBudget))
     }
 
     /// GEMM rows per sample of a step whose weights each row reuses (nil: no such product).

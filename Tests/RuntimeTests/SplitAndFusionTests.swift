@@ -924,10 +924,11 @@ final class SplitAndFusionTests: XCTestCase {
         XCTAssertFalse(try Executor(graph: mlp).splitsSamples)
     }
 
-    /// Samples per tile: 1 MiB of the largest activation (8 to 256 samples); 4 MiB of it when one
-    /// sample's is 128 KiB to 1 MiB; when one sample's maps alone are larger, √(weights / largest
-    /// map); at least enough samples for 32 GEMM rows in the steps doing 5% of the work or more
-    /// (none in a deep chain of equal steps), at most 8. Tiles of any size give the same outputs.
+    /// Samples per tile: 1 MiB of the largest activation (8 to 256 samples); with larger maps,
+    /// √(weights / largest map), at least 4 MiB of the largest activation when one sample's is
+    /// 128 KiB to 1 MiB, and at least enough samples for 32 GEMM rows in the steps doing 5% of
+    /// the work or more (none in a deep chain of equal steps); at most 8. Tiles of any size give
+    /// the same outputs.
     func testSamplesPerTileFollowTheActivationsAndTheRows() throws {
         func conv(_ cin: Int, _ cout: Int, stride: Int = 1) throws -> Op {
             .conv2d(try Conv2D(kernel: Tensor(shape: [3, 3, cin, cout], values: random.floats(9 * cin * cout, in: -0.2...0.2)),
@@ -941,8 +942,8 @@ final class SplitAndFusionTests: XCTestCase {
         // 64×64×16 maps (65,536 floats): 4 per MiB, raised to 8.
         let small = try Graph.sequential(name: "small", inputShape: [64, 64, 3], layers: [("c1", try conv(3, 16))])
         XCTAssertEqual(try Executor(graph: small).samplesPerTile, 8)
-        // 80×80×32 maps (204,800 floats, 0.8 MB): 5 in 4 MiB; with a strided conv of 4×4 = 16 rows
-        // doing a share of the work, still 5 (2 make 32 rows); of 2×2 = 4 rows, 8.
+        // 80×80×32 maps (204,800 floats, 0.8 MB) and light weights: 5 in 4 MiB; with a strided conv
+        // of 4×4 = 16 rows doing a share of the work, still 5 (2 make 32 rows); of 2×2 = 4 rows, 8.
         let middle = try Graph.sequential(name: "middle", inputShape: [80, 80, 3], layers: [("c1", try conv(3, 32))])
         XCTAssertEqual(try Executor(graph: middle).samplesPerTile, 5)
         for (stride, expected) in [(20, 5), (40, 8)] {
@@ -978,6 +979,13 @@ final class SplitAndFusionTests: XCTestCase {
                                    activation: .linear))),
         ])
         XCTAssertEqual(try Executor(graph: heavy).samplesPerTile, 5)
+        // Maps within the 4 MiB band (40 × 3,300 = 132,000 floats: 7 in 4 MiB) with heavier weights
+        // (3,300 × 3,300): √(10.9 M / 0.132 M) = 9.1 → the most, 8.
+        let heavier = try Graph.sequential(name: "heavier", inputShape: [40, 3300], layers: [
+            ("d", .dense(try Dense(kernel: Tensor(shape: [3300, 3300], values: [Float](repeating: 0.001, count: 3300 * 3300)), bias: nil,
+                                   activation: .linear))),
+        ])
+        XCTAssertEqual(try Executor(graph: heavier).samplesPerTile, 8)
     }
 
     /// A Winograd conv with its 2×2 max pooling fused, one image on two and three threads: each
