@@ -56,10 +56,10 @@ public final class Executor: @unchecked Sendable {
     private let inputIndex: Int
     private let outputIndex: Int
     /// Samples run through the steps together (a tile): about 1 MiB of the largest activation
-    /// where that is 8 to 256 samples; up to 4 MiB of it (4 to 8 samples) when one sample's is
-    /// 128 KiB to 1 MiB; fewer, down to 1, when one sample's largest activation alone is over
-    /// 1 MiB (224×224 ImageNet networks), balancing the weights streamed per tile against the
-    /// maps spilled from cache.
+    /// where that is 8 to 256 samples; 4 to 8 samples when one sample's is 128 KiB to 1 MiB (at
+    /// least 4 MiB of it, more with heavy weights); fewer, down to 1, when one sample's largest
+    /// activation alone is over 1 MiB (224×224 ImageNet networks), balancing the weights streamed
+    /// per tile against the maps spilled from cache.
     public let samplesPerTile: Int
     /// Whether fewer samples than threads run each step split across the threads (else one thread runs them).
     public let splitsSamples: Bool
@@ -819,10 +819,10 @@ public final class Executor: @unchecked Sendable {
     /// that, up to 256. Larger: a tile of T samples streams the weights W (floats) once per T
     /// samples but spills T maps of A floats out of L2: the tile minimizing W / T + A · T,
     /// T = √(W / A), between 1 and 8 (ResNet50 at 224×224, 25 M weights and 0.8 M-float maps: 6;
-    /// at 96×96, 0.15 M: 8; MobileNetV2 and EfficientNetB0 224, 3.5 and 5 M weights, 1.2 M-float
-    /// maps: 2), and enough samples for 32 GEMM rows in the steps doing the work. Measured at
-    /// batch 16 with tiles of 8: MobileNetV2 224 ran slower per image than at batch 1 (117 vs 156
-    /// img/s on one thread), ResNet50 about the same. A largest map of 128 KiB to 1 MiB a sample
+    /// at 96×96, 0.15 M: 8; MobileNetV2 and EfficientNetB0 224, 3.5 and 5 M weights, 0.4 and
+    /// 0.45 M-float maps: 3), and enough samples for 32 GEMM rows in the steps doing the work.
+    /// Measured at batch 16 with tiles of 8: MobileNetV2 224 ran slower per image than at batch 1
+    /// (117 vs 156 img/s on one thread), ResNet50 about the same. A largest map of 128 KiB to 1 MiB a sample
     /// takes at least as many samples as keep the tile's within 4 MiB (4 to 8; it took 8 always
     /// before): tiles of 8 put 6.4 MB maps through every step at 160×160 (an 80×80×32 map, 0.8 MB
     /// a sample), its memory-bound steps (concatenations, pooling, padding, additions) reading them
