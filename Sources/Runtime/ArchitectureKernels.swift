@@ -156,6 +156,37 @@ extension Kernels {
             }
         }
     }
+
+    /// Output rows `rows` (counted over the batch: sample b's row r is b · outHeight + r) of a
+    /// chain of paddings, croppings and 1×1 poolings (`PixelWindow`): each output pixel a copy of
+    /// its input pixel's `channels` values, or zeros.
+    static func window(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ window: PixelWindow, channels: Int,
+                       rows: Range<Int>) {
+        let columns = window.width.kept, keptRows = window.height.kept
+        let outWidth = window.outWidth, rowFloats = outWidth * channels
+        let inImage = window.inHeight * window.inWidth * channels
+        for row in rows {
+            let (b, r) = row.quotientAndRemainder(dividingBy: window.outHeight)
+            let target = y + row * rowFloats
+            guard keptRows.contains(r), !columns.isEmpty else {
+                target.update(repeating: 0, count: rowFloats)
+                continue
+            }
+            let inputRow = r * window.height.stride + window.height.offset
+            let source = x + b * inImage + inputRow * window.inWidth * channels
+            target.update(repeating: 0, count: columns.lowerBound * channels)
+            if window.width.stride == 1 {
+                let from = columns.lowerBound + window.width.offset
+                (target + columns.lowerBound * channels).update(from: source + from * channels, count: columns.count * channels)
+            } else {
+                for column in columns {
+                    let from = column * window.width.stride + window.width.offset
+                    (target + column * channels).update(from: source + from * channels, count: channels)
+                }
+            }
+            (target + columns.upperBound * channels).update(repeating: 0, count: (outWidth - columns.upperBound) * channels)
+        }
+    }
 }
 
 extension Kernels {

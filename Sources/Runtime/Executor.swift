@@ -117,6 +117,8 @@ public final class Executor: @unchecked Sendable {
         case layerNormIndexed(group: [Int32], parameter: [Int32], groups: Int, sampleSize: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)
         case upsample(height: Int, width: Int, channels: Int, factorY: Int, factorX: Int, bilinear: Bool)
         case crop(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
+        /// A chain of zero paddings, croppings and 1×1 poolings in one pass (`WindowChains`).
+        case window(PixelWindow, channels: Int)
         /// Subtract, maximum, minimum, average (broadcast).
         case merge(MergeOperation, inputs: [[Int]], output: [Int])
         case pool(geometry: Kernels.Spatial, isMax: Bool)
@@ -328,6 +330,9 @@ public final class Executor: @unchecked Sendable {
             reluInputFor[node.name] = relu.inputs[0]
             absorbed.insert(relu.name)
         }
+        // Zero paddings, croppings and 1×1 poolings read one by the next: one pass (`WindowChains`).
+        let windowFor = WindowChains.find(in: graph, shapes: shapes, excluded: absorbed, kept: observedNames.union(graph.outputs))
+        for chain in windowFor.values { absorbed.formUnion(chain.links) }
         /// A conv's geometry, over the unpadded input when a padding was folded into it.
         func convGeometry(_ window: Window, _ node: Node, _ outShape: [Int]) -> Kernels.Spatial {
             let g = Self.geometry(window, shapes[node.inputs[0]]!, outShape)
@@ -336,7 +341,7 @@ public final class Executor: @unchecked Sendable {
         }
         func sources(_ node: Node) -> [Int] {
             node.inputs.map { name in
-                let read = reluInputFor[node.name] ?? paddingFor[node.name]?.source ?? name
+                let read = windowFor[node.name]?.source ?? reluInputFor[node.name] ?? paddingFor[node.name]?.source ?? name
                 return index[aliasOf[read] ?? read]!
             }
         }
@@ -493,6 +498,10 @@ public final class Executor: @unchecked Sendable {
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
             let outShape = shapes[node.name]!
+            if let chain = windowFor[node.name] {
+                steps.append(Step(kind: .window(chain.window, channels: outShape.last!), sources: sources(node), destination: index[node.name]!))
+                continue
+            }
             let fused = fusedActivation[node.name]
             if case .conv2d(let conv) = node.operation {
                 let geometry = convGeometry(conv.window, node, outShape)
@@ -1383,6 +1392,9 @@ public final class Executor: @unchecked Sendable {
                 }
             }
             return true
+        case let .window(window, channels) where count >= 8192 * parallel.workers:
+            parallel.run(balancing: batch * window.outHeight) { rows, _ in Kernels.window(x, y, window, channels: channels, rows: rows) }
+            return true
         case let .dense(kernel, panels, bias, inputs, units, activation)
             where sharesColumns(rows: count / max(units, 1), units: units, workers: parallel.workers):
             // A softmax head (1280 -> 1000 at batch 1: a quarter of a millisecond of weights
@@ -1997,6 +2009,8 @@ public final class Executor: @unchecked Sendable {
             }
         case let .grouped(conv):
             conv.run(x, batch: batch, conv.geometry, output: y, scratch: arena.scratch(GroupedConvolution.scratchFloats(conv.geometry)))
+        case let .window(window, channels):
+            Kernels.window(x, y, window, channels: channels, rows: 0..<(batch * window.outHeight))
         case let .crop(height, width, channels, top, left, outHeight, outWidth):
             Kernels.crop(x, y, batch: batch, height: height, width: width, channels: channels, top: top, left: left,
                          outHeight: outHeight, outWidth: outWidth)
