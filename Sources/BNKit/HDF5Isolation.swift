@@ -108,9 +108,12 @@ public enum HDF5ChildProcess {
         do {
             // Spawned while no HDF5 file is open in this process (they are opened and closed
             // under this lock), so the child inherits none; the child reads without file locks.
+            // Its temporary files (a .keras archive's weights, extracted for libhdf5) go in the
+            // private folder too, which goes when the child has ended: a child killed for its
+            // time or crashed by a hostile file leaves nothing behind in the system's /tmp.
             result = try KerasHDF5Library.serialized {
                 try ChildProcess.start(executable, [flag, String(Int(seconds)), String(memoryLimit(forFileOf: size)), path, encoded],
-                                       environment: ["HDF5_USE_FILE_LOCKING": "FALSE", "SWIFT_BACKTRACE": "enable=no"])
+                                       environment: ["HDF5_USE_FILE_LOCKING": "FALSE", "SWIFT_BACKTRACE": "enable=no", "TMPDIR": folder.path])
             }.finish(seconds: seconds)
         } catch {
             throw BNKitError.hdf5ReaderUnavailable(executable: executable, reason: "\(error)")

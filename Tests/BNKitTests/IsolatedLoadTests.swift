@@ -63,3 +63,36 @@ final class IsolatedLoadTests: XCTestCase {
         }
     }
 }
+
+/// A reader child that dies (killed for its time, crashed by a hostile file) leaves no temporary
+/// file behind: its temporary folder is the parent's private one, removed when the child ends.
+final class IsolatedTemporaryFilesTests: XCTestCase {
+    func testACrashedChildLeavesNoTemporaryFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // A stand-in reader: notes where its temporary files go, writes one there as the real
+        // reader extracts a .keras archive's weights, and crashes.
+        let report = folder.appendingPathComponent("report").path
+        let reader = folder.appendingPathComponent("reader.sh").path
+        try """
+        #!/bin/sh
+        printf '%s\\n%s\\n' "${TMPDIR:-/tmp}" "$5" > '\(report)'
+        : > "${TMPDIR:-/tmp}/bnkit-crashed-child.weights.h5"
+        kill -SEGV $$
+        """.write(toFile: reader, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: reader)
+        HDF5ChildProcess.isolation = .childProcess(executable: reader)
+        defer { HDF5ChildProcess.isolation = .automatic }
+        let model = TestPaths.fixture("small_cnn_keras3.keras")
+        XCTAssertThrowsError(try Model.load(path: model)) { error in
+            XCTAssertTrue("\(error)".contains("crashed") && "\(error)".contains(model), "\(error)")
+        }
+        let lines = try String(contentsOfFile: report, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 2)
+        // The child's temporary folder is the one its output goes in, and it is gone with its file.
+        XCTAssertEqual(lines.first, (lines.last.map { ($0 as NSString).deletingLastPathComponent }))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lines[0] + "/bnkit-crashed-child.weights.h5"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lines[0]))
+    }
+}
