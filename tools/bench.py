@@ -17,9 +17,11 @@ that all three predict the same classes, and times whole processes:
 doing the same with onnxruntime. Results are printed as Markdown.
 """
 import argparse
+import atexit
 import gzip
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -284,6 +286,7 @@ def main():
         os.environ["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA[args.isa]
     bnconv, bnrun = os.path.join(args.bin, "bnconv"), os.path.join(args.bin, "bnrun")
     work = tempfile.mkdtemp(prefix="bnkit-bench-")
+    atexit.register(shutil.rmtree, work, True)   # removed however the script ends
     repeats = 3 if args.quick else args.repeats
     batches = [64, 10000] if args.quick else [1, 64, 10000]
 

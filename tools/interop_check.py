@@ -18,9 +18,11 @@ weights and the original's within bnkit's published tolerance of 1e-5. Prints on
 per check and a closing 'N passed, N failed' line; exits non-zero on failure.
 """
 import argparse
+import atexit
 import gzip
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -79,6 +81,7 @@ def main():
     cross = ["same", "via-bin", "folded"] if args.producer == "keras2" else ["folded"]
 
     work = tempfile.mkdtemp(prefix="bnkit-interop-")
+    atexit.register(shutil.rmtree, work, True)   # removed however the script ends
     for name in MODELS:
         original = os.path.join(FIXTURES, f"{name}_{args.producer}.h5")
         base = os.path.join(work, f"{name}_{args.producer}")
