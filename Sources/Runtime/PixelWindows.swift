@@ -113,10 +113,8 @@ enum WindowChains {
         for node in graph.nodes {
             guard let last = window(node) else { continue }
             // A chain ends at a link no window continues.
-            let readers = graph.consumers(of: node.name)
-            if readers.count == 1, let reader = graph.node(named: readers[0]), window(reader) != nil, !kept.contains(node.name) {
-                continue
-            }
+            if let reader = graph.consumers(of: node.name).first.flatMap({ graph.node(named: $0) }), window(reader) != nil,
+               previous(reader)?.name == node.name { continue }
             var links: [Node] = []
             var current = node
             while let link = previous(current) {

@@ -116,6 +116,17 @@ final class WindowChainTests: XCTestCase {
         XCTAssertEqual(try executor1.run(x1, threads: 1), expected1)
     }
 
+    /// A chain read by a layer that is not a move (NASNet's 1×1 conv after the shift) is still one
+    /// step, the conv's its own.
+    func testChainBeforeAConvIsOneStep() throws {
+        let pool = try Pool2D(kind: .average, size: [1, 1], strides: [2, 2], padding: .valid)
+        let conv = try Conv2D(kernel: Tensor(shape: [1, 1, 3, 4], values: random.floats(12, in: -1...1)), bias: nil, padding: .valid)
+        let graph = try Graph.sequential(name: "shiftconv", inputShape: [7, 7, 3], layers: [
+            ("pad", .zeroPadding2d([0, 1, 0, 1])), ("crop", .cropping2d([1, 0, 1, 0])), ("pool", .pool2d(pool)), ("conv", .conv2d(conv)),
+        ])
+        XCTAssertEqual(try Executor(graph: graph).stepProfile.map(\.operation), ["window", "conv2d"])
+    }
+
     /// A link read by something else ends the chain there (its values are needed); a padding a
     /// convolution reads stays folded into the convolution.
     func testChainsStopAtSharedLinksAndLeaveConvPaddingsAlone() throws {
