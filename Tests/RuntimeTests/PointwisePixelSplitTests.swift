@@ -41,6 +41,13 @@ final class PointwisePixelSplitTests: XCTestCase {
                 XCTAssertEqual(split.count, one.count)
                 XCTAssertEqual(zip(split, one).filter { $0.bitPattern != $1.bitPattern }.count, 0, "values differing: \(side), shares \(shares)")
             }
+            // Two images on three threads (fewer images than threads: each step split, the two
+            // images' pixels one GEMM): each image as it is alone.
+            let second = random.floats(side * side * c, in: -1...1)
+            let pair = try Executor(graph: graph)
+            pair.setBalance([0.3, 0.5, 0.2], threads: 3)
+            let both = try pair.run(input + second, threads: 3), alone = try executor.run(second, threads: 1)
+            XCTAssertEqual(zip(both, one + alone).filter { $0.bitPattern != $1.bitPattern }.count, 0, "values differing: \(side), two images")
             // The reference: the 1×1 conv (plus the shortcut's) summed in Double, then the activation.
             let x = input.map(Double.init)
             let (y, _, _) = ReferenceOps.conv2d(x, h: side, w: side, c: c, kernel: kernel, kh: 1, kw: 1, out: out, bias: bias,
