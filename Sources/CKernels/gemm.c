@@ -168,6 +168,30 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
 
 #endif /* BNK_X86 */
 
+#if BNK_NEON
+/* ---------------------------------------------------------------- NEON (arm64) */
+
+/* As gemm_avx2: B packed per call into a 16-wide panel (zero past the last column) except a full
+   block read by few rows, which is read in place. */
+static void gemm_neon(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *bias, float *C, int ldc, int act) {
+    int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
+    float *pk = bnk_panel((size_t)K * 16);
+    if (!pk) { gemm_reference(M, N, K, A, lda, B, ldb, bias, C, ldc, act); return; }
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        int width = N - n0 < 16 ? N - n0 : 16;
+        if (width < 16 || M >= 12) {
+            bnk_pack_block_neon(B + n0, ldb, (size_t)K, width, pk);
+            bnk_block_neon(M, n0, width, 1, K, A, lda, NULL, pk, 16, bias, NULL, C, ldc, elementwise, NULL);
+        } else {
+            bnk_block_neon(M, n0, width, 1, K, A, lda, NULL, B + n0, ldb, bias, NULL, C, ldc, elementwise, NULL);
+        }
+    }
+    if (act == BNK_ACT_SIGMOID)
+        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+}
+#endif /* BNK_NEON */
+
 /* ---------------------------------------------------------------- dispatch */
 
 static int isa_limit = 2;
@@ -188,6 +212,24 @@ static void read_cpu(void) {
 }
 #endif
 
+#if BNK_NEON
+/* arm64: BNKIT_MAX_ISA=generic caps the kernels at the portable C (read once, as on x86). */
+static int neon_read = 0;
+#endif
+
+int bnk_use_neon(void) {
+#if BNK_NEON
+    if (!neon_read) {
+        neon_read = 1;
+        const char *cap = getenv("BNKIT_MAX_ISA");
+        if (cap && strcmp(cap, "generic") == 0) isa_limit = 0;
+    }
+    return isa_limit >= 1;
+#else
+    return 0;
+#endif
+}
+
 int bnk_use_avx512(void) {
 #if BNK_X86
     if (cpu_avx512 < 0) read_cpu();
@@ -207,6 +249,8 @@ int bnk_use_avx2(void) {
 }
 
 const char *bnk_isa_name(void) {
+    /* (arm64: "generic" for the kernels compiled from one C body, BNK_VARIANTS; only the GEMM,
+       bnk_gemm_isa, has a NEON version of its own) */
     return bnk_use_avx512() ? "avx512" : bnk_use_avx2() ? "avx2" : "generic";
 }
 
@@ -218,6 +262,9 @@ static void choose(void) {
 #if BNK_X86
     if (bnk_use_avx512()) { chosen = gemm_avx512; chosen_name = "avx512"; return; }
     if (bnk_use_avx2()) { chosen = gemm_avx2; chosen_name = "avx2"; return; }
+#endif
+#if BNK_NEON
+    if (bnk_use_neon()) { chosen = gemm_neon; chosen_name = "neon"; return; }
 #endif
     chosen = gemm_generic; chosen_name = "generic";
 }
@@ -330,6 +377,18 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
             const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
             const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
             bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, p, BNK_PANEL, bias, R, C, ldc, elementwise,
+                           !ahead ? NULL : n0 + BNK_PANEL < N ? p + panel : then);
+        }
+        return;
+    }
+#endif
+#if BNK_NEON
+    if (bnk_use_neon()) {
+        const size_t panel = (size_t)K * BNK_PANEL;
+        for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
+            const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
+            const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
+            bnk_block_neon(M, n0, width, 1, K, A, lda, NULL, p, BNK_PANEL, bias, R, C, ldc, elementwise,
                            !ahead ? NULL : n0 + BNK_PANEL < N ? p + panel : then);
         }
         return;

@@ -71,6 +71,28 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
 }
 #endif
 
+#if BNK_NEON
+/* arm64: as gemm_indirect_avx2, with the NEON tile. */
+static void gemm_indirect_neon(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
+                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act, int whole,
+                               const float *then) {
+    const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
+    const int K = segs * len;
+    float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
+    if (!panels && !pk) return;
+    const int ahead = panels && bnk_stream_panels(M, K, whole);
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        const int width = N - n0 < 16 ? N - n0 : 16;
+        const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
+        if (!panels) bnk_pack_block_neon(B + n0, ldb, (size_t)K, width, pk);
+        bnk_block_neon(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise,
+                       !ahead ? NULL : n0 + 16 < N ? panel + (size_t)K * 16 : then);
+    }
+    if (act == BNK_ACT_SIGMOID)
+        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+}
+#endif
+
 /* Floats of zero-bordered input per image, and the images done per GEMM. */
 static void plan(int c, int kh, int kw, int sy, int sx, int dy, int oh, int ow, int *ph, int *pw, int *group, int batch) {
     *ph = (oh - 1) * sy + (kh - 1) * dy + 1;
@@ -99,9 +121,9 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
                                 int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *panels,
                                 const float *bias, const float *residual, int n, int n0, int cols, int act, float *out,
                                 float *scratch, const float *then) {
-#if BNK_X86
-    const int avx512 = bnk_use_avx512();
-    if ((!avx512 && !bnk_use_avx2()) || batch <= 0) return 0;
+#if BNK_X86 || BNK_NEON
+    const int avx512 = bnk_use_avx512(), avx2 = bnk_use_avx2(), neon = bnk_use_neon();
+    if ((!avx512 && !avx2 && !neon) || batch <= 0) return 0;
     if (!avx512 && !panels && !bnk_panel((size_t)kh * kw * c * 16)) return 0;
     int ph, pw, group;
     plan(c, kh, kw, sy, sx, dy, oh, ow, &ph, &pw, &group, batch);
@@ -182,10 +204,13 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
         const float *p = panels ? panels + (size_t)(n0 / 16) * kh * kw * c * 16 : NULL;
         float *c0 = out + (size_t)first * pixels * n + n0;
         const float *r0 = residual ? residual + (size_t)first * pixels * n + n0 : NULL;
-        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n,
-                                         first + count >= batch ? then : NULL);
-        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n,
-                                first + count >= batch ? then : NULL);
+        const float *after = first + count >= batch ? then : NULL;
+#if BNK_X86
+        if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n, after);
+        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n, after);
+#else
+        gemm_indirect_neon((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n, after);
+#endif
     }
     free(rows);
     return 1;

@@ -10,6 +10,13 @@
 #define BNK_X86 0
 #endif
 
+/* AArch64: NEON (Advanced SIMD) is part of the base architecture. */
+#if defined(__aarch64__)
+#define BNK_NEON 1
+#else
+#define BNK_NEON 0
+#endif
+
 #if BNK_X86
 #include <immintrin.h>
 #include "bnkit_kernels.h"
@@ -156,7 +163,21 @@ void bnk_block_avx2(int M, int n0, int width, int segs, int len, const float *A,
                     const float *next);
 #endif
 
-/* 2: AVX-512 kernels allowed, 1: AVX2+FMA, 0: portable C only. */
+#if BNK_NEON
+/* The GEMM microkernel on arm64 (microkernels_neon.c): bnk_block_avx2's contract (width <= 16,
+   16 floats readable at b for each of B's rows, bs floats apart; `next` prefetched into L2). */
+void bnk_block_neon(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
+                    const float *b, int bs, const float *bias, const float *R, float *C, int ldc, int elementwise,
+                    const float *next);
+/* Columns 0..<width (at most 16) of K rows of a row-major B packed for bnk_block_neon: rows of 16
+   floats, zero past the last column. */
+void bnk_pack_block_neon(const float *B, int ldb, size_t K, int width, float *pk);
+#endif
+
+/* 1 on arm64 when the cap allows more than the portable C (level 1 or more): the NEON GEMM tile. */
+int bnk_use_neon(void);
+
+/* 2: AVX-512 kernels allowed, 1: AVX2+FMA (arm64: NEON), 0: portable C only. */
 int bnk_use_avx512(void);
 int bnk_use_avx2(void);
 /* The level the cap and the CPU allow: "avx512", "avx2" or "generic" (for the *_isa reports). */

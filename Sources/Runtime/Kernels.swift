@@ -243,7 +243,7 @@ package enum Kernels {
     /// this machine can run. Executors planned afterwards follow it.
     package static func limitInstructionSet(_ level: Int) { bnk_limit_isa(Int32(level)) }
 
-    /// The GEMM implementation in use: "avx512", "avx2" or "generic".
+    /// The GEMM implementation in use: "avx512", "avx2", "neon" (arm64) or "generic".
     package static var gemmImplementation: String { String(cString: bnk_gemm_isa()) }
 
     /// Whether `conv2dThenMaxPool` can run this conv: a one-channel input and an

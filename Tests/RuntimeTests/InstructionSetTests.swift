@@ -11,9 +11,9 @@ final class InstructionSetTests: XCTestCase {
         super.tearDown()
     }
 
-    private func runKernelTests(level: Int, expecting implementation: String) throws {
+    private func runKernelTests(level: Int, expecting implementation: String, gemm: String? = nil) throws {
         Kernels.limitInstructionSet(level)
-        XCTAssertEqual(Kernels.gemmImplementation, implementation)
+        XCTAssertEqual(Kernels.gemmImplementation, gemm ?? implementation)
         XCTAssertEqual(Kernels.depthwiseImplementation, implementation)
         XCTAssertEqual(Kernels.elementwiseImplementation, implementation)
         let spatial = SpatialKernelTests(name: "level \(level)", testClosure: { _ in })
@@ -71,6 +71,14 @@ final class InstructionSetTests: XCTestCase {
         try IndirectConvTests(name: "level 1", testClosure: { _ in }).testIndirectConvEqualsIm2colGEMMBitForBit()
         try SparseDenseTests(name: "level 1", testClosure: { _ in }).testSparsePathEqualsTheGEMMBitForBit()
     }
+
+    #if arch(arm64)
+    /// arm64: the GEMM's NEON tile (the other kernels are one C body, vectorized by the compiler).
+    func testNEONPaths() throws {
+        try runKernelTests(level: 1, expecting: "generic", gemm: "neon")
+        try IndirectConvTests(name: "level 1", testClosure: { _ in }).testIndirectConvEqualsIm2colGEMMBitForBit()
+    }
+    #endif
 
     func testPortablePaths() throws {
         try runKernelTests(level: 0, expecting: "generic")

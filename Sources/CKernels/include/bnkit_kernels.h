@@ -19,7 +19,7 @@ enum {
 
 /* C[m][n] = act(bias[n] + sum_k A[m][k] * B[k][n]) for m < M, n < N.
    A: row stride lda; B: row-major K x N; C: row stride ldc; bias may be NULL.
-   Dispatches at run time to AVX-512, AVX2+FMA or portable code. */
+   Dispatches at run time to AVX-512, AVX2+FMA, NEON (arm64) or portable code. */
 void bnk_gemm(int M, int N, int K, const float *A, int lda, const float *B,
               const float *bias, float *C, int ldc, int activation);
 
@@ -51,10 +51,11 @@ void bnk_gemm_panels_part(int M, int N, int K, const float *A, int lda, const fl
                           const float *residual, float *C, int ldc, int activation, int whole, const float *then);
 
 /* Caps the instruction sets the kernels use: 2 AVX-512 (the default: whatever the CPU has),
-   1 AVX2+FMA, 0 portable C. Plans made after the call follow it (tests run each level). */
+   1 AVX2+FMA (arm64: the NEON GEMM tile), 0 portable C. Plans made after the call follow it
+   (tests run each level). */
 void bnk_limit_isa(int level);
 
-/* Which implementation bnk_gemm uses on this machine: "avx512", "avx2" or "generic". */
+/* Which implementation bnk_gemm uses on this machine: "avx512", "avx2", "neon" (arm64) or "generic". */
 const char *bnk_gemm_isa(void);
 
 /* y = 1 / (1 + exp(-x)) in place, vectorized (max rel. error about 2e-7). */
