@@ -145,25 +145,12 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
 
 /* ---------------------------------------------------------------- AVX2 */
 
-/* B packed per call into a 16-wide panel (zero past the last column) except a full block read
-   by few rows, which is read in place. */
-__attribute__((target("avx2,fma")))
+static void gemm_block16(bnk_block16_fn block, bnk_pack16_fn pack, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *bias, float *C, int ldc, int act);
+
 static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       const float *bias, float *C, int ldc, int act) {
-    int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
-    float *pk = bnk_panel((size_t)K * 16);
-    if (!pk) { gemm_reference(M, N, K, A, lda, B, ldb, bias, C, ldc, act); return; }
-    for (int n0 = 0; n0 < N; n0 += 16) {
-        int width = N - n0 < 16 ? N - n0 : 16;
-        if (width < 16 || M >= 12) {
-            bnk_pack_block_avx2(B + n0, ldb, (size_t)K, width, pk);
-            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, pk, 16, bias, NULL, C, ldc, elementwise, NULL);
-        } else {
-            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, B + n0, ldb, bias, NULL, C, ldc, elementwise, NULL);
-        }
-    }
-    if (act == BNK_ACT_SIGMOID)
-        bnk_sigmoid_rows(C, M, N, ldc);
+    gemm_block16(bnk_block_avx2, bnk_pack_block_avx2, M, N, K, A, lda, B, ldb, bias, C, ldc, act);
 }
 
 #endif /* BNK_X86 */
@@ -171,26 +158,36 @@ static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float 
 #if BNK_NEON
 /* ---------------------------------------------------------------- NEON (arm64) */
 
-/* As gemm_avx2: B packed per call into a 16-wide panel (zero past the last column) except a full
-   block read by few rows, which is read in place. */
+static void gemm_block16(bnk_block16_fn block, bnk_pack16_fn pack, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *bias, float *C, int ldc, int act);
+
 static void gemm_neon(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                       const float *bias, float *C, int ldc, int act) {
+    gemm_block16(bnk_block_neon, bnk_pack_block_neon, M, N, K, A, lda, B, ldb, bias, C, ldc, act);
+}
+#endif /* BNK_NEON */
+
+#if BNK_X86 || BNK_NEON
+/* The AVX2 and NEON GEMM (tiles of 16 columns): B packed per call into a 16-wide panel (zero past
+   the last column) except a full block read by few rows, which is read in place. */
+static void gemm_block16(bnk_block16_fn block, bnk_pack16_fn pack, int M, int N, int K, const float *A, int lda,
+                         const float *B, int ldb, const float *bias, float *C, int ldc, int act) {
     int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     float *pk = bnk_panel((size_t)K * 16);
     if (!pk) { gemm_reference(M, N, K, A, lda, B, ldb, bias, C, ldc, act); return; }
     for (int n0 = 0; n0 < N; n0 += 16) {
         int width = N - n0 < 16 ? N - n0 : 16;
         if (width < 16 || M >= 12) {
-            bnk_pack_block_neon(B + n0, ldb, (size_t)K, width, pk);
-            bnk_block_neon(M, n0, width, 1, K, A, lda, NULL, pk, 16, bias, NULL, C, ldc, elementwise, NULL);
+            pack(B + n0, ldb, (size_t)K, width, pk);
+            block(M, n0, width, 1, K, A, lda, NULL, pk, 16, bias, NULL, C, ldc, elementwise, NULL);
         } else {
-            bnk_block_neon(M, n0, width, 1, K, A, lda, NULL, B + n0, ldb, bias, NULL, C, ldc, elementwise, NULL);
+            block(M, n0, width, 1, K, A, lda, NULL, B + n0, ldb, bias, NULL, C, ldc, elementwise, NULL);
         }
     }
     if (act == BNK_ACT_SIGMOID)
-        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+        bnk_sigmoid_rows(C, M, N, ldc);
 }
-#endif /* BNK_NEON */
+#endif
 
 /* ---------------------------------------------------------------- dispatch */
 
@@ -372,24 +369,22 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
         }
         return;
     }
-    if (bnk_use_avx2()) {
-        for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
-            const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
-            const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
-            bnk_block_avx2(M, n0, width, 1, K, A, lda, NULL, p, BNK_PANEL, bias, R, C, ldc, elementwise,
-                           !ahead ? NULL : n0 + BNK_PANEL < N ? p + panel : then);
-        }
-        return;
-    }
 #endif
-#if BNK_NEON
-    if (bnk_use_neon()) {
-        const size_t panel = (size_t)K * BNK_PANEL;
+#if BNK_X86 || BNK_NEON
+    /* AVX2 and NEON: tiles of one panel (16 columns) */
+    bnk_block16_fn block16 = NULL;
+#if BNK_X86
+    if (bnk_use_avx2()) block16 = bnk_block_avx2;
+#else
+    if (bnk_use_neon()) block16 = bnk_block_neon;
+#endif
+    if (block16) {
+        const size_t panel16 = (size_t)K * BNK_PANEL;
         for (int n0 = 0; n0 < N; n0 += BNK_PANEL) {
             const int width = N - n0 < BNK_PANEL ? N - n0 : BNK_PANEL;
-            const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel;
-            bnk_block_neon(M, n0, width, 1, K, A, lda, NULL, p, BNK_PANEL, bias, R, C, ldc, elementwise,
-                           !ahead ? NULL : n0 + BNK_PANEL < N ? p + panel : then);
+            const float *p = panels + (size_t)(n0 / BNK_PANEL) * panel16;
+            block16(M, n0, width, 1, K, A, lda, NULL, p, BNK_PANEL, bias, R, C, ldc, elementwise,
+                    !ahead ? NULL : n0 + BNK_PANEL < N ? p + panel16 : then);
         }
         return;
     }

@@ -49,11 +49,14 @@ static void gemm_indirect_avx512(int M, int N, int segs, int len, const float *c
         bnk_sigmoid_rows(C, M, N, ldc);
 }
 
-/* AVX2: B always from a 16-wide packed panel (prepacked, or per call). */
-__attribute__((target("avx2,fma")))
-static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act, int whole,
-                               const float *then) {
+#endif
+
+#if BNK_X86 || BNK_NEON
+/* AVX2 and NEON (tiles of one panel, `block`): B always from a 16-wide packed panel (prepacked, or
+   per call by `pack`). */
+static void gemm_indirect_block16(bnk_block16_fn block, bnk_pack16_fn pack, int M, int N, int segs, int len,
+                                  const float *const *rows, const float *B, int ldb, const float *panels, const float *bias,
+                                  const float *R, float *C, int ldc, int act, int whole, const float *then) {
     const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
     const int K = segs * len;
     float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
@@ -62,34 +65,12 @@ static void gemm_indirect_avx2(int M, int N, int segs, int len, const float *con
     for (int n0 = 0; n0 < N; n0 += 16) {
         const int width = N - n0 < 16 ? N - n0 : 16;
         const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
-        if (!panels) bnk_pack_block_avx2(B + n0, ldb, (size_t)K, width, pk);
-        bnk_block_avx2(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise,
-                       !ahead ? NULL : n0 + 16 < N ? panel + (size_t)K * 16 : then);
+        if (!panels) pack(B + n0, ldb, (size_t)K, width, pk);
+        block(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise,
+              !ahead ? NULL : n0 + 16 < N ? panel + (size_t)K * 16 : then);
     }
     if (act == BNK_ACT_SIGMOID)
         bnk_sigmoid_rows(C, M, N, ldc);
-}
-#endif
-
-#if BNK_NEON
-/* arm64: as gemm_indirect_avx2, with the NEON tile. */
-static void gemm_indirect_neon(int M, int N, int segs, int len, const float *const *rows, const float *B, int ldb,
-                               const float *panels, const float *bias, const float *R, float *C, int ldc, int act, int whole,
-                               const float *then) {
-    const int elementwise = act == BNK_ACT_SIGMOID ? BNK_ACT_LINEAR : act;
-    const int K = segs * len;
-    float *pk = panels ? NULL : bnk_panel((size_t)K * 16);
-    if (!panels && !pk) return;
-    const int ahead = panels && bnk_stream_panels(M, K, whole);
-    for (int n0 = 0; n0 < N; n0 += 16) {
-        const int width = N - n0 < 16 ? N - n0 : 16;
-        const float *panel = panels ? panels + (size_t)(n0 / 16) * K * 16 : pk;
-        if (!panels) bnk_pack_block_neon(B + n0, ldb, (size_t)K, width, pk);
-        bnk_block_neon(M, n0, width, segs, len, NULL, 0, rows, panel, 16, bias, R, C, ldc, elementwise,
-                       !ahead ? NULL : n0 + 16 < N ? panel + (size_t)K * 16 : then);
-    }
-    if (act == BNK_ACT_SIGMOID)
-        for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
 }
 #endif
 
@@ -207,9 +188,11 @@ int bnk_conv2d_indirect_columns(const float *input, int batch, int h, int w, int
         const float *after = first + count >= batch ? then : NULL;
 #if BNK_X86
         if (avx512) gemm_indirect_avx512((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n, after);
-        else gemm_indirect_avx2((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n, after);
+        else gemm_indirect_block16(bnk_block_avx2, bnk_pack_block_avx2, (int)(count * pixels), cols, kh, kw * c, rows, b, n, p,
+                                   bias0, r0, c0, n, act, n, after);
 #else
-        gemm_indirect_neon((int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0, r0, c0, n, act, n, after);
+        gemm_indirect_block16(bnk_block_neon, bnk_pack_block_neon, (int)(count * pixels), cols, kh, kw * c, rows, b, n, p, bias0,
+                              r0, c0, n, act, n, after);
 #endif
     }
     free(rows);

@@ -17,9 +17,18 @@
 #define BNK_NEON 0
 #endif
 
+#include "bnkit_kernels.h"
+
+/* The sigmoid over rows m < M of C (N values each, rows ldc apart), in one call when the rows are
+   contiguous: per-row calls paid a dispatch and a scalar tail each (50 of 50 values a row on the
+   seed MLP: 2 of them past the last whole vector). The same values either way. */
+static inline void bnk_sigmoid_rows(float *C, int M, int N, int ldc) {
+    if (ldc == N) bnk_sigmoid(C, (size_t)M * N);
+    else for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
+}
+
 #if BNK_X86
 #include <immintrin.h>
-#include "bnkit_kernels.h"
 
 /* The activations applied in the kernels' epilogues on 16 lanes: linear, ReLU, ReLU6
    (sigmoid is applied afterwards, over whole rows). */
@@ -36,14 +45,6 @@ static inline __m256 bnk_act256(__m256 v, int act) {
     if (act == BNK_ACT_RELU) return _mm256_max_ps(v, _mm256_setzero_ps());
     if (act == BNK_ACT_RELU6) return _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), _mm256_set1_ps(6.0f));
     return v;
-}
-
-/* The sigmoid over rows m < M of C (N values each, rows ldc apart), in one call when the rows are
-   contiguous: per-row calls paid a dispatch and a scalar tail each (50 of 50 values a row on the
-   seed MLP: 2 of them past the last whole vector). The same values either way. */
-static inline void bnk_sigmoid_rows(float *C, int M, int N, int ldc) {
-    if (ldc == N) bnk_sigmoid(C, (size_t)M * N);
-    else for (int m = 0; m < M; m++) bnk_sigmoid(C + (size_t)m * ldc, (size_t)N);
 }
 
 /* 8 floats at p of which `left` exist (8 or more: all): a plain load or store for a whole vector,
@@ -172,6 +173,15 @@ void bnk_block_neon(int M, int n0, int width, int segs, int len, const float *A,
 /* Columns 0..<width (at most 16) of K rows of a row-major B packed for bnk_block_neon: rows of 16
    floats, zero past the last column. */
 void bnk_pack_block_neon(const float *B, int ldb, size_t K, int width, float *pk);
+#endif
+
+#if BNK_X86 || BNK_NEON
+/* A tile over 16-wide panels (bnk_block_avx2, bnk_block_neon: one contract) and its per-call
+   packing of B (bnk_pack_block_avx2, bnk_pack_block_neon), for the drivers the two levels share. */
+typedef void (*bnk_block16_fn)(int M, int n0, int width, int segs, int len, const float *A, int lda, const float *const *rows,
+                               const float *b, int bs, const float *bias, const float *R, float *C, int ldc, int elementwise,
+                               const float *next);
+typedef void (*bnk_pack16_fn)(const float *B, int ldb, size_t K, int width, float *pk);
 #endif
 
 /* 1 on arm64 when the cap allows more than the portable C (level 1 or more): the NEON GEMM tile. */
