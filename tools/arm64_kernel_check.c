@@ -8,8 +8,13 @@
  *     weights' prefetches: sums of up to 640 terms, and parts of a wider product);
  *   - bnk_conv2d_indirect_columns over strides, dilations, paddings and column ranges, and equal
  *     bit for bit to im2col + bnk_gemm_panels (the same tile, the same order of sums);
- *   - bnk_conv3x3_winograd against the direct 3x3 conv.
- * The values are random with a fixed seed; a failure prints the case and exits non-zero.
+ *   - bnk_conv3x3_winograd against the direct 3x3 conv;
+ * and the kernels compiled from one C body per level (vectorized by the compiler): activations,
+ * add, channel scale, the affine map, softmax, layer norm, depthwise convs, pooling, the global
+ * pool, channel moments and the sparse-input Dense (exact where they promise it).
+ * Built by clang, as SwiftPM builds the package (its pragmas, e.g. no FMA contraction in the
+ * affine map, are clang's). The values are random with a fixed seed; a failure prints the case
+ * and exits non-zero.
  * Speed is not measured: under emulation it means nothing. */
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +36,7 @@ static float *random_floats(size_t n) {
 }
 
 static int failures = 0, checked = 0;
+static void expect(const char *what, int level, float got, double sum, double magnitude, int terms, int act);
 
 static double activate(double v, int act) {
     if (act == BNK_ACT_RELU) return v > 0 ? v : 0;
@@ -221,6 +227,187 @@ static void check_winograd(int level) {
     }
 }
 
+/* The other kernel families: on arm64 one C body per family (BNK_VARIANTS), vectorized by the
+   compiler, at both levels. Exact where the kernels promise it (ReLU, ReLU6, add, the channel
+   scale, the affine map's product rounded before its shift, max pooling, the global pool's blocks
+   combined); else within the stated error. */
+static void exact(const char *what, int level, float got, float want) {
+    checked++;
+    if (memcmp(&got, &want, sizeof got) != 0 && failures++ < 10)
+        fprintf(stderr, "FAIL level %d %s: got %.9g, want %.9g exactly\n", level, what, got, want);
+}
+
+static void within(const char *what, int level, double got, double want, double bound) {
+    checked++;
+    if (!(fabs(got - want) <= bound) && failures++ < 10)
+        fprintf(stderr, "FAIL level %d %s: got %.12g, want %.12g (bound %.3g)\n", level, what, got, want, bound);
+}
+
+static void check_elementwise(int level) {
+    enum { n = 1003 };
+    float x[n], y[n], z[n], s[7], t[7];
+    for (int i = 0; i < n; i++) x[i] = 12.0f * uniform();
+    for (int j = 0; j < 7; j++) { s[j] = 2.0f * uniform(); t[j] = uniform(); }
+    const char *names[] = {"linear", "relu", "relu6", "sigmoid", "swish", "hard swish", "gelu"};
+    for (int act = 0; act <= BNK_ACT_GELU; act++) {
+        bnk_activate(x, y, n, act);
+        for (int i = 0; i < n; i++) {
+            const double v = x[i], sig = 1.0 / (1.0 + exp(-v));
+            double want = v;
+            if (act == BNK_ACT_RELU) want = v > 0 ? v : 0;
+            if (act == BNK_ACT_RELU6) want = v < 0 ? 0 : v > 6 ? 6 : v;
+            if (act == BNK_ACT_SIGMOID) want = sig;
+            if (act == BNK_ACT_SWISH) want = v * sig;
+            if (act == BNK_ACT_HARD_SWISH) want = v * (v + 3 < 0 ? 0 : v + 3 > 6 ? 6 : v + 3) / 6;
+            if (act == BNK_ACT_GELU) want = 0.5 * v * erfc(-v / sqrt(2.0));
+            char what[48];
+            snprintf(what, sizeof what, "activate %s(%.9g)", names[act], x[i]);
+            if (act <= BNK_ACT_RELU6) exact(what, level, y[i], (float)want);
+            else within(what, level, y[i], want, 1e-6 * fabs(want) + 1e-30);
+        }
+    }
+    bnk_add(x, x + 1, y, n - 1, BNK_ACT_RELU6);
+    for (int i = 0; i + 1 < n; i++) {
+        const float sum = x[i] + x[i + 1];
+        exact("add relu6", level, y[i], sum < 0 ? 0 : sum > 6 ? 6 : sum);
+    }
+    /* 143 rows of 7 channels */
+    bnk_scale_channels(x, s, y, 143, 7);
+    bnk_affine(x, s, t, z, 143, 7, BNK_ACT_LINEAR);
+    for (int i = 0; i < 143 * 7; i++) {
+        volatile float product = x[i] * s[i % 7];   /* rounded before the shift, as bnk_affine promises */
+        exact("scale channels", level, y[i], product);
+        exact("affine (product rounded before the shift)", level, z[i], product + t[i % 7]);
+    }
+    memcpy(y, x, sizeof x);
+    bnk_softmax(y, 59, 17);
+    for (int r = 0; r < 59; r++) {
+        double most = -INFINITY, sum = 0;
+        for (int j = 0; j < 17; j++) most = fmax(most, x[r * 17 + j]);
+        for (int j = 0; j < 17; j++) sum += exp(x[r * 17 + j] - most);
+        for (int j = 0; j < 17; j++) {
+            const double want = exp(x[r * 17 + j] - most) / sum;
+            /* exp of a float argument: a relative error of up to |x - max| float ulps beside the polynomial's */
+            within("softmax", level, y[r * 17 + j], want, (4e-7 + 1.2e-7 * (most - x[r * 17 + j])) * want + 1e-38);
+        }
+    }
+    bnk_layer_norm(x, y, 59, 17, s, NULL, 1e-3);
+    for (int r = 0; r < 59; r++) {
+        double mean = 0, var = 0;
+        for (int j = 0; j < 17; j++) mean += x[r * 17 + j];
+        mean /= 17;
+        for (int j = 0; j < 17; j++) var += (x[r * 17 + j] - mean) * (x[r * 17 + j] - mean);
+        var /= 17;
+        for (int j = 0; j < 17; j++) {
+            const double want = (x[r * 17 + j] - mean) / sqrt(var + 1e-3) * (j < 7 ? s[j] : 0);
+            if (j < 7) within("layer norm", level, y[r * 17 + j], want, 1e-6 * fabs(want) + 1e-6);
+        }
+    }
+}
+
+static void check_spatial(int level) {
+    for (int trial = 0; trial < 40; trial++) {
+        const int c = 1 + below(24), m = 1 + below(3), kh = 1 + below(5), kw = 1 + below(5), sy = 1 + below(2), sx = 1 + below(2);
+        const int dy = 1 + below(2), dx = 1 + below(2), h = (kh - 1) * dy + 1 + below(9), w = (kw - 1) * dx + 1 + below(9);
+        const int pt = below(kh), pl = below(kw), act = below(3);
+        const int oh = (h + 2 * pt - ((kh - 1) * dy + 1)) / sy + 1, ow = (w + 2 * pl - ((kw - 1) * dx + 1)) / sx + 1;
+        float *x = random_floats((size_t)h * w * c), *kernel = random_floats((size_t)kh * kw * c * m), *bias = random_floats((size_t)c * m);
+        const int poh = (h + 2 * pt - kh) / sy + 1, pow_ = (w + 2 * pl - kw) / sx + 1;   /* the pooling's (no dilation) */
+        const size_t outputs = (size_t)oh * ow * c * m > (size_t)poh * pow_ * c ? (size_t)oh * ow * c * m : (size_t)poh * pow_ * c;
+        float *y = random_floats(outputs);
+        bnk_depthwise_conv2d(x, h, w, c, m, kh, kw, sy, sx, dy, dx, pt, pl, oh, ow, kernel, bias, y, act);
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int ch = 0; ch < c * m; ch++) {
+                    double sum = bias[ch], magnitude = fabs(sum);
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++) {
+                            const int iy = oy * sy + ky * dy - pt, ix = ox * sx + kx * dx - pl;
+                            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                            const double term = (double)x[((size_t)iy * w + ix) * c + ch / m] * kernel[((size_t)ky * kw + kx) * c * m + ch];
+                            sum += term; magnitude += fabs(term);
+                        }
+                    char what[96];
+                    snprintf(what, sizeof what, "depthwise %dx%dx%d m %d k %dx%d s %d,%d d %d,%d act %d", h, w, c, m, kh, kw, sy, sx, dy, dx, act);
+                    expect(what, level, y[((size_t)oy * ow + ox) * c * m + ch], sum, magnitude, kh * kw + 1, act);
+                }
+        /* max and average pooling (average over the pixels inside the image) */
+        for (int is_max = 0; is_max <= 1; is_max++) {
+            bnk_pool2d(x, h, w, c, kh, kw, sy, sx, pt, pl, poh, pow_, is_max, y);
+            for (int oy = 0; oy < poh; oy++)
+                for (int ox = 0; ox < pow_; ox++)
+                    for (int ch = 0; ch < c; ch++) {
+                        double sum = 0, magnitude = 0; float most = -INFINITY; int inside = 0;
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++) {
+                                const int iy = oy * sy + ky - pt, ix = ox * sx + kx - pl;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                const float v = x[((size_t)iy * w + ix) * c + ch];
+                                sum += v; magnitude += fabs(v); most = v > most ? v : most; inside++;
+                            }
+                        const float got = y[((size_t)oy * pow_ + ox) * c + ch];
+                        if (is_max) exact("max pooling", level, got, most);
+                        else expect("average pooling", level, got, inside ? sum / inside : 0, inside ? magnitude / inside : 0, kh * kw + 1, 0);
+                    }
+        }
+        free(x); free(kernel); free(bias); free(y);
+    }
+    /* the global pool, whole and by blocks combined (the same values bit for bit) */
+    for (int trial = 0; trial < 20; trial++) {
+        const int pixels = 1 + below(300), c = 1 + below(40);
+        float *x = random_floats((size_t)pixels * c), whole[40], combined[40];
+        const int blocks = bnk_global_pool_block_count(pixels);
+        float *partial = malloc((size_t)blocks * c * sizeof(float));
+        for (int is_max = 0; is_max <= 1; is_max++) {
+            bnk_global_pool(x, pixels, c, is_max, whole);
+            bnk_global_pool_blocks(x, pixels, c, 0, blocks, is_max, partial);
+            bnk_global_pool_combine(partial, pixels, c, is_max, combined);
+            for (int ch = 0; ch < c; ch++) {
+                double sum = 0, magnitude = 0; float most = -INFINITY;
+                for (int p = 0; p < pixels; p++) { const float v = x[(size_t)p * c + ch]; sum += v; magnitude += fabs(v); most = v > most ? v : most; }
+                exact("global pool: blocks combined", level, combined[ch], whole[ch]);
+                if (is_max) exact("global max pool", level, whole[ch], most);
+                else expect("global average pool", level, whole[ch], sum / pixels, magnitude / pixels, pixels + 1, 0);
+            }
+        }
+        free(x); free(partial);
+    }
+}
+
+static void check_statistics_and_dense(int level) {
+    for (int trial = 0; trial < 20; trial++) {
+        const size_t rows = 1 + below(200), channels = 1 + below(40);
+        float *x = random_floats(rows * channels);
+        for (size_t i = 0; i < rows * channels; i++) x[i] += 100.0f;   /* a large mean: the deviations must not cancel */
+        double mean[40], m2[40];
+        bnk_channel_moments(x, rows, channels, mean, m2);
+        for (size_t ch = 0; ch < channels; ch++) {
+            double mu = 0, dev = 0;
+            for (size_t r = 0; r < rows; r++) mu += x[r * channels + ch];
+            mu /= rows;
+            for (size_t r = 0; r < rows; r++) dev += (x[r * channels + ch] - mu) * (x[r * channels + ch] - mu);
+            within("channel moments: mean", level, mean[ch], mu, 1e-12 * fabs(mu));
+            within("channel moments: M2", level, m2[ch], dev, 1e-9 * dev + 1e-12);
+        }
+        free(x);
+    }
+    /* Dense over mostly zero inputs (image pixels, ReLU outputs): the sparse path where there is one */
+    for (int trial = 0; trial < 30; trial++) {
+        const int M = 1 + below(70), N = 1 + below(60), K = 1 + below(800), act = below(4);
+        float *A = random_floats((size_t)M * K), *B = random_floats((size_t)K * N), *bias = random_floats((size_t)N);
+        float *C = malloc((size_t)M * N * sizeof(float));
+        for (size_t i = 0; i < (size_t)M * K; i++) if (below(10) < 8) A[i] = 0.0f;
+        bnk_dense(M, N, K, A, K, B, bias, C, N, act);
+        for (int m = 0; m < M; m++)
+            for (int j = 0; j < N; j++) {
+                double sum = bias[j], magnitude = fabs(sum);
+                for (int k = 0; k < K; k++) { const double term = (double)A[(size_t)m * K + k] * B[(size_t)k * N + j]; sum += term; magnitude += fabs(term); }
+                expect("dense (sparse inputs)", level, C[(size_t)m * N + j], sum, magnitude, K, act);
+            }
+        free(A); free(B); free(bias); free(C);
+    }
+}
+
 int main(void) {
     for (int level = 1; level >= 0; level--) {
         bnk_limit_isa(level);
@@ -235,6 +422,9 @@ int main(void) {
         check_panels(level);
         check_indirect(level);
         check_winograd(level);
+        check_elementwise(level);
+        check_spatial(level);
+        check_statistics_and_dense(level);
         printf("arm64 kernels, %s: %d values checked\n", isa, checked - before);
     }
     if (failures) {

@@ -8,7 +8,7 @@
 #   4. the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks AVX2 and portable kernels by itself),
 #   5. the Swift tests, in release (the end-to-end tests run real models over 10,000 images);
 # and first, the C kernels compiled for arm64 (tools/arm64_compile_check.sh: compiles, runs nothing), and their GEMM
-# paths (the NEON tile, the portable C) built for arm64 and run under qemu against a double reference
+# paths (the NEON tile, the portable C) and the other kernels built for arm64 and run under qemu against references
 # (tools/arm64_kernel_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ venv=$!
 swift build -c release --build-tests
 echo "== [${SECONDS} s] the C kernels compiled for arm64"
 tools/arm64_compile_check.sh
-echo "== [${SECONDS} s] the GEMM paths for arm64 (NEON, portable), run under qemu-aarch64"
+echo "== [${SECONDS} s] the C kernels for arm64 (NEON and portable), run under qemu-aarch64"
 tools/arm64_kernel_check.sh
 if ! wait "$venv"; then echo "tools/venv.sh failed:"; cat "$logs/venv.log"; exit 1; fi
 # The sanitized fuzz targets build at low priority in the background while the Python checks below
