@@ -1,8 +1,9 @@
 /* GEMM with fused bias and activation: the hot loop of Dense and Conv2D.
  *
  * Register-blocked microkernels (microkernels.c): AVX-512 up to 12 rows x 32 columns
- * (24 zmm accumulators), AVX2+FMA up to 6 rows x 16 columns (12 ymm accumulators),
- * the rows split evenly into blocks. The Keras kernel layout
+ * (24 zmm accumulators), AVX2+FMA up to 6 rows x 16 columns (12 ymm accumulators), and on
+ * arm64 NEON up to 6 rows x 16 columns (24 q accumulators; microkernels_neon.c), the rows split
+ * evenly into blocks. The Keras kernel layout
  * (K, N) is row-major; when enough rows share it, each block of B's columns is first
  * copied into a contiguous panel (K x 32 or K x 16 floats, zero past the last column),
  * so the microkernel streams one buffer instead of rows `ldb` floats apart (a
