@@ -144,29 +144,7 @@ static void gemm_avx512(int M, int N, int K, const float *A, int lda, const floa
         bnk_sigmoid_rows(C, M, N, ldc);
 }
 
-/* ---------------------------------------------------------------- AVX2 */
-
-static void gemm_block16(bnk_block16_fn block, bnk_pack16_fn pack, int M, int N, int K, const float *A, int lda,
-                         const float *B, int ldb, const float *bias, float *C, int ldc, int act);
-
-static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                      const float *bias, float *C, int ldc, int act) {
-    gemm_block16(bnk_block_avx2, bnk_pack_block_avx2, M, N, K, A, lda, B, ldb, bias, C, ldc, act);
-}
-
 #endif /* BNK_X86 */
-
-#if BNK_NEON
-/* ---------------------------------------------------------------- NEON (arm64) */
-
-static void gemm_block16(bnk_block16_fn block, bnk_pack16_fn pack, int M, int N, int K, const float *A, int lda,
-                         const float *B, int ldb, const float *bias, float *C, int ldc, int act);
-
-static void gemm_neon(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                      const float *bias, float *C, int ldc, int act) {
-    gemm_block16(bnk_block_neon, bnk_pack_block_neon, M, N, K, A, lda, B, ldb, bias, C, ldc, act);
-}
-#endif /* BNK_NEON */
 
 #if BNK_X86 || BNK_NEON
 /* The AVX2 and NEON GEMM (tiles of 16 columns): B packed per call into a 16-wide panel (zero past
@@ -189,6 +167,24 @@ static void gemm_block16(bnk_block16_fn block, bnk_pack16_fn pack, int M, int N,
         bnk_sigmoid_rows(C, M, N, ldc);
 }
 #endif
+
+#if BNK_X86
+/* ---------------------------------------------------------------- AVX2 */
+
+static void gemm_avx2(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *bias, float *C, int ldc, int act) {
+    gemm_block16(bnk_block_avx2, bnk_pack_block_avx2, M, N, K, A, lda, B, ldb, bias, C, ldc, act);
+}
+#endif /* BNK_X86 */
+
+#if BNK_NEON
+/* ---------------------------------------------------------------- NEON (arm64) */
+
+static void gemm_neon(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      const float *bias, float *C, int ldc, int act) {
+    gemm_block16(bnk_block_neon, bnk_pack_block_neon, M, N, K, A, lda, B, ldb, bias, C, ldc, act);
+}
+#endif /* BNK_NEON */
 
 /* ---------------------------------------------------------------- dispatch */
 

@@ -129,12 +129,9 @@ void bnk_block_neon(int M, int n0, int width, int segs, int len, const float *A,
 }
 #undef TILE_NEON_CASES
 
+/* One panel of bnk_pack_panels's layout (16 columns, zero past `width`). */
 void bnk_pack_block_neon(const float *B, int ldb, size_t K, int width, float *pk) {
-    for (size_t k = 0; k < K; k++, B += ldb) {
-        int j = 0;
-        for (; j < width; j++) pk[k * 16 + j] = B[j];
-        for (; j < 16; j++) pk[k * 16 + j] = 0.0f;
-    }
+    bnk_pack_panels((int)K, width, B, ldb, pk);
 }
 
 #else
