@@ -4,6 +4,7 @@
 #include "bnkit_image.h"
 #include <png.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,7 +38,9 @@ typedef struct { jmp_buf jump; char *message; size_t size; } png_failure;
 
 static void png_error_handler(png_structp png, png_const_charp text) {
     png_failure *failure = png_get_error_ptr(png);
-    say(failure->message, failure->size, "%s", text);
+    /* libpng's stdio reader says "Read Error" when fread comes up short: the file ends early. */
+    if (strcmp(text, "Read Error") == 0) say(failure->message, failure->size, "the file ends before the image does (truncated)");
+    else say(failure->message, failure->size, "%s", text);
     longjmp(failure->jump, 1);
 }
 static void png_warning_handler(png_structp png, png_const_charp text) { (void)png; (void)text; }
@@ -47,16 +50,23 @@ static int decode_png(FILE *file, int want, size_t max_pixels, bnk_image *out, c
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_error_handler, png_warning_handler);
     if (!png) { say(message, size, "out of memory"); return 1; }
     png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        say(message, size, "out of memory");
+        return 1;
+    }
     uint8_t *volatile pixels = NULL;
     png_bytep *volatile rows = NULL;
-    if (!info || setjmp(failure.jump)) {
+    if (setjmp(failure.jump)) {
         free(pixels); free(rows);
-        png_destroy_read_struct(&png, info ? &info : NULL, NULL);
-        if (!info) say(message, size, "out of memory");
+        png_destroy_read_struct(&png, &info, NULL);
         return 1;
     }
     png_set_user_limits(png, 1u << 20, 1u << 20);
     png_set_chunk_malloc_max(png, 64u << 20);
+    /* A damaged ancillary chunk is an error, not a warning (Pillow refuses a bad CRC in any
+       chunk it reads). */
+    png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_ERROR_QUIT);
     png_init_io(png, file);
     png_read_info(png, info);
     png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);
@@ -90,9 +100,14 @@ static int decode_png(FILE *file, int want, size_t max_pixels, bnk_image *out, c
     if (!pixels || !rows) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + y * stride;
     png_read_image(png, rows);
-    png_read_end(png, NULL);
     free(rows);
+    rows = NULL;
+    /* Every row is decoded. What follows the image data (the last IDAT's CRC, IEND, chunks
+       after it) may be damaged or missing: Pillow, which stops after the image data, accepts
+       that, and so does this (an error there comes back to this setjmp and is ignored). */
+    if (!setjmp(failure.jump)) png_read_end(png, NULL);
     png_destroy_read_struct(&png, &info, NULL);
+    if (message && size) message[0] = 0;
     size_t count = (size_t)width * height;
     out->depth = 8;
     if (gray16 && want == 1) {
@@ -127,14 +142,38 @@ static void jpeg_error_exit(j_common_ptr cinfo) {
     say(failure->message, failure->size, "%s", text);
     longjmp(failure->jump, 1);
 }
-static void jpeg_quiet(j_common_ptr cinfo, int level) { (void)cinfo; (void)level; }
+/* Warnings (corrupt data the decoder works around) are ignored, as Pillow ignores them, but
+   for one: the file ending before the image does. libjpeg then pads the data with an end
+   marker and goes on; Pillow refuses such a file ("image file is truncated"), so this does. */
+static void jpeg_warning(j_common_ptr cinfo, int level) {
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+        jpeg_failure *failure = (jpeg_failure *)cinfo->err;
+        say(failure->message, failure->size, "the file ends before the image does (truncated)");
+        longjmp(failure->jump, 1);
+    }
+}
+
+/* Progressive JPEGs are decoded scan by scan, each scan over the whole image: a small file with
+   thousands of scans keeps the decoder busy for minutes (libjpeg-turbo's advice for untrusted
+   input: cap the scans; djpeg -maxscans, TurboJPEG's TJPARAM_SCANLIMIT). Encoders write about
+   10. */
+enum { max_jpeg_scans = 500 };
+static void jpeg_scan_limit(j_common_ptr cinfo) {
+    j_decompress_ptr decompress = (j_decompress_ptr)cinfo;
+    if (decompress->input_scan_number > max_jpeg_scans) {
+        jpeg_failure *failure = (jpeg_failure *)cinfo->err;
+        say(failure->message, failure->size, "over %d progressive scans (a hostile or damaged file)", max_jpeg_scans);
+        longjmp(failure->jump, 1);
+    }
+}
 
 static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_image *out, char *message, size_t size) {
     struct jpeg_decompress_struct cinfo;
     jpeg_failure failure = { .message = message, .size = size };
     cinfo.err = jpeg_std_error(&failure.base);
     failure.base.error_exit = jpeg_error_exit;
-    failure.base.emit_message = jpeg_quiet;
+    failure.base.emit_message = jpeg_warning;
+    struct jpeg_progress_mgr progress = { .progress_monitor = jpeg_scan_limit };
     uint8_t *volatile pixels = NULL;
     if (setjmp(failure.jump)) {
         free(pixels);
@@ -142,6 +181,7 @@ static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_image *out, 
         return 1;
     }
     jpeg_create_decompress(&cinfo);
+    cinfo.progress = &progress;
     cinfo.mem->max_memory_to_use = 256L << 20;
     jpeg_stdio_src(&cinfo, file);
     jpeg_read_header(&cinfo, TRUE);

@@ -37,7 +37,8 @@ public struct Image8: Equatable, Sendable {
     /// Decodes a PNG or JPEG (by signature) with libpng / libjpeg(-turbo) to `channels`
     /// (3: RGB, 1: gray) the way Pillow's `open(...).convert("RGB" / "L")` does, which is
     /// what `keras.utils.load_img` calls (see CImageDecode for the conversions).
-    public static func decode(path: String, channels: Int) throws -> Image8 {
+    /// Images over `maxPixels` pixels are refused from their header.
+    public static func decode(path: String, channels: Int, maxPixels: Int = Image8.maxPixels) throws -> Image8 {
         var image = bnk_image()
         var message = [CChar](repeating: 0, count: 512)
         let status = bnk_image_decode(path, Int32(channels), maxPixels, &image, &message, message.count)
