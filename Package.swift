@@ -94,6 +94,7 @@ let package = Package(
         .executableTarget(name: "fuzz-idx", dependencies: ["IDX", "FuzzSupport"]),
         .executableTarget(name: "fuzz-keras-config", dependencies: ["KerasHDF5", "FuzzSupport"]),
         .executableTarget(name: "fuzz-npy", dependencies: ["NumPy", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-image", dependencies: ["Images", "FuzzSupport"]),
         .executableTarget(name: "fuzz-onnx", dependencies: ["ONNXFormat", "ModelIR", "Runtime", "FuzzSupport"]),
 
         // MARK: - Tests

@@ -4,6 +4,7 @@
 #   fuzz-idx           the IDX reader, plain and gzip
 #   fuzz-keras-config  the Keras model-config parser and graph builder (JSON -> model)
 #   fuzz-npy           the NumPy .npy reader (header, sizes, element conversion)
+#   fuzz-image         PNG and JPEG decoding (libpng, libjpeg-turbo), then resizing and preprocessing
 #   fuzz-onnx          the ONNX reader (protobuf limits, tensor sizes, import into the IR)
 # Usage: tools/fuzz.sh [SECONDS-PER-TARGET | --runs N | --build-only]   (default 20 seconds each;
 #        --build-only builds the sanitized targets and stops: the test command builds them in the
@@ -20,22 +21,29 @@ root=.build-fuzz
 # BNKIT_FUZZ_CONFIGURATION=debug builds the targets unoptimized (about 1 minute on 2 cores instead of 3:
 # the test command's short smoke run); release (the default) fuzzes faster for long campaigns.
 config="${BNKIT_FUZZ_CONFIGURATION:-release}"
-# FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all three).
-read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx}"
+# FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all of them).
+read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-image fuzz-onnx}"
+# fuzz-image's C (CImageDecode: the buffers libpng and libjpeg write into, the conversions after)
+# is instrumented too, in a build of its own: C flags for every target would rebuild every module
+# the other targets use with them (minutes more).
+scratch() { if [ "$1" = fuzz-image ]; then echo "$root-image"; else echo "$root"; fi; }
+c_flags() { if [ "$1" = fuzz-image ]; then echo "-Xcc -fsanitize=fuzzer-no-link,address"; fi; }
 # BNKIT_FUZZ_PREBUILT=1: the targets were just built by --build-only (each no-op build still takes seconds).
 if [ "${BNKIT_FUZZ_PREBUILT:-0}" != 1 ]; then
-  for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-onnx; do
-    swift build -c "$config" --scratch-path "$root" --product "$target" \
-      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/dev/null
+  for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-image fuzz-onnx; do
+    # shellcheck disable=SC2046
+    swift build -c "$config" --scratch-path "$(scratch "$target")" --product "$target" \
+      -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING $(c_flags "$target") >/dev/null
   done
 fi
-bin="$(swift build -c "$config" --scratch-path "$root" --show-bin-path)"
+bin_of() { swift build -c "$config" --scratch-path "$(scratch "$1")" --show-bin-path; }
 if [ "$build_only" = 1 ]; then exit 0; fi
 
 # Seed corpora from the fixtures.
 seeds="$root/seeds"
-rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config,fuzz-npy,fuzz-onnx} "$root/artifacts"
+rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config,fuzz-npy,fuzz-image,fuzz-onnx} "$root/artifacts"
 cp Fixtures/npy/*.npy "$seeds/fuzz-npy/" && rm -f "$seeds/fuzz-npy/mnist"*
+cp Fixtures/images/*.png Fixtures/images/*.jpg Fixtures/images/hostile/progressive.jpg "$seeds/fuzz-image/"
 # Small ONNX files: the committed PyTorch exports and bnkit's own exports of the small fixtures.
 for f in Fixtures/onnx/*.onnx; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 200000 ] && cp "$f" "$seeds/fuzz-onnx/"; done
 swift build -c release --product bnconv >/dev/null
@@ -77,7 +85,7 @@ for target in "${targets[@]}"; do
   corpus="$root/corpus/$target"
   mkdir -p "$corpus"
   log="$root/$target.log"
-  if "$bin/$target" "${limit[@]}" -rss_limit_mb=4096 -max_len=16384 -print_final_stats=1 \
+  if "$(bin_of "$target")/$target" "${limit[@]}" -rss_limit_mb=4096 -max_len=16384 -print_final_stats=1 \
       -artifact_prefix="$root/artifacts/$target-" "$corpus" "$seeds/$target" >"$log" 2>&1; then
     runs=$(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}')
     echo "$target: ${runs:-?} executions, no crash, hang or sanitizer report"
