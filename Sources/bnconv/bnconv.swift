@@ -17,7 +17,7 @@ struct BNConv: ParsableCommand {
         commandName: "bnconv",
         abstract: "Convert and fold BatchNormalization models.",
         discussion: """
-        Exit status: 0 success, 1 verify: difference beyond the tolerance, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
+        Exit status: 0 success, 1 verify: difference beyond the tolerance, 64 usage error, 65 bad or unsupported input, 74 cannot write output, \
         70 internal error.
         """,
         subcommands: [Fold.self, Convert.self, Inspect.self, Verify.self, Recalibrate.self])
@@ -27,11 +27,11 @@ struct Fold: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fold every BatchNormalization layer into a neighbouring layer and write a bnkit .bin.",
         discussion: """
-        A BatchNormalization that follows a Dense, Conv2D or DepthwiseConv2D with a linear activation
-        (and is that layer's only reader) is multiplied into its kernel and bias; one that precedes a
-        Dense or a Conv2D that pads nothing is multiplied into that layer. Coefficients are computed in
-        Double and stored as Float. Any other BatchNormalization becomes a per-channel scale and shift,
-        and bnconv prints why. The output is written to a temporary file and renamed, so an existing OUT
+        A BatchNormalization that follows a Dense, Conv2D or DepthwiseConv2D with a linear activation \
+        (and is that layer's only reader) is multiplied into its kernel and bias; one that precedes a \
+        Dense or a Conv2D that pads nothing is multiplied into that layer. Coefficients are computed in \
+        Double and stored as Float. Any other BatchNormalization becomes a per-channel scale and shift, \
+        and bnconv prints why. The output is written to a temporary file and renamed, so an existing OUT \
         is replaced only by a complete file.
 
         Examples:
@@ -74,7 +74,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a model's layers, shapes, parameters, BatchNormalization statistics and fold plan.",
         discussion: """
-        MODEL is a Keras .h5, a Keras 3 .keras archive or a bnkit .bin (recognised by content). For a .bin,
+        MODEL is a Keras .h5, a Keras 3 .keras archive or a bnkit .bin (recognised by content). For a .bin, \
         the format version is shown and every checksum is verified.
 
         Examples:
@@ -96,8 +96,8 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the unfolded and the folded model side by side and compare them.",
         discussion: """
-        Reports the max absolute and relative difference of the outputs, how many predicted classes agree
-        and, with labels, both accuracies. Without IMAGES, 512 generated inputs (uniform in [0, 1]) are used.
+        Reports the max absolute and relative difference of the outputs, how many predicted classes agree \
+        and, with labels, both accuracies. Without IMAGES, 512 generated inputs (uniform in [0, 1]) are used. \
         Exits with status 1 when the max absolute difference exceeds the tolerance (default 1e-5).
 
         Examples:
@@ -141,11 +141,11 @@ struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Convert a model between formats, unfolded (BatchNormalization layers kept with their statistics).",
         discussion: """
-        IN is a Keras .h5, a Keras 3 .keras archive or a bnkit .bin (recognised by content). OUT is written as a
-        bnkit .bin, a Keras .h5 or ONNX, chosen by --to or by OUT's extension. A model read from .h5 is written back
-        as it came: its model_config, weight names, training_config and optimizer state are kept (a .bin
-        carries them too). ONNX is opset 17 with the input in Keras's layout (N, height, width, channels; the
-        batch dimension dynamic) so the same arrays feed it; BatchNormalization layers are written as
+        IN is a Keras .h5, a Keras 3 .keras archive or a bnkit .bin (recognised by content). OUT is written as a \
+        bnkit .bin, a Keras .h5 or ONNX, chosen by --to or by OUT's extension. A model read from .h5 is written back \
+        as it came: its model_config, weight names, training_config and optimizer state are kept (a .bin \
+        carries them too). ONNX is opset 17 with the input in Keras's layout (N, height, width, channels; the \
+        batch dimension dynamic) so the same arrays feed it; BatchNormalization layers are written as \
         BatchNormalization nodes, or folded first with --fold. The output is written to a temporary file and renamed.
 
         Examples:
@@ -196,13 +196,13 @@ struct Recalibrate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-estimate every BatchNormalization layer's moving mean and variance from unlabeled images.",
         discussion: """
-        For every BatchNormalization layer: the mean and population variance (divided by the count, as Keras's
-        training-mode BN) of its input over all the images, per neuron for Dense outputs and per channel over
-        images x height x width for conv outputs, accumulated in Double while the images stream from the file.
-        Layers are recalibrated in order, in inference mode: each layer's input is computed with the layers
-        before it already using their new statistics. Gamma, beta, epsilon and every other weight stay as they
-        are. OUT is written unfolded, as .h5 (opens in Keras) or .bin, by extension; fold it afterwards with
-        `bnconv fold`. Use it to adapt a model to shifted inputs (AdaBN: recalibrate on unlabeled images of the
+        For every BatchNormalization layer: the mean and population variance (divided by the count, as Keras's \
+        training-mode BN) of its input over all the images, per neuron for Dense outputs and per channel over \
+        images x height x width for conv outputs, accumulated in Double while the images stream from the file. \
+        Layers are recalibrated in order, in inference mode: each layer's input is computed with the layers \
+        before it already using their new statistics. Gamma, beta, epsilon and every other weight stay as they \
+        are. OUT is written unfolded, as .h5 (opens in Keras) or .bin, by extension; fold it afterwards with \
+        `bnconv fold`. Use it to adapt a model to shifted inputs (AdaBN: recalibrate on unlabeled images of the \
         new domain) or to replace stale running averages ("precise BN").
 
         Examples:

@@ -15,15 +15,15 @@ struct BNRun: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "bnrun",
-        abstract: "Run a (folded) model over the images of an IDX file and report its predictions.",
+        abstract: "Run a (folded) model over images (IDX, NumPy, PNG or JPEG) and report its predictions.",
         discussion: """
-        MODEL is a bnkit .bin (from `bnconv fold`) or an unfolded Keras .h5 (same answers, slower).
-        IMAGES is an IDX file (plain or gzipped), a NumPy .npy or .npz (--array NAME), PNG/JPEG files, a
-        folder of them, or a text file listing image paths (recognised by content). An N x ... array is
-        reshaped to the model's input when the element counts match; integer data is scaled by 1/255 by
-        default (pixels / 255 as float32), float data is used as stored. Images are converted to the
-        model's channels (RGB or grayscale), resized to its input (--resize) and preprocessed
-        (--preprocess) as keras.utils.load_img + img_to_array + preprocess_input do; rows are keyed by
+        MODEL is a bnkit .bin (from `bnconv fold`) or an unfolded Keras .h5 (same answers, slower). \
+        IMAGES is an IDX file (plain or gzipped), a NumPy .npy or .npz (--array NAME), PNG/JPEG files, a \
+        folder of them, or a text file listing image paths (recognised by content). An N x ... array is \
+        reshaped to the model's input when the element counts match; integer data is scaled by 1/255 by \
+        default (pixels / 255 as float32), float data is used as stored. Images are converted to the \
+        model's channels (RGB or grayscale), resized to its input (--resize) and preprocessed \
+        (--preprocess) as keras.utils.load_img + img_to_array + preprocess_input do; rows are keyed by \
         the image path. Every format streams as batches finish: memory stays flat for any input size.
 
         Examples:
@@ -35,12 +35,12 @@ struct BNRun: ParsableCommand {
           bnrun model.bin images.idx --bench 5 --batch 64 --threads 1
           bnrun model.h5 shifted.idx --bn-statistics batch --batch 256
 
-        --bn-statistics batch (an unfolded model) normalizes every BatchNormalization layer with the mean and
-        population variance of the current batch of --batch images, as Keras's model(x, training=True) does;
-        results then depend on the batch size and on which images share a batch. The default, running, uses
+        --bn-statistics batch (an unfolded model) normalizes every BatchNormalization layer with the mean and \
+        population variance of the current batch of --batch images, as Keras's model(x, training=True) does; \
+        results then depend on the batch size and on which images share a batch. The default, running, uses \
         the stored moving statistics.
 
-        Exit status: 0 success, 64 usage error, 65 bad or unsupported input, 74 cannot write output,
+        Exit status: 0 success, 64 usage error, 65 bad or unsupported input, 74 cannot write output, \
         70 internal error.
         """)
 
