@@ -76,7 +76,28 @@ public func runReportingFailures(tool: String, _ body: () throws -> Void) -> Nev
         exit(ExitStatus.success.rawValue)
     } catch {
         let failure = CLIFailure.from(error)
-        FileHandle.standardError.write(Data("\(tool): error: \(failure)\n".utf8))
+        FileHandle.standardError.write(Data("\(tool): error: \(oneLine(failure.description))\n".utf8))
         exit(failure.status.rawValue)
     }
+}
+
+/// `text` as one printable line: messages quote what a file holds (a header, a layer's name, a
+/// path), and a crafted file must not be able to break a message over lines or send the
+/// terminal control sequences. Control characters (C0, DEL, C1) and the Unicode line and
+/// paragraph separators are escaped: `\n`, `\r`, `\t`, else `\u{…}`.
+public func oneLine(_ text: String) -> String {
+    var out = ""
+    out.unicodeScalars.reserveCapacity(text.unicodeScalars.count)
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}":
+            out += "\\u{\(String(scalar.value, radix: 16))}"
+        default:
+            out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
 }

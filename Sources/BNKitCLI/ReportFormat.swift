@@ -230,7 +230,7 @@ public final class ReportWriter {
         case .text, .summary:
             var text = "images: \(rows)\n"
             if hasLabels { text += "accuracy: \(String(format: "%.4f", accuracy)) (\(correct)/\(rows))\n" }
-            if !skipped.isEmpty { text += "skipped: \(skipped.count)\n" + skipped.map { "  \($0.path): \($0.reason)\n" }.joined() }
+            if !skipped.isEmpty { text += "skipped: \(skipped.count)\n" + skipped.map { "  \(oneLine("\($0.path): \($0.reason)"))\n" }.joined() }
             try sink.write(text)
         case .json:
             var text = "{\"images\":\(rows)"
@@ -249,7 +249,7 @@ public final class ReportWriter {
         }
         try sink.finish()
         if skippedOnStderr && !skipped.isEmpty {
-            FileHandle.standardError.write(Data(("bnrun: skipped \(skipped.count) file(s):\n" + skipped.map { "  \($0.path): \($0.reason)\n" }.joined()).utf8))
+            FileHandle.standardError.write(Data(("bnrun: skipped \(skipped.count) file(s):\n" + skipped.map { "  \(oneLine("\($0.path): \($0.reason)"))\n" }.joined()).utf8))
         }
     }
 }

@@ -47,6 +47,34 @@ final class HostileInputTests: XCTestCase {
         }
     }
 
+    /// Messages quote what files hold and their names; a crafted file cannot break the error
+    /// over lines or send terminal escapes: a .npy header with a newline and an ANSI escape in it,
+    /// and (with --skip-bad) an image whose name holds a newline, each reported on one line.
+    func testMessagesQuotingAFileStayOnOneLine() throws {
+        let folder = try temporaryFolder()
+        let bin = folder.appendingPathComponent("seed.bin").path
+        XCTAssertEqual(try runTool("bnconv", ["fold", TestPaths.fixture("seed_mlp_keras2.h5"), "-o", bin]).status, 0)
+        var text = "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 784), }\nforged: line\u{1B}[2J"
+        text += String(repeating: " ", count: (64 - (10 + text.utf8.count + 1) % 64) % 64) + "\n"
+        let header = Data([0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(text.utf8.count % 256), UInt8(text.utf8.count / 256)]) + Data(text.utf8)
+        let npy = folder.appendingPathComponent("crafted.npy").path
+        try (header + Data(count: 784)).write(to: URL(fileURLWithPath: npy))
+        let run = try runTool("bnrun", [bin, npy])
+        XCTAssertEqual(run.status, 65, run.stderr)
+        XCTAssertEqual(run.stderr.split(separator: "\n", omittingEmptySubsequences: false).count, 2, run.stderr)
+        XCTAssertTrue(run.stderr.contains(npy) && run.stderr.contains("\\nforged: line\\u{1b}[2J"), run.stderr)
+
+        let images = folder.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: false)
+        try Data("not an image".utf8).write(to: images.appendingPathComponent("bad\nname.png"))
+        try FileManager.default.copyItem(atPath: TestPaths.fixture("images/gray.png"), toPath: images.appendingPathComponent("good.png").path)
+        let skipped = try runTool("bnrun", [TestPaths.fixture("images/rgb_cnn_keras2.h5"), images.path, "--skip-bad", "--format", "csv"])
+        XCTAssertEqual(skipped.status, 0, skipped.stderr)
+        let lines = skipped.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 2, skipped.stderr)
+        XCTAssertTrue(lines.last!.contains("bad\\nname.png: cannot read the image: not a PNG or JPEG"), skipped.stderr)
+    }
+
     func testTruncatedH5AtManyOffsets() throws {
         let source = try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("resnet_keras2.h5")))
         let folder = try temporaryFolder()
