@@ -30,13 +30,17 @@ enum KerasArchive {
         } catch {
             throw KerasFileError.badArchive(path: path, detail: "not a readable zip archive")
         }
+        let archiveBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? .max
         /// The member's entry after checking its declared sizes (before anything is inflated).
         func entry(_ name: String, limit: UInt64) throws -> Entry {
             guard let entry = archive[name] else { throw KerasFileError.missing(path: path, what: "'\(name)' in the archive") }
+            guard entry.compressedSize <= archiveBytes else {
+                throw KerasFileError.badArchive(path: path, detail: "'\(name)' declares \(entry.compressedSize) stored bytes, more than the archive's \(archiveBytes)")
+            }
             guard entry.uncompressedSize <= limit else {
                 throw KerasFileError.badArchive(path: path, detail: "'\(name)' declares \(entry.uncompressedSize) bytes, over the \(limit)-byte limit")
             }
-            if entry.uncompressedSize > ratioCheckedAbove, entry.uncompressedSize > maxCompressionRatio * max(entry.compressedSize, 1) {
+            if entry.uncompressedSize > ratioCheckedAbove, entry.uncompressedSize / maxCompressionRatio > max(entry.compressedSize, 1) {
                 throw KerasFileError.badArchive(path: path, detail: "'\(name)' would inflate \(entry.compressedSize) bytes to \(entry.uncompressedSize)"
                     + " (over \(maxCompressionRatio):1; no real weights file compresses so well: a decompression bomb?)")
             }

@@ -10,7 +10,9 @@ public enum NPZ {
 
     /// Largest member extracted; and above 16 MiB a member must not compress better than
     /// 50:1 (numeric data does not; a decompression bomb does). Checked from the declared
-    /// sizes before anything is inflated, and inflating never goes past the declared size.
+    /// sizes before anything is inflated, and inflating never goes past the declared size. (The
+    /// ratio is tested by dividing the inflated size: a crafted archive declares any compressed
+    /// size, and 50 times it overflowed.)
     static let maxMemberBytes: UInt64 = 1 << 40
     static let ratioCheckedAbove: UInt64 = 16 << 20
     static let maxCompressionRatio: UInt64 = 50
@@ -35,8 +37,12 @@ public enum NPZ {
         }
         let shown = "\(path):\(chosen).npy"
         guard let entry = archive["\(chosen).npy"] else { throw NPYError(path: shown, detail: "missing") }
+        let archiveBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? .max
+        guard entry.compressedSize <= archiveBytes else {
+            throw NPYError(path: shown, detail: "declares \(entry.compressedSize) stored bytes, more than the archive's \(archiveBytes)")
+        }
         guard entry.uncompressedSize <= maxMemberBytes,
-              entry.uncompressedSize <= ratioCheckedAbove || entry.uncompressedSize <= maxCompressionRatio * max(entry.compressedSize, 1) else {
+              entry.uncompressedSize <= ratioCheckedAbove || entry.uncompressedSize / maxCompressionRatio <= max(entry.compressedSize, 1) else {
             throw NPYError(path: shown, detail: "would inflate \(entry.compressedSize) bytes to \(entry.uncompressedSize) (a decompression bomb?)")
         }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-npz-\(UUID().uuidString)")

@@ -148,4 +148,47 @@ final class HostileHDF5Tests: XCTestCase {
         print("decompression bomb (\(size) bytes -> \(256 + 1) MiB): refused in \(seconds) s, bnconv peak \(peak >> 20) MiB")
         XCTAssertLessThan(peak, 100 << 20)
     }
+
+    /// An archive member declaring (through a zip64 extra field) a compressed size larger than
+    /// the archive, so large that 50 times it overflows: refused from its sizes, in process and
+    /// isolated. (The ratio test multiplied the compressed size and trapped: the fuzzer found it
+    /// in `.npz` archives.)
+    func testArchiveDeclaringAnEnormousCompressedSizeIsRefused() throws {
+        let folder = try temporaryFolder()
+        let zip = [UInt8](try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("small_cnn_keras3.keras"))))
+        let crafted = folder.appendingPathComponent("sizes.keras")
+        try Data(Self.declaringSizes(zip, of: "model.weights.h5", uncompressed: 100 << 20, compressed: 1 << 62)).write(to: crafted)
+        for environment in [["BNKIT_HDF5_IN_PROCESS": "1"], [:]] {
+            let out = folder.appendingPathComponent("out.bin").path
+            let run = try runTool("bnconv", ["fold", crafted.path, "-o", out], environment: environment)
+            XCTAssertEqual(run.status, 65, "\(environment): \(run.stderr)")
+            XCTAssertTrue(run.stderr.contains(crafted.path) && run.stderr.contains("declares 4611686018427387904 stored bytes, more than the archive's"),
+                          "\(environment): \(run.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        }
+    }
+
+    /// `zip` with the central directory's record of `name` declaring its sizes in a zip64 extra field.
+    static func declaringSizes(_ zip: [UInt8], of name: String, uncompressed: UInt64, compressed: UInt64) -> [UInt8] {
+        func read(_ at: Int, _ bytes: Int) -> Int { (0..<bytes).reduce(0) { $0 | Int(zip[at + $1]) << (8 * $1) } }
+        func little(_ value: UInt64, _ bytes: Int) -> [UInt8] { (0..<bytes).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+        let end = (0...(zip.count - 22)).last { Array(zip[$0..<($0 + 4)]) == [0x50, 0x4B, 0x05, 0x06] }!
+        let directory = read(end + 16, 4), directorySize = read(end + 12, 4)
+        var out = Array(zip[..<directory])
+        var at = directory
+        while at < directory + directorySize {
+            let (nameLength, extraLength, commentLength) = (read(at + 28, 2), read(at + 30, 2), read(at + 32, 2))
+            var record = Array(zip[at..<(at + 46 + nameLength + extraLength + commentLength)])
+            if String(decoding: record[46..<(46 + nameLength)], as: UTF8.self) == name {
+                record.replaceSubrange(20..<28, with: [UInt8](repeating: 0xFF, count: 8))
+                record.insert(contentsOf: little(1, 2) + little(16, 2) + little(uncompressed, 8) + little(compressed, 8), at: 46 + nameLength + extraLength)
+                record.replaceSubrange(30..<32, with: little(UInt64(extraLength + 20), 2))
+            }
+            out += record
+            at += 46 + nameLength + extraLength + commentLength
+        }
+        var record = Array(zip[end...])
+        record.replaceSubrange(12..<16, with: little(UInt64(out.count - directory), 4))
+        return out + record
+    }
 }

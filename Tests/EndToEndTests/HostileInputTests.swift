@@ -39,7 +39,7 @@ final class HostileInputTests: XCTestCase {
 
     /// The inputs the fuzzers found, replayed by the plain builds of the fuzz targets.
     func testFuzzRegressionInputsReplayCleanly() throws {
-        for target in ["fuzz-native", "fuzz-idx", "fuzz-keras-config"] {
+        for target in ["fuzz-native", "fuzz-idx", "fuzz-keras-config", "fuzz-npy"] {
             let folder = TestPaths.root.appendingPathComponent("Fixtures/fuzz-regressions/\(target)")
             let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).map { folder.appendingPathComponent($0).path }
             let run = try runTool(target, files)
