@@ -42,7 +42,7 @@ if [ "$build_only" = 1 ]; then exit 0; fi
 # Seed corpora from the fixtures.
 seeds="$root/seeds"
 rm -rf "$seeds"; mkdir -p "$seeds"/{fuzz-native,fuzz-idx,fuzz-keras-config,fuzz-npy,fuzz-image,fuzz-onnx} "$root/artifacts"
-cp Fixtures/npy/*.npy "$seeds/fuzz-npy/" && rm -f "$seeds/fuzz-npy/mnist"*
+cp Fixtures/npy/*.npy Fixtures/npy/expected.npz "$seeds/fuzz-npy/" && rm -f "$seeds/fuzz-npy/mnist"*
 cp Fixtures/images/*.png Fixtures/images/*.jpg Fixtures/images/hostile/progressive.jpg "$seeds/fuzz-image/"
 # Small ONNX files: the committed PyTorch exports and bnkit's own exports of the small fixtures.
 for f in Fixtures/onnx/*.onnx; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 200000 ] && cp "$f" "$seeds/fuzz-onnx/"; done
@@ -72,6 +72,13 @@ for name, data in files.items():
     open(f"{out}/{name}.gz", "wb").write(gzip.compress(data))
 PY
 tools/venv.sh
+# Small .npz archives (stored and deflated) for fuzz-npy's zip path.
+tools/.venv/bin/python - "$seeds/fuzz-npy" <<'PY'
+import sys, numpy as np
+x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+np.savez(f"{sys.argv[1]}/stored.npz", x=x)
+np.savez_compressed(f"{sys.argv[1]}/deflated.npz", x=x.astype(np.uint8), y=np.arange(3))
+PY
 tools/.venv/bin/python - "$seeds/fuzz-keras-config" Fixtures/*.h5 Fixtures/architectures/*.h5 <<'PY'
 import os, sys, h5py
 for path in sys.argv[2:]:
@@ -81,6 +88,7 @@ for path in sys.argv[2:]:
 PY
 
 status=0
+export LSAN_OPTIONS="suppressions=$PWD/tools/fuzz-lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 for target in "${targets[@]}"; do
   corpus="$root/corpus/$target"
   mkdir -p "$corpus"

@@ -1,6 +1,8 @@
 // Fuzz target: the .npy reader (header parser, size checks, element conversion), on
 // the bytes as a file: NPYFile maps a file, as bnrun does. Every array it accepts must be
-// readable end to end, and its size must be exactly what its header declares.
+// readable end to end, and its size must be exactly what its header declares. Inputs that
+// start with a zip signature are read as .npz archives (ZIPFoundation's parsing, the size
+// checks before inflating, each member then as a .npy).
 import Foundation
 import FuzzSupport
 import NumPy
@@ -8,9 +10,32 @@ import NumPy
 private let file = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())
     .appendingPathComponent("bnkit-fuzz-npy-\(getpid()).npy")
 
+private let archive = URL(fileURLWithPath: file.path + ".npz")
+
+/// A zip archive (`numpy.savez`): every array it lists opens (its member checked and inflated
+/// within the declared sizes, then read as a .npy) or is refused with a message naming the archive.
+private func fuzzNPZ(_ bytes: UnsafeRawBufferPointer) {
+    guard (try? Data(bytes).write(to: archive)) != nil else { return }
+    guard let names = try? NPZ.arrayNames(path: archive.path) else { return }
+    for name in names.prefix(4) {
+        do {
+            let array = try NPZ.open(path: archive.path, array: name)
+            if array.itemCount > 0, array.itemSize > 0 {
+                var out = [Float](repeating: 0, count: min(array.itemSize, 4096))
+                out.withUnsafeMutableBufferPointer { buffer in
+                    if array.itemSize <= 4096 { array.floats(items: 0..<1, into: buffer) }
+                }
+            }
+        } catch {
+            precondition("\(error)".hasPrefix(archive.path), "refusal without the archive: \(error)")
+        }
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzNPY(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    if size >= 4, bytes[0] == 0x50, bytes[1] == 0x4B { fuzzNPZ(bytes); return 0 }
     let parsed = try? NPYHeader.parse(bytes, fileSize: size, path: "fuzz")
     guard (try? Data(bytes).write(to: file)) != nil else { return 0 }
     let mapped = try? NPYFile(path: file.path)
