@@ -50,7 +50,11 @@ public struct Image8: Equatable, Sendable {
         let count = Int(image.width) * Int(image.height) * Int(image.channels)
         let pixels: [UInt16] = image.depth == 16
             ? UnsafeRawPointer(image.pixels!).withMemoryRebound(to: UInt16.self, capacity: count) { Array(UnsafeBufferPointer(start: $0, count: count)) }
-            : UnsafeBufferPointer(start: image.pixels, count: count).map { UInt16($0) }
+            : [UInt16](unsafeUninitializedCapacity: count) { wide, initialized in
+                let bytes = image.pixels!
+                for i in 0..<count { wide[i] = UInt16(bytes[i]) }
+                initialized = count
+            }
         return Image8(width: Int(image.width), height: Int(image.height), channels: Int(image.channels), depth: Int(image.depth), pixels: pixels)
     }
 }
@@ -133,25 +137,70 @@ extension Image8 {
         let outWidth = horizontal ? output : width, outHeight = horizontal ? lines : output
         let fixed = weights.map { $0.map { w in Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22)) } }
         var out = [UInt16](repeating: 0, count: outWidth * outHeight * channels)
-        for line in 0..<lines {
-            for o in 0..<output {
-                let target = (horizontal ? (line * outWidth + o) : (o * outWidth + line)) * channels
-                for c in 0..<channels {
-                    // Source element `i` of this output's window.
-                    func source(_ i: Int) -> Int {
-                        let along = bounds[o] - shift + i, across = line + offset
-                        return (horizontal ? across * width + along : along * width + across) * channels + c
+        // Every output sums its window's taps in order from Pillow's rounding constant: the 8-bit
+        // sums in wrapping Int32 (as Pillow's int arithmetic), the 16-bit ones in Double.
+        func clip8(_ sum: Int32) -> UInt16 { let v = sum >> 22; return UInt16(v < 0 ? 0 : v > 255 ? 255 : v) }
+        func clip16(_ sum: Double) -> UInt16 { UInt16(Swift.min(Swift.max(Int(sum >= 0 ? sum + 0.5 : sum - 0.5), 0), 65535)) }
+        pixels.withUnsafeBufferPointer { source in
+            out.withUnsafeMutableBufferPointer { target in
+                if horizontal {
+                    // Along a row: a window's taps are `channels` apart; an RGB pixel's three sums
+                    // go together.
+                    for line in 0..<lines {
+                        let row = source.baseAddress! + (line + offset) * width * channels
+                        let outRow = target.baseAddress! + line * outWidth * channels
+                        for o in 0..<output {
+                            var tap = row + (bounds[o] - shift) * channels
+                            let out = outRow + o * channels
+                            if depth == 8 && channels == 3 {
+                                var (r, g, b): (Int32, Int32, Int32) = (1 << 21, 1 << 21, 1 << 21)
+                                for w in fixed[o] {
+                                    r &+= Int32(tap[0]) &* w
+                                    g &+= Int32(tap[1]) &* w
+                                    b &+= Int32(tap[2]) &* w
+                                    tap += 3
+                                }
+                                (out[0], out[1], out[2]) = (clip8(r), clip8(g), clip8(b))
+                            } else if depth == 8 {
+                                for c in 0..<channels {
+                                    var sum: Int32 = 1 << 21
+                                    for (i, w) in fixed[o].enumerated() { sum &+= Int32(tap[i &* channels &+ c]) &* w }
+                                    out[c] = clip8(sum)
+                                }
+                            } else {
+                                for c in 0..<channels {
+                                    var sum = 0.0
+                                    for (i, w) in weights[o].enumerated() { sum += Double(tap[i &* channels &+ c]) * w }
+                                    out[c] = clip16(sum)
+                                }
+                            }
+                        }
                     }
+                } else {
+                    // Down the columns: each output row sums whole input rows, tap by tap, so
+                    // every value still adds its taps in order.
+                    precondition(offset == 0 && lines == width, "a vertical pass covers every column")
+                    let rowLength = width * channels
                     if depth == 8 {
-                        var sum: Int32 = 1 << 21
-                        for (i, w) in fixed[o].enumerated() { sum &+= Int32(pixels[source(i)]) &* w }
-                        let v = sum >> 22
-                        out[target + c] = UInt16(v < 0 ? 0 : v > 255 ? 255 : v)
+                        var sums = [Int32](repeating: 0, count: rowLength)
+                        for o in 0..<output {
+                            for k in 0..<rowLength { sums[k] = 1 << 21 }
+                            for (i, w) in fixed[o].enumerated() {
+                                let row = (bounds[o] - shift + i) * rowLength
+                                for k in 0..<rowLength { sums[k] &+= Int32(source[row + k]) &* w }
+                            }
+                            for k in 0..<rowLength { target[o * rowLength + k] = clip8(sums[k]) }
+                        }
                     } else {
-                        var sum = 0.0
-                        for (i, w) in weights[o].enumerated() { sum += Double(pixels[source(i)]) * w }
-                        let rounded = Int(sum >= 0 ? sum + 0.5 : sum - 0.5)
-                        out[target + c] = UInt16(Swift.min(Swift.max(rounded, 0), 65535))
+                        var sums = [Double](repeating: 0, count: rowLength)
+                        for o in 0..<output {
+                            for k in 0..<rowLength { sums[k] = 0 }
+                            for (i, w) in weights[o].enumerated() {
+                                let row = (bounds[o] - shift + i) * rowLength
+                                for k in 0..<rowLength { sums[k] += Double(source[row + k]) * w }
+                            }
+                            for k in 0..<rowLength { target[o * rowLength + k] = clip16(sums[k]) }
+                        }
                     }
                 }
             }
