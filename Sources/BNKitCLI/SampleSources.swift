@@ -28,10 +28,13 @@ public struct ImageOptions: Sendable {
     public var resize: ResizeMethod = .nearest
     public var preprocessing: Preprocessing = .none
     public var skipBad = false
-    public init(resize: ResizeMethod = .nearest, preprocessing: Preprocessing = .none, skipBad: Bool = false) {
+    /// Images decoded and resized at once (one a thread).
+    public var threads = 1
+    public init(resize: ResizeMethod = .nearest, preprocessing: Preprocessing = .none, skipBad: Bool = false, threads: Int = 1) {
         self.resize = resize
         self.preprocessing = preprocessing
         self.skipBad = skipBad
+        self.threads = max(1, threads)
     }
 }
 
@@ -98,19 +101,29 @@ final class ImageSource: SampleSource {
     var isInteger: Bool { false }
     var keyed: Bool { true }
 
+    /// The images of `paths[range]` decoded and resized, in order, on up to `options.threads`
+    /// threads (each takes the next image as it comes free).
+    private func load(_ range: Range<Int>) -> [Result<Image8, ImageError>] {
+        let load = ParallelImageLoad(paths: Array(paths[range]), channels: channels, width: width, height: height, resize: options.resize)
+        DispatchQueue.concurrentPerform(iterations: min(options.threads, range.count)) { _ in load.work() }
+        return load.results()
+    }
+
     func next(_ count: Int, into values: inout [Float], multiplier: Float, divisor: Float) throws -> [String] {
         var keys: [String] = []
         var images: [Image8] = []
         while keys.count < count, position < paths.count {
-            let path = paths[position]
-            position += 1
-            do {
-                let image = try Image8.decode(path: path, channels: channels)
-                images.append(image.resized(width: width, height: height, method: options.resize))
-                keys.append(path)
-            } catch let error as ImageError {
-                guard options.skipBad else { throw CLIFailure.badInput(error.description) }
-                skipped.append((path, error.detail))
+            let range = position..<min(paths.count, position + count - keys.count)
+            position = range.upperBound
+            for (path, result) in zip(paths[range], load(range)) {
+                switch result {
+                case .success(let image):
+                    images.append(image)
+                    keys.append(path)
+                case .failure(let error):
+                    guard options.skipBad else { throw CLIFailure.badInput(error.description) }
+                    skipped.append((path, error.detail))
+                }
             }
         }
         values = [Float](repeating: 0, count: images.count * itemSize)
@@ -125,6 +138,41 @@ final class ImageSource: SampleSource {
         }
         return keys
     }
+}
+
+/// One batch of images decoded and resized by several threads: each claims the next image
+/// under a lock and writes its own result's slot.
+private final class ParallelImageLoad: @unchecked Sendable {
+    private let paths: [String]
+    private let channels: Int, width: Int, height: Int
+    private let resize: ResizeMethod
+    private let slots: UnsafeMutableBufferPointer<Result<Image8, ImageError>?>
+    private let lock = NSLock()
+    private var claimed = 0
+
+    init(paths: [String], channels: Int, width: Int, height: Int, resize: ResizeMethod) {
+        (self.paths, self.channels, self.width, self.height, self.resize) = (paths, channels, width, height, resize)
+        slots = .allocate(capacity: paths.count)
+        slots.initialize(repeating: nil)
+    }
+
+    deinit { slots.deinitialize().deallocate() }
+
+    func work() {
+        while case let index = lock.withLock({ defer { claimed += 1 }; return claimed }), index < paths.count {
+            do {
+                let image = try Image8.decode(path: paths[index], channels: channels)
+                slots[index] = .success(image.resized(width: width, height: height, method: resize))
+            } catch let error as ImageError {
+                slots[index] = .failure(error)
+            } catch {
+                slots[index] = .failure(ImageError(path: paths[index], detail: "\(error)"))
+            }
+        }
+    }
+
+    /// Every image's result, in order (after `work` has returned on every thread).
+    func results() -> [Result<Image8, ImageError>] { slots.map { $0! } }
 }
 
 /// Opens what the user named as input: an IDX file, a `.npy`, an `.npz` (`array` picks

@@ -159,7 +159,8 @@ struct BNRun: ParsableCommand {
             options.array = array
             let recorded = loaded.metadata["preprocess"].flatMap(Preprocessing.init(rawValue:))
             options.images = ImageOptions(resize: ResizeMethod(rawValue: resize)!,
-                                          preprocessing: preprocess.flatMap(Preprocessing.init(rawValue:)) ?? recorded ?? .none, skipBad: skipBad)
+                                          preprocessing: preprocess.flatMap(Preprocessing.init(rawValue:)) ?? recorded ?? .none, skipBad: skipBad,
+                                          threads: threads)
             let names: [String]? = try classNames.map { path in
                 guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIFailure.badInput("\(path): cannot read the class names") }
                 return text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init).filter { !$0.isEmpty }

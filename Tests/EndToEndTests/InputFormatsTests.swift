@@ -89,6 +89,44 @@ final class InputFormatsTests: XCTestCase {
         XCTAssertGreaterThan(maxAbsDifference(csvRows(plain.stdout)[0].dropFirst(2).map { Float($0)! }, b), 1e-4, "preprocessing changes the answer")
     }
 
+    /// Images are decoded and resized by as many threads as `--threads`: the report is the one
+    /// thread's, byte for byte, in the listed order, with the same files skipped, for batches
+    /// that a skipped file leaves short and must refill; without --skip-bad the first damaged
+    /// file in order stops the run, whichever thread met it first.
+    func testImagesOnSeveralThreadsGiveTheOneThreadReport() throws {
+        let folder = try temporaryFolder()
+        let images = folder.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        let names = ["rgb.png", "rgba.png", "palette.png", "gray.png", "gray16.png", "bilevel.png", "photo.jpg", "gray.jpg", "exact.png",
+                     "hostile/progressive.jpg"]
+        let photo = [UInt8](try Data(contentsOf: URL(fileURLWithPath: TestPaths.fixture("images/photo.jpg"))))
+        for copy in 0..<3 {
+            for (i, name) in names.enumerated() {
+                try FileManager.default.copyItem(atPath: TestPaths.fixture("images/\(name)"),
+                                                 toPath: images.appendingPathComponent("\(copy)-\(i)-\(URL(fileURLWithPath: name).lastPathComponent)").path)
+            }
+            try Data(photo.prefix(photo.count / 2)).write(to: images.appendingPathComponent("\(copy)-5-cut.jpg"))
+        }
+        let model = TestPaths.fixture("images/rgb_cnn_keras2.h5")
+        for resize in ["nearest", "bilinear"] {
+            var reports: [String] = []
+            for threads in ["1", "2", "5"] {
+                let run = try runTool("bnrun", [model, images.path, "--preprocess", "tf", "--resize", resize, "--format", "csv", "--skip-bad",
+                                                "--batch", "4", "--threads", threads])
+                XCTAssertEqual(run.status, 0, run.stderr)
+                let keys = csvRows(run.stdout).map { $0[0] }
+                XCTAssertEqual(keys.count, 3 * names.count, run.stdout)
+                XCTAssertEqual(keys, keys.sorted(), "rows in the folder's (sorted) order")
+                XCTAssertEqual(run.stderr.components(separatedBy: "cut.jpg").count - 1, 3, run.stderr)
+                reports.append(run.stdout + run.stderr)
+                let stopped = try runTool("bnrun", [model, images.path, "--preprocess", "tf", "--batch", "4", "--threads", threads])
+                XCTAssertEqual(stopped.status, 65)
+                XCTAssertTrue(stopped.stderr.contains("0-5-cut.jpg: cannot read the image: the file ends before the image does"), stopped.stderr)
+            }
+            XCTAssertEqual(Set(reports).count, 1, "\(resize): reports differ between thread counts")
+        }
+    }
+
     /// `--scale` rescales 0…255 image values (models trained on `img_to_array(img) / 255`);
     /// it cannot be combined with a preprocessing mode.
     func testImageScale() throws {
