@@ -66,7 +66,8 @@ func checkBatchStatistics(_ graph: Graph, modelPath: String?) throws {
 /// What a run reads besides the model.
 public struct RunOptions: Sendable {
     public var scale: InputScale?
-    public var tileSize = 1024
+    /// Samples read and run at once; nil: `defaultTileSize`.
+    public var tileSize: Int?
     public var threads = 1
     public var showProgress = false
     /// Only the first `limit` samples.
@@ -78,6 +79,13 @@ public struct RunOptions: Sendable {
     public var array: String?
     public var images = ImageOptions()
     public init() {}
+
+    /// 1024 samples, or as many as 64 MiB of float inputs hold when that is fewer (224 × 224 × 3
+    /// images: 111): two tiles are in memory at once (one read while the other runs), and 1024
+    /// such images would take 1.2 GB. With batch statistics a tile is the batch, so it stays 1024.
+    public func defaultTileSize(inputSize: Int) -> Int {
+        batchNormStatistics == .batch ? 1024 : min(1024, max(1, (64 << 20) / max(4 * inputSize, 1)))
+    }
 }
 
 /// Labels (a one-dimensional IDX array of integers), streamed alongside the samples.
@@ -127,7 +135,8 @@ public func streamInference(graph: Graph, inputs: [String], labelsPath: String?,
     try prepare(executor.outputShape, source, count)
     let scale = options.scale ?? (source.isInteger ? InputScale("1/255")! : InputScale("1")!)
     // The next tile is read (and inflated, decoded) on another thread while this one runs.
-    let reader = TileReader(source, tileSize: options.tileSize, scale: scale, limit: count)
+    let reader = TileReader(source, tileSize: options.tileSize ?? options.defaultTileSize(inputSize: executor.inputSize), scale: scale,
+                            limit: count)
     let progress = ProgressLine(total: count, unit: "images", enabled: options.showProgress)
     defer { progress.finish() }
     var done = 0

@@ -83,8 +83,8 @@ struct BNRun: ParsableCommand {
     @Option(help: "Worker threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Images per batch (a tile run through the model at once).")
-    var batch: Int = 1024
+    @Option(help: "Images per batch (a tile run through the model at once; default 1024, fewer when 1024 would be over 64 MiB of inputs).")
+    var batch: Int?
 
     @Option(name: .customLong("bn-statistics"),
             help: "What BatchNormalization layers normalize with: running (the stored moving statistics; default) or batch (the statistics of each batch of --batch images; unfolded models only).")
@@ -98,7 +98,7 @@ struct BNRun: ParsableCommand {
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
         if let bench, bench < 1 { throw ValidationError("--bench must be at least 1") }
         guard ReportFormat(rawValue: format) != nil else {
             throw ValidationError("unknown format '\(format)' (text, csv, json, npy, summary)")
@@ -137,6 +137,7 @@ struct BNRun: ParsableCommand {
             let loaded = try Model.load(path: model)
             let graph = loaded.graph
             if let bench {
+                let batch = batch ?? 1024
                 let (median, all) = try benchmark(graph: graph, imagesPath: images[0], scale: scale.flatMap(InputScale.init),
                                                   batch: batch, threads: threads, repeats: bench,
                                                   profile: profile ? { Self.printProfile($0) } : nil)
@@ -177,7 +178,7 @@ struct BNRun: ParsableCommand {
                     try writer!.write(outputs: outputs, predictions: predictions, keys: keys, labels: tileLabels)
                 }
                 try writer!.finish(skipped: skipped)
-                if options.batchNormStatistics == .batch, rows % batch != 0, rows > batch {
+                if options.batchNormStatistics == .batch, case let batch = batch ?? 1024, rows % batch != 0, rows > batch {
                     FileHandle.standardError.write(Data("bnrun: note: the last batch has \(rows % batch) images, not \(batch)\n".utf8))
                 }
             } catch {

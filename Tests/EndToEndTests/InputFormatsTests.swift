@@ -1,4 +1,5 @@
 import Foundation
+import BNKitCLI
 import IDX
 import TestSupport
 import XCTest
@@ -125,6 +126,17 @@ final class InputFormatsTests: XCTestCase {
             }
             XCTAssertEqual(Set(reports).count, 1, "\(resize): reports differ between thread counts")
         }
+    }
+
+    /// Without --batch a tile holds 1024 samples, or 64 MiB of float inputs when that is fewer;
+    /// with batch statistics the tile is the batch and stays 1024.
+    func testDefaultTileHoldsAtMost64MiBOfInputs() {
+        var options = RunOptions()
+        XCTAssertEqual(options.defaultTileSize(inputSize: 28 * 28), 1024)
+        XCTAssertEqual(options.defaultTileSize(inputSize: 224 * 224 * 3), 111)
+        XCTAssertEqual(options.defaultTileSize(inputSize: 4096 * 4096 * 3), 1)
+        options.batchNormStatistics = .batch
+        XCTAssertEqual(options.defaultTileSize(inputSize: 224 * 224 * 3), 1024)
     }
 
     /// `--scale` rescales 0…255 image values (models trained on `img_to_array(img) / 255`);
