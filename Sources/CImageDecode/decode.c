@@ -153,10 +153,10 @@ static void jpeg_warning(j_common_ptr cinfo, int level) {
     }
 }
 
-/* Progressive JPEGs are decoded scan by scan, each scan over the whole image: a small file with
-   thousands of scans keeps the decoder busy for minutes (libjpeg-turbo's advice for untrusted
-   input: cap the scans; djpeg -maxscans, TurboJPEG's TJPARAM_SCANLIMIT). Encoders write about
-   10. */
+/* Progressive JPEGs are decoded scan by scan, each scan a pass over the whole image: scans are
+   cheap to repeat in a file and costly to decode (a 2000 x 2000 JPEG with its last scan repeated
+   200 times took Pillow 3.3 s against 0.12 s). libjpeg-turbo's advice for untrusted input is to
+   cap them (djpeg -maxscans, TurboJPEG's TJPARAM_SCANLIMIT). Encoders write about 10. */
 enum { max_jpeg_scans = 500 };
 static void jpeg_scan_limit(j_common_ptr cinfo) {
     j_decompress_ptr decompress = (j_decompress_ptr)cinfo;
