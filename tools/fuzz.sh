@@ -23,11 +23,14 @@ root=.build-fuzz
 config="${BNKIT_FUZZ_CONFIGURATION:-release}"
 # FUZZ_TARGETS="fuzz-idx fuzz-native" picks targets (default: all of them).
 read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-image fuzz-onnx}"
-# fuzz-image's C (CImageDecode: the buffers libpng and libjpeg write into, the conversions after)
-# is instrumented too, in a build of its own: C flags for every target would rebuild every module
-# the other targets use with them (minutes more).
-scratch() { if [ "$1" = fuzz-image ]; then echo "$root-image"; else echo "$root"; fi; }
-c_flags() { if [ "$1" = fuzz-image ]; then echo "-Xcc -fsanitize=fuzzer-no-link,address"; fi; }
+# In release campaigns fuzz-image's C (CImageDecode: the buffers libpng and libjpeg write into,
+# the conversions after) is instrumented too, in a build of its own: C flags for every target
+# would rebuild every module the other targets use with them (minutes more). The test command's
+# debug smoke run skips that second build (a second set of package checkouts and builds, on the
+# two cores the rest of the test command uses).
+instrument_c() { [ "$1" = fuzz-image ] && [ "$config" = release ]; }
+scratch() { if instrument_c "$1"; then echo "$root-image"; else echo "$root"; fi; }
+c_flags() { if instrument_c "$1"; then echo "-Xcc -fsanitize=fuzzer-no-link,address"; fi; }
 # BNKIT_FUZZ_PREBUILT=1: the targets were just built by --build-only (each no-op build still takes seconds).
 if [ "${BNKIT_FUZZ_PREBUILT:-0}" != 1 ]; then
   for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-image fuzz-onnx; do
