@@ -20,11 +20,9 @@ private func fuzzNPZ(_ bytes: UnsafeRawBufferPointer) {
     for name in names.prefix(4) {
         do {
             let array = try NPZ.open(path: archive.path, array: name)
-            if array.itemCount > 0, array.itemSize > 0 {
-                var out = [Float](repeating: 0, count: min(array.itemSize, 4096))
-                out.withUnsafeMutableBufferPointer { buffer in
-                    if array.itemSize <= 4096 { array.floats(items: 0..<1, into: buffer) }
-                }
+            if array.itemCount > 0, (1...4096).contains(array.itemSize) {
+                var out = [Float](repeating: 0, count: array.itemSize)
+                out.withUnsafeMutableBufferPointer { array.floats(items: 0..<1, into: $0) }
             }
         } catch {
             precondition("\(error)".hasPrefix(archive.path), "refusal without the archive: \(error)")
