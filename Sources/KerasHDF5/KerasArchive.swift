@@ -34,6 +34,10 @@ enum KerasArchive {
         /// The member's entry after checking its declared sizes (before anything is inflated).
         func entry(_ name: String, limit: UInt64) throws -> Entry {
             guard let entry = archive[name] else { throw KerasFileError.missing(path: path, what: "'\(name)' in the archive") }
+            // A symlink or folder entry is read whole by ZIPFoundation, sized by its local header.
+            guard entry.type == .file else {
+                throw KerasFileError.badArchive(path: path, detail: "'\(name)' is a \(entry.type == .symlink ? "symbolic link" : "folder") entry, not a file")
+            }
             guard entry.compressedSize <= archiveBytes else {
                 throw KerasFileError.badArchive(path: path, detail: "'\(name)' declares \(entry.compressedSize) stored bytes, more than the archive's \(archiveBytes)")
             }

@@ -37,6 +37,8 @@ public enum NPZ {
         }
         let shown = "\(path):\(chosen).npy"
         guard let entry = archive["\(chosen).npy"] else { throw NPYError(path: shown, detail: "missing") }
+        // A symlink or folder entry is read whole by ZIPFoundation, sized by its local header.
+        guard entry.type == .file else { throw NPYError(path: shown, detail: "is a \(entry.type == .symlink ? "symbolic link" : "folder") entry, not a file") }
         let archiveBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? .max
         guard entry.compressedSize <= archiveBytes else {
             throw NPYError(path: shown, detail: "declares \(entry.compressedSize) stored bytes, more than the archive's \(archiveBytes)")

@@ -168,6 +168,37 @@ final class HostileHDF5Tests: XCTestCase {
         }
     }
 
+    /// An archive whose member is a symbolic-link entry (which ZIPFoundation reads whole, sized by
+    /// its local header, up to 4 GiB in one allocation) is refused before anything is read: a
+    /// `.keras` whose weights are one, and an `.npz` whose array is one.
+    func testArchiveMembersThatAreNotFilesAreRefused() throws {
+        let folder = try temporaryFolder()
+        let real = try Archive(url: URL(fileURLWithPath: TestPaths.fixture("small_cnn_keras3.keras")), accessMode: .read)
+        let keras = folder.appendingPathComponent("link.keras")
+        let crafted = try Archive(url: keras, accessMode: .create)
+        for entry in real {
+            var data = Data()
+            _ = try real.extract(entry) { data.append($0) }
+            try crafted.addEntry(with: entry.path, type: entry.path == "model.weights.h5" ? .symlink : .file, uncompressedSize: Int64(data.count)) {
+                position, size in data.subdata(in: Int(position)..<(Int(position) + size))
+            }
+        }
+        let npz = folder.appendingPathComponent("link.npz")
+        let array = try Archive(url: npz, accessMode: .create)
+        let target = Data("/etc/passwd".utf8)
+        try array.addEntry(with: "x.npy", type: .symlink, uncompressedSize: Int64(target.count)) { position, size in
+            target.subdata(in: Int(position)..<(Int(position) + size))
+        }
+        for (tool, arguments, words) in [("bnconv", ["fold", keras.path, "-o", folder.appendingPathComponent("out.bin").path],
+                                          "'model.weights.h5' is a symbolic link entry, not a file"),
+                                         ("bnrun", [TestPaths.fixture("seed_mlp_keras3.h5"), npz.path], "x.npy: is a symbolic link entry, not a file")] {
+            let run = try runTool(tool, arguments)
+            XCTAssertEqual(run.status, 65, run.stderr)
+            XCTAssertTrue(run.stderr.contains(words), run.stderr)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("out.bin").path))
+    }
+
     /// `zip` with the central directory's record of `name` declaring its sizes in a zip64 extra field.
     static func declaringSizes(_ zip: [UInt8], of name: String, uncompressed: UInt64, compressed: UInt64) -> [UInt8] {
         func read(_ at: Int, _ bytes: Int) -> Int { (0..<bytes).reduce(0) { $0 | Int(zip[at + $1]) << (8 * $1) } }
