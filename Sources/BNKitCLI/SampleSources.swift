@@ -84,6 +84,8 @@ final class ImageSource: SampleSource {
     let options: ImageOptions
     private var position = 0
     private(set) var skipped: [(path: String, reason: String)] = []
+    /// One decoder a thread, kept from batch to batch with its memory.
+    private lazy var decoders = (0..<max(1, options.threads)).map { _ in ImageDecoder() }
 
     init(paths: [String], inputShape: [Int], options: ImageOptions, name: String) throws {
         guard inputShape.count == 3, [1, 3].contains(inputShape[2]) else {
@@ -104,8 +106,9 @@ final class ImageSource: SampleSource {
     /// The images of `paths[range]` decoded and resized, in order, on up to `options.threads`
     /// threads (each takes the next image as it comes free).
     private func load(_ range: Range<Int>) -> [Result<Image8, ImageError>] {
-        let load = ParallelImageLoad(paths: Array(paths[range]), channels: channels, width: width, height: height, resize: options.resize)
-        DispatchQueue.concurrentPerform(iterations: min(options.threads, range.count)) { _ in load.work() }
+        let load = ParallelImageLoad(paths: Array(paths[range]), channels: channels, width: width, height: height, resize: options.resize,
+                                     decoders: decoders)
+        DispatchQueue.concurrentPerform(iterations: min(decoders.count, range.count)) { load.work(thread: $0) }
         return load.results()
     }
 
@@ -140,29 +143,32 @@ final class ImageSource: SampleSource {
     }
 }
 
-/// One batch of images decoded and resized by several threads: each claims the next image
-/// under a lock and writes its own result's slot.
+/// One batch of images decoded and resized by several threads, each with its own decoder:
+/// each claims the next image under a lock and writes its own result's slot.
 private final class ParallelImageLoad: @unchecked Sendable {
     private let paths: [String]
     private let channels: Int, width: Int, height: Int
     private let resize: ResizeMethod
+    private let decoders: [ImageDecoder]
     private let slots: UnsafeMutableBufferPointer<Result<Image8, ImageError>?>
     private let lock = NSLock()
     private var claimed = 0
 
-    init(paths: [String], channels: Int, width: Int, height: Int, resize: ResizeMethod) {
+    init(paths: [String], channels: Int, width: Int, height: Int, resize: ResizeMethod, decoders: [ImageDecoder]) {
         (self.paths, self.channels, self.width, self.height, self.resize) = (paths, channels, width, height, resize)
+        self.decoders = decoders
         slots = .allocate(capacity: paths.count)
         slots.initialize(repeating: nil)
     }
 
     deinit { slots.deinitialize().deallocate() }
 
-    func work() {
+    /// Thread `thread`'s share (its own decoder); threads run this at once.
+    func work(thread: Int) {
+        let decoder = decoders[thread]
         while case let index = lock.withLock({ defer { claimed += 1 }; return claimed }), index < paths.count {
             do {
-                let image = try Image8.decode(path: paths[index], channels: channels)
-                slots[index] = .success(image.resized(width: width, height: height, method: resize))
+                slots[index] = .success(try decoder.load(path: paths[index], channels: channels, width: width, height: height, method: resize))
             } catch let error as ImageError {
                 slots[index] = .failure(error)
             } catch {

@@ -20,8 +20,18 @@ static void say(char *message, size_t size, const char *format, ...) {
     for (char *c = message; *c; c++) if (*c == '\n' || *c == '\r') *c = ' ';
 }
 
-void bnk_image_free(bnk_image *image) {
-    if (image && image->pixels) { free(image->pixels); image->pixels = NULL; }
+void bnk_scratch_free(bnk_scratch *scratch) {
+    if (scratch) { free(scratch->data); scratch->data = NULL; scratch->capacity = 0; }
+}
+
+/* At least `bytes` of scratch, its contents not kept; NULL when out of memory. */
+static uint8_t *reserve(bnk_scratch *scratch, size_t bytes) {
+    if (scratch->capacity < bytes) {
+        free(scratch->data);
+        scratch->data = malloc(bytes);
+        scratch->capacity = scratch->data ? bytes : 0;
+    }
+    return scratch->data;
 }
 
 /* RGB rows to gray in place (Pillow's "L" conversion, ITU-R 601-2 luma, rounded). */
@@ -45,7 +55,7 @@ static void png_error_handler(png_structp png, png_const_charp text) {
 }
 static void png_warning_handler(png_structp png, png_const_charp text) { (void)png; (void)text; }
 
-static int decode_png(FILE *file, int want, size_t max_pixels, bnk_image *out, char *message, size_t size) {
+static int decode_png(FILE *file, int want, size_t max_pixels, bnk_scratch *scratch, bnk_image *out, char *message, size_t size) {
     png_failure failure = { .message = message, .size = size };
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &failure, png_error_handler, png_warning_handler);
     if (!png) { say(message, size, "out of memory"); return 1; }
@@ -55,10 +65,10 @@ static int decode_png(FILE *file, int want, size_t max_pixels, bnk_image *out, c
         say(message, size, "out of memory");
         return 1;
     }
-    uint8_t *volatile pixels = NULL;
+    uint8_t *pixels = NULL;
     png_bytep *volatile rows = NULL;
     if (setjmp(failure.jump)) {
-        free(pixels); free(rows);
+        free(rows);
         png_destroy_read_struct(&png, &info, NULL);
         return 1;
     }
@@ -95,7 +105,7 @@ static int decode_png(FILE *file, int want, size_t max_pixels, bnk_image *out, c
         return 1;
     }
     size_t stride = (size_t)width * channels * (gray16 ? 2 : 1);
-    pixels = malloc(stride * height * (gray16 && want == 3 ? 2 : 1) + 1);
+    pixels = reserve(scratch, stride * height * (gray16 && want == 3 ? 2 : 1) + 1);
     rows = malloc(sizeof(png_bytep) * (height + 1));
     if (!pixels || !rows) png_error(png, "out of memory");
     for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + y * stride;
@@ -167,16 +177,15 @@ static void jpeg_scan_limit(j_common_ptr cinfo) {
     }
 }
 
-static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_image *out, char *message, size_t size) {
+static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_scratch *scratch, bnk_image *out, char *message, size_t size) {
     struct jpeg_decompress_struct cinfo;
     jpeg_failure failure = { .message = message, .size = size };
     cinfo.err = jpeg_std_error(&failure.base);
     failure.base.error_exit = jpeg_error_exit;
     failure.base.emit_message = jpeg_warning;
     struct jpeg_progress_mgr progress = { .progress_monitor = jpeg_scan_limit };
-    uint8_t *volatile pixels = NULL;
+    uint8_t *pixels = NULL;
     if (setjmp(failure.jump)) {
-        free(pixels);
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
@@ -202,7 +211,7 @@ static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_image *out, 
     int channels = cinfo.output_components;
     size_t stride = (size_t)cinfo.output_width * channels;
     int replicate = (channels == 1 && want == 3);
-    pixels = malloc(stride * cinfo.output_height * (replicate ? 3 : 1) + 1);
+    pixels = reserve(scratch, stride * cinfo.output_height * (replicate ? 3 : 1) + 1);
     if (!pixels) { say(message, size, "out of memory"); jpeg_destroy_decompress(&cinfo); return 1; }
     while (cinfo.output_scanline < cinfo.output_height) {
         JSAMPROW row = pixels + cinfo.output_scanline * stride;
@@ -223,7 +232,7 @@ static int decode_jpeg(FILE *file, int want, size_t max_pixels, bnk_image *out, 
     return 0;
 }
 
-int bnk_image_decode(const char *path, int want, size_t max_pixels, bnk_image *out, char *message, size_t size) {
+int bnk_image_decode(const char *path, int want, size_t max_pixels, bnk_scratch *scratch, bnk_image *out, char *message, size_t size) {
     memset(out, 0, sizeof *out);
     if (want != 1 && want != 3) { say(message, size, "the model needs %d channels; images give 1 or 3", want); return 1; }
     FILE *file = fopen(path, "rb");
@@ -232,8 +241,8 @@ int bnk_image_decode(const char *path, int want, size_t max_pixels, bnk_image *o
     size_t got = fread(signature, 1, 8, file);
     rewind(file);
     int status;
-    if (got == 8 && png_sig_cmp(signature, 0, 8) == 0) status = decode_png(file, want, max_pixels, out, message, size);
-    else if (got >= 3 && signature[0] == 0xFF && signature[1] == 0xD8 && signature[2] == 0xFF) status = decode_jpeg(file, want, max_pixels, out, message, size);
+    if (got == 8 && png_sig_cmp(signature, 0, 8) == 0) status = decode_png(file, want, max_pixels, scratch, out, message, size);
+    else if (got >= 3 && signature[0] == 0xFF && signature[1] == 0xD8 && signature[2] == 0xFF) status = decode_jpeg(file, want, max_pixels, scratch, out, message, size);
     else { say(message, size, "not a PNG or JPEG image"); status = 1; }
     fclose(file);
     return status;

@@ -39,23 +39,71 @@ public struct Image8: Equatable, Sendable {
     /// what `keras.utils.load_img` calls (see CImageDecode for the conversions).
     /// Images over `maxPixels` pixels are refused from their header.
     public static func decode(path: String, channels: Int, maxPixels: Int = Image8.maxPixels) throws -> Image8 {
+        try ImageDecoder(maxPixels: maxPixels).decode(path: path, channels: channels)
+    }
+}
+
+/// Decodes images one after another into memory it keeps, and resizes them from their
+/// decoded samples: a 12-megapixel photo's 36 MB is neither mapped afresh (and cleared by
+/// the kernel page by page) nor widened to 16 bits for every image. One thread at a time.
+public final class ImageDecoder {
+    private var scratch = bnk_scratch()
+    /// Largest image decoded, in pixels (from its header, before any pixel).
+    public let maxPixels: Int
+
+    public init(maxPixels: Int = Image8.maxPixels) { self.maxPixels = maxPixels }
+    deinit { bnk_scratch_free(&scratch) }
+
+    /// The image at `path`, as `Image8.decode` gives it.
+    public func decode(path: String, channels: Int) throws -> Image8 {
+        try withDecoded(path: path, channels: channels) { plane8, plane16 in
+            if let plane16 { return Image8(width: plane16.width, height: plane16.height, channels: plane16.channels, depth: 16, pixels: plane16.samples) }
+            return Image8(width: plane8!.width, height: plane8!.height, channels: plane8!.channels, pixels: plane8!.samples)
+        }
+    }
+
+    /// The image at `path` decoded and resized to `width` × `height`: the same pixels as
+    /// `Image8.decode(...).resized(...)`, without the full-size 16-bit copy.
+    public func load(path: String, channels: Int, width: Int, height: Int, method: ResizeMethod) throws -> Image8 {
+        try withDecoded(path: path, channels: channels) { plane8, plane16 in
+            if let plane16 { return plane16.resized(width: width, height: height, method: method) }
+            return plane8!.resized(width: width, height: height, method: method)
+        }
+    }
+
+    /// Decodes into the scratch and lends its samples (8-bit, or 16-bit for 16-bit gray PNG).
+    private func withDecoded<T>(path: String, channels: Int, _ body: (Plane<UInt8>?, Plane<UInt16>?) -> T) throws -> T {
         var image = bnk_image()
         var message = [CChar](repeating: 0, count: 512)
-        let status = bnk_image_decode(path, Int32(channels), maxPixels, &image, &message, message.count)
-        guard status == 0 else {
+        let status = bnk_image_decode(path, Int32(channels), maxPixels, &scratch, &image, &message, message.count)
+        guard status == 0, let bytes = image.pixels else {
             let text = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             throw ImageError(path: path, detail: "cannot read the image: \(text.isEmpty ? "damaged or unsupported" : text)")
         }
-        defer { bnk_image_free(&image) }
-        let count = Int(image.width) * Int(image.height) * Int(image.channels)
-        let pixels: [UInt16] = image.depth == 16
-            ? UnsafeRawPointer(image.pixels!).withMemoryRebound(to: UInt16.self, capacity: count) { Array(UnsafeBufferPointer(start: $0, count: count)) }
-            : [UInt16](unsafeUninitializedCapacity: count) { wide, initialized in
-                let bytes = image.pixels!
-                for i in 0..<count { wide[i] = UInt16(bytes[i]) }
-                initialized = count
+        let (width, height, depth) = (Int(image.width), Int(image.height), Int(image.depth))
+        let count = width * height * Int(image.channels)
+        if depth == 16 {
+            return UnsafeRawPointer(bytes).withMemoryRebound(to: UInt16.self, capacity: count) {
+                body(nil, Plane(base: $0, width: width, height: height, channels: Int(image.channels), depth: 16))
             }
-        return Image8(width: Int(image.width), height: Int(image.height), channels: Int(image.channels), depth: Int(image.depth), pixels: pixels)
+        }
+        return body(Plane(base: bytes, width: width, height: height, channels: Int(image.channels), depth: 8), nil)
+    }
+}
+
+/// Samples held elsewhere (a decoder's scratch or an image's array): rows top to bottom,
+/// channels interleaved, 0…255 (`depth` 8) or 0…65535 (16). The resizes read these.
+struct Plane<Sample: FixedWidthInteger & UnsignedInteger> {
+    let base: UnsafePointer<Sample>
+    let width: Int, height: Int, channels: Int, depth: Int
+
+    /// The samples widened into an array.
+    var samples: [UInt16] {
+        let count = width * height * channels
+        return [UInt16](unsafeUninitializedCapacity: count) { wide, initialized in
+            for i in 0..<count { wide[i] = UInt16(truncatingIfNeeded: base[i]) }
+            initialized = count
+        }
     }
 }
 
@@ -73,6 +121,22 @@ extension Image8 {
     /// This image at `width` × `height`, exactly as Pillow resizes it.
     public func resized(width newWidth: Int, height newHeight: Int, method: ResizeMethod) -> Image8 {
         if newWidth == width && newHeight == height { return self }
+        return withPlane { $0.resized(width: newWidth, height: newHeight, method: method) }
+    }
+
+    /// Lends this image's samples as a plane.
+    func withPlane<T>(_ body: (Plane<UInt16>) -> T) -> T {
+        pixels.withUnsafeBufferPointer { samples in
+            precondition(samples.baseAddress != nil, "an image with pixels")
+            return body(Plane(base: samples.baseAddress!, width: width, height: height, channels: channels, depth: depth))
+        }
+    }
+}
+
+extension Plane {
+    /// These samples at `width` × `height`, exactly as Pillow resizes them.
+    func resized(width newWidth: Int, height newHeight: Int, method: ResizeMethod) -> Image8 {
+        if newWidth == width && newHeight == height { return Image8(width: width, height: height, channels: channels, depth: depth, pixels: samples) }
         switch method {
         case .nearest: return nearest(newWidth, newHeight)
         case .bilinear: return bilinear(newWidth, newHeight)
@@ -91,37 +155,19 @@ extension Image8 {
             }
         }
         let xs = table(width, outWidth), ys = table(height, outHeight)
-        var out = [UInt16](repeating: 0, count: outWidth * outHeight * channels)
-        for (y, sy) in ys.enumerated() {
-            for (x, sx) in xs.enumerated() {
-                for c in 0..<channels { out[(y * outWidth + x) * channels + c] = pixels[(sy * width + sx) * channels + c] }
+        let count = outWidth * outHeight * channels
+        let out = [UInt16](unsafeUninitializedCapacity: count) { target, initialized in
+            var next = target.baseAddress!
+            for sy in ys {
+                let row = base + sy * width * channels
+                for sx in xs {
+                    for c in 0..<channels { next[c] = UInt16(truncatingIfNeeded: row[sx * channels + c]) }
+                    next += channels
+                }
             }
+            initialized = count
         }
         return Image8(width: outWidth, height: outHeight, channels: channels, depth: depth, pixels: out)
-    }
-
-    /// Pillow's precompute_coeffs for the bilinear filter: per output position, the first
-    /// input index and the normalized weights.
-    private static func coefficients(input: Int, output: Int) -> (bounds: [Int], weights: [[Double]]) {
-        let scale = Double(input) / Double(output)
-        let filterScale = Swift.max(scale, 1)
-        let support = 1.0 * filterScale
-        var bounds: [Int] = [], weights: [[Double]] = []
-        for xx in 0..<output {
-            let center = (Double(xx) + 0.5) * scale
-            let ss = 1 / filterScale
-            let xmin = Swift.max(Int(center - support + 0.5), 0)
-            let xmax = Swift.min(Int(center + support + 0.5), input) - xmin
-            var k = (0..<Swift.max(xmax, 0)).map { x -> Double in
-                let t = abs((Double(x + xmin) - center + 0.5) * ss)
-                return t < 1 ? 1 - t : 0
-            }
-            let total = k.reduce(0, +)
-            if total != 0 { k = k.map { $0 / total } }
-            bounds.append(xmin)
-            weights.append(k)
-        }
-        return (bounds, weights)
     }
 
     /// One resampling pass along an axis (Pillow's ResampleHorizontal/Vertical): 8-bit in
@@ -141,66 +187,65 @@ extension Image8 {
         // sums in wrapping Int32 (as Pillow's int arithmetic), the 16-bit ones in Double.
         func clip8(_ sum: Int32) -> UInt16 { let v = sum >> 22; return UInt16(v < 0 ? 0 : v > 255 ? 255 : v) }
         func clip16(_ sum: Double) -> UInt16 { UInt16(Swift.min(Swift.max(Int(sum >= 0 ? sum + 0.5 : sum - 0.5), 0), 65535)) }
-        pixels.withUnsafeBufferPointer { source in
-            out.withUnsafeMutableBufferPointer { target in
-                if horizontal {
-                    // Along a row: a window's taps are `channels` apart; an RGB pixel's three sums
-                    // go together.
-                    for line in 0..<lines {
-                        let row = source.baseAddress! + (line + offset) * width * channels
-                        let outRow = target.baseAddress! + line * outWidth * channels
-                        for o in 0..<output {
-                            var tap = row + (bounds[o] - shift) * channels
-                            let out = outRow + o * channels
-                            if depth == 8 && channels == 3 {
-                                var (r, g, b): (Int32, Int32, Int32) = (1 << 21, 1 << 21, 1 << 21)
-                                for w in fixed[o] {
-                                    r &+= Int32(tap[0]) &* w
-                                    g &+= Int32(tap[1]) &* w
-                                    b &+= Int32(tap[2]) &* w
-                                    tap += 3
-                                }
-                                (out[0], out[1], out[2]) = (clip8(r), clip8(g), clip8(b))
-                            } else if depth == 8 {
-                                for c in 0..<channels {
-                                    var sum: Int32 = 1 << 21
-                                    for (i, w) in fixed[o].enumerated() { sum &+= Int32(tap[i &* channels &+ c]) &* w }
-                                    out[c] = clip8(sum)
-                                }
-                            } else {
-                                for c in 0..<channels {
-                                    var sum = 0.0
-                                    for (i, w) in weights[o].enumerated() { sum += Double(tap[i &* channels &+ c]) * w }
-                                    out[c] = clip16(sum)
-                                }
+        let source = UnsafeBufferPointer(start: base, count: width * height * channels)
+        out.withUnsafeMutableBufferPointer { target in
+            if horizontal {
+                // Along a row: a window's taps are `channels` apart; an RGB pixel's three sums
+                // go together.
+                for line in 0..<lines {
+                    let row = source.baseAddress! + (line + offset) * width * channels
+                    let outRow = target.baseAddress! + line * outWidth * channels
+                    for o in 0..<output {
+                        var tap = row + (bounds[o] - shift) * channels
+                        let out = outRow + o * channels
+                        if depth == 8 && channels == 3 {
+                            var (r, g, b): (Int32, Int32, Int32) = (1 << 21, 1 << 21, 1 << 21)
+                            for w in fixed[o] {
+                                r &+= Int32(truncatingIfNeeded: tap[0]) &* w
+                                g &+= Int32(truncatingIfNeeded: tap[1]) &* w
+                                b &+= Int32(truncatingIfNeeded: tap[2]) &* w
+                                tap += 3
+                            }
+                            (out[0], out[1], out[2]) = (clip8(r), clip8(g), clip8(b))
+                        } else if depth == 8 {
+                            for c in 0..<channels {
+                                var sum: Int32 = 1 << 21
+                                for (i, w) in fixed[o].enumerated() { sum &+= Int32(truncatingIfNeeded: tap[i &* channels &+ c]) &* w }
+                                out[c] = clip8(sum)
+                            }
+                        } else {
+                            for c in 0..<channels {
+                                var sum = 0.0
+                                for (i, w) in weights[o].enumerated() { sum += Double(tap[i &* channels &+ c]) * w }
+                                out[c] = clip16(sum)
                             }
                         }
                     }
+                }
+            } else {
+                // Down the columns: each output row sums whole input rows, tap by tap, so
+                // every value still adds its taps in order.
+                precondition(offset == 0 && lines == width, "a vertical pass covers every column")
+                let rowLength = width * channels
+                if depth == 8 {
+                    var sums = [Int32](repeating: 0, count: rowLength)
+                    for o in 0..<output {
+                        for k in 0..<rowLength { sums[k] = 1 << 21 }
+                        for (i, w) in fixed[o].enumerated() {
+                            let row = (bounds[o] - shift + i) * rowLength
+                            for k in 0..<rowLength { sums[k] &+= Int32(truncatingIfNeeded: source[row + k]) &* w }
+                        }
+                        for k in 0..<rowLength { target[o * rowLength + k] = clip8(sums[k]) }
+                    }
                 } else {
-                    // Down the columns: each output row sums whole input rows, tap by tap, so
-                    // every value still adds its taps in order.
-                    precondition(offset == 0 && lines == width, "a vertical pass covers every column")
-                    let rowLength = width * channels
-                    if depth == 8 {
-                        var sums = [Int32](repeating: 0, count: rowLength)
-                        for o in 0..<output {
-                            for k in 0..<rowLength { sums[k] = 1 << 21 }
-                            for (i, w) in fixed[o].enumerated() {
-                                let row = (bounds[o] - shift + i) * rowLength
-                                for k in 0..<rowLength { sums[k] &+= Int32(source[row + k]) &* w }
-                            }
-                            for k in 0..<rowLength { target[o * rowLength + k] = clip8(sums[k]) }
+                    var sums = [Double](repeating: 0, count: rowLength)
+                    for o in 0..<output {
+                        for k in 0..<rowLength { sums[k] = 0 }
+                        for (i, w) in weights[o].enumerated() {
+                            let row = (bounds[o] - shift + i) * rowLength
+                            for k in 0..<rowLength { sums[k] += Double(source[row + k]) * w }
                         }
-                    } else {
-                        var sums = [Double](repeating: 0, count: rowLength)
-                        for o in 0..<output {
-                            for k in 0..<rowLength { sums[k] = 0 }
-                            for (i, w) in weights[o].enumerated() {
-                                let row = (bounds[o] - shift + i) * rowLength
-                                for k in 0..<rowLength { sums[k] += Double(source[row + k]) * w }
-                            }
-                            for k in 0..<rowLength { target[o * rowLength + k] = clip16(sums[k]) }
-                        }
+                        for k in 0..<rowLength { target[o * rowLength + k] = clip16(sums[k]) }
                     }
                 }
             }
@@ -212,19 +257,43 @@ extension Image8 {
     /// vertical pass reads), unless the height shrinks by more than twice what the width does.
     private func bilinear(_ outWidth: Int, _ outHeight: Int) -> Image8 {
         let needHorizontal = outWidth != width, needVertical = outHeight != height
-        let horizontal = Self.coefficients(input: width, output: outWidth)
-        let vertical = Self.coefficients(input: height, output: outHeight)
+        let horizontal = bilinearCoefficients(input: width, output: outWidth)
+        let vertical = bilinearCoefficients(input: height, output: outHeight)
         let horizontalFirst = !((height - outHeight) > 0 && (height - outHeight) > (width - outWidth) * 2)
         if horizontalFirst {
-            guard needHorizontal else { return needVertical ? pass(horizontal: false, vertical) : self }
+            guard needHorizontal else { return pass(horizontal: false, vertical) }
             guard needVertical else { return pass(horizontal: true, horizontal) }
             let first = vertical.bounds[0], last = vertical.bounds[outHeight - 1] + vertical.weights[outHeight - 1].count
-            return pass(horizontal: true, horizontal, offset: first, lines: last - first).pass(horizontal: false, vertical, shift: first)
+            return pass(horizontal: true, horizontal, offset: first, lines: last - first).withPlane { $0.pass(horizontal: false, vertical, shift: first) }
         }
-        var image = needVertical ? pass(horizontal: false, vertical) : self
-        if needHorizontal { image = image.pass(horizontal: true, horizontal) }
-        return image
+        guard needVertical else { return pass(horizontal: true, horizontal) }
+        let image = pass(horizontal: false, vertical)
+        return needHorizontal ? image.withPlane { $0.pass(horizontal: true, horizontal) } : image
     }
+}
+
+/// Pillow's precompute_coeffs for the bilinear filter: per output position, the first input
+/// index and the normalized weights.
+private func bilinearCoefficients(input: Int, output: Int) -> (bounds: [Int], weights: [[Double]]) {
+    let scale = Double(input) / Double(output)
+    let filterScale = Swift.max(scale, 1)
+    let support = 1.0 * filterScale
+    var bounds: [Int] = [], weights: [[Double]] = []
+    for xx in 0..<output {
+        let center = (Double(xx) + 0.5) * scale
+        let ss = 1 / filterScale
+        let xmin = Swift.max(Int(center - support + 0.5), 0)
+        let xmax = Swift.min(Int(center + support + 0.5), input) - xmin
+        var k = (0..<Swift.max(xmax, 0)).map { x -> Double in
+            let t = abs((Double(x + xmin) - center + 0.5) * ss)
+            return t < 1 ? 1 - t : 0
+        }
+        let total = k.reduce(0, +)
+        if total != 0 { k = k.map { $0 / total } }
+        bounds.append(xmin)
+        weights.append(k)
+    }
+    return (bounds, weights)
 }
 
 /// The pixel conventions of `keras.applications.*.preprocess_input`, applied to the

@@ -1,13 +1,16 @@
 // Fuzz target: PNG and JPEG decoding (libpng and libjpeg-turbo behind CImageDecode, their errors
 // caught by setjmp there), on the bytes as a file, as bnrun reads images; then the resizing and
 // preprocessing every decoded image goes through. An image is either refused with a message or
-// decoded whole: width × height × channels samples, each within its depth.
+// decoded whole: width × height × channels samples, each within its depth. A decoder kept from
+// input to input (as bnrun keeps one a thread) must resize to the same pixels as a fresh decode.
 import Foundation
 import FuzzSupport
 import Images
 
 private let file = URL(fileURLWithPath: FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory())
     .appendingPathComponent("bnkit-fuzz-image-\(getpid())")
+
+nonisolated(unsafe) private let kept = ImageDecoder(maxPixels: 1 << 20)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzImage(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
@@ -30,6 +33,8 @@ public func fuzzImage(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             var values = [Float](repeating: .nan, count: small.pixels.count)
             values.withUnsafeMutableBufferPointer { Preprocessing.tf.apply(small.pixels, channels: channels, into: $0) }
             precondition(values.allSatisfy { $0.isFinite }, "non-finite input")
+            let loaded = try? kept.load(path: file.path, channels: channels, width: 7, height: 5, method: method)
+            precondition(loaded == small, "the kept decoder resized to other pixels (\(method))")
         }
     }
     return 0

@@ -7,10 +7,19 @@
    samples, or 16-bit (native-endian uint16_t) when depth is 16. */
 typedef struct {
     int width, height, channels, depth;
-    uint8_t *pixels;   /* malloc'd; free with bnk_image_free */
+    uint8_t *pixels;   /* in the scratch it was decoded into */
 } bnk_image;
 
-/* Decode a PNG or JPEG file (format by signature) the way Pillow opens it and converts it
+/* Memory kept from one decode to the next: a photo's pixels are tens of megabytes, which
+   malloc would map afresh (and the kernel clear page by page) for every image. */
+typedef struct {
+    uint8_t *data;
+    size_t capacity;
+} bnk_scratch;
+
+/* Decode a PNG or JPEG file (format by signature) into scratch (grown as needed, never
+   shrunk; out->pixels points into it and stays valid until the next decode into it), the way
+   Pillow opens it and converts it
    with .convert("RGB") (want_channels 3) or .convert("L") (want_channels 1): palette
    expanded, 16-bit samples reduced to their high byte, alpha dropped (not composited),
    gray replicated to RGB, RGB to gray as L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16.
@@ -20,7 +29,7 @@ typedef struct {
    Images over max_pixels are refused from their header, before any pixel is decoded.
    Returns 0 on success; otherwise fills message (one line) and returns non-zero.
    libpng/libjpeg errors are caught here (setjmp), never reaching the caller's frames. */
-int bnk_image_decode(const char *path, int want_channels, size_t max_pixels, bnk_image *out, char *message, size_t message_size);
-void bnk_image_free(bnk_image *image);
+int bnk_image_decode(const char *path, int want_channels, size_t max_pixels, bnk_scratch *scratch, bnk_image *out, char *message, size_t message_size);
+void bnk_scratch_free(bnk_scratch *scratch);
 
 #endif
