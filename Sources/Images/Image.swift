@@ -181,14 +181,18 @@ extension Plane {
         let output = bounds.count
         let lines = lines ?? (horizontal ? height : width)
         let outWidth = horizontal ? output : width, outHeight = horizontal ? lines : output
-        let fixed = weights.map { $0.map { w in Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22)) } }
+        // Every output's taps end to end (output o's are taps[o]..<taps[o + 1]): 8-bit in Pillow's
+        // 22-bit fixed point, 16-bit in Double.
+        let taps = weights.reduce(into: [0]) { $0.append($0.last! + $1.count) }
+        let flat = weights.flatMap { $0 }
+        let fixed = flat.map { w in Int32(w < 0 ? -0.5 + w * Double(1 << 22) : 0.5 + w * Double(1 << 22)) }
         var out = [UInt16](repeating: 0, count: outWidth * outHeight * channels)
         // Every output sums its window's taps in order from Pillow's rounding constant: the 8-bit
         // sums in wrapping Int32 (as Pillow's int arithmetic), the 16-bit ones in Double.
         func clip8(_ sum: Int32) -> UInt16 { let v = sum >> 22; return UInt16(v < 0 ? 0 : v > 255 ? 255 : v) }
         func clip16(_ sum: Double) -> UInt16 { UInt16(Swift.min(Swift.max(Int(sum >= 0 ? sum + 0.5 : sum - 0.5), 0), 65535)) }
         let source = UnsafeBufferPointer(start: base, count: width * height * channels)
-        out.withUnsafeMutableBufferPointer { target in
+        fixed.withUnsafeBufferPointer { fixed in out.withUnsafeMutableBufferPointer { target in
             if horizontal {
                 // Along a row: a window's taps are `channels` apart; an RGB pixel's three sums
                 // go together.
@@ -200,7 +204,8 @@ extension Plane {
                         let out = outRow + o * channels
                         if depth == 8 && channels == 3 {
                             var (r, g, b): (Int32, Int32, Int32) = (1 << 21, 1 << 21, 1 << 21)
-                            for w in fixed[o] {
+                            for k in taps[o]..<taps[o + 1] {
+                                let w = fixed[k]
                                 r &+= Int32(truncatingIfNeeded: tap[0]) &* w
                                 g &+= Int32(truncatingIfNeeded: tap[1]) &* w
                                 b &+= Int32(truncatingIfNeeded: tap[2]) &* w
@@ -210,13 +215,13 @@ extension Plane {
                         } else if depth == 8 {
                             for c in 0..<channels {
                                 var sum: Int32 = 1 << 21
-                                for (i, w) in fixed[o].enumerated() { sum &+= Int32(truncatingIfNeeded: tap[i &* channels &+ c]) &* w }
+                                for (i, k) in (taps[o]..<taps[o + 1]).enumerated() { sum &+= Int32(truncatingIfNeeded: tap[i &* channels &+ c]) &* fixed[k] }
                                 out[c] = clip8(sum)
                             }
                         } else {
                             for c in 0..<channels {
                                 var sum = 0.0
-                                for (i, w) in weights[o].enumerated() { sum += Double(tap[i &* channels &+ c]) * w }
+                                for (i, k) in (taps[o]..<taps[o + 1]).enumerated() { sum += Double(tap[i &* channels &+ c]) * flat[k] }
                                 out[c] = clip16(sum)
                             }
                         }
@@ -231,8 +236,8 @@ extension Plane {
                     var sums = [Int32](repeating: 0, count: rowLength)
                     for o in 0..<output {
                         for k in 0..<rowLength { sums[k] = 1 << 21 }
-                        for (i, w) in fixed[o].enumerated() {
-                            let row = (bounds[o] - shift + i) * rowLength
+                        for (i, tap) in (taps[o]..<taps[o + 1]).enumerated() {
+                            let row = (bounds[o] - shift + i) * rowLength, w = fixed[tap]
                             for k in 0..<rowLength { sums[k] &+= Int32(truncatingIfNeeded: source[row + k]) &* w }
                         }
                         for k in 0..<rowLength { target[o * rowLength + k] = clip8(sums[k]) }
@@ -241,15 +246,15 @@ extension Plane {
                     var sums = [Double](repeating: 0, count: rowLength)
                     for o in 0..<output {
                         for k in 0..<rowLength { sums[k] = 0 }
-                        for (i, w) in weights[o].enumerated() {
-                            let row = (bounds[o] - shift + i) * rowLength
+                        for (i, tap) in (taps[o]..<taps[o + 1]).enumerated() {
+                            let row = (bounds[o] - shift + i) * rowLength, w = flat[tap]
                             for k in 0..<rowLength { sums[k] += Double(source[row + k]) * w }
                         }
                         for k in 0..<rowLength { target[o * rowLength + k] = clip16(sums[k]) }
                     }
                 }
             }
-        }
+        } }
         return Image8(width: outWidth, height: outHeight, channels: channels, depth: depth, pixels: out)
     }
 
