@@ -4,7 +4,8 @@
 Each model is built by tf_keras 2.21 with random weights and randomized BN statistics
 (tools/make_applications_model.py), saved as .h5 and folded by `bnconv fold`; the same in-memory
 model is exported to ONNX by tf2onnx 1.17 (opset 17; its optimizer folds the BN layers into the
-convolutions, so the peers run the same folded network). For every input size, batch and thread
+convolutions, so the peers run the same folded network; where a peer cannot load that export, the
+peers run `bnconv convert`'s ONNX export of the folded .bin instead, marked †). For every input size, batch and thread
 count, `bnrun --bench`, onnxruntime (CPU provider, all graph optimizations, intra-op threads =
 threads) and OpenVINO (CPU, the ONNX reshaped to the batch, INFERENCE_NUM_THREADS = threads,
 LATENCY hint, f32 inference precision: on CPUs with AMX or AVX512-BF16 its default is bfloat16) run the same float32 images in turn, `--repeats` rounds alternating, and the median
@@ -109,10 +110,24 @@ def main():
                 maker.keras_module("keras2").backend.clear_session()
                 count = max(args.batches) * 2
                 x = np.random.default_rng(1).uniform(0, 255, (count, size, size, 3)).astype(np.float32)
-                if not peers_load(core, name, size, onnx_path, x.shape[1:]):
-                    continue
-                compare(args, env, core, tmp, name, size, binary, onnx_path, x)
-                scaling(args, env, core, name, size, binary, onnx_path, x)
+                label = name
+                reason = peers_refuse(core, onnx_path, x.shape[1:])
+                if reason:
+                    # The peers run bnkit's own ONNX export of the same folded weights instead
+                    # (standard ONNX ops: NHWC input, one Transpose, then NCHW convs).
+                    onnx_path = os.path.join(tmp, f"{name}{size}.bnkit.onnx")
+                    subprocess.run([args.bnconv, "convert", binary, onnx_path], check=True, capture_output=True)
+                    again = peers_refuse(core, onnx_path, x.shape[1:])
+                    if again:
+                        print(f"| {name} | {size} | – | – | not compared: {reason}; and {again.replace('tf2onnx', 'bnconv')} | | | | |",
+                              flush=True)
+                        continue
+                    label = f"{name}†"
+                    FOOTNOTES.add("† The peers run `bnconv convert`'s ONNX export of the folded .bin: tf2onnx's export does not load "
+                                  "(its RegNet and ConvNeXt grouped convs stay PartitionedCall nodes).")
+                    print(f"{name} {size}: {reason}", file=sys.stderr, flush=True)
+                compare(args, env, core, tmp, label, size, binary, onnx_path, x)
+                scaling(args, env, core, label, size, binary, onnx_path, x)
         for onnx_path in args.onnx:
             # An ONNX file as it is (PyTorch's NCHW, BN nodes kept: each peer folds them its own way).
             name = os.path.splitext(os.path.basename(onnx_path))[0]
@@ -124,6 +139,8 @@ def main():
             x = np.random.default_rng(1).standard_normal((count, *dims)).astype(np.float32)
             compare(args, env, core, tmp, name, dims[-1], binary, onnx_path, x)
             scaling(args, env, core, name, dims[-1], binary, onnx_path, x)
+    for note in sorted(FOOTNOTES):
+        print(f"\n{note}")
     if SCALING:
         low, high = min(args.threads), max(args.threads)
         print(f"\n{high} threads over {low} at batch 1, the thread counts alternating in each round "
@@ -136,6 +153,7 @@ def main():
 
 
 SCALING = []
+FOOTNOTES = set()
 
 
 def bnrun_rate(args, env, binary, images, batch, threads):
@@ -155,19 +173,17 @@ def ort_session(onnx_path, threads):
     return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
 
-def peers_load(core, name, size, onnx_path, sample_shape):
-    """Whether both peers take the export; if not, a table row saying which and why (tf2onnx 1.17
-    leaves RegNet's and ConvNeXt's grouped convs as PartitionedCall nodes, which neither runs), so
-    the other models still run."""
+def peers_refuse(core, onnx_path, sample_shape):
+    """None when both peers take the ONNX file; else which peer refuses it and why (tf2onnx 1.17
+    leaves RegNet's and ConvNeXt's grouped convs as PartitionedCall nodes, which neither runs)."""
     for peer, load in (("onnxruntime", lambda: ort_session(onnx_path, 1)),
                        ("OpenVINO", lambda: ov_request(core, onnx_path, sample_shape, 1, 1))):
         try:
             load()
         except Exception as error:  # each peer raises its own types
             reason = " ".join(str(error).split())[:160].replace("|", "/")
-            print(f"| {name} | {size} | – | – | not compared: {peer} cannot load the tf2onnx export ({reason}) | | | | |", flush=True)
-            return False
-    return True
+            return f"{peer} cannot load the tf2onnx export ({reason})"
+    return None
 
 
 def ov_request(core, onnx_path, sample_shape, batch, threads):
