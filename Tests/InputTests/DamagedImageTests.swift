@@ -51,6 +51,27 @@ final class DamagedImageTests: XCTestCase {
         return bigEndian(UInt32(data.count)) + Array(type.utf8) + data + bigEndian(crc)
     }
 
+    /// bnrun keeps one decoder a thread, its buffer reused: after a refusal (a truncated JPEG or
+    /// PNG, whose decoding stopped midway in that buffer) it gives the next images exactly
+    /// as a fresh decode does, larger and smaller than the one refused.
+    func testAKeptDecoderGoesOnAfterARefusal() throws {
+        let kept = ImageDecoder()
+        let photo = try fixture("photo.jpg"), png = try fixture("rgb.png")
+        let cutJPEG = try write(Array(photo.prefix(photo.count / 2)), "cut.jpg")
+        let cutPNG = try write(Array(png.prefix(png.count * 3 / 4)), "cut.png")
+        for name in ["rgb.png", "photo.jpg", "gray.png", "photo.jpg", "gray16.png", "rgb.png"] {
+            for cut in [cutJPEG, cutPNG] {
+                XCTAssertThrowsError(try kept.load(path: cut, channels: 3, width: 9, height: 7, method: .bilinear), name)
+            }
+            let path = TestPaths.fixture("images/\(name)")
+            for channels in [3, 1] {
+                XCTAssertEqual(try kept.load(path: path, channels: channels, width: 9, height: 7, method: .bilinear),
+                               try Image8.decode(path: path, channels: channels).resized(width: 9, height: 7, method: .bilinear), name)
+                XCTAssertEqual(try kept.decode(path: path, channels: channels), try Image8.decode(path: path, channels: channels), name)
+            }
+        }
+    }
+
     /// A JPEG that ends early, in its entropy-coded data or just before its end marker: libjpeg
     /// pads it and goes on (a gray or garbled bottom); Pillow refuses it ("image file is
     /// truncated"), and so does bnkit.
