@@ -1396,7 +1396,7 @@ public final class Executor: @unchecked Sendable {
             parallel.run(balancing: batch * window.outHeight) { rows, _ in Kernels.window(x, y, window, channels: channels, rows: rows) }
             return true
         case let .dense(kernel, panels, bias, inputs, units, activation)
-            where sharesColumns(rows: count / max(units, 1), units: units, workers: parallel.workers):
+            where sharesColumns(rows: count / max(units, 1), units: units, weightFloats: inputs * units, workers: parallel.workers):
             // A softmax head (1280 -> 1000 at batch 1: a quarter of a millisecond of weights
             // streamed) is shared by columns too, the softmax over each whole row after.
             let elementwise = Kernels.isElementwise(activation)
@@ -1842,9 +1842,18 @@ public final class Executor: @unchecked Sendable {
     }
 
     /// Whether a Dense step of `rows` rows is split by output columns: a classifier head at a small
-    /// batch (1280 -> 1000 at batch 1: a quarter of a millisecond of weights streamed).
-    static func sharesColumns(rows: Int, units: Int, workers: Int) -> Bool {
-        rows < 24 * workers && units >= 32 * workers
+    /// batch (1280 -> 1000 at batch 1: a quarter of a millisecond of weights streamed), or a Dense
+    /// over a small map (at most 256 rows a call) whose weights are over 1 MiB, more than the L2
+    /// of the cores measured: by rows every worker would stream all of them, by columns each its
+    /// share. ConvNeXt-T at batch 1 on two threads, AMD Zen 4, AVX-512, three alternating profiles
+    /// each, rows → columns: at 160 the 10×10 stage's 384 ↔ 1536 Denses (2.3 MB each) took
+    /// 1,086–1,118 → 977–991 ms of about 2.45 s; at 224 the 7×7 stage's 768 ↔ 3072 (9.4 MB)
+    /// 236–280 → 211–226 ms and the 14×14 stage's 654–676 → 636–678. Not on smaller weights: at 96
+    /// the 12×12 stage's 192 ↔ 768 (0.6 MB) went even (134–159 against 142–162 ms).
+    package static func sharesColumns(rows: Int, units: Int, weightFloats: Int, workers: Int) -> Bool {
+        guard units >= 32 * workers else { return false }
+        return rows < 24 * workers
+            || (rows <= 256 && weightFloats * MemoryLayout<Float>.size > 1 << 20 && units >= Kernels.fewestColumnsPerWorker * workers)
     }
 
     /// The first weights `worker` reads in a step split by output columns (the first panel of its
@@ -1857,7 +1866,7 @@ public final class Executor: @unchecked Sendable {
         switch kind {
         case let .conv2d(_, p, _, g, 1, activation) where sharesColumns(g, batch: batch, activation: activation, workers: workers):
             (panels, units, depth) = (p, g.outChannels, g.kernelHeight * g.kernelWidth * g.inChannels)
-        case let .dense(_, p, _, inputs, n, _) where sharesColumns(rows: count / max(n, 1), units: n, workers: workers):
+        case let .dense(_, p, _, inputs, n, _) where sharesColumns(rows: count / max(n, 1), units: n, weightFloats: inputs * n, workers: workers):
             (panels, units, depth) = (p, n, inputs)
         case let .winograd(transformed, _, g, activation, false)
             where winogradSharesColumns(outHeight: g.outHeight, outWidth: g.outWidth, outChannels: g.outChannels, batch: batch,

@@ -1572,6 +1572,44 @@ final class SplitAndFusionTests: XCTestCase {
         }
     }
 
+    /// A Dense over a small map whose weights are over 1 MiB (ConvNeXt's later stages at batch 1)
+    /// is split by output columns, its GELU with it, rather than by rows (every worker streaming
+    /// all of the weights); the values are one thread's, bit for bit, at any shares.
+    func testDenseOverASmallMapWithLargeWeightsSharesColumns() throws {
+        XCTAssertTrue(Executor.sharesColumns(rows: 100, units: 1536, weightFloats: 384 * 1536, workers: 2))   // ConvNeXt-T 160, 10×10
+        XCTAssertTrue(Executor.sharesColumns(rows: 49, units: 768, weightFloats: 3072 * 768, workers: 2))     // 224, 7×7
+        XCTAssertFalse(Executor.sharesColumns(rows: 144, units: 768, weightFloats: 192 * 768, workers: 2))    // 96, 12×12: 0.6 MB
+        XCTAssertFalse(Executor.sharesColumns(rows: 400, units: 1536, weightFloats: 384 * 1536, workers: 2))  // 160, 20×20
+        XCTAssertTrue(Executor.sharesColumns(rows: 1, units: 1000, weightFloats: 1280 * 1000, workers: 2))    // a classifier head
+        let (h, w, inputs, units) = (9, 11, 160, 1700)  // 99 rows, 1.09 MB of weights
+        let dense = try Dense(kernel: Tensor(shape: [inputs, units], values: random.floats(inputs * units, in: -0.2...0.2)),
+                              bias: Tensor(random.floats(units, in: -1...1)), activation: .gelu(approximate: false))
+        let graph = try Graph(name: "map", nodes: [
+            Node(name: "x", operation: .input(shape: [h, w, inputs]), inputs: []),
+            Node(name: "d", operation: .dense(dense), inputs: ["x"]),
+        ], outputs: ["d"])
+        let input = random.floats(h * w * inputs, in: -1...1)
+        let one = try Executor(graph: graph).run(input, threads: 1)
+        for threads in [2, 3] {
+            // Fresh executors: buffers that still held the one-thread run's values would hide a value left unwritten.
+            XCTAssertEqual(try Executor(graph: graph).run(input, threads: threads).map(\.bitPattern), one.map(\.bitPattern), "\(threads) threads")
+        }
+        for shares in [[0.15, 0.85], [0.8, 0.2]] {
+            let skewed = try Executor(graph: graph)
+            skewed.setBalance(shares, threads: shares.count)
+            XCTAssertEqual(try skewed.run(input, threads: shares.count).map(\.bitPattern), one.map(\.bitPattern), "shares \(shares)")
+        }
+        // And the values are the formula's within float32 sums of 160 products (one output pixel,
+        // every unit).
+        let gelu = Self.formulas.first { $0.0 == .gelu(approximate: false) }!.1
+        let pixel = 57
+        for unit in 0..<units {
+            var z = Double(dense.bias!.values[unit])
+            for k in 0..<inputs { z += Double(input[pixel * inputs + k]) * Double(dense.kernel.values[k * units + unit]) }
+            XCTAssertEqual(Double(one[pixel * units + unit]), gelu(z), accuracy: 1e-5 * max(1, abs(gelu(z))), "unit \(unit)")
+        }
+    }
+
     /// A channel concatenation (DenseNet's after each conv, Inception's of its branches) is split
     /// across the threads by pixels, with or without the activation its readers share: the
     /// outputs equal one thread's bit for bit, on 2 and 3 threads with any shares.
