@@ -303,6 +303,27 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
+    /// A trailing-axis layer norm over a map large enough to split (ConvNeXt's) runs by rows on
+    /// several threads: one thread's values bit for bit, at any shares.
+    func testLayerNormalizationSplitByRowsEqualsOneThread() throws {
+        let (h, w, c) = (19, 19, 96)  // 34,656 floats an image: one image's steps are split (Executor.smallestSplitSample)
+        let ln = try LayerNorm(axes: [2], epsilon: 1e-6, gamma: Tensor(random.floats(c, in: 0.5...1.5)), beta: Tensor(random.floats(c, in: -1...1)))
+        let graph = try Graph.sequential(name: "ln", inputShape: [h, w, c], layers: [("ln", .layerNorm(ln))])
+        for batch in [1, 2] {
+            let input = random.floats(batch * h * w * c, in: -4...4)
+            let one = try Executor(graph: graph).run(input, threads: 1)
+            for threads in [2, 3] {
+                XCTAssertTrue(try Executor(graph: graph).run(input, threads: threads).map(\.bitPattern) == one.map(\.bitPattern),
+                               "batch \(batch), \(threads) threads")
+            }
+            for shares in [[0.1, 0.9], [0.75, 0.25]] {
+                let skewed = try Executor(graph: graph)
+                skewed.setBalance(shares, threads: shares.count)
+                XCTAssertTrue(try skewed.run(input, threads: shares.count).map(\.bitPattern) == one.map(\.bitPattern), "shares \(shares)")
+            }
+        }
+    }
+
     func testUpsamplingNearestAndBilinear() throws {
         for (h, w, c, fy, fx) in [(3, 4, 2, 2, 2), (5, 3, 3, 3, 2), (1, 6, 4, 1, 3), (4, 4, 1, 2, 1)] {
             for bilinear in [false, true] {
