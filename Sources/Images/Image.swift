@@ -271,7 +271,7 @@ extension Plane {
             let first = vertical.bounds[0], last = vertical.bounds[outHeight - 1] + vertical.weights[outHeight - 1].count
             return pass(horizontal: true, horizontal, offset: first, lines: last - first).withPlane { $0.pass(horizontal: false, vertical, shift: first) }
         }
-        guard needVertical else { return pass(horizontal: true, horizontal) }
+        // Vertical first: the height shrinks, so there is a vertical pass.
         let image = pass(horizontal: false, vertical)
         return needHorizontal ? image.withPlane { $0.pass(horizontal: true, horizontal) } : image
     }
