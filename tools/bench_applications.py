@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""bnrun versus onnxruntime and OpenVINO on keras.applications architectures, side by side in one run.
+"""bnrun versus onnxruntime and OpenVINO on keras.applications architectures (and the segmentation and 1-D
+networks of tools/deployed_architectures.py: UNet, XceptionUNet, FCN1D, ResNet1D; for a 1-D network --sizes
+are sequence lengths), side by side in one run.
 
 Each model is built by tf_keras 2.21 with random weights and randomized BN statistics
 (tools/make_applications_model.py), saved as .h5 and folded by `bnconv fold`; the same in-memory
@@ -10,7 +12,7 @@ count, `bnrun --bench`, onnxruntime (CPU provider, all graph optimizations, intr
 threads) and OpenVINO (CPU, the ONNX reshaped to the batch, INFERENCE_NUM_THREADS = threads,
 LATENCY hint, f32 inference precision: on CPUs with AMX or AVX512-BF16 its default is bfloat16) run the same float32 images in turn, `--repeats` rounds alternating, and the median
 images/s of each and bnrun's ratio to the faster peer are printed as Markdown. The three must
-predict the same class for every image. `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
+predict the same class for every image (for a segmentation map, at every pixel). `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
 kernels on an AVX-512 machine), OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2, and the whole process under
 tools/cpu_cap.py's CPUID cap, so onnxruntime, OpenVINO and bnrun all see a CPU without AVX-512 (where the
 CPU cannot fault on CPUID, onnxruntime stays uncapped and a column adds bnrun's ratio to OpenVINO alone). Peak memory (max RSS) of one bnrun process per case is reported.
@@ -104,12 +106,13 @@ def main():
                 h5, binary, onnx_path = (os.path.join(tmp, f"{name}{size}.{e}") for e in ("h5", "bin", "onnx"))
                 model.save(h5)
                 subprocess.run([args.bnconv, "fold", h5, "-o", binary], check=True, capture_output=True)
-                spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="input"),)
+                sample = tuple(model.input_shape[1:])  # size × size × 3, or a 1-D network's size × channels
+                spec = (tf.TensorSpec((None,) + sample, tf.float32, name="input"),)
                 tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=onnx_path)
                 del model
                 maker.keras_module("keras2").backend.clear_session()
                 count = max(args.batches) * 2
-                x = np.random.default_rng(1).uniform(0, 255, (count, size, size, 3)).astype(np.float32)
+                x = np.random.default_rng(1).uniform(0, 255, (count,) + sample).astype(np.float32)
                 label = name
                 reason = peers_refuse(core, onnx_path, x.shape[1:])
                 if reason:
@@ -137,7 +140,7 @@ def main():
             dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim[1:]]
             count = max(args.batches) * 2
             x = np.random.default_rng(1).standard_normal((count, *dims)).astype(np.float32)
-            compare(args, env, core, tmp, name, dims[-1], binary, onnx_path, x)
+            compare(args, env, core, tmp, name, dims[-1], binary, onnx_path, x, class_axis=1)
             scaling(args, env, core, name, dims[-1], binary, onnx_path, x)
     for note in sorted(FOOTNOTES):
         print(f"\n{note}")
@@ -231,8 +234,14 @@ def scaling(args, env, core, name, size, binary, onnx_path, x):
                    f"{median[('ov', high)] / median[('ov', low)]:.2f} |")
 
 
-def compare(args, env, core, tmp, name, size, binary, onnx_path, x):
-    """bnrun on `binary` against onnxruntime and OpenVINO on `onnx_path`, for each thread count and batch."""
+def classes(y, axis):
+    """Each sample's class (the argmax over `axis`), or for a map (a segmentation's output) each position's."""
+    return np.asarray(y).argmax(axis)
+
+
+def compare(args, env, core, tmp, name, size, binary, onnx_path, x, class_axis=-1):
+    """bnrun on `binary` against onnxruntime and OpenVINO on `onnx_path`, for each thread count and batch.
+    class_axis: the outputs' class axis (Keras's maps are channels-last; an ONNX file's are NCHW: 1)."""
     count = len(x)
     images = os.path.join(tmp, f"x{name}.idx")
     write_idx_float32(images, x)
@@ -252,11 +261,11 @@ def compare(args, env, core, tmp, name, size, binary, onnx_path, x):
             # Classes must agree (bnrun's from its npy output).
             out = os.path.join(tmp, "out.npy")
             subprocess.run([args.bnrun, binary, images, "--scale", "1", "--format", "npy", "--output", out], check=True, env=env)
-            mine = np.load(out).reshape(count, -1).argmax(1)
-            theirs = run_ort().reshape(count, -1).argmax(1), run_ov().reshape(count, -1).argmax(1)
+            mine = classes(np.load(out), class_axis)
+            theirs = classes(run_ort(), class_axis), classes(run_ov(), class_axis)
             same = (mine == theirs[0]).all() and (mine == theirs[1]).all()
             # Where they differ, how many each pair (a random network's near-ties split the peers too).
-            differ = (f" (classes differ of {count}: bnrun/onnxruntime {(mine != theirs[0]).sum()}, bnrun/OpenVINO "
+            differ = (f" (classes differ of {mine.size}: bnrun/onnxruntime {(mine != theirs[0]).sum()}, bnrun/OpenVINO "
                       f"{(mine != theirs[1]).sum()}, onnxruntime/OpenVINO {(theirs[0] != theirs[1]).sum()})")
             rates = {"bnrun": [], "ort": [], "ov": []}
             for _ in range(args.repeats):

@@ -4,7 +4,9 @@ BatchNormalization statistics and saves it as a whole-model Keras .h5 (or .keras
 Large models (ResNet50 is 94 MB) are made by this script, never committed.
 
 Usage: tools/make_applications_model.py NAME OUT [--producer keras2|keras3] [--size 224] [--seed 0] [--check PREFIX]
-  NAME: a keras.applications constructor, e.g. ResNet50, MobileNetV2, EfficientNetB0.
+  NAME: a keras.applications constructor, e.g. ResNet50, MobileNetV2, EfficientNetB0, or a segmentation
+  or 1-D network of tools/deployed_architectures.py (UNet, XceptionUNet: size × size × 3; FCN1D: size × 1,
+  ResNet1D: size × 12, size the sequence's length).
   BN statistics: gamma ~ U(0.5, 1.5), beta ~ U(-0.5, 0.5), moving mean ~ U(-0.5, 0.5),
   moving variance ~ U(0.5, 2): every BN does something non-trivial.
   --check PREFIX: also write PREFIX.x.npy (8 random float32 images, uniform 0..255) and
@@ -15,6 +17,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
+
+import deployed_architectures  # noqa: E402
 
 
 def keras_module(producer):
@@ -28,9 +32,18 @@ def keras_module(producer):
 
 
 def architectures(producer):
-    """Every constructor keras.applications offers under this producer."""
+    """Every constructor keras.applications offers under this producer, then the segmentation and 1-D
+    networks of deployed_architectures."""
     keras = keras_module(producer)
-    return sorted(name for name in dir(keras.applications) if name[:1].isupper())
+    return sorted(name for name in dir(keras.applications) if name[:1].isupper()) + list(deployed_architectures.CONSTRUCTORS)
+
+
+def construct(keras, name, size):
+    """The architecture with random weights, for size × size × 3 images (a 1-D network: sequences of
+    length size)."""
+    if name in deployed_architectures.CONSTRUCTORS:
+        return deployed_architectures.CONSTRUCTORS[name](keras, size)
+    return getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
 
 
 def walk(layers):
@@ -51,7 +64,7 @@ def build(name, producer, size, seed, statistics="random"):
     perturbed (mean + U(-0.1, 0.1)·std, variance · U(0.8, 1.25)), gamma and beta random as above."""
     keras = keras_module(producer)
     keras.utils.set_random_seed(seed)
-    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
+    model = construct(keras, name, size)
     rng = np.random.default_rng(seed)
     norms = [layer for layer in walk(model.layers) if type(layer).__name__ == "BatchNormalization"]
     for layer in norms:
@@ -66,7 +79,7 @@ def build(name, producer, size, seed, statistics="random"):
     if statistics == "calibrated":
         for layer in norms:
             layer.momentum = 0.0
-        x = np.random.default_rng(seed + 2).uniform(0, 255, (8, size, size, 3)).astype(np.float32)
+        x = np.random.default_rng(seed + 2).uniform(0, 255, (8,) + tuple(model.input_shape[1:])).astype(np.float32)
         model(x, training=True)
         for layer in norms:
             weights = layer.get_weights()
@@ -85,7 +98,7 @@ def float64_outputs(name, producer, size, weights, x):
     keras.backend.clear_session()
     set_floatx("float64")
     try:
-        model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3))
+        model = construct(keras, name, size)
         model.set_weights([w.astype(np.float64) for w in weights])
         return np.asarray(model(x.astype(np.float64), training=False), dtype=np.float64)
     finally:
@@ -94,7 +107,7 @@ def float64_outputs(name, producer, size, weights, x):
 
 
 def check_data(model, seed, count=8):
-    """`count` random float32 images (uniform 0..255) and the model's own outputs for them."""
+    """`count` random float32 images or sequences (uniform 0..255) and the model's own outputs for them."""
     x = np.random.default_rng(seed + 1).uniform(0, 255, (count,) + tuple(model.input_shape[1:])).astype(np.float32)
     return x, np.asarray(model(x, training=False), dtype=np.float32)
 
@@ -114,7 +127,7 @@ def main():
         np.save(args.check + ".x.npy", x)
         np.save(args.check + ".y.npy", y)
     model.save(args.output)
-    print(f"wrote {args.output}: {args.name} {args.size}x{args.size}, {count} BatchNormalization layers, "
+    print(f"wrote {args.output}: {args.name} {'x'.join(map(str, model.input_shape[1:]))}, {count} BatchNormalization layers, "
           f"{os.path.getsize(args.output)} bytes ({args.producer})")
 
 

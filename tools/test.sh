@@ -2,7 +2,8 @@
 # The test command: installs what it needs (apt packages; a Python venv with
 # Keras 2 and Keras 3 for the interop check), then runs every test:
 #   1. the Keras interop check (tools/interop.sh) and the ONNX export check (tools/onnx_export_check.py),
-#   2. the smallest keras.applications model of each family, folded and run against Keras (tools/applications_check.py),
+#   2. the smallest keras.applications model of each family, and segmentation and 1-D networks, folded and run against
+#      Keras (tools/applications_check.py),
 #      and the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
 #   3. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
 #   4. the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks AVX2 and portable kernels by itself),
@@ -39,6 +40,11 @@ TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --prod
 TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras2 \
   DenseNet121 EfficientNetV2B0 InceptionResNetV2 MobileNet MobileNetV2 RegNetX002 RegNetY002 ResNetRS50 ResNet50 VGG16 \
   --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+echo "== [${SECONDS} s] segmentation and 1-D networks as users write them (tools/deployed_architectures.py), against Keras"
+TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras3 UNet XceptionUNet \
+  --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras2 --statistics calibrated --size 500 \
+  FCN1D ResNet1D XceptionUNet --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
 echo "== [${SECONDS} s] batch statistics: bnconv recalibrate and bnrun --bn-statistics batch against Keras (float64), live"
 for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
   TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bn_statistics_reference.py check --model "Fixtures/$model.h5" \
