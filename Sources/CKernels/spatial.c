@@ -478,6 +478,36 @@ BNK_VARIANTS(pool2d, (const float *image, int h, int w, int c, int kh, int kw, i
 BNK_VARIANTS(global_pool, (const float *image, int pixels, int ld, int count, int mode, float *out),
              (image, pixels, ld, count, mode, out))
 
+static inline void transposed_scatter_body(const float *cols, int iy0, int iy1, int iw, int kh, int kw, int sy, int sx,
+                                           int pt, int pl, int out, float *y, int ow, int o0, int o1) {
+    const size_t columns = (size_t)kh * kw * out;
+    for (int iy = iy0; iy < iy1; iy++) {
+        for (int ky = 0; ky < kh; ky++) {
+            const int oy = iy * sy + ky - pt;
+            if (oy < o0 || oy >= o1) continue;
+            float *row = y + (size_t)oy * ow * out;
+            for (int ix = 0; ix < iw; ix++) {
+                const float *taps = cols + ((size_t)(iy - iy0) * iw + ix) * columns + (size_t)ky * kw * out;
+                for (int kx = 0; kx < kw; kx++) {
+                    const int ox = ix * sx + kx - pl;
+                    if (ox < 0 || ox >= ow) continue;
+                    float *restrict t = row + (size_t)ox * out;
+                    const float *restrict v = taps + (size_t)kx * out;
+                    for (int o = 0; o < out; o++) t[o] += v[o];
+                }
+            }
+        }
+    }
+}
+BNK_VARIANTS(transposed_scatter, (const float *cols, int iy0, int iy1, int iw, int kh, int kw, int sy, int sx, int pt, int pl,
+                                  int out, float *y, int ow, int o0, int o1),
+             (cols, iy0, iy1, iw, kh, kw, sy, sx, pt, pl, out, y, ow, o0, o1))
+
+void bnk_transposed_scatter(const float *cols, int iy0, int iy1, int iw, int kh, int kw, int sy, int sx, int pt, int pl,
+                            int out, float *y, int ow, int o0, int o1) {
+    transposed_scatter_dispatch(cols, iy0, iy1, iw, kh, kw, sy, sx, pt, pl, out, y, ow, o0, o1);
+}
+
 #if BNK_X86
 /* Pooling with each output value's sum (or maximum) in a register, up to four vectors of channels
    at a time (four independent chains: one chain of nine dependent adds per vector was bound by the

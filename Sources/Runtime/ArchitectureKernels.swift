@@ -1,68 +1,10 @@
 import CKernels
 import Foundation
 
-/// Kernels for the layers of the larger architectures: transposed convolution
-/// (the GEMM of CKernels, then a scatter of its columns), layer normalization,
-/// upsampling and cropping. Each has a plain reference in the tests.
+/// Kernels for the layers of the larger architectures: layer normalization,
+/// upsampling and cropping (transposed convolutions: TransposedConvolution). Each has a
+/// plain reference in the tests.
 extension Kernels {
-    /// Keras's Conv2DTranspose kernel (kh, kw, out, in) rearranged for the GEMM:
-    /// (in, kh·kw·out), row i holding every tap's output-channel vector for input channel i.
-    static func transposedConvWeights(_ kernel: [Float], kh: Int, kw: Int, outChannels: Int, inChannels: Int) -> [Float] {
-        var result = [Float](repeating: 0, count: kernel.count)
-        let columns = kh * kw * outChannels
-        for tap in 0..<(kh * kw) {
-            for o in 0..<outChannels {
-                for i in 0..<inChannels {
-                    result[i * columns + tap * outChannels + o] = kernel[(tap * outChannels + o) * inChannels + i]
-                }
-            }
-        }
-        return result
-    }
-
-    /// Floats of scratch `conv2dTranspose` needs per image.
-    static func transposedConvScratch(_ g: Spatial) -> Int {
-        g.inHeight * g.inWidth * g.kernelHeight * g.kernelWidth * g.outChannels
-    }
-
-    /// Transposed convolution: for each image, `columns = x · W` (pixels × taps·out, the SIMD GEMM),
-    /// then each input pixel's tap (ky, kx) adds its `out` values to output pixel
-    /// (iy·sy + ky − padTop, ix·sx + kx − padLeft) when that lies inside; bias, then activation.
-    static func conv2dTranspose(input: UnsafePointer<Float>, batch: Int, _ g: Spatial, weights: UnsafePointer<Float>,
-                                bias: UnsafePointer<Float>?, activation: ActivationKind, output: UnsafeMutablePointer<Float>,
-                                scratch: UnsafeMutablePointer<Float>) {
-        let pixels = g.inHeight * g.inWidth, taps = g.kernelHeight * g.kernelWidth, out = g.outChannels
-        let columns = taps * out
-        let outImage = g.outHeight * g.outWidth * out
-        for b in 0..<batch {
-            bnk_gemm(Int32(pixels), Int32(columns), Int32(g.inChannels), input + b * pixels * g.inChannels, Int32(g.inChannels),
-                     weights, nil, scratch, Int32(columns), Int32(BNK_ACT_LINEAR))
-            let image = output + b * outImage
-            if let bias {
-                for p in 0..<(g.outHeight * g.outWidth) { (image + p * out).update(from: bias, count: out) }
-            } else {
-                image.update(repeating: 0, count: outImage)
-            }
-            for iy in 0..<g.inHeight {
-                for ky in 0..<g.kernelHeight {
-                    let oy = iy * g.strideY + ky - g.padTop
-                    if oy < 0 || oy >= g.outHeight { continue }
-                    for ix in 0..<g.inWidth {
-                        let row = scratch + (iy * g.inWidth + ix) * columns
-                        for kx in 0..<g.kernelWidth {
-                            let ox = ix * g.strideX + kx - g.padLeft
-                            if ox < 0 || ox >= g.outWidth { continue }
-                            let source = row + (ky * g.kernelWidth + kx) * out
-                            let target = image + (oy * g.outWidth + ox) * out
-                            for o in 0..<out { target[o] += source[o] }
-                        }
-                    }
-                }
-            }
-        }
-        activate(output, count: batch * outImage, channels: out, kind: activation)
-    }
-
     /// Layer normalization of each sample over the trailing `inner` values of each of its
     /// `sampleSize / inner` rows (the normalized axes are the last ones): moments in Double,
     /// `y = (x − mean) · (1 / sqrt(var + eps)) · gamma[j] + beta[j]`.
@@ -95,25 +37,26 @@ extension Kernels {
         }
     }
 
-    /// Nearest-neighbour upsampling by integer factors: output pixel (y, x) is input pixel (y / fy, x / fx).
-    static func upsampleNearest(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, height: Int, width: Int,
+    /// Nearest-neighbour upsampling by integer factors: output pixel (y, x) is input pixel (y / fy, x / fx);
+    /// output rows `rows` (counted over the batch: image b's row r is b · height · factorY + r).
+    static func upsampleNearest(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>, height: Int, width: Int,
                                 channels: Int, factorY: Int, factorX: Int) {
-        let outWidth = width * factorX
-        var target = y
-        for b in 0..<batch {
-            for oy in 0..<(height * factorY) {
-                let row = x + ((b * height + oy / factorY) * width) * channels
-                for ox in 0..<outWidth {
-                    target.update(from: row + (ox / factorX) * channels, count: channels)
-                    target += channels
-                }
+        let outHeight = height * factorY, outWidth = width * factorX
+        var target = y + rows.lowerBound * outWidth * channels
+        for row in rows {
+            let (b, oy) = row.quotientAndRemainder(dividingBy: outHeight)
+            let source = x + ((b * height + oy / factorY) * width) * channels
+            for ox in 0..<outWidth {
+                target.update(from: source + (ox / factorX) * channels, count: channels)
+                target += channels
             }
         }
     }
 
     /// Bilinear upsampling as `tf.image.resize(method="bilinear")` computes it (half-pixel centres,
-    /// `in = (out + 0.5) · (in_size / out_size) − 0.5`, edges clamped), in its Float arithmetic and order.
-    static func upsampleBilinear(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, height: Int, width: Int,
+    /// `in = (out + 0.5) · (in_size / out_size) − 0.5`, edges clamped), in its Float arithmetic and
+    /// order; output rows `rows` (counted over the batch).
+    static func upsampleBilinear(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>, height: Int, width: Int,
                                  channels: Int, factorY: Int, factorX: Int) {
         let outHeight = height * factorY, outWidth = width * factorX
         func weights(_ outSize: Int, _ inSize: Int) -> [(lower: Int, upper: Int, lerp: Float)] {
@@ -125,21 +68,20 @@ extension Kernels {
             }
         }
         let ys = weights(outHeight, height), xs = weights(outWidth, width)
-        for b in 0..<batch {
+        for row in rows {
+            let (b, oy) = row.quotientAndRemainder(dividingBy: outHeight)
             let image = x + b * height * width * channels
             let out = y + b * outHeight * outWidth * channels
-            for oy in 0..<outHeight {
-                let (y0, y1, yLerp) = ys[oy]
-                for ox in 0..<outWidth {
-                    let (x0, x1, xLerp) = xs[ox]
-                    let topLeft = image + (y0 * width + x0) * channels, topRight = image + (y0 * width + x1) * channels
-                    let bottomLeft = image + (y1 * width + x0) * channels, bottomRight = image + (y1 * width + x1) * channels
-                    let target = out + (oy * outWidth + ox) * channels
-                    for c in 0..<channels {
-                        let top = topLeft[c] + (topRight[c] - topLeft[c]) * xLerp
-                        let bottom = bottomLeft[c] + (bottomRight[c] - bottomLeft[c]) * xLerp
-                        target[c] = top + (bottom - top) * yLerp
-                    }
+            let (y0, y1, yLerp) = ys[oy]
+            for ox in 0..<outWidth {
+                let (x0, x1, xLerp) = xs[ox]
+                let topLeft = image + (y0 * width + x0) * channels, topRight = image + (y0 * width + x1) * channels
+                let bottomLeft = image + (y1 * width + x0) * channels, bottomRight = image + (y1 * width + x1) * channels
+                let target = out + (oy * outWidth + ox) * channels
+                for c in 0..<channels {
+                    let top = topLeft[c] + (topRight[c] - topLeft[c]) * xLerp
+                    let bottom = bottomLeft[c] + (bottomRight[c] - bottomLeft[c]) * xLerp
+                    target[c] = top + (bottom - top) * yLerp
                 }
             }
         }

@@ -109,8 +109,8 @@ public final class Executor: @unchecked Sendable {
         case grouped(GroupedConvolution)
         /// A small map's inverted-residual block (expansion, depthwise conv, projection, residual) in parts.
         case invertedBottleneck(InvertedBottleneck)
-        /// `weights`: the kernel as (in, kh·kw·out) for the GEMM.
-        case transposedConv(weights: [Float], bias: Tensor?, geometry: Kernels.Spatial, activation: ActivationKind)
+        /// A strided transposed conv: GEMM and scatter (`TransposedConvolution`).
+        case transposedConv(TransposedConvolution)
         /// Layer normalization over the trailing `inner` values of each row.
         case layerNormTrailing(inner: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)
         /// Layer normalization over any axes: each element's statistics group and parameter index.
@@ -163,8 +163,8 @@ public final class Executor: @unchecked Sendable {
         let shapes: [String: [Int]]
         let input: Node
         do {
-            let collapsed = try GraphRewrites.collapsingMovements(try GraphRewrites.bypassingIdentities(original, keeping: Set(observing)),
-                                                                  keeping: Set(observing))
+            let plain = try GraphRewrites.transposedConvsAsConvs(try GraphRewrites.bypassingIdentities(original, keeping: Set(observing)))
+            let collapsed = try GraphRewrites.collapsingMovements(plain, keeping: Set(observing))
             let swish = try GraphRewrites.fusingGelu(try GraphRewrites.fusingSwish(collapsed, keeping: Set(observing)),
                                                      keeping: Set(observing))
             graph = try GraphRewrites.propagatingStrides(try GraphRewrites.fusingHardSwish(swish, keeping: Set(observing)),
@@ -207,7 +207,7 @@ public final class Executor: @unchecked Sendable {
         }
         for node in graph.nodes {
             switch node.operation {
-            case .dense, .conv2d, .depthwiseConv2d, .separableConv2d, .affine: break
+            case .dense, .conv2d, .depthwiseConv2d, .separableConv2d, .affine, .conv2dTranspose: break
             // A BatchNormalization no conv absorbed, then its activation (DenseNet's BN, ReLU,
             // 1×1 conv): one pass. Not with the batch's statistics (recalibration), whose step
             // applies none.
@@ -651,9 +651,8 @@ public final class Executor: @unchecked Sendable {
                     outChannels: outShape[2], kernelHeight: conv.size[0], kernelWidth: conv.size[1], strideY: conv.strides[0],
                     strideX: conv.strides[1], dilationY: 1, dilationX: 1,
                     padTop: conv.output(axis: 0, input: input[0]).padBefore, padLeft: conv.output(axis: 1, input: input[1]).padBefore)
-                kind = .transposedConv(weights: Kernels.transposedConvWeights(conv.kernel.values, kh: conv.size[0], kw: conv.size[1],
-                                                                              outChannels: conv.outputChannels, inChannels: conv.inputChannels),
-                                       bias: conv.bias, geometry: geometry, activation: Self.kind(conv.activation))
+                kind = .transposedConv(TransposedConvolution(kernel: conv.kernel.values, bias: conv.bias, geometry: geometry,
+                                                             activation: Self.kind(fused?.activation ?? conv.activation)))
             case .layerNorm(let ln):
                 let shape = inShapes[0]
                 let trailing = Array((shape.count - ln.axes.count)..<shape.count)
@@ -897,6 +896,7 @@ public final class Executor: @unchecked Sendable {
         case let .winograd(_, _, g, _, _): g.outHeight * g.outWidth * g.outChannels * 9 * g.inChannels
         case let .depthwise(_, _, g, _, _, _): outputSize * g.kernelHeight * g.kernelWidth
         case let .grouped(conv): outputSize * conv.geometry.kernelHeight * conv.geometry.kernelWidth * conv.geometry.inChannels / conv.groups
+        case let .transposedConv(conv): conv.multiplyAdds
         case let .separable(depthwise, _, _, _, g, units, _):
             g.outHeight * g.outWidth * g.inChannels * depthwise.multiplier * (g.kernelHeight * g.kernelWidth + units)
         case let .pointwiseDepthwise(p):
@@ -1389,6 +1389,30 @@ public final class Executor: @unchecked Sendable {
                                                   scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)),
                                                   then: parallel.continues(after: part, of: parts) ? .nextColumns : lead(worker).map { .panel($0) })
                     }
+                }
+            }
+            return true
+        case let .transposedConv(conv) where conv.geometry.inHeight >= 2 * parallel.workers:
+            // By input rows, each worker writing the output rows its rows own (the values do not
+            // depend on the split).
+            let g = conv.geometry, inputFloats = g.inHeight * g.inWidth * g.inChannels, outputFloats = g.outHeight * g.outWidth * g.outChannels
+            parallel.run(balancing: batch * g.inHeight) { rows, worker in
+                let scratch = arenas[worker].scratch(conv.scratchFloats)
+                var row = rows.lowerBound
+                while row < rows.upperBound {
+                    let b = row / g.inHeight, end = min(rows.upperBound, (b + 1) * g.inHeight)
+                    conv.run(x + b * inputFloats, inputRows: (row - b * g.inHeight)..<(end - b * g.inHeight), y + b * outputFloats,
+                             scratch: scratch)
+                    row = end
+                }
+            }
+            return true
+        case let .upsample(height, width, channels, factorY, factorX, bilinear) where count >= 8192 * parallel.workers:
+            parallel.run(balancing: batch * height * factorY) { rows, _ in
+                if bilinear {
+                    Kernels.upsampleBilinear(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
+                } else {
+                    Kernels.upsampleNearest(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
                 }
             }
             return true
@@ -2025,13 +2049,11 @@ public final class Executor: @unchecked Sendable {
                 plan.run(x + b * plan.inputFloats, rows: 0..<plan.geometry.outHeight, residual: residual(inputs).map { $0 + b * plan.outputFloats },
                          y + b * plan.outputFloats, scratch: scratch)
             }
-        case let .transposedConv(weights, bias, geometry, activation):
-            let scratch = arena.scratch(Kernels.transposedConvScratch(geometry))
-            weights.withUnsafeBufferPointer { w in
-                Weights.optional(bias) { b in
-                    Kernels.conv2dTranspose(input: x, batch: batch, geometry, weights: w.baseAddress!, bias: b, activation: activation,
-                                            output: y, scratch: scratch)
-                }
+        case let .transposedConv(conv):
+            let scratch = arena.scratch(conv.scratchFloats), g = conv.geometry
+            for b in 0..<batch {
+                conv.run(x + b * g.inHeight * g.inWidth * g.inChannels, inputRows: 0..<g.inHeight,
+                         y + b * g.outHeight * g.outWidth * g.outChannels, scratch: scratch)
             }
         case let .layerNormTrailing(inner, gamma, beta, epsilon):
             Weights.optional(gamma) { g in
@@ -2047,10 +2069,11 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .upsample(height, width, channels, factorY, factorX, bilinear):
+            let rows = 0..<(batch * height * factorY)
             if bilinear {
-                Kernels.upsampleBilinear(x, y, batch: batch, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
+                Kernels.upsampleBilinear(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
             } else {
-                Kernels.upsampleNearest(x, y, batch: batch, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
+                Kernels.upsampleNearest(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
             }
         case let .grouped(conv):
             conv.run(x, batch: batch, conv.geometry, output: y, scratch: arena.scratch(GroupedConvolution.scratchFloats(conv.geometry)))

@@ -40,6 +40,53 @@ enum GraphRewrites {
         return node
     }
 
+    /// A transposed convolution of stride 1 (XceptionUNet's decoder: Keras's Conv2DTranspose 3×3,
+    /// `same`) is a plain convolution of its input by the kernel turned 180° with input and output
+    /// channels swapped, over the input padded by `k − 1 − p` before and whatever the output's length
+    /// needs after (`p` the transposed conv's own padding before). Written as a zero padding and a
+    /// `valid` Conv2D under the transposed conv's name, it plans as any conv does: the padding folded
+    /// into the conv's reads, the prepacked GEMM or Winograd, its epilogue fused, shared by threads.
+    /// The products are the same; only the order of the sums differs: float32 rounding.
+    static func transposedConvsAsConvs(_ graph: Graph) throws -> Graph {
+        var names = Set(graph.nodes.map(\.name))
+        var nodes: [Node] = []
+        var changed = false
+        for node in graph.nodes {
+            guard case .conv2dTranspose(let conv) = node.operation, conv.strides == [1, 1], node.inputs.count == 1 else {
+                nodes.append(node)
+                continue
+            }
+            let (kh, kw, outs, ins) = (conv.size[0], conv.size[1], conv.outputChannels, conv.inputChannels)
+            let source = conv.kernel.values
+            var flipped = [Float](repeating: 0, count: source.count)
+            for ky in 0..<kh {
+                for kx in 0..<kw {
+                    let from = ((kh - 1 - ky) * kw + (kw - 1 - kx)) * outs * ins, to = (ky * kw + kx) * ins * outs
+                    for o in 0..<outs { for i in 0..<ins { flipped[to + i * outs + o] = source[from + o * ins + i] } }
+                }
+            }
+            // Per axis: same keeps the length (pads k − 1 − p and p), valid adds k − 1 (pads k − 1 twice).
+            var pads: [Int] = []
+            for axis in 0..<2 {
+                let k = conv.size[axis], before = conv.output(axis: axis, input: 1).padBefore
+                pads += conv.padding == .same ? [k - 1 - before, before] : [k - 1, k - 1]
+            }
+            var input = node.inputs[0]
+            if pads.contains(where: { $0 > 0 }) {
+                var name = "\(node.name)/padding", n = 2
+                while names.contains(name) { name = "\(node.name)/padding_\(n)"; n += 1 }
+                names.insert(name)
+                nodes.append(Node(name: name, operation: .zeroPadding2d(pads), inputs: [input]))
+                input = name
+            }
+            let plain = try Conv2D(kernel: Tensor(shape: [kh, kw, ins, outs], values: flipped), bias: conv.bias, padding: .valid,
+                                   activation: conv.activation)
+            nodes.append(Node(name: node.name, operation: .conv2d(plain), inputs: [input]))
+            changed = true
+        }
+        return changed ? try Graph(name: graph.name, nodes: nodes, outputs: graph.outputs) : graph
+    }
+
     /// tf.keras's MobileNetV3 writes hard-swish as four layers: `x + 3` and `· (1/6)` (two
     /// TFOpLambdas, read as per-channel affine maps), a ReLU(6) between them, and a Multiply of the
     /// result with `x`. Each such chain becomes one hard-swish activation of `x` under the Multiply's

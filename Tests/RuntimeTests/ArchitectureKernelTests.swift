@@ -233,11 +233,16 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
-    /// The transposed convolution from its definition: every input pixel scatters kernel · x.
+    /// The transposed convolution from its definition: every input pixel scatters kernel · x. Those
+    /// of stride 1 (odd and even kernels, both paddings, a map large enough for Winograd) run as
+    /// plain convolutions of the turned kernel (GraphRewrites.transposedConvsAsConvs).
     func testTransposedConvolutions() throws {
         let cases: [(h: Int, w: Int, c: Int, out: Int, k: [Int], stride: [Int], same: Bool)] = [
             (5, 6, 3, 4, [3, 3], [2, 2], true), (5, 6, 3, 4, [3, 3], [2, 2], false), (4, 4, 2, 3, [2, 2], [2, 2], true),
             (3, 5, 4, 2, [4, 3], [1, 2], true), (6, 3, 2, 5, [3, 1], [3, 1], false), (4, 5, 3, 2, [1, 1], [2, 2], false),
+            (5, 6, 3, 4, [3, 3], [1, 1], true), (5, 6, 3, 4, [3, 3], [1, 1], false), (4, 5, 2, 3, [2, 2], [1, 1], true),
+            (4, 5, 2, 3, [2, 4], [1, 1], false), (3, 4, 5, 2, [4, 3], [1, 1], true), (4, 4, 3, 2, [1, 1], [1, 1], true),
+            (14, 13, 24, 40, [3, 3], [1, 1], true), (20, 18, 16, 24, [3, 3], [2, 2], false),
         ]
         for t in cases {
             let kernel = random.floats(t.k[0] * t.k[1] * t.out * t.c, in: -1...1), bias = random.floats(t.out, in: -1...1)
@@ -249,6 +254,8 @@ final class ArchitectureKernelTests: XCTestCase {
             let ow = t.same ? t.w * t.stride[1] : t.w * t.stride[1] + max(t.k[1] - t.stride[1], 0)
             let pt = t.same ? max(t.k[0] - t.stride[0], 0) / 2 : 0, pl = t.same ? max(t.k[1] - t.stride[1], 0) / 2 : 0
             XCTAssertEqual(try graph.inferShapes()["up"], [oh, ow, t.out])
+            let operations = try Executor(graph: graph).stepProfile.map(\.operation)
+            XCTAssertEqual(operations.contains("transposedConv"), t.stride != [1, 1], "\(t): \(operations)")
             try check(graph, batch: 2) { x in
                 var y = [Double](repeating: 0, count: oh * ow * t.out)
                 for p in 0..<(oh * ow) { for o in 0..<t.out { y[p * t.out + o] = Double(bias[o]) } }
@@ -320,6 +327,41 @@ final class ArchitectureKernelTests: XCTestCase {
                 let skewed = try Executor(graph: graph)
                 skewed.setBalance(shares, threads: shares.count)
                 XCTAssertTrue(try skewed.run(input, threads: shares.count).map(\.bitPattern) == one.map(\.bitPattern), "shares \(shares)")
+            }
+        }
+    }
+
+    /// Strided transposed convolutions and upsamplings over maps large enough that one image's step
+    /// is shared by the threads (by input rows, by output rows): the same values bit for bit as one
+    /// thread, whatever the shares (kernels that overlap their neighbours' rows, that do not, and
+    /// that leave rows without a tap).
+    func testTransposedConvolutionsAndUpsamplingsSplitEqualOneThread() throws {
+        var graphs: [(String, Graph)] = []
+        for (k, stride, padding) in [(3, 2, Padding.valid), (2, 2, .same), (4, 2, .same), (2, 3, .valid), (5, 3, .same)] {
+            let (h, w, c, out) = (19, 17, 12, 28)
+            let conv = try Conv2DTranspose(kernel: Tensor(shape: [k, k, out, c], values: random.floats(k * k * out * c, in: -1...1)),
+                                           bias: Tensor(random.floats(out, in: -1...1)), strides: [stride, stride], padding: padding,
+                                           activation: .relu)
+            graphs.append(("k\(k) s\(stride) \(padding)", try Graph.sequential(name: "t", inputShape: [h, w, c], layers: [("up", .conv2dTranspose(conv))])))
+        }
+        for bilinear in [false, true] {
+            let up = try Upsampling(factors: [2, 3], interpolation: bilinear ? .bilinear : .nearest)
+            graphs.append(("upsampling bilinear \(bilinear)", try Graph.sequential(name: "u", inputShape: [15, 11, 40], layers: [("up", .upsampling(up))])))
+        }
+        for (name, graph) in graphs {
+            let executor = try Executor(graph: graph)
+            XCTAssertGreaterThanOrEqual(executor.outputSize, 32768, name)
+            for batch in [1, 2] {
+                let input = random.floats(batch * executor.inputSize, in: -2...2)
+                let one = try executor.run(input, threads: 1).map(\.bitPattern)
+                for threads in [2, 3] {
+                    XCTAssertTrue(try Executor(graph: graph).run(input, threads: threads).map(\.bitPattern) == one, "\(name), batch \(batch), \(threads) threads")
+                }
+                for shares in [[0.1, 0.9], [0.75, 0.25]] {
+                    let skewed = try Executor(graph: graph)
+                    skewed.setBalance(shares, threads: shares.count)
+                    XCTAssertTrue(try skewed.run(input, threads: shares.count).map(\.bitPattern) == one, "\(name), shares \(shares)")
+                }
             }
         }
     }

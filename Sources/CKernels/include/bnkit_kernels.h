@@ -71,6 +71,14 @@ void bnk_gemm_reference(int M, int N, int K, const float *A, int lda, const floa
 void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx,
                 int pad_top, int pad_left, int oh, int ow, float *out);
 
+/* The scatter of a transposed convolution (col2im): `cols` holds, for input rows iy0..<iy1 of an
+   image iw pixels wide, each pixel's kh·kw·out products (tap (ky, kx) at (ky·kw + kx)·out); tap
+   (ky, kx) of pixel (iy, ix) is added to output pixel (iy·sy + ky − pt, ix·sx + kx − pl) of `y` (ow
+   pixels wide, out channels) when that lies inside the image and in output rows o0..<o1. Taps are
+   added in order of iy, then ky, ix, kx. */
+void bnk_transposed_scatter(const float *cols, int iy0, int iy1, int iw, int kh, int kw, int sy, int sx, int pt, int pl,
+                            int out, float *y, int ow, int o0, int o1);
+
 /* Max or average pooling of one image; average divides by the pixels inside the image. */
 void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out);
