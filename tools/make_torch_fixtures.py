@@ -9,7 +9,8 @@ Linear), se_mobile (depthwise-separable blocks with squeeze-and-excitation, hard
 upsampling and a residual Add), shuffle_pool (a channel split and shuffle, ceil-mode max pooling,
 a grouped conv, an average pooling counting its pads), convnext_blocks (torchvision's own ConvNeXt
 block and LayerNorm2d after a Conv → BN stem: permutes to channels-last, LayerNorm, Linear, the
-exact GELU, a layer scale), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
+exact GELU, a layer scale), decoder (ConvTranspose2d's common forms, each → BN → ReLU, a skip
+concatenated, a per-pixel class map), and torchvision's resnet18, mobilenet_v2 and efficientnet_b0
 (weights=None) by default; any torchvision.models classifier by name (densenet121,
 shufflenet_v2_x1_0, googlenet, inception_v3, regnet_y_400mf, ...) and segmentation models as
 segmentation.NAME (fcn_resnet50, deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large: the
@@ -128,6 +129,30 @@ class ConvNeXtBlocks(nn.Module):
         return self.head(self.stage2(self.down(self.stage1(self.stem(x)))))
 
 
+class Decoder(nn.Module):
+    """A segmentation decoder's upsampling as PyTorch users write it: ConvTranspose2d in its common
+    forms (3×3 stride 2 with padding 1 and output_padding 1, 4×4 stride 2 with padding 1, 2×2
+    stride 2, 3×3 stride 1 with padding 1), each followed by BN and ReLU, a skip concatenated, a
+    per-pixel map of 4 classes as the output."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Conv2d(16, 24, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(24), nn.ReLU())
+        self.up1 = nn.Sequential(nn.ConvTranspose2d(24, 16, 3, stride=2, padding=1, output_padding=1, bias=False),
+                                 nn.BatchNorm2d(16), nn.ReLU())
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(32, 12, 4, stride=2, padding=1), nn.BatchNorm2d(12), nn.ReLU())
+        self.up3 = nn.Sequential(nn.ConvTranspose2d(12, 8, 2, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+                                 nn.ConvTranspose2d(8, 8, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        skip = self.down[:3](x)
+        x = self.up1(self.down[3:](skip))
+        x = self.up2(torch.cat([x, skip], 1))
+        return self.head(self.up3(x))
+
+
 def build(name, size):
     import torchvision
     if name == "small_cnn":
@@ -138,6 +163,8 @@ def build(name, size):
         return ShufflePool(), (3, 30, 30)
     if name == "convnext_blocks":
         return ConvNeXtBlocks(), (3, 24, 24)
+    if name == "decoder":
+        return Decoder(), (3, 20, 28)
     if name.startswith("segmentation."):
         # torchvision.models.segmentation: the dict's "out" map (per-pixel classes at input size).
         inner = getattr(torchvision.models.segmentation, name.split(".", 1)[1])(weights=None, weights_backbone=None, aux_loss=False)

@@ -45,7 +45,7 @@ public struct FoldResult: Sendable {
 /// computed in Double and rounded once to Float:
 /// - Layer → BN (Dense, Conv1D/Conv2D, DepthwiseConv1D/2D, SeparableConv1D/2D (its
 ///   pointwise kernel), Conv2DTranspose, with a linear activation, whose output feeds
-///   only the BN, weights not shared): output channel c of the kernel is multiplied
+///   only the BN, or only croppings that feed only the BN, weights not shared): output channel c of the kernel is multiplied
 ///   by `s[c]`, and `b'[c] = b[c]·s[c] + t[c]`.
 /// - BN → Dense, BN → Conv or DepthwiseConv that pads nothing (the BN feeds only that
 ///   layer): input channel i of the kernel is multiplied by `s[i]`, and
@@ -70,7 +70,7 @@ public enum BNFolder {
             case .success(let producerName):
                 let producerIndex = nodes.firstIndex { $0.name == producerName }!
                 nodes[producerIndex].operation = try scaleOutputs(nodes[producerIndex].operation, scale: scale, shift: shift)
-                rewire(&nodes, &outputs, from: node.name, to: producerName)
+                rewire(&nodes, &outputs, from: node.name, to: node.inputs[0])
                 nodes.remove(at: index)
                 events.append(FoldEvent(batchNorm: node.name, outcome: .foldedIntoPrevious(layer: producerName)))
             case .failure(let before):
@@ -110,8 +110,16 @@ public enum BNFolder {
 
     /// The layer before the BN that it can be folded into, or why there is none.
     static func previousTarget(of bn: Node, in graph: Graph) -> Result<String, Refusal> {
-        guard bn.inputs.count == 1, let producer = graph.node(named: bn.inputs[0]) else {
+        guard bn.inputs.count == 1, var producer = graph.node(named: bn.inputs[0]) else {
             return .failure(Refusal(text: "it does not read exactly one layer"))
+        }
+        // Through croppings (PyTorch's ConvTranspose2d with padding, imported as Keras's valid
+        // transposed conv and a crop): a crop keeps channels as they are, so the BN commutes with it.
+        var reader = bn.name
+        while case .cropping2d = producer.operation, producer.inputs.count == 1, graph.consumers(of: producer.name) == [reader],
+              !graph.outputs.contains(producer.name), let before = graph.node(named: producer.inputs[0]) {
+            reader = producer.name
+            producer = before
         }
         switch producer.operation {
         case .dense, .conv2d, .depthwiseConv2d, .separableConv2d, .conv2dTranspose: break
@@ -121,7 +129,7 @@ public enum BNFolder {
         if let activation = producer.operation.fusedActivation, !activation.isLinear {
             return .failure(Refusal(text: "'\(producer.name)' applies \(activation.name) before it (folding across a nonlinearity is not exact)"))
         }
-        if graph.consumers(of: producer.name) != [bn.name] || graph.outputs.contains(producer.name) {
+        if graph.consumers(of: producer.name) != [reader] || graph.outputs.contains(producer.name) {
             return .failure(Refusal(text: "the output of '\(producer.name)' is also used elsewhere"))
         }
         if isShared(producer, in: graph) {

@@ -154,7 +154,23 @@ extension Importer {
                 return try setTensor(node, out, shape: [cout, length[0], length[1]])
             }
         }
-        throw unsupported(node, "pads \(pads) with output_padding \(extra) (Keras's valid and same forms are supported)")
+        // Any other pads (PyTorch's ConvTranspose2d(k 3, s 2, padding 1, output_padding 1), k 4 with
+        // padding 1, ...): Keras's valid form computes every position a tap reaches, then a crop keeps
+        // ONNX's window of it. Positions past the valid output get no tap, only the bias: not
+        // representable by a crop, so output_padding may not reach past what pads remove after.
+        let valid = try Conv2DTranspose(kernel: Tensor(shape: [kh, kw, cout, cin], values: kernel), bias: bias.map { Tensor($0.asFloats) },
+                                        strides: strides, padding: .valid)
+        var crops: [Int] = []
+        for a in 0..<2 {
+            let full = valid.output(axis: a, input: shape[a + 1]).length
+            crops += [pads[a], full - pads[a] - length[a]]
+        }
+        guard length.allSatisfy({ $0 > 0 }), crops.allSatisfy({ $0 >= 0 }) else {
+            throw unsupported(node, "pads \(pads) with output_padding \(extra): the output reaches past the positions a tap writes")
+        }
+        let full = try emit(baseName(node) + "/full", .conv2dTranspose(valid), [x], for: node)
+        let out = try emit(baseName(node), .cropping2d(crops), [full], for: node)
+        return try setTensor(node, out, shape: [cout, length[0], length[1]])
     }
 
     // MARK: - Dense

@@ -151,6 +151,29 @@ final class FoldCatalogueTests: XCTestCase {
         }
     }
 
+    /// Conv2DTranspose → Cropping2D → BN (PyTorch's ConvTranspose2d with padding, as imported):
+    /// the crop keeps the channels, so the BN folds into the transposed conv through it; not when
+    /// the crop's output is read elsewhere too.
+    func testTransposedConvThenCropThenBNFoldsThroughTheCrop() throws {
+        let transposed = try Conv2DTranspose(kernel: Tensor(shape: [3, 3, 5, 4], values: random.floats(180, in: -1...1)),
+                                             bias: Tensor(random.floats(5, in: -1...1)), strides: [2, 2], padding: .valid)
+        let graph = try Graph.sequential(name: "m", inputShape: [4, 5, 4], layers: [
+            ("up", .conv2dTranspose(transposed)), ("crop", .cropping2d([1, 0, 1, 0])), ("bn", try bn(5)), ("relu", .activation(.relu)),
+        ])
+        let (result, kinds) = try foldAndCompare(graph)
+        XCTAssertEqual(kinds, ["input", "conv2d_transpose", "cropping2d", "activation"])
+        assertFolded(result.events, [.foldedIntoPrevious(layer: "up")])
+        XCTAssertEqual(result.graph.node(named: "relu")?.inputs, ["crop"])
+        let nodes = [
+            Node(name: "in", operation: .input(shape: [4, 5, 4]), inputs: []),
+            Node(name: "up", operation: .conv2dTranspose(transposed), inputs: ["in"]),
+            Node(name: "crop", operation: .cropping2d([1, 0, 1, 0]), inputs: ["up"]),
+            Node(name: "bn", operation: try bn(5), inputs: ["crop"]),
+            Node(name: "sum", operation: .add, inputs: ["bn", "crop"]),
+        ]
+        assertKept(try foldAndCompare(try Graph(name: "m", nodes: nodes, outputs: ["sum"])).0, because: "no weights to fold into")
+    }
+
     /// BN → a depthwise conv that pads nothing folds into its input channels; a padded one is kept.
     func testBNBeforeDepthwiseFoldsOnlyWithoutPadding() throws {
         for (multiplier, padding) in [(1, Padding.valid), (2, .valid), (1, .same)] {

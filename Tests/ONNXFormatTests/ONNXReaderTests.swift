@@ -294,6 +294,18 @@ final class ONNXReaderTests: XCTestCase {
             expectRefusal(try model(input: [4], nodes: [node("Relu", ["x"], "r"), node(op, [], "y")], initializers: [], output: "y"),
                           ["y_node", op, "missing input"])
         }
+        // A ConvTranspose whose output_padding reaches past the positions any tap writes (only the bias
+        // there): no crop of Keras's valid form gives it; pads and output_padding that fit import.
+        let weights = tensor("w", [2, 3, 3, 3], random.floats(54, in: -1...1))
+        for (pads, extra, refused): ([Int64], [Int64], Bool) in [([0, 0, 0, 0], [1, 1], true), ([1, 1, 1, 1], [1, 1], false), ([1, 0, 1, 0], [0, 0], false)] {
+            let data = try model(input: [2, 4, 5], nodes: [node("ConvTranspose", ["x", "w"], "y", ints: ["strides": [2, 2], "pads": pads, "output_padding": extra])],
+                                 initializers: [weights], output: "y")
+            if refused {
+                expectRefusal(data, ["y_node", "ConvTranspose", "output_padding"])
+            } else {
+                XCTAssertNoThrow(try ONNXReader.decode(data, name: "good.onnx"), "\(pads) \(extra)")
+            }
+        }
         // Garbage, truncation, an empty file.
         let good = try model(input: [4], nodes: [node("Relu", ["x"], "y")], initializers: [], output: "y")
         XCTAssertNoThrow(try ONNXReader.decode(good, name: "good.onnx"))
