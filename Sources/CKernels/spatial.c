@@ -478,7 +478,110 @@ BNK_VARIANTS(pool2d, (const float *image, int h, int w, int c, int kh, int kw, i
 BNK_VARIANTS(global_pool, (const float *image, int pixels, int ld, int count, int mode, float *out),
              (image, pixels, ld, count, mode, out))
 
-static inline void transposed_scatter_body(const float *cols, int iy0, int iy1, int iw, int kh, int kw, int sy, int sx,
+/* bnk_conv2d_few_outputs: each output value a dot product over its window's taps and input
+   channels, 16 channels a step in independent lanes (a vector of partial sums an output channel,
+   in the compiler's vector types: one zmm at AVX-512, two ymm at AVX2, four xmm at the baseline
+   and on NEON), the lanes added pairwise at the end; output pixels two at a time, sharing the
+   kernel's loads. `packed`: the kernel as [o][tap][c]. N: the output channels, a constant in each
+   instance so the sums stay in registers. */
+typedef float bnk_f16 __attribute__((vector_size(64), aligned(4)));
+typedef float bnk_f8 __attribute__((vector_size(32), aligned(4)));
+typedef float bnk_f4 __attribute__((vector_size(16), aligned(4)));
+/* The sums of one tap for output pixels (.., ox) and (.., ox + 1) at once (`two`), or one: each
+   16-channel step of the kernel loaded once for both, and twice the independent sums in flight. */
+static inline __attribute__((always_inline)) void few_outputs_tap(const float *x0, const float *x1, const float *k, int c,
+                                                                 size_t per_output, bnk_f16 *acc0, bnk_f16 *acc1, float *tail0,
+                                                                 float *tail1, const int N, const int two) {
+    int ch = 0;
+    for (; ch + 16 <= c; ch += 16) {
+        const bnk_f16 v0 = *(const bnk_f16 *)(x0 + ch);
+        const bnk_f16 v1 = two ? *(const bnk_f16 *)(x1 + ch) : v0;
+        for (int o = 0; o < N; o++) {
+            const bnk_f16 kv = *(const bnk_f16 *)(k + o * per_output + ch);
+            acc0[o] += v0 * kv;
+            if (two) acc1[o] += v1 * kv;
+        }
+    }
+    for (; ch < c; ch++)
+        for (int o = 0; o < N; o++) {
+            tail0[o] += x0[ch] * k[o * per_output + ch];
+            if (two) tail1[o] += x1[ch] * k[o * per_output + ch];
+        }
+}
+
+static inline __attribute__((always_inline)) void few_outputs_store(const bnk_f16 *acc, const float *tail, const float *bias, float *y,
+                                                                   const int N) {
+    for (int o = 0; o < N; o++) {
+        const bnk_f8 s8 = __builtin_shufflevector(acc[o], acc[o], 0, 1, 2, 3, 4, 5, 6, 7)
+                        + __builtin_shufflevector(acc[o], acc[o], 8, 9, 10, 11, 12, 13, 14, 15);
+        const bnk_f4 s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+        y[o] = (bias ? bias[o] : 0.0f) + (((s4[0] + s4[2]) + (s4[1] + s4[3])) + tail[o]);
+    }
+}
+
+static inline __attribute__((always_inline)) void conv_few_outputs_n(
+    const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pt, int pl, int ow, int row0,
+    int row1, const float *packed, const float *bias, float *out, const int N) {
+    const size_t per_output = (size_t)kh * kw * c;
+    for (int oy = row0; oy < row1; oy++) {
+        for (int ox = 0; ox < ow; ox += 2) {
+            const int pair = ox + 1 < ow;
+            bnk_f16 acc0[4], acc1[4];
+            float tail0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tail1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int o = 0; o < N; o++) acc0[o] = acc1[o] = (bnk_f16){0};
+            for (int ky = 0; ky < kh; ky++) {
+                const int iy = oy * sy - pt + ky * dy;
+                if (iy < 0 || iy >= h) continue;
+                const float *row = image + (size_t)iy * w * c;
+                for (int kx = 0; kx < kw; kx++) {
+                    const int ix0 = ox * sx - pl + kx * dx, ix1 = ix0 + sx;
+                    const int in0 = ix0 >= 0 && ix0 < w, in1 = pair && ix1 >= 0 && ix1 < w;
+                    const float *k = packed + (size_t)(ky * kw + kx) * c;
+                    if (in0 && in1) {
+                        few_outputs_tap(row + (size_t)ix0 * c, row + (size_t)ix1 * c, k, c, per_output, acc0, acc1, tail0, tail1, N, 1);
+                    } else if (in0) {
+                        few_outputs_tap(row + (size_t)ix0 * c, 0, k, c, per_output, acc0, acc1, tail0, tail1, N, 0);
+                    } else if (in1) {
+                        few_outputs_tap(row + (size_t)ix1 * c, 0, k, c, per_output, acc1, acc0, tail1, tail0, N, 0);
+                    }
+                }
+            }
+            float *y = out + ((size_t)oy * ow + ox) * N;
+            few_outputs_store(acc0, tail0, bias, y, N);
+            if (pair) few_outputs_store(acc1, tail1, bias, y + N, N);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void conv_few_outputs_body(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx,
+                                         int pt, int pl, int ow, int row0, int row1, const float *packed, const float *bias, int n,
+                                         float *out) {
+    switch (n) {
+    case 1: conv_few_outputs_n(image, h, w, c, kh, kw, sy, sx, dy, dx, pt, pl, ow, row0, row1, packed, bias, out, 1); break;
+    case 2: conv_few_outputs_n(image, h, w, c, kh, kw, sy, sx, dy, dx, pt, pl, ow, row0, row1, packed, bias, out, 2); break;
+    case 3: conv_few_outputs_n(image, h, w, c, kh, kw, sy, sx, dy, dx, pt, pl, ow, row0, row1, packed, bias, out, 3); break;
+    default: conv_few_outputs_n(image, h, w, c, kh, kw, sy, sx, dy, dx, pt, pl, ow, row0, row1, packed, bias, out, 4); break;
+    }
+}
+BNK_VARIANTS(conv_few_outputs, (const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pt, int pl,
+                                int ow, int row0, int row1, const float *packed, const float *bias, int n, float *out),
+             (image, h, w, c, kh, kw, sy, sx, dy, dx, pt, pl, ow, row0, row1, packed, bias, n, out))
+
+int bnk_conv2d_few_outputs(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,
+                           int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, float *out) {
+    if (n < 1 || n > BNK_FEW_OUTPUTS || c < 1) return 0;
+    const size_t taps = (size_t)kh * kw;
+    float *packed = malloc(taps * c * n * sizeof(float));
+    if (!packed) return 0;
+    for (int o = 0; o < n; o++)
+        for (size_t t = 0; t < taps; t++)
+            for (int ch = 0; ch < c; ch++) packed[(o * taps + t) * c + ch] = kernel[(t * c + ch) * n + o];
+    conv_few_outputs_dispatch(image, h, w, c, kh, kw, sy, sx, dy, dx, pad_top, pad_left, ow, 0, oh, packed, bias, n, out);
+    free(packed);
+    return 1;
+}
+
+static inline __attribute__((always_inline)) void transposed_scatter_body(const float *cols, int iy0, int iy1, int iw, int kh, int kw, int sy, int sx,
                                            int pt, int pl, int out, float *y, int ow, int o0, int o1) {
     const size_t columns = (size_t)kh * kw * out;
     for (int iy = iy0; iy < iy1; iy++) {

@@ -196,6 +196,22 @@ package enum Kernels {
                 return
             }
         }
+        if residual == nil, g.outChannels <= Int(BNK_FEW_OUTPUTS), g.inChannels >= 16 {
+            // A few output channels (a segmentation head): direct dot products, input channels in the
+            // vector lanes, rather than 16-wide column panels that would compute mostly nothing.
+            var done = true
+            for b in 0..<batch where done {
+                done = bnk_conv2d_few_outputs(input + b * inImage, Int32(g.inHeight), Int32(g.inWidth), Int32(g.inChannels),
+                                              Int32(g.kernelHeight), Int32(g.kernelWidth), Int32(g.strideY), Int32(g.strideX),
+                                              Int32(g.dilationY), Int32(g.dilationX), Int32(g.padTop), Int32(g.padLeft),
+                                              Int32(g.outHeight), Int32(g.outWidth), kernel, bias, Int32(g.outChannels),
+                                              output + b * pixels * g.outChannels) != 0
+            }
+            if done {
+                activate(output, count: batch * pixels * g.outChannels, channels: g.outChannels, kind: activation)
+                return
+            }
+        }
         // The product, with the kernel's prepacked panels when the plan made them (which also
         // apply sigmoid, swish and hard-swish, chunk by chunk while the chunk is in cache).
         let panelCode = elementwiseCode(activation)

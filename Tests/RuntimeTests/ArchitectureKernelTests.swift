@@ -331,6 +331,32 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
+    /// Convs to a few output channels (a segmentation head: 3×3 or 1×1 to a handful of classes) run
+    /// as direct dot products over input channels (`bnk_conv2d_few_outputs`): one to four outputs,
+    /// channels in whole vectors and with a tail, strides, dilations, both paddings, a softmax over
+    /// the classes; a map large enough that two threads share it by rows.
+    func testConvolutionsToFewOutputChannels() throws {
+        let cases: [(h: Int, w: Int, c: Int, out: Int, k: Int, stride: Int, dilation: Int, same: Bool, softmax: Bool)] = [
+            (9, 8, 16, 1, 3, 1, 1, true, false), (9, 8, 37, 2, 3, 2, 1, true, false), (10, 7, 32, 3, 3, 1, 2, false, true),
+            (8, 9, 64, 4, 1, 1, 1, true, true), (11, 6, 48, 3, 5, 2, 1, false, false), (40, 36, 32, 3, 3, 1, 1, true, true),
+        ]
+        for t in cases {
+            let weights = random.floats(t.k * t.k * t.c * t.out, in: -1...1), b = random.floats(t.out, in: -1...1)
+            let conv = try Conv2D(kernel: Tensor(shape: [t.k, t.k, t.c, t.out], values: weights), bias: Tensor(b), strides: [t.stride, t.stride],
+                                  dilation: [t.dilation, t.dilation], padding: t.same ? .same : .valid, activation: t.softmax ? .softmax : .linear)
+            let g = try Graph.sequential(name: "head", inputShape: [t.h, t.w, t.c], layers: [("conv", .conv2d(conv))])
+            try check(g, batch: 2) { x in
+                let y = ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: weights, kh: t.k, kw: t.k, out: t.out, bias: b,
+                                            stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation], same: t.same, groups: 1).values
+                guard t.softmax else { return y }
+                return stride(from: 0, to: y.count, by: t.out).flatMap { p -> [Double] in
+                    let row = y[p..<(p + t.out)], top = row.max()!, e = row.map { Foundation.exp($0 - top) }, sum = e.reduce(0, +)
+                    return e.map { $0 / sum }
+                }
+            }
+        }
+    }
+
     /// Strided transposed convolutions and upsamplings over maps large enough that one image's step
     /// is shared by the threads (by input rows, by output rows): the same values bit for bit as one
     /// thread, whatever the shares (kernels that overlap their neighbours' rows, that do not, and

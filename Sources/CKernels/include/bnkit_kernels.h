@@ -101,6 +101,14 @@ void bnk_global_pool_combine(const float *partial, int pixels, int c, int is_max
 int bnk_conv2d_single_channel(const float *image, int h, int w, int kh, int kw, int sy, int sx, int dy, int dx,
                               int pad_top, int pad_left, int oh, int ow, const float *kernel, const float *bias, int n,
                               int act, int pool, float *out);
+/* Direct conv for at most BNK_FEW_OUTPUTS output channels (a segmentation head's 3×3 or 1×1 conv
+   to a few classes), where the GEMM's 16-wide column panels would compute mostly nothing: each
+   output value a dot product over its window, input channels in vector lanes; kernel (kh, kw, c,
+   n) as Keras stores it, plus bias, no activation. One image (h, w, c) -> (oh, ow, n). Returns 0
+   (nothing done) when n or c is out of range or memory for the repacked kernel runs out. */
+#define BNK_FEW_OUTPUTS 4
+int bnk_conv2d_few_outputs(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx, int dy, int dx, int pad_top,
+                           int pad_left, int oh, int ow, const float *kernel, const float *bias, int n, float *out);
 /* Whether bnk_conv2d_single_channel has a fast path on this machine for this activation. */
 int bnk_conv2d_single_channel_available(int act);
 
