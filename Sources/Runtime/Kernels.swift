@@ -413,6 +413,17 @@ package enum Kernels {
             g.padLeft += left
             return g
         }
+
+        /// A 1-D window (one row in, one row out: Keras's Conv1D over (steps, channels)) turned to
+        /// run down a column: the same memory, (1, steps, c) read as (steps, 1, c), the kernel's
+        /// (1, k, c, out) as (k, 1, c, out), so the steps are rows that threads can share; any
+        /// other window as it is.
+        var alongRows: Kernels.Spatial {
+            guard inHeight == 1, outHeight == 1, kernelHeight == 1, padTop == 0, inWidth > 1 else { return self }
+            return Kernels.Spatial(inHeight: inWidth, inWidth: 1, inChannels: inChannels, outHeight: outWidth, outWidth: 1,
+                                   outChannels: outChannels, kernelHeight: kernelWidth, kernelWidth: 1, strideY: strideX, strideX: 1,
+                                   dilationY: dilationX, dilationX: 1, padTop: padLeft, padLeft: 0)
+        }
     }
 
     /// Depthwise 2-D convolution, kernel (kh, kw, in, dm); output channel c·dm + m; then the

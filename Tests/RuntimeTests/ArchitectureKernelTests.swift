@@ -357,10 +357,10 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
-    /// Strided transposed convolutions and upsamplings over maps large enough that one image's step
-    /// is shared by the threads (by input rows, by output rows): the same values bit for bit as one
-    /// thread, whatever the shares (kernels that overlap their neighbours' rows, that do not, and
-    /// that leave rows without a tap).
+    /// Strided transposed convolutions, long 1-D convolutions and upsamplings over maps large enough
+    /// that one image's step is shared by the threads (by input rows, by steps, by output rows): the
+    /// same values bit for bit as one thread, whatever the shares (kernels that overlap their
+    /// neighbours' rows, that do not, and that leave rows without a tap).
     func testTransposedConvolutionsAndUpsamplingsSplitEqualOneThread() throws {
         var graphs: [(String, Graph)] = []
         for (k, stride, padding) in [(3, 2, Padding.valid), (2, 2, .same), (4, 2, .same), (2, 3, .valid), (5, 3, .same)] {
@@ -370,13 +370,23 @@ final class ArchitectureKernelTests: XCTestCase {
                                            activation: .relu)
             graphs.append(("k\(k) s\(stride) \(padding)", try Graph.sequential(name: "t", inputShape: [h, w, c], layers: [("up", .conv2dTranspose(conv))])))
         }
+        // Long 1-D convs (run down a column so that threads share their steps): same, causal and
+        // strided valid, a dilation.
+        for (k, stride, dilation, padding) in [(16, 1, 1, Padding.same), (5, 1, 2, .causal), (16, 4, 1, .valid), (3, 2, 1, .same)] {
+            let (steps, c, out) = (1500, 12, 64)
+            let conv = try Conv2D(kernel: Tensor(shape: [k, c, out], values: random.floats(k * c * out, in: -1...1)),
+                                  bias: Tensor(random.floats(out, in: -1...1)), strides: [1, stride], dilation: [1, dilation], padding: padding,
+                                  activation: .relu)
+            graphs.append(("conv1d k\(k) s\(stride) d\(dilation) \(padding)",
+                           try Graph.sequential(name: "c", inputShape: [steps, c], layers: [("conv", .conv2d(conv))])))
+        }
         for bilinear in [false, true] {
             let up = try Upsampling(factors: [2, 3], interpolation: bilinear ? .bilinear : .nearest)
             graphs.append(("upsampling bilinear \(bilinear)", try Graph.sequential(name: "u", inputShape: [15, 11, 40], layers: [("up", .upsampling(up))])))
         }
         for (name, graph) in graphs {
             let executor = try Executor(graph: graph)
-            XCTAssertGreaterThanOrEqual(executor.outputSize, 32768, name)
+            XCTAssertGreaterThanOrEqual(executor.outputSize, 20000, name)
             for batch in [1, 2] {
                 let input = random.floats(batch * executor.inputSize, in: -2...2)
                 let one = try executor.run(input, threads: 1).map(\.bitPattern)
