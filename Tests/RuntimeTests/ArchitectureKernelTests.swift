@@ -361,7 +361,7 @@ final class ArchitectureKernelTests: XCTestCase {
     /// that one image's step is shared by the threads (by input rows, by steps, by output rows): the
     /// same values bit for bit as one thread, whatever the shares (kernels that overlap their
     /// neighbours' rows, that do not, and that leave rows without a tap).
-    func testTransposedConvolutionsAndUpsamplingsSplitEqualOneThread() throws {
+    func testTransposedConvolutions1DConvolutionsAndUpsamplingsSplitEqualOneThread() throws {
         var graphs: [(String, Graph)] = []
         for (k, stride, padding) in [(3, 2, Padding.valid), (2, 2, .same), (4, 2, .same), (2, 3, .valid), (5, 3, .same)] {
             let (h, w, c, out) = (19, 17, 12, 28)
