@@ -111,6 +111,8 @@ public final class Executor: @unchecked Sendable {
         case invertedBottleneck(InvertedBottleneck)
         /// A strided transposed conv: GEMM and scatter (`TransposedConvolution`).
         case transposedConv(TransposedConvolution)
+        /// A dilated conv mostly over its zero border, tap by tap where each reaches the input (`DilatedConvolution`).
+        case dilated(DilatedConvolution)
         /// Layer normalization over the trailing `inner` values of each row.
         case layerNormTrailing(inner: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)
         /// Layer normalization over any axes: each element's statistics group and parameter index.
@@ -549,6 +551,14 @@ public final class Executor: @unchecked Sendable {
             case .conv2d(let conv) where conv.groups > 1:
                 kind = .grouped(GroupedConvolution(kernel: conv.kernel, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
                                                    groups: conv.groups, activation: Self.kind(fused?.activation ?? conv.activation)))
+            case .conv2d(let conv) where conv.groups == 1 && DilatedConvolution.pays(convGeometry(conv.window, node, outShape))
+                && residualInto[node.name] == nil && scaledInput[node.name] == nil:
+                // DeepLab's atrous convs on small maps: only the products inside the input.
+                kind = .dilated(conv.kernel.withUnsafeValues { w in
+                    DilatedConvolution(kernel: w.baseAddress!, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
+                                       activation: Self.kind(fused?.activation ?? conv.activation))
+                })
+                conv.kernel.releaseResidency()
             case .conv2d(let conv):
                 let geometry = convGeometry(conv.window, node, outShape)
                 let panels = conv.groups == 1 && geometry.inChannels > 1
@@ -897,6 +907,7 @@ public final class Executor: @unchecked Sendable {
         case let .depthwise(_, _, g, _, _, _): outputSize * g.kernelHeight * g.kernelWidth
         case let .grouped(conv): outputSize * conv.geometry.kernelHeight * conv.geometry.kernelWidth * conv.geometry.inChannels / conv.groups
         case let .transposedConv(conv): conv.multiplyAdds
+        case let .dilated(conv): conv.multiplyAdds
         case let .separable(depthwise, _, _, _, g, units, _):
             g.outHeight * g.outWidth * g.inChannels * depthwise.multiplier * (g.kernelHeight * g.kernelWidth + units)
         case let .pointwiseDepthwise(p):
@@ -1389,6 +1400,19 @@ public final class Executor: @unchecked Sendable {
                                                   scratch: arenas[worker].scratch(Kernels.patchScratch(geometry, batch: batch)),
                                                   then: parallel.continues(after: part, of: parts) ? .nextColumns : lead(worker).map { .panel($0) })
                     }
+                }
+            }
+            return true
+        case let .dilated(conv) where conv.geometry.outHeight >= 2 * parallel.workers:
+            // By output rows (each row's sums in the same order whatever the split).
+            let g = conv.geometry, inputFloats = g.inHeight * g.inWidth * g.inChannels, outputFloats = g.outHeight * g.outWidth * g.outChannels
+            parallel.run(balancing: batch * g.outHeight) { rows, worker in
+                let scratch = arenas[worker].scratch(conv.scratchFloats)
+                var row = rows.lowerBound
+                while row < rows.upperBound {
+                    let b = row / g.outHeight, end = min(rows.upperBound, (b + 1) * g.outHeight)
+                    conv.run(x + b * inputFloats, rows: (row - b * g.outHeight)..<(end - b * g.outHeight), y + b * outputFloats, scratch: scratch)
+                    row = end
                 }
             }
             return true
@@ -2050,6 +2074,12 @@ public final class Executor: @unchecked Sendable {
             for b in 0..<batch {
                 plan.run(x + b * plan.inputFloats, rows: 0..<plan.geometry.outHeight, residual: residual(inputs).map { $0 + b * plan.outputFloats },
                          y + b * plan.outputFloats, scratch: scratch)
+            }
+        case let .dilated(conv):
+            let scratch = arena.scratch(conv.scratchFloats), g = conv.geometry
+            for b in 0..<batch {
+                conv.run(x + b * g.inHeight * g.inWidth * g.inChannels, rows: 0..<g.outHeight, y + b * g.outHeight * g.outWidth * g.outChannels,
+                         scratch: scratch)
             }
         case let .transposedConv(conv):
             let scratch = arena.scratch(conv.scratchFloats), g = conv.geometry

@@ -357,6 +357,28 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
+    /// Dilated convs whose taps mostly read the zero border (DeepLab's ASPP: rates 12, 24, 36 on a
+    /// small map, where a rate past the map leaves the centre tap alone) run tap by tap over the
+    /// pixels each tap reaches (`DilatedConvolution`); dilated convs mostly inside the input keep
+    /// the GEMM. Both against the plain definition, strides and `valid` padding included.
+    func testDilatedConvolutionsMostlyOverTheBorder() throws {
+        let cases: [(h: Int, w: Int, c: Int, out: Int, k: Int, stride: Int, dilation: Int, same: Bool, tapByTap: Bool)] = [
+            (7, 6, 24, 20, 3, 1, 6, true, true), (7, 7, 16, 33, 3, 1, 12, true, true), (9, 8, 20, 16, 3, 2, 4, true, true),
+            (12, 11, 8, 17, 3, 1, 2, true, false), (10, 9, 12, 8, 3, 1, 4, false, false), (7, 9, 16, 16, 5, 1, 3, true, true),
+        ]
+        for t in cases {
+            let weights = random.floats(t.k * t.k * t.c * t.out, in: -1...1), b = random.floats(t.out, in: -1...1)
+            let conv = try Conv2D(kernel: Tensor(shape: [t.k, t.k, t.c, t.out], values: weights), bias: Tensor(b), strides: [t.stride, t.stride],
+                                  dilation: [t.dilation, t.dilation], padding: t.same ? .same : .valid, activation: .relu)
+            let g = try Graph.sequential(name: "aspp", inputShape: [t.h, t.w, t.c], layers: [("conv", .conv2d(conv))])
+            XCTAssertEqual(try Executor(graph: g).stepProfile.map(\.operation) == ["dilated"], t.tapByTap, "\(t)")
+            try check(g, batch: 2) { x in
+                ReferenceOps.conv2d(x, h: t.h, w: t.w, c: t.c, kernel: weights, kh: t.k, kw: t.k, out: t.out, bias: b,
+                                    stride: [t.stride, t.stride], dilation: [t.dilation, t.dilation], same: t.same, groups: 1).values.map { max($0, 0) }
+            }
+        }
+    }
+
     /// Strided transposed convolutions, long 1-D convolutions and upsamplings over maps large enough
     /// that one image's step is shared by the threads (by input rows, by steps, by output rows): the
     /// same values bit for bit as one thread, whatever the shares (kernels that overlap their
@@ -379,6 +401,12 @@ final class ArchitectureKernelTests: XCTestCase {
                                   activation: .relu)
             graphs.append(("conv1d k\(k) s\(stride) d\(dilation) \(padding)",
                            try Graph.sequential(name: "c", inputShape: [steps, c], layers: [("conv", .conv2d(conv))])))
+        }
+        // ASPP-like dilated convs on a 14×14 map (tap by tap), by output rows.
+        for rate in [6, 12, 24] {
+            let conv = try Conv2D(kernel: Tensor(shape: [3, 3, 32, 176], values: random.floats(9 * 32 * 176, in: -1...1)),
+                                  bias: Tensor(random.floats(176, in: -1...1)), dilation: [rate, rate], padding: .same, activation: .relu)
+            graphs.append(("dilated rate \(rate)", try Graph.sequential(name: "d", inputShape: [14, 14, 32], layers: [("conv", .conv2d(conv))])))
         }
         for bilinear in [false, true] {
             let up = try Upsampling(factors: [2, 3], interpolation: bilinear ? .bilinear : .nearest)
