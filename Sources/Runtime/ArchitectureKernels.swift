@@ -141,6 +141,33 @@ extension Kernels {
 }
 
 extension Kernels {
+    /// Rows `rows` of an a × b matrix written as columns of its b × a transpose, in 16 × 16 tiles
+    /// (threads share a transpose by rows: each writes its own columns).
+    static func transposeRows(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, a: Int, b: Int, rows: Range<Int>) {
+        for i0 in stride(from: rows.lowerBound, to: rows.upperBound, by: 16) {
+            for j0 in stride(from: 0, to: b, by: 16) {
+                for j in j0..<min(j0 + 16, b) {
+                    for i in i0..<min(i0 + 16, rows.upperBound) { target[j * a + i] = source[i * b + j] }
+                }
+            }
+        }
+    }
+
+    /// A permutation that is one matrix transpose per leading index once adjacent axes are merged
+    /// (a map's NHWC → NCHW: (1, h·w, c) → (1, c, h·w)): `outer` matrices of a × b; nil for others.
+    static func transposedMatrices(shape: [Int], perm: [Int]) -> (outer: Int, a: Int, b: Int)? {
+        guard perm.count >= 2 else { return nil }
+        // Output runs of consecutive input axes: (start, end) each.
+        var runs: [(Int, Int)] = []
+        for axis in perm {
+            if let last = runs.last, last.1 == axis { runs[runs.count - 1].1 = axis + 1 } else { runs.append((axis, axis + 1)) }
+        }
+        let size: ((Int, Int)) -> Int = { shape[$0.0..<$0.1].reduce(1, *) }
+        if runs.count == 2, runs[0].0 > runs[1].0 { return (1, size(runs[1]), size(runs[0])) }
+        if runs.count == 3, runs[0].0 == 0, runs[1].0 > runs[2].0 { return (size(runs[0]), size(runs[2]), size(runs[1])) }
+        return nil
+    }
+
     /// Permutes the axes of each sample: output axis i is input axis `perm[i]`. The last output
     /// axis is copied as a strided run; the others step an odometer.
     static func transpose(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, batch: Int, shape original: [Int], perm moved: [Int]) {
@@ -196,13 +223,7 @@ extension Kernels {
                     }
                     continue
                 }
-                for i0 in stride(from: 0, to: a, by: 16) {
-                    for j0 in stride(from: 0, to: b, by: 16) {
-                        for j in j0..<min(j0 + 16, b) {
-                            for i in i0..<min(i0 + 16, a) { target[j * a + i] = source[i * b + j] }
-                        }
-                    }
-                }
+                transposeRows(source, target, a: a, b: b, rows: 0..<a)
             }
             return
         }

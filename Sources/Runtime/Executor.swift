@@ -1403,6 +1403,19 @@ public final class Executor: @unchecked Sendable {
                 }
             }
             return true
+        case let .transpose(shape, perm) where count >= 8192 * parallel.workers:
+            // A map's layout change (the NHWC → NCHW of an ONNX model's output map): by the rows of
+            // each matrix, each worker writing its own columns of the transpose.
+            guard let m = Kernels.transposedMatrices(shape: shape, perm: perm), m.a > 4 else { return false }
+            parallel.run(balancing: batch * m.outer * m.a) { part, _ in
+                var row = part.lowerBound
+                while row < part.upperBound {
+                    let matrix = row / m.a, end = min(part.upperBound, (matrix + 1) * m.a), offset = matrix * m.a * m.b
+                    Kernels.transposeRows(x + offset, y + offset, a: m.a, b: m.b, rows: (row - matrix * m.a)..<(end - matrix * m.a))
+                    row = end
+                }
+            }
+            return true
         case let .dilated(conv) where conv.geometry.outHeight >= 2 * parallel.workers:
             // By output rows (each row's sums in the same order whatever the split).
             let g = conv.geometry, inputFloats = g.inHeight * g.inWidth * g.inChannels, outputFloats = g.outHeight * g.outWidth * g.outChannels

@@ -402,6 +402,9 @@ final class ArchitectureKernelTests: XCTestCase {
             graphs.append(("conv1d k\(k) s\(stride) d\(dilation) \(padding)",
                            try Graph.sequential(name: "c", inputShape: [steps, c], layers: [("conv", .conv2d(conv))])))
         }
+        // A segmentation map's layout change (NHWC → NCHW, as an ONNX model's output), and back.
+        graphs.append(("transpose to NCHW", try Graph.sequential(name: "t", inputShape: [45, 37, 21], layers: [("t", .transpose([2, 0, 1]))])))
+        graphs.append(("transpose to NHWC", try Graph.sequential(name: "t", inputShape: [21, 45, 37], layers: [("t", .transpose([1, 2, 0]))])))
         // ASPP-like dilated convs on a 14×14 map (tap by tap), by output rows.
         for rate in [6, 12, 24] {
             let conv = try Conv2D(kernel: Tensor(shape: [3, 3, 32, 176], values: random.floats(9 * 32 * 176, in: -1...1)),
