@@ -111,7 +111,7 @@ public final class Executor: @unchecked Sendable {
         case invertedBottleneck(InvertedBottleneck)
         /// A strided transposed conv: GEMM and scatter (`TransposedConvolution`).
         case transposedConv(TransposedConvolution)
-        /// A dilated conv mostly over its zero border, tap by tap where each reaches the input (`DilatedConvolution`).
+        /// A dilated conv, tap by tap where each reaches the input (`DilatedConvolution`).
         case dilated(DilatedConvolution)
         /// Layer normalization over the trailing `inner` values of each row.
         case layerNormTrailing(inner: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)

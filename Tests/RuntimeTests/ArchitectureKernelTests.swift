@@ -357,14 +357,16 @@ final class ArchitectureKernelTests: XCTestCase {
         }
     }
 
-    /// Dilated convs whose taps mostly read the zero border (DeepLab's ASPP: rates 12, 24, 36 on a
+    /// Dilated convs whose taps often read the zero border (DeepLab's ASPP: rates 12, 24, 36 on a
     /// small map, where a rate past the map leaves the centre tap alone) run tap by tap over the
-    /// pixels each tap reaches (`DilatedConvolution`); dilated convs mostly inside the input keep
-    /// the GEMM. Both against the plain definition, strides and `valid` padding included.
+    /// pixels each tap reaches (`DilatedConvolution`); dilated convs almost all inside the input
+    /// (over 90% of their products) keep the GEMM. Both against the plain definition, strides and
+    /// `valid` padding included.
     func testDilatedConvolutionsMostlyOverTheBorder() throws {
         let cases: [(h: Int, w: Int, c: Int, out: Int, k: Int, stride: Int, dilation: Int, same: Bool, tapByTap: Bool)] = [
             (7, 6, 24, 20, 3, 1, 6, true, true), (7, 7, 16, 33, 3, 1, 12, true, true), (9, 8, 20, 16, 3, 2, 4, true, true),
-            (12, 11, 8, 17, 3, 1, 2, true, false), (10, 9, 12, 8, 3, 1, 4, false, false), (7, 9, 16, 16, 5, 1, 3, true, true),
+            (12, 11, 8, 17, 3, 1, 2, true, true), (10, 9, 12, 8, 3, 1, 4, false, false), (7, 9, 16, 16, 5, 1, 3, true, true),
+            (40, 38, 8, 16, 3, 1, 2, true, false),
         ]
         for t in cases {
             let weights = random.floats(t.k * t.k * t.c * t.out, in: -1...1), b = random.floats(t.out, in: -1...1)
