@@ -1407,41 +1407,23 @@ public final class Executor: @unchecked Sendable {
             // A map's layout change (the NHWC → NCHW of an ONNX model's output map): by the rows of
             // each matrix, each worker writing its own columns of the transpose.
             guard let m = Kernels.transposedMatrices(shape: shape, perm: perm), m.a > 4 else { return false }
-            parallel.run(balancing: batch * m.outer * m.a) { part, _ in
-                var row = part.lowerBound
-                while row < part.upperBound {
-                    let matrix = row / m.a, end = min(part.upperBound, (matrix + 1) * m.a), offset = matrix * m.a * m.b
-                    Kernels.transposeRows(x + offset, y + offset, a: m.a, b: m.b, rows: (row - matrix * m.a)..<(end - matrix * m.a))
-                    row = end
-                }
+            splitImageRows(images: batch * m.outer, rows: m.a, parallel: parallel) { matrix, rows, _ in
+                Kernels.transposeRows(x + matrix * m.a * m.b, y + matrix * m.a * m.b, a: m.a, b: m.b, rows: rows)
             }
             return true
         case let .dilated(conv) where conv.geometry.outHeight >= 2 * parallel.workers:
             // By output rows (each row's sums in the same order whatever the split).
             let g = conv.geometry, inputFloats = g.inHeight * g.inWidth * g.inChannels, outputFloats = g.outHeight * g.outWidth * g.outChannels
-            parallel.run(balancing: batch * g.outHeight) { rows, worker in
-                let scratch = arenas[worker].scratch(conv.scratchFloats)
-                var row = rows.lowerBound
-                while row < rows.upperBound {
-                    let b = row / g.outHeight, end = min(rows.upperBound, (b + 1) * g.outHeight)
-                    conv.run(x + b * inputFloats, rows: (row - b * g.outHeight)..<(end - b * g.outHeight), y + b * outputFloats, scratch: scratch)
-                    row = end
-                }
+            splitImageRows(images: batch, rows: g.outHeight, parallel: parallel) { b, rows, worker in
+                conv.run(x + b * inputFloats, rows: rows, y + b * outputFloats, scratch: arenas[worker].scratch(conv.scratchFloats))
             }
             return true
         case let .transposedConv(conv) where conv.geometry.inHeight >= 2 * parallel.workers:
             // By input rows, each worker writing the output rows its rows own (the values do not
             // depend on the split).
             let g = conv.geometry, inputFloats = g.inHeight * g.inWidth * g.inChannels, outputFloats = g.outHeight * g.outWidth * g.outChannels
-            parallel.run(balancing: batch * g.inHeight) { rows, worker in
-                let scratch = arenas[worker].scratch(conv.scratchFloats)
-                var row = rows.lowerBound
-                while row < rows.upperBound {
-                    let b = row / g.inHeight, end = min(rows.upperBound, (b + 1) * g.inHeight)
-                    conv.run(x + b * inputFloats, inputRows: (row - b * g.inHeight)..<(end - b * g.inHeight), y + b * outputFloats,
-                             scratch: scratch)
-                    row = end
-                }
+            splitImageRows(images: batch, rows: g.inHeight, parallel: parallel) { b, rows, worker in
+                conv.run(x + b * inputFloats, inputRows: rows, y + b * outputFloats, scratch: arenas[worker].scratch(conv.scratchFloats))
             }
             return true
         case let .upsample(height, width, channels, factorY, factorX, bilinear) where count >= 8192 * parallel.workers:
@@ -1819,6 +1801,20 @@ public final class Executor: @unchecked Sendable {
             }
         }
         return true
+    }
+
+    /// The rows of every image (`images` of `rows` rows each) shared by the workers by their measured
+    /// speeds: `body(image, rows, worker)` for each image's part of a worker's share.
+    private static func splitImageRows(images: Int, rows perImage: Int, parallel: StepParallelism,
+                                       _ body: (Int, Range<Int>, Int) -> Void) {
+        parallel.run(balancing: images * perImage) { part, worker in
+            var row = part.lowerBound
+            while row < part.upperBound {
+                let image = row / perImage, end = min(part.upperBound, (image + 1) * perImage)
+                body(image, (row - image * perImage)..<(end - image * perImage), worker)
+                row = end
+            }
+        }
     }
 
     /// Whether a 1×1 conv's pixels (its GEMM's rows) go to the workers in shares by their measured
