@@ -553,9 +553,10 @@ public final class Executor: @unchecked Sendable {
                                                    groups: conv.groups, activation: Self.kind(fused?.activation ?? conv.activation)))
             case .conv2d(let conv) where conv.groups == 1 && DilatedConvolution.pays(convGeometry(conv.window, node, outShape))
                 && residualInto[node.name] == nil && scaledInput[node.name] == nil:
-                // DeepLab's atrous convs on small maps: only the products inside the input.
+                // DeepLab's atrous convs on small maps, a TCN's dilated 1-D convs: only the products
+                // inside the input. A 1-D one runs down a column, so that threads share its steps.
                 kind = .dilated(conv.kernel.withUnsafeValues { w in
-                    DilatedConvolution(kernel: w.baseAddress!, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape),
+                    DilatedConvolution(kernel: w.baseAddress!, bias: conv.bias, geometry: convGeometry(conv.window, node, outShape).alongRows,
                                        activation: Self.kind(fused?.activation ?? conv.activation))
                 })
                 conv.kernel.releaseResidency()

@@ -368,6 +368,14 @@ final class ArchitectureKernelTests: XCTestCase {
             (12, 11, 8, 17, 3, 1, 2, true, true), (10, 9, 12, 8, 3, 1, 4, false, false), (7, 9, 16, 16, 5, 1, 3, true, true),
             (40, 38, 8, 16, 3, 1, 2, true, false),
         ]
+        // A TCN's dilated causal 1-D conv over a short sequence.
+        let kernel1D = random.floats(3 * 6 * 10, in: -1...1), bias1D = random.floats(10, in: -1...1)
+        let tcn = try Graph.sequential(name: "tcn", inputShape: [40, 6], layers: [("conv", .conv2d(try Conv2D(
+            kernel: Tensor(shape: [3, 6, 10], values: kernel1D), bias: Tensor(bias1D), strides: [1, 1], dilation: [1, 16], padding: .causal)))])
+        XCTAssertEqual(try Executor(graph: tcn).stepProfile.map(\.operation), ["dilated"])
+        try check(tcn, batch: 2) { x in
+            conv1d(x, steps: 40, c: 6, kernel: kernel1D, k: 3, out: 10, groups: 1, bias: bias1D, stride: 1, dilation: 16, padding: .causal)
+        }
         for t in cases {
             let weights = random.floats(t.k * t.k * t.c * t.out, in: -1...1), b = random.floats(t.out, in: -1...1)
             let conv = try Conv2D(kernel: Tensor(shape: [t.k, t.k, t.c, t.out], values: weights), bias: Tensor(b), strides: [t.stride, t.stride],
@@ -396,7 +404,9 @@ final class ArchitectureKernelTests: XCTestCase {
         }
         // Long 1-D convs (run down a column so that threads share their steps): same, causal and
         // strided valid, a dilation.
-        for (k, stride, dilation, padding) in [(16, 1, 1, Padding.same), (5, 1, 2, .causal), (16, 4, 1, .valid), (3, 2, 1, .same)] {
+        // The last two dilated past much of the sequence: tap by tap, down a column.
+        for (k, stride, dilation, padding) in [(16, 1, 1, Padding.same), (5, 1, 2, .causal), (16, 4, 1, .valid), (3, 2, 1, .same),
+                                               (3, 1, 400, .causal), (3, 1, 300, .same)] {
             let (steps, c, out) = (1500, 12, 64)
             let conv = try Conv2D(kernel: Tensor(shape: [k, c, out], values: random.floats(k * c * out, in: -1...1)),
                                   bias: Tensor(random.floats(out, in: -1...1)), strides: [1, stride], dilation: [1, dilation], padding: padding,
