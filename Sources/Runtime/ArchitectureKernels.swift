@@ -37,6 +37,25 @@ extension Kernels {
         }
     }
 
+    /// Upsampling by integer factors, bilinear or nearest (below), output rows `rows` (over the batch).
+    static func upsample(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>, height: Int, width: Int,
+                         channels: Int, factorY: Int, factorX: Int, bilinear: Bool) {
+        if bilinear {
+            upsampleBilinear(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
+        } else {
+            upsampleNearest(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
+        }
+    }
+
+    /// Every one of `pixels` pixels of `channels` values set to `bias` (zeros without one): the
+    /// start of an output that products are then added into.
+    static func fill(_ y: UnsafeMutablePointer<Float>, pixels: Int, channels: Int, bias: [Float]?) {
+        guard let bias else { return y.update(repeating: 0, count: pixels * channels) }
+        bias.withUnsafeBufferPointer { b in
+            for pixel in 0..<pixels { (y + pixel * channels).update(from: b.baseAddress!, count: channels) }
+        }
+    }
+
     /// Nearest-neighbour upsampling by integer factors: output pixel (y, x) is input pixel (y / fy, x / fx);
     /// output rows `rows` (counted over the batch: image b's row r is b · height · factorY + r).
     static func upsampleNearest(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Range<Int>, height: Int, width: Int,
@@ -187,9 +206,8 @@ extension Kernels {
         }
         perm = runStarts.map { merged[$0]! }
         let size = shape.reduce(1, *)
-        if perm == [1, 0] || perm == [0, 2, 1] {
+        if let (outer, a, b) = transposedMatrices(shape: original, perm: moved) {
             // Matrices (a × b) to (b × a), one per leading index, in 16 × 16 tiles.
-            let (outer, a, b) = perm.count == 2 ? (1, shape[0], shape[1]) : (shape[0], shape[1], shape[2])
             for m in 0..<(batch * outer) {
                 let source = x + m * a * b, target = y + m * a * b
                 if a == 2 {

@@ -83,11 +83,7 @@ struct DilatedConvolution {
         let g = geometry, c = g.inChannels, n = g.outChannels
         guard !rows.isEmpty else { return }
         let start = y + rows.lowerBound * g.outWidth * n, count = rows.count * g.outWidth
-        if let bias {
-            bias.withUnsafeBufferPointer { b in for pixel in 0..<count { (start + pixel * n).update(from: b.baseAddress!, count: n) } }
-        } else {
-            start.update(repeating: 0, count: count * n)
-        }
+        Kernels.fill(start, pixels: count, channels: n, bias: bias)
         let patch = scratch, products = scratch + chunkRows * g.outWidth * c
         for tap in taps {
             let low = max(tap.rows.lowerBound, rows.lowerBound), high = min(tap.rows.upperBound, rows.upperBound)

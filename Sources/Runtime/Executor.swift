@@ -1429,11 +1429,8 @@ public final class Executor: @unchecked Sendable {
             return true
         case let .upsample(height, width, channels, factorY, factorX, bilinear) where count >= 8192 * parallel.workers:
             parallel.run(balancing: batch * height * factorY) { rows, _ in
-                if bilinear {
-                    Kernels.upsampleBilinear(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
-                } else {
-                    Kernels.upsampleNearest(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
-                }
+                Kernels.upsample(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX,
+                                 bilinear: bilinear)
             }
             return true
         case let .window(window, channels) where count >= 8192 * parallel.workers:
@@ -2111,12 +2108,8 @@ public final class Executor: @unchecked Sendable {
                 }
             }
         case let .upsample(height, width, channels, factorY, factorX, bilinear):
-            let rows = 0..<(batch * height * factorY)
-            if bilinear {
-                Kernels.upsampleBilinear(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
-            } else {
-                Kernels.upsampleNearest(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX)
-            }
+            Kernels.upsample(x, y, rows: 0..<(batch * height * factorY), height: height, width: width, channels: channels, factorY: factorY,
+                             factorX: factorX, bilinear: bilinear)
         case let .grouped(conv):
             conv.run(x, batch: batch, conv.geometry, output: y, scratch: arena.scratch(GroupedConvolution.scratchFloats(conv.geometry)))
         case let .window(window, channels):

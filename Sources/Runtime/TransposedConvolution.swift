@@ -60,13 +60,7 @@ struct TransposedConvolution {
         guard !owned.isEmpty else { return }
         let rowFloats = g.outWidth * out
         let start = y + owned.lowerBound * rowFloats
-        if let bias {
-            bias.withUnsafeBufferPointer { b in
-                for pixel in 0..<(owned.count * g.outWidth) { (start + pixel * out).update(from: b.baseAddress!, count: out) }
-            }
-        } else {
-            start.update(repeating: 0, count: owned.count * rowFloats)
-        }
+        Kernels.fill(start, pixels: owned.count * g.outWidth, channels: out, bias: bias)
         // The input rows with a tap in the owned rows: iy·sy + ky − pt in `owned` for some ky < kh.
         let lowest = owned.lowerBound + g.padTop - (g.kernelHeight - 1)
         let first = lowest <= 0 ? 0 : (lowest + g.strideY - 1) / g.strideY
