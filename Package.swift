@@ -46,23 +46,24 @@ let package = Package(
 
         // MARK: - Formats
         .target(name: "BoundedJSON"),
-        .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR", "BoundedJSON", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "KerasHDF5", dependencies: ["HDF5", "ModelIR", "BoundedJSON", "ScratchFiles", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .target(name: "CCRC32C", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "NativeFormat", dependencies: ["ModelIR", "BoundedJSON", "CCRC32C"]),
         .target(name: "IDX", dependencies: ["CBNKitZlib", "CBNKitDeflate"]),
-        .target(name: "NumPy", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "NumPy", dependencies: ["ScratchFiles", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .systemLibrary(name: "CBNKitPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CBNKitJPEG", providers: [.apt(["libjpeg-dev"])]),
         .target(name: "CImageDecode", dependencies: ["CBNKitPNG", "CBNKitJPEG"], cSettings: [.unsafeFlags(["-O2"])],
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         .target(name: "Images", dependencies: ["CImageDecode"]),
-        .target(name: "AtomicFile"),
+        .target(name: "ScratchFiles"),
+        .target(name: "AtomicFile", dependencies: ["ScratchFiles"]),
         // ONNX: the message types generated from onnx.proto (tools/generate_onnx_proto.sh), and the format module.
         .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "ONNXFormat", dependencies: ["ModelIR", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
 
         // MARK: - The library API: load, change, save
-        .target(name: "BNKit", dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "ONNXFormat", "AtomicFile", "BNStatistics"]),
+        .target(name: "BNKit", dependencies: ["ModelIR", "KerasHDF5", "NativeFormat", "ONNXFormat", "AtomicFile", "BNStatistics", "ScratchFiles"]),
 
         // MARK: - Transformations and execution
         .target(name: "BNFolding", dependencies: ["ModelIR"]),
@@ -79,11 +80,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "bnconv",
-            dependencies: ["BNKitCLI", "Runtime", "BNKit", "Images", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["BNKitCLI", "Runtime", "BNKit", "Images", "ScratchFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "bnrun",
-            dependencies: ["BNKitCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["BNKitCLI", "ScratchFiles", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         .executableTarget(name: "bnkit-hdf5-reader", dependencies: ["BNKit"]),

@@ -1,4 +1,5 @@
 import Foundation
+import ScratchFiles
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -17,21 +18,94 @@ public enum AtomicFile {
 
     /// Calls `write` with a temporary path in `path`'s folder, flushes the
     /// result to disk and renames it over `path`. On any error the temporary
-    /// file is removed and `path` is untouched.
+    /// file is removed and `path` is untouched; so on an interruption that
+    /// `ScratchFiles` handles (SIGINT, SIGTERM, SIGHUP in the CLIs).
     public static func replace(_ path: String, write: (String) throws -> Void) throws {
-        let url = URL(fileURLWithPath: path)
-        let folder = url.deletingLastPathComponent().path
-        let temporary = folder + "/." + url.lastPathComponent + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
+        let pending = Pending(replacing: path)
         do {
-            try write(temporary)
-            try sync(temporary)
-            guard rename(temporary, path) == 0 else { throw WriteError(path: path, detail: errnoText()) }
-            // Make the rename itself durable.
+            try write(pending.temporary)
+            try sync(pending.temporary)
+            try pending.moveIntoPlace()
+        } catch {
+            pending.discard()
+            throw error
+        }
+    }
+
+    /// A file written in pieces (a report as batches finish) that appears at `path` only
+    /// when complete: `commit()` flushes it to disk and renames it over `path`;
+    /// `abandon()`, an error, or an interruption that `ScratchFiles` handles removes it
+    /// and leaves `path` as it was.
+    public final class Stream {
+        public let handle: FileHandle
+        private let pending: Pending
+        private var ended = false
+
+        public init(replacing path: String) throws {
+            pending = Pending(replacing: path)
+            guard FileManager.default.createFile(atPath: pending.temporary, contents: nil),
+                  let handle = FileHandle(forUpdatingAtPath: pending.temporary) else {
+                let reason = errnoText()
+                pending.discard()
+                throw WriteError(path: path, detail: "cannot create a file in \(pending.folder): \(reason)")
+            }
+            self.handle = handle
+        }
+
+        public func commit() throws {
+            guard !ended else { return }
+            ended = true
+            do {
+                try handle.synchronize()
+                try handle.close()
+                try pending.moveIntoPlace()
+            } catch let error as WriteError {
+                pending.discard()
+                throw error
+            } catch {
+                pending.discard()
+                throw WriteError(path: pending.path, detail: error.localizedDescription)
+            }
+        }
+
+        public func abandon() {
+            guard !ended else { return }
+            ended = true
+            try? handle.close()
+            pending.discard()
+        }
+
+        deinit { abandon() }
+    }
+
+    /// A hidden temporary file in the target's folder (the rename stays on one file system),
+    /// tracked by `ScratchFiles` until it is renamed into place or removed.
+    private struct Pending {
+        let path: String
+        let folder: String
+        let temporary: String
+        let scratch: ScratchFiles.Token
+
+        init(replacing path: String) {
+            let url = URL(fileURLWithPath: path)
+            self.path = path
+            folder = url.deletingLastPathComponent().path
+            temporary = folder + "/." + url.lastPathComponent + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
+            scratch = ScratchFiles.track(temporary)
+        }
+
+        /// Renames the (flushed) temporary over the target, then makes the rename durable.
+        func moveIntoPlace() throws {
+            try ScratchFiles.settle(scratch) {
+                guard rename(temporary, path) == 0 else { throw WriteError(path: path, detail: errnoText()) }
+            }
             let fd = open(folder, O_RDONLY)
             if fd >= 0 { _ = fsync(fd); close(fd) }
-        } catch {
+        }
+
+        func discard() {
             unlink(temporary)
-            throw error
+            ScratchFiles.untrack(scratch)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ScratchFiles
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,7 +7,8 @@ import Glibc
 /// A child process run to completion with a wall-clock limit, its standard output and
 /// error collected (posix_spawn, pipes read with poll; no run loop, so no polling delay).
 /// The pipes are close-on-exec, so children started at once from several threads do not
-/// inherit one another's pipes.
+/// inherit one another's pipes. A child is tracked by `ScratchFiles` from its start to its
+/// reaping, so an interrupted parent kills it before removing its scratch files.
 struct ChildProcess {
     private static let spawnLock = NSLock()
 
@@ -30,11 +32,12 @@ struct ChildProcess {
     struct Running {
         let pid: pid_t
         let output: Int32, errors: Int32
+        let tracking: ScratchFiles.Token
 
         /// Collects the output until the child closes it; kills the child (SIGKILL) after
         /// `seconds`. Standard error is kept up to `errorLimit` bytes.
         func finish(seconds: Double, errorLimit: Int = 64 << 10) -> Result {
-            ChildProcess.collect(pid: pid, outPipe: output, errPipe: errors, seconds: seconds, errorLimit: errorLimit)
+            ChildProcess.collect(self, seconds: seconds, errorLimit: errorLimit)
         }
     }
 
@@ -71,17 +74,22 @@ struct ChildProcess {
         let environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { envp.forEach { free($0) } }
-        let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        let (spawned, tracking) = ScratchFiles.trackingChild {
+            let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+            return (spawned, spawned == 0 ? pid : 0)
+        }
         close(outPipe[1]); close(errPipe[1])
         spawnLock.unlock()
         guard spawned == 0 else {
+            ScratchFiles.untrack(tracking)
             close(outPipe[0]); close(errPipe[0])
             throw LaunchError(description: String(cString: strerror(spawned)))
         }
-        return Running(pid: pid, output: outPipe[0], errors: errPipe[0])
+        return Running(pid: pid, output: outPipe[0], errors: errPipe[0], tracking: tracking)
     }
 
-    private static func collect(pid: pid_t, outPipe: Int32, errPipe: Int32, seconds: Double, errorLimit: Int) -> Result {
+    private static func collect(_ child: Running, seconds: Double, errorLimit: Int) -> Result {
+        let pid = child.pid, outPipe = child.output, errPipe = child.errors
         var output = Data(), errors = Data()
         var open: [Int32] = [outPipe, errPipe]
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9)
@@ -109,8 +117,14 @@ struct ChildProcess {
         }
         close(outPipe); close(errPipe)
         if timedOut { kill(pid, SIGKILL) }
+        // Waited for without reaping, then reaped and untracked at once: an interruption never
+        // signals a process id that was reaped and could name another process.
+        var info = siginfo_t()
+        while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        ScratchFiles.settle(child.tracking) {
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
         if timedOut { return Result(ending: .timedOut, output: output, errors: errors) }
         let signal = status & 0x7f
         return Result(ending: signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal), output: output, errors: errors)

@@ -1,5 +1,6 @@
 import AtomicFile
 import Foundation
+import ScratchFiles
 import KerasHDF5
 @_exported import ModelIR
 import NativeFormat
@@ -173,8 +174,12 @@ public struct Model: Sendable {
         }
         // libhdf5 and the zip reader work on files: go through a private temporary one.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-\(UUID().uuidString)")
+        let scratch = ScratchFiles.track(folder.path)
+        defer {
+            try? FileManager.default.removeItem(at: folder)
+            ScratchFiles.untrack(scratch)
+        }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: folder) }
         let file = folder.appendingPathComponent("model")
         try data.write(to: file)
         do {

@@ -17,33 +17,29 @@ public enum ReportFormat: String, CaseIterable, Sendable {
     case summary
 }
 
-/// Where a report goes: standard output, or a file written atomically (a temporary file
-/// in the target's folder, renamed over it only when complete).
+/// Where a report goes: standard output, or a file written atomically (`AtomicFile.Stream`:
+/// a temporary file in the target's folder, renamed over it only when complete).
 public final class ReportSink {
     private let handle: FileHandle
-    private let temporary: String?
+    private let file: AtomicFile.Stream?
     private let target: String?
     private var buffer = Data()
 
     public init(output: String?) throws {
         if let output {
-            let url = URL(fileURLWithPath: output)
-            let temporary = url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
-            guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forUpdatingAtPath: temporary) else {
-                throw CLIFailure.output("\(output): cannot write: cannot create a file in \(url.deletingLastPathComponent().path)")
-            }
-            self.handle = handle
-            self.temporary = temporary
-            self.target = output
+            let file = try AtomicFile.Stream(replacing: output)
+            self.file = file
+            handle = file.handle
+            target = output
         } else {
             handle = FileHandle.standardOutput
-            temporary = nil
+            file = nil
             target = nil
         }
     }
 
     /// Whether earlier bytes can be rewritten (a file, not a pipe).
-    public var isSeekable: Bool { temporary != nil }
+    public var isSeekable: Bool { file != nil }
 
     public func write(_ text: String) throws { try write(Data(text.utf8)) }
 
@@ -71,20 +67,12 @@ public final class ReportSink {
     /// Completes the report: the file is flushed to disk and renamed over the target.
     public func finish() throws {
         try flush()
-        guard let temporary, let target else { return }
-        try handle.synchronize()
-        try handle.close()
-        guard rename(temporary, target) == 0 else {
-            unlink(temporary)
-            throw CLIFailure.output("\(target): cannot write: \(String(cString: strerror(errno)))")
-        }
+        try file?.commit()
     }
 
     /// Drops a partial report (the target is left as it was).
     public func abandon() {
-        guard let temporary else { return }
-        try? handle.close()
-        unlink(temporary)
+        file?.abandon()
     }
 }
 

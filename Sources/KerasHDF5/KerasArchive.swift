@@ -1,4 +1,5 @@
 import Foundation
+import ScratchFiles
 import HDF5
 import ModelIR
 import ZIPFoundation
@@ -86,11 +87,15 @@ enum KerasArchive {
         // libhdf5 reads files: the weights stream into a private temporary file (memory stays
         // flat whatever their size), which is read and deleted.
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-\(UUID().uuidString).weights.h5")
+        let scratch = ScratchFiles.track(temporary.path)
+        defer {
+            try? FileManager.default.removeItem(at: temporary)
+            ScratchFiles.untrack(scratch)
+        }
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600]),
               let output = FileHandle(forWritingAtPath: temporary.path) else {
             throw KerasFileError.unreadable(path: path, detail: "cannot extract the weights to \(temporary.path)")
         }
-        defer { try? FileManager.default.removeItem(at: temporary) }
         do {
             defer { try? output.close() }
             try extract("model.weights.h5", limit: maxMemberBytes) { chunk in

@@ -1,4 +1,5 @@
 import Foundation
+import ScratchFiles
 import ZIPFoundation
 
 /// `.npz` archives (`numpy.savez`, `savez_compressed`): zip files of `.npy` members.
@@ -48,12 +49,16 @@ public enum NPZ {
             throw NPYError(path: shown, detail: "would inflate \(entry.compressedSize) bytes to \(entry.uncompressedSize) (a decompression bomb?)")
         }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-npz-\(UUID().uuidString)")
+        let scratch = ScratchFiles.track(folder.path)
+        defer {
+            try? FileManager.default.removeItem(at: folder)
+            ScratchFiles.untrack(scratch)
+        }
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         } catch {
             throw NPYError(path: shown, detail: "cannot create a temporary folder")
         }
-        defer { try? FileManager.default.removeItem(at: folder) }
         let file = folder.appendingPathComponent("array.npy")
         guard FileManager.default.createFile(atPath: file.path, contents: nil), let handle = FileHandle(forWritingAtPath: file.path) else {
             throw NPYError(path: shown, detail: "cannot extract to a temporary file")

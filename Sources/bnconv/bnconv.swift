@@ -5,11 +5,15 @@ import BNKit
 import BNKitCLI
 import Foundation
 import NativeFormat
+import ScratchFiles
 
 @main
 struct BNConv: ParsableCommand {
     static func main() {
         isolateHDF5Parsing()
+        // Interrupted (SIGINT, SIGTERM, SIGHUP), the tool leaves no scratch file behind: no
+        // half-written output's temporary, no extracted archive member, no HDF5 reader.
+        ScratchFiles.removeOnInterruption()
         main(nil)
     }
 
