@@ -220,6 +220,19 @@ def export(model, shape, path):
         torch.onnx.export(model, (x,), path, **kwargs)
 
 
+def plain(model, x):
+    """`model`'s output for `x` from PyTorch's plain kernels on one thread (oneDNN off): another
+    summation order than its default."""
+    mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(1)
+    try:
+        return model(x).numpy()
+    finally:
+        torch.backends.mkldnn.enabled = mkldnn
+        torch.set_num_threads(threads)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Fixtures", "onnx"))
@@ -267,12 +280,7 @@ def main():
                 # Random networks can amplify float32 rounding: does PyTorch's own float32 answer depend on its
                 # summation order (oneDNN, or plain kernels on one thread), and how far is each from float64?
                 with torch.no_grad():
-                    mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
-                    torch.backends.mkldnn.enabled = False
-                    torch.set_num_threads(1)
-                    y_plain = model(x).numpy()
-                    torch.backends.mkldnn.enabled = mkldnn
-                    torch.set_num_threads(threads)
+                    y_plain = plain(model, x)
                     y64 = model.double()(x.double()).numpy()
                     # PyTorch on the folded network: each BN folded into its conv in float64 (torch.fx's
                     # fuse), the weights rounded to float32 once, as bnkit's are.
@@ -283,11 +291,7 @@ def main():
                         from torch.fx.experimental.optimization import fuse
                         fused = fuse(model.double().eval()).float()
                         y_folded = fused(x).numpy()
-                        torch.backends.mkldnn.enabled = False
-                        torch.set_num_threads(1)
-                        y_folded_plain = fused(x).numpy()
-                        torch.backends.mkldnn.enabled = mkldnn
-                        torch.set_num_threads(threads)
+                        y_folded_plain = plain(fused, x)
                         y_folded64 = fused.double()(x.double()).numpy()
                     except Exception:  # noqa: BLE001 (a model fx cannot trace)
                         y_folded = y_folded_plain = y_folded64 = None
