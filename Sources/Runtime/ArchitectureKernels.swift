@@ -160,16 +160,11 @@ extension Kernels {
 }
 
 extension Kernels {
-    /// Rows `rows` of an a × b matrix written as columns of its b × a transpose, in 16 × 16 tiles
-    /// (threads share a transpose by rows: each writes its own columns).
+    /// Rows `rows` of an a × b matrix written as columns of its b × a transpose
+    /// (`bnk_transpose_rows`; threads share a transpose by rows: each writes its own columns).
     static func transposeRows(_ source: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>, a: Int, b: Int, rows: Range<Int>) {
-        for i0 in stride(from: rows.lowerBound, to: rows.upperBound, by: 16) {
-            for j0 in stride(from: 0, to: b, by: 16) {
-                for j in j0..<min(j0 + 16, b) {
-                    for i in i0..<min(i0 + 16, rows.upperBound) { target[j * a + i] = source[i * b + j] }
-                }
-            }
-        }
+        guard !rows.isEmpty, b > 0 else { return }
+        bnk_transpose_rows(source, target, Int32(a), Int32(b), Int32(rows.lowerBound), Int32(rows.upperBound))
     }
 
     /// A permutation that is one matrix transpose per leading index once adjacent axes are merged

@@ -62,6 +62,9 @@ final class InstructionSetTests: XCTestCase {
         try split.testPointwiseThenDepthwiseInStripsEqualsTheTwoSteps()
         try split.testSmallMapBottleneckInPartsMatchesTheStepsApart()
         try executor.testSoftmaxHeadSharedByColumnsOnTwoThreads()
+        let movement = MovementChainTests(name: "level \(level)", testClosure: { _ in })
+        try movement.testMapTransposesOverBlocksAndTails()
+        try movement.testFewRowTransposesInterleaveExactly()
     }
 
     func testAVX2Paths() throws {

@@ -57,6 +57,27 @@ final class MovementChainTests: XCTestCase {
         }
     }
 
+    /// A map's NHWC → NCHW (bnk_transpose_rows: blocks of 8 × 8 turned in registers, a last block
+    /// of under 8 channels masked, rows past the last block of 8 one by one), on one thread and shared
+    /// by rows on two, bit for bit against the definition. Shapes: whole blocks, channel tails of 1 to
+    /// 7, fewer than 8 channels, pixel counts with tails, one pixel.
+    func testMapTransposesOverBlocksAndTails() throws {
+        let shapes = [(16, 8, 8), (7, 9, 21), (100, 100, 21), (13, 11, 3), (64, 64, 96), (9, 5, 1), (1, 1, 37), (99, 101, 15)]
+        for (h, w, c) in shapes {
+            let graph = try Graph.sequential(name: "t", inputShape: [h, w, c], layers: [("t", .transpose([2, 0, 1]))])
+            let executor = try Executor(graph: graph)
+            let x = random.floats(2 * h * w * c, in: -1...1)
+            let size = h * w * c
+            var expected: [Float] = []
+            for n in 0..<2 { expected += transposed(Array(x[(n * size)..<((n + 1) * size)]), shape: [h, w, c], perm: [2, 0, 1]) }
+            for threads in [1, 2] {
+                XCTAssertEqual(try executor.run(x, threads: threads), expected, "\(h) × \(w) × \(c), \(threads) threads")
+                XCTAssertEqual(try executor.run(Array(x[0..<size]), threads: threads), Array(expected[0..<size]),
+                               "\(h) × \(w) × \(c), one image, \(threads) threads")
+            }
+        }
+    }
+
     /// Random chains of transposes and reshapes (axes of size 1 included) against the plain
     /// definition, and a chain whose middle is read twice (not collapsed past it).
     func testRandomChainsEqualTheirDefinition() throws {

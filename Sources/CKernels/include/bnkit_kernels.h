@@ -79,6 +79,11 @@ void bnk_im2col(const float *image, int h, int w, int c, int kh, int kw, int sy,
 void bnk_transposed_scatter(const float *cols, int iy0, int iy1, int iw, int kh, int kw, int sy, int sx, int pt, int pl,
                             int out, float *y, int ow, int o0, int o1);
 
+/* Rows r0..<r1 of the a x b matrix `source` written as columns r0..<r1 of its b x a transpose
+   `target` (a map's NHWC -> NCHW: a pixels of b channels). Threads share a transpose by rows, each
+   writing its own columns. Only copies: the same values at every level. */
+void bnk_transpose_rows(const float *source, float *target, int a, int b, int r0, int r1);
+
 /* Max or average pooling of one image; average divides by the pixels inside the image. */
 void bnk_pool2d(const float *image, int h, int w, int c, int kh, int kw, int sy, int sx,
                 int pad_top, int pad_left, int oh, int ow, int is_max, float *out);
