@@ -466,6 +466,30 @@ final class ArchitectureKernelTests: XCTestCase {
                 }
             }
         }
+        // Bilinear in TF's Float arithmetic and order, bit for bit (each input row's horizontal lerps
+        // are made once and kept while output rows read them): factors of 8 and 3, three images (the
+        // kept rows must not carry over from one image to the next), one thread and two.
+        for (h, w, c, fy, fx) in [(7, 5, 21, 8, 8), (4, 6, 3, 3, 2), (1, 3, 5, 4, 4)] {
+            let up = try Upsampling(factors: [fy, fx], interpolation: .bilinear)
+            let executor = try Executor(graph: try Graph.sequential(name: "u", inputShape: [h, w, c], layers: [("up", .upsampling(up))]))
+            let x = random.floats(3 * h * w * c, in: -2...2)
+            func lerps(_ outSize: Int, _ inSize: Int) -> [(Int, Int, Float)] {
+                (0..<outSize).map { i in
+                    let p = (Float(i) + 0.5) * (Float(inSize) / Float(outSize)) - 0.5, f = p.rounded(.down)
+                    return (max(Int(f), 0), min(Int(p.rounded(.up)), inSize - 1), p - f)
+                }
+            }
+            let ys = lerps(h * fy, h), xs = lerps(w * fx, w)
+            var expected: [Float] = []
+            for b in 0..<3 { for (y0, y1, ly) in ys { for (x0, x1, lx) in xs { for ch in 0..<c {
+                func at(_ yy: Int, _ xx: Int) -> Float { x[((b * h + yy) * w + xx) * c + ch] }
+                let top = at(y0, x0) + (at(y0, x1) - at(y0, x0)) * lx, bottom = at(y1, x0) + (at(y1, x1) - at(y1, x0)) * lx
+                expected.append(top + (bottom - top) * ly)
+            } } } }
+            for threads in [1, 2] {
+                XCTAssertEqual(try executor.run(x, threads: threads), expected, "\(h) × \(w) × \(c) by \(fy) × \(fx), \(threads) threads")
+            }
+        }
         // UpSampling1D: each step repeated.
         let graph = try Graph.sequential(name: "u1", inputShape: [5, 3], layers: [("up", .upsampling(try Upsampling(factors: [1, 3], interpolation: .nearest)))])
         try check(graph, batch: 2) { x in (0..<15).flatMap { t in (0..<3).map { x[(t / 3) * 3 + $0] } } }
