@@ -117,7 +117,9 @@ public final class Executor: @unchecked Sendable {
         case layerNormTrailing(inner: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)
         /// Layer normalization over any axes: each element's statistics group and parameter index.
         case layerNormIndexed(group: [Int32], parameter: [Int32], groups: Int, sampleSize: Int, gamma: Tensor?, beta: Tensor?, epsilon: Double)
-        case upsample(height: Int, width: Int, channels: Int, factorY: Int, factorX: Int, bilinear: Bool)
+        /// `channelsFirst`: written as the (channels, height, width) map, the NHWC → NCHW transpose
+        /// that was its only reader done as it writes (`upsampledFor`).
+        case upsample(height: Int, width: Int, channels: Int, factorY: Int, factorX: Int, bilinear: Bool, channelsFirst: Bool)
         case crop(height: Int, width: Int, channels: Int, top: Int, left: Int, outHeight: Int, outWidth: Int)
         /// A chain of zero paddings, croppings and 1×1 poolings in one pass (`WindowChains`).
         case window(PixelWindow, channels: Int)
@@ -496,9 +498,30 @@ public final class Executor: @unchecked Sendable {
             pointwiseAfter[node.name] = pointwise.name
             absorbed.insert(pointwise.name)
         }
+        // An upsampling whose only reader turns its map to channels-first (a torchvision segmentation
+        // model's last Resize, then the output's NHWC → NCHW): written channels-first as it is made,
+        // with no pass of its own for the transpose (`upsampledFor`: the transpose → the upsampling).
+        var upsampledFor: [String: Node] = [:]
+        for node in graph.nodes {
+            guard case .upsampling = node.operation, shapes[node.name]?.count == 3, node.inputs.count == 1,
+                  fusedActivation[node.name] == nil, !absorbed.contains(node.name), !graph.outputs.contains(node.name),
+                  !observedNames.contains(node.name), !aliasOf.values.contains(node.name), windowFor[node.name] == nil,
+                  case let readers = graph.consumers(of: node.name), readers.count == 1, let reader = graph.node(named: readers[0]),
+                  reader.inputs == [node.name], case .transpose(let perm) = reader.operation, perm == [2, 0, 1],
+                  !absorbed.contains(reader.name), fusedActivation[reader.name] == nil, windowFor[reader.name] == nil else { continue }
+            upsampledFor[reader.name] = node
+            absorbed.insert(node.name)
+        }
         var steps: [Step] = []
         for (i, node) in graph.nodes.enumerated() {
             if absorbed.contains(node.name) { continue }
+            if let upsampling = upsampledFor[node.name], case .upsampling(let up) = upsampling.operation,
+               let input = shapes[upsampling.inputs[0]] {
+                let kind = Kind.upsample(height: input[0], width: input[1], channels: input[2], factorY: up.factors[0], factorX: up.factors[1],
+                                         bilinear: up.interpolation == .bilinear, channelsFirst: true)
+                steps.append(Step(kind: kind, sources: sources(upsampling), destination: index[node.name]!))
+                continue
+            }
             let outShape = shapes[node.name]!
             if let chain = windowFor[node.name] {
                 steps.append(Step(kind: .window(chain.window, channels: outShape.last!), sources: sources(node), destination: index[node.name]!))
@@ -677,7 +700,7 @@ public final class Executor: @unchecked Sendable {
             case .upsampling(let up):
                 let input = inShapes[0].count == 2 ? [1] + inShapes[0] : inShapes[0]
                 kind = .upsample(height: input[0], width: input[1], channels: input[2], factorY: up.factors[0], factorX: up.factors[1],
-                                 bilinear: up.interpolation == .bilinear)
+                                 bilinear: up.interpolation == .bilinear, channelsFirst: false)
             case .cropping2d(let crops):
                 let input = inShapes[0].count == 2 ? [1] + inShapes[0] : inShapes[0]
                 kind = .crop(height: input[0], width: input[1], channels: input[2], top: crops[0], left: crops[2],
@@ -1427,10 +1450,10 @@ public final class Executor: @unchecked Sendable {
                 conv.run(x + b * inputFloats, inputRows: rows, y + b * outputFloats, scratch: arenas[worker].scratch(conv.scratchFloats))
             }
             return true
-        case let .upsample(height, width, channels, factorY, factorX, bilinear) where count >= 8192 * parallel.workers:
+        case let .upsample(height, width, channels, factorY, factorX, bilinear, channelsFirst) where count >= 8192 * parallel.workers:
             parallel.run(balancing: batch * height * factorY) { rows, _ in
                 Kernels.upsample(x, y, rows: rows, height: height, width: width, channels: channels, factorY: factorY, factorX: factorX,
-                                 bilinear: bilinear)
+                                 bilinear: bilinear, channelsFirst: channelsFirst)
             }
             return true
         case let .window(window, channels) where count >= 8192 * parallel.workers:
@@ -2107,9 +2130,9 @@ public final class Executor: @unchecked Sendable {
                                              gamma: g, beta: b, epsilon: epsilon)
                 }
             }
-        case let .upsample(height, width, channels, factorY, factorX, bilinear):
+        case let .upsample(height, width, channels, factorY, factorX, bilinear, channelsFirst):
             Kernels.upsample(x, y, rows: 0..<(batch * height * factorY), height: height, width: width, channels: channels, factorY: factorY,
-                             factorX: factorX, bilinear: bilinear)
+                             factorX: factorX, bilinear: bilinear, channelsFirst: channelsFirst)
         case let .grouped(conv):
             conv.run(x, batch: batch, conv.geometry, output: y, scratch: arena.scratch(GroupedConvolution.scratchFloats(conv.geometry)))
         case let .window(window, channels):

@@ -489,6 +489,22 @@ final class ArchitectureKernelTests: XCTestCase {
             for threads in [1, 2] {
                 XCTAssertEqual(try executor.run(x, threads: threads), expected, "\(h) × \(w) × \(c) by \(fy) × \(fx), \(threads) threads")
             }
+            // Followed by the map's NHWC → NCHW (a segmentation model's end): written channels-first
+            // by the upsampling, no transpose step, the same values; nearest too.
+            let (oh, ow) = (h * fy, w * fx)
+            for bilinear in [true, false] {
+                let upsampling = try Upsampling(factors: [fy, fx], interpolation: bilinear ? .bilinear : .nearest)
+                let turned = try Executor(graph: try Graph.sequential(name: "u", inputShape: [h, w, c], layers: [
+                    ("up", .upsampling(upsampling)), ("to_nchw", .transpose([2, 0, 1]))]))
+                var want: [Float] = []
+                for b in 0..<3 { for ch in 0..<c { for oy in 0..<oh { for ox in 0..<ow {
+                    want.append(bilinear ? expected[((b * oh + oy) * ow + ox) * c + ch] : x[((b * h + oy / fy) * w + ox / fx) * c + ch])
+                } } } }
+                for threads in [1, 2] {
+                    XCTAssertEqual(try turned.run(x, threads: threads), want, "\(h) × \(w) × \(c) by \(fy) × \(fx) to NCHW, \(threads) threads")
+                }
+                XCTAssertEqual(turned.stepProfile.map(\.operation), ["upsample"], "\(h) × \(w) × \(c): one step")
+            }
         }
         // UpSampling1D: each step repeated.
         let graph = try Graph.sequential(name: "u1", inputShape: [5, 3], layers: [("up", .upsampling(try Upsampling(factors: [1, 3], interpolation: .nearest)))])
