@@ -270,8 +270,7 @@ void bnk_layer_norm(const float *x, float *y, size_t rows, size_t n, const float
    277-391 us hot against 330-343) and 2-3x slower where it does not (3,136 x 96: 108 against 36
    us; 784 x 1,000: 184-268 against 98), AMD Zen 4. Portable: blocks of 16 rows, one column at a
    time (a 16 x 16 tile loop took 354 us on the LR-ASPP map, this 288). */
-static inline __attribute__((always_inline))
-void transpose_rows_portable(const float *s, float *t, int a, int b, int r0, int r1) {
+static void transpose_rows_portable(const float *s, float *t, int a, int b, int r0, int r1) {
     int i0 = r0;
     for (; i0 + 16 <= r1; i0 += 16) {
         const float *block = s + (size_t)i0 * b;
@@ -315,20 +314,15 @@ static void transpose_rows_avx2(const float *s, float *t, int a, int b, int r0, 
             for (int k = 0; k < n; k++) _mm256_storeu_ps(t + (size_t)(j0 + k) * a + i0, o[k]);
         }
     }
-    for (; i0 < r1; i0++)
-        for (int j = 0; j < b; j++) t[(size_t)j * a + i0] = s[(size_t)i0 * b + j];
+    transpose_rows_portable(s, t, a, b, i0, r1);  /* the last rows, under 8: one by one */
 }
 #endif
-
-static void transpose_rows_generic(const float *s, float *t, int a, int b, int r0, int r1) {
-    transpose_rows_portable(s, t, a, b, r0, r1);
-}
 
 void bnk_transpose_rows(const float *source, float *target, int a, int b, int r0, int r1) {
 #if BNK_X86
     if (bnk_use_avx2()) { transpose_rows_avx2(source, target, a, b, r0, r1); return; }
 #endif
-    transpose_rows_generic(source, target, a, b, r0, r1);
+    transpose_rows_portable(source, target, a, b, r0, r1);
 }
 
 const char *bnk_elementwise_isa(void) { return bnk_isa_name(); }

@@ -245,7 +245,7 @@ extension Kernels {
         perm = runStarts.map { merged[$0]! }
         let size = shape.reduce(1, *)
         if let (outer, a, b) = transposedMatrices(shape: original, perm: moved) {
-            // Matrices (a × b) to (b × a), one per leading index, in 16 × 16 tiles.
+            // Matrices (a × b) to (b × a), one per leading index (bnk_transpose_rows past 4 rows).
             for m in 0..<(batch * outer) {
                 let source = x + m * a * b, target = y + m * a * b
                 if a == 2 {

@@ -140,10 +140,7 @@ public enum ScratchFiles {
     }
 
     private static func endBy(_ signal: Int32) -> Never {
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = SIG_DFL
-        sigemptyset(&action.sa_mask)
-        sigaction(signal, &action, nil)
+        restoreDefault(signal)
         var set = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, signal)
@@ -170,14 +167,19 @@ nonisolated(unsafe) private var interrupted: sig_atomic_t = 0
 /// a second one while it works ends the process at once.
 private func onInterruption(_ signal: Int32) {
     if interrupted != 0 {
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = SIG_DFL
-        sigemptyset(&action.sa_mask)
-        sigaction(signal, &action, nil)
+        restoreDefault(signal)
         raise(signal)
         return
     }
     interrupted = 1
     var byte = UInt8(truncatingIfNeeded: signal)
     _ = write(interruptionPipe, &byte, 1)
+}
+
+/// `signal`'s default action back (async-signal-safe: sigemptyset and sigaction only).
+private func restoreDefault(_ signal: Int32) {
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = SIG_DFL
+    sigemptyset(&action.sa_mask)
+    sigaction(signal, &action, nil)
 }
