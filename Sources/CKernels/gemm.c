@@ -190,35 +190,45 @@ static void gemm_neon(int M, int N, int K, const float *A, int lda, const float 
 
 static int isa_limit = 2;
 
+/* The environment's cap (BNKIT_MAX_ISA=avx2 or generic) applied to isa_limit, then `flag` set:
+   a thread that sees the flag set sees the cap too (workers may ask first, at the same time; each
+   reads and applies the same cap). Before, the CPU's features were published first, and a worker
+   asking while another applied the cap could run its share of a step at AVX-512 under
+   BNKIT_MAX_ISA=generic (RegNetX's grouped convs, split by groups on two threads, came out
+   different in 3 runs of 12). */
+static void apply_environment_cap(int *flag) {
+    const char *cap = getenv("BNKIT_MAX_ISA");
+    if (cap && strcmp(cap, "avx2") == 0 && __atomic_load_n(&isa_limit, __ATOMIC_RELAXED) > 1)
+        __atomic_store_n(&isa_limit, 1, __ATOMIC_RELAXED);
+    if (cap && strcmp(cap, "generic") == 0) __atomic_store_n(&isa_limit, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(flag, 1, __ATOMIC_RELEASE);
+}
+
+static int limit(void) { return __atomic_load_n(&isa_limit, __ATOMIC_RELAXED); }
+
 #if BNK_X86
 /* What the CPU has, read once (the kernels ask per call). BNKIT_MAX_ISA=avx2 or generic in the
    environment caps it from the start (to measure or check the AVX2 or portable paths of the
    command-line tools on an AVX-512 machine); bnk_limit_isa changes the cap later. */
-static int cpu_avx512 = -1, cpu_avx2 = -1;
+static int cpu_avx512, cpu_avx2, cpu_read;
 
 static void read_cpu(void) {
     __builtin_cpu_init();
     cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     cpu_avx512 = __builtin_cpu_supports("avx512f");
-    const char *cap = getenv("BNKIT_MAX_ISA");
-    if (cap && strcmp(cap, "avx2") == 0 && isa_limit > 1) isa_limit = 1;
-    if (cap && strcmp(cap, "generic") == 0) isa_limit = 0;
+    apply_environment_cap(&cpu_read);
 }
 #endif
 
 #if BNK_NEON
 /* arm64: BNKIT_MAX_ISA=generic caps the kernels at the portable C (read once, as on x86). */
-static int neon_read = 0;
+static int neon_read;
 #endif
 
 int bnk_use_neon(void) {
 #if BNK_NEON
-    if (!neon_read) {
-        neon_read = 1;
-        const char *cap = getenv("BNKIT_MAX_ISA");
-        if (cap && strcmp(cap, "generic") == 0) isa_limit = 0;
-    }
-    return isa_limit >= 1;
+    if (!__atomic_load_n(&neon_read, __ATOMIC_ACQUIRE)) apply_environment_cap(&neon_read);
+    return limit() >= 1;
 #else
     return 0;
 #endif
@@ -226,8 +236,8 @@ int bnk_use_neon(void) {
 
 int bnk_use_avx512(void) {
 #if BNK_X86
-    if (cpu_avx512 < 0) read_cpu();
-    return isa_limit >= 2 && cpu_avx512;
+    if (!__atomic_load_n(&cpu_read, __ATOMIC_ACQUIRE)) read_cpu();
+    return limit() >= 2 && cpu_avx512;
 #else
     return 0;
 #endif
@@ -235,8 +245,8 @@ int bnk_use_avx512(void) {
 
 int bnk_use_avx2(void) {
 #if BNK_X86
-    if (cpu_avx2 < 0) read_cpu();
-    return isa_limit >= 1 && cpu_avx2;
+    if (!__atomic_load_n(&cpu_read, __ATOMIC_ACQUIRE)) read_cpu();
+    return limit() >= 1 && cpu_avx2;
 #else
     return 0;
 #endif
@@ -264,7 +274,7 @@ static void choose(void) {
 }
 
 void bnk_limit_isa(int level) {
-    isa_limit = level;
+    __atomic_store_n(&isa_limit, level, __ATOMIC_RELAXED);
     choose();
 }
 
