@@ -334,11 +334,82 @@ static void bordered_size(int kh, int kw, int sy, int sx, int dy, int dx, int oh
     *pw = (ow - 1) * sx + (kw - 1) * dx + 1;
 }
 
+/* Floats before the pointer table of grouped_gemm: a zero row of c floats, to a whole line. */
+static size_t zero_row_floats(int c) { return ((size_t)c + 15) / 16 * 16; }
+
 size_t bnk_grouped_scratch(int c, int kh, int kw, int sy, int sx, int dy, int dx, int oh, int ow) {
     int ph, pw;
     bordered_size(kh, kw, sy, sx, dy, dx, oh, ow, &ph, &pw);
-    return (size_t)ph * pw * c;
+    const size_t bordered = (size_t)ph * pw * c;
+    /* or grouped_gemm's zero row and one image's pointer table */
+    const size_t table = zero_row_floats(c) + ((size_t)oh * ow * kh * kw * sizeof(float *) + sizeof(float) - 1) / sizeof(float);
+    return bordered > table ? bordered : table;
 }
+
+#if BNK_X86
+/* Whether rows this short go as an indirect GEMM (grouped_gemm) rather than by the row tiles: a
+   tile holds one row's pixels, so on a row of fewer than 6 it keeps fewer sums in flight than the
+   FMA units take (a 3 x 3 map: three), where the GEMM's tiles take 6 to 12 pixels of any rows.
+   torchvision's RegNetX-400MF at 96 x 96, batch 16, one thread, AMD Zen 4 (profiles of 800
+   images): its twelve 3 x 3 convs on 3 x 3 x 400 maps (25 groups of 16) 15-16 -> 12 us an image at
+   AVX-512 and at AVX2 (1.22-1.35x), the network 1.01-1.02x; on 6 x 6 maps 0.95-1.05x, so rows of 6
+   or more keep the row tiles. Groups of a multiple of 16 outputs at AVX-512 (its GEMM tiles), of
+   8 at AVX2 (bnk_block_avx2, 16 columns at a time); not the pairs of 4. */
+static int grouped_as_gemm(int ow, int opg, int pair) {
+    if (pair || ow >= 6) return 0;
+    return (bnk_use_avx512() && opg % 16 == 0) || (bnk_use_avx2() && opg % 8 == 0);
+}
+
+/* The groups g0..<g1 as an indirect GEMM each (indirect.c's way, the GEMM's microkernels): M =
+   every output pixel of a chunk of images, A's rows read through a table of pointers (one per
+   pixel and tap, to the group's input channels there, or to a zero row outside the image), B the
+   group's packed weights in place (taps x channels rows of round8(opg) floats), from the bias
+   and tap by tap, channel by channel: the sums of the row tiles, bit for bit. */
+static void grouped_gemm(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx, int dy,
+                         int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act, int g0, int g1,
+                         float *out, float *scratch) {
+    const int cpg = c / groups, taps = kh * kw, n = groups * opg, stride = round8(opg);
+    const float *biases = packed + (size_t)groups * taps * cpg * stride;
+    float *zero = scratch;
+    memset(zero, 0, (size_t)c * sizeof(float));
+    const float **table = (const float **)(scratch + zero_row_floats(c));
+    const size_t per_image = (size_t)oh * ow * taps;
+    const size_t room = (bnk_grouped_scratch(c, kh, kw, sy, sx, dy, dx, oh, ow) - zero_row_floats(c)) * sizeof(float) / sizeof(float *);
+    const int chunk = room / per_image < 1 ? 1 : room / per_image > (size_t)batch ? batch : (int)(room / per_image);
+    const int avx512 = bnk_use_avx512() && opg % 16 == 0;
+    for (int b0 = 0; b0 < batch; b0 += chunk) {
+        const int images = batch - b0 < chunk ? batch - b0 : chunk;
+        size_t entries = 0;
+        for (int b = 0; b < images; b++) {
+            const float *image = input + (size_t)(b0 + b) * h * w * c + (size_t)g0 * cpg;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++) {
+                            const int iy = oy * sy - pad_top + ky * dy, ix = ox * sx - pad_left + kx * dx;
+                            table[entries++] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + ((size_t)iy * w + ix) * c
+                                                                                       : zero + (size_t)g0 * cpg;
+                        }
+        }
+        const int M = images * oh * ow;
+        float *y = out + (size_t)b0 * oh * ow * n;
+        for (int g = g0; g < g1; g++) {
+            if (g > g0)
+                for (size_t i = 0; i < entries; i++) table[i] += cpg;
+            const float *wg = packed + (size_t)g * taps * cpg * stride, *bias = biases + (size_t)g * stride;
+            float *yg = y + (size_t)g * opg;
+            if (avx512)
+                for (int c0 = 0; c0 < opg; c0 += 64)
+                    bnk_block_avx512(M, c0, opg - c0 < 64 ? opg - c0 : 64, taps, cpg, NULL, 0, table, wg + c0, wg + c0 + 16, stride,
+                                     bias, NULL, yg, n, act, NULL);
+            else
+                for (int c0 = 0; c0 < opg; c0 += 16)
+                    bnk_block_avx2(M, c0, opg - c0 < 16 ? opg - c0 : 16, taps, cpg, NULL, 0, table, wg + c0, stride, bias, NULL, yg,
+                                   n, act, NULL);
+        }
+    }
+}
+#endif
 
 void bnk_grouped_conv2d(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx, int dy,
                         int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act, float *out,
@@ -362,6 +433,13 @@ void bnk_grouped_conv2d_groups(const float *input, int batch, int h, int w, int 
     p.g1 = g1 > groups ? groups : g1;
     if (p.pair) { p.g0 -= p.g0 % 2; p.g1 -= p.g1 % 2; }   /* pairs: bounds down to even ones (still a partition) */
     if (p.g0 >= p.g1) return;
+#if BNK_X86
+    if (grouped_as_gemm(ow, opg, p.pair)) {
+        grouped_gemm(input, batch, h, w, c, groups, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, packed, opg, act, p.g0, p.g1,
+                     out, scratch);
+        return;
+    }
+#endif
     p.packed = packed;
     p.bias = packed + (p.pair ? (size_t)groups / 2 * taps * cpg * 8 : (size_t)groups * taps * cpg * p.stride);
     for (int b = 0; b < batch; b++) {

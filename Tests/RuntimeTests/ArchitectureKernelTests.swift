@@ -118,7 +118,8 @@ final class ArchitectureKernelTests: XCTestCase {
     /// Grouped convs with several input channels per group (ResNeXt's 4 to 32, RegNet's 8, and
     /// widths whose last vector is partial: 12, 40, 72; groups of 4 outputs in pairs, with 4 or 8
     /// inputs, and alone: an odd number of groups, 2 inputs), strides, dilation, both paddings, fused
-    /// and separate activations, on one and two threads (the last case is split by rows).
+    /// and separate activations, on one and two threads (the last case is split by rows); rows
+    /// under 6 pixels, which go as an indirect GEMM.
     func testGroupedConvolutionsOverGroupWidths() throws {
         let cases: [(h: Int, w: Int, c: Int, out: Int, groups: Int, k: [Int], stride: Int, dilation: Int, same: Bool, activation: Activation, batch: Int)] = [
             (9, 13, 16, 16, 4, [3, 3], 1, 1, true, .relu, 2),
@@ -132,6 +133,15 @@ final class ArchitectureKernelTests: XCTestCase {
             (5, 6, 128, 128, 2, [1, 1], 1, 1, false, .linear, 1),
             (6, 5, 36, 144, 2, [3, 2], 1, 1, true, .relu, 2),
             (28, 28, 64, 64, 8, [3, 3], 1, 1, true, .relu, 1),
+            // Rows under 6 pixels (the indirect GEMM): groups of 16 in chunks of images (3 × 3 × 32
+            // leaves room for 4 images' pointers a chunk), of 48 and 80 (past one 64-column block),
+            // of 8 and 24 (AVX2's 16 columns at a time), stride 2, dilation, valid padding.
+            (3, 3, 32, 32, 2, [3, 3], 1, 1, true, .relu, 10),
+            (4, 5, 96, 96, 2, [3, 3], 1, 1, true, .relu6, 3),
+            (3, 4, 160, 160, 2, [3, 3], 1, 1, true, .linear, 2),
+            (5, 5, 48, 48, 3, [3, 3], 2, 1, false, .relu, 3),
+            (5, 5, 64, 64, 8, [3, 3], 1, 2, false, .relu, 2),
+            (6, 6, 72, 72, 3, [3, 3], 2, 1, true, .sigmoid, 2),
         ]
         for t in cases {
             let perGroup = t.c / t.groups
