@@ -105,6 +105,43 @@ static inline void tile512_wide(const int R, int segs, int len, const float *A, 
 #undef STORE
 }
 
+/* R rows x 24 columns: 16 from b, 8 from b + hoff in a 256-bit vector. The same sums as
+   tile512_wide's (each lane's FMAs in the same order), but the last 8 columns cost a 256-bit FMA
+   where a masked 512-bit one costs two on AMD Zen 4: MobileNet-style projections to 24 channels
+   (576 x 72 -> 24, hot, one thread, AMD Zen 4) 81-82 -> 98-99 GFLOP/s, where AVX2's tiles gave 99;
+   with tile512_x4's HALF, 784 x 120 -> 40 96-97 -> 113-115 and 196 x 200 -> 56 98-101 -> 110-115.
+   torchvision's MnasNet at 224, one thread: 140-146 -> 147-153 img/s at batch 1 (three rounds),
+   outputs bit-identical (and MobileNetV2's and MobileNetV3-Large's at 96). */
+__attribute__((target("avx512f"), always_inline))
+static inline void tile512_wide24(const int R, int segs, int len, const float *A, size_t lda, const float *const *rows,
+                                  const float *b, ptrdiff_t hoff, int bs, __m512 bias0, __m256 bias1,
+                                  const float *rr, float *c, int ldc, int elementwise) {
+#define DECLARE(r) __m512 lo##r = bias0; __m256 hi##r = bias1; const float *a##r = A;
+    FOR_ROWS(DECLARE)
+#undef DECLARE
+    EPILOGUE_PREFETCH(FOR_ROWS, 16)
+    for (int s = 0; s < segs; s++) {
+        FOR_ROWS(ROW_POINTER)
+        for (int k = 0; k < len; k++, b += bs) {
+            const __m512 b0 = _mm512_loadu_ps(b);
+            const __m256 b1 = _mm256_loadu_ps(b + hoff);
+            _mm_prefetch((const char *)(b + PREFETCH_ROWS * bs), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
+#define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]); \
+                              lo##r = _mm512_fmadd_ps(x, b0, lo##r); hi##r = _mm256_fmadd_ps(_mm512_castps512_ps256(x), b1, hi##r); }
+            FOR_ROWS(FMA)
+#undef FMA
+        }
+    }
+#define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
+        if (rr) { lo##r = _mm512_add_ps(lo##r, _mm512_loadu_ps(rr + (size_t)(r) * ldc));                           \
+                  hi##r = _mm256_add_ps(hi##r, _mm256_loadu_ps(rr + (size_t)(r) * ldc + 16)); }                   \
+        _mm512_storeu_ps(cr, bnk_act512(lo##r, elementwise));                                                   \
+        _mm256_storeu_ps(cr + 16, _mm512_castps512_ps256(bnk_act512(_mm512_castps256_ps512(hi##r), elementwise))); }
+    FOR_ROWS(STORE)
+#undef STORE
+}
+
 /* R rows x up to 16 columns (mask0). */
 __attribute__((target("avx512f"), always_inline))
 static inline void tile512_narrow(const int R, int segs, int len, const float *A, size_t lda, const float *const *rows,
@@ -165,11 +202,15 @@ static inline row_block block_at(int m, int n0, int segs, const float *A, int ld
    the stack every k): on AMD Zen 4, whose zmm FMAs take both 256-bit pipes, 3-16% faster than
    12 x 32 on ResNet50's and the MNIST CNNs' shapes (hot, best of 30). */
 __attribute__((target("avx512f"), always_inline))
-static inline void tile512_x4(const int R, const int V, const int NEXT, int segs, int len, const float *A, size_t lda,
-                              const float *const *rows, const float *b, ptrdiff_t hoff, int bs, __mmask16 mask2, __mmask16 mask3,
-                              __m512 bias0, __m512 bias1, __m512 bias2, __m512 bias3, const float *rr, float *c, int ldc,
-                              int elementwise, const float *pf) {
-#define DECLARE(r) __m512 v0##r = bias0, v1##r = bias1, v2##r = bias2, v3##r = bias3; const float *a##r = A;
+static inline void tile512_x4(const int R, const int V, const int NEXT, const int HALF, int segs, int len, const float *A,
+                              size_t lda, const float *const *rows, const float *b, ptrdiff_t hoff, int bs, __mmask16 mask2,
+                              __mmask16 mask3, __m512 bias0, __m512 bias1, __m512 bias2, __m512 bias3, const float *rr, float *c,
+                              int ldc, int elementwise, const float *pf) {
+    /* With HALF the last vector (V - 1) is 8 columns in a 256-bit register (see tile512_wide24),
+       and vectors 1 .. V - 1 that remain are whole: 24, 40 or 56 columns. */
+#define FULL(j) (V > (j) && !(HALF && V == (j) + 1))
+    const __m256 biash = _mm512_castps512_ps256(V == 2 ? bias1 : V == 3 ? bias2 : bias3);
+#define DECLARE(r) __m512 v0##r = bias0, v1##r = bias1, v2##r = bias2, v3##r = bias3; __m256 h##r = biash; const float *a##r = A;
     FOR_ROWS6(DECLARE)
 #undef DECLARE
     _Pragma("GCC unroll 6") for (int r = 0; r < R; r++) {
@@ -181,9 +222,11 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
     for (int s = 0; s < segs; s++) {
         FOR_ROWS6(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
-            const __m512 b0 = _mm512_loadu_ps(b), b1 = V > 2 ? _mm512_loadu_ps(b + hoff) : _mm512_maskz_loadu_ps(mask2, b + hoff);
-            const __m512 b2 = V > 2 ? _mm512_maskz_loadu_ps(mask2, b + 2 * hoff) : b1;
-            const __m512 b3 = V > 3 ? _mm512_maskz_loadu_ps(mask3, b + 3 * hoff) : b2;
+            const __m512 b0 = _mm512_loadu_ps(b);
+            const __m512 b1 = !FULL(1) ? b0 : V > 2 ? _mm512_loadu_ps(b + hoff) : _mm512_maskz_loadu_ps(mask2, b + hoff);
+            const __m512 b2 = !FULL(2) ? b1 : V > 3 || HALF ? _mm512_loadu_ps(b + 2 * hoff) : _mm512_maskz_loadu_ps(mask2, b + 2 * hoff);
+            const __m512 b3 = !FULL(3) ? b2 : _mm512_maskz_loadu_ps(mask3, b + 3 * hoff);
+            const __m256 bh = HALF ? _mm256_loadu_ps(b + (V - 1) * hoff) : _mm256_setzero_ps();
             _mm_prefetch((const char *)(b + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
             if (V > 2) _mm_prefetch((const char *)(b + 2 * hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
@@ -193,8 +236,9 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
                 pf += 16 * NEXT;
             }
 #define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]);                                        \
-                              v0##r = _mm512_fmadd_ps(x, b0, v0##r); v1##r = _mm512_fmadd_ps(x, b1, v1##r);   \
-                              if (V > 2) v2##r = _mm512_fmadd_ps(x, b2, v2##r); if (V > 3) v3##r = _mm512_fmadd_ps(x, b3, v3##r); }
+                              v0##r = _mm512_fmadd_ps(x, b0, v0##r); if (FULL(1)) v1##r = _mm512_fmadd_ps(x, b1, v1##r);   \
+                              if (FULL(2)) v2##r = _mm512_fmadd_ps(x, b2, v2##r); if (FULL(3)) v3##r = _mm512_fmadd_ps(x, b3, v3##r); \
+                              if (HALF) h##r = _mm256_fmadd_ps(_mm512_castps512_ps256(x), bh, h##r); }
             FOR_ROWS6(FMA)
 #undef FMA
         }
@@ -202,16 +246,21 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, int segs
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (rr) { const float *q = rr + (size_t)(r) * ldc;                                                      \
                   v0##r = _mm512_add_ps(v0##r, _mm512_loadu_ps(q));                                             \
-                  v1##r = _mm512_add_ps(v1##r, V > 2 ? _mm512_loadu_ps(q + 16) : _mm512_maskz_loadu_ps(mask2, q + 16)); \
-                  if (V > 2) v2##r = _mm512_add_ps(v2##r, _mm512_maskz_loadu_ps(mask2, q + 32));                \
-                  if (V > 3) v3##r = _mm512_add_ps(v3##r, _mm512_maskz_loadu_ps(mask3, q + 48)); }              \
+                  if (FULL(1)) v1##r = _mm512_add_ps(v1##r, V > 2 ? _mm512_loadu_ps(q + 16) : _mm512_maskz_loadu_ps(mask2, q + 16)); \
+                  if (FULL(2)) v2##r = _mm512_add_ps(v2##r, V > 3 || HALF ? _mm512_loadu_ps(q + 32) : _mm512_maskz_loadu_ps(mask2, q + 32)); \
+                  if (FULL(3)) v3##r = _mm512_add_ps(v3##r, _mm512_maskz_loadu_ps(mask3, q + 48));              \
+                  if (HALF) h##r = _mm256_add_ps(h##r, _mm256_loadu_ps(q + 16 * (V - 1))); }                    \
         _mm512_storeu_ps(cr, bnk_act512(v0##r, elementwise));                                                   \
-        if (V > 2) _mm512_storeu_ps(cr + 16, bnk_act512(v1##r, elementwise));                                   \
-        else _mm512_mask_storeu_ps(cr + 16, mask2, bnk_act512(v1##r, elementwise));                             \
-        if (V > 2) _mm512_mask_storeu_ps(cr + 32, mask2, bnk_act512(v2##r, elementwise));                       \
-        if (V > 3) _mm512_mask_storeu_ps(cr + 48, mask3, bnk_act512(v3##r, elementwise)); }
+        if (FULL(1)) { if (V > 2) _mm512_storeu_ps(cr + 16, bnk_act512(v1##r, elementwise));                    \
+                       else _mm512_mask_storeu_ps(cr + 16, mask2, bnk_act512(v1##r, elementwise)); }            \
+        if (FULL(2)) { if (V > 3 || HALF) _mm512_storeu_ps(cr + 32, bnk_act512(v2##r, elementwise));            \
+                       else _mm512_mask_storeu_ps(cr + 32, mask2, bnk_act512(v2##r, elementwise)); }            \
+        if (FULL(3)) _mm512_mask_storeu_ps(cr + 48, mask3, bnk_act512(v3##r, elementwise));                     \
+        if (HALF) _mm256_storeu_ps(cr + 16 * (V - 1),                                                           \
+                                   _mm512_castps512_ps256(bnk_act512(_mm512_castps256_ps512(h##r), elementwise))); }
     FOR_ROWS6(STORE)
 #undef STORE
+#undef FULL
 }
 
 #define TILE8_CASES(CALL)                                                                  \
@@ -251,6 +300,7 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
            its 3x3 convs (49 rows of 4608, the indirect conv) 1.00-1.09x; the other steps
            within the noise of unchanged ones. */
         const int fetching = !next || blocks < 2 ? 0 : blocks < NEXT_PANEL_BLOCKS ? blocks : NEXT_PANEL_BLOCKS;
+        const int half = width == 40 || width == 56;
         const int per_k = fetching >= 4 ? 1 : 2;
         const size_t lines = (size_t)segs * len, share = fetching ? (4 * lines + fetching - 1) / fetching : 0;
         for (int block = 0, m = 0; block < blocks; block++) {
@@ -258,13 +308,20 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
             const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
             const int part = block - (blocks - fetching);
             const float *pf = part >= 0 ? next + (size_t)part * share * 16 : NULL;
-#define X4(ROWS) tile512_x4(ROWS, V_, N_, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, bias0, bias1, bias2, \
+#define X4(ROWS) tile512_x4(ROWS, V_, N_, H_, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, mask3, bias0, bias1, bias2, \
                             bias3, o.rr, o.c, ldc, elementwise, pf)
             /* 33 to 48 columns: three vectors (a fourth, all masked, would still cost its FMAs). */
-#define X4_BLOCKS(V, N) { enum { V_ = (V), N_ = (N) }; TILE6_CASES(X4) }
-            if (!pf) { if (mask3) X4_BLOCKS(4, 0) else X4_BLOCKS(3, 0) }
+#define X4_BLOCKS(V, N) { enum { V_ = (V), N_ = (N), H_ = 0 }; TILE6_CASES(X4) }
+#define X4_HALF(V, N) { enum { V_ = (V), N_ = (N), H_ = 1 }; TILE6_CASES(X4) }
+            if (half) {   /* 40 or 56 columns: the last 8 in a 256-bit vector */
+                if (!pf) { if (mask3) X4_HALF(4, 0) else X4_HALF(3, 0) }
+                else if (per_k == 1) { if (mask3) X4_HALF(4, 1) else X4_HALF(3, 1) }
+                else { if (mask3) X4_HALF(4, 2) else X4_HALF(3, 2) }
+            }
+            else if (!pf) { if (mask3) X4_BLOCKS(4, 0) else X4_BLOCKS(3, 0) }
             else if (per_k == 1) { if (mask3) X4_BLOCKS(4, 1) else X4_BLOCKS(3, 1) }
             else { if (mask3) X4_BLOCKS(4, 2) else X4_BLOCKS(3, 2) }
+#undef X4_HALF
 #undef X4_BLOCKS
 #undef X4
             m += R;
@@ -285,10 +342,14 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
         for (int block = 0, m = 0; block < blocks; block++) {
             const int R = M / blocks + (block < M % blocks);
             const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
-#define X2(ROWS) tile512_x4(ROWS, 2, 0, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, 0, bias0, bias1, bias1, bias1, \
+#define X2(ROWS) tile512_x4(ROWS, 2, 0, 0, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, 0, bias0, bias1, bias1, bias1, \
                             o.rr, o.c, ldc, elementwise, NULL)
-            TILE6_CASES(X2)
+#define X2_HALF(ROWS) tile512_x4(ROWS, 2, 0, 1, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask2, 0, bias0, bias1, bias1, \
+                                 bias1, o.rr, o.c, ldc, elementwise, NULL)
+            if (width == 24) { TILE6_CASES(X2_HALF) }   /* the last 8 columns in a 256-bit vector */
+            else { TILE6_CASES(X2) }
 #undef X2
+#undef X2_HALF
             m += R;
         }
         return;
@@ -301,7 +362,12 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
     for (int block = 0, m = 0; block < blocks; block++) {
         const int R = M / blocks + (block < M % blocks);
         const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
-        if (mask1) {
+        if (mask1 == 0x00FF) {
+#define WIDE24(ROWS) tile512_wide24(ROWS, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, bias0, _mm512_castps512_ps256(bias1), \
+                                    o.rr, o.c, ldc, elementwise)
+            TILE_CASES(WIDE24)
+#undef WIDE24
+        } else if (mask1) {
 #define WIDE(ROWS) tile512_wide(ROWS, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask1, bias0, bias1, o.rr, o.c, ldc, elementwise)
             TILE_CASES(WIDE)
 #undef WIDE

@@ -817,13 +817,16 @@ final class SplitAndFusionTests: XCTestCase {
     }
 
     /// B prepacked into panels once (`bnk_pack_panels`, as a planned model's kernels are):
-    /// the same values as the GEMM packing per call, bit for bit, whole or by column ranges
+    /// the same values as the GEMM packing per call, bit for bit (and the reference's within
+    /// rounding), whole or by column ranges
     /// starting at any panel, with column tails of every width and the sigmoid epilogue; and
     /// with an A of more than 2 MiB beside panels of more than 128 KiB (1100 × 520: done in
     /// chunks of rows, B's panels read again per chunk).
     func testPrepackedPanelsEqualTheGEMM() {
+        // 24, 40, 56 and 64 + 24 columns over long and short sums: AVX-512's last 8 columns in a
+        // 256-bit vector (tile512_wide24, tile512_x4's HALF).
         for (m, n, k) in [(50, 37, 5), (25, 70, 300), (13, 96, 64), (1, 1000, 40), (97, 16, 9), (36, 8, 130), (7, 33, 17), (12, 48, 2),
-                          (1100, 80, 520)] {
+                          (1100, 80, 520), (30, 24, 72), (19, 40, 100), (13, 56, 70), (20, 40, 30), (23, 24, 40), (8, 88, 66)] {
             let a = random.floats(m * k, in: -1...1), b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
             var panels = [Float](repeating: .nan, count: bnk_panels_floats(Int32(k), Int32(n)))
             XCTAssertEqual(panels.count, (n + 15) / 16 * 16 * k)
@@ -860,6 +863,12 @@ final class SplitAndFusionTests: XCTestCase {
                     }
                 }
                 XCTAssertEqual(whole.map(\.bitPattern), expected.map(\.bitPattern), "\(m)×\(n)×\(k) act \(act): panels")
+                var reference = [Float](repeating: .nan, count: m * n)
+                bnk_gemm_reference(Int32(m), Int32(n), Int32(k), a, Int32(k), b, bias, &reference, Int32(n), Int32(act))
+                for i in 0..<(m * n) where abs(whole[i] - reference[i]) > 2e-5 * Float(k).squareRoot() * max(1, abs(reference[i])) {
+                    XCTFail("\(m)×\(n)×\(k) act \(act) [\(i)]: \(whole[i]) against the reference's \(reference[i])")
+                    break
+                }
                 XCTAssertEqual(blocks.map(\.bitPattern), expected.map(\.bitPattern), "\(m)×\(n)×\(k) act \(act): panel column ranges")
             }
         }
