@@ -75,69 +75,43 @@
 /* Row r's pointer into segment s: from the table, or A's rows lda apart (a single segment). */
 #define ROW_POINTER(r) if ((r) < R) a##r = rows ? rows[(size_t)(r) * segs + s] : A + (size_t)(r) * lda;
 
-/* R rows x 32 columns: lo from b (columns n0..n0+15), hi from b + hoff (masked by mask1). */
+/* R rows x 32 columns: lo from b (columns n0..n0+15), hi from b + hoff (masked by mask1). With
+   HALF, 24 columns, hi in a 256-bit vector: the same sums (each lane's FMAs in the same order),
+   but the last 8 columns cost a 256-bit FMA where a masked 512-bit one costs two on AMD Zen 4
+   (its 512-bit operations go through the 256-bit pipes twice): MobileNet-style projections to 24
+   channels (576 x 72 -> 24, hot, one thread, AMD Zen 4) 81-82 -> 98-99 GFLOP/s, where AVX2's tiles
+   gave 99; with tile512_x4's HALF, 784 x 120 -> 40 96-97 -> 113-115 and 196 x 200 -> 56 98-101 ->
+   110-115. torchvision's MnasNet at 224, one thread: 140-146 -> 147-153 img/s at batch 1 (three
+   rounds), outputs bit-identical (and MobileNetV2's and MobileNetV3-Large's at 96). */
 __attribute__((target("avx512f"), always_inline))
-static inline void tile512_wide(const int R, int segs, int len, const float *A, size_t lda, const float *const *rows,
-                                const float *b, ptrdiff_t hoff, int bs, __mmask16 mask1, __m512 bias0, __m512 bias1,
-                                const float *rr, float *c, int ldc, int elementwise) {
-#define DECLARE(r) __m512 lo##r = bias0, hi##r = bias1; const float *a##r = A;
+static inline void tile512_wide(const int R, const int HALF, int segs, int len, const float *A, size_t lda,
+                                const float *const *rows, const float *b, ptrdiff_t hoff, int bs, __mmask16 mask1, __m512 bias0,
+                                __m512 bias1, const float *rr, float *c, int ldc, int elementwise) {
+#define DECLARE(r) __m512 lo##r = bias0, hi##r = bias1; __m256 h##r = _mm512_castps512_ps256(bias1); const float *a##r = A;
     FOR_ROWS(DECLARE)
 #undef DECLARE
     EPILOGUE_PREFETCH(FOR_ROWS, 16)
     for (int s = 0; s < segs; s++) {
         FOR_ROWS(ROW_POINTER)
         for (int k = 0; k < len; k++, b += bs) {
-            const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_maskz_loadu_ps(mask1, b + hoff);
+            const __m512 b0 = _mm512_loadu_ps(b), b1 = HALF ? b0 : _mm512_maskz_loadu_ps(mask1, b + hoff);
+            const __m256 bh = HALF ? _mm256_loadu_ps(b + hoff) : _mm256_setzero_ps();
             _mm_prefetch((const char *)(b + PREFETCH_ROWS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
-#define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]); \
-                              lo##r = _mm512_fmadd_ps(x, b0, lo##r); hi##r = _mm512_fmadd_ps(x, b1, hi##r); }
+#define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]); lo##r = _mm512_fmadd_ps(x, b0, lo##r); \
+                              if (HALF) h##r = _mm256_fmadd_ps(_mm512_castps512_ps256(x), bh, h##r);          \
+                              else hi##r = _mm512_fmadd_ps(x, b1, hi##r); }
             FOR_ROWS(FMA)
 #undef FMA
         }
     }
 #define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
         if (rr) { lo##r = _mm512_add_ps(lo##r, _mm512_loadu_ps(rr + (size_t)(r) * ldc));                           \
-                  hi##r = _mm512_add_ps(hi##r, _mm512_maskz_loadu_ps(mask1, rr + (size_t)(r) * ldc + 16)); }      \
+                  if (HALF) h##r = _mm256_add_ps(h##r, _mm256_loadu_ps(rr + (size_t)(r) * ldc + 16));             \
+                  else hi##r = _mm512_add_ps(hi##r, _mm512_maskz_loadu_ps(mask1, rr + (size_t)(r) * ldc + 16)); }  \
         _mm512_storeu_ps(cr, bnk_act512(lo##r, elementwise));                                                   \
-        _mm512_mask_storeu_ps(cr + 16, mask1, bnk_act512(hi##r, elementwise)); }
-    FOR_ROWS(STORE)
-#undef STORE
-}
-
-/* R rows x 24 columns: 16 from b, 8 from b + hoff in a 256-bit vector. The same sums as
-   tile512_wide's (each lane's FMAs in the same order), but the last 8 columns cost a 256-bit FMA
-   where a masked 512-bit one costs two on AMD Zen 4: MobileNet-style projections to 24 channels
-   (576 x 72 -> 24, hot, one thread, AMD Zen 4) 81-82 -> 98-99 GFLOP/s, where AVX2's tiles gave 99;
-   with tile512_x4's HALF, 784 x 120 -> 40 96-97 -> 113-115 and 196 x 200 -> 56 98-101 -> 110-115.
-   torchvision's MnasNet at 224, one thread: 140-146 -> 147-153 img/s at batch 1 (three rounds),
-   outputs bit-identical (and MobileNetV2's and MobileNetV3-Large's at 96). */
-__attribute__((target("avx512f"), always_inline))
-static inline void tile512_wide24(const int R, int segs, int len, const float *A, size_t lda, const float *const *rows,
-                                  const float *b, ptrdiff_t hoff, int bs, __m512 bias0, __m256 bias1,
-                                  const float *rr, float *c, int ldc, int elementwise) {
-#define DECLARE(r) __m512 lo##r = bias0; __m256 hi##r = bias1; const float *a##r = A;
-    FOR_ROWS(DECLARE)
-#undef DECLARE
-    EPILOGUE_PREFETCH(FOR_ROWS, 16)
-    for (int s = 0; s < segs; s++) {
-        FOR_ROWS(ROW_POINTER)
-        for (int k = 0; k < len; k++, b += bs) {
-            const __m512 b0 = _mm512_loadu_ps(b);
-            const __m256 b1 = _mm256_loadu_ps(b + hoff);
-            _mm_prefetch((const char *)(b + PREFETCH_ROWS * bs), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + hoff + PREFETCH_ROWS * bs), _MM_HINT_T0);
-#define FMA(r) if ((r) < R) { const __m512 x = _mm512_set1_ps(a##r[k]); \
-                              lo##r = _mm512_fmadd_ps(x, b0, lo##r); hi##r = _mm256_fmadd_ps(_mm512_castps512_ps256(x), b1, hi##r); }
-            FOR_ROWS(FMA)
-#undef FMA
-        }
-    }
-#define STORE(r) if ((r) < R) { float *cr = c + (size_t)(r) * ldc;                                              \
-        if (rr) { lo##r = _mm512_add_ps(lo##r, _mm512_loadu_ps(rr + (size_t)(r) * ldc));                           \
-                  hi##r = _mm256_add_ps(hi##r, _mm256_loadu_ps(rr + (size_t)(r) * ldc + 16)); }                   \
-        _mm512_storeu_ps(cr, bnk_act512(lo##r, elementwise));                                                   \
-        _mm256_storeu_ps(cr + 16, _mm512_castps512_ps256(bnk_act512(_mm512_castps256_ps512(hi##r), elementwise))); }
+        if (HALF) _mm256_storeu_ps(cr + 16, _mm512_castps512_ps256(bnk_act512(_mm512_castps256_ps512(h##r), elementwise))); \
+        else _mm512_mask_storeu_ps(cr + 16, mask1, bnk_act512(hi##r, elementwise)); }
     FOR_ROWS(STORE)
 #undef STORE
 }
@@ -206,7 +180,7 @@ static inline void tile512_x4(const int R, const int V, const int NEXT, const in
                               size_t lda, const float *const *rows, const float *b, ptrdiff_t hoff, int bs, __mmask16 mask2,
                               __mmask16 mask3, __m512 bias0, __m512 bias1, __m512 bias2, __m512 bias3, const float *rr, float *c,
                               int ldc, int elementwise, const float *pf) {
-    /* With HALF the last vector (V - 1) is 8 columns in a 256-bit register (see tile512_wide24),
+    /* With HALF the last vector (V - 1) is 8 columns in a 256-bit register (see tile512_wide),
        and vectors 1 .. V - 1 that remain are whole: 24, 40 or 56 columns. */
 #define FULL(j) (V > (j) && !(HALF && V == (j) + 1))
     const __m256 biash = _mm512_castps512_ps256(V == 2 ? bias1 : V == 3 ? bias2 : bias3);
@@ -362,13 +336,14 @@ void bnk_block_avx512(int M, int n0, int width, int segs, int len, const float *
     for (int block = 0, m = 0; block < blocks; block++) {
         const int R = M / blocks + (block < M % blocks);
         const row_block o = block_at(m, n0, segs, A, lda, rows, R_, C, ldc);
-        if (mask1 == 0x00FF) {
-#define WIDE24(ROWS) tile512_wide24(ROWS, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, bias0, _mm512_castps512_ps256(bias1), \
-                                    o.rr, o.c, ldc, elementwise)
+        if (mask1 == 0x00FF) {   /* 24 columns: the last 8 in a 256-bit vector */
+#define WIDE24(ROWS) tile512_wide(ROWS, 1, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask1, bias0, bias1, o.rr, o.c, ldc, \
+                                  elementwise)
             TILE_CASES(WIDE24)
 #undef WIDE24
         } else if (mask1) {
-#define WIDE(ROWS) tile512_wide(ROWS, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask1, bias0, bias1, o.rr, o.c, ldc, elementwise)
+#define WIDE(ROWS) tile512_wide(ROWS, 0, segs, len, o.a, (size_t)lda, o.t, b_lo, hoff, bs, mask1, bias0, bias1, o.rr, o.c, ldc, \
+                                elementwise)
             TILE_CASES(WIDE)
 #undef WIDE
         } else {
