@@ -352,8 +352,9 @@ size_t bnk_grouped_scratch(int c, int kh, int kw, int sy, int sx, int dy, int dx
    FMA units take (a 3 x 3 map: three), where the GEMM's tiles take 6 to 12 pixels of any rows.
    torchvision's RegNetX-400MF at 96 x 96, batch 16, one thread, AMD Zen 4 (profiles of 800
    images): its twelve 3 x 3 convs on 3 x 3 x 400 maps (25 groups of 16) 15-16 -> 12 us an image at
-   AVX-512 and at AVX2 (1.22-1.35x), the network 1.01-1.02x; on 6 x 6 maps 0.95-1.05x, so rows of 6
-   or more keep the row tiles. Groups of a multiple of 16 outputs at AVX-512 (its GEMM tiles), of
+   AVX-512 and at AVX2 (1.22-1.35x), the network 1.01-1.02x; on 6 x 6 maps 0.95-1.05x, and on 7 x 7
+   (RegNetX-400MF 224's last stage, batch 8, AVX-512, two profiles each) 35.3-35.5 against 36.4-36.6
+   ms, so rows of 6 or more keep the row tiles. Groups of a multiple of 16 outputs at AVX-512 (its GEMM tiles), of
    8 at AVX2 (bnk_block_avx2, 16 columns at a time); not the pairs of 4. */
 static int grouped_as_gemm(int ow, int opg, int pair) {
     if (pair || ow >= 6) return 0;
