@@ -366,16 +366,16 @@ static int grouped_as_gemm(int ow, int opg, int pair) {
    pixel and tap, to the group's input channels there, or to a zero row outside the image), B the
    group's packed weights in place (taps x channels rows of round8(opg) floats), from the bias
    and tap by tap, channel by channel: the sums of the row tiles, bit for bit. */
-static void grouped_gemm(const float *input, int batch, int h, int w, int c, int groups, int kh, int kw, int sy, int sx, int dy,
-                         int dx, int pad_top, int pad_left, int oh, int ow, const float *packed, int opg, int act, int g0, int g1,
-                         float *out, float *scratch) {
-    const int cpg = c / groups, taps = kh * kw, n = groups * opg, stride = round8(opg);
-    const float *biases = packed + (size_t)groups * taps * cpg * stride;
+static void grouped_gemm(const grouped_call *p, const float *input, int batch, int h, int w, int pad_top, int pad_left, float *out,
+                         float *scratch) {
+    const int c = p->c, cpg = p->cpg, opg = p->opg, stride = p->stride, kh = p->kh, kw = p->kw, taps = kh * kw;
+    const int n = p->groups * opg, oh = p->oh, ow = p->ow, g0 = p->g0;
     float *zero = scratch;
     memset(zero, 0, (size_t)c * sizeof(float));
     const float **table = (const float **)(scratch + zero_row_floats(c));
     const size_t per_image = (size_t)oh * ow * taps;
-    const size_t room = (bnk_grouped_scratch(c, kh, kw, sy, sx, dy, dx, oh, ow) - zero_row_floats(c)) * sizeof(float) / sizeof(float *);
+    const size_t room = (bnk_grouped_scratch(c, kh, kw, p->sy, p->sx, p->dy, p->dx, oh, ow) - zero_row_floats(c)) * sizeof(float) /
+                        sizeof(float *);
     const int chunk = room / per_image < 1 ? 1 : room / per_image > (size_t)batch ? batch : (int)(room / per_image);
     const int avx512 = bnk_use_avx512() && opg % 16 == 0;
     for (int b0 = 0; b0 < batch; b0 += chunk) {
@@ -387,26 +387,26 @@ static void grouped_gemm(const float *input, int batch, int h, int w, int c, int
                 for (int ox = 0; ox < ow; ox++)
                     for (int ky = 0; ky < kh; ky++)
                         for (int kx = 0; kx < kw; kx++) {
-                            const int iy = oy * sy - pad_top + ky * dy, ix = ox * sx - pad_left + kx * dx;
+                            const int iy = oy * p->sy - pad_top + ky * p->dy, ix = ox * p->sx - pad_left + kx * p->dx;
                             table[entries++] = iy >= 0 && iy < h && ix >= 0 && ix < w ? image + ((size_t)iy * w + ix) * c
                                                                                        : zero + (size_t)g0 * cpg;
                         }
         }
         const int M = images * oh * ow;
         float *y = out + (size_t)b0 * oh * ow * n;
-        for (int g = g0; g < g1; g++) {
+        for (int g = g0; g < p->g1; g++) {
             if (g > g0)
                 for (size_t i = 0; i < entries; i++) table[i] += cpg;
-            const float *wg = packed + (size_t)g * taps * cpg * stride, *bias = biases + (size_t)g * stride;
+            const float *wg = p->packed + weights_at(g, taps, cpg, opg, 0), *bias = p->bias + bias_at(g, opg, 0);
             float *yg = y + (size_t)g * opg;
             if (avx512)
                 for (int c0 = 0; c0 < opg; c0 += 64)
                     bnk_block_avx512(M, c0, opg - c0 < 64 ? opg - c0 : 64, taps, cpg, NULL, 0, table, wg + c0, wg + c0 + 16, stride,
-                                     bias, NULL, yg, n, act, NULL);
+                                     bias, NULL, yg, n, p->act, NULL);
             else
                 for (int c0 = 0; c0 < opg; c0 += 16)
                     bnk_block_avx2(M, c0, opg - c0 < 16 ? opg - c0 : 16, taps, cpg, NULL, 0, table, wg + c0, stride, bias, NULL, yg,
-                                   n, act, NULL);
+                                   n, p->act, NULL);
         }
     }
 }
@@ -434,15 +434,14 @@ void bnk_grouped_conv2d_groups(const float *input, int batch, int h, int w, int 
     p.g1 = g1 > groups ? groups : g1;
     if (p.pair) { p.g0 -= p.g0 % 2; p.g1 -= p.g1 % 2; }   /* pairs: bounds down to even ones (still a partition) */
     if (p.g0 >= p.g1) return;
+    p.packed = packed;
+    p.bias = packed + (p.pair ? (size_t)groups / 2 * taps * cpg * 8 : (size_t)groups * taps * cpg * p.stride);
 #if BNK_X86
     if (grouped_as_gemm(ow, opg, p.pair)) {
-        grouped_gemm(input, batch, h, w, c, groups, kh, kw, sy, sx, dy, dx, pad_top, pad_left, oh, ow, packed, opg, act, p.g0, p.g1,
-                     out, scratch);
+        grouped_gemm(&p, input, batch, h, w, pad_top, pad_left, out, scratch);
         return;
     }
 #endif
-    p.packed = packed;
-    p.bias = packed + (p.pair ? (size_t)groups / 2 * taps * cpg * 8 : (size_t)groups * taps * cpg * p.stride);
     for (int b = 0; b < batch; b++) {
         const float *image = input + (size_t)b * h * w * c;
         if (inside) {
