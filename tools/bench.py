@@ -35,6 +35,7 @@ import onnxruntime as ort
 import openvino as ov
 from onnx import TensorProto, helper, numpy_helper
 import cpu_cap  # tools/cpu_cap.py: the CPUID cap for --isa
+from peer_engines import ort_session, ov_request  # tools/peer_engines.py: how the peers are set up
 
 # BNKIT_MAX_ISA -> oneDNN's ONEDNN_MAX_CPU_ISA, so OpenVINO runs at the same instruction-set level.
 ONEDNN_ISA = {"avx512": "AVX512_CORE", "avx2": "AVX2", "generic": "SSE41"}
@@ -204,28 +205,11 @@ def test_images(shape):
     return (np.frombuffer(raw, np.uint8, offset=16).astype(np.float32) / np.float32(255.0)).reshape((-1,) + tuple(shape))
 
 
-def ort_session(path, threads):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 def ort_rate(session, x, batch):
     start = time.perf_counter()
     for i in range(0, len(x), batch):
         session.run(None, {"x": x[i:i + batch]})
     return len(x) / (time.perf_counter() - start)
-
-
-def ov_request(core, path, threads, batch, shape):
-    model = core.read_model(path)
-    model.reshape({model.inputs[0].any_name: [batch] + list(shape)})
-    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                 "INFERENCE_PRECISION_HINT": "f32"})
-    return compiled.create_infer_request()
 
 
 def ov_rate(request, x, batch):
@@ -326,7 +310,7 @@ def main():
         ort_classes = session.run(None, {"x": x})[0].argmax(1)
         csv = subprocess.run([bnrun, folded, IMAGES, "--format", "csv"], capture_output=True, text=True, check=True).stdout
         bn_classes = np.array([int(line.split(",")[1]) for line in csv.splitlines()[1:]])
-        ov_classes = np.concatenate([ov_request(core, onnx_path, 2, 1000, x.shape[1:]).infer({0: x[i:i + 1000]})[0].argmax(1)
+        ov_classes = np.concatenate([ov_request(core, onnx_path, x.shape[1:], 1000, 2).infer({0: x[i:i + 1000]})[0].argmax(1)
                                      for i in range(0, len(x), 1000)])
         agree = int(((ort_classes == bn_classes) & (ov_classes == bn_classes)).sum())
         if agree != len(x):
@@ -339,7 +323,7 @@ def main():
                     subset = x[:1000]   # batch 1 over 1000 images keeps the run short
                 else:
                     subset = x
-                request = ov_request(core, onnx_path, threads, batch, x.shape[1:])
+                request = ov_request(core, onnx_path, x.shape[1:], batch, threads)
                 ort_rate(session, subset[:min(len(subset), 2 * batch)], batch)  # warm up
                 ov_rate(request, subset[:min(len(subset), 2 * batch)], batch)
                 ours, theirs, openvino = [], [], []

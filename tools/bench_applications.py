@@ -15,7 +15,8 @@ images/s of each and bnrun's ratio to the faster peer are printed as Markdown. T
 predict the same class for every image (for a segmentation map, at every pixel). `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
 kernels on an AVX-512 machine), OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2, and the whole process under
 tools/cpu_cap.py's CPUID cap, so onnxruntime, OpenVINO and bnrun all see a CPU without AVX-512 (where the
-CPU cannot fault on CPUID, onnxruntime stays uncapped and a column adds bnrun's ratio to OpenVINO alone). Peak memory (max RSS) of one bnrun process per case is reported.
+CPU cannot fault on CPUID, onnxruntime stays uncapped and a column adds bnrun's ratio to OpenVINO alone). Peak memory (max RSS) of one process per engine and case is reported (the peers' in Python, with
+the part that loads no model given below the table).
 A second table gives, for bnrun and each peer, the most threads over the fewest at batch 1 with the two
 counts alternating in every round (the first table's cells for them are minutes apart).
 
@@ -29,7 +30,6 @@ inputs standard normal; `--models` with no names runs only these).
 import argparse
 import os
 import platform
-import resource
 import statistics
 import struct
 import subprocess
@@ -44,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import cpu_cap  # noqa: E402
 import make_applications_model as maker  # noqa: E402
+from peer_engines import ort_session, ov_request  # noqa: E402  (how the peers are set up)
 
 
 def write_idx_float32(path, array):
@@ -96,7 +97,7 @@ def main():
     capped = f" (capped {args.isa})" if args.isa else ""
     print(f"| model | size | threads | batch | bnrun img/s{capped} | onnxruntime img/s{capped if ort_capped else ''} "
           f"| OpenVINO img/s{capped} | ratio to the faster |"
-          + (" ratio to OpenVINO, same ISA |" if args.ov_column else "") + " bnrun max RSS |")
+          + (" ratio to OpenVINO, same ISA |" if args.ov_column else "") + " max RSS: bnrun / onnxruntime / OpenVINO |")
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.ov_column else ""))
     core = ov.Core()
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,6 +143,13 @@ def main():
             x = np.random.default_rng(1).standard_normal((count, *dims)).astype(np.float32)
             compare(args, env, core, tmp, name, dims[-1], binary, onnx_path, x, class_axis=1)
             scaling(args, env, core, name, dims[-1], binary, onnx_path, x)
+    measured = {key: [r for r in BASELINES[key] if r is not None] for key in BASELINES}
+    if measured["ort"] and measured["ov"]:
+        span = {key: f"{min(v)}–{max(v)}" if min(v) != max(v) else f"{v[0]}" for key, v in measured.items()}
+        FOOTNOTES.add("Max RSS: one process per engine running the case's batches over the same images (bnrun; the peers in "
+                      "Python, tools/peer_engines.py). Of the peers', the interpreter, numpy, the engine's libraries and the "
+                      f"images alone (the same process loading no model) are {span['ort']} MB for onnxruntime and "
+                      f"{span['ov']} MB for OpenVINO.")
     for note in sorted(FOOTNOTES):
         print(f"\n{note}")
     if SCALING:
@@ -157,6 +165,18 @@ def main():
 
 SCALING = []
 FOOTNOTES = set()
+PEER_ENGINES = os.path.join(HERE, "peer_engines.py")
+BASELINES = {"ort": [], "ov": []}  # max RSS of a peer's process that loads no model (MB)
+
+
+def max_rss(command, env):
+    """Peak resident memory (MB) of `command` run to its end under /usr/bin/time; None if it fails."""
+    timed = subprocess.run(["/usr/bin/time", "-f", "%M"] + command, capture_output=True, text=True, env=env)
+    if timed.returncode != 0:
+        print(f"max RSS not measured: {' '.join(command[:3])} … exited {timed.returncode}: "
+              f"{timed.stderr.strip().splitlines()[-2:] if timed.stderr.strip() else ''}", file=sys.stderr, flush=True)
+        return None
+    return int(timed.stderr.strip().splitlines()[-1]) // 1024
 
 
 def bnrun_rate(args, env, binary, images, batch, threads):
@@ -164,16 +184,6 @@ def bnrun_rate(args, env, binary, images, batch, threads):
     bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
                             "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
     return float(bench.stdout.split("images/s:")[1].split()[0])
-
-
-def ort_session(onnx_path, threads):
-    """An onnxruntime CPU session on `threads` intra-op threads, all graph optimizations."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
 
 def peers_refuse(core, onnx_path, sample_shape):
@@ -187,14 +197,6 @@ def peers_refuse(core, onnx_path, sample_shape):
             reason = " ".join(str(error).split())[:160].replace("|", "/")
             return f"{peer} cannot load the tf2onnx export ({reason})"
     return None
-
-
-def ov_request(core, onnx_path, sample_shape, batch, threads):
-    """An OpenVINO CPU infer request for `batch` samples (LATENCY hint, float32 precision)."""
-    ov_model = core.read_model(onnx_path)
-    ov_model.reshape({ov_model.inputs[0].any_name: [batch, *sample_shape]})
-    return core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
 
 
 def scaling(args, env, core, name, size, binary, onnx_path, x):
@@ -243,8 +245,11 @@ def compare(args, env, core, tmp, name, size, binary, onnx_path, x, class_axis=-
     """bnrun on `binary` against onnxruntime and OpenVINO on `onnx_path`, for each thread count and batch.
     class_axis: the outputs' class axis (Keras's maps are channels-last; an ONNX file's are NCHW: 1)."""
     count = len(x)
-    images = os.path.join(tmp, f"x{name}.idx")
+    images, arrays = os.path.join(tmp, f"x{name}.idx"), os.path.join(tmp, f"x{name}.npy")
     write_idx_float32(images, x)
+    np.save(arrays, x)
+    for key in ("ort", "ov"):
+        BASELINES[key].append(max_rss([sys.executable, PEER_ENGINES, key, "--baseline", arrays], os.environ))
     for threads in args.threads:
         session = ort_session(onnx_path, threads)
         input_name = session.get_inputs()[0].name
@@ -278,16 +283,16 @@ def compare(args, env, core, tmp, name, size, binary, onnx_path, x, class_axis=-
                     start = time.perf_counter()
                     run()
                     rates[key].append(count / (time.perf_counter() - start))
-            # Peak memory of a bnrun process running the batch.
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            timed = subprocess.run(["/usr/bin/time", "-f", "%M", args.bnrun, binary, images, "--scale", "1", "--batch", str(batch),
-                                    "--threads", str(threads), "--format", "summary"], capture_output=True, text=True, env=env)
-            rss = int(timed.stderr.strip().splitlines()[-1]) // 1024 if timed.returncode == 0 else before
+            # Peak memory of a process of each engine running the batch over the same images.
+            rss = [max_rss([args.bnrun, binary, images, "--scale", "1", "--batch", str(batch), "--threads", str(threads),
+                            "--format", "summary"], env)]
+            rss += [max_rss([sys.executable, PEER_ENGINES, key, onnx_path, arrays, str(batch), str(threads)], os.environ)
+                    for key in ("ort", "ov")]
             median = {k: statistics.median(v) for k, v in rates.items()}
             best = max(median["ort"], median["ov"])
             print(f"| {name} | {size} | {threads} | {batch} | {median['bnrun']:,.1f} | {median['ort']:,.1f} | {median['ov']:,.1f} | "
                   f"{median['bnrun'] / best:.2f}×{'' if same else differ} |"
-                  + (f" {median['bnrun'] / median['ov']:.2f}× |" if args.ov_column else "") + f" {rss} MB |", flush=True)
+                  + (f" {median['bnrun'] / median['ov']:.2f}× |" if args.ov_column else "") + f" {' / '.join('–' if r is None else str(r) for r in rss)} MB |", flush=True)
 
 if __name__ == "__main__":
     main()
