@@ -10,7 +10,8 @@ convolutions, so the peers run the same folded network; where a peer cannot load
 peers run `bnconv convert`'s ONNX export of the folded .bin instead, marked †). For every input size, batch and thread
 count, `bnrun --bench`, onnxruntime (CPU provider, all graph optimizations, intra-op threads =
 threads) and OpenVINO (CPU, the ONNX reshaped to the batch, INFERENCE_NUM_THREADS = threads,
-LATENCY hint, f32 inference precision: on CPUs with AMX or AVX512-BF16 its default is bfloat16) run the same float32 images in turn, `--repeats` rounds alternating, and the median
+LATENCY hint, f32 inference precision: on CPUs with AMX or AVX512-BF16 its default is bfloat16) run the same float32 images in turn, `--repeats` rounds alternating (each engine's share of a round the
+median of as many passes over the images as take onnxruntime a quarter second, 1 to 10, the same for all three), and the median
 images/s of each and bnrun's ratio to the faster peer are printed as Markdown. The three must
 predict the same class for every image (for a segmentation map, at every pixel). `--isa avx2` runs bnrun with BNKIT_MAX_ISA=avx2 (its AVX2
 kernels on an AVX-512 machine), OpenVINO with ONEDNN_MAX_CPU_ISA=AVX2, and the whole process under
@@ -28,6 +29,7 @@ NCHW with the BN nodes kept: bnrun runs `bnconv fold`'s output, each peer folds 
 inputs standard normal; `--models` with no names runs only these).
 """
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -179,11 +181,35 @@ def max_rss(command, env):
     return int(timed.stderr.strip().splitlines()[-1]) // 1024
 
 
-def bnrun_rate(args, env, binary, images, batch, threads):
-    """Images/s of one `bnrun --bench 1` process (a warm pass, then one timed pass)."""
-    bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", "1", "--batch", str(batch),
+def bnrun_rate(args, env, binary, images, batch, threads, passes):
+    """Images/s of one `bnrun --bench PASSES` process (a warm pass, then the median of the timed passes)."""
+    bench = subprocess.run([args.bnrun, binary, images, "--scale", "1", "--bench", str(passes), "--batch", str(batch),
                             "--threads", str(threads)], check=True, capture_output=True, text=True, env=env)
     return float(bench.stdout.split("images/s:")[1].split()[0])
+
+
+ROUND_SECONDS = 0.25  # each engine's share of a round: enough timed passes over the images to take this long
+
+
+def passes_for(run):
+    """How many timed passes over the images make each engine's share of a round: enough for ROUND_SECONDS
+    at the speed of `run` (a peer), 1 to 10, the same for all three engines. A pass of a small network
+    over the images takes 20-40 ms, in which one hiccup of a shared VM decides the round."""
+    run()  # warm
+    start = time.perf_counter()
+    run()
+    return max(1, min(10, math.ceil(ROUND_SECONDS / (time.perf_counter() - start))))
+
+
+def peer_rate(run, count, passes):
+    """Images/s of a peer over `count` images: a warm pass, then the median of `passes` timed passes."""
+    run()
+    times = []
+    for _ in range(passes):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
 
 
 def peers_refuse(core, onnx_path, sample_shape):
@@ -219,17 +245,14 @@ def scaling(args, env, core, name, size, binary, onnx_path, x):
         runners[("ort", threads)] = lambda s=session, n=input_name: [s.run(None, {n: x[i:i + 1]}) for i in range(len(x))]
         runners[("ov", threads)] = lambda r=request: [r.infer({0: x[i:i + 1]}) for i in range(len(x))]
     rates = {(key, threads): [] for key in ("bnrun", "ort", "ov") for threads in (low, high)}
+    passes = passes_for(runners[("ort", high)])
     for _ in range(args.repeats):
         for threads in (low, high):
             time.sleep(0.5)
-            rates[("bnrun", threads)].append(bnrun_rate(args, env, binary, images, 1, threads))
+            rates[("bnrun", threads)].append(bnrun_rate(args, env, binary, images, 1, threads, passes))
         for key in ("ort", "ov"):
             for threads in (low, high):
-                run = runners[(key, threads)]
-                run()  # warm
-                start = time.perf_counter()
-                run()
-                rates[(key, threads)].append(len(x) / (time.perf_counter() - start))
+                rates[(key, threads)].append(peer_rate(runners[(key, threads)], len(x), passes))
     median = {k: statistics.median(v) for k, v in rates.items()}
     SCALING.append(f"| {name} | {size} | {median[('bnrun', low)]:,.1f} | {median[('bnrun', high)]:,.1f} | "
                    f"{median[('bnrun', high)] / median[('bnrun', low)]:.2f} | {median[('ort', high)] / median[('ort', low)]:.2f} | "
@@ -273,16 +296,14 @@ def compare(args, env, core, tmp, name, size, binary, onnx_path, x, class_axis=-
             differ = (f" (classes differ of {mine.size}: bnrun/onnxruntime {(mine != theirs[0]).sum()}, bnrun/OpenVINO "
                       f"{(mine != theirs[1]).sum()}, onnxruntime/OpenVINO {(theirs[0] != theirs[1]).sum()})")
             rates = {"bnrun": [], "ort": [], "ov": []}
+            passes = passes_for(run_ort)
             for _ in range(args.repeats):
                 # The peers' worker threads spin for a while after a run: let them park, so
                 # bnrun's threads do not share the cores with them.
                 time.sleep(0.5)
-                rates["bnrun"].append(bnrun_rate(args, env, binary, images, batch, threads))
+                rates["bnrun"].append(bnrun_rate(args, env, binary, images, batch, threads, passes))
                 for key, run in (("ort", run_ort), ("ov", run_ov)):
-                    run()  # warm
-                    start = time.perf_counter()
-                    run()
-                    rates[key].append(count / (time.perf_counter() - start))
+                    rates[key].append(peer_rate(run, count, passes))
             # Peak memory of a process of each engine running the batch over the same images.
             rss = [max_rss([args.bnrun, binary, images, "--scale", "1", "--batch", str(batch), "--threads", str(threads),
                             "--format", "summary"], env)]
