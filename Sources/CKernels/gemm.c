@@ -18,6 +18,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- sigmoid */
 
@@ -399,11 +400,46 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
     gemm_panels_generic(M, N, K, A, lda, panels, bias, R, C, ldc, elementwise);
 }
 
+static size_t l2_override, l2_read;
+
+size_t bnk_l2_bytes(void) {
+    const size_t forced = __atomic_load_n(&l2_override, __ATOMIC_RELAXED);
+    if (forced) return forced;
+    size_t bytes = __atomic_load_n(&l2_read, __ATOMIC_RELAXED);
+    if (!bytes) {
+        long value = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        value = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        bytes = value >= (64L << 10) ? (size_t)value : (size_t)1 << 20;
+        __atomic_store_n(&l2_read, bytes, __ATOMIC_RELAXED);
+    }
+    return bytes;
+}
+
+void bnk_set_l2_bytes(size_t bytes) { __atomic_store_n(&l2_override, bytes, __ATOMIC_RELAXED); }
+
+/* The largest A a GEMM over large panels takes whole (rows_per_chunk): twice the L2, at most
+   2 MiB. 2 MiB was set on the AMD Zen 4 (1 MiB of L2), where it stays. With half that L2 (AMD
+   Zen 2 and 3), an A of 1 to 2 MiB, read again from L3 for every 16-column panel, was slower than
+   chunks of 256 KiB that stay in L2 while B's panels are read again per chunk: bnk_gemm_panels
+   with ReLU, hot, one thread, AMD Zen 3 (family 25 model 1), L2 of 1 MiB and of 512 KiB set by
+   bnk_set_l2_bytes alternating in one process, medians of 500 rounds, two runs (GFLOP/s; rounds
+   the chunks won): 400 x 728 -> 728 (Xception 160's 20x20 separable convs) 93.6, 91.7 -> 94.5,
+   92.9 (62%, 61%); 784 x 512 -> 128 (ResNet50 224's conv3 at batch 1) 94.5, 94.3 -> 95.4, 96.6
+   (60%, 64%); 1521 x 256 -> 256 (Xception 160's 39x39 maps) 87.8, 88.8 -> 91.5, 92.6 (72%, 78%);
+   392 x 1024 -> 256 90.5, 89.7 -> 91.9, 91.2 (63%, 68%). Under the old rule the whole A also
+   varied most with the host's load on L3 (55-97 GFLOP/s over minutes for 400 x 728 -> 728). */
+static size_t whole_a_bytes(void) {
+    const size_t twice = 2 * bnk_l2_bytes();
+    return twice < ((size_t)2 << 20) ? twice : (size_t)2 << 20;
+}
+
 /* Rows per chunk (every column block is done for one chunk of rows before the next). When all
    of B's panels fit comfortably in L2 (up to 128 KiB), chunks of 96 rows: each chunk of A is
    read from L1 and each row of C written once, in order (a pointwise conv with few inputs and
    many pixels is bound by its output otherwise). A larger B goes column block by column block
-   over all rows, so each block's panels stay in cache, while A fits in about 2 MiB (batch 1:
+   over all rows, so each block's panels stay in cache, while A fits in twice the L2, at most 2 MiB (whole_a_bytes; batch 1:
    A is read from L2/L3 once per block, and B once). A larger A (a batch of maps: ResNet50's
    12544 x 512 at batch 16, 25 MB) would be streamed from memory once per column block, so it
    goes in chunks of about 256 KiB of A (at least 48 rows, the chunks even), B's panels read
@@ -412,7 +448,7 @@ static void gemm_panels_rows(int M, int N, int K, const float *A, int lda, const
 static int rows_per_chunk(int M, int N, int K) {
     if (bnk_panels_floats(K, N) <= 32768) return 96;
     const size_t a_bytes = (size_t)M * K * sizeof(float);
-    if (a_bytes <= ((size_t)2 << 20)) return M;
+    if (a_bytes <= whole_a_bytes()) return M;
     int rows = (int)((size_t)256 * 1024 / ((size_t)K * sizeof(float)));
     if (rows < 48) rows = 48;
     if (rows >= M) return M;

@@ -55,6 +55,13 @@ void bnk_gemm_panels_part(int M, int N, int K, const float *A, int lda, const fl
    (tests run each level). */
 void bnk_limit_isa(int level);
 
+/* The L2 cache of one core in bytes, as the GEMM's row chunks use it (rows_per_chunk in gemm.c):
+   read once from the system (sysconf's _SC_LEVEL2_CACHE_SIZE; glibc reads it from CPUID), 1 MiB
+   where it cannot be read. bnk_set_l2_bytes overrides it (0: back to the system's), so tests
+   run the rules of a CPU with another L2 on any machine. */
+size_t bnk_l2_bytes(void);
+void bnk_set_l2_bytes(size_t bytes);
+
 /* Which implementation bnk_gemm uses on this machine: "avx512", "avx2", "neon" (arm64) or "generic". */
 const char *bnk_gemm_isa(void);
 
