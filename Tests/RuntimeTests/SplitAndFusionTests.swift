@@ -819,12 +819,19 @@ final class SplitAndFusionTests: XCTestCase {
     /// The row chunks of a GEMM over large panels follow the L2 (`bnk_l2_bytes`): an A of 1.25 MB
     /// goes whole with 1 MiB of L2 (up to 2 MiB whole) and in chunks with 512 KiB (up to 1 MiB),
     /// the same values bit for bit either way, with a residual and ReLU6, and the reference's
-    /// within rounding.
+    /// within rounding; at every instruction-set level.
     func testRowChunksFollowTheL2WithTheSameValues() {
-        defer { bnk_set_l2_bytes(0) }
+        defer { bnk_set_l2_bytes(0); Kernels.limitInstructionSet(2) }
         XCTAssertGreaterThanOrEqual(bnk_l2_bytes(), 64 << 10)
         bnk_set_l2_bytes(512 << 10)
         XCTAssertEqual(bnk_l2_bytes(), 512 << 10)
+        for level in [2, 1, 0] {
+            Kernels.limitInstructionSet(level)
+            rowChunksFollowTheL2WithTheSameValues(Kernels.gemmImplementation)
+        }
+    }
+
+    private func rowChunksFollowTheL2WithTheSameValues(_ isa: String) {
         let (m, n, k) = (600, 80, 520)
         let a = random.floats(m * k, in: -1...1), b = random.floats(k * n, in: -1...1), bias = random.floats(n, in: -1...1)
         let residual = random.floats(m * n, in: -1...1)
@@ -837,14 +844,14 @@ final class SplitAndFusionTests: XCTestCase {
             bnk_gemm_panels(Int32(m), Int32(n), Int32(k), a, Int32(k), panels, bias, residual, &c, Int32(n), Int32(BNK_ACT_RELU6))
             byL2.append(c)
         }
-        XCTAssertEqual(byL2[1].map(\.bitPattern), byL2[0].map(\.bitPattern), "512 KiB of L2 (chunks) against 1 MiB (whole)")
-        XCTAssertEqual(byL2[2].map(\.bitPattern), byL2[0].map(\.bitPattern), "256 KiB of L2 against 1 MiB")
+        XCTAssertEqual(byL2[1].map(\.bitPattern), byL2[0].map(\.bitPattern), "\(isa): 512 KiB of L2 (chunks) against 1 MiB (whole)")
+        XCTAssertEqual(byL2[2].map(\.bitPattern), byL2[0].map(\.bitPattern), "\(isa): 256 KiB of L2 against 1 MiB")
         var reference = [Float](repeating: .nan, count: m * n)
         bnk_gemm_reference(Int32(m), Int32(n), Int32(k), a, Int32(k), b, bias, &reference, Int32(n), Int32(BNK_ACT_LINEAR))
         for i in 0..<(m * n) {
             let expected = min(max(reference[i] + residual[i], 0), 6)
             if abs(byL2[1][i] - expected) > 2e-5 * Float(k).squareRoot() * max(1, abs(expected)) {
-                XCTFail("[\(i)]: \(byL2[1][i]) against the reference's \(expected)")
+                XCTFail("\(isa) [\(i)]: \(byL2[1][i]) against the reference's \(expected)")
                 break
             }
         }
