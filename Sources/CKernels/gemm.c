@@ -428,7 +428,9 @@ void bnk_set_l2_bytes(size_t bytes) { __atomic_store_n(&l2_override, bytes, __AT
    the chunks won): 400 x 728 -> 728 (Xception 160's 20x20 separable convs) 93.6, 91.7 -> 94.5,
    92.9 (62%, 61%); 784 x 512 -> 128 (ResNet50 224's conv3 at batch 1) 94.5, 94.3 -> 95.4, 96.6
    (60%, 64%); 1521 x 256 -> 256 (Xception 160's 39x39 maps) 87.8, 88.8 -> 91.5, 92.6 (72%, 78%);
-   392 x 1024 -> 256 90.5, 89.7 -> 91.9, 91.2 (63%, 68%). Under the old rule the whole A also
+   392 x 1024 -> 256 90.5, 89.7 -> 91.9, 91.2 (63%, 68%). The portable C (bnk_limit_isa(0)), 100
+   rounds, two runs: 400 x 728 -> 728 26.5, 27.2 -> 27.4, 27.6 (57%, 58%); 1521 x 256 -> 256
+   26.0, 26.1 -> 26.5, 26.3 (63%, 61%). Under the old rule the whole A also
    varied most with the host's load on L3 (55-97 GFLOP/s over minutes for 400 x 728 -> 728). */
 static size_t whole_a_bytes(void) {
     const size_t twice = 2 * bnk_l2_bytes();
