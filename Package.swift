@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "KerasHDF5Tests", dependencies: ["KerasHDF5", "HDF5", "Runtime", "TestSupport"]),
         .testTarget(name: "BNFoldingTests", dependencies: ["BNFolding", "Runtime", "TestSupport"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "CKernels", "TestSupport"]),
-        .testTarget(name: "BNKitTests", dependencies: ["BNKit", "IDX", "TestSupport"]),
+        .testTarget(name: "BNKitTests", dependencies: ["BNKit", "AtomicFile", "ScratchFiles", "IDX", "TestSupport"]),
         .testTarget(name: "InputTests", dependencies: ["NumPy", "Images", "IDX", "TestSupport"]),
         .testTarget(name: "ONNXFormatTests", dependencies: ["ONNXFormat", "ONNXProto", "ModelIR", "Runtime", "TestSupport"]),
         .testTarget(name: "BNStatisticsTests", dependencies: ["BNStatistics", "Runtime", "TestSupport"]),

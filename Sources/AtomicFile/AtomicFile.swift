@@ -43,8 +43,7 @@ public enum AtomicFile {
 
         public init(replacing path: String) throws {
             pending = Pending(replacing: path)
-            guard FileManager.default.createFile(atPath: pending.temporary, contents: nil),
-                  let handle = FileHandle(forUpdatingAtPath: pending.temporary) else {
+            guard let handle = ScratchFiles.createFile(pending.temporary) else {
                 let reason = errnoText()
                 pending.discard()
                 throw WriteError(path: path, detail: "cannot create a file in \(pending.folder): \(reason)")
@@ -112,8 +111,14 @@ public enum AtomicFile {
     /// Writes `data` to `path` atomically.
     public static func write(_ data: Data, to path: String) throws {
         try replace(path) { temporary in
-            guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            guard let handle = ScratchFiles.createFile(temporary) else {
                 throw WriteError(path: path, detail: "cannot create a file in \(URL(fileURLWithPath: path).deletingLastPathComponent().path): \(errnoText())")
+            }
+            do {
+                try handle.write(contentsOf: data)
+                try handle.close()
+            } catch {
+                throw WriteError(path: path, detail: error.localizedDescription)
             }
         }
     }

@@ -92,8 +92,7 @@ enum KerasArchive {
             try? FileManager.default.removeItem(at: temporary)
             ScratchFiles.untrack(scratch)
         }
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600]),
-              let output = FileHandle(forWritingAtPath: temporary.path) else {
+        guard let output = ScratchFiles.createFile(temporary.path, permissions: 0o600) else {
             throw KerasFileError.unreadable(path: path, detail: "cannot extract the weights to \(temporary.path)")
         }
         do {

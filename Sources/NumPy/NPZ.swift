@@ -60,7 +60,7 @@ public enum NPZ {
             throw NPYError(path: shown, detail: "cannot create a temporary folder")
         }
         let file = folder.appendingPathComponent("array.npy")
-        guard FileManager.default.createFile(atPath: file.path, contents: nil), let handle = FileHandle(forWritingAtPath: file.path) else {
+        guard let handle = ScratchFiles.createFile(file.path, permissions: 0o600) else {
             throw NPYError(path: shown, detail: "cannot extract to a temporary file")
         }
         var written: UInt64 = 0

@@ -52,6 +52,16 @@ public enum ScratchFiles {
         }
     }
 
+    /// Creates the file `path` (which must not exist) and opens it for reading and writing, or returns nil
+    /// with `errno` set. For scratch files and outputs' temporaries: Foundation's
+    /// `FileManager.createFile` writes a hidden `.dat.nosync…` file beside `path` and renames it
+    /// over `path`, and an interruption between the two leaves that untracked file behind.
+    public static func createFile(_ path: String, permissions: mode_t = 0o666) -> FileHandle? {
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
+        guard fd >= 0 else { return nil }
+        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
     /// Installs the handlers (once; later calls do nothing) for `signals` that this process does
     /// not already ignore: a tool started with SIGINT ignored (in the background of a
     /// non-interactive shell, under nohup) keeps ignoring it.
