@@ -31,7 +31,8 @@ read -r -a targets <<< "${FUZZ_TARGETS:-fuzz-native fuzz-idx fuzz-keras-config f
 instrument_c() { [ "$1" = fuzz-image ] && [ "$config" = release ]; }
 scratch() { if instrument_c "$1"; then echo "$root-image"; else echo "$root"; fi; }
 c_flags() { if instrument_c "$1"; then echo "-Xcc -fsanitize=fuzzer-no-link,address"; fi; }
-# BNKIT_FUZZ_PREBUILT=1: the targets were just built by --build-only (each no-op build still takes seconds).
+# BNKIT_FUZZ_PREBUILT=1: the targets were just built by --build-only, and bnconv and fuzz-native by a release
+# build (the test command's); each no-op build still takes seconds.
 if [ "${BNKIT_FUZZ_PREBUILT:-0}" != 1 ]; then
   for target in fuzz-native fuzz-idx fuzz-keras-config fuzz-npy fuzz-image fuzz-onnx; do
     # shellcheck disable=SC2046
@@ -49,12 +50,13 @@ cp Fixtures/npy/*.npy Fixtures/npy/expected.npz "$seeds/fuzz-npy/" && rm -f "$se
 cp Fixtures/images/*.png Fixtures/images/*.jpg Fixtures/images/hostile/progressive.jpg "$seeds/fuzz-image/"
 # Small ONNX files: the committed PyTorch exports and bnkit's own exports of the small fixtures.
 for f in Fixtures/onnx/*.onnx; do [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 200000 ] && cp "$f" "$seeds/fuzz-onnx/"; done
-swift build -c release --product bnconv >/dev/null
+# (With BNKIT_FUZZ_PREBUILT=1 the test command's release build made bnconv and fuzz-native already.)
+[ "${BNKIT_FUZZ_PREBUILT:-0}" = 1 ] || swift build -c release --product bnconv >/dev/null
 for f in Fixtures/architectures/*_keras3.h5 Fixtures/seed_mlp_keras2.h5 Fixtures/small_cnn_keras2.h5; do
   "$(swift build -c release --show-bin-path)/bnconv" convert "$f" "$seeds/fuzz-onnx/$(basename "$f" .h5).onnx" >/dev/null
 done
 # Small .bin models of every op kind (fixture-sized files would only slow the fuzzer down).
-swift build -c release --product fuzz-native >/dev/null
+[ "${BNKIT_FUZZ_PREBUILT:-0}" = 1 ] || swift build -c release --product fuzz-native >/dev/null
 "$(swift build -c release --show-bin-path)/fuzz-native" --write-seeds "$seeds/fuzz-native"
 cp Fixtures/mnist/t10k-labels.idx1-ubyte.gz "$seeds/fuzz-idx/"
 python3 - "$seeds/fuzz-idx" <<'PY'

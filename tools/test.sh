@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs (apt packages; a Python venv with
 # Keras 2 and Keras 3 for the interop check), then runs every test:
-#   1. the Keras interop check (tools/interop.sh) and the ONNX export check (tools/onnx_export_check.py),
-#   2. the smallest keras.applications model of each family, and segmentation and 1-D networks, folded and run against
-#      Keras (tools/applications_check.py),
-#      and the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
-#   3. each fuzz target for a short bounded time (tools/fuzz.sh; a longer run: tools/fuzz.sh --runs 1000000),
+#   1. the Keras interop check (tools/interop.sh), the ONNX export check (tools/onnx_export_check.py) and the
+#      batch-statistics check against Keras (tools/bn_statistics_reference.py check),
+#   2. at the same time, the smallest keras.applications model of each family, and segmentation and 1-D networks,
+#      folded and run against Keras (tools/applications_check.py),
+#   3. and at the same time, at low priority, each fuzz target for a short bounded time (tools/fuzz.sh; a longer
+#      run: tools/fuzz.sh --runs 1000000),
 #   4. the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks AVX2 and portable kernels by itself),
 #   5. the Swift tests, in release (the end-to-end tests run real models over 10,000 images);
 # and first, the C kernels compiled for arm64 (tools/arm64_compile_check.sh: compiles, runs nothing), and their GEMM
@@ -25,35 +26,54 @@ tools/arm64_compile_check.sh
 echo "== [${SECONDS} s] the C kernels for arm64 (NEON and portable), run under qemu-aarch64"
 tools/arm64_kernel_check.sh
 if ! wait "$venv"; then echo "tools/venv.sh failed:"; cat "$logs/venv.log"; exit 1; fi
-# The sanitized fuzz targets build at low priority in the background while the Python checks below
-# run (they keep about one of two cores busy): waited for before the fuzzing itself.
-BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" nice -n 10 tools/fuzz.sh --build-only >"$logs/fuzz-build.log" 2>&1 &
-fuzz_build=$!
-echo "== [${SECONDS} s] interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
-tools/interop.sh .build/release/bnconv
-echo "== [${SECONDS} s] ONNX export: bnconv convert to .onnx (BN kept, and folded), run by onnxruntime and OpenVINO, against Keras"
-TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/onnx_export_check.py --bnconv .build/release/bnconv 2>/dev/null | grep -v '^PASS'
-echo "== [${SECONDS} s] keras.applications: the smallest architecture of each family (each family by one producer, both producers), against Keras"
-TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras3 \
-  ConvNeXtTiny EfficientNetB0 MobileNetV3Small NASNetMobile ResNet50V2 Xception InceptionV3 \
-  --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
-TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras2 \
-  DenseNet121 EfficientNetV2B0 InceptionResNetV2 MobileNet MobileNetV2 RegNetX002 RegNetY002 ResNetRS50 ResNet50 VGG16 \
-  --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
-echo "== [${SECONDS} s] segmentation and 1-D networks as users write them (tools/deployed_architectures.py), against Keras"
-TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras3 UNet XceptionUNet \
-  --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
-TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras2 --statistics calibrated --size 500 \
-  FCN1D ResNet1D XceptionUNet --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
-echo "== [${SECONDS} s] batch statistics: bnconv recalibrate and bnrun --bn-statistics batch against Keras (float64), live"
-for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
-  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bn_statistics_reference.py check --model "Fixtures/$model.h5" \
-    --images Fixtures/mnist/t10k-images.idx3-ubyte.gz --limit 2000 \
+# The Python checks run in two lanes at once, and the fuzzing (its sanitized build first) in a third
+# at low priority: each check is mostly one busy core (the interpreter, Keras building models), so
+# on two cores one after another left a core idle. Each lane's output is kept and shown in order
+# when all three end. A lane stops at its first failure; every lane is waited for.
+keras_checks() {
+  echo "== [${SECONDS} s] interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
+  tools/interop.sh .build/release/bnconv
+  echo "== [${SECONDS} s] ONNX export: bnconv convert to .onnx (BN kept, and folded), run by onnxruntime and OpenVINO, against Keras"
+  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/onnx_export_check.py --bnconv .build/release/bnconv 2>/dev/null | grep -v '^PASS'
+  echo "== [${SECONDS} s] batch statistics: bnconv recalibrate and bnrun --bn-statistics batch against Keras (float64), live"
+  for model in seed_mlp_keras2 small_cnn_keras3 resnet_keras2; do
+    TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/bn_statistics_reference.py check --model "Fixtures/$model.h5" \
+      --images Fixtures/mnist/t10k-images.idx3-ubyte.gz --limit 2000 \
+      --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+  done
+}
+application_checks() {
+  echo "== [${SECONDS} s] keras.applications: the smallest architecture of each family (each family by one producer, both producers), against Keras"
+  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras3 \
+    ConvNeXtTiny EfficientNetB0 MobileNetV3Small NASNetMobile ResNet50V2 Xception InceptionV3 \
     --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras2 \
+    DenseNet121 EfficientNetV2B0 InceptionResNetV2 MobileNet MobileNetV2 RegNetX002 RegNetY002 ResNetRS50 ResNet50 VGG16 \
+    --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+  echo "== [${SECONDS} s] segmentation and 1-D networks as users write them (tools/deployed_architectures.py), against Keras"
+  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras3 UNet XceptionUNet \
+    --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+  TF_CPP_MIN_LOG_LEVEL=3 tools/.venv/bin/python tools/applications_check.py --producer keras2 --statistics calibrated --size 500 \
+    FCN1D ResNet1D XceptionUNet --bnconv .build/release/bnconv --bnrun .build/release/bnrun 2>/dev/null
+}
+fuzzing() {
+  echo "== [${SECONDS} s] building the sanitized fuzz targets (${BNKIT_FUZZ_CONFIGURATION:-debug})"
+  BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh --build-only
+  echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-6} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
+  BNKIT_FUZZ_PREBUILT=1 BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-6}"
+}
+( keras_checks ) >"$logs/keras.log" 2>&1 &
+keras=$!
+( application_checks ) >"$logs/applications.log" 2>&1 &
+applications=$!
+( renice -n 10 -p "$BASHPID" >/dev/null; fuzzing ) >"$logs/fuzz.log" 2>&1 &
+fuzz=$!
+failed=0
+for lane in keras applications fuzz; do
+  if ! wait "${!lane}"; then failed=1; echo "== the $lane lane FAILED:"; fi
+  cat "$logs/$lane.log"
 done
-if ! wait "$fuzz_build"; then echo "building the fuzz targets failed:"; cat "$logs/fuzz-build.log"; exit 1; fi
-echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS:-6} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
-BNKIT_FUZZ_PREBUILT=1 BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS:-6}"
+[ "$failed" = 0 ] || exit 1
 echo "== [${SECONDS} s] the bench's CPUID cap (tools/cpuid_cap.c): bnrun chooses its AVX2 and portable kernels by itself under it"
 tools/cpu_cap_check.sh .build/release
 echo "== [${SECONDS} s] swift tests"
