@@ -37,12 +37,31 @@ final class HostileInputTests: XCTestCase {
         }
     }
 
-    /// The inputs the fuzzers found, replayed by the plain builds of the fuzz targets.
-    func testFuzzRegressionInputsReplayCleanly() throws {
+    /// The inputs the fuzzers found, replayed by the plain builds of the fuzz targets; and the
+    /// seeds they start from (the fixtures' images, NumPy arrays and ONNX files, and fuzz-native's
+    /// small model of every op kind), so that each target's checks run in every test run (the
+    /// sanitized fuzzing itself is `tools/fuzz.sh`, or the test command with BNKIT_FUZZ_SECONDS).
+    func testFuzzRegressionInputsAndSeedsReplayCleanly() throws {
+        func files(_ folder: String, _ keep: (String) -> Bool = { _ in true }) throws -> [String] {
+            let url = TestPaths.root.appendingPathComponent(folder)
+            return try FileManager.default.contentsOfDirectory(atPath: url.path).filter(keep).sorted().map { url.appendingPathComponent($0).path }
+        }
+        var replays: [(target: String, files: [String])] = []
         for target in ["fuzz-native", "fuzz-idx", "fuzz-keras-config", "fuzz-npy"] {
-            let folder = TestPaths.root.appendingPathComponent("Fixtures/fuzz-regressions/\(target)")
-            let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).map { folder.appendingPathComponent($0).path }
-            let run = try runTool(target, files)
+            replays.append((target, try files("Fixtures/fuzz-regressions/\(target)")))
+        }
+        let seeds = try temporaryFolder().appendingPathComponent("native")
+        XCTAssertEqual(try runTool("fuzz-native", ["--write-seeds", seeds.path]).status, 0)
+        let nativeSeeds = try FileManager.default.contentsOfDirectory(atPath: seeds.path).map { seeds.appendingPathComponent($0).path }
+        replays.append(("fuzz-native", nativeSeeds))
+        replays.append(("fuzz-npy", try files("Fixtures/npy") { $0.hasPrefix("le_") || $0.hasPrefix("be_") || $0.hasPrefix("na_") || $0 == "expected.npz" }))
+        replays.append(("fuzz-image", try files("Fixtures/images") { [".png", ".jpg"].contains(where: $0.hasSuffix) }
+                                      + files("Fixtures/images/hostile") { $0.hasSuffix(".jpg") }))
+        replays.append(("fuzz-onnx", try files("Fixtures/onnx") { $0.hasSuffix(".onnx") }))
+        replays.append(("fuzz-idx", [TestPaths.fixture("mnist/t10k-labels.idx1-ubyte.gz")]))
+        for (target, inputs) in replays {
+            XCTAssertFalse(inputs.isEmpty, target)
+            let run = try runTool(target, inputs)
             XCTAssertEqual(run.status, 0, "\(target): \(run.stderr)")
         }
     }
