@@ -21,7 +21,9 @@ public enum AtomicFile {
     /// file is removed and `path` is untouched; so on an interruption that
     /// `ScratchFiles` handles (SIGINT, SIGTERM, SIGHUP in the CLIs).
     public static func replace(_ path: String, write: (String) throws -> Void) throws {
-        let pending = Pending(replacing: path)
+        let pending = try Pending(replacing: path)
+        // The writer opens the (empty) temporary by its path itself.
+        try? pending.handle.close()
         do {
             try write(pending.temporary)
             try sync(pending.temporary)
@@ -42,13 +44,8 @@ public enum AtomicFile {
         private var ended = false
 
         public init(replacing path: String) throws {
-            pending = Pending(replacing: path)
-            guard let handle = ScratchFiles.createFile(pending.temporary) else {
-                let reason = errnoText()
-                pending.discard()
-                throw WriteError(path: path, detail: "cannot create a file in \(pending.folder): \(reason)")
-            }
-            self.handle = handle
+            pending = try Pending(replacing: path)
+            handle = pending.handle
         }
 
         public func commit() throws {
@@ -78,19 +75,25 @@ public enum AtomicFile {
     }
 
     /// A hidden temporary file in the target's folder (the rename stays on one file system),
-    /// tracked by `ScratchFiles` until it is renamed into place or removed.
+    /// made and tracked by `ScratchFiles` at once, until it is renamed into place or removed.
     private struct Pending {
         let path: String
         let folder: String
         let temporary: String
         let scratch: ScratchFiles.Token
+        /// The temporary, open for reading and writing.
+        let handle: FileHandle
 
-        init(replacing path: String) {
+        init(replacing path: String) throws {
             let url = URL(fileURLWithPath: path)
             self.path = path
             folder = url.deletingLastPathComponent().path
             temporary = folder + "/." + url.lastPathComponent + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
-            scratch = ScratchFiles.track(temporary)
+            do {
+                (handle, scratch) = try ScratchFiles.createTrackedFile(temporary)
+            } catch {
+                throw WriteError(path: path, detail: "cannot create a file in \(folder): \(String(cString: strerror(error.code)))")
+            }
         }
 
         /// Renames the (flushed) temporary over the target, then makes the rename durable.
@@ -110,16 +113,20 @@ public enum AtomicFile {
 
     /// Writes `data` to `path` atomically.
     public static func write(_ data: Data, to path: String) throws {
-        try replace(path) { temporary in
-            guard let handle = ScratchFiles.createFile(temporary) else {
-                throw WriteError(path: path, detail: "cannot create a file in \(URL(fileURLWithPath: path).deletingLastPathComponent().path): \(errnoText())")
-            }
+        let pending = try Pending(replacing: path)
+        do {
             do {
-                try handle.write(contentsOf: data)
-                try handle.close()
+                try pending.handle.write(contentsOf: data)
+                try pending.handle.synchronize()
+                try pending.handle.close()
             } catch {
                 throw WriteError(path: path, detail: error.localizedDescription)
             }
+            try pending.moveIntoPlace()
+        } catch {
+            try? pending.handle.close()
+            pending.discard()
+            throw error
         }
     }
 

@@ -98,15 +98,15 @@ public enum HDF5ChildProcess {
         // The model comes back through a file in a private folder: the parent maps it (a
         // `.bin` is read in place) instead of copying it through a pipe.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-hdf5-\(UUID().uuidString)")
-        let scratch = ScratchFiles.track(folder.path)
+        let scratch: ScratchFiles.Token
+        do {
+            scratch = try ScratchFiles.makeTrackedFolder(folder.path)
+        } catch {
+            throw BNKitError.hdf5ReaderUnavailable(executable: executable, reason: "cannot create a temporary folder: \(error)")
+        }
         defer {
             try? FileManager.default.removeItem(at: folder)
             ScratchFiles.untrack(scratch)
-        }
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw BNKitError.hdf5ReaderUnavailable(executable: executable, reason: "cannot create a temporary folder: \(error)")
         }
         let encoded = folder.appendingPathComponent("model.bin").path
         let result: ChildProcess.Result

@@ -174,12 +174,11 @@ public struct Model: Sendable {
         }
         // libhdf5 and the zip reader work on files: go through a private temporary one.
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-\(UUID().uuidString)")
-        let scratch = ScratchFiles.track(folder.path)
+        let scratch = try ScratchFiles.makeTrackedFolder(folder.path)
         defer {
             try? FileManager.default.removeItem(at: folder)
             ScratchFiles.untrack(scratch)
         }
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let file = folder.appendingPathComponent("model")
         try data.write(to: file)
         do {

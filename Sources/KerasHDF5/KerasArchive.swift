@@ -87,13 +87,15 @@ enum KerasArchive {
         // libhdf5 reads files: the weights stream into a private temporary file (memory stays
         // flat whatever their size), which is read and deleted.
         let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-\(UUID().uuidString).weights.h5")
-        let scratch = ScratchFiles.track(temporary.path)
+        let output: FileHandle, scratch: ScratchFiles.Token
+        do {
+            (output, scratch) = try ScratchFiles.createTrackedFile(temporary.path, permissions: 0o600)
+        } catch {
+            throw KerasFileError.unreadable(path: path, detail: "cannot extract the weights to \(temporary.path)")
+        }
         defer {
             try? FileManager.default.removeItem(at: temporary)
             ScratchFiles.untrack(scratch)
-        }
-        guard let output = ScratchFiles.createFile(temporary.path, permissions: 0o600) else {
-            throw KerasFileError.unreadable(path: path, detail: "cannot extract the weights to \(temporary.path)")
         }
         do {
             defer { try? output.close() }

@@ -49,15 +49,15 @@ public enum NPZ {
             throw NPYError(path: shown, detail: "would inflate \(entry.compressedSize) bytes to \(entry.uncompressedSize) (a decompression bomb?)")
         }
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bnkit-npz-\(UUID().uuidString)")
-        let scratch = ScratchFiles.track(folder.path)
+        let scratch: ScratchFiles.Token
+        do {
+            scratch = try ScratchFiles.makeTrackedFolder(folder.path)
+        } catch {
+            throw NPYError(path: shown, detail: "cannot create a temporary folder")
+        }
         defer {
             try? FileManager.default.removeItem(at: folder)
             ScratchFiles.untrack(scratch)
-        }
-        do {
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw NPYError(path: shown, detail: "cannot create a temporary folder")
         }
         let file = folder.appendingPathComponent("array.npy")
         guard let handle = ScratchFiles.createFile(file.path, permissions: 0o600) else {

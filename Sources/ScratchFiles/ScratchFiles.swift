@@ -62,6 +62,35 @@ public enum ScratchFiles {
         return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 
+    /// Why a tracked file or folder could not be made: the system's error for `path`.
+    public struct CreateError: Error, CustomStringConvertible, Sendable {
+        public let path: String
+        public let code: Int32
+        public var description: String { "\(path): \(String(cString: strerror(code)))" }
+    }
+
+    /// Creates the file `path` (which must not exist), opened for reading and writing, and tracks
+    /// it, both under the tracking lock: an interruption is handled wholly before (nothing made)
+    /// or wholly after (made, tracked, removed). Tracking a path and making it after, a signal
+    /// between the two had the cleaner find nothing to remove and the path made behind it.
+    public static func createTrackedFile(_ path: String, permissions: mode_t = 0o666) throws(CreateError) -> (FileHandle, Token) {
+        let made: Result<(FileHandle, Token), CreateError> = registry.withLock { registry in
+            guard let handle = createFile(path, permissions: permissions) else { return .failure(CreateError(path: path, code: errno)) }
+            return .success((handle, registry.add(.path(path))))
+        }
+        return try made.get()
+    }
+
+    /// Makes the folder `path` (its parent must exist) and tracks it, both under the tracking
+    /// lock, as `createTrackedFile` does a file.
+    public static func makeTrackedFolder(_ path: String, permissions: mode_t = 0o700) throws(CreateError) -> Token {
+        let made: Result<Token, CreateError> = registry.withLock { registry in
+            guard mkdir(path, permissions) == 0 else { return .failure(CreateError(path: path, code: errno)) }
+            return .success(registry.add(.path(path)))
+        }
+        return try made.get()
+    }
+
     /// Installs the handlers (once; later calls do nothing) for `signals` that this process does
     /// not already ignore: a tool started with SIGINT ignored (in the background of a
     /// non-interactive shell, under nohup) keeps ignoring it.
@@ -143,10 +172,19 @@ public enum ScratchFiles {
             var info = siginfo_t()
             while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) < 0 && errno == EINTR {}
         }
-        for case .path(let path) in tracked.entries.values {
-            try? FileManager.default.removeItem(atPath: path)
-        }
+        for case .path(let path) in tracked.entries.values { remove(path) }
         endBy(signal)
+    }
+
+    /// Removes `path`, a folder with what it holds. Another thread may still be writing a file
+    /// into a tracked folder (an archive member extracted) until the folder is gone, so that a
+    /// removal can find it not empty: tried again, a bounded number of times.
+    private static func remove(_ path: String) {
+        for _ in 0..<100 {
+            if (try? FileManager.default.removeItem(atPath: path)) != nil { return }
+            var status = stat()
+            if lstat(path, &status) != 0 { return }
+        }
     }
 
     private static func endBy(_ signal: Int32) -> Never {

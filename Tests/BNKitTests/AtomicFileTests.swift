@@ -88,5 +88,17 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertEqual(errno, EEXIST)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), Data([1, 2, 3]))
         XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int, 0o600)
+        // Made and tracked under one lock: a path that exists is neither made nor tracked.
+        XCTAssertThrowsError(try ScratchFiles.createTrackedFile(path)) { error in
+            XCTAssertEqual((error as? ScratchFiles.CreateError)?.code, EEXIST)
+            XCTAssertTrue("\(error)".hasPrefix(path + ": "), "\(error)")
+        }
+        XCTAssertThrowsError(try ScratchFiles.makeTrackedFolder(folder.path)) { error in
+            XCTAssertEqual((error as? ScratchFiles.CreateError)?.code, EEXIST)
+        }
+        let inner = folder.appendingPathComponent("inner").path
+        let token = try ScratchFiles.makeTrackedFolder(inner)
+        ScratchFiles.untrack(token)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: inner)[.posixPermissions] as? Int, 0o700)
     }
 }
