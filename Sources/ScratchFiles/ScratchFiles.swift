@@ -22,11 +22,6 @@ public enum ScratchFiles {
         fileprivate let id: Int
     }
 
-    /// Tracks `path` (a file or a folder, made or about to be made) for removal on interruption.
-    public static func track(_ path: String) -> Token {
-        registry.withLock { $0.add(.path(path)) }
-    }
-
     /// Runs `spawn` (which starts a helper process and returns it with its id) under the tracking
     /// lock and tracks the process, so an interruption cannot fall between its start and its
     /// tracking: on interruption it is killed (SIGKILL) and waited for before the paths go.
