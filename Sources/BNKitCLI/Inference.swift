@@ -183,7 +183,7 @@ public func runInference(graph: Graph, imagesPath: String, labelsPath: String?, 
 /// Throughput of the model on the images, in process, without printing:
 /// images per second over all images in batches of `batch`, median of `repeats` passes.
 public func benchmark(graph: Graph, imagesPath: String, scale: InputScale?, batch: Int, threads: Int, repeats: Int,
-                      profile: ((_ steps: [(layer: String, operation: String, seconds: Double)]) -> Void)? = nil) throws -> (median: Double, all: [Double]) {
+                      profile: ((_ steps: [Executor.StepTime]) -> Void)? = nil) throws -> (median: Double, all: [Double]) {
     let executor = try Executor(graph: graph)
     let images = try IDXReader.read(path: imagesPath)
     guard images.itemSize == executor.inputSize else {

@@ -1194,28 +1194,70 @@ public final class Executor: @unchecked Sendable {
         let arenas = (0..<parallel.workers).map { arena(worker: $0, batch: 0) }
         let timing = profiling
         for position in start..<steps.count {
-            let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
+            let started = timing ? StepTiming(parallel.pool) : nil
             let step = steps[position]
             let destination = step.destination == outputIndex ? output : buffers[step.destination]!
             runStep(step, step.sources.map { UnsafePointer(buffers[$0]!) }, destination, batch: batch, parallel: parallel, arenas: arenas,
                     arena: arenas[0])
-            if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started }
+            if let started { record(started, position: position) }
         }
     }
 
-    /// While set, worker 0 adds the time of each step it runs to `stepProfile` (set it between runs).
+    /// A step's start, for the profile: the clock and the pool's job times then.
+    private struct StepTiming {
+        let pool: WorkerPool?
+        let nanoseconds = DispatchTime.now().uptimeNanoseconds
+        let jobs: (waited: UInt64, othersBusy: UInt64)?
+
+        init(_ pool: WorkerPool?) {
+            self.pool = pool
+            jobs = pool.map(\.times)
+        }
+    }
+
+    /// Adds the step at `position` started at `started` to the profile.
+    private func record(_ started: StepTiming, position: Int) {
+        stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started.nanoseconds
+        if let pool = started.pool, let before = started.jobs {
+            let after = pool.times
+            var split = stepSplits[position] ?? (0, 0, pool.count)
+            split.waited += after.waited - before.waited
+            split.othersBusy += after.othersBusy - before.othersBusy
+            stepSplits[position] = split
+        }
+    }
+
+    /// A step of `stepProfile`.
+    public typealias StepTime = (layer: String, operation: String, seconds: Double, waited: Double?, othersBusy: Double?)
+
+    /// While set, worker 0 adds the time of each step it runs to `stepProfile`, and the pool times
+    /// the steps it splits (set it between runs).
     public var profiling = false {
-        didSet { stepNanoseconds = [UInt64](repeating: 0, count: steps.count) }
+        didSet {
+            stepNanoseconds = [UInt64](repeating: 0, count: steps.count)
+            stepSplits = [:]
+            workerPool?.timing = profiling
+        }
     }
     private var stepNanoseconds: [UInt64] = []
+    /// Per step split across the pool's workers (as timed by the pool, in nanoseconds): worker 0's
+    /// waits at the joins, the other workers' time in the step's jobs, and how many workers there were.
+    private var stepSplits: [Int: (waited: UInt64, othersBusy: UInt64, workers: Int)] = [:]
 
     /// Each step's layer (the node it writes), operation and the seconds worker 0 spent in it
-    /// while `profiling` was on, in execution order.
-    public var stepProfile: [(layer: String, operation: String, seconds: Double)] {
+    /// while `profiling` was on, in execution order. For a step run by worker 0 with the other
+    /// workers of the pool at hand (one image on several threads), also the seconds of it worker 0
+    /// waited for them at the joins (`waited`), and the seconds each of the others worked on it, on
+    /// average (`othersBusy`; near `seconds` when the step was shared well, 0 when worker 0 ran it
+    /// alone). Nil for those where there was no pool (one thread, a batch in tiles a worker) and
+    /// for the steps of an inverted-bottleneck chain (one hand-over for the chain).
+    public var stepProfile: [StepTime] {
         steps.indices.map { position in
             let operation = Mirror(reflecting: steps[position].kind).children.first?.label ?? "\(steps[position].kind)"
+            let split = stepSplits[position]
             return (nodeNames[steps[position].destination], operation,
-                    Double(position < stepNanoseconds.count ? stepNanoseconds[position] : 0) / 1e9)
+                    Double(position < stepNanoseconds.count ? stepNanoseconds[position] : 0) / 1e9,
+                    split.map { Double($0.waited) / 1e9 }, split.map { Double($0.othersBusy) / 1e9 / Double(max($0.workers - 1, 1)) })
         }
     }
 
@@ -1237,6 +1279,7 @@ public final class Executor: @unchecked Sendable {
         if let workerPool, workerPool.count == threads { return workerPool }
         workerPool?.shutdown()
         let pool = WorkerPool(count: threads)
+        pool.timing = profiling
         workerPool = pool
         return pool
     }
@@ -1323,8 +1366,8 @@ public final class Executor: @unchecked Sendable {
                 position = end - 1
                 continue
             }
-            let started = timing ? DispatchTime.now().uptimeNanoseconds : 0
-            defer { if timing { stepNanoseconds[position] += DispatchTime.now().uptimeNanoseconds - started } }
+            let started = timing ? StepTiming(parallel.pool) : nil
+            defer { if let started { record(started, position: position) } }
             let destination = step.destination == outputIndex ? output : arena.buffers[bufferOfNode[step.destination]!]
             // The next step's first weights for each worker (`leadingWeights`), found here on the
             // caller: a worker that looked them up itself (at the end of its share of a step split

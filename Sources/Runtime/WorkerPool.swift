@@ -29,6 +29,14 @@ package final class WorkerPool: @unchecked Sendable {
     private let job = Atomic<Int>(0)
     private let submit = NSLock()
 
+    /// While set, the time the submitter waits at each job's join (`waitedNanoseconds`) and the
+    /// time the other workers spend running jobs (`othersBusyNanoseconds`) are added up, for a step
+    /// profile: what a split step loses to the join, and how much of the step the others worked.
+    /// Off, each job reads the flag once and the clock not at all.
+    private let timed = Atomic<Bool>(false)
+    private let waited = Atomic<UInt64>(0)
+    private let othersBusy = Atomic<UInt64>(0)
+
     /// Each worker's share of the work of a balanced job (`run(balancing:)`), from the speeds
     /// measured in the last ones (sums to 1). Read and written by the submitter only.
     private let shares: UnsafeMutablePointer<Double>
@@ -76,6 +84,19 @@ package final class WorkerPool: @unchecked Sendable {
         }
     }
 
+    /// Whether jobs are timed (`times`).
+    package var timing: Bool {
+        get { timed.load(ordering: .relaxed) }
+        set { timed.store(newValue, ordering: .relaxed) }
+    }
+
+    /// The nanoseconds, over the jobs run while `timing` was on, the submitter spent waiting for the
+    /// other workers at the joins, and the other workers spent in jobs (all of them together).
+    /// Complete for every job that has returned: a worker adds its time before it reports done.
+    package var times: (waited: UInt64, othersBusy: UInt64) {
+        (waited.load(ordering: .relaxed), othersBusy.load(ordering: .relaxed))
+    }
+
     /// Stops the threads (they exit after their current wait).
     package func shutdown() {
         stopping.store(true, ordering: .releasing)
@@ -109,12 +130,14 @@ package final class WorkerPool: @unchecked Sendable {
                     sleep.unlock()
                 }
                 current.body(0)
+                let joined = timed.load(ordering: .relaxed) ? DispatchTime.now().uptimeNanoseconds : 0
                 var spun = 0
                 var spinning = true
                 var started: UInt64 = 0
                 while pending.load(ordering: .acquiring) != 0 {
                     if spinning { bnk_cpu_relax(); spinning = Self.stillSpinning(since: &started, &spun) } else { sched_yield() }
                 }
+                if joined != 0 { waited.add(DispatchTime.now().uptimeNanoseconds - joined, ordering: .relaxed) }
             }
         }
     }
@@ -218,7 +241,9 @@ package final class WorkerPool: @unchecked Sendable {
             }
             seen = current
             if stopping.load(ordering: .acquiring) { return }
+            let began = timed.load(ordering: .relaxed) ? DispatchTime.now().uptimeNanoseconds : 0
             Unmanaged<Job>.fromOpaque(UnsafeRawPointer(bitPattern: job.load(ordering: .relaxed))!)._withUnsafeGuaranteedRef { $0.body(worker) }
+            if began != 0 { othersBusy.add(DispatchTime.now().uptimeNanoseconds - began, ordering: .relaxed) }
             pending.subtract(1, ordering: .releasing)
         }
     }

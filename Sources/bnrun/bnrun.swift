@@ -123,15 +123,26 @@ struct BNRun: ParsableCommand {
         if profile && bench == nil { throw ValidationError("--profile goes with --bench") }
     }
 
-    /// The steps' times, slowest first, with their share and a running total.
-    static func printProfile(_ steps: [(layer: String, operation: String, seconds: Double)]) {
+    /// The steps' times, slowest first, with their share and a running total; for steps split across
+    /// threads, the share of the step worker 0 waited at the joins and the share the others worked.
+    static func printProfile(_ steps: [Executor.StepTime]) {
         let total = max(steps.reduce(0) { $0 + $1.seconds }, 1e-12)
         var lines = ["step profile (worker 0, timed passes): \(steps.count) steps, \(String(format: "%.3f", total)) s"]
+        let split = steps.filter { $0.waited != nil }
+        if case let time = split.reduce(0, { $0 + $1.seconds }), time > 0 {
+            let waited = split.reduce(0) { $0 + $1.waited! }, busy = split.reduce(0) { $0 + $1.othersBusy! }
+            lines.append(String(format: "with the other threads (%d steps, %.3f s): worker 0 waited at the joins %.1f%%, ", split.count, time, 100 * waited / time)
+                         + String(format: "the others worked %.1f%% of it", 100 * busy / time))
+        }
         var running = 0.0
         for step in steps.sorted(by: { $0.seconds > $1.seconds }) {
             running += step.seconds
-            lines.append(String(format: "%9.3f ms %5.1f%% %5.1f%%  ", step.seconds * 1e3, 100 * step.seconds / total, 100 * running / total)
-                         + "\(step.operation)  \(step.layer)")
+            var line = String(format: "%9.3f ms %5.1f%% %5.1f%%  ", step.seconds * 1e3, 100 * step.seconds / total, 100 * running / total)
+                + "\(step.operation)  \(step.layer)"
+            if let waited = step.waited, let busy = step.othersBusy, step.seconds > 0 {
+                line += String(format: "  (waited %.1f%%, others worked %.1f%%)", 100 * waited / step.seconds, 100 * busy / step.seconds)
+            }
+            lines.append(line)
         }
         FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }

@@ -187,4 +187,35 @@ final class ExecutorTests: XCTestCase {
         }
         for i in 0..<4 { XCTAssertEqual(results[i], expected, "call \(i)") }
     }
+
+    /// With `profiling` on, one image on two threads gives each step the time worker 0 waited at
+    /// its joins and the time the other worker worked on it: a conv split by rows keeps the other
+    /// worker busy, within the step's own time; the small Dense head, run whole on worker 0,
+    /// keeps it idle. On one thread there is no pool to time.
+    func testStepProfileTimesTheOtherWorkersOfSplitSteps() throws {
+        var random = SeededGenerator(seed: 11)
+        let conv = try Conv2D(kernel: Tensor(shape: [3, 3, 16, 32], values: random.floats(3 * 3 * 16 * 32, in: -0.3...0.3)),
+                              bias: Tensor(random.floats(32, in: -0.1...0.1)), padding: .same, activation: .relu)
+        let head = try Dense(kernel: Tensor(shape: [32, 3], values: random.floats(32 * 3, in: -1...1)), bias: nil, activation: .linear)
+        let graph = try Graph.sequential(name: "p", inputShape: [48, 48, 16],
+                                         layers: [("conv", .conv2d(conv)), ("pool", .globalPool(kind: .average, keepDims: false)),
+                                                  ("head", .dense(head))])
+        let image = random.floats(48 * 48 * 16, in: -1...1)
+        let executor = try Executor(graph: graph)
+        executor.profiling = true
+        for _ in 0..<5 { _ = try executor.run(image, threads: 2) }
+        let profile = executor.stepProfile
+        XCTAssertEqual(profile.map(\.operation).suffix(2), ["globalPool", "dense"])
+        let split = profile[0]
+        let waited = try XCTUnwrap(split.waited), busy = try XCTUnwrap(split.othersBusy)
+        XCTAssertGreaterThan(busy, 0.2 * split.seconds, "\(split)")
+        XCTAssertLessThanOrEqual(busy, split.seconds, "\(split)")
+        XCTAssertLessThanOrEqual(waited, split.seconds, "\(split)")
+        XCTAssertEqual(profile[2].othersBusy, 0, "\(profile[2])")
+        XCTAssertEqual(profile[2].waited, 0, "\(profile[2])")
+        // Profiling again starts from nothing; one thread leaves the split times out.
+        executor.profiling = true
+        for _ in 0..<2 { _ = try executor.run(image, threads: 1) }
+        XCTAssertTrue(executor.stepProfile.allSatisfy { $0.waited == nil && $0.othersBusy == nil && $0.seconds > 0 }, "\(executor.stepProfile)")
+    }
 }

@@ -313,4 +313,28 @@ final class WorkerPoolTests: XCTestCase {
         XCTAssertEqual((zero + one).sorted { $0.lowerBound < $1.lowerBound }, queue.tiles)
         XCTAssertNil(queue.claim())
     }
+
+    /// While `timing` is on, the pool adds up the submitter's waits at the joins and the other
+    /// workers' time in jobs; while it is off, neither moves.
+    func testJobTimesAddUpWhileTimingIsOn() {
+        let pool = WorkerPool(count: 2)
+        defer { pool.shutdown() }
+        pool.run { worker in if worker == 1 { usleep(3_000) } }
+        XCTAssertTrue(pool.times == (0, 0), "timing off: \(pool.times)")
+        pool.timing = true
+        // Worker 1 works 3 ms while the submitter returns at once and waits for it.
+        pool.run { worker in if worker == 1 { usleep(3_000) } }
+        let first = pool.times
+        XCTAssertGreaterThanOrEqual(first.waited, 2_900_000, "\(first)")
+        XCTAssertGreaterThanOrEqual(first.othersBusy, 2_900_000, "\(first)")
+        // The submitter works 20 ms while worker 1 returns at once: worker 1 was busy, and the
+        // submitter waited, for far less than that.
+        pool.run { worker in if worker == 0 { usleep(20_000) } }
+        let second = pool.times
+        XCTAssertLessThan(second.othersBusy - first.othersBusy, 10_000_000, "\(second)")
+        XCTAssertLessThan(second.waited - first.waited, 10_000_000, "\(second)")
+        pool.timing = false
+        pool.run { worker in if worker == 1 { usleep(3_000) } }
+        XCTAssertTrue(pool.times == second, "timing off again: \(pool.times)")
+    }
 }
