@@ -2,15 +2,15 @@
 # The test command: installs what it needs (apt packages; a Python venv with
 # Keras 2 and Keras 3 for the interop check), then runs every test:
 #   1. the Keras interop check (tools/interop.sh), the ONNX export check (tools/onnx_export_check.py) and the
-#      batch-statistics check against Keras (tools/bn_statistics_reference.py check), then the Swift tests, in
-#      release (the end-to-end tests run real models over 10,000 images),
+#      batch-statistics check against Keras (tools/bn_statistics_reference.py check),
 #   2. at the same time, the smallest keras.applications model of each family, and segmentation and 1-D networks,
 #      folded and run against Keras (tools/applications_check.py),
 #   3. with BNKIT_FUZZ_SECONDS=N, at the same time and at low priority, each fuzz target for N s in a sanitized debug
 #      build (tools/fuzz.sh; a campaign: tools/fuzz.sh 60 or --runs 1000000). Not by default: building the sanitized
 #      targets is four minutes of CPU, which took the command past 15 minutes on a slow 2-core machine; the Swift
 #      tests replay the fuzzers' kept findings and seeds through the plain builds of every target,
-#   4. the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks AVX2 and portable kernels by itself);
+#   4. the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks AVX2 and portable kernels by itself),
+#   5. the Swift tests, in release (the end-to-end tests run real models over 10,000 images);
 # and first, the C kernels compiled for arm64 (tools/arm64_compile_check.sh: compiles, runs nothing), and their GEMM
 # paths (the NEON tile, the portable C) and the other kernels built for arm64 and run under qemu against references
 # (tools/arm64_kernel_check.sh).
@@ -64,13 +64,7 @@ fuzzing() {
   echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
   BNKIT_FUZZ_PREBUILT=1 BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS}"
 }
-swift_tests() {
-  echo "== [${SECONDS} s] swift tests"
-  swift test -c release --skip-build --disable-swift-testing
-}
-# The Swift tests follow the Keras checks in their lane, while the longer applications lane still
-# runs: one after the other they left a core idle for a minute and more (897 s on a slow AMD Zen 3).
-( keras_checks && swift_tests ) >"$logs/keras.log" 2>&1 &
+( keras_checks ) >"$logs/keras.log" 2>&1 &
 keras=$!
 ( application_checks ) >"$logs/applications.log" 2>&1 &
 applications=$!
@@ -88,4 +82,5 @@ done
 [ "$failed" = 0 ] || exit 1
 echo "== [${SECONDS} s] the bench's CPUID cap (tools/cpuid_cap.c): bnrun chooses its AVX2 and portable kernels by itself under it"
 tools/cpu_cap_check.sh .build/release
-echo "== [${SECONDS} s] done"
+echo "== [${SECONDS} s] swift tests"
+swift test -c release --skip-build --disable-swift-testing

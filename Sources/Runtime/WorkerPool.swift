@@ -29,8 +29,8 @@ package final class WorkerPool: @unchecked Sendable {
     private let job = Atomic<Int>(0)
     private let submit = NSLock()
 
-    /// While set, the time the submitter waits at each job's join (`waitedNanoseconds`) and the
-    /// time the other workers spend running jobs (`othersBusyNanoseconds`) are added up, for a step
+    /// While set, the time the submitter waits at each job's join (`waited`) and the time the other
+    /// workers spend running jobs (`othersBusy`) are added up, in nanoseconds, for a step
     /// profile: what a split step loses to the join, and how much of the step the others worked.
     /// Off, each job reads the flag once and the clock not at all.
     private let timed = Atomic<Bool>(false)
