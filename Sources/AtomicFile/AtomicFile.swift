@@ -113,21 +113,14 @@ public enum AtomicFile {
 
     /// Writes `data` to `path` atomically.
     public static func write(_ data: Data, to path: String) throws {
-        let pending = try Pending(replacing: path)
+        let stream = try Stream(replacing: path)
         do {
-            do {
-                try pending.handle.write(contentsOf: data)
-                try pending.handle.synchronize()
-                try pending.handle.close()
-            } catch {
-                throw WriteError(path: path, detail: error.localizedDescription)
-            }
-            try pending.moveIntoPlace()
+            try stream.handle.write(contentsOf: data)
         } catch {
-            try? pending.handle.close()
-            pending.discard()
-            throw error
+            stream.abandon()
+            throw WriteError(path: path, detail: error.localizedDescription)
         }
+        try stream.commit()
     }
 
     private static func sync(_ path: String) throws {
