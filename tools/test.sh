@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs (apt packages; a Python venv with
 # Keras 2 and Keras 3 for the interop check), then runs every test:
-#   1. the Keras interop check (tools/interop.sh), the ONNX export check (tools/onnx_export_check.py) and the
-#      batch-statistics check against Keras (tools/bn_statistics_reference.py check),
+#   1. the C kernels compiled for arm64 (tools/arm64_compile_check.sh: compiles, runs nothing), and their GEMM paths
+#      (the NEON tile, the portable C) and the other kernels built for arm64 and run under qemu against references
+#      (tools/arm64_kernel_check.sh); the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks
+#      AVX2 and portable kernels by itself); the Keras interop check (tools/interop.sh), the ONNX export check
+#      (tools/onnx_export_check.py) and the batch-statistics check against Keras (tools/bn_statistics_reference.py check),
 #   2. at the same time, the smallest keras.applications model of each family, and segmentation and 1-D networks,
 #      folded and run against Keras (tools/applications_check.py),
 #   3. with BNKIT_FUZZ_SECONDS=N, at the same time and at low priority, each fuzz target for N s in a sanitized debug
 #      build (tools/fuzz.sh; a campaign: tools/fuzz.sh 60 or --runs 1000000). Not by default: building the sanitized
 #      targets is four minutes of CPU, which took the command past 15 minutes on a slow 2-core machine; the Swift
 #      tests replay the fuzzers' kept findings and seeds through the plain builds of every target,
-#   4. the bench's CPUID cap checked on bnrun (tools/cpu_cap_check.sh: bnrun picks AVX2 and portable kernels by itself),
-#   5. the Swift tests, in release (the end-to-end tests run real models over 10,000 images);
-# and first, the C kernels compiled for arm64 (tools/arm64_compile_check.sh: compiles, runs nothing), and their GEMM
-# paths (the NEON tile, the portable C) and the other kernels built for arm64 and run under qemu against references
-# (tools/arm64_kernel_check.sh).
+#   4. then the Swift tests, in release (the end-to-end tests run real models over 10,000 images).
+# The arm64 checks (about 25 s) and the CPUID cap check ran on their own between the build and the lanes until the
+# fifty-third session; the first lane had about a minute less to do than the second (153 against 223 s, and 150
+# against 193 s in a fresh-clone run of 864 s on a slow AMD Zen 3), so they now go at its start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -23,16 +25,18 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 tools/venv.sh >"$logs/venv.log" 2>&1 &
 venv=$!
 swift build -c release --build-tests
-echo "== [${SECONDS} s] the C kernels compiled for arm64"
-tools/arm64_compile_check.sh
-echo "== [${SECONDS} s] the C kernels for arm64 (NEON and portable), run under qemu-aarch64"
-tools/arm64_kernel_check.sh
 if ! wait "$venv"; then echo "tools/venv.sh failed:"; cat "$logs/venv.log"; exit 1; fi
 # The Python checks run in two lanes at once, and the fuzzing if asked (its sanitized build first) in
 # a third at low priority: one after another they left part of the second core idle (1108 → 1036 s
 # on a slow AMD Zen 3, fuzzing included). Each lane's output is kept and shown in order when all
 # end. A lane stops at its first failure; every lane is waited for.
 keras_checks() {
+  echo "== [${SECONDS} s] the C kernels compiled for arm64"
+  tools/arm64_compile_check.sh
+  echo "== [${SECONDS} s] the C kernels for arm64 (NEON and portable), run under qemu-aarch64"
+  tools/arm64_kernel_check.sh
+  echo "== [${SECONDS} s] the bench's CPUID cap (tools/cpuid_cap.c): bnrun chooses its AVX2 and portable kernels by itself under it"
+  tools/cpu_cap_check.sh .build/release
   echo "== [${SECONDS} s] interop: the .h5 files bnconv writes, opened by Keras 2 and Keras 3"
   tools/interop.sh .build/release/bnconv
   echo "== [${SECONDS} s] ONNX export: bnconv convert to .onnx (BN kept, and folded), run by onnxruntime and OpenVINO, against Keras"
@@ -80,7 +84,5 @@ for lane in "${lanes[@]}"; do
   cat "$logs/$lane.log"
 done
 [ "$failed" = 0 ] || exit 1
-echo "== [${SECONDS} s] the bench's CPUID cap (tools/cpuid_cap.c): bnrun chooses its AVX2 and portable kernels by itself under it"
-tools/cpu_cap_check.sh .build/release
 echo "== [${SECONDS} s] swift tests"
 swift test -c release --skip-build --disable-swift-testing
