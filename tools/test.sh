@@ -26,8 +26,8 @@ tools/venv.sh >"$logs/venv.log" 2>&1 &
 venv=$!
 swift build -c release --build-tests
 if ! wait "$venv"; then echo "tools/venv.sh failed:"; cat "$logs/venv.log"; exit 1; fi
-# The Python checks run in two lanes at once, and the fuzzing if asked (its sanitized build first) in
-# a third at low priority: one after another they left part of the second core idle (1108 → 1036 s
+# The checks after the build (the first lane's arm64 and CPUID-cap checks, then the Python checks) run
+# in two lanes at once, and the fuzzing if asked (its sanitized build first) in a third at low priority: one after another they left part of the second core idle (1108 → 1036 s
 # on a slow AMD Zen 3, fuzzing included). Each lane's output is kept and shown in order when all
 # end. A lane stops at its first failure; every lane is waited for.
 keras_checks() {
