@@ -30,7 +30,7 @@ if ! wait "$venv"; then echo "tools/venv.sh failed:"; cat "$logs/venv.log"; exit
 # in two lanes at once, and the fuzzing if asked (its sanitized build first) in a third at low priority: one after another they left part of the second core idle (1108 → 1036 s
 # on a slow AMD Zen 3, fuzzing included). Each lane's output is kept and shown in order when all
 # end. A lane stops at its first failure; every lane is waited for.
-keras_checks() {
+kernel_and_interop_checks() {
   echo "== [${SECONDS} s] the C kernels compiled for arm64"
   tools/arm64_compile_check.sh
   echo "== [${SECONDS} s] the C kernels for arm64 (NEON and portable), run under qemu-aarch64"
@@ -68,11 +68,11 @@ fuzzing() {
   echo "== [${SECONDS} s] fuzzing each reader for ${BNKIT_FUZZ_SECONDS} s (debug builds: the smoke run; tools/fuzz.sh alone fuzzes release builds)"
   BNKIT_FUZZ_PREBUILT=1 BNKIT_FUZZ_CONFIGURATION="${BNKIT_FUZZ_CONFIGURATION:-debug}" tools/fuzz.sh "${BNKIT_FUZZ_SECONDS}"
 }
-( keras_checks ) >"$logs/keras.log" 2>&1 &
-keras=$!
+( kernel_and_interop_checks ) >"$logs/interop.log" 2>&1 &
+interop=$!
 ( application_checks ) >"$logs/applications.log" 2>&1 &
 applications=$!
-lanes=(keras applications)
+lanes=(interop applications)
 if [ -n "${BNKIT_FUZZ_SECONDS:-}" ]; then
   ( renice -n 10 -p "$BASHPID" >/dev/null; fuzzing ) >"$logs/fuzz.log" 2>&1 &
   fuzz=$!
