@@ -55,10 +55,13 @@ final class WorkerPoolTests: XCTestCase {
         for shares in [[1.0, 1], [0.2, 0.8], [0.7, 0.3], [0.2, 0.5, 0.3], [1, 1, 1, 1, 1]] {
             let pool = WorkerPool(count: shares.count)
             defer { pool.shutdown() }
-            pool.balance = shares
             let total = shares.reduce(0, +)
             for count in [0, 1, 7, 16, 100, 1001] {
                 for align in [1, 12, 16] {
+                    // Set before every job: under other load a job of five threads on two cores can
+                    // take over 20 µs, and the pool then moves the shares toward the speeds it saw
+                    // (a fresh-clone CI run: equal shares of 1001 cut 206, 200, 241, 193, 161).
+                    pool.balance = shares
                     let ranges = Mutex([Range<Int>?](repeating: nil, count: shares.count))
                     pool.run(balancing: count, align: align) { range, worker in ranges.withLock { $0[worker] = range } }
                     let found = ranges.withLock { $0 }.map { $0 ?? 0..<0 }
@@ -70,8 +73,8 @@ final class WorkerPoolTests: XCTestCase {
                     }
                 }
             }
-            // Jobs of a few microseconds are too short to measure: the shares stay.
-            XCTAssertEqual(pool.balance.map { ($0 * 1000).rounded() }, shares.map { ($0 / total * 1000).rounded() })
+            // Whatever the jobs' times, the shares stay a partition of the work.
+            XCTAssertEqual(pool.balance.reduce(0, +), 1, accuracy: 1e-9)
         }
     }
 
